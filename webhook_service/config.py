@@ -1,0 +1,480 @@
+"""Service configuration: one optional TOML file plus environment overrides, validated once at start.
+
+Sources, later ones win:
+1. built-in defaults (an embedded setup under ``./data`` that needs no servers);
+2. the TOML file named by ``WEBHOOK_SERVICE_CONFIG`` (or ``--config``);
+3. well-known environment variables (``DATABASE_URL``, ``REDIS_URL``, ``DATA_DIR``, ``SECRET_KEY``,
+   ``PUBLIC_BASE_URL``, ``HOST``, ``PORT``, ``WEBHOOK_ENV``);
+4. ``WEBHOOK__<SECTION>__<KEY>`` variables for anything else (values parsed as JSON when they parse).
+
+Any string value may be written ``"env:NAME"`` to read a secret from the environment at start, so the
+TOML file itself can be committed without secrets.
+
+A bad setting stops the service with one line naming it (``ConfigError``).
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .phone import normalize_e164
+
+DEFAULT_TENANT_ID = "00000000-0000-0000-0000-000000000000"
+DEFAULT_PHONE_NUMBER_ID = "00000000-0000-0000-0000-000000000000"
+DEFAULT_PHONE_NUMBER = "+15551234567"
+# The seeds' own example credentials, so their client code runs unchanged against a development server.
+DEVELOPMENT_USERNAME = "your-email@example.com"
+DEVELOPMENT_PASSWORD = "your-password"
+DEVELOPMENT_API_KEY = "dev-api-key"
+
+MIB = 1024 * 1024
+
+# Seed 001, "Supported Formats".
+DEFAULT_ALLOWED_MEDIA_TYPES = (
+    "image/jpeg", "image/png", "image/gif", "image/webp",
+    "video/mp4", "video/quicktime", "video/x-msvideo",
+    "audio/mpeg", "audio/wav", "audio/aac",
+    "application/pdf", "text/plain", "text/vcard",
+)
+
+CONFIG_PATH_VARIABLE = "WEBHOOK_SERVICE_CONFIG"
+# Plain environment variables that map onto one setting each (the names platforms conventionally set).
+ENVIRONMENT_SHORTCUTS = {
+    "DATABASE_URL": ("database_url",),
+    "REDIS_URL": ("redis_url",),
+    "DATA_DIR": ("data_dir",),
+    "SECRET_KEY": ("secret_key",),
+    "PUBLIC_BASE_URL": ("public_base_url",),
+    "HOST": ("host",),
+    "PORT": ("port",),
+    "WEBHOOK_ENV": ("environment",),
+    "LOG_LEVEL": ("log_level",),
+}
+NESTED_PREFIX = "WEBHOOK__"
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong. The message is one line and names the setting."""
+
+
+class Strict(BaseModel):
+    # Unknown keys are typos; reject them instead of silently ignoring a setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PhoneNumber(Strict):
+    id: str
+    number: str
+
+    @field_validator("number")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        normalized = normalize_e164(value)
+        if normalized is None:
+            raise ValueError(f"{value!r} is not a phone number in E.164 form")
+        return normalized
+
+
+class Tenant(Strict):
+    id: str = Field(min_length=1)
+    name: str = ""
+    phone_numbers: list[PhoneNumber] = []
+    # Overrides storage.url_ttl_seconds for this tenant's signed media URLs.
+    media_url_ttl_seconds: int | None = Field(default=None, gt=0)
+
+
+class ApiUser(Strict):
+    username: str = Field(min_length=1)
+    # A werkzeug password hash (`webhook-service hash-password` prints one).
+    password_hash: str = Field(min_length=1)
+    tenant: str
+
+
+class ApiKey(Strict):
+    name: str = Field(min_length=1)
+    # Hex SHA-256 of the key (`webhook-service new-api-key` prints a key and its hash).
+    key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    tenant: str
+
+
+class MediaAuth(Strict):
+    """Credentials for downloading a provider's media, sent only to `hosts`."""
+    kind: Literal["basic", "header"]
+    username: str | None = None
+    password: str | None = None
+    header: str | None = None
+    value: str | None = None
+    # Exact host names, or "*.example.com" for subdomains. Empty: the adapter's own media hosts.
+    hosts: list[str] = []
+
+    @model_validator(mode="after")
+    def _complete(self) -> "MediaAuth":
+        if self.kind == "basic" and not (self.username and self.password):
+            raise ValueError("kind 'basic' needs username and password")
+        if self.kind == "header" and not (self.header and self.value):
+            raise ValueError("kind 'header' needs header and value")
+        return self
+
+
+class Connection(Strict):
+    """One provider account: where its webhooks come in, how they are proven, whose they are."""
+    provider: str
+    name: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    tenant: str = DEFAULT_TENANT_ID
+    # False only for development connections that accept unsigned requests (refused in production).
+    verify: bool = True
+    # Signing secrets, auth tokens or public keys, as the provider's scheme needs. Any one of them may
+    # match, so a secret is rotated by listing the new one beside the old one.
+    secrets: list[str] = []
+    # Accepted "username:password" pairs for HTTP Basic auth on the webhook URL (rotation: list both).
+    basic_auth: list[str] = []
+    # The exact public URL the provider calls, when signatures cover the URL and a proxy rewrites it.
+    public_url: str | None = None
+    timestamp_tolerance_seconds: int | None = Field(default=None, gt=0)
+    media_auth: MediaAuth | None = None
+    media_max_bytes: int | None = Field(default=None, gt=0)
+    # Provider-specific settings, validated by the provider's adapter.
+    options: dict[str, Any] = {}
+
+    @field_validator("basic_auth")
+    @classmethod
+    def _pairs(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if ":" not in value or value.startswith(":"):
+                raise ValueError("each entry must be 'username:password'")
+        return values
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}/{self.name}"
+
+
+class ProxySettings(Strict):
+    """How many trusted proxies set each X-Forwarded-* header (werkzeug ProxyFix). 0 = ignore it."""
+    x_for: int = Field(default=0, ge=0)
+    x_proto: int = Field(default=0, ge=0)
+    x_host: int = Field(default=0, ge=0)
+    x_port: int = Field(default=0, ge=0)
+    x_prefix: int = Field(default=0, ge=0)
+
+
+class FetchSettings(Strict):
+    allow_http: bool = False
+    max_redirects: int = Field(default=3, ge=0, le=10)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0)
+    total_timeout: float = Field(default=30.0, gt=0)
+    # Explicit exemptions from the private-address refusal: a private media host, the tests' server.
+    allow_private_hosts: list[str] = []
+    allow_private_networks: list[str] = []
+
+    @field_validator("allow_private_networks")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            ipaddress.ip_network(value, strict=False)
+        return values
+
+
+class MediaSettings(Strict):
+    max_bytes: int = Field(default=5 * MIB, gt=0)
+    allowed_types: list[str] = list(DEFAULT_ALLOWED_MEDIA_TYPES)
+    # Decompression-bomb limit, checked from the image header before any pixel is decoded.
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    jpeg_quality: int = Field(default=90, ge=1, le=100)
+    retry_max_attempts: int = Field(default=8, ge=1)
+    retry_base_delay_seconds: float = Field(default=5.0, ge=0)
+    retry_max_delay_seconds: float = Field(default=900.0, ge=0)
+    # A 404 this soon after the webhook is the provider still propagating the file: retry it.
+    not_found_grace_seconds: float = Field(default=60.0, ge=0)
+    # Attachments still pending this long after they were due are enqueued again by the sweep.
+    sweep_after_seconds: float = Field(default=120.0, gt=0)
+    fetch: FetchSettings = FetchSettings()
+
+
+class S3Settings(Strict):
+    bucket: str
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    prefix: str = ""
+
+
+class AzureSettings(Strict):
+    container: str
+    connection_string: str | None = None
+    account_url: str | None = None
+    account_name: str | None = None
+    account_key: str | None = None
+    prefix: str = ""
+
+    @model_validator(mode="after")
+    def _credentials(self) -> "AzureSettings":
+        if not self.connection_string and not self.account_url:
+            raise ValueError("set connection_string, or account_url (with account_name/account_key)")
+        return self
+
+
+class StorageSettings(Strict):
+    backend: Literal["local", "s3", "azure"] = "local"
+    # Lifetime of signed media URLs. Short by default; see the README on long-lived links.
+    url_ttl_seconds: int = Field(default=3600, gt=0)
+    local_dir: Path | None = None
+    s3: S3Settings | None = None
+    azure: AzureSettings | None = None
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> "StorageSettings":
+        if self.backend == "s3" and self.s3 is None:
+            raise ValueError("backend 's3' needs a [storage.s3] section")
+        if self.backend == "azure" and self.azure is None:
+            raise ValueError("backend 'azure' needs a [storage.azure] section")
+        return self
+
+
+class QueueSettings(Strict):
+    worker_threads: int = Field(default=4, ge=1, le=64)
+    # Embedded default: tasks run in this process' consumer. "immediate" runs them inline (tests).
+    immediate: bool = False
+
+
+class Settings(Strict):
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    # Signs local media URLs. Development generates one under data_dir; production must set it.
+    secret_key: str | None = Field(default=None, min_length=32)
+    public_base_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    web_workers: int = Field(default=2, ge=1, le=64)
+    web_threads: int = Field(default=4, ge=1, le=64)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    phone_default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
+    webhook_max_body_bytes: int = Field(default=MIB, gt=0)
+    # Quarantined and accepted raw requests older than this are removed by `webhook-service prune`.
+    retention_days: int = Field(default=30, gt=0)
+    proxy: ProxySettings = ProxySettings()
+    media: MediaSettings = MediaSettings()
+    storage: StorageSettings = StorageSettings()
+    queue: QueueSettings = QueueSettings()
+    tenants: list[Tenant] = []
+    api_users: list[ApiUser] = []
+    api_keys: list[ApiKey] = []
+    connections: list[Connection] = []
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^/?#]+(/[^?#]*)?$", value):
+            raise ValueError("must be an absolute http(s) URL without query, e.g. https://hooks.example.com")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value and value.startswith("postgres://"):
+            # Heroku-style URLs; SQLAlchemy needs the dialect name and we use psycopg 3.
+            value = "postgresql+psycopg://" + value[len("postgres://"):]
+        elif value and value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value[len("postgresql://"):]
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> "Settings":
+        tenant_ids = [tenant.id for tenant in self.tenants]
+        _unique("tenants", tenant_ids)
+        _unique("connections", [c.key for c in self.connections], label="provider/name")
+        _unique("api_users", [u.username for u in self.api_users], label="username")
+        known = set(tenant_ids)
+        for section, items in (("api_users", self.api_users), ("api_keys", self.api_keys),
+                               ("connections", self.connections)):
+            for index, item in enumerate(items):
+                if item.tenant not in known:
+                    raise _located(f"{section}[{index}].tenant", f"unknown tenant {item.tenant!r}")
+        for index, connection in enumerate(self.connections):
+            where = f"connections[{index}] ({connection.key})"
+            if not connection.verify and self.environment == "production":
+                raise _located(where, "verify = false (an unsigned development connection) is refused "
+                                      "in production")
+            if connection.verify and not connection.secrets and not connection.basic_auth:
+                raise _located(where, "has no secrets and no basic_auth, so nothing can prove its "
+                                      "requests genuine; add one, or set verify = false in development")
+        if self.environment == "production" and not self.secret_key:
+            raise _located("secret_key", "must be set in production (SECRET_KEY, at least 32 characters)")
+        return self
+
+    # Derived values -------------------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'service.db').resolve()}"
+
+    @property
+    def local_blob_dir(self) -> Path:
+        return (self.storage.local_dir or self.data_dir / "blobs").resolve()
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return next((t for t in self.tenants if t.id == tenant_id), None)
+
+
+class _LocatedError(ValueError):
+    def __init__(self, location: str, message: str):
+        super().__init__(f"{location}: {message}")
+
+
+def _located(location: str, message: str) -> _LocatedError:
+    return _LocatedError(location, message)
+
+
+def _unique(section: str, values: list[str], label: str = "id") -> None:
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            raise _located(f"{section}[{index}]", f"duplicate {label} {value!r}")
+        seen.add(value)
+
+
+# Loading -----------------------------------------------------------------------------------
+
+def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read, merge and validate the configuration. Raises ConfigError with a one-line message."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_PATH_VARIABLE) or None
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"{CONFIG_PATH_VARIABLE}: no such file {str(path)!r}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    _apply_environment(data, environ)
+    if overrides:
+        _deep_merge(data, dict(overrides))
+    _resolve_env_references(data, environ, location="")
+    if data.get("environment", "development") == "development":
+        _add_development_defaults(data)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for variable, path in ENVIRONMENT_SHORTCUTS.items():
+        if environ.get(variable):
+            _set_path(data, path, environ[variable])
+    for variable, raw in environ.items():
+        if variable.startswith(NESTED_PREFIX) and len(variable) > len(NESTED_PREFIX):
+            path = tuple(part.lower() for part in variable[len(NESTED_PREFIX):].split("__"))
+            _set_path(data, path, _parse_env_value(raw))
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(path)}: cannot set inside a non-table value")
+    node[path[-1]] = value
+
+
+def _deep_merge(target: dict[str, Any], source: dict[str, Any]) -> None:
+    for key, value in source.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def _resolve_env_references(node: Any, environ: Mapping[str, str], location: str) -> Any:
+    """Replace every "env:NAME" string by the variable's value, in place."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in list(items):
+        here = f"{location}.{key}" if isinstance(key, str) else f"{location}[{key}]"
+        if isinstance(value, str) and value.startswith("env:"):
+            name = value[4:]
+            if name not in environ:
+                raise ConfigError(f"{here.lstrip('.')}: environment variable {name} is not set")
+            node[key] = environ[name]
+        elif isinstance(value, (dict, list)):
+            _resolve_env_references(value, environ, here)
+    return node
+
+
+def _add_development_defaults(data: dict[str, Any]) -> None:
+    """A first run with no configuration gets one tenant, one API user and an unsigned connection per
+    provider, so every README example works at once. Never applied in production."""
+    from werkzeug.security import generate_password_hash
+
+    from .providers import ADAPTERS  # late import: adapters import this module
+
+    if not data.get("tenants"):
+        data["tenants"] = [{
+            "id": DEFAULT_TENANT_ID,
+            "name": "development",
+            "phone_numbers": [{"id": DEFAULT_PHONE_NUMBER_ID, "number": DEFAULT_PHONE_NUMBER}],
+        }]
+    tenant_id = data["tenants"][0].get("id", DEFAULT_TENANT_ID)
+    if not data.get("api_users") and not data.get("api_keys"):
+        data["api_users"] = [{
+            "username": DEVELOPMENT_USERNAME,
+            "password_hash": _development_password_hash(generate_password_hash),
+            "tenant": tenant_id,
+        }]
+        import hashlib
+        data["api_keys"] = [{
+            "name": "development",
+            "key_sha256": hashlib.sha256(DEVELOPMENT_API_KEY.encode()).hexdigest(),
+            "tenant": tenant_id,
+        }]
+    if not data.get("connections"):
+        data["connections"] = [
+            {"provider": provider, "name": "dev", "tenant": tenant_id, "verify": False}
+            for provider in sorted(ADAPTERS)
+        ]
+
+
+_DEVELOPMENT_HASH: list[str] = []
+
+
+def _development_password_hash(generate) -> str:
+    # Hashing is deliberately slow; do it once per process however often settings are loaded.
+    if not _DEVELOPMENT_HASH:
+        _DEVELOPMENT_HASH.append(generate(DEVELOPMENT_PASSWORD))
+    return _DEVELOPMENT_HASH[0]
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ""
+    for part in first["loc"]:
+        location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
+    message = first["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    if location:
+        return f"{location}: {message}{more}"
+    return f"{message}{more}"

@@ -1,0 +1,47 @@
+"""Canonical message statuses and the rule that a message's status only moves forward.
+
+Providers deliver reports late, twice and out of order. The current status therefore follows a rank:
+a report applies only if it is further along than what we have, terminal states stay terminal, and the
+one exception is delivered -> read. Every report is still kept in the message's history.
+"""
+from __future__ import annotations
+
+RECEIVED = "received"
+UNKNOWN = "unknown"
+
+# Progress of an outbound message before it reaches a final state.
+_IN_FLIGHT_RANK = {
+    "accepted": 10,
+    "scheduled": 20,
+    "queued": 30,
+    "sending": 40,
+    "sent": 50,
+}
+TERMINAL = frozenset({
+    "delivered", "undelivered", "failed", "rejected", "expired", "canceled", "deleted", "read",
+    RECEIVED,
+})
+CANONICAL = frozenset(_IN_FLIGHT_RANK) | TERMINAL | {UNKNOWN}
+
+
+def advances(current: str | None, new: str) -> bool:
+    """Whether a report with status `new` should replace the current status."""
+    if new == UNKNOWN:
+        return current is None
+    if current is None or current == UNKNOWN:
+        return True
+    if current == "delivered" and new == "read":
+        return True
+    if current in TERMINAL:
+        return False
+    if new in TERMINAL:
+        return True
+    return _IN_FLIGHT_RANK[new] > _IN_FLIGHT_RANK[current]
+
+
+def canonical(mapping: dict[str, str], provider_status: str | None) -> str:
+    """Look a provider's status up in an adapter's mapping table; anything unmapped is `unknown`
+    (the provider's own word is still stored beside it)."""
+    if not provider_status:
+        return UNKNOWN
+    return mapping.get(provider_status.strip().lower(), UNKNOWN)
