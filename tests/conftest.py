@@ -1,4 +1,5 @@
 # Fixture modules, one per concern, so independent parts of the suite do not share one big file.
 pytest_plugins = [
     "tests.plugins.services",
+    "tests.plugins.app",
 ]

@@ -368,9 +368,24 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
     if data.get("environment", "development") == "development":
         _add_development_defaults(data)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
+    _check_providers(settings)
+    return settings
+
+
+def _check_providers(settings: Settings) -> None:
+    from .providers import ADAPTERS  # late import: adapters import this module
+
+    for index, connection in enumerate(settings.connections):
+        adapter = ADAPTERS.get(connection.provider)
+        if adapter is None:
+            raise ConfigError(f"connections[{index}].provider: unknown provider {connection.provider!r} "
+                              f"(known: {', '.join(sorted(ADAPTERS))})")
+        problem = adapter.validate_options(connection)
+        if problem:
+            raise ConfigError(f"connections[{index}] ({connection.key}): {problem}")
 
 
 def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:

@@ -1,0 +1,178 @@
+"""GET /api/v1/messages, /api/v1/messages/<id>, /api/v1/providers/<p>/messages/<provider id>, and the
+event feed GET /api/v1/events. Everything is scoped to the caller's tenant: another tenant's message is
+simply not found."""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import Blueprint, request
+from sqlalchemy.orm import Session
+
+from .. import feed, statuses
+from ..api_auth import current_principal, require_api_auth
+from ..media_links import attachment_url_signer
+from ..models import Attachment, FeedEvent, Message, StatusEventRow
+from ..phone import normalize_address
+from ..providers.base import parse_time
+from ..runtime import current_runtime
+from ..serializers import iso, message_json
+from .errors import ApiError
+
+blueprint = Blueprint("read_api", __name__, url_prefix="/api/v1")
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+DEFAULT_EVENTS = 100
+MAX_EVENTS = 1000
+
+
+@blueprint.get("/messages")
+@require_api_auth
+def list_messages():
+    runtime = current_runtime()
+    tenant_id = current_principal().tenant_id
+    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    query = sa.select(Message).where(Message.tenant_id == tenant_id)
+    cursor = request.args.get("cursor")
+    if cursor:
+        query = query.where(Message.seq < _cursor_value(cursor))
+    query = _apply_filters(query, runtime)
+    query = query.order_by(Message.seq.desc()).limit(limit + 1)
+    with runtime.db.reading() as session:
+        rows = list(session.scalars(query))
+        page = rows[:limit]
+        body = {"messages": _render(session, page, runtime),
+                "nextCursor": str(page[-1].seq) if len(rows) > limit else None}
+    return body
+
+
+@blueprint.get("/messages/<message_id>")
+@require_api_auth
+def get_message(message_id: str):
+    return _one(Message.id == message_id)
+
+
+@blueprint.get("/providers/<provider>/messages/<path:provider_message_id>")
+@require_api_auth
+def get_message_by_provider_id(provider: str, provider_message_id: str):
+    return _one(Message.provider == provider, Message.provider_message_id == provider_message_id)
+
+
+@blueprint.get("/events")
+@require_api_auth
+def list_events():
+    """The ordered feed. Pass back `nextCursor` as `after` to continue; an empty page means caught up."""
+    runtime = current_runtime()
+    tenant_id = current_principal().tenant_id
+    after = _cursor_value(request.args.get("after") or "0")
+    limit = _int_arg("limit", DEFAULT_EVENTS, 1, MAX_EVENTS)
+    query = (sa.select(FeedEvent).where(FeedEvent.tenant_id == tenant_id, FeedEvent.id > after)
+             .order_by(FeedEvent.id).limit(limit))
+    kinds = [k for k in request.args.get("type", "").split(",") if k]
+    if kinds:
+        unknown = sorted(set(kinds) - set(feed.TYPES))
+        if unknown:
+            raise ApiError(400, "invalid_parameter", f"type: unknown event type {unknown[0]!r}; "
+                                                     f"use {', '.join(feed.TYPES)}")
+        query = query.where(FeedEvent.type.in_(kinds))
+    with runtime.db.reading() as session:
+        events = list(session.scalars(query))
+        signer = attachment_url_signer(runtime)
+        stored_ids = [e.attachment_id for e in events if e.type == feed.ATTACHMENT_STORED]
+        stored = {a.id: a for a in session.scalars(sa.select(Attachment).where(Attachment.id.in_(stored_ids)))} \
+            if stored_ids else {}
+        rendered = []
+        for event in events:
+            data = dict(event.data)
+            if event.type == feed.ATTACHMENT_STORED and event.attachment_id in stored:
+                data["url"] = signer(stored[event.attachment_id])
+            rendered.append({"id": str(event.id), "type": event.type, "createdAt": iso(event.created_at),
+                             "data": data})
+    next_cursor = rendered[-1]["id"] if rendered else str(after)
+    return {"events": rendered, "nextCursor": next_cursor}
+
+
+# Helpers ---------------------------------------------------------------------------------------
+
+def _one(*conditions):
+    runtime = current_runtime()
+    query = sa.select(Message).where(Message.tenant_id == current_principal().tenant_id, *conditions)
+    with runtime.db.reading() as session:
+        message = session.scalars(query.limit(1)).first()
+        if message is None:
+            raise ApiError(404, "not_found", "No such message.")
+        return _render(session, [message], runtime)[0]
+
+
+def _render(session: Session, messages: list[Message], runtime) -> list[dict]:
+    """Messages with their attachments and status history, in two queries for the whole page."""
+    if not messages:
+        return []
+    seqs = [m.seq for m in messages]
+    attachments: dict[int, list[Attachment]] = defaultdict(list)
+    for attachment in session.scalars(sa.select(Attachment).where(Attachment.message_seq.in_(seqs))
+                                      .order_by(Attachment.message_seq, Attachment.index)):
+        attachments[attachment.message_seq].append(attachment)
+    history: dict[int, list[StatusEventRow]] = defaultdict(list)
+    for row in session.scalars(sa.select(StatusEventRow).where(StatusEventRow.message_seq.in_(seqs))
+                               .order_by(StatusEventRow.id)):
+        history[row.message_seq].append(row)
+    signer = attachment_url_signer(runtime)
+    return [message_json(m, attachments[m.seq], history[m.seq], signer) for m in messages]
+
+
+def _apply_filters(query, runtime):
+    args = request.args
+    direction = args.get("direction")
+    if direction:
+        if direction not in ("inbound", "outbound"):
+            raise ApiError(400, "invalid_parameter", "direction: use inbound or outbound")
+        query = query.where(Message.direction == direction)
+    status = args.get("status")
+    if status:
+        if status not in statuses.CANONICAL:
+            raise ApiError(400, "invalid_parameter", f"status: unknown status {status[:32]!r}")
+        query = query.where(Message.status == status)
+    for name, column in (("provider", Message.provider), ("connection", Message.connection),
+                         ("providerMessageId", Message.provider_message_id)):
+        if args.get(name):
+            query = query.where(column == args[name])
+    region = runtime.settings.phone_default_region
+    if args.get("from"):
+        query = query.where(Message.from_number == normalize_address(args["from"], region))
+    if args.get("to"):
+        number = normalize_address(args["to"], region) or ""
+        # Addresses are stored as a JSON list; its text contains each one as a quoted string.
+        pattern = '%"' + number.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + '"%'
+        query = query.where(sa.cast(Message.to_numbers, sa.Text).like(pattern, escape="\\"))
+    for name, operator in (("since", "__ge__"), ("until", "__lt__")):
+        if args.get(name):
+            moment = _time_arg(name)
+            query = query.where(getattr(Message.received_at, operator)(moment))
+    return query
+
+
+def _time_arg(name: str) -> datetime:
+    value = request.args.get(name, "")
+    moment = parse_time(value)
+    if moment is None:
+        raise ApiError(400, "invalid_parameter", f"{name}: expected an ISO 8601 time such as "
+                                                 "2026-01-31T12:00:00Z")
+    return moment
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ApiError(400, "invalid_parameter", f"{name}: expected an integer from {low} to {high}")
+    return int(value)
+
+
+def _cursor_value(value: str) -> int:
+    if not value.isdigit() or len(value) > 18:
+        raise ApiError(400, "invalid_parameter", "cursor: not a cursor this API returned")
+    return int(value)

@@ -1,0 +1,100 @@
+"""Who is calling the read and media APIs: HTTP Basic (as the seeds' clients do) or a bearer API key.
+Every API query is scoped to the caller's tenant."""
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from flask import g, request
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .config import Settings
+from .runtime import current_runtime
+
+# Password hashes are slow on purpose; a client sending Basic auth on every request would pay that
+# every time. Successful checks are remembered for a while, keyed by an HMAC of the credentials with a
+# per-process random key (so the cache itself holds nothing reusable).
+_CACHE_SECONDS = 300
+_CACHE_LIMIT = 1024
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str
+    name: str
+    kind: str  # "user" | "api_key"
+
+
+class ApiAuthenticator:
+    def __init__(self, settings: Settings):
+        self._users = {user.username: user for user in settings.api_users}
+        self._keys = {key.key_sha256: key for key in settings.api_keys}
+        self._cache_key = secrets.token_bytes(32)
+        self._verified: dict[bytes, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+        # Checked when the user is unknown, so response time does not reveal which usernames exist.
+        self._decoy_hash = generate_password_hash(secrets.token_urlsafe(16))
+
+    def authenticate(self, authorization: str | None) -> Principal | None:
+        scheme, _, credentials = (authorization or "").partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() == "bearer" and credentials:
+            key = self._keys.get(hashlib.sha256(credentials.encode("utf-8", "surrogateescape")).hexdigest())
+            return Principal(key.tenant, key.name, "api_key") if key else None
+        if scheme.lower() == "basic" and credentials:
+            return self._basic(credentials)
+        return None
+
+    def _basic(self, encoded: str) -> Principal | None:
+        try:
+            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            return None
+        username, separator, password = decoded.partition(":")
+        if not separator:
+            return None
+        fingerprint = hmac.new(self._cache_key, decoded.encode(), hashlib.sha256).digest()
+        now = time.monotonic()
+        with self._lock:
+            cached = self._verified.get(fingerprint)
+        if cached and cached[0] > now:
+            return cached[1]
+        user = self._users.get(username)
+        if user is None:
+            check_password_hash(self._decoy_hash, password)
+            return None
+        if not check_password_hash(user.password_hash, password):
+            return None
+        principal = Principal(user.tenant, user.username, "user")
+        with self._lock:
+            if len(self._verified) >= _CACHE_LIMIT:
+                self._verified.clear()
+            self._verified[fingerprint] = (now + _CACHE_SECONDS, principal)
+        return principal
+
+
+def require_api_auth(view):
+    """Decorator: 401 (with a Basic challenge) unless the caller authenticates; sets g.principal."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        from .api.errors import api_error
+
+        principal = current_runtime().api_auth.authenticate(request.headers.get("Authorization"))
+        if principal is None:
+            response = api_error(401, "unauthorized", "Valid Basic credentials or a bearer API key are required.")
+            response.headers["WWW-Authenticate"] = 'Basic realm="webhook-service", charset="UTF-8"'
+            return response
+        g.principal = principal
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def current_principal() -> Principal:
+    return g.principal

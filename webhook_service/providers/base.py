@@ -1,0 +1,222 @@
+"""What every provider adapter is: verify a request, parse it into canonical events, and (optionally)
+say how to authenticate media downloads. Everything else (connection lookup, body limits, Basic auth,
+persistence, idempotency, logging, responses) is the intake's job, done once for all providers."""
+from __future__ import annotations
+
+import abc
+import base64
+import binascii
+import hmac
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
+
+import defusedxml.ElementTree as SafeElementTree
+from defusedxml import DefusedXmlException
+from pydantic import BaseModel, ValidationError
+from werkzeug.datastructures import Headers
+from xml.etree.ElementTree import Element, ParseError as XMLParseError
+
+from ..canonical import Event
+from ..config import Connection
+
+
+class VerificationFailed(Exception):
+    """The request cannot be proven genuine: answered 401, and the reason is only for operators."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class ParseFailed(Exception):
+    """The request is genuine (or unsigned) but its body cannot be understood: answered 400."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """A provider's request as received, independent of Flask, so that the same code verifies live
+    requests and operator replays of stored ones."""
+    method: str
+    # The URL as the provider called it (scheme, public host, path, raw query): what signatures cover.
+    url: str
+    headers: Headers
+    body: bytes
+    received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    remote_addr: str | None = None
+
+    @property
+    def content_type(self) -> str:
+        return (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+
+    @cached_property
+    def query(self) -> list[tuple[str, str]]:
+        return parse_qsl(urlsplit(self.url).query, keep_blank_values=True)
+
+    def query_value(self, name: str) -> str | None:
+        return next((value for key, value in self.query if key == name), None)
+
+    def text(self) -> str:
+        try:
+            return self.body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ParseFailed("invalid_encoding", f"body is not UTF-8 ({error.reason} at byte {error.start})")
+
+    def form(self) -> list[tuple[str, str]]:
+        """The body as application/x-www-form-urlencoded pairs, in order, values kept exactly."""
+        text = self.text()
+        try:
+            return parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=5000)
+        except ValueError as error:
+            raise ParseFailed("invalid_form", f"body is not form-encoded: {error}")
+
+    def json(self) -> Any:
+        text = self.text()
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise ParseFailed("invalid_json", f"body is not JSON: {error}")
+
+    def json_object(self) -> dict[str, Any]:
+        data = self.json()
+        if not isinstance(data, dict):
+            raise ParseFailed("invalid_json", f"expected a JSON object, got {type(data).__name__}")
+        return data
+
+    def xml(self) -> Element:
+        """The body as XML, refusing DTDs, entity declarations and external references (XXE and
+        entity-expansion bombs never get expanded)."""
+        try:
+            return SafeElementTree.fromstring(self.body, forbid_dtd=True)
+        except DefusedXmlException as error:
+            raise ParseFailed("xml_forbidden", f"XML uses a forbidden construct ({type(error).__name__})")
+        except XMLParseError as error:
+            raise ParseFailed("invalid_xml", f"body is not XML: {error}")
+
+
+class ProviderAdapter(abc.ABC):
+    """Base class of the adapters in this package. Subclasses set `name` and implement verify/parse."""
+
+    name: ClassVar[str]
+    # Hosts that may receive the connection's media credentials when media_auth lists none.
+    media_hosts: ClassVar[tuple[str, ...]] = ()
+    # Default window for schemes that sign a timestamp; a connection may override it.
+    timestamp_tolerance: ClassVar[int | None] = None
+    # Validates Connection.options at start; None means the adapter takes no options.
+    options_model: ClassVar[type[BaseModel] | None] = None
+    # Query parameters that carry credentials: redacted before the request is stored or logged.
+    secret_query_params: ClassVar[tuple[str, ...]] = ()
+    # Answer to a stored webhook: (body, mimetype).
+    acknowledgement: ClassVar[tuple[str, str]] = ("", "text/plain")
+
+    @abc.abstractmethod
+    def verify(self, request: WebhookRequest, connection: Connection) -> None:
+        """Raise VerificationFailed unless the provider's own scheme proves the request genuine.
+        Called only for connections that have secrets."""
+
+    @abc.abstractmethod
+    def parse(self, request: WebhookRequest, connection: Connection) -> list[Event]:
+        """The canonical events the request carries; ParseFailed when it cannot be understood."""
+
+    # Shared helpers -----------------------------------------------------------------------
+    def options(self, connection: Connection) -> BaseModel | None:
+        if self.options_model is None:
+            return None
+        return self.options_model.model_validate(connection.options)
+
+    def validate_options(self, connection: Connection) -> str | None:
+        """A one-line problem with the connection's options, or None (called at start)."""
+        if self.options_model is None:
+            return f"takes no options, got {sorted(connection.options)}" if connection.options else None
+        try:
+            self.options_model.model_validate(connection.options)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            return f"options.{where}: {first['msg']}" if where else f"options: {first['msg']}"
+        return None
+
+    def tolerance(self, connection: Connection) -> int | None:
+        return connection.timestamp_tolerance_seconds or self.timestamp_tolerance
+
+
+# Helpers for adapters ----------------------------------------------------------------------
+
+def constant_time_equal(expected: bytes | str, received: bytes | str) -> bool:
+    if isinstance(expected, str):
+        expected = expected.encode()
+    if isinstance(received, str):
+        received = received.encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(expected, received)
+
+
+def require_header(request: WebhookRequest, name: str, max_length: int = 1024) -> str:
+    value = request.headers.get(name)
+    if not value:
+        raise VerificationFailed("missing_signature", f"header {name} is missing")
+    if len(value) > max_length:
+        raise VerificationFailed("malformed_signature", f"header {name} is {len(value)} characters long")
+    return value.strip()
+
+
+def decode_base64(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise VerificationFailed("malformed_signature", f"{what} is not valid base64")
+
+
+def check_timestamp(value: str, request: WebhookRequest, tolerance: int, what: str = "timestamp") -> int:
+    """The signed unix timestamp, if within `tolerance` seconds of when the request arrived (both ways:
+    a timestamp from the future is as suspicious as a stale one)."""
+    try:
+        timestamp = int(value.strip())
+    except (ValueError, AttributeError):
+        raise VerificationFailed("malformed_timestamp", f"{what} {value[:32]!r} is not a unix time")
+    age = request.received_at.timestamp() - timestamp
+    if abs(age) > tolerance:
+        raise VerificationFailed("stale_timestamp",
+                                 f"{what} is {age:.0f} s from the arrival time (tolerance {tolerance} s)")
+    return timestamp
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Provider timestamps: ISO 8601 (with Z or offset) or unix seconds/milliseconds; None if absent or
+    unreadable (a bad timestamp is not worth refusing a message over)."""
+    if value in (None, ""):
+        return None
+    try:
+        if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
+            number = float(value)
+            if number > 1e11:  # milliseconds
+                number /= 1000
+            return datetime.fromtimestamp(number, timezone.utc)
+        text = str(value).strip().replace("Z", "+00:00").replace("z", "+00:00")
+        parsed = datetime.fromisoformat(text)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return as_utc(parsed)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def text_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (dict, list)):
+        return None
+    text = str(value)
+    return text if text != "" else None

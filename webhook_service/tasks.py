@@ -1,0 +1,67 @@
+"""The queue (Huey) that wakes download workers: SQLite storage under the data directory by default,
+Redis when REDIS_URL is set. It carries attachment ids only; the database says what is to be done, so
+a lost or duplicated task is harmless (the sweep re-enqueues, the claim makes duplicates no-ops)."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
+
+from .logs import log
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+logger = logging.getLogger("webhook_service.tasks")
+QUEUE_NAME = "webhook-service"
+
+
+class DownloadQueue:
+    """The Huey instance with this service's two tasks registered on it."""
+
+    def __init__(self, runtime: "Runtime"):
+        settings = runtime.settings
+        if settings.queue.immediate:
+            # Tasks run inline when enqueued: for tests and one-off CLI use, never for serving.
+            self.huey: Huey = MemoryHuey(QUEUE_NAME, immediate=True, results=False)
+        elif settings.redis_url:
+            self.huey = RedisHuey(QUEUE_NAME, url=settings.redis_url, results=False)
+        else:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            # fsync off: the queue holds only wake-ups that the sweep can recreate from the database.
+            self.huey = SqliteHuey(QUEUE_NAME, filename=str((settings.data_dir / "queue.db").resolve()),
+                                   results=False, fsync=False, timeout=10)
+
+        @self.huey.task(name="download_attachment")
+        def download_attachment(attachment_id: str) -> None:
+            from .media.pipeline import process_attachment
+
+            process_attachment(runtime, attachment_id)
+
+        @self.huey.periodic_task(crontab(minute="*"), name="sweep_pending_attachments")
+        def sweep_pending_attachments() -> None:
+            from .media.pipeline import sweep_pending
+
+            count = sweep_pending(runtime)
+            if count:
+                log(logger, "sweep_enqueued", attachments=count)
+
+        self._download = download_attachment
+        self.sweep = sweep_pending_attachments
+
+    def enqueue(self, attachment_ids: list[str], eta: datetime | None = None) -> None:
+        for attachment_id in attachment_ids:
+            if eta is None:
+                self._download(attachment_id)
+            else:
+                self._download.schedule(args=(attachment_id,), eta=eta)
+
+    def ping(self) -> None:
+        """Raise when the queue's storage cannot be reached."""
+        self.huey.storage.queue_size()
+
+    def consumer(self, threads: int):
+        return self.huey.create_consumer(workers=threads, worker_type="thread", periodic=True,
+                                         check_worker_health=True)
