@@ -39,8 +39,13 @@ class ApiAuthenticator:
         self._cache_key = secrets.token_bytes(32)
         self._verified: dict[bytes, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
-        # Checked when the user is unknown, so response time does not reveal which usernames exist.
-        self._decoy_hash = generate_password_hash(secrets.token_urlsafe(16))
+        # Checked when the user is unknown, so response time does not reveal which usernames exist;
+        # made with the same method (and so the same cost) as the configured hashes.
+        method = next((u.password_hash.split("$", 1)[0] for u in settings.api_users), "scrypt")
+        try:
+            self._decoy_hash = generate_password_hash(secrets.token_urlsafe(16), method=method)
+        except ValueError:
+            self._decoy_hash = generate_password_hash(secrets.token_urlsafe(16))
 
     def authenticate(self, authorization: str | None) -> Principal | None:
         scheme, _, credentials = (authorization or "").partition(" ")

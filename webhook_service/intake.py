@@ -23,6 +23,7 @@ from . import metrics
 from .config import Connection
 from .db import UNAVAILABLE_ERRORS
 from .logs import log
+from .phone import mask, normalize_address
 from .message_store import RawRequestRecord, StoreResult, store_webhook
 from .models import QuarantinedRequest
 from .providers import ADAPTERS, ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest
@@ -44,8 +45,10 @@ class IntakeResult:
     status: int
     outcome: str              # accepted | duplicate | unauthorized | bad_request | too_large | unavailable | not_found
     reason_code: str | None = None
+    detail: str | None = None     # for operators only, never sent to the caller
     store: StoreResult | None = None
     provider_message_ids: list[str] = field(default_factory=list)
+    senders: list[str] = field(default_factory=list)   # masked
 
 
 @blueprint.post("/webhooks/<provider>")
@@ -94,34 +97,49 @@ def receive(provider: str, connection_name: str | None = None) -> Response:
     return response
 
 
+# How much of a request process() verifies.
+CHECK_ALL = "all"              # live requests: Basic auth and the provider's signature
+CHECK_SIGNATURE = "signature"  # replays of stored requests, whose credentials were redacted
+CHECK_NOTHING = "none"         # an operator vouches for the request
+
+
 def process(runtime: Runtime, adapter: ProviderAdapter, connection: Connection,
-            webhook_request: WebhookRequest, request_id: str, *, verify: bool = True) -> IntakeResult:
-    """Verify, parse and store one request. Also used to replay a quarantined request."""
-    if verify:
-        try:
-            authenticate(adapter, connection, webhook_request)
-        except VerificationFailed as failure:
-            result = IntakeResult(401, "unauthorized", failure.code)
-            _quarantine(runtime, adapter, connection, webhook_request, request_id, result, failure.detail)
-            return result
+            webhook_request: WebhookRequest, request_id: str, *, check: str = CHECK_ALL,
+            quarantine_refused: bool = True) -> IntakeResult:
+    """Verify, parse and store one request. Also used by operators to replay a quarantined one."""
+    refused: IntakeResult | None = None
     try:
-        events = adapter.parse(webhook_request, connection)
-    except ParseFailed as failure:
-        result = IntakeResult(400, "bad_request", failure.code)
-        _quarantine(runtime, adapter, connection, webhook_request, request_id, result, failure.detail)
-        return result
+        if check == CHECK_ALL:
+            authenticate(adapter, connection, webhook_request)
+        elif check == CHECK_SIGNATURE and connection.verify and connection.secrets:
+            adapter.verify(webhook_request, connection)
+    except VerificationFailed as failure:
+        refused, detail = IntakeResult(401, "unauthorized", failure.code), failure.detail
+    if refused is None:
+        try:
+            events = adapter.parse(webhook_request, connection)
+        except ParseFailed as failure:
+            refused, detail = IntakeResult(400, "bad_request", failure.code), failure.detail
+    if refused is not None:
+        refused.detail = detail
+        if quarantine_refused:
+            _quarantine(runtime, adapter, connection, webhook_request, request_id, refused, detail)
+        return refused
     provider_ids = list(dict.fromkeys(event.provider_message_id for event in events))
+    senders = list(dict.fromkeys(mask(normalize_address(e.from_, runtime.settings.phone_default_region))
+                                 for e in events if e.from_))
     try:
         stored = store_webhook(runtime.db, connection, _record(adapter, webhook_request, request_id),
                                events, runtime.settings.phone_default_region)
     except UNAVAILABLE_ERRORS as error:
         log(logger, "database_unavailable", logging.ERROR, request_id=request_id,
             error=type(error).__name__)
-        return IntakeResult(503, "unavailable", "database_unavailable", provider_message_ids=provider_ids)
+        return IntakeResult(503, "unavailable", "database_unavailable", provider_message_ids=provider_ids,
+                            senders=senders)
     if stored.new_attachment_ids:
         runtime.schedule_downloads(stored.new_attachment_ids)
     return IntakeResult(200, "duplicate" if stored.duplicate else "accepted", store=stored,
-                        provider_message_ids=provider_ids)
+                        provider_message_ids=provider_ids, senders=senders)
 
 
 def authenticate(adapter: ProviderAdapter, connection: Connection, webhook_request: WebhookRequest) -> None:
@@ -237,7 +255,7 @@ def _log(result: IntakeResult, request_id: str, provider: str, connection: str |
         request_id=request_id, provider=provider[:32], connection=connection and connection[:64],
         outcome=result.outcome,
         status=result.status, reason=result.reason_code,
-        provider_message_ids=result.provider_message_ids[:10],
+        provider_message_ids=result.provider_message_ids[:10], senders=result.senders[:5],
         message_ids=(result.store.message_ids[:10] if result.store else []),
         attachments_pending=(len(result.store.new_attachment_ids) if result.store else 0),
         duration_ms=duration_ms)

@@ -38,7 +38,7 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Library chatter that would otherwise log request URLs (with signed query strings) at INFO.
-    for noisy in ("botocore", "boto3", "urllib3", "azure", "s3transfer"):
+    for noisy in ("botocore", "boto3", "urllib3", "azure", "s3transfer", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

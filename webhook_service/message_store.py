@@ -67,7 +67,8 @@ def store_webhook(db: Database, connection: Connection, raw: RawRequestRecord, e
             recorder = _Recorder(session, connection, raw_row.id, raw.received_at, region)
             for event in events:
                 recorder.record(event)
-            if not recorder.changed:
+            # A request with no events (a provider event type we do not map) is still kept whole.
+            if events and not recorder.changed:
                 raise _NothingNew
             feed.append(session, recorder.feed_events)
             result.raw_request_id = raw_row.id

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import defusedxml.ElementTree as SafeElementTree
@@ -22,6 +22,9 @@ from xml.etree.ElementTree import Element, ParseError as XMLParseError
 
 from ..canonical import Event
 from ..config import Connection
+
+if TYPE_CHECKING:
+    from ..media.fetcher import Credentials
 
 
 class VerificationFailed(Exception):
@@ -147,6 +150,25 @@ class ProviderAdapter(abc.ABC):
 
     def tolerance(self, connection: Connection) -> int | None:
         return connection.timestamp_tolerance_seconds or self.timestamp_tolerance
+
+    def media_credentials(self, connection: Connection, url: str) -> "Credentials | None":
+        """Credentials for downloading one of this connection's media URLs, restricted to the hosts
+        allowed to see them (the fetcher sends them nowhere else, and drops them on a cross-host
+        redirect). Adapters whose provider needs more (Twilio) override this."""
+        from ..media.fetcher import Credentials
+
+        auth = connection.media_auth
+        if auth is None:
+            return None
+        hosts = frozenset(auth.hosts or self.media_hosts)
+        if not hosts:
+            return None  # credentials with no host allowed to receive them are never sent
+        if auth.kind == "basic":
+            token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
+            headers = {"Authorization": f"Basic {token}"}
+        else:
+            headers = {auth.header: auth.value}
+        return Credentials(headers=headers, hosts=hosts)
 
 
 # Helpers for adapters ----------------------------------------------------------------------

@@ -1,0 +1,37 @@
+"""gunicorn settings, read from the service configuration (`webhook-service web` uses this file)."""
+from webhook_service.config import load_settings
+
+_settings = load_settings()
+
+_host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
+bind = [f"{_host}:{_settings.port}"]
+workers = _settings.web_workers
+# Threads overlap the database fsync of one request with the parsing of the next.
+worker_class = "gthread"
+threads = _settings.web_threads
+# Providers give up after 2-15 s; a request still running after 30 s is stuck, not slow.
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+# The app logs one structured line per webhook; gunicorn's access log would repeat it unstructured.
+accesslog = None
+errorlog = "-"
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "webhook_service.logs.JsonFormatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+}
+# Incoming bodies are capped by the app (webhooks 1 MiB, uploads more); header limits stay gunicorn's.
+forwarded_allow_ips = "127.0.0.1,::1"
+
+
+def child_exit(server, worker):
+    # Prometheus multiprocess mode: drop the gauges of a worker that is gone.
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
