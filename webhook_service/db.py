@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -61,6 +64,36 @@ def _sqlite_engine(url: str) -> sa.Engine:
     return engine
 
 
+class SqliteWriteLock:
+    """SQLite admits one writer at a time. Writers wait for their turn here rather than in SQLite's
+    busy handler, which polls with sleeps of up to 100 ms and so turns contention into latency spikes
+    of seconds; a kernel file lock (shared by all processes on the database) hands the turn over the
+    moment the previous writer commits, and a thread lock orders the threads of one process."""
+
+    def __init__(self, database_path: str):
+        self._path = database_path + ".writelock"
+        self._threads = threading.Lock()
+        self._descriptor: int | None = None
+        self._pid = 0
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._threads:
+            descriptor = self._open()
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+
+    def _open(self) -> int:
+        # A descriptor inherited across fork() would share its lock with the parent: reopen per process.
+        if self._descriptor is None or self._pid != os.getpid():
+            self._descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._descriptor
+
+
 class Database:
     """One engine, and separate session factories for writing and reading (on SQLite a reader must
     not take the write lock; on PostgreSQL the two are the same)."""
@@ -72,12 +105,24 @@ class Database:
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         self._reader = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
                                     expire_on_commit=False)
+        database = self.engine.url.database
+        self._write_lock = SqliteWriteLock(database) if self.dialect == "sqlite" and database \
+            and database != ":memory:" else None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work that writes: commit on success, roll back on any error."""
-        with self._writer() as session, session.begin():
+        with self._write_turn(), self._writer() as session, session.begin():
             yield session
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[sa.Connection]:
+        """Like transaction(), as a Core connection: for hot paths that need no ORM unit of work."""
+        with self._write_turn(), self.engine.begin() as connection:
+            yield connection
+
+    def _write_turn(self):
+        return self._write_lock.hold() if self._write_lock else contextlib.nullcontext()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:

@@ -7,10 +7,13 @@ feed writers commit one after the other. SQLite already admits one writer at a t
 """
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session
+import sqlalchemy as sa
 
 from .models import FeedEvent
+
+EVENTS = FeedEvent.__table__
+INSERT_EVENTS = sa.insert(EVENTS)
+LOCK_FEED = sa.text("SELECT pg_advisory_xact_lock(:key)")
 
 # An arbitrary constant that names "the feed" among PostgreSQL advisory locks.
 FEED_LOCK_KEY = 0x5EED_F00D
@@ -23,11 +26,11 @@ ATTACHMENT_FAILED = "attachment.failed"
 TYPES = (MESSAGE_RECEIVED, MESSAGE_STATUS, ATTACHMENT_STORED, ATTACHMENT_REJECTED, ATTACHMENT_FAILED)
 
 
-def append(session: Session, events: list[FeedEvent]) -> None:
-    """Add events at the end of the feed. Call last in the transaction, just before commit."""
-    if not events:
+def append(connection: sa.Connection, rows: list[dict]) -> None:
+    """Add events (dicts of FeedEvent columns) at the end of the feed. Call last in the transaction,
+    just before commit, so the lock is held as briefly as possible."""
+    if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK_KEY})
-    session.add_all(events)
-    session.flush()
+    if connection.dialect.name == "postgresql":
+        connection.execute(LOCK_FEED, {"key": FEED_LOCK_KEY})
+    connection.execute(INSERT_EVENTS, rows)
