@@ -285,3 +285,24 @@ class TestLogs:
         for field in ("request_id", "provider", "connection", "provider_message_ids", "outcome", "duration_ms"):
             assert field in first
         assert first["provider_message_ids"] == ["m-log"]
+
+
+class TestUnstorableInput:
+    def test_nul_and_lone_surrogates_are_replaced_and_the_raw_request_keeps_them(self, client, runtime):
+        body = b'{"type":"message.received","data":{"providerMessageId":"m-nul","text":"a\\u0000b\\ud800c",' \
+               b'"attachments":[{"url":"https://cdn.example.com/x","size":1000000000000000000000000000000}]}}'
+        assert post_standard(client, body).status_code == 200
+        message = client.get("/api/v1/providers/standard/messages/m-nul", headers=AUTH_A).get_json()
+        assert message["text"] == "a\ufffdb\ufffdc"
+        with runtime.db.reading() as session:
+            assert session.scalars(sa.select(RawRequest.body)).one() == body
+            assert session.scalars(sa.select(Attachment.declared_size)).one() is None
+
+    @pytest.mark.parametrize("identifier", ["", "x" * 256, "a\u0000b"])
+    def test_an_unusable_message_id_is_400(self, client, identifier):
+        body = json.dumps({"type": "message.received", "data": {"providerMessageId": identifier}}).encode()
+        assert post_standard(client, body).status_code == 400
+
+    def test_deeply_nested_json_is_400(self, client):
+        body = b"[" * 100_000
+        assert post_standard(client, body).status_code == 400

@@ -36,11 +36,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxy.x_for, x_proto=proxy.x_proto,
                                 x_host=proxy.x_host, x_port=proxy.x_port, x_prefix=proxy.x_prefix)
 
-    from . import intake, ops
+    from . import intake, media_serving, ops
     from .api import messages
 
     app.register_blueprint(intake.blueprint)
     app.register_blueprint(messages.blueprint)
+    app.register_blueprint(media_serving.blueprint)
     app.register_blueprint(ops.blueprint)
 
     app.register_error_handler(ApiError, render_api_error)

@@ -294,6 +294,73 @@ def _resolve(runtime, entry_id: int, resolution: str) -> None:
                         .values(resolved_at=datetime.now(timezone.utc), resolution=resolution))
 
 
+# Attachments ------------------------------------------------------------------------------------
+
+@cli.group()
+def attachments() -> None:
+    """Downloaded media: list failures and rejections, retry them."""
+
+
+@attachments.command("list")
+@click.option("--status", type=click.Choice(["failed", "rejected", "pending", "stored"]), multiple=True,
+              help="Default: failed and rejected.")
+@click.option("--reason", help="Only this reason code (e.g. timeout, type_not_allowed).")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def attachments_list(status: tuple[str, ...], reason: str | None, limit: int, as_json: bool) -> None:
+    from .models import Attachment, Message
+
+    runtime = _runtime()
+    query = (sa.select(Attachment, Message.id, Message.provider).join(Message)
+             .where(Attachment.status.in_(status or ("failed", "rejected")))
+             .order_by(Attachment.updated_at.desc()).limit(limit))
+    if reason:
+        query = query.where(Attachment.reason_code == reason)
+    with runtime.db.reading() as session:
+        rows = [{"id": a.id, "messageId": message_id, "provider": provider, "index": a.index,
+                 "status": a.status, "reasonCode": a.reason_code, "reason": a.reason, "attempts": a.attempts,
+                 "declaredContentType": a.declared_content_type, "updatedAt": a.updated_at.isoformat()}
+                for a, message_id, provider in session.execute(query)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['id']}  {row['status']:<8}  {row['provider']:<15} attempts={row['attempts']}  "
+                   f"{row['reasonCode']}: {row['reason']}")
+    if not rows:
+        click.echo("nothing to show")
+
+
+@attachments.command("retry")
+@click.argument("attachment_ids", nargs=-1)
+@click.option("--all-failed", is_flag=True, help="Every failed attachment.")
+@click.option("--reason", help="With --all-failed: only this reason code; also selects rejected ones.")
+def attachments_retry(attachment_ids: tuple[str, ...], all_failed: bool, reason: str | None) -> None:
+    """Put failed/rejected attachments back in the queue with a fresh retry budget."""
+    from .media.pipeline import reset_for_retry
+    from .models import Attachment
+
+    runtime = _runtime()
+    ids = list(attachment_ids)
+    if all_failed:
+        query = sa.select(Attachment.id)
+        if reason:
+            query = query.where(Attachment.status.in_(("failed", "rejected")), Attachment.reason_code == reason)
+        else:
+            query = query.where(Attachment.status == "failed")
+        with runtime.db.reading() as session:
+            ids += list(session.scalars(query))
+    if not ids:
+        raise click.UsageError("name attachment ids, or use --all-failed")
+    reset = []
+    batches = [ids[start:start + 200] for start in range(0, len(ids), 200)]
+    with click.progressbar(batches, label=f"retrying {len(ids)} attachments", file=sys.stderr) as progress:
+        for batch in progress:
+            reset += reset_for_retry(runtime, batch)
+    click.echo(f"queued {len(reset)} of {len(ids)} for another attempt"
+               + ("" if len(reset) == len(ids) else " (the others are not failed or rejected)"))
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

@@ -83,7 +83,8 @@ class PhoneNumber(Strict):
 
 
 class Tenant(Strict):
-    id: str = Field(min_length=1)
+    # Letters, digits, ".", "_" and "-" (GUIDs, slugs): it becomes part of blob keys.
+    id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     name: str = ""
     phone_numbers: list[PhoneNumber] = []
     # Overrides storage.url_ttl_seconds for this tenant's signed media URLs.
@@ -174,6 +175,8 @@ class FetchSettings(Strict):
     # Explicit exemptions from the private-address refusal: a private media host, the tests' server.
     allow_private_hosts: list[str] = []
     allow_private_networks: list[str] = []
+    # A PEM bundle to trust instead of the system store (a private media host's CA).
+    tls_ca_file: str | None = None
 
     @field_validator("allow_private_networks")
     @classmethod
@@ -187,7 +190,8 @@ class MediaSettings(Strict):
     max_bytes: int = Field(default=5 * MIB, gt=0)
     allowed_types: list[str] = list(DEFAULT_ALLOWED_MEDIA_TYPES)
     # Decompression-bomb limit, checked from the image header before any pixel is decoded.
-    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # (Pillow refuses to go above its own 89,478,485-pixel bomb threshold.)
+    max_image_pixels: int = Field(default=40_000_000, gt=0, le=89_478_485)
     jpeg_quality: int = Field(default=90, ge=1, le=100)
     retry_max_attempts: int = Field(default=8, ge=1)
     retry_base_delay_seconds: float = Field(default=5.0, ge=0)
@@ -241,6 +245,8 @@ class StorageSettings(Strict):
 
 
 class QueueSettings(Strict):
+    # Distinguishes this deployment's queue from others sharing one Redis database.
+    name: str = Field(default="webhook-service", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     worker_threads: int = Field(default=4, ge=1, le=64)
     # Embedded default: tasks run in this process' consumer. "immediate" runs them inline (tests).
     immediate: bool = False

@@ -24,7 +24,7 @@ from .config import Connection
 from .db import UNAVAILABLE_ERRORS
 from .logs import log
 from .phone import mask, normalize_address
-from .message_store import RawRequestRecord, StoreResult, store_webhook
+from .message_store import RawRequestRecord, StoreResult, storable, store_webhook
 from .models import QuarantinedRequest
 from .providers import ADAPTERS, ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest
 from .providers.base import constant_time_equal
@@ -33,9 +33,6 @@ from .runtime import Runtime, current_runtime
 logger = logging.getLogger("webhook_service.intake")
 blueprint = Blueprint("webhooks", __name__)
 
-# Never stored or logged as received.
-REDACTED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
-REDACTED_QUERY_PARAMS = frozenset({"access_token", "token", "api_key", "apikey", "password", "secret"})
 REDACTED = "[redacted]"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -82,7 +79,7 @@ def receive(provider: str, connection_name: str | None = None) -> Response:
     result = process(runtime, adapter, connection, webhook_request, request_id)
     _log(result, request_id, provider, connection.name, started)
     if result.status == 200:
-        body_text, mimetype = adapter.acknowledgement
+        body_text, mimetype = adapter.acknowledgement_for(connection)
         response = Response(body_text, status=200, mimetype=mimetype)
     elif result.status == 401:
         # Nothing in the answer says why: the reason is for operators, in quarantine and the log.
@@ -118,6 +115,7 @@ def process(runtime: Runtime, adapter: ProviderAdapter, connection: Connection,
     if refused is None:
         try:
             events = adapter.parse(webhook_request, connection)
+            _check_identifiers(events)
         except ParseFailed as failure:
             refused, detail = IntakeResult(400, "bad_request", failure.code), failure.detail
     if refused is not None:
@@ -129,7 +127,7 @@ def process(runtime: Runtime, adapter: ProviderAdapter, connection: Connection,
     senders = list(dict.fromkeys(mask(normalize_address(e.from_, runtime.settings.phone_default_region))
                                  for e in events if e.from_))
     try:
-        stored = store_webhook(runtime.db, connection, _record(adapter, webhook_request, request_id),
+        stored = store_webhook(runtime.db, connection, _record(adapter, connection, webhook_request, request_id),
                                events, runtime.settings.phone_default_region)
     except UNAVAILABLE_ERRORS as error:
         log(logger, "database_unavailable", logging.ERROR, request_id=request_id,
@@ -140,6 +138,18 @@ def process(runtime: Runtime, adapter: ProviderAdapter, connection: Connection,
         runtime.schedule_downloads(stored.new_attachment_ids)
     return IntakeResult(200, "duplicate" if stored.duplicate else "accepted", store=stored,
                         provider_message_ids=provider_ids, senders=senders)
+
+
+MAX_PROVIDER_MESSAGE_ID = 255
+
+
+def _check_identifiers(events) -> None:
+    """Provider message ids are keys: an empty or absurdly long one cannot identify a message."""
+    for event in events:
+        identifier = event.provider_message_id
+        if not identifier or len(identifier) > MAX_PROVIDER_MESSAGE_ID or storable(identifier) != identifier:
+            raise ParseFailed("invalid_message_id", f"provider message id must be 1 to "
+                                                    f"{MAX_PROVIDER_MESSAGE_ID} storable characters")
 
 
 def authenticate(adapter: ProviderAdapter, connection: Connection, webhook_request: WebhookRequest) -> None:
@@ -195,12 +205,13 @@ def _public_url(runtime: Runtime, connection: Connection) -> str:
     return f"{base}?{query}" if query else base
 
 
-def _record(adapter: ProviderAdapter, webhook_request: WebhookRequest, request_id: str) -> RawRequestRecord:
-    secret_params = REDACTED_QUERY_PARAMS | set(adapter.secret_query_params)
+def _record(adapter: ProviderAdapter, connection: Connection, webhook_request: WebhookRequest,
+            request_id: str) -> RawRequestRecord:
+    secret_headers = adapter.secret_headers_for(connection)
     return RawRequestRecord(
         request_id=request_id, method=webhook_request.method,
-        url=redact_url(webhook_request.url, secret_params),
-        headers=[[name, REDACTED if name.lower() in REDACTED_HEADERS else value]
+        url=redact_url(webhook_request.url, adapter.secret_query_params_for(connection)),
+        headers=[[name, REDACTED if name.lower() in secret_headers else value]
                  for name, value in webhook_request.headers.items()],
         body=webhook_request.body, remote_addr=webhook_request.remote_addr,
         received_at=webhook_request.received_at)
@@ -219,7 +230,7 @@ def redact_url(url: str, secret_params: set[str] | frozenset[str]) -> str:
 
 def _quarantine(runtime: Runtime, adapter: ProviderAdapter, connection: Connection,
                 webhook_request: WebhookRequest, request_id: str, result: IntakeResult, detail: str) -> None:
-    record = _record(adapter, webhook_request, request_id)
+    record = _record(adapter, connection, webhook_request, request_id)
     try:
         with runtime.db.transaction() as session:
             session.add(QuarantinedRequest(

@@ -13,6 +13,7 @@ transaction itself is a handful of Core statements.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
@@ -30,6 +31,11 @@ from .serializers import iso, message_json
 
 # Providers send at most 10; more is a malformed or hostile payload. The raw request keeps them all.
 MAX_ATTACHMENTS_PER_MESSAGE = 20
+# A declared size beyond this is nonsense (and would overflow the column); it is recorded as unknown.
+MAX_DECLARED_SIZE = 2 ** 53
+# Characters no database column can hold: NUL (PostgreSQL text) and unpaired UTF-16 surrogates (not
+# encodable as UTF-8). Replaced in the normalized record; the raw request keeps the original bytes.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 MESSAGES = Message.__table__
 STATUS_EVENTS = StatusEventRow.__table__
@@ -130,26 +136,32 @@ class _Recorder:
         if isinstance(event, MessageEvent):
             content = {
                 "direction": event.direction,
-                "from_number": normalize_address(event.from_, self.region),
-                "to_numbers": self._addresses(event.to),
-                "text": event.text,
-                "subject": event.subject,
+                "from_number": storable(normalize_address(event.from_, self.region)),
+                "to_numbers": storable(self._addresses(event.to)),
+                "text": storable(event.text),
+                "subject": storable(event.subject),
                 "occurred_at": event.occurred_at,
-                "extra": dict(event.extra),
+                "extra": storable(dict(event.extra)),
                 "has_content": True,
             }
             if len(event.media) > MAX_ATTACHMENTS_PER_MESSAGE:
                 content["extra"]["mediaNotFetched"] = len(event.media) - MAX_ATTACHMENTS_PER_MESSAGE
             attachments = [{
-                "id": new_id(), "tenant_id": self.connection.tenant, "index": index, "source_url": media.url,
-                "name": media.name, "declared_content_type": media.content_type,
-                "declared_size": media.size, "status": "pending", "attempts": 0,
+                "id": new_id(), "tenant_id": self.connection.tenant, "index": index,
+                "source_url": storable(media.url), "name": storable(media.name and media.name[:255]),
+                "declared_content_type": storable(media.content_type and media.content_type[:255]),
+                "declared_size": media.size if media.size is not None and 0 <= media.size < MAX_DECLARED_SIZE
+                else None, "status": "pending", "attempts": 0,
                 "next_attempt_at": self.now, "created_at": self.now, "updated_at": self.now,
             } for index, media in enumerate(event.media[:MAX_ATTACHMENTS_PER_MESSAGE])]
             return SimpleNamespace(event=event, content=content, attachments=attachments)
-        return SimpleNamespace(event=event, dedupe_key=(event.event_id or _derived_dedupe_key(event))[:128],
-                               from_number=normalize_address(event.from_, self.region),
-                               to_numbers=self._addresses(event.to))
+        return SimpleNamespace(event=event,
+                               dedupe_key=storable((event.event_id or _derived_dedupe_key(event))[:128]),
+                               from_number=storable(normalize_address(event.from_, self.region)),
+                               to_numbers=storable(self._addresses(event.to)),
+                               provider_status=storable((event.provider_status or "")[:64]),
+                               error_code=storable(event.error_code[:64]) if event.error_code else None,
+                               error_message=storable(event.error_message))
 
     def _addresses(self, values) -> list[str]:
         return [address for address in (normalize_address(v, self.region) for v in values) if address]
@@ -212,9 +224,8 @@ class _Recorder:
         applied = statuses.advances(message.status, event.status)
         inserted = conn.execute(self.statements.insert_status, dict(
             message_seq=message.seq, dedupe_key=item.dedupe_key, status=event.status,
-            provider_status=(event.provider_status or "")[:64],
-            error_code=event.error_code[:64] if event.error_code else None,
-            error_message=event.error_message, occurred_at=event.occurred_at, received_at=self.now,
+            provider_status=item.provider_status, error_code=item.error_code,
+            error_message=item.error_message, occurred_at=event.occurred_at, received_at=self.now,
             applied=applied, raw_request_id=raw_id,
         )).scalar()
         if inserted is None:
@@ -223,7 +234,7 @@ class _Recorder:
         if applied:
             current = event.status
             conn.execute(sa.update(MESSAGES).where(MESSAGES.c.seq == message.seq).values(
-                status=event.status, provider_status=event.provider_status,
+                status=event.status, provider_status=item.provider_status,
                 status_updated_at=event.occurred_at or self.now, updated_at=self.now))
         self.changed = True
         self.feed_rows.append(self._feed_row(feed.MESSAGE_STATUS, message.id, {
@@ -231,9 +242,9 @@ class _Recorder:
             "provider": self.connection.provider,
             "providerMessageId": event.provider_message_id,
             "status": event.status,
-            "providerStatus": event.provider_status,
-            "errorCode": event.error_code,
-            "errorMessage": event.error_message,
+            "providerStatus": item.provider_status,
+            "errorCode": item.error_code,
+            "errorMessage": item.error_message,
             "occurredAt": iso(event.occurred_at),
             "applied": applied,
             "currentStatus": current,
@@ -257,6 +268,17 @@ class _Recorder:
     def _feed_row(self, event_type: str, message_id: str, data: dict) -> dict:
         return {"tenant_id": self.connection.tenant, "type": event_type, "message_id": message_id,
                 "attachment_id": None, "created_at": self.now, "data": data}
+
+
+def storable(value):
+    """`value` with characters no database can store replaced by U+FFFD, in strings, lists and dicts."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    return value
 
 
 def _derived_dedupe_key(event: StatusEvent) -> str:

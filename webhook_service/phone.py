@@ -31,16 +31,20 @@ def normalize_e164(value: str | None, region: str = DEFAULT_REGION) -> str | Non
     return None
 
 
+MAX_ADDRESS_LENGTH = 64
+
+
 def normalize_address(value: str | None, region: str = DEFAULT_REGION) -> str | None:
     """A sender or recipient as we store it: E.164 when it is a phone number, otherwise the provider's
     own value trimmed (short codes such as "12345" and alphanumeric sender ids are real addresses
-    that must not be dropped)."""
+    that must not be dropped; anything past 64 characters is not an address, and the raw request
+    keeps it whole)."""
     if value is None:
         return None
     text = str(value).strip()
     if not text:
         return None
-    return normalize_e164(text, region) or text
+    return normalize_e164(text, region) or text[:MAX_ADDRESS_LENGTH]
 
 
 def mask(value: str | None) -> str | None:

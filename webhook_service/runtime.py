@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from .api_auth import ApiAuthenticator
     from .media.fetcher import Resolver
+    from .media.validation import MediaPolicy
     from .tasks import DownloadQueue
 
 logger = logging.getLogger("webhook_service.runtime")
@@ -34,6 +35,10 @@ class Runtime:
         self.connections = ConnectionDirectory(settings.connections)
         # Host name resolution for media downloads; tests substitute one (DNS is not theirs to run).
         self.resolver = resolver
+        # Built now so that a bad media or storage setting stops the service at start, not at the
+        # first download.
+        self.media_policy = _media_policy(settings)
+        self.blob_store = _blob_store(settings, self.secret_key)
 
     @cached_property
     def secret_key(self) -> bytes:
@@ -63,12 +68,6 @@ class Runtime:
         return ApiAuthenticator(self.settings)
 
     @cached_property
-    def blob_store(self) -> "BlobStore":
-        from .blob_stores import build_blob_store
-
-        return build_blob_store(self.settings, self.secret_key)
-
-    @cached_property
     def queue(self) -> "DownloadQueue":
         from .tasks import DownloadQueue
 
@@ -93,6 +92,26 @@ class Runtime:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def _media_policy(settings: Settings) -> "MediaPolicy":
+    from .media.validation import MediaPolicy
+
+    media = settings.media
+    try:
+        return MediaPolicy(allowed_types=frozenset(media.allowed_types), max_bytes=media.max_bytes,
+                           max_image_pixels=media.max_image_pixels, jpeg_quality=media.jpeg_quality)
+    except ValueError as error:
+        raise ConfigError(f"media: {error}") from None
+
+
+def _blob_store(settings: Settings, secret_key: bytes) -> "BlobStore":
+    from .blob_stores import build_blob_store
+
+    try:
+        return build_blob_store(settings, secret_key)
+    except ValueError as error:
+        raise ConfigError(f"storage.{settings.storage.backend}: {error}") from None
 
 
 def current_runtime() -> Runtime:

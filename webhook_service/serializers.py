@@ -63,6 +63,8 @@ def message_json(message: Message, attachments: list[Attachment], history: list[
         "receivedAt": iso(message.received_at),
         # False while the message is known only from delivery reports.
         "hasContent": message.has_content,
+        # Provider facts not mapped above (e.g. Vonage's concatenation fields, segment counts).
+        "extra": dict(message.extra or {}),
         "attachments": [attachment_json(a, url) for a in attachments],
         "statusHistory": [status_json(row) for row in history],
     }

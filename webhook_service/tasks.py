@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 logger = logging.getLogger("webhook_service.tasks")
-QUEUE_NAME = "webhook-service"
 
 
 class DownloadQueue:
@@ -23,15 +22,16 @@ class DownloadQueue:
 
     def __init__(self, runtime: "Runtime"):
         settings = runtime.settings
+        name = settings.queue.name
         if settings.queue.immediate:
             # Tasks run inline when enqueued: for tests and one-off CLI use, never for serving.
-            self.huey: Huey = MemoryHuey(QUEUE_NAME, immediate=True, results=False)
+            self.huey: Huey = MemoryHuey(name, immediate=True, results=False)
         elif settings.redis_url:
-            self.huey = RedisHuey(QUEUE_NAME, url=settings.redis_url, results=False)
+            self.huey = RedisHuey(name, url=settings.redis_url, results=False)
         else:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             # fsync off: the queue holds only wake-ups that the sweep can recreate from the database.
-            self.huey = SqliteHuey(QUEUE_NAME, filename=str((settings.data_dir / "queue.db").resolve()),
+            self.huey = SqliteHuey(name, filename=str((settings.data_dir / "queue.db").resolve()),
                                    results=False, fsync=False, timeout=10)
 
         @self.huey.task(name="download_attachment")

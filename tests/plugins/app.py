@@ -6,7 +6,9 @@ merged into the base test configuration below).
 """
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,7 +55,8 @@ def base_test_config(data_dir: Path, database_url: str) -> dict:
         "data_dir": str(data_dir),
         "database_url": database_url,
         "secret_key": "test-secret-key-0123456789abcdef0123456789",
-        "queue": {"immediate": True},
+        # Nothing consumes this queue in tests; the attachment pipeline's tests switch to "immediate".
+        "queue": {"immediate": False},
         "tenants": [
             {"id": TENANT_A, "name": "Tenant A", "phone_numbers": [{"id": NUMBER_A_ID, "number": NUMBER_A}]},
             {"id": TENANT_B, "name": "Tenant B", "phone_numbers": [{"id": NUMBER_B_ID, "number": NUMBER_B}]},
@@ -89,11 +92,12 @@ def _sqlite_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def _postgres_database() -> str:
+def _postgres_database() -> Iterator[str]:
     """One migrated database per xdist worker, emptied before each test."""
     if not url_reachable(POSTGRES_URL, 5432):
         service_unavailable("PostgreSQL", f"nothing listens at {POSTGRES_URL} (set TEST_POSTGRES_URL)")
-    name = f"wsvc_test_{xdist_worker()}"
+    # Per process, so concurrent runs (two engineers, two terminals) never share or drop each other's.
+    name = f"wsvc_test_{xdist_worker()}_{os.getpid()}"
     admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -101,7 +105,11 @@ def _postgres_database() -> str:
     admin.dispose()
     url = sa.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     migrate(url)
-    return url
+    yield url
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

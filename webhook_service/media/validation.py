@@ -159,10 +159,11 @@ def check_media(source: Path, *, declared_content_type: str | None, policy: Medi
                 workdir: Path) -> CheckedMedia:
     """Check `source` against `policy`; raise MediaRejected, or say what to store.
 
-    Images of the re-encoded types come back as a new file in `workdir` that the caller owns (store it,
-    then delete it); anything else comes back as `source` itself, unchanged.
+    JPEG, PNG, GIF and WebP images come back as a new file in `workdir` that the caller owns (store it,
+    then delete it); anything else, including image types a custom allowlist adds, comes back as
+    `source` itself, unchanged.
     """
-    size = _checked_size(source, policy.max_bytes)
+    _checked_size(source, policy.max_bytes)
     content_type = sniff_content_type(source)
     _require_allowed(content_type, policy)
     declared = _declared(declared_content_type)

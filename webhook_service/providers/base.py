@@ -13,18 +13,24 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
+from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import ParseError as XMLParseError
 
 import defusedxml.ElementTree as SafeElementTree
 from defusedxml import DefusedXmlException
 from pydantic import BaseModel, ValidationError
 from werkzeug.datastructures import Headers
-from xml.etree.ElementTree import Element, ParseError as XMLParseError
 
 from ..canonical import Event
 from ..config import Connection
 
 if TYPE_CHECKING:
     from ..media.fetcher import Credentials
+
+
+# Credentials that must never be stored or logged as received (adapters may add their own).
+REDACTED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+REDACTED_QUERY_PARAMS = frozenset({"access_token", "token", "api_key", "apikey", "password", "secret"})
 
 
 class VerificationFailed(Exception):
@@ -63,7 +69,10 @@ class WebhookRequest:
 
     @cached_property
     def query(self) -> list[tuple[str, str]]:
-        return parse_qsl(urlsplit(self.url).query, keep_blank_values=True)
+        try:
+            return parse_qsl(urlsplit(self.url).query, keep_blank_values=True)
+        except ValueError:  # an unparseable URL (e.g. a bad IPv6 host) has no usable query
+            return []
 
     def query_value(self, name: str) -> str | None:
         return next((value for key, value in self.query if key == name), None)
@@ -88,6 +97,8 @@ class WebhookRequest:
             return json.loads(text)
         except ValueError as error:
             raise ParseFailed("invalid_json", f"body is not JSON: {error}")
+        except RecursionError:
+            raise ParseFailed("invalid_json", "body nests JSON too deeply")
 
     def json_object(self) -> dict[str, Any]:
         data = self.json()
@@ -143,10 +154,20 @@ class ProviderAdapter(abc.ABC):
         try:
             self.options_model.model_validate(connection.options)
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            return f"options.{where}: {first['msg']}" if where else f"options: {first['msg']}"
+            where, message = first_validation_error(error)
+            return f"options.{where}: {message}" if where else f"options: {message}"
         return None
+
+    # Per-connection answers; the class attributes are the defaults (the mapping adapter's come from
+    # each connection's options).
+    def acknowledgement_for(self, connection: Connection) -> tuple[str, str]:
+        return self.acknowledgement
+
+    def secret_query_params_for(self, connection: Connection) -> frozenset[str]:
+        return REDACTED_QUERY_PARAMS | {name.lower() for name in self.secret_query_params}
+
+    def secret_headers_for(self, connection: Connection) -> frozenset[str]:
+        return REDACTED_HEADERS
 
     def tolerance(self, connection: Connection) -> int | None:
         return connection.timestamp_tolerance_seconds or self.timestamp_tolerance
@@ -172,6 +193,19 @@ class ProviderAdapter(abc.ABC):
 
 
 # Helpers for adapters ----------------------------------------------------------------------
+
+def first_validation_error(error: ValidationError) -> tuple[str, str]:
+    """Where and what pydantic's first complaint is, worded for an operator."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return where, first["msg"].removeprefix("Value error, ")
+
+
+def invalid_payload(error: ValidationError) -> ParseFailed:
+    """A body that parsed but does not have the provider's shape."""
+    where, message = first_validation_error(error)
+    return ParseFailed("invalid_payload", f"{where or 'body'}: {message}")
+
 
 def constant_time_equal(expected: bytes | str, received: bytes | str) -> bool:
     if isinstance(expected, str):
@@ -202,9 +236,9 @@ def check_timestamp(value: str, request: WebhookRequest, tolerance: int, what: s
     a timestamp from the future is as suspicious as a stale one)."""
     try:
         timestamp = int(value.strip())
-    except (ValueError, AttributeError):
-        raise VerificationFailed("malformed_timestamp", f"{what} {value[:32]!r} is not a unix time")
-    age = request.received_at.timestamp() - timestamp
+        age = request.received_at.timestamp() - timestamp
+    except (ValueError, AttributeError, OverflowError):
+        raise VerificationFailed("malformed_timestamp", f"{str(value)[:32]!r} is not a unix time ({what})")
     if abs(age) > tolerance:
         raise VerificationFailed("stale_timestamp",
                                  f"{what} is {age:.0f} s from the arrival time (tolerance {tolerance} s)")

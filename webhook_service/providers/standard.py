@@ -24,8 +24,17 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from ..canonical import MediaRef, MessageEvent, StatusEvent
 from ..statuses import CANONICAL
-from .base import (ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest, as_utc,
-                   check_timestamp, constant_time_equal, decode_base64, require_header)
+from .base import (
+    ProviderAdapter,
+    VerificationFailed,
+    WebhookRequest,
+    as_utc,
+    check_timestamp,
+    constant_time_equal,
+    decode_base64,
+    invalid_payload,
+    require_header,
+)
 
 
 class _Payload(BaseModel):
@@ -121,9 +130,7 @@ class StandardAdapter(ProviderAdapter):
                 )]
             message = _Message.model_validate(envelope.data)
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise ParseFailed("invalid_payload", f"{where or 'body'}: {first['msg']}")
+            raise invalid_payload(error)
         return [MessageEvent(
             provider_message_id=message.provider_message_id,
             direction="inbound" if envelope.type == "message.received" else "outbound",

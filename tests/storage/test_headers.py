@@ -1,0 +1,82 @@
+import pytest
+from hypothesis import given, strategies as st
+from werkzeug.http import parse_options_header
+
+from storage import content_disposition
+from storage.headers import MAX_FILENAME_CHARS, check_header_value, normalize_metadata
+
+
+def parsed_filename(header_value: str) -> str | None:
+    """The file name a client reads from the header (filename* preferred, as RFC 6266 asks)."""
+    return parse_options_header(header_value)[1].get("filename")
+
+
+@pytest.mark.parametrize(("disposition", "filename", "expected"), [
+    ("inline", "photo.jpg", 'inline; filename="photo.jpg"'),
+    ("attachment", None, "attachment"),
+    ("attachment", "", "attachment"),
+    ("attachment", "../../etc/passwd", 'attachment; filename="passwd"'),
+    ("attachment", "..\\..\\Windows\\evil.exe", 'attachment; filename="evil.exe"'),
+    ("inline", "a\r\nSet-Cookie: x", 'inline; filename="aSet-Cookie: x"'),
+    ("inline", 'say "hi".txt', 'inline; filename="say hi.txt"'),
+    ("inline", "..", "inline"),
+    ("inline", " .hidden. ", 'inline; filename="hidden"'),
+    ("inline", "tab\tand\x00nul\x7f.txt", 'inline; filename="tabandnul.txt"'),
+    ("inline", "\u202egpj.exe", 'inline; filename="gpj.exe"'),
+    ("attachment", "café.jpg", "attachment; filename=\"cafe.jpg\"; filename*=UTF-8''caf%C3%A9.jpg"),
+    ("inline", "照片.png", "inline; filename=\"__.png\"; filename*=UTF-8''%E7%85%A7%E7%89%87.png"),
+])
+def test_content_disposition(disposition, filename, expected):
+    assert content_disposition(disposition, filename) == expected
+
+
+def test_unicode_names_reach_clients_intact():
+    assert parsed_filename(content_disposition("attachment", "résumé 照片.pdf")) == "résumé 照片.pdf"
+
+
+def test_long_names_are_shortened_keeping_the_extension():
+    value = content_disposition("attachment", "x" * 1000 + ".jpeg")
+    name = parsed_filename(value)
+    assert len(name) == MAX_FILENAME_CHARS and name.endswith("x.jpeg")
+
+
+def test_unknown_dispositions_are_refused():
+    with pytest.raises(ValueError):
+        content_disposition("inline; filename=evil.html", None)
+
+
+@given(st.text())
+def test_any_filename_gives_a_safe_header(filename):
+    value = content_disposition("attachment", filename)
+    assert value.isascii() and value.isprintable()
+    name = parsed_filename(value)
+    assert name is None or not any(char in name for char in '/\\"\r\n\x00')
+
+
+def test_metadata_names_are_normalized():
+    assert normalize_metadata({"X-Sha256": "ab12", "message_id": "m-1", "Empty": ""}) == {
+        "x_sha256": "ab12", "message_id": "m-1", "empty": ""}
+
+
+@pytest.mark.parametrize("metadata", [
+    {"1st": "x"},
+    {"a b": "x"},
+    {"": "x"},
+    {"na\u00efve": "x"},
+    {"\u212a": "x"},  # the Kelvin sign lower-cases to an ASCII "k"
+    {"a" * 129: "x"},
+    {"a-b": "1", "A_B": "2"},
+    {"ok": "line\r\nInjected: yes"},
+    {"ok": "caf\u00e9"},
+    {"ok": " padded"},
+    {"ok": 5},
+])
+def test_invalid_metadata_is_refused(metadata):
+    with pytest.raises(ValueError):
+        normalize_metadata(metadata)
+
+
+@pytest.mark.parametrize("value", ["", "text/html\r\nX-Evil: 1", " image/png", "bild/\u00e4"])
+def test_header_values_must_be_printable_ascii(value):
+    with pytest.raises(ValueError):
+        check_header_value("content_type", value)

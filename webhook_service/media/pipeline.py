@@ -1,0 +1,261 @@
+"""Turning a pending attachment into a stored, checked blob, or a precise reason why not.
+
+claim -> safe fetch (to a temp file) -> sniff + validate (+ re-encode images) -> blob store -> record.
+
+The database row is the truth; queue tasks only say "look at attachment X". A worker first claims the
+row (a lease with a token), so two workers never process one attachment at the same time, and its
+final write is conditional on still holding the claim. Transient failures (timeouts, 5xx, a 404 just
+after the webhook, storage outages) put the row back to pending with a due time (exponential backoff
+with jitter); permanent ones end it `rejected`; an exhausted retry budget ends it `failed`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from storage import StorageError, StorageUnavailable, content_disposition
+
+from .. import feed, metrics
+from ..logs import log
+from ..media_links import disposition_for
+from ..models import Attachment, Message
+from ..providers import ADAPTERS
+from ..serializers import attachment_json
+from .fetcher import FetchError, FetchPolicy, SafeFetcher
+from .validation import MediaPolicy, MediaRejected, check_media
+
+logger = logging.getLogger("webhook_service.media")
+
+ATTACHMENTS = Attachment.__table__
+MESSAGES = Message.__table__
+SWEEP_BATCH = 500
+
+
+class _Transient(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Permanent(_Transient):
+    pass
+
+
+def fetch_policy(runtime) -> FetchPolicy:
+    fetch = runtime.settings.media.fetch
+    return FetchPolicy(
+        max_bytes=runtime.settings.media.max_bytes, allow_http=fetch.allow_http,
+        max_redirects=fetch.max_redirects, connect_timeout=fetch.connect_timeout,
+        read_timeout=fetch.read_timeout, total_timeout=fetch.total_timeout,
+        allow_private_hosts=frozenset(host.lower() for host in fetch.allow_private_hosts),
+        allow_private_networks=tuple(ipaddress.ip_network(n, strict=False) for n in fetch.allow_private_networks),
+        tls_ca_file=fetch.tls_ca_file)
+
+
+def media_policy(runtime, max_bytes: int | None = None) -> MediaPolicy:
+    """The configured policy, with a connection's own size limit when it has one."""
+    if max_bytes is None or max_bytes == runtime.media_policy.max_bytes:
+        return runtime.media_policy
+    return dataclasses.replace(runtime.media_policy, max_bytes=max_bytes)
+
+
+def blob_key(tenant_id: str, day: datetime, message_id: str, index: int) -> str:
+    """Made by the service, never from a caller's file name."""
+    return f"{tenant_id}/{day:%Y/%m/%d}/{message_id}/{index}"
+
+
+# Processing ---------------------------------------------------------------------------------------
+
+def process_attachment(runtime, attachment_id: str) -> str | None:
+    """Work on one attachment if it is due and unclaimed. Returns the outcome (stored, rejected,
+    retry, failed) or None when there was nothing to do."""
+    started = time.monotonic()
+    claim = _claim(runtime, attachment_id)
+    if claim is None:
+        return None
+    attachment, message, token = claim
+    connection = runtime.connections.find(message.provider, message.connection)
+    max_bytes = (connection.media_max_bytes if connection else None) or runtime.settings.media.max_bytes
+    reason = None
+    try:
+        stored = _fetch_check_store(runtime, attachment, message, connection, max_bytes)
+    except _Permanent as problem:
+        reason = problem.code
+        outcome = _finish(runtime, attachment, message, token, "rejected", problem.code, problem.message)
+    except _Transient as problem:
+        reason = problem.code
+        outcome = _retry_or_fail(runtime, attachment, message, token, problem)
+    else:
+        outcome = _finish(runtime, attachment, message, token, "stored", None, None, stored)
+    metrics.ATTACHMENTS.labels(outcome, reason or "none").inc()
+    metrics.ATTACHMENT_SECONDS.observe(time.monotonic() - started)
+    log(logger, "attachment", logging.INFO if outcome in ("stored", "retry") else logging.WARNING,
+        attachment_id=attachment.id, message_id=message.id, provider=message.provider,
+        connection=message.connection, index=attachment.index, outcome=outcome, reason=reason,
+        attempts=attachment.attempts, host=urlsplit(attachment.source_url).hostname,
+        duration_ms=round((time.monotonic() - started) * 1000, 1))
+    return outcome
+
+
+def _fetch_check_store(runtime, attachment: sa.Row, message: sa.Row, connection, max_bytes: int) -> dict:
+    adapter = ADAPTERS.get(message.provider)
+    credentials = adapter.media_credentials(connection, attachment.source_url) if adapter and connection else None
+    fetcher = SafeFetcher(fetch_policy(runtime), resolver=runtime.resolver)
+    work = Path(tempfile.mkdtemp(prefix="attachment-", dir=runtime.work_dir))
+    download = work / "download"
+    try:
+        try:
+            with download.open("wb") as sink:
+                fetcher.fetch(attachment.source_url, sink, credentials=credentials, max_bytes=max_bytes)
+        except FetchError as error:
+            raise _classify(runtime, error, message) from None
+        try:
+            checked = check_media(download, declared_content_type=attachment.declared_content_type,
+                                  policy=media_policy(runtime, max_bytes), workdir=work)
+        except MediaRejected as rejection:
+            raise _Permanent(rejection.code, rejection.message) from None
+        key = blob_key(attachment.tenant_id, message.received_at, message.id, attachment.index)
+        disposition = content_disposition(disposition_for(checked.content_type), attachment.name)
+        try:
+            with checked.path.open("rb") as source:
+                runtime.blob_store.put(key, source, content_type=checked.content_type, size=checked.size,
+                                       metadata={"attachment_id": attachment.id, "message_id": message.id,
+                                                 "sha256": checked.sha256},
+                                       content_disposition=disposition)
+        except StorageUnavailable as error:
+            raise _Transient("storage_unavailable", f"blob store unavailable: {error}") from None
+        except StorageError as error:
+            raise _Transient("storage_error", f"blob store refused the object: {error}") from None
+        return {"content_type": checked.content_type, "size": checked.size, "sha256": checked.sha256,
+                "blob_key": key}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _classify(runtime, error: FetchError, message: sa.Row) -> _Transient:
+    age = (datetime.now(timezone.utc) - message.received_at).total_seconds()
+    if error.http_status == 404 and age < runtime.settings.media.not_found_grace_seconds:
+        # The provider may still be propagating the file (Twilio documents this): try again shortly.
+        return _Transient("not_found_yet", error.message)
+    if error.transient:
+        return _Transient(error.code, error.message)
+    return _Permanent(error.code, error.message)
+
+
+# Database steps ------------------------------------------------------------------------------------
+
+def _lease_seconds(runtime) -> float:
+    # Longer than any fetch can take, plus time to check and store the file.
+    return runtime.settings.media.fetch.total_timeout * 2 + 120
+
+
+def _claim(runtime, attachment_id: str):
+    now = datetime.now(timezone.utc)
+    token = str(uuid.uuid4())
+    with runtime.db.writing() as conn:
+        claimed = conn.execute(
+            sa.update(ATTACHMENTS)
+            .where(ATTACHMENTS.c.id == attachment_id, ATTACHMENTS.c.status == "pending",
+                   sa.or_(ATTACHMENTS.c.claimed_until.is_(None), ATTACHMENTS.c.claimed_until < now),
+                   sa.or_(ATTACHMENTS.c.next_attempt_at.is_(None),
+                          ATTACHMENTS.c.next_attempt_at <= now + timedelta(seconds=1)))
+            .values(claimed_until=now + timedelta(seconds=_lease_seconds(runtime)), claim_token=token,
+                    attempts=ATTACHMENTS.c.attempts + 1, updated_at=now)
+            .returning(*ATTACHMENTS.c)).first()
+        if claimed is None:
+            return None
+        message = conn.execute(sa.select(MESSAGES.c.id, MESSAGES.c.provider, MESSAGES.c.connection,
+                                         MESSAGES.c.received_at)
+                               .where(MESSAGES.c.seq == claimed.message_seq)).one()
+    return claimed, message, token
+
+
+def _retry_or_fail(runtime, attachment: sa.Row, message: sa.Row, token: str, problem: _Transient) -> str:
+    media = runtime.settings.media
+    if attachment.attempts >= media.retry_max_attempts:
+        return _finish(runtime, attachment, message, token, "failed", problem.code,
+                       f"{problem.message} (gave up after {attachment.attempts} attempts)")
+    delay = backoff_delay(attachment.attempts, media.retry_base_delay_seconds, media.retry_max_delay_seconds)
+    due = datetime.now(timezone.utc) + timedelta(seconds=delay)
+    with runtime.db.writing() as conn:
+        conn.execute(sa.update(ATTACHMENTS)
+                     .where(ATTACHMENTS.c.id == attachment.id, ATTACHMENTS.c.claim_token == token)
+                     .values(next_attempt_at=due, claimed_until=None, claim_token=None,
+                             reason_code=problem.code, reason=problem.message[:2000],
+                             updated_at=datetime.now(timezone.utc)))
+    runtime.queue.enqueue([attachment.id], eta=due)
+    return "retry"
+
+
+def backoff_delay(attempt: int, base: float, ceiling: float) -> float:
+    """Exponential in the attempt number, capped, with "equal jitter": half fixed, half random, so a
+    burst of failures does not retry in lockstep yet never retries immediately."""
+    delay = min(ceiling, base * (2 ** max(0, attempt - 1)))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def _finish(runtime, attachment: sa.Row, message: sa.Row, token: str, status: str, code: str | None,
+            reason: str | None, stored: dict | None = None) -> str:
+    now = datetime.now(timezone.utc)
+    values = dict(status=status, reason_code=code, reason=reason and reason[:2000], claimed_until=None,
+                  claim_token=None, completed_at=now, updated_at=now, next_attempt_at=None, **(stored or {}))
+    with runtime.db.writing() as conn:
+        updated = conn.execute(sa.update(ATTACHMENTS)
+                               .where(ATTACHMENTS.c.id == attachment.id, ATTACHMENTS.c.claim_token == token,
+                                      ATTACHMENTS.c.status == "pending")
+                               .values(values)).rowcount
+        if not updated:
+            return "lost_claim"  # the lease ran out and another worker took over; it will record the outcome
+        row = conn.execute(sa.select(ATTACHMENTS).where(ATTACHMENTS.c.id == attachment.id)).one()
+        data = attachment_json(row)
+        data["messageId"] = message.id
+        feed.append(conn, [{"tenant_id": attachment.tenant_id, "type": f"attachment.{status}",
+                            "message_id": message.id, "attachment_id": attachment.id, "created_at": now,
+                            "data": data}])
+    return status
+
+
+# Sweep and operator retries -----------------------------------------------------------------------
+
+def sweep_pending(runtime) -> int:
+    """Enqueue attachments that should have been worked on a while ago and are not claimed: a lost
+    enqueue, a crashed worker or a restart delays an attachment by minutes, never loses it."""
+    now = datetime.now(timezone.utc)
+    overdue = now - timedelta(seconds=runtime.settings.media.sweep_after_seconds)
+    with runtime.db.reading() as session:
+        ids = list(session.scalars(
+            sa.select(Attachment.id).where(
+                Attachment.status == "pending", Attachment.next_attempt_at <= overdue,
+                sa.or_(Attachment.claimed_until.is_(None), Attachment.claimed_until < now))
+            .order_by(Attachment.next_attempt_at).limit(SWEEP_BATCH)))
+    if ids:
+        runtime.queue.enqueue(ids)
+    return len(ids)
+
+
+def reset_for_retry(runtime, attachment_ids: list[str]) -> list[str]:
+    """Put failed or rejected attachments back to pending with a fresh retry budget (operator action).
+    Returns the ids that were reset."""
+    now = datetime.now(timezone.utc)
+    with runtime.db.writing() as conn:
+        reset = [row.id for row in conn.execute(
+            sa.update(ATTACHMENTS)
+            .where(ATTACHMENTS.c.id.in_(attachment_ids), ATTACHMENTS.c.status.in_(("failed", "rejected")))
+            .values(status="pending", attempts=0, next_attempt_at=now, reason_code=None, reason=None,
+                    completed_at=None, claimed_until=None, claim_token=None, updated_at=now)
+            .returning(ATTACHMENTS.c.id))]
+    if reset:
+        runtime.queue.enqueue(reset)
+    return reset
