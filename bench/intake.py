@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="closed-loop clients for throughput")
     parser.add_argument("--rate", type=float, default=100.0, help="requests/s for the latency measurement")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both servers)")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (both servers)")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (both servers)")
     args = parser.parse_args()
 
     from webhook_service.db import migrate

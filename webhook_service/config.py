@@ -263,7 +263,8 @@ class Settings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     web_workers: int = Field(default=2, ge=1, le=64)
-    web_threads: int = Field(default=4, ge=1, le=64)
+    # Threads let one process group-commit several webhooks into one durable transaction.
+    web_threads: int = Field(default=8, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     phone_default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
     webhook_max_body_bytes: int = Field(default=MIB, gt=0)

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from . import feed, statuses
 from .canonical import Event, MessageEvent, StatusEvent
 from .config import Connection
-from .db import Database
+from .db import Database, DiscardUnit
 from .models import Attachment, Message, RawRequest, StatusEventRow, new_id
 from .phone import normalize_address
 from .serializers import iso, message_json
@@ -90,34 +90,27 @@ class RawRequestRecord:
     received_at: datetime
 
 
-class _NothingNew(Exception):
-    """Raised inside the transaction to roll it back when every event was already known."""
-
-
 def store_webhook(db: Database, connection: Connection, raw: RawRequestRecord, events: list[Event],
                   region: str) -> StoreResult:
     recorder = _Recorder(db, connection, raw.received_at, region)
     prepared = [recorder.prepare(event) for event in events]
-    result = StoreResult(duplicate=False)
-    try:
-        with db.writing() as conn:
-            raw_id = conn.execute(INSERT_RAW_REQUEST, dict(
-                request_id=raw.request_id, received_at=raw.received_at, provider=connection.provider,
-                connection=connection.name, tenant_id=connection.tenant, method=raw.method, url=raw.url,
-                headers=raw.headers, body=raw.body, remote_addr=raw.remote_addr,
-            )).scalar_one()
-            for item in prepared:
-                recorder.record(conn, item, raw_id)
-            # A request with no events (a provider event type we do not map) is still kept whole.
-            if events and not recorder.changed:
-                raise _NothingNew
-            feed.append(conn, recorder.feed_rows)
-            result.raw_request_id = raw_id
-            result.new_attachment_ids = recorder.new_attachment_ids
-    except _NothingNew:
-        result.duplicate = True
-    result.message_ids = recorder.message_ids
-    return result
+    raw_row = dict(request_id=raw.request_id, received_at=raw.received_at, provider=connection.provider,
+                   connection=connection.name, tenant_id=connection.tenant, method=raw.method, url=raw.url,
+                   headers=raw.headers, body=raw.body, remote_addr=raw.remote_addr)
+
+    def record(conn: sa.Connection) -> StoreResult:
+        raw_id = conn.execute(INSERT_RAW_REQUEST, raw_row).scalar_one()
+        for item in prepared:
+            recorder.record(conn, item, raw_id)
+        # A request with no events (a provider event type we do not map) is still kept whole.
+        if events and not recorder.changed:
+            raise DiscardUnit(StoreResult(duplicate=True, message_ids=recorder.message_ids))
+        feed.append(conn, recorder.feed_rows)
+        return StoreResult(duplicate=False, raw_request_id=raw_id, message_ids=recorder.message_ids,
+                           new_attachment_ids=recorder.new_attachment_ids)
+
+    # Committed together with whatever other webhooks this process is storing at the same moment.
+    return db.group_commit.run(record)
 
 
 class _Recorder:

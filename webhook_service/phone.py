@@ -1,13 +1,17 @@
 """Phone numbers: E.164 normalization for storage, masking for logs."""
 from __future__ import annotations
 
+import functools
+
 import phonenumbers
 
 DEFAULT_REGION = "US"
 
 
+@functools.lru_cache(maxsize=8192)
 def normalize_e164(value: str | None, region: str = DEFAULT_REGION) -> str | None:
-    """The number in E.164 form, or None when `value` is not a phone number.
+    """The number in E.164 form, or None when `value` is not a phone number. (Cached: the same few
+    numbers, a tenant's own above all, appear in message after message, and parsing is costly.)
 
     `is_possible_number` rather than `is_valid_number`: validity depends on numbering-plan metadata
     that lags reality (and rejects the 555 numbers used in every example), while a provider that
