@@ -2,10 +2,12 @@
 interface the web layer and the media pipeline program against."""
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import BinaryIO, ClassVar, Literal
 
 # Far beyond any sensible link lifetime; it only keeps expiry timestamps inside datetime's range.
@@ -68,6 +70,15 @@ class BlobStore(ABC):
         source's exception propagates unchanged and the key is left exactly as it was. The source is
         read in chunks, never whole, so memory use does not grow with the object's size.
         """
+
+    def put_file(self, key: str, path: Path, *, content_type: str, metadata: Mapping[str, str] = {},
+                 content_disposition: str | None = None, consume: bool = False) -> BlobInfo:
+        """Store the file at `path` under `key`, as put() does. With `consume`, the store may take the
+        file over instead of copying it (the local store renames it into place); the caller must not
+        use the path afterwards, whatever the outcome."""
+        with open(path, "rb") as source:
+            return self.put(key, source, content_type=content_type, size=os.fstat(source.fileno()).st_size,
+                            metadata=metadata, content_disposition=content_disposition)
 
     @abstractmethod
     def open(self, key: str) -> BinaryIO:

@@ -7,6 +7,7 @@ atomic rename). Signed URLs point back at this service, which serves them after 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import hmac
 import json
@@ -109,6 +110,45 @@ class LocalBlobStore(BlobStore):
         finally:
             for path in staged:
                 path.unlink(missing_ok=True)
+        return info
+
+    def put_file(self, key: str, path: Path, *, content_type: str, metadata: Mapping[str, str] = {},
+                 content_disposition: str | None = None, consume: bool = False) -> BlobInfo:
+        """With `consume`, the file is renamed into place (no second copy of the bytes) when it lives
+        on the store's filesystem, which the service's scratch directory does."""
+        if not consume:
+            return super().put_file(key, path, content_type=content_type, metadata=metadata,
+                                    content_disposition=content_disposition)
+        object_path, meta_path = self._object_path(key), self._meta_path(key)
+        check_header_value("content_type", content_type)
+        if content_disposition is not None:
+            check_header_value("content_disposition", content_disposition)
+        info = BlobInfo(key=key, size=Path(path).stat().st_size, content_type=content_type,
+                        metadata=normalize_metadata(metadata), content_disposition=content_disposition)
+        staged: list[Path] = []
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+            try:
+                os.fchmod(descriptor, 0o600)
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            meta_temp = self._stage(staged, lambda out: out.write(_sidecar_json(info)))
+            _move_into_place(meta_temp, meta_path)
+            staged.remove(meta_temp)
+            try:
+                _move_into_place(Path(path), object_path)
+            except OSError as error:
+                if error.errno != errno.EXDEV:
+                    raise
+                # Another filesystem: copy after all.
+                return super().put_file(key, path, content_type=content_type, metadata=metadata,
+                                        content_disposition=content_disposition)
+        except OSError as error:
+            raise StorageUnavailable(f"cannot write {key!r} under {self.root}: {error}") from error
+        finally:
+            for staged_path in staged:
+                staged_path.unlink(missing_ok=True)
         return info
 
     def open(self, key: str) -> BinaryIO:

@@ -38,8 +38,10 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Library chatter that would otherwise log request URLs (with signed query strings) at INFO.
-    for noisy in ("botocore", "boto3", "urllib3", "azure", "s3transfer", "alembic.runtime.plugins"):
+    # huey logs two lines per task at INFO; the worker's own line per attachment says more.
+    for noisy in ("botocore", "boto3", "urllib3", "azure", "s3transfer", "alembic.runtime.plugins", "huey"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("huey.consumer").setLevel(logging.INFO)  # start-up and shutdown lines
 
 
 def log(logger: logging.Logger, event: str, level: int = logging.INFO, *, exc_info: bool = False,

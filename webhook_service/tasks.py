@@ -63,5 +63,9 @@ class DownloadQueue:
         self.huey.storage.queue_size()
 
     def consumer(self, threads: int):
+        # Idle workers poll the embedded queue at most a second apart (huey's default backs off to
+        # 10 s): a webhook's attachments should start downloading at once, and some providers' media
+        # links are short-lived. (The Redis queue blocks on the list instead of polling.)
         return self.huey.create_consumer(workers=threads, worker_type="thread", periodic=True,
-                                         check_worker_health=True)
+                                         check_worker_health=True, initial_delay=0.05, backoff=1.5,
+                                         max_delay=1.0)

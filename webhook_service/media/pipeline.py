@@ -118,22 +118,22 @@ def _fetch_check_store(runtime, attachment: sa.Row, message: sa.Row, connection,
     try:
         try:
             with download.open("wb") as sink:
-                fetcher.fetch(attachment.source_url, sink, credentials=credentials, max_bytes=max_bytes)
+                fetched = fetcher.fetch(attachment.source_url, sink, credentials=credentials, max_bytes=max_bytes)
         except FetchError as error:
             raise _classify(runtime, error, message) from None
         try:
             checked = check_media(download, declared_content_type=attachment.declared_content_type,
-                                  policy=media_policy(runtime, max_bytes), workdir=work)
+                                  policy=media_policy(runtime, max_bytes), workdir=work,
+                                  source_sha256=fetched.sha256)
         except MediaRejected as rejection:
             raise _Permanent(rejection.code, rejection.message) from None
         key = blob_key(attachment.tenant_id, message.received_at, message.id, attachment.index)
         disposition = content_disposition(disposition_for(checked.content_type), attachment.name)
         try:
-            with checked.path.open("rb") as source:
-                runtime.blob_store.put(key, source, content_type=checked.content_type, size=checked.size,
-                                       metadata={"attachment_id": attachment.id, "message_id": message.id,
-                                                 "sha256": checked.sha256},
-                                       content_disposition=disposition)
+            runtime.blob_store.put_file(key, checked.path, content_type=checked.content_type,
+                                        metadata={"attachment_id": attachment.id, "message_id": message.id,
+                                                  "sha256": checked.sha256},
+                                        content_disposition=disposition, consume=True)
         except StorageUnavailable as error:
             raise _Transient("storage_unavailable", f"blob store unavailable: {error}") from None
         except StorageError as error:

@@ -14,7 +14,6 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import magic
@@ -156,12 +155,13 @@ def sniff_content_type(path: Path) -> str:
 
 
 def check_media(source: Path, *, declared_content_type: str | None, policy: MediaPolicy,
-                workdir: Path) -> CheckedMedia:
+                workdir: Path, source_sha256: str | None = None) -> CheckedMedia:
     """Check `source` against `policy`; raise MediaRejected, or say what to store.
 
     JPEG, PNG, GIF and WebP images come back as a new file in `workdir` that the caller owns (store it,
     then delete it); anything else, including image types a custom allowlist adds, comes back as
-    `source` itself, unchanged.
+    `source` itself, unchanged. `source_sha256`, when the caller already hashed the file while
+    receiving it, saves hashing it again.
     """
     _checked_size(source, policy.max_bytes)
     content_type = sniff_content_type(source)
@@ -169,7 +169,7 @@ def check_media(source: Path, *, declared_content_type: str | None, policy: Medi
     declared = _declared(declared_content_type)
     if content_type in images.REENCODED_TYPES:
         return _reencoded(source, content_type, declared, policy, workdir, keep_format=True, downscale=False)
-    return _unchanged(source, content_type, declared)
+    return _unchanged(source, content_type, declared, source_sha256)
 
 
 def convert_for_carriers(source: Path, *, declared_content_type: str | None, policy: MediaPolicy,
@@ -197,12 +197,17 @@ def convert_for_carriers(source: Path, *, declared_content_type: str | None, pol
     return _unchanged(source, content_type, declared)
 
 
-@cache
+_handles = threading.local()
+
+
 def _magic() -> magic.Magic:
-    return magic.Magic(mime=True, mime_encoding=True)
-
-
-_magic_lock = threading.Lock()
+    """This thread's libmagic handle. One per thread rather than one shared behind a lock: a sniff of
+    a 5 MiB file takes tens of milliseconds, which concurrent downloads should not queue for (ctypes
+    releases the GIL while libmagic works)."""
+    handle = getattr(_handles, "magic", None)
+    if handle is None:
+        handle = _handles.magic = magic.Magic(mime=True, mime_encoding=True)
+    return handle
 
 
 def _libmagic_type(path: Path) -> tuple[str, str]:
@@ -210,11 +215,10 @@ def _libmagic_type(path: Path) -> tuple[str, str]:
     # libmagic reads only the first 7 MiB and judges a text encoding from the first 64 KiB by default:
     # binary bytes or markup past those windows would go unseen. Its windows are set to the whole file.
     window = max(path.stat().st_size, 1)
-    with _magic_lock:  # the parameters belong to the shared handle
-        handle = _magic()
-        handle.setparam(magic.MAGIC_PARAM_BYTES_MAX, window)
-        handle.setparam(_MAGIC_PARAM_ENCODING_MAX, window)
-        description = handle.from_file(str(path))
+    handle = _magic()
+    handle.setparam(magic.MAGIC_PARAM_BYTES_MAX, window)
+    handle.setparam(_MAGIC_PARAM_ENCODING_MAX, window)
+    description = handle.from_file(str(path))
     mime, _, parameters = description.partition(";")
     return mime, parameters.strip().removeprefix("charset=")
 
@@ -280,8 +284,9 @@ def _declared(declared_content_type: str | None) -> str | None:
     return (declared_content_type or "").strip() or None
 
 
-def _unchanged(source: Path, content_type: str, declared: str | None) -> CheckedMedia:
-    size, sha256 = _size_and_sha256(source)
+def _unchanged(source: Path, content_type: str, declared: str | None,
+               known_sha256: str | None = None) -> CheckedMedia:
+    size, sha256 = (source.stat().st_size, known_sha256) if known_sha256 else _size_and_sha256(source)
     return CheckedMedia(path=source, content_type=content_type, declared_content_type=declared, size=size,
                         sha256=sha256, sanitized=False)
 

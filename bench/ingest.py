@@ -1,0 +1,262 @@
+"""Attachment ingestion benchmark: 5 MiB files from a loopback HTTP server through the real worker
+(`webhook-service worker`: claim, safe fetch, libmagic sniff, validation, local blob store, database)
+against a plain streaming copy of the same files to disk, measured in the same run at the same
+concurrency; plus the worker's peak RSS with 1 and with 8 concurrent downloads.
+
+    .venv/bin/python bench/ingest.py [--files 48] [--size-mib 5]
+
+The files are PDFs (the pipeline stores them as they are); a JPEG run is shown separately, since
+re-encoding an image is work a plain copy does not do.
+Goal (DESIGN.md): throughput ratio >= 0.7; peak RSS grows with concurrency, not with file count.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import multiprocessing
+import os
+import random
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TENANT = "00000000-0000-0000-0000-000000000000"
+CHUNK = 64 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sample(kind: str, size: int) -> bytes:
+    """A PDF of exactly `size` bytes, or a photographic JPEG just under `size`. The PDF's body is
+    random bytes, as the compressed streams of a real PDF are (a text-like body would make libmagic's
+    encoding check, which runs over the whole file, look slower than it is on real documents)."""
+    if kind == "pdf":
+        head = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\nstream\n"
+        tail = b"\nendstream\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+        return head + random.Random(size).randbytes(size - len(head) - len(tail)) + tail
+    import io
+
+    from PIL import Image
+
+    low, high, best = 256, 4096, b""
+    while low <= high:  # the largest noise image (photo-like, incompressible) that fits
+        side = (low + high) // 2
+        buffer = io.BytesIO()
+        Image.frombytes("RGB", (side, side), random.Random(side).randbytes(side * side * 3)).save(
+            buffer, "JPEG", quality=85)
+        if buffer.tell() <= size:
+            best, low = buffer.getvalue(), side + 1
+        else:
+            high = side - 1
+    return best
+
+
+def serve_files(port: int, body: bytes, content_type: str, ready) -> None:
+    """The media server, in its own process so it does not compete for the benchmark's GIL."""
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            view = memoryview(body)
+            for start in range(0, len(body), CHUNK):
+                self.wfile.write(view[start:start + CHUNK])
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    ready.set()
+    server.serve_forever()
+
+
+def plain_copy(port: int, paths: list[str], target: Path, concurrency: int) -> float:
+    """The baseline: stream each file to disk with hashing, nothing else. Returns seconds."""
+    def copy(path: str) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", path)
+        response = connection.getresponse()
+        digest = hashlib.sha256()
+        with open(target / path.strip("/").replace("/", "_"), "wb") as sink:
+            while chunk := response.read(CHUNK):
+                digest.update(chunk)
+                sink.write(chunk)
+            sink.flush()
+            os.fsync(sink.fileno())
+        connection.close()
+
+    target.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(copy, paths))
+    return time.perf_counter() - started
+
+
+def worker_run(work: Path, port: int, paths: list[str], threads: int, content_type: str) -> tuple[float, int]:
+    """Store `paths` as one inbound message's attachments each, enqueue them, and time the real
+    worker process until every one is stored. Returns (seconds, worker peak RSS in KiB)."""
+    from webhook_service.canonical import MediaRef, MessageEvent
+    from webhook_service.config import load_settings
+    from webhook_service.db import migrate
+    from webhook_service.message_store import RawRequestRecord, store_webhook
+    from webhook_service.runtime import Runtime
+
+    data = work / f"data-{threads}"
+    config = work / f"worker-{threads}.toml"
+    config.write_text(f"""
+data_dir = "{data}"
+log_level = "INFO"
+[queue]
+worker_threads = {threads}
+[media.fetch]
+allow_http = true
+allow_private_networks = ["127.0.0.1/32"]
+[[tenants]]
+id = "{TENANT}"
+[[connections]]
+provider = "standard"
+name = "bench"
+tenant = "{TENANT}"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+""")
+    env = dict(os.environ, WEBHOOK_SERVICE_CONFIG=str(config), PYTHONPATH=str(ROOT))
+    settings = load_settings(config, environ={})
+    migrate(settings.effective_database_url)
+    runtime = Runtime(settings)
+    connection = settings.connections[0]
+    attachment_ids = []
+    for index, path in enumerate(paths):
+        raw = RawRequestRecord("bench", "POST", "http://bench/webhooks/standard/bench", [], b"{}", None,
+                               datetime.now(timezone.utc))
+        event = MessageEvent(f"ingest-{index}", "inbound", "+15550001111", ("+15551234567",),
+                             media=(MediaRef(f"http://127.0.0.1:{port}{path}", content_type),))
+        attachment_ids += store_webhook(runtime.db, connection, raw, [event], "US").new_attachment_ids
+
+    worker = subprocess.Popen([sys.executable, "-m", "webhook_service.cli", "worker"], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_line(worker, "consumer started")
+        started = time.perf_counter()
+        runtime.queue.enqueue(attachment_ids)
+        database = data / "service.db"
+        while True:
+            with sqlite3.connect(database) as db:
+                done = db.execute("select count(*) from attachments where status != 'pending'").fetchone()[0]
+            if done == len(paths):
+                break
+            if worker.poll() is not None:
+                raise SystemExit("the worker exited")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        with sqlite3.connect(database) as db:
+            outcomes = dict(db.execute("select status, count(*) from attachments group by status").fetchall())
+        if outcomes != {"stored": len(paths)}:
+            raise SystemExit(f"not everything was stored: {outcomes}")
+        peak = _peak_rss_kib(worker.pid)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        runtime.close()
+    return elapsed, peak
+
+
+def _wait_for_line(process: subprocess.Popen, needle: str, timeout: float = 60) -> None:
+    found = threading.Event()
+
+    def read():
+        for line in process.stderr:
+            if needle.lower() in line.lower():
+                found.set()
+        found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not found.wait(timeout) or process.poll() is not None:
+        raise SystemExit("the worker did not start")
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=48)
+    parser.add_argument("--size-mib", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=8, help="downloads at once, both sides")
+    args = parser.parse_args()
+    size = int(args.size_mib * 1024 * 1024)
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    half = max(1, args.files // 2)
+    # (file type, files, concurrent downloads): the PDF runs compare concurrency and file count at once.
+    plan = [("pdf", args.files, args.concurrency), ("pdf", half, args.concurrency), ("pdf", half, 1),
+            ("jpeg", max(args.concurrency, args.files // 4), args.concurrency)]
+    rows = []
+    try:
+        for kind in ("pdf", "jpeg"):
+            content_type = "application/pdf" if kind == "pdf" else "image/jpeg"
+            body = sample(kind, size)
+            port = free_port()
+            ready = multiprocessing.Event()
+            server = multiprocessing.Process(target=serve_files, args=(port, body, content_type, ready),
+                                             daemon=True)
+            server.start()
+            ready.wait(10)
+            try:
+                for run, (run_kind, count, concurrency) in enumerate(plan):
+                    if run_kind != kind:
+                        continue
+                    paths = [f"/{kind}/{run}/{index}" for index in range(count)]
+                    baseline = plain_copy(port, paths, work / f"copy-{run}", concurrency)
+                    run_dir = work / f"run-{run}"
+                    run_dir.mkdir()
+                    seconds, peak = worker_run(run_dir, port, paths, concurrency, content_type)
+                    rows.append((kind, len(body), count, concurrency, baseline, seconds, peak))
+            finally:
+                server.terminate()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    mib = 1024 * 1024
+    print(f"\nattachment ingestion benchmark: {os.cpu_count()} CPUs, loopback HTTP, local blob store, SQLite")
+    print(f"{'type':<5} {'file':>8} {'files':>5} {'conc':>4} {'plain copy':>12} {'worker':>12} {'ratio':>6} "
+          f"{'worker peak RSS':>16}")
+    for kind, length, count, concurrency, baseline, seconds, peak in rows:
+        plain_rate = count * length / mib / baseline
+        worker_rate = count * length / mib / seconds
+        print(f"{kind:<5} {length / mib:>6.2f}Mi {count:>5} {concurrency:>4} {plain_rate:>8.1f} MiB/s "
+              f"{worker_rate:>8.1f} MiB/s {worker_rate / plain_rate:>6.2f} {peak / 1024:>12.1f} MiB")
+    main_run, half_run, single_run = rows[0], rows[1], rows[2]
+    ratio = main_run[4] / main_run[5]
+    print(f"\nPDF throughput ratio at concurrency {args.concurrency} (worker / plain copy): {ratio:.2f} "
+          f"(goal >= 0.70: {'met' if ratio >= 0.7 else 'NOT met'})")
+    print(f"worker peak RSS: {single_run[6] / 1024:.1f} MiB with 1 download at a time; with "
+          f"{args.concurrency}: {half_run[6] / 1024:.1f} MiB for {half_run[2]} files, "
+          f"{main_run[6] / 1024:.1f} MiB for {main_run[2]} files")
+
+
+if __name__ == "__main__":
+    main()
