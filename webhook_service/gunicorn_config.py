@@ -21,7 +21,10 @@ logconfig_dict = {
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "webhook_service.logs.JsonFormatter"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
-    "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+    # gunicorn merges this over its defaults, whose root logger names a "console" handler: define it.
+    "root": {"level": "INFO", "handlers": ["stderr"]},
+    "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+                "gunicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
 }
 # Incoming bodies are capped by the app (webhooks 1 MiB, uploads more); header limits stay gunicorn's.
 forwarded_allow_ips = "127.0.0.1,::1"
