@@ -120,7 +120,6 @@ def web() -> None:
 def worker(threads: int | None) -> None:
     """The queue consumer: downloads, checks and stores attachments; sweeps pending ones every minute."""
     runtime = _runtime()
-    migrate(runtime.settings.effective_database_url)
     runtime.queue.consumer(threads or runtime.settings.queue.worker_threads).run()
 
 

@@ -24,6 +24,8 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from storage.base import MAX_URL_LIFETIME_SECONDS
+
 from .phone import normalize_e164
 
 DEFAULT_TENANT_ID = "00000000-0000-0000-0000-000000000000"
@@ -89,6 +91,8 @@ class Tenant(Strict):
     phone_numbers: list[PhoneNumber] = []
     # Overrides storage.url_ttl_seconds for this tenant's signed media URLs.
     media_url_ttl_seconds: int | None = Field(default=None, gt=0)
+    # Overrides storage.upload_url_ttl_seconds for the URLs the upload API returns to this tenant.
+    upload_url_ttl_seconds: int | None = Field(default=None, gt=0, le=MAX_URL_LIFETIME_SECONDS)
 
 
 class ApiUser(Strict):
@@ -231,6 +235,15 @@ class StorageSettings(Strict):
     backend: Literal["local", "s3", "azure"] = "local"
     # Lifetime of signed media URLs. Short by default; see the README on long-lived links.
     url_ttl_seconds: int = Field(default=3600, gt=0)
+    # Lifetime of the signed URL the upload API (POST /api/v1/media) returns for a client to put in
+    # `mediaUrls`. Carriers fetch MMS media within minutes of the send, so a day leaves room for queued
+    # and scheduled messages. S3 and Azure user-delegation SAS URLs cannot outlive 7 days: the store
+    # shortens longer lifetimes and the response's expiresAt tells the truth. Longer-lived links use
+    # the upload's stableUrl instead.
+    upload_url_ttl_seconds: int = Field(default=24 * 3600, gt=0, le=MAX_URL_LIFETIME_SECONDS)
+    # Lifetime of an upload's stableUrl (a link to this service that redirects to a fresh signed URL).
+    # None: it works until the upload is deleted.
+    upload_stable_url_ttl_seconds: int | None = Field(default=None, gt=0, le=MAX_URL_LIFETIME_SECONDS)
     local_dir: Path | None = None
     s3: S3Settings | None = None
     azure: AzureSettings | None = None

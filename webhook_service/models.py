@@ -191,3 +191,29 @@ class FeedEvent(Base):
     attachment_id: Mapped[str | None] = mapped_column(sa.String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     data: Mapped[dict] = mapped_column(JSONType)
+
+
+class MediaUpload(Base):
+    """A file a client uploaded through POST /api/v1/media to send by MMS: checked like an inbound
+    attachment and kept in the blob store until the client deletes it (which revokes its URLs)."""
+    __tablename__ = "media_uploads"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    # The tenant's sending number the upload was made for, in E.164, and its configured id.
+    phone_number: Mapped[str] = mapped_column(sa.String(32))
+    phone_number_id: Mapped[str] = mapped_column(sa.String(255))
+    # Sanitized; used only for Content-Disposition, never for the blob key.
+    file_name: Mapped[str] = mapped_column(sa.String(255))
+    # Sniffed (and, after a conversion, the converted file's): what is stored and served.
+    content_type: Mapped[str] = mapped_column(sa.String(255))
+    declared_content_type: Mapped[str | None] = mapped_column(sa.String(255))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    blob_key: Mapped[str] = mapped_column(sa.String(512))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the URL returned by the upload stops working (GET /api/v1/media/<id> signs fresh ones).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set by DELETE /api/v1/media/<id>, once the blob is gone.
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The API user or key that uploaded it.
+    created_by: Mapped[str] = mapped_column(sa.String(255))
