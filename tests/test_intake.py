@@ -306,3 +306,21 @@ class TestUnstorableInput:
     def test_deeply_nested_json_is_400(self, client):
         body = b"[" * 100_000
         assert post_standard(client, body).status_code == 400
+
+
+class TestAdapterBugs:
+    def test_an_adapter_exception_keeps_the_request_and_answers_500(self, client, runtime, monkeypatch):
+        from webhook_service.providers import ADAPTERS
+
+        def broken(request, connection):
+            raise KeyError("a bug")
+
+        monkeypatch.setattr(ADAPTERS["standard"], "parse", broken)
+        body = inbound_body("m-bug")
+        response = post_standard(client, body)
+        assert response.status_code == 500
+        assert response.get_json()["error"]["code"] == "internal_error"
+        with runtime.db.reading() as session:
+            row = session.scalars(sa.select(QuarantinedRequest)).one()
+        assert (row.http_status, row.reason_code, row.body) == (500, "adapter_error", body)
+        assert "KeyError" in row.reason

@@ -104,24 +104,19 @@ def process(runtime: Runtime, adapter: ProviderAdapter, connection: Connection,
             webhook_request: WebhookRequest, request_id: str, *, check: str = CHECK_ALL,
             quarantine_refused: bool = True) -> IntakeResult:
     """Verify, parse and store one request. Also used by operators to replay a quarantined one."""
-    refused: IntakeResult | None = None
     try:
-        if check == CHECK_ALL:
-            authenticate(adapter, connection, webhook_request)
-        elif check == CHECK_SIGNATURE and connection.verify and connection.secrets:
-            adapter.verify(webhook_request, connection)
-    except VerificationFailed as failure:
-        refused, detail = IntakeResult(401, "unauthorized", failure.code), failure.detail
-    if refused is None:
-        try:
-            events = adapter.parse(webhook_request, connection)
-            _check_identifiers(events)
-        except ParseFailed as failure:
-            refused, detail = IntakeResult(400, "bad_request", failure.code), failure.detail
-    if refused is not None:
-        refused.detail = detail
+        events, refused = _verified_events(adapter, connection, webhook_request, check)
+    except Exception as error:
+        # An adapter bug: keep the request (an operator replays it once the bug is fixed), then let
+        # the app's error handler log the traceback and answer 500, so the provider retries too.
         if quarantine_refused:
-            _quarantine(runtime, adapter, connection, webhook_request, request_id, refused, detail)
+            _quarantine(runtime, adapter, connection, webhook_request, request_id,
+                        IntakeResult(500, "adapter_error", "adapter_error"),
+                        f"{type(error).__name__} in the {adapter.name} adapter: {error}"[:2000])
+        raise
+    if refused is not None:
+        if quarantine_refused:
+            _quarantine(runtime, adapter, connection, webhook_request, request_id, refused, refused.detail)
         return refused
     provider_ids = list(dict.fromkeys(event.provider_message_id for event in events))
     senders = list(dict.fromkeys(mask(normalize_address(e.from_, runtime.settings.phone_default_region))
@@ -150,6 +145,24 @@ def _check_identifiers(events) -> None:
         if not identifier or len(identifier) > MAX_PROVIDER_MESSAGE_ID or storable(identifier) != identifier:
             raise ParseFailed("invalid_message_id", f"provider message id must be 1 to "
                                                     f"{MAX_PROVIDER_MESSAGE_ID} storable characters")
+
+
+def _verified_events(adapter: ProviderAdapter, connection: Connection, webhook_request: WebhookRequest,
+                     check: str) -> tuple[list, IntakeResult | None]:
+    """The request's events, or the refusal (401/400) that stops it."""
+    try:
+        if check == CHECK_ALL:
+            authenticate(adapter, connection, webhook_request)
+        elif check == CHECK_SIGNATURE and connection.verify and connection.secrets:
+            adapter.verify(webhook_request, connection)
+    except VerificationFailed as failure:
+        return [], IntakeResult(401, "unauthorized", failure.code, detail=failure.detail)
+    try:
+        events = adapter.parse(webhook_request, connection)
+        _check_identifiers(events)
+    except ParseFailed as failure:
+        return [], IntakeResult(400, "bad_request", failure.code, detail=failure.detail)
+    return events, None
 
 
 def authenticate(adapter: ProviderAdapter, connection: Connection, webhook_request: WebhookRequest) -> None:

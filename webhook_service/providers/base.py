@@ -269,6 +269,20 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+def field_text(fields: dict[str, Any], name: str, max_length: int | None = None) -> str | None:
+    """A body parameter as text, None when absent or empty; ParseFailed when it has the wrong type
+    (JSON bodies may carry numbers, never objects) or an impossible length."""
+    value = fields.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ParseFailed("invalid_payload", f"{name} must be a string, not {type(value).__name__}")
+    text = str(value)
+    if max_length is not None and len(text) > max_length:
+        raise ParseFailed("invalid_payload", f"{name} is {len(text)} characters long (at most {max_length})")
+    return text
+
+
 def text_or_none(value: Any) -> str | None:
     if value is None:
         return None

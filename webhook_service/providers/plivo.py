@@ -54,6 +54,7 @@ from .base import (
     VerificationFailed,
     WebhookRequest,
     constant_time_equal,
+    field_text,
     parse_time,
     require_header,
 )
@@ -122,14 +123,14 @@ class PlivoAdapter(ProviderAdapter):
         fields: dict[str, str] = {}
         for name, value in request.form():
             fields.setdefault(name, value)
-        message_id = _text(fields, "MessageUUID", MAX_ID)
+        message_id = field_text(fields, "MessageUUID", MAX_ID)
         if message_id is None:
             raise ParseFailed("missing_message_id", "no MessageUUID")
-        status = _text(fields, "Status", MAX_STATUS)
+        status = field_text(fields, "Status", MAX_STATUS)
         inbound_status = status is None or status.strip().lower() == INBOUND_STATUS
         has_content = any(name in fields for name in _CONTENT_FIELDS) or any(map(_MEDIA_FIELD.match, fields))
-        sender = _text(fields, "From", MAX_ADDRESS)
-        recipient = _text(fields, "To", MAX_ADDRESS)
+        sender = field_text(fields, "From", MAX_ADDRESS)
+        recipient = field_text(fields, "To", MAX_ADDRESS)
         recipients = (recipient,) if recipient else ()
         if inbound_status and has_content:
             return [MessageEvent(
@@ -139,7 +140,7 @@ class PlivoAdapter(ProviderAdapter):
             raise ParseFailed("missing_status", "no Status, and no message content")
         if inbound_status:
             return []
-        error_code = _text(fields, "ErrorCode", MAX_STATUS)
+        error_code = field_text(fields, "ErrorCode", MAX_STATUS)
         time_field = STATUS_TIME_FIELDS.get(status.strip().lower())
         return [StatusEvent(
             provider_message_id=message_id,
@@ -202,20 +203,11 @@ def _sorted_values(pairs: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
 
 # Parsing ------------------------------------------------------------------------------------------
 
-def _text(fields: dict[str, str], name: str, max_length: int | None = None) -> str | None:
-    value = fields.get(name)
-    if not value:
-        return None
-    if max_length is not None and len(value) > max_length:
-        raise ParseFailed("invalid_payload", f"{name} is {len(value)} characters long (at most {max_length})")
-    return value
-
-
 def _message_text(fields: dict[str, str]) -> str | None:
     """SMS text is `Text`, MMS text is `Body`; either is read when the other is absent."""
     if fields.get("Type", "").strip().lower() == "mms":
-        return _text(fields, "Body") or _text(fields, "Text")
-    return _text(fields, "Text") or _text(fields, "Body")
+        return field_text(fields, "Body") or field_text(fields, "Text")
+    return field_text(fields, "Text") or field_text(fields, "Body")
 
 
 def _media(fields: dict[str, str]) -> tuple[MediaRef, ...]:
@@ -223,7 +215,7 @@ def _media(fields: dict[str, str]) -> tuple[MediaRef, ...]:
     found = []
     for name in fields:
         match = _MEDIA_FIELD.match(name)
-        url = _text(fields, name, MAX_URL) if match else None
+        url = field_text(fields, name, MAX_URL) if match else None
         if url is not None:
             found.append(((int(match.group(1)), match.group(1)), MediaRef(url=url)))
     return tuple(media for _, media in sorted(found, key=lambda item: item[0]))

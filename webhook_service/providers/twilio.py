@@ -59,6 +59,7 @@ from .base import (
     WebhookRequest,
     constant_time_equal,
     decode_base64,
+    field_text,
     require_header,
 )
 
@@ -132,20 +133,20 @@ class TwilioAdapter(ProviderAdapter):
 
     def parse(self, request: WebhookRequest, connection: Connection) -> list[Event]:
         fields = _fields(request)
-        message_id = (_text(fields, "MessageSid", MAX_ID) or _text(fields, "SmsMessageSid", MAX_ID)
-                      or _text(fields, "SmsSid", MAX_ID))
+        message_id = (field_text(fields, "MessageSid", MAX_ID) or field_text(fields, "SmsMessageSid", MAX_ID)
+                      or field_text(fields, "SmsSid", MAX_ID))
         if message_id is None:
             raise ParseFailed("missing_message_id", "no MessageSid, SmsMessageSid or SmsSid")
-        status = _text(fields, "MessageStatus", MAX_STATUS) or _text(fields, "SmsStatus", MAX_STATUS)
+        status = field_text(fields, "MessageStatus", MAX_STATUS) or field_text(fields, "SmsStatus", MAX_STATUS)
         inbound_status = status is None or status.strip().lower() in INBOUND_STATUSES
         has_content = "Body" in fields or "NumMedia" in fields
-        sender = _text(fields, "From", MAX_ADDRESS)
-        recipient = _text(fields, "To", MAX_ADDRESS)
+        sender = field_text(fields, "From", MAX_ADDRESS)
+        recipient = field_text(fields, "To", MAX_ADDRESS)
         recipients = (recipient,) if recipient else ()
         if inbound_status and has_content:
             return [MessageEvent(
                 provider_message_id=message_id, direction="inbound", from_=sender, to=recipients,
-                text=_text(fields, "Body"), media=_media(fields))]
+                text=field_text(fields, "Body"), media=_media(fields))]
         if status is None:
             raise ParseFailed("missing_status", "no MessageStatus or SmsStatus, and no message content")
         if inbound_status:
@@ -154,9 +155,9 @@ class TwilioAdapter(ProviderAdapter):
             provider_message_id=message_id,
             status=canonical(STATUS_MAP, status),
             provider_status=status,
-            occurred_at=_dlr_done_date(_text(fields, "RawDlrDoneDate", MAX_STATUS)),
-            error_code=_text(fields, "ErrorCode", MAX_STATUS),
-            error_message=_truncated(_text(fields, "ErrorMessage"), MAX_ERROR_MESSAGE),
+            occurred_at=_dlr_done_date(field_text(fields, "RawDlrDoneDate", MAX_STATUS)),
+            error_code=field_text(fields, "ErrorCode", MAX_STATUS),
+            error_message=_truncated(field_text(fields, "ErrorMessage"), MAX_ERROR_MESSAGE),
             from_=sender,
             to=recipients,
         )]
@@ -236,20 +237,6 @@ def _fields(request: WebhookRequest) -> dict[str, Any]:
     return fields
 
 
-def _text(fields: dict[str, Any], name: str, max_length: int | None = None) -> str | None:
-    """A parameter as text, None when absent or empty; ParseFailed when it has the wrong type or an
-    impossible length."""
-    value = fields.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ParseFailed("invalid_payload", f"{name} must be a string, not {type(value).__name__}")
-    text = str(value)
-    if max_length is not None and len(text) > max_length:
-        raise ParseFailed("invalid_payload", f"{name} is {len(text)} characters long (at most {max_length})")
-    return text
-
-
 def _truncated(value: str | None, max_length: int) -> str | None:
     return value[:max_length] if value is not None else None
 
@@ -261,11 +248,11 @@ def _media(fields: dict[str, Any]) -> tuple[MediaRef, ...]:
         match = _MEDIA_URL_FIELD.match(name)
         if match is None:
             continue
-        url = _text(fields, name, MAX_URL)
+        url = field_text(fields, name, MAX_URL)
         if url is None:
             continue
         suffix = match.group(1)
-        content_type = _text(fields, f"MediaContentType{suffix}", MAX_CONTENT_TYPE)
+        content_type = field_text(fields, f"MediaContentType{suffix}", MAX_CONTENT_TYPE)
         found.append(((int(suffix), suffix), MediaRef(url=url, content_type=content_type)))
     return tuple(media for _, media in sorted(found, key=lambda item: item[0]))
 
