@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need on a fresh machine, then run the whole suite.
 #   - Python packages (the service and its [test] extra) into ./.venv
-#   - Azurite (the Azure Storage emulator) from npm into ./node_modules
+#   - Azurite (the Azure Storage emulator) and axios (seed 001's Node example) from npm into ./node_modules
 # PostgreSQL (127.0.0.1:5432, database `test`) and Redis (127.0.0.1:6379) are expected to be
 # running; moto's S3 server and Azurite are started by the tests themselves on loopback.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k twilio -x`.
@@ -10,7 +10,5 @@ cd "$(dirname "$0")/.."
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
-if [ ! -x node_modules/.bin/azurite-blob ]; then
-    npm install --no-audit --no-fund --loglevel=error
-fi
+npm install --no-audit --no-fund --loglevel=error
 exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-auto}" "$@"

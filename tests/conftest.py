@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.plugins.blob_servers",
     "tests.plugins.app",
     "tests.plugins.media_server",
+    "tests.plugins.live_server",
 ]

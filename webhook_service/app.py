@@ -37,10 +37,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                                 x_host=proxy.x_host, x_port=proxy.x_port, x_prefix=proxy.x_prefix)
 
     from . import intake, media_serving, ops
-    from .api import messages
+    from .api import media, messages, openapi
 
     app.register_blueprint(intake.blueprint)
     app.register_blueprint(messages.blueprint)
+    app.register_blueprint(media.blueprint)
+    app.register_blueprint(openapi.blueprint)
     app.register_blueprint(media_serving.blueprint)
     app.register_blueprint(ops.blueprint)
 

@@ -6,19 +6,26 @@ import functools
 import phonenumbers
 
 DEFAULT_REGION = "US"
+# No address (phone number, short code, alphanumeric sender) is longer.
+MAX_ADDRESS_LENGTH = 64
+
+
+def normalize_e164(value: str | None, region: str = DEFAULT_REGION) -> str | None:
+    """The number in E.164 form, or None when `value` is not a phone number."""
+    if not value or len(value) > MAX_ADDRESS_LENGTH:
+        return None  # no phone number is that long; and the cache below must not keep huge keys
+    return _normalize_e164(value, region)
 
 
 @functools.lru_cache(maxsize=8192)
-def normalize_e164(value: str | None, region: str = DEFAULT_REGION) -> str | None:
-    """The number in E.164 form, or None when `value` is not a phone number. (Cached: the same few
-    numbers, a tenant's own above all, appear in message after message, and parsing is costly.)
+def _normalize_e164(value: str, region: str) -> str | None:
+    """(Cached: the same few numbers, a tenant's own above all, appear in message after message, and
+    parsing is costly.)
 
     `is_possible_number` rather than `is_valid_number`: validity depends on numbering-plan metadata
     that lags reality (and rejects the 555 numbers used in every example), while a provider that
     delivered a message to a number has already proven it exists.
     """
-    if not value:
-        return None
     text = value.strip()
     candidates = [text]
     digits = text.lstrip("+")
@@ -34,8 +41,6 @@ def normalize_e164(value: str | None, region: str = DEFAULT_REGION) -> str | Non
             return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     return None
 
-
-MAX_ADDRESS_LENGTH = 64
 
 
 def normalize_address(value: str | None, region: str = DEFAULT_REGION) -> str | None:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from .. import feed, statuses
 from ..api_auth import current_principal, require_api_auth
 from ..media_links import attachment_url_signer
+from ..message_store import storable
 from ..models import Attachment, FeedEvent, Message, StatusEventRow
 from ..phone import normalize_address
 from ..providers.base import parse_time
@@ -51,13 +52,14 @@ def list_messages():
 @blueprint.get("/messages/<message_id>")
 @require_api_auth
 def get_message(message_id: str):
-    return _one(Message.id == message_id)
+    return _one(Message.id == storable(message_id))
 
 
 @blueprint.get("/providers/<provider>/messages/<path:provider_message_id>")
 @require_api_auth
 def get_message_by_provider_id(provider: str, provider_message_id: str):
-    return _one(Message.provider == provider, Message.provider_message_id == provider_message_id)
+    return _one(Message.provider == storable(provider),
+                Message.provider_message_id == storable(provider_message_id))
 
 
 @blueprint.get("/events")
@@ -138,12 +140,13 @@ def _apply_filters(query, runtime):
     for name, column in (("provider", Message.provider), ("connection", Message.connection),
                          ("providerMessageId", Message.provider_message_id)):
         if args.get(name):
-            query = query.where(column == args[name])
+            # Values are stored with the characters no database holds (NUL) replaced; so are lookups.
+            query = query.where(column == storable(args[name]))
     region = runtime.settings.phone_default_region
     if args.get("from"):
-        query = query.where(Message.from_number == normalize_address(args["from"], region))
+        query = query.where(Message.from_number == storable(normalize_address(args["from"], region)))
     if args.get("to"):
-        number = normalize_address(args["to"], region) or ""
+        number = storable(normalize_address(args["to"], region) or "")
         # Addresses are stored as a JSON list; its text contains each one as a quoted string.
         pattern = '%"' + number.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + '"%'
         query = query.where(sa.cast(Message.to_numbers, sa.Text).like(pattern, escape="\\"))
@@ -167,12 +170,13 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     value = request.args.get(name)
     if value is None or value == "":
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    # isascii: str.isdigit() also accepts digits int() refuses ("²"); 9 digits is past any limit here.
+    if not (value.isascii() and value.isdigit()) or len(value) > 9 or not low <= int(value) <= high:
         raise ApiError(400, "invalid_parameter", f"{name}: expected an integer from {low} to {high}")
     return int(value)
 
 
 def _cursor_value(value: str) -> int:
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise ApiError(400, "invalid_parameter", "cursor: not a cursor this API returned")
     return int(value)

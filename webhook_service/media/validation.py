@@ -193,7 +193,7 @@ def convert_for_carriers(source: Path, *, declared_content_type: str | None, pol
         return _reencoded(source, content_type, declared, policy, workdir, keep_format=False, downscale=True)
     _require_allowed(content_type, policy)
     if size > policy.max_bytes:
-        raise _too_large(policy.max_bytes, content_type)
+        raise too_large_rejection(policy.max_bytes, content_type)
     return _unchanged(source, content_type, declared)
 
 
@@ -259,11 +259,11 @@ def _checked_size(path: Path, limit: int) -> int:
     if size == 0:
         raise MediaRejected("empty", "Media file is empty")
     if size > limit:
-        raise _too_large(limit)
+        raise too_large_rejection(limit)
     return size
 
 
-def _too_large(limit: int, content_type: str | None = None) -> MediaRejected:
+def too_large_rejection(limit: int, content_type: str | None = None) -> MediaRejected:
     return MediaRejected("too_large", f"Media file exceeds maximum size of {_size_label(limit)}", content_type)
 
 
@@ -304,7 +304,7 @@ def _reencoded(source: Path, content_type: str, declared: str | None, policy: Me
     except images.ImageUnreadable as exc:
         raise MediaRejected("image_unreadable", str(exc), content_type) from exc
     except images.EncodedImageTooLarge as exc:
-        raise _too_large(policy.max_bytes, content_type) from exc
+        raise too_large_rejection(policy.max_bytes, content_type) from exc
     try:
         # A conversion target (PNG or JPEG) may itself be missing from a custom allowlist; the sender
         # hears about the type they sent.

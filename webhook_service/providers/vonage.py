@@ -65,6 +65,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..canonical import Event, MediaRef, MessageEvent, StatusEvent
 from ..config import Connection
+from ..phone import MAX_ADDRESS_LENGTH
 from ..statuses import canonical
 from .base import (
     ParseFailed,
@@ -100,7 +101,6 @@ MESSAGES_STATUSES = {
 RETRY_WINDOW_SECONDS = 25 * 3600
 MEDIA_MESSAGE_TYPES = ("image", "audio", "video", "file", "vcard")
 MAX_ID_LENGTH = 255
-MAX_ADDRESS_LENGTH = 64
 MAX_STATUS_LENGTH = 64
 MAX_TIMESTAMP_LENGTH = 32
 MAX_URL_LENGTH = 4096

@@ -1,0 +1,73 @@
+"""GET /openapi.json describes the read and media APIs truthfully: it is valid OpenAPI, and schemathesis,
+generating requests from it (valid ones and invalid ones) with tenant A's credentials, finds no server
+error and no answer that breaks the documented status codes, content types, headers or schemas."""
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from openapi_schema_validator import OAS30Validator
+from openapi_schema_validator import validate as validate_schema
+from openapi_spec_validator import validate
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.media import samples
+from tests.support.media_uploads import A, seed_001_body, upload
+from tests.support.standard import inbound_body, post_standard, status_body
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
+          response_schema_conformance]
+# Per operation and generation mode: enough to reach every parameter and error path, few enough that
+# the whole run takes seconds.
+EXAMPLES = 25
+
+
+def test_the_spec_is_valid_openapi_and_covers_both_apis(client):
+    spec = client.get("/openapi.json").get_json()
+    validate(spec)
+    assert {"/api/v1/messages", "/api/v1/messages/{messageId}", "/api/v1/events", "/api/v1/media",
+            "/api/v1/media/{mediaId}", "/m/{mediaId}"} <= set(spec["paths"])
+    assert set(spec["components"]["securitySchemes"]) == {"basicAuth", "bearerAuth"}
+
+
+def test_real_upload_answers_match_the_documented_schema(client):
+    spec = client.get("/openapi.json").get_json()
+    upload_schema = spec["components"]["schemas"]["Upload"]
+    answer = upload(client, seed_001_body(samples.jpeg(), contentType="image/png")).get_json()
+    assert answer["warnings"]  # every field filled in, warnings too
+    validate_schema(answer, upload_schema, cls=OAS30Validator, format_checker=OAS30Validator.FORMAT_CHECKER)
+    fetched = client.get(f"/api/v1/media/{answer['id']}", headers=A).get_json()
+    validate_schema(fetched, upload_schema, cls=OAS30Validator, format_checker=OAS30Validator.FORMAT_CHECKER)
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda mode: mode.value)
+def test_schemathesis_finds_nothing(app, client, mode):
+    # Something to find: messages with statuses, and a stored upload.
+    post_standard(client, inbound_body("m-1"))
+    post_standard(client, status_body("m-2", "delivered"))
+    assert upload(client, seed_001_body(samples.jpeg())).status_code == 201
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == 8
+    for operation in operations:
+        if mode is GenerationMode.POSITIVE:  # the spec's own examples (a real upload) first
+            for strategy in operation.get_strategies_from_examples():
+                _call_and_validate(strategy, examples=1)
+        _call_and_validate(operation.as_strategy(generation_mode=mode), examples=EXAMPLES)
+
+
+def _call_and_validate(strategy, *, examples: int) -> None:
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(case=strategy)
+    def call(case):
+        case.call_and_validate(headers=A, checks=CHECKS)
+
+    call()

@@ -1,0 +1,298 @@
+"""The outbound media-upload API of seeds 000/001.
+
+POST /api/v1/media          upload a file, get back a signed URL to put in `mediaUrls` (201)
+GET /api/v1/media/<id>      the upload's metadata with a fresh signed URL
+DELETE /api/v1/media/<id>   revoke: the blob is deleted, so its URLs stop working (204)
+GET /m/<id>?sig=...         the upload's stable URL: a redirect to a fresh signed URL (302; 410 once deleted)
+
+Uploads are checked exactly as inbound attachments are (webhook_service.media.validation), scoped to the
+caller's tenant (another tenant's upload is a 404), and logged one line each.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, redirect, request
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+
+from storage import SignedUrl, StorageError
+
+from .. import metrics
+from ..api_auth import Principal, current_principal, require_api_auth
+from ..db import UNAVAILABLE_ERRORS
+from ..logs import log
+from ..media.upload_fields import UploadFields, check_upload_fields
+from ..media.upload_links import redirect_target, signed_upload_url, stable_url, verify_stable_link
+from ..media.upload_parsing import (
+    CONVERT_FIELD,
+    SizeLimits,
+    UploadBody,
+    max_body_bytes,
+    parse_flag,
+    read_json_upload,
+    read_multipart_upload,
+    too_large,
+)
+from ..media.uploads import StoredUpload, check_upload, find_upload, revoke_upload, store_upload
+from ..media.validation import MediaRejected, canonical_content_type
+from ..models import MediaUpload
+from ..phone import mask
+from ..runtime import Runtime, current_runtime
+from ..serializers import iso
+from .errors import ApiError, api_error, render_api_error
+
+logger = logging.getLogger("webhook_service.media_api")
+blueprint = Blueprint("media_api", __name__)
+
+_UPLOAD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_DISCARD_CHUNK_BYTES = 256 * 1024
+# MediaRejected codes (validation.py) as answers. Pixel limits and undecodable images are neither too
+# large a payload nor an unsupported type: the request was understood and the file cannot be used.
+_REJECTIONS = {
+    "empty": (400, "empty_file"),
+    "too_large": (413, "payload_too_large"),
+    "type_not_allowed": (415, "unsupported_media_type"),
+    "image_too_large": (422, "image_too_large"),
+    "image_unreadable": (422, "image_unreadable"),
+}
+
+
+# Upload ------------------------------------------------------------------------------------------------
+
+def _body_capped(view):
+    """Caps this endpoint's request body (webhooks keep their own 1 MiB cap), and before an error answer
+    reads and discards whatever the client is still sending: clients that send the whole body before
+    reading the answer (requests, HttpClient, axios) would otherwise see a reset connection instead of
+    the error. The cap bounds that reading; a body announced larger than the cap is not read at all."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs) -> Response:
+        limits = SizeLimits.for_policy(current_runtime().media_policy)
+        # The plain cap first: it holds even when the query's convert flag is malformed (a 400).
+        request.max_content_length = max_body_bytes(limits.plain)
+        try:
+            if _convert_in_query():
+                request.max_content_length = max_body_bytes(limits.converting)
+            response = view(*args, **kwargs)
+        except Exception:
+            _discard_unread_body()
+            raise
+        if response.status_code >= 400:
+            _discard_unread_body()
+        return response
+    return wrapper
+
+
+def _convert_in_query() -> bool:
+    value = request.args.get(CONVERT_FIELD)
+    return parse_flag(CONVERT_FIELD, value) if value is not None else False
+
+
+def _discard_unread_body() -> None:
+    try:
+        stream = request.stream
+        while stream.read(_DISCARD_CHUNK_BYTES):
+            pass
+    except (RequestEntityTooLarge, BadRequest, OSError):
+        pass  # over the cap, or the client went away: the connection closes after the answer
+
+
+@dataclass
+class _Attempt:
+    """What is known about an upload so far, for its log line."""
+    body: UploadBody | None = None
+    fields: UploadFields | None = None
+    stored: StoredUpload | None = None
+
+
+@blueprint.post("/api/v1/media")
+@_body_capped
+@require_api_auth
+def upload_media() -> Response:
+    runtime = current_runtime()
+    principal = current_principal()
+    started = time.monotonic()
+    attempt = _Attempt()
+    work = Path(tempfile.mkdtemp(prefix="upload-", dir=runtime.work_dir))
+    outcome, status = "internal_error", 500
+    try:
+        stored = _receive_upload(runtime, principal, work, attempt)
+        outcome, status = "stored", 201
+    except Exception as error:
+        outcome, status = _outcome_of(error)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        _log_upload(principal, attempt, outcome, status, started)
+    response = current_app.json.response(_upload_json(runtime, stored.upload, stored.url))
+    response.status_code = 201
+    response.headers["Location"] = f"/api/v1/media/{stored.upload.id}"
+    return response
+
+
+def _receive_upload(runtime: Runtime, principal: Principal, work: Path, attempt: _Attempt) -> StoredUpload:
+    source = work / "upload"
+    attempt.body = body = _read_body(runtime, source)
+    tenant = runtime.settings.tenant(principal.tenant_id)
+    assert tenant is not None  # settings validation ties every API user and key to a configured tenant
+    attempt.fields = fields = check_upload_fields(body, tenant, region=runtime.settings.phone_default_region)
+    try:
+        checked = check_upload(runtime, source, body, fields.declared_content_type, work)
+    except MediaRejected as rejection:
+        status, code = _REJECTIONS.get(rejection.code, (422, rejection.code))
+        raise ApiError(status, code, rejection.message) from None
+    attempt.stored = store_upload(runtime, checked, fields, converted=body.convert, tenant_id=principal.tenant_id,
+                                  created_by=principal.name)
+    return attempt.stored
+
+
+def _read_body(runtime: Runtime, source: Path) -> UploadBody:
+    limits = SizeLimits.for_policy(runtime.media_policy)
+    convert = _convert_in_query()
+    try:
+        if request.mimetype == "multipart/form-data":
+            return read_multipart_upload(request.form, request.files, source, limits=limits, convert=convert)
+        # Any other type is read as JSON (curl -d without -H says form-urlencoded): a body that is not
+        # JSON gets a 400 that says so.
+        return read_json_upload(request.stream, source, limits=limits, convert=convert)
+    except RequestEntityTooLarge:
+        raise too_large(limits.file_limit(convert)) from None
+    except BadRequest as error:  # the client went away mid-body, or sent malformed chunked framing
+        raise ApiError(400, "invalid_body", error.description or "The body could not be read.") from None
+
+
+def _outcome_of(error: Exception) -> tuple[str, int]:
+    if isinstance(error, ApiError):
+        return error.code, error.status
+    unavailable = _unavailable(error)
+    return (unavailable.code, unavailable.status) if unavailable else ("internal_error", 500)
+
+
+def _log_upload(principal: Principal, attempt: _Attempt, outcome: str, status: int, started: float) -> None:
+    metrics.UPLOADS.labels(outcome).inc()
+    body, fields, stored = attempt.body, attempt.fields, attempt.stored
+    upload = stored.upload if stored else None
+    log(logger, "media_upload", logging.WARNING if status >= 500 else logging.INFO,
+        outcome=outcome, status=status, tenant=principal.tenant_id, principal_kind=principal.kind,
+        upload_id=upload.id if upload else None, phone=mask(fields.number.number) if fields else None,
+        encoding=body.encoding if body else None, convert=body.convert if body else None,
+        received_bytes=body.size if body and body.has_file else None,
+        declared_type=fields.declared_content_type if fields else None,
+        content_type=upload.content_type if upload else None, size=upload.size if upload else None,
+        duration_ms=round((time.monotonic() - started) * 1000, 1))
+
+
+# Metadata and revocation ----------------------------------------------------------------------------------
+
+@blueprint.get("/api/v1/media/<upload_id>")
+@require_api_auth
+def get_media(upload_id: str) -> Response:
+    runtime = current_runtime()
+    upload = _own_live_upload(runtime, upload_id)
+    return current_app.json.response(_upload_json(runtime, upload, signed_upload_url(runtime, upload)))
+
+
+@blueprint.delete("/api/v1/media/<upload_id>")
+@require_api_auth
+def delete_media(upload_id: str) -> Response:
+    runtime = current_runtime()
+    upload = _own_live_upload(runtime, upload_id)
+    if not revoke_upload(runtime, upload):
+        raise _not_found()
+    log(logger, "media_upload_revoked", upload_id=upload.id, tenant=upload.tenant_id,
+        principal_kind=current_principal().kind)
+    return Response(status=204)
+
+
+def _own_live_upload(runtime: Runtime, upload_id: str) -> MediaUpload:
+    upload = find_upload(runtime, upload_id, tenant_id=current_principal().tenant_id) \
+        if _UPLOAD_ID.fullmatch(upload_id) else None
+    if upload is None or upload.revoked_at is not None:
+        raise _not_found()
+    return upload
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "not_found", "No such media upload.")
+
+
+# Stable URL -------------------------------------------------------------------------------------------
+
+@blueprint.route("/m/<upload_id>", methods=["GET", "HEAD"])
+def follow_stable_url(upload_id: str) -> Response:
+    """No credentials: the signature is the permission, as with any signed URL."""
+    runtime = current_runtime()
+    # A repeated parameter is ambiguous (which one was signed?): refuse rather than pick one.
+    repeated = any(len(values) > 1 for values in request.args.listvalues())
+    if repeated or not _UPLOAD_ID.fullmatch(upload_id) or not verify_stable_link(runtime, upload_id, request.args):
+        return api_error(403, "forbidden", "This media link is invalid or has expired.")
+    upload = find_upload(runtime, upload_id)
+    if upload is None:
+        raise _not_found()
+    if upload.revoked_at is not None:
+        return api_error(410, "gone", "This media was deleted.")
+    response = redirect(redirect_target(runtime, upload).url, 302)
+    # The target expires; every visit must come back here for a fresh one.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# Shared ------------------------------------------------------------------------------------------------
+
+def _upload_json(runtime: Runtime, upload: MediaUpload, url: SignedUrl) -> dict:
+    stable = stable_url(runtime, upload)
+    return {
+        "id": upload.id,
+        # The same signed URL twice: seed 001's clients read `uri`, seed 000's read `url`.
+        "uri": url.url,
+        "url": url.url,
+        "expiresAt": iso(url.expires_at),
+        "stableUrl": stable.url,
+        "stableUrlExpiresAt": iso(stable.expires_at),
+        "fileName": upload.file_name,
+        # Both names of the stored (sniffed) type, as each seed calls it.
+        "contentType": upload.content_type,
+        "mimeType": upload.content_type,
+        "declaredContentType": upload.declared_content_type,
+        "size": upload.size,
+        "sha256": upload.sha256,
+        "phoneNumber": upload.phone_number,
+        "phoneNumberId": upload.phone_number_id,
+        "tenantId": upload.tenant_id,
+        "createdAt": iso(upload.created_at),
+        "warnings": _warnings(upload),
+    }
+
+
+def _warnings(upload: MediaUpload) -> list[str]:
+    declared = upload.declared_content_type
+    if declared and canonical_content_type(declared) != upload.content_type:
+        return [f"The declared type {declared} differs from the stored type {upload.content_type}, "
+                "which is what the URL serves."]
+    return []
+
+
+def _unavailable(error: Exception) -> ApiError | None:
+    if isinstance(error, StorageError):
+        return ApiError(503, "storage_unavailable", "The media store is unavailable; try again shortly.")
+    if isinstance(error, UNAVAILABLE_ERRORS):
+        return ApiError(503, "unavailable", "The database is unavailable; try again shortly.")
+    return None
+
+
+def _render_unavailable(error: Exception) -> Response:
+    unavailable = _unavailable(error)
+    assert unavailable is not None  # registered for exactly these errors below
+    response = render_api_error(unavailable)
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+for _error_class in (StorageError, *UNAVAILABLE_ERRORS):
+    blueprint.register_error_handler(_error_class, _render_unavailable)
