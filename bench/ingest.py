@@ -34,7 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 TENANT = "00000000-0000-0000-0000-000000000000"
-CHUNK = 64 * 1024
 
 
 def free_port() -> int:
@@ -70,6 +69,7 @@ def sample(kind: str, size: int) -> bytes:
 
 def serve_files(port: int, body: bytes, content_type: str, ready) -> None:
     """The media server, in its own process so it does not compete for the benchmark's GIL."""
+    chunk = 64 * 1024
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -79,8 +79,8 @@ def serve_files(port: int, body: bytes, content_type: str, ready) -> None:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             view = memoryview(body)
-            for start in range(0, len(body), CHUNK):
-                self.wfile.write(view[start:start + CHUNK])
+            for start in range(0, len(body), chunk):
+                self.wfile.write(view[start:start + chunk])
 
         def log_message(self, *args):
             pass
@@ -92,7 +92,10 @@ def serve_files(port: int, body: bytes, content_type: str, ready) -> None:
 
 
 def plain_copy(port: int, paths: list[str], target: Path, concurrency: int) -> float:
-    """The baseline: stream each file to disk with hashing, nothing else. Returns seconds."""
+    """The baseline: stream each file to disk with hashing and an fsync, in reads of the worker's own
+    size (like for like), nothing else. Returns seconds."""
+    from webhook_service.media.fetcher import CHUNK_SIZE as CHUNK
+
     def copy(path: str) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         connection.request("GET", path)

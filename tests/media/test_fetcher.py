@@ -175,7 +175,7 @@ def test_an_endless_body_without_length_is_cut_after_the_cap(media_server: Media
 def test_a_gzip_bomb_is_decoded_in_bounded_memory_and_refused(media_server: MediaServer) -> None:
     url = media_server.gzip_bomb("/bomb.jpg", decoded_size=10 * MiB)  # about 10 KB on the wire
     sink = CountingSink()
-    fetcher = SafeFetcher(loopback_policy(max_bytes=MiB), loopback_resolver())
+    fetcher = SafeFetcher(loopback_policy(max_bytes=4 * MiB), loopback_resolver())
     tracemalloc.start()
     try:
         with pytest.raises(FetchError) as caught:
@@ -184,8 +184,8 @@ def test_a_gzip_bomb_is_decoded_in_bounded_memory_and_refused(media_server: Medi
     finally:
         tracemalloc.stop()
     assert caught.value.code == "too_large"
-    assert sink.size == MiB  # exactly the cap was accepted; the byte after it was the refusal
-    assert peak < MiB // 2  # never the whole cap, let alone the 10 MiB, in memory at once
+    assert sink.size == 4 * MiB  # exactly the cap was accepted; the byte after it was the refusal
+    assert peak < MiB  # a few read-sized pieces, never the 4 MiB cap, let alone the 10 MiB, at once
 
 
 @pytest.mark.parametrize(

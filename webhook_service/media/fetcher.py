@@ -69,7 +69,9 @@ __all__ = [
     "system_resolver",
 ]
 
-CHUNK_SIZE = 64 * 1024
+# Bytes per read (and per decoded piece). 256 KiB measured some 30% faster than 64 KiB for 5 MiB files
+# (fewer trips through Python per byte) and no faster at 1 MiB; memory stays bounded per download.
+CHUNK_SIZE = 256 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _SUCCESS_STATUSES = frozenset({200, 203})
 _TRANSIENT_CLIENT_ERRORS = frozenset({408, 429})
