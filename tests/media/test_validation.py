@@ -194,6 +194,15 @@ class TestSniffing:
 
         assert sniff_content_type(samples.write(incoming, "x", text_with_binary_end)) != "text/plain"
 
+    @pytest.mark.parametrize("offset", [-2, -1, 0, 1])
+    def test_a_character_cut_by_the_first_look_is_still_text(self, offset: int, incoming: Path) -> None:
+        # The first look covers 64 KiB; a two-byte UTF-8 character straddling its edge must not make
+        # the prefix look binary (a binary verdict is final).
+        head = b"a" * (64 * 1024 + offset - 1)
+        text = head + "é".encode() + "Grüße\n".encode() * 20_000
+
+        assert sniff_content_type(samples.write(incoming, "u", text)) == "text/plain"
+
     @pytest.mark.parametrize(
         "text",
         [
