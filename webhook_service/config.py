@@ -283,6 +283,9 @@ class Settings(Strict):
     webhook_max_body_bytes: int = Field(default=MIB, gt=0)
     # Quarantined and accepted raw requests older than this are removed by `webhook-service prune`.
     retention_days: int = Field(default=30, gt=0)
+    # Bodies of refused requests kept in quarantine, all together; past it only their headers and
+    # reasons are (anyone can send refused requests, and a full disk would refuse valid ones too).
+    quarantine_max_bytes: int = Field(default=1024 * MIB, gt=0)
     proxy: ProxySettings = ProxySettings()
     media: MediaSettings = MediaSettings()
     storage: StorageSettings = StorageSettings()

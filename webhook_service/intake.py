@@ -244,12 +244,20 @@ def redact_url(url: str, secret_params: set[str] | frozenset[str]) -> str:
 def _quarantine(runtime: Runtime, adapter: ProviderAdapter, connection: Connection,
                 webhook_request: WebhookRequest, request_id: str, result: IntakeResult, detail: str) -> None:
     record = _record(adapter, connection, webhook_request, request_id)
+    body = record.body
     try:
+        if body and not runtime.quarantine_budget.admit(runtime.db, len(body)):
+            # Said first, so that it survives the reason's length cap.
+            detail = (f"body of {len(body)} bytes not kept: quarantine holds its budget of "
+                      f"{runtime.quarantine_budget.limit_bytes} bytes (quarantine_max_bytes); {detail}")
+            log(logger, "quarantine_body_not_kept", logging.WARNING, request_id=request_id,
+                provider=connection.provider, connection=connection.name, bytes=len(body))
+            body = b""
         with runtime.db.transaction() as session:
             session.add(QuarantinedRequest(
                 request_id=request_id, received_at=record.received_at, provider=connection.provider,
                 connection=connection.name, tenant_id=connection.tenant, method=record.method,
-                url=record.url, headers=record.headers, body=record.body, remote_addr=record.remote_addr,
+                url=record.url, headers=record.headers, body=body, remote_addr=record.remote_addr,
                 http_status=result.status, reason_code=result.reason_code or result.outcome,
                 reason=detail[:2000]))
     except UNAVAILABLE_ERRORS as error:

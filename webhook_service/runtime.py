@@ -15,6 +15,7 @@ from .config import ConfigError, Settings
 from .connections import ConnectionDirectory
 from .db import Database
 from .logs import log
+from .quarantine_budget import QuarantineBudget
 
 if TYPE_CHECKING:
     from storage import BlobStore
@@ -39,6 +40,7 @@ class Runtime:
         # first download.
         self.media_policy = _media_policy(settings)
         self.blob_store = _blob_store(settings, self.secret_key)
+        self.quarantine_budget = QuarantineBudget(settings.quarantine_max_bytes)
 
     @cached_property
     def secret_key(self) -> bytes:
