@@ -16,9 +16,7 @@ import hashlib
 import http.client
 import multiprocessing
 import os
-import random
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -34,38 +32,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.support import free_port, noise_jpeg, peak_rss_kib, random_pdf  # noqa: E402
+
 TENANT = "00000000-0000-0000-0000-000000000000"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def sample(kind: str, size: int) -> bytes:
-    """A PDF of exactly `size` bytes, or a photographic JPEG just under `size`. The PDF's body is
-    random bytes, as the compressed streams of a real PDF are (a text-like body would make libmagic's
-    encoding check, which runs over the whole file, look slower than it is on real documents)."""
-    if kind == "pdf":
-        head = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\nstream\n"
-        tail = b"\nendstream\ntrailer << /Root 1 0 R >>\n%%EOF\n"
-        return head + random.Random(size).randbytes(size - len(head) - len(tail)) + tail
-    import io
-
-    from PIL import Image
-
-    low, high, best = 256, 4096, b""
-    while low <= high:  # the largest noise image (photo-like, incompressible) that fits
-        side = (low + high) // 2
-        buffer = io.BytesIO()
-        Image.frombytes("RGB", (side, side), random.Random(side).randbytes(side * side * 3)).save(
-            buffer, "JPEG", quality=85)
-        if buffer.tell() <= size:
-            best, low = buffer.getvalue(), side + 1
-        else:
-            high = side - 1
-    return best
+    """A PDF of exactly `size` bytes, or a photographic JPEG just under `size`."""
+    return random_pdf(size) if kind == "pdf" else noise_jpeg(size, quality=85)
 
 
 def serve_files(port: int, body: bytes, content_type: str, ready) -> None:
@@ -185,7 +159,7 @@ secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
             outcomes = dict(db.execute("select status, count(*) from attachments group by status").fetchall())
         if outcomes != {"stored": len(attachment_ids)}:
             raise SystemExit(f"not everything was stored: {outcomes}")
-        peak = _peak_rss_kib(worker.pid)
+        peak = peak_rss_kib(worker.pid)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
@@ -205,13 +179,6 @@ def _wait_for_line(process: subprocess.Popen, needle: str, timeout: float = 60) 
     threading.Thread(target=read, daemon=True).start()
     if not found.wait(timeout) or process.poll() is not None:
         raise SystemExit("the worker did not start")
-
-
-def _peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
 
 
 def main() -> None:

@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
-import io
 import json
 import os
-import random
 import shutil
 import socket
 import statistics
@@ -35,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.support import free_port, noise_jpeg, peak_rss_kib, random_pdf  # noqa: E402
+
 # The development defaults (config.py): the seeds' tenant, number and credentials.
 TENANT = "00000000-0000-0000-0000-000000000000"
 NUMBER = "+15551234567"
@@ -42,36 +42,6 @@ AUTHORIZATION = "Basic " + base64.b64encode(b"your-email@example.com:your-passwo
 BOUNDARY = "bench-upload-boundary-7d1f0c"
 FORMS = ("base64", "bytes", "multipart")
 MIB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def pdf(size: int) -> bytes:
-    """A PDF of exactly `size` bytes with a random body, as a real PDF's compressed streams are."""
-    head = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\nstream\n"
-    tail = b"\nendstream\ntrailer << /Root 1 0 R >>\n%%EOF\n"
-    return head + random.Random(size).randbytes(size - len(head) - len(tail)) + tail
-
-
-def photo_jpeg(size: int) -> bytes:
-    """The largest photographic (noise) JPEG at the policy's quality 90 that stays under `size`."""
-    from PIL import Image
-
-    low, high, best = 256, 4096, b""
-    while low <= high:
-        side = (low + high) // 2
-        buffer = io.BytesIO()
-        Image.frombytes("RGB", (side, side), random.Random(side).randbytes(side * side * 3)).save(
-            buffer, "JPEG", quality=90)
-        if buffer.tell() <= size:
-            best, low = buffer.getvalue(), side + 1
-        else:
-            high = side - 1
-    return best
 
 
 def request_body(form: str, data: bytes, file_name: str, content_type: str) -> tuple[bytes, str]:
@@ -131,12 +101,7 @@ def worker_pids(master: int) -> list[int]:
 
 
 def peak_rss_mib(pids: list[int]) -> float:
-    peaks = []
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                peaks.append(int(line.split()[1]) / 1024)
-    return max(peaks)
+    return max(peak_rss_kib(pid) for pid in pids) / 1024
 
 
 def post(connection: http.client.HTTPConnection, body: bytes, content_type: str) -> dict:
@@ -152,7 +117,7 @@ def post(connection: http.client.HTTPConnection, body: bytes, content_type: str)
 def run(work: Path, form: str, label: str, data: bytes, file_name: str, content_type: str,
         repeat: int) -> dict:
     body, body_type = request_body(form, data, file_name, content_type)
-    warm_up, warm_up_type = request_body(form, pdf(1024), "warm-up.pdf", "application/pdf")
+    warm_up, warm_up_type = request_body(form, random_pdf(1024), "warm-up.pdf", "application/pdf")
     process, port = start_service(work, f"{label}-{form}")
     try:
         # One keep-alive connection: every request goes to the same worker.
@@ -179,8 +144,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed uploads per form")
     parser.add_argument("--size-mib", type=float, default=5.0, help="size of the PDF (the media limit is 5 MiB)")
     args = parser.parse_args()
-    document = pdf(int(args.size_mib * MIB))
-    photo = photo_jpeg(int(4.9 * MIB))
+    document = random_pdf(int(args.size_mib * MIB))
+    photo = noise_jpeg(int(4.9 * MIB), quality=90)  # the policy's quality
     work = Path(tempfile.mkdtemp(prefix="bench-upload-"))
     rows = []
     try:
