@@ -16,13 +16,16 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 # Errors that mean "the database is not there right now", answered 503 so providers retry.
 READ_ONLY = "webhook_service_read_only"
+# Transactions whose loss in a crash is harmless (a lease that simply never happened) skip the flush
+# to disk at commit. The next durable commit flushes them anyway.
+NOT_DURABLE = "webhook_service_not_durable"
 UNAVAILABLE_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
 
 def make_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         pool_pre_ping=True,
         pool_size=5,
@@ -31,6 +34,14 @@ def make_engine(url: str) -> sa.Engine:
         # Fail fast when the server is down instead of hanging the provider's request.
         connect_args={"connect_timeout": 3} if url.startswith("postgresql") else {},
     )
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        if connection.get_execution_options().get(NOT_DURABLE):
+            # Only this transaction: the commit returns before its WAL record is flushed.
+            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+    return engine
 
 
 def _sqlite_engine(url: str) -> sa.Engine:
@@ -54,12 +65,20 @@ def _sqlite_engine(url: str) -> sa.Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection):
+        options = connection.get_execution_options()
         # Writers queue on the database lock at BEGIN, so a transaction never fails half-way on a
         # lock upgrade; readers (WAL) need no lock at all.
-        if connection.get_execution_options().get(READ_ONLY):
+        if options.get(READ_ONLY):
             connection.exec_driver_sql("BEGIN")
-        else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        # synchronous is a connection setting, so it is set before each write transaction that needs
+        # the other value than the last one on this connection. NORMAL in WAL mode: the commit is not
+        # flushed to disk (a crash of the machine, not of the process, can lose it).
+        synchronous = "NORMAL" if options.get(NOT_DURABLE) else "FULL"
+        if connection.info.get("synchronous", "FULL") != synchronous:
+            connection.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+            connection.info["synchronous"] = synchronous
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -213,6 +232,7 @@ class Database:
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         self._reader = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
                                     expire_on_commit=False)
+        self._not_durable = self.engine.execution_options(**{NOT_DURABLE: True})
         database = self.engine.url.database
         self._write_lock = SqliteWriteLock(database) if self.dialect == "sqlite" and database \
             and database != ":memory:" else None
@@ -225,9 +245,12 @@ class Database:
             yield session
 
     @contextlib.contextmanager
-    def writing(self) -> Iterator[sa.Connection]:
-        """Like transaction(), as a Core connection: for hot paths that need no ORM unit of work."""
-        with self._write_turn(), self.engine.begin() as connection:
+    def writing(self, *, durable: bool = True) -> Iterator[sa.Connection]:
+        """Like transaction(), as a Core connection: for hot paths that need no ORM unit of work.
+        `durable=False` for a transaction a crash may lose without harm: its commit does not wait for
+        the disk, which under heavy writes elsewhere can take tens of milliseconds."""
+        engine = self.engine if durable else self._not_durable
+        with self._write_turn(), engine.begin() as connection:
             yield connection
 
     @contextlib.contextmanager
