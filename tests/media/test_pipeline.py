@@ -310,6 +310,27 @@ class TestNothingIsLost:
         assert only_attachment(client)["status"] == "stored"
         assert sweep_pending(runtime) == 0
 
+    def test_a_worker_whose_lease_ran_out_records_nothing(self, client, media_server, runtime, monkeypatch):
+        url = media_server.serve("/late.png", samples.png(), content_type="image/png")
+        runtime.queue.enqueue = lambda ids, eta=None: None
+        send(client, url)
+        del runtime.queue.enqueue
+        attachment_id = only_attachment(client)["id"]
+        put_file = runtime.blob_store.put_file
+
+        def slow_put(*args, **kwargs):
+            # Meanwhile the lease ran out and a second worker claimed the attachment.
+            with runtime.db.transaction() as session:
+                session.execute(sa.update(Attachment).values(claim_token="second-worker"))
+            return put_file(*args, **kwargs)
+
+        monkeypatch.setattr(runtime.blob_store, "put_file", slow_put)
+        assert process_attachment(runtime, attachment_id) == "lost_claim"
+        # The second worker records the outcome; the first one wrote nothing to the row or the feed.
+        assert only_attachment(client)["status"] == "pending"
+        events = client.get("/api/v1/events", headers=AUTH).get_json()["events"]
+        assert [e["type"] for e in events] == ["message.received"]
+
     def test_two_workers_never_process_the_same_attachment(self, client, media_server, settings, runtime):
         url = media_server.serve("/once.png", samples.png(), content_type="image/png")
         runtime.queue.enqueue = lambda ids, eta=None: None

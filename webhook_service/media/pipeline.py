@@ -161,24 +161,41 @@ def _lease_seconds(runtime) -> float:
     return runtime.settings.media.fetch.total_timeout * 2 + 120
 
 
+# Statements built once (building them per call cost more than running them). Bound parameter names
+# differ from column names, which SQLAlchemy reserves for the SET clause.
+CLAIM = (sa.update(ATTACHMENTS)
+         .where(ATTACHMENTS.c.id == sa.bindparam("attachment_id"), ATTACHMENTS.c.status == "pending",
+                sa.or_(ATTACHMENTS.c.claimed_until.is_(None), ATTACHMENTS.c.claimed_until < sa.bindparam("now")),
+                sa.or_(ATTACHMENTS.c.next_attempt_at.is_(None),
+                       ATTACHMENTS.c.next_attempt_at <= sa.bindparam("due_by")))
+         .values(claimed_until=sa.bindparam("lease_until"), claim_token=sa.bindparam("token"),
+                 attempts=ATTACHMENTS.c.attempts + 1, updated_at=sa.bindparam("now"))
+         .returning(*ATTACHMENTS.c))
+CLAIMED_MESSAGE = sa.select(MESSAGES.c.id, MESSAGES.c.provider, MESSAGES.c.connection,
+                            MESSAGES.c.received_at).where(MESSAGES.c.seq == sa.bindparam("seq"))
+HELD_BY_CLAIM = sa.and_(ATTACHMENTS.c.id == sa.bindparam("attachment_id"),
+                        ATTACHMENTS.c.claim_token == sa.bindparam("token"))
+RELEASE_FOR_RETRY = (sa.update(ATTACHMENTS).where(HELD_BY_CLAIM)
+                     .values(next_attempt_at=sa.bindparam("due"), claimed_until=None, claim_token=None,
+                             reason_code=sa.bindparam("code"), reason=sa.bindparam("reason"),
+                             updated_at=sa.bindparam("now")))
+# Its SET clause differs by outcome (a stored attachment also gets its type, size, hash and key).
+FINISH = sa.update(ATTACHMENTS).where(HELD_BY_CLAIM, ATTACHMENTS.c.status == "pending").returning(*ATTACHMENTS.c)
+
+
 def _claim(runtime, attachment_id: str):
     now = datetime.now(timezone.utc)
     token = str(uuid.uuid4())
-    with runtime.db.writing() as conn:
-        claimed = conn.execute(
-            sa.update(ATTACHMENTS)
-            .where(ATTACHMENTS.c.id == attachment_id, ATTACHMENTS.c.status == "pending",
-                   sa.or_(ATTACHMENTS.c.claimed_until.is_(None), ATTACHMENTS.c.claimed_until < now),
-                   sa.or_(ATTACHMENTS.c.next_attempt_at.is_(None),
-                          ATTACHMENTS.c.next_attempt_at <= now + timedelta(seconds=1)))
-            .values(claimed_until=now + timedelta(seconds=_lease_seconds(runtime)), claim_token=token,
-                    attempts=ATTACHMENTS.c.attempts + 1, updated_at=now)
-            .returning(*ATTACHMENTS.c)).first()
+    # Not durable: a claim lost in a crash of the machine is a lease that never happened, and the row
+    # is still pending. Skipping the flush matters because, while other downloads write their files,
+    # a flush waits for the disk and everyone else waits for the database.
+    with runtime.db.writing(durable=False) as conn:
+        claimed = conn.execute(CLAIM, {
+            "attachment_id": attachment_id, "now": now, "due_by": now + timedelta(seconds=1),
+            "lease_until": now + timedelta(seconds=_lease_seconds(runtime)), "token": token}).first()
         if claimed is None:
             return None
-        message = conn.execute(sa.select(MESSAGES.c.id, MESSAGES.c.provider, MESSAGES.c.connection,
-                                         MESSAGES.c.received_at)
-                               .where(MESSAGES.c.seq == claimed.message_seq)).one()
+        message = conn.execute(CLAIMED_MESSAGE, {"seq": claimed.message_seq}).one()
     return claimed, message, token
 
 
@@ -189,12 +206,13 @@ def _retry_or_fail(runtime, attachment: sa.Row, message: sa.Row, token: str, pro
                        f"{problem.message} (gave up after {attachment.attempts} attempts)")
     delay = backoff_delay(attachment.attempts, media.retry_base_delay_seconds, media.retry_max_delay_seconds)
     due = datetime.now(timezone.utc) + timedelta(seconds=delay)
-    with runtime.db.writing() as conn:
-        conn.execute(sa.update(ATTACHMENTS)
-                     .where(ATTACHMENTS.c.id == attachment.id, ATTACHMENTS.c.claim_token == token)
-                     .values(next_attempt_at=due, claimed_until=None, claim_token=None,
-                             reason_code=problem.code, reason=problem.message[:2000],
-                             updated_at=datetime.now(timezone.utc)))
+    parameters = {"attachment_id": attachment.id, "token": token, "due": due, "code": problem.code,
+                  "reason": problem.message[:2000], "now": datetime.now(timezone.utc)}
+
+    def release(conn: sa.Connection) -> None:
+        conn.execute(RELEASE_FOR_RETRY, parameters)
+
+    runtime.db.group_commit.run(release)
     runtime.queue.enqueue([attachment.id], eta=due)
     return "retry"
 
@@ -211,20 +229,22 @@ def _finish(runtime, attachment: sa.Row, message: sa.Row, token: str, status: st
     now = datetime.now(timezone.utc)
     values = dict(status=status, reason_code=code, reason=reason and reason[:2000], claimed_until=None,
                   claim_token=None, completed_at=now, updated_at=now, next_attempt_at=None, **(stored or {}))
-    with runtime.db.writing() as conn:
-        updated = conn.execute(sa.update(ATTACHMENTS)
-                               .where(ATTACHMENTS.c.id == attachment.id, ATTACHMENTS.c.claim_token == token,
-                                      ATTACHMENTS.c.status == "pending")
-                               .values(values)).rowcount
-        if not updated:
+    statement = FINISH.values(values)
+
+    def record(conn: sa.Connection) -> str:
+        row = conn.execute(statement, {"attachment_id": attachment.id, "token": token}).first()
+        if row is None:
             return "lost_claim"  # the lease ran out and another worker took over; it will record the outcome
-        row = conn.execute(sa.select(ATTACHMENTS).where(ATTACHMENTS.c.id == attachment.id)).one()
         data = attachment_json(row)
         data["messageId"] = message.id
         feed.append(conn, [{"tenant_id": attachment.tenant_id, "type": f"attachment.{status}",
                             "message_id": message.id, "attachment_id": attachment.id, "created_at": now,
                             "data": data}])
-    return status
+        return status
+
+    # Committed together with the outcomes other download threads are recording at the same moment:
+    # one flush to disk for all of them.
+    return runtime.db.group_commit.run(record)
 
 
 # Sweep and operator retries -----------------------------------------------------------------------
