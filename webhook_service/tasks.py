@@ -4,10 +4,13 @@ a lost or duplicated task is harmless (the sweep re-enqueues, the claim makes du
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
+from huey.consumer import Consumer, Worker
+from huey.signals import SIGNAL_EXECUTING
 
 from .logs import log
 
@@ -62,10 +65,66 @@ class DownloadQueue:
         """Raise when the queue's storage cannot be reached."""
         self.huey.storage.queue_size()
 
-    def consumer(self, threads: int):
+    def consumer(self, threads: int) -> Consumer:
         # Idle workers poll the embedded queue at most a second apart (huey's default backs off to
         # 10 s): a webhook's attachments should start downloading at once, and some providers' media
         # links are short-lived. (The Redis queue blocks on the list instead of polling.)
-        return self.huey.create_consumer(workers=threads, worker_type="thread", periodic=True,
-                                         check_worker_health=True, initial_delay=0.05, backoff=1.5,
-                                         max_delay=1.0)
+        return _SiblingWakingConsumer(self.huey, workers=threads, worker_type="thread", periodic=True,
+                                      check_worker_health=True, initial_delay=0.05, backoff=1.5,
+                                      max_delay=1.0)
+
+
+class IdleWorkers:
+    """The idle consumer threads of one process, which any of them can wake.
+
+    Huey's idle workers each poll the queue on their own growing delay, so when a burst arrives (a
+    message with ten attachments) the first worker to look takes one task and the others find the
+    rest only as their delays run out, up to a second later each. Here the worker that starts a task
+    wakes its idle siblings to look at once; those that find nothing go back to sleep."""
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._generation = 0
+
+    def wake(self) -> None:
+        with self._condition:
+            self._generation += 1
+            self._condition.notify_all()
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait up to `seconds`; True when woken by a sibling (or shutdown) rather than the clock."""
+        with self._condition:
+            generation = self._generation
+            return self._condition.wait_for(lambda: self._generation != generation, timeout=seconds)
+
+
+class _SiblingWakingWorker(Worker):
+    def __init__(self, *args, idle_workers: IdleWorkers, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.idle_workers = idle_workers
+
+    def sleep(self) -> None:
+        # As huey's own sleep (a delay growing to max_delay), but a sibling's wake-up cuts it short
+        # and starts the backoff over.
+        if self.idle_workers.sleep(min(self.delay, self.max_delay)):
+            self.delay = self.default_delay
+        else:
+            self.delay = min(self.delay * self.backoff, self.max_delay)
+
+
+class _SiblingWakingConsumer(Consumer):
+    def __init__(self, huey: Huey, **options):
+        self.idle_workers = IdleWorkers()
+        super().__init__(huey, **options)
+        if not huey.storage.blocking:
+            huey.signal(SIGNAL_EXECUTING)(lambda signal, task: self.idle_workers.wake())
+
+    def _create_worker(self) -> Worker:
+        return _SiblingWakingWorker(huey=self.huey, stop_flag=self.stop_flag, default_delay=self.default_delay,
+                                    max_delay=self.max_delay, backoff=self.backoff, max_tasks=self.max_tasks,
+                                    idle_workers=self.idle_workers)
+
+    def stop(self, graceful: bool = False) -> None:
+        self.stop_flag.set()
+        self.idle_workers.wake()  # sleeping workers notice the stop flag now, not a second later
+        super().stop(graceful)
