@@ -100,10 +100,11 @@ class LocalBlobStore(BlobStore):
                             metadata=normalized_metadata, content_disposition=content_disposition)
             meta_temp = self._stage(staged, lambda out: out.write(_sidecar_json(info)))
             # Sidecar first, object last: whoever finds the object also finds its metadata.
-            _move_into_place(meta_temp, meta_path)
+            changed = _move_into_place(meta_temp, meta_path)
             staged.remove(meta_temp)
-            _move_into_place(object_temp, object_path)
+            changed += _move_into_place(object_temp, object_path)
             staged.remove(object_temp)
+            _sync_directories(changed)
         except OSError as error:
             reader.reraise_source_failure()
             raise StorageUnavailable(f"cannot write {key!r} under {self.root}: {error}") from error
@@ -134,16 +135,17 @@ class LocalBlobStore(BlobStore):
             finally:
                 os.close(descriptor)
             meta_temp = self._stage(staged, lambda out: out.write(_sidecar_json(info)))
-            _move_into_place(meta_temp, meta_path)
+            changed = _move_into_place(meta_temp, meta_path)
             staged.remove(meta_temp)
             try:
-                _move_into_place(Path(path), object_path)
+                changed += _move_into_place(Path(path), object_path)
             except OSError as error:
                 if error.errno != errno.EXDEV:
                     raise
                 # Another filesystem: copy after all.
                 return super().put_file(key, path, content_type=content_type, metadata=metadata,
                                         content_disposition=content_disposition)
+            _sync_directories(changed)
         except OSError as error:
             raise StorageUnavailable(f"cannot write {key!r} under {self.root}: {error}") from error
         finally:
@@ -301,21 +303,44 @@ def _sidecar_json(info: BlobInfo) -> bytes:
                        "content_disposition": info.content_disposition, "size": info.size}).encode()
 
 
-def _move_into_place(staged: Path, target: Path) -> None:
+def _move_into_place(staged: Path, target: Path) -> list[Path]:
+    """Rename `staged` to `target`, making its directories as needed. Returns the directories whose
+    entries changed, for _sync_directories."""
     for attempt in range(1, _MOVE_ATTEMPTS + 1):
-        target.parent.mkdir(parents=True, exist_ok=True)
+        made = _make_directories(target.parent)
         try:
             os.replace(staged, target)
-            break
+            return [*made, target.parent]
         except FileNotFoundError:
             if attempt == _MOVE_ATTEMPTS:
                 raise
-    # The rename is durable only once the directory entry itself is on disk.
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    raise AssertionError("unreachable")
+
+
+def _make_directories(directory: Path) -> list[Path]:
+    """Make `directory` and its missing ancestors; returns the parents that gained an entry (a new
+    directory is durable only once its parent is synced, like a renamed file)."""
+    missing = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        # Made meanwhile by a concurrent put: synced here all the same, as that put may not have yet.
+        path.mkdir(exist_ok=True)
+    return [path.parent for path in reversed(missing)]
+
+
+def _sync_directories(directories: list[Path]) -> None:
+    """A rename (or a new directory) is durable only once its directory entry is on disk. Called once
+    after both renames of a put rather than after each: on journaling file systems the first flush
+    usually carries the other changes too, so the rest return at once instead of each waiting for a
+    journal commit. Until then the put has not returned, so nobody has been told the object exists."""
+    for path in dict.fromkeys(directories):
+        directory = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 def _remove_empty_parents(path: Path, top: Path) -> None:

@@ -1,5 +1,7 @@
 """What only the local store does: its files on disk, and the signed URLs this service verifies."""
 import io
+import os
+import sys
 import json
 import shutil
 from datetime import datetime, timezone
@@ -37,6 +39,45 @@ def test_objects_and_metadata_live_in_their_own_trees(store):
         "content_type": "text/plain", "metadata": {"sha": "x"}, "content_disposition": "attachment", "size": 5}
     assert list((store.root / "tmp").iterdir()) == []
     assert store.path(KEY) == store.root / "objects" / KEY
+
+
+@pytest.fixture
+def synced(monkeypatch) -> list[str]:
+    """The paths os.fsync is called on (Linux: read back from the descriptor), in order."""
+    calls: list[str] = []
+    fsync = os.fsync
+
+    def recording_fsync(descriptor):
+        calls.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        return fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return calls
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads descriptors' paths from /proc")
+@pytest.mark.parametrize("method", ["put", "put_file"])
+def test_a_put_is_durable_down_to_every_new_directory(store, synced, tmp_path, method):
+    """Before a put returns, the bytes, the sidecar, both renames and every directory it had to make
+    are on disk: a crash afterwards cannot lose an object the caller was told is stored."""
+    if method == "put":
+        store.put(KEY, io.BytesIO(b"hello"), content_type="text/plain")
+    else:
+        source = store.root / "tmp" / "upload"  # on the store's file system, so it is renamed in place
+        source.write_bytes(b"hello")
+        store.put_file(KEY, source, content_type="text/plain", consume=True)
+    files = [path for path in synced if not os.path.isdir(path)]
+    directories = {path for path in synced if os.path.isdir(path)}
+    assert len(files) == 2  # the object's bytes and its sidecar, each before its rename
+    made = KEY.split("/")[:-1]  # tenant, year, month, day, message: all new in a fresh store
+    for tree in ("objects", "meta"):
+        parents = [store.root / tree] + [store.root / tree / "/".join(made[:n]) for n in range(1, len(made) + 1)]
+        assert {str(path) for path in parents} <= directories, tree
+    # The next object of the same message makes no directory: only the two entries are synced.
+    synced.clear()
+    store.put(KEY[:-1] + "1", io.BytesIO(b"again"), content_type="text/plain")
+    message_directories = {str(store.root / tree / KEY.rsplit("/", 1)[0]) for tree in ("objects", "meta")}
+    assert {path for path in synced if os.path.isdir(path)} == message_directories
 
 
 def test_a_failed_put_leaves_no_temporary_files(store):
