@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import socket
+import threading
 import time
 import tracemalloc
 import zlib
@@ -264,6 +265,48 @@ def test_the_total_timeout_holds_against_one_byte_every_two_seconds(media_server
     error = fetch_error(url, loopback_policy(total_timeout=1.5, read_timeout=10))
     assert error.code == "timeout"
     assert time.monotonic() - started < 3
+
+
+def test_concurrent_fetches_each_stop_at_their_own_total_timeout(media_server: MediaServer) -> None:
+    """A later, shorter deadline fires before an earlier, longer one that is already being waited for."""
+    elapsed: dict[str, float] = {}
+    codes: dict[str, str] = {}
+
+    def timed(name: str, total: float) -> None:
+        # A byte every 2 s: only the deadline firing, not the next byte, can end the short fetch in time.
+        url = media_server.trickle(f"/trickle-{name}.jpg", interval=2.0)
+        started = time.monotonic()
+        codes[name] = fetch_error(url, loopback_policy(total_timeout=total, read_timeout=10)).code
+        elapsed[name] = time.monotonic() - started
+
+    long = threading.Thread(target=timed, args=("long", 2.5))
+    long.start()
+    time.sleep(0.2)
+    timed("short", 0.6)
+    long.join()
+    assert codes == {"short": "timeout", "long": "timeout"}
+    assert 0.5 < elapsed["short"] < 1.5
+    assert 2.4 < elapsed["long"] < 4
+
+
+def test_fetches_do_not_start_a_thread_each(media_server: MediaServer, monkeypatch) -> None:
+    """Deadlines are kept by one watchdog thread per process: starting a thread per fetch costs
+    milliseconds under load, waiting for the GIL."""
+    url = media_server.serve("/small.jpg", b"\xff\xd8\xff" + b"x" * 1000)
+    fetch(url, loopback_policy())  # the watchdog exists from here on
+    started = []
+    start = threading.Thread.start
+    fetching = threading.current_thread()
+
+    def recording_start(thread):
+        if threading.current_thread() is fetching:  # not the media server's threads, one per request
+            started.append(thread.name)
+        return start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", recording_start)
+    for _ in range(20):
+        fetch(url, loopback_policy())
+    assert started == []
 
 
 def test_the_read_timeout_bounds_each_wait_for_data(media_server: MediaServer) -> None:

@@ -36,7 +36,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
 import http.client
+import itertools
+import os
 import re
 import socket
 import ssl
@@ -292,28 +295,28 @@ class _Deadline:
     """The whole-fetch time budget, enforced by shutting down the socket in use when it runs out."""
 
     def __init__(self, seconds: float):
-        self._ends_at = time.monotonic() + seconds
+        self.ends_at = time.monotonic() + seconds
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
         self._fired = False
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
+        self.finished = False
 
     def __enter__(self) -> _Deadline:
-        self._timer.start()
+        _watchdog().watch(self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._timer.cancel()
         with self._lock:
+            self.finished = True
             self._socket = None
+        _watchdog().forget()
 
     @property
     def expired(self) -> bool:
-        return self._fired or time.monotonic() >= self._ends_at
+        return self._fired or time.monotonic() >= self.ends_at
 
     def remaining(self) -> float:
-        return max(0.0, self._ends_at - time.monotonic())
+        return max(0.0, self.ends_at - time.monotonic())
 
     def watch(self, sock: socket.socket) -> None:
         """Make `sock` the socket to shut down when time runs out (at once if it already has)."""
@@ -322,11 +325,71 @@ class _Deadline:
             if self._fired:
                 _shutdown_quietly(sock)
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self._lock:
+            if self.finished:
+                return
             self._fired = True
             if self._socket is not None:
                 _shutdown_quietly(self._socket)
+
+
+class _Watchdog:
+    """One thread per process that fires every fetch's deadline when it comes.
+
+    A timer thread per fetch would do the same, but starting a thread waits for the new thread to get
+    the GIL, which under load (eight downloads hashing and writing at once) costs milliseconds per
+    fetch. Deadlines that finish in time stay in the heap until they reach its top, or until finished
+    ones make up most of it."""
+
+    _COMPACT_AT = 256
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._heap: list[tuple[float, int, _Deadline]] = []
+        self._order = itertools.count()  # ties on the time never compare two deadlines
+        self._live = 0
+        self._thread = threading.Thread(target=self._run, name="fetch-deadlines", daemon=True)
+        self._thread.start()
+
+    def watch(self, deadline: _Deadline) -> None:
+        with self._condition:
+            self._live += 1
+            if len(self._heap) >= self._COMPACT_AT and len(self._heap) > 2 * self._live:
+                self._heap = [entry for entry in self._heap if not entry[2].finished]
+                heapq.heapify(self._heap)
+            heapq.heappush(self._heap, (deadline.ends_at, next(self._order), deadline))
+            if self._heap[0][2] is deadline:
+                self._condition.notify()  # the new deadline comes before the one being waited for
+
+    def forget(self) -> None:
+        with self._condition:
+            self._live -= 1
+
+    def _run(self) -> None:
+        with self._condition:
+            while True:
+                now = time.monotonic()
+                while self._heap and (self._heap[0][2].finished or self._heap[0][0] <= now):
+                    heapq.heappop(self._heap)[2].fire()
+                self._condition.wait(self._heap[0][0] - now if self._heap else None)
+
+
+_watchdogs: dict[int, _Watchdog] = {}
+_watchdogs_lock = threading.Lock()
+
+
+def _watchdog() -> _Watchdog:
+    """This process' watchdog (a forked child gets its own: threads do not survive fork())."""
+    pid = os.getpid()
+    watchdog = _watchdogs.get(pid)
+    if watchdog is None:
+        with _watchdogs_lock:
+            watchdog = _watchdogs.get(pid)
+            if watchdog is None:
+                _watchdogs.clear()
+                watchdog = _watchdogs[pid] = _Watchdog()
+    return watchdog
 
 
 def _shutdown_quietly(sock: socket.socket) -> None:
