@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
-# Errors that mean "the database is not there right now", answered 503 so providers retry.
+# Execution options. Read-only transactions take no write lock. Transactions whose loss in a crash is
+# harmless (a lease that simply never happened) skip the flush to disk at commit; the next durable
+# commit flushes them anyway.
 READ_ONLY = "webhook_service_read_only"
-# Transactions whose loss in a crash is harmless (a lease that simply never happened) skip the flush
-# to disk at commit. The next durable commit flushes them anyway.
 NOT_DURABLE = "webhook_service_not_durable"
+# Errors that mean "the database is not there right now", answered 503 so providers retry.
 UNAVAILABLE_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
 

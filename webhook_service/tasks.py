@@ -3,6 +3,7 @@ Redis when REDIS_URL is set. It carries attachment ids only; the database says w
 a lost or duplicated task is harmless (the sweep re-enqueues, the claim makes duplicates no-ops)."""
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from datetime import datetime
@@ -115,14 +116,11 @@ class _SiblingWakingWorker(Worker):
 class _SiblingWakingConsumer(Consumer):
     def __init__(self, huey: Huey, **options):
         self.idle_workers = IdleWorkers()
+        # huey makes its workers through worker_class with its own arguments; ours adds the siblings.
+        self.worker_class = functools.partial(_SiblingWakingWorker, idle_workers=self.idle_workers)
         super().__init__(huey, **options)
         if not huey.storage.blocking:
             huey.signal(SIGNAL_EXECUTING)(lambda signal, task: self.idle_workers.wake())
-
-    def _create_worker(self) -> Worker:
-        return _SiblingWakingWorker(huey=self.huey, stop_flag=self.stop_flag, default_delay=self.default_delay,
-                                    max_delay=self.max_delay, backoff=self.backoff, max_tasks=self.max_tasks,
-                                    idle_workers=self.idle_workers)
 
     def stop(self, graceful: bool = False) -> None:
         self.stop_flag.set()
