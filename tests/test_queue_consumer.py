@@ -33,6 +33,16 @@ def test_a_sleeping_worker_wakes_when_a_sibling_calls():
     assert time.monotonic() - started < 1
 
 
+def test_a_wake_up_while_a_worker_looks_at_the_queue_is_not_lost():
+    idle = IdleWorkers()
+    seen = idle.generation   # a worker reads the generation, then finds the queue empty...
+    idle.wake()              # ...while a sibling takes a task and wakes the others
+    started = time.monotonic()
+    assert idle.sleep(5, since=seen) is True
+    assert time.monotonic() - started < 1
+    assert idle.sleep(0.05, since=idle.generation) is False  # nothing since: the full delay
+
+
 @pytest.fixture
 def consumer(runtime):
     """The real consumer (thread workers, SQLite queue under the data directory), started as

@@ -87,15 +87,23 @@ class IdleWorkers:
         self._condition = threading.Condition()
         self._generation = 0
 
+    @property
+    def generation(self) -> int:
+        """How many wake-ups so far: read before looking at the queue, passed to sleep()."""
+        with self._condition:
+            return self._generation
+
     def wake(self) -> None:
         with self._condition:
             self._generation += 1
             self._condition.notify_all()
 
-    def sleep(self, seconds: float) -> bool:
-        """Wait up to `seconds`; True when woken by a sibling (or shutdown) rather than the clock."""
+    def sleep(self, seconds: float, since: int | None = None) -> bool:
+        """Wait up to `seconds`; True when woken by a sibling (or shutdown) rather than the clock.
+        With `since` (a generation read before the caller looked at the queue), a wake-up that came
+        while it was looking counts too, and the wait ends at once."""
         with self._condition:
-            generation = self._generation
+            generation = self._generation if since is None else since
             return self._condition.wait_for(lambda: self._generation != generation, timeout=seconds)
 
 
@@ -103,11 +111,18 @@ class _SiblingWakingWorker(Worker):
     def __init__(self, *args, idle_workers: IdleWorkers, **kwargs):
         super().__init__(*args, **kwargs)
         self.idle_workers = idle_workers
+        self._generation_seen: int | None = None
+
+    def loop(self, now=None) -> None:
+        # Idle workers poll in step, so a sibling often takes a task and wakes the others while they
+        # are still finding the queue empty; read before looking, that wake-up is not lost.
+        self._generation_seen = self.idle_workers.generation
+        super().loop(now)
 
     def sleep(self) -> None:
         # As huey's own sleep (a delay growing to max_delay), but a sibling's wake-up cuts it short
         # and starts the backoff over.
-        if self.idle_workers.sleep(min(self.delay, self.max_delay)):
+        if self.idle_workers.sleep(min(self.delay, self.max_delay), since=self._generation_seen):
             self.delay = self.default_delay
         else:
             self.delay = min(self.delay * self.backoff, self.max_delay)
