@@ -4,12 +4,13 @@ by one as each sibling's delay runs out."""
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 
 import pytest
 
-from webhook_service.tasks import IdleWorkers
+from webhook_service.tasks import IdleWorkers, WakeChannel
 
 WORKERS = 4
 
@@ -90,3 +91,48 @@ def test_idle_workers_join_a_burst_at_once(runtime, consumer):
         release.set()
         latest = max(started_at.values()) - enqueued
         assert latest < 0.3, f"round {round_number}: the last task started {latest:.2f} s after its enqueue"
+
+
+# Across processes: the consumers sharing one embedded queue wake each other -----------------------
+
+def _wake_counter():
+    woken = threading.Event()
+    return woken, woken.set
+
+
+def test_a_wake_up_reaches_the_other_processes_channels_but_not_its_own(tmp_path):
+    directory = tmp_path / "wake"
+    (first_woken, wake_first), (second_woken, wake_second) = _wake_counter(), _wake_counter()
+    first, second = WakeChannel(directory, wake_first), WakeChannel(directory, wake_second)
+    try:
+        first.wake_others()
+        assert second_woken.wait(2)
+        assert not first_woken.wait(0.2)
+        second.wake_others()
+        assert first_woken.wait(2)
+    finally:
+        first.close()
+        second.close()
+    assert list(directory.iterdir()) == []  # each removed its socket
+
+
+def test_a_socket_left_by_a_dead_process_is_removed_by_the_next_wake_up(tmp_path):
+    directory = tmp_path / "wake"
+    directory.mkdir()
+    dead = directory / "12345-deadbeef"
+    orphan = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    orphan.bind(str(dead))
+    orphan.close()  # bound, then gone without unlinking: what a killed process leaves
+    assert dead.exists()
+    channel = WakeChannel(directory, lambda: None)
+    try:
+        channel.wake_others()
+        assert not dead.exists()
+    finally:
+        channel.close()
+
+
+def test_a_socket_path_too_long_for_unix_sockets_is_refused_at_once(tmp_path):
+    directory = tmp_path / ("d" * 120)
+    with pytest.raises(OSError, match="too long"):
+        WakeChannel(directory, lambda: None)

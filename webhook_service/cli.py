@@ -77,7 +77,7 @@ def run(host: str | None, port: int | None) -> None:
         shown = f"[{host}]" if ":" in host else host
         click.echo(f"webhook-service listening on http://{shown}:{port}  "
                    f"(web: {settings.web_workers} gunicorn workers, worker: {settings.queue.worker_threads} "
-                   f"threads, data: {settings.data_dir.resolve()}, database: "
+                   f"threads in {len(_worker_shares(settings))} processes, data: {settings.data_dir.resolve()}, database: "
                    f"{'SQLite' if settings.effective_database_url.startswith('sqlite') else 'PostgreSQL'})")
     # Either process ending ends the service: a half-running service is worse than a stopped one.
     while all(child.poll() is None for child in children):
@@ -85,6 +85,14 @@ def run(host: str | None, port: int | None) -> None:
     stop()
     codes = [child.wait(timeout=30) for child in children]
     sys.exit(next((code for code in codes if code), 0))
+
+
+def _worker_shares(settings: Settings, threads: int | None = None, processes: int | None = None) -> list[int]:
+    """The download threads of each worker process."""
+    from .worker_processes import split_threads
+
+    return split_threads(threads or settings.queue.worker_threads,
+                         processes or settings.queue.worker_processes or os.cpu_count() or 1)
 
 
 def _serving_environment(settings: Settings, host: str, port: int) -> dict[str, str]:
@@ -116,11 +124,27 @@ def web() -> None:
 
 
 @cli.command()
-@click.option("--threads", type=int, help="Concurrent downloads (default: settings.queue.worker_threads).")
-def worker(threads: int | None) -> None:
+@click.option("--threads", type=int,
+              help="Concurrent downloads in all (default: settings.queue.worker_threads).")
+@click.option("--processes", type=int,
+              help="Processes to spread them over (default: settings.queue.worker_processes, or one per CPU).")
+@click.option("--no-periodic", is_flag=True, hidden=True,
+              help="Leave the minute's sweep to another process (the supervisor passes it to all but one).")
+def worker(threads: int | None, processes: int | None, no_periodic: bool) -> None:
     """The queue consumer: downloads, checks and stores attachments; sweeps pending ones every minute."""
+    from .worker_processes import WorkerProcesses
+
+    if (threads is not None and threads < 1) or (processes is not None and processes < 1):
+        raise click.UsageError("--threads and --processes must be at least 1")
+    settings = _settings()
+    shares = _worker_shares(settings, threads, processes)
+    if len(shares) > 1:
+        from .logs import configure_logging
+
+        configure_logging(settings.log_level)
+        sys.exit(WorkerProcesses(shares).run())
     runtime = _runtime()
-    runtime.queue.consumer(threads or runtime.settings.queue.worker_threads).run()
+    runtime.queue.consumer(shares[0], periodic=not no_periodic).run()
 
 
 @cli.command("migrate")

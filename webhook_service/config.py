@@ -260,7 +260,10 @@ class StorageSettings(Strict):
 class QueueSettings(Strict):
     # Distinguishes this deployment's queue from others sharing one Redis database.
     name: str = Field(default="webhook-service", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    # Concurrent downloads of `webhook-service worker`, spread over worker_processes processes.
     worker_threads: int = Field(default=4, ge=1, le=64)
+    # None: one process per CPU, at most one per thread (see worker_processes.py for why).
+    worker_processes: int | None = Field(default=None, ge=1, le=64)
     # Embedded default: tasks run in this process' consumer. "immediate" runs them inline (tests).
     immediate: bool = False
 

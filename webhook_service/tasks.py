@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 import threading
+import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
@@ -54,6 +58,10 @@ class DownloadQueue:
 
         self._download = download_attachment
         self.sweep = sweep_pending_attachments
+        # Consumers of the embedded queue in other processes (`worker` runs one per CPU) are woken
+        # through sockets here; each process wakes its own threads directly.
+        self._wake_directory = None if self.huey.storage.blocking or settings.queue.immediate \
+            else settings.data_dir.resolve() / "wake"
 
     def enqueue(self, attachment_ids: list[str], eta: datetime | None = None) -> None:
         for attachment_id in attachment_ids:
@@ -66,13 +74,13 @@ class DownloadQueue:
         """Raise when the queue's storage cannot be reached."""
         self.huey.storage.queue_size()
 
-    def consumer(self, threads: int) -> Consumer:
+    def consumer(self, threads: int, periodic: bool = True) -> Consumer:
         # Idle workers poll the embedded queue at most a second apart (huey's default backs off to
         # 10 s): a webhook's attachments should start downloading at once, and some providers' media
         # links are short-lived. (The Redis queue blocks on the list instead of polling.)
-        return _SiblingWakingConsumer(self.huey, workers=threads, worker_type="thread", periodic=True,
-                                      check_worker_health=True, initial_delay=0.05, backoff=1.5,
-                                      max_delay=1.0)
+        return _SiblingWakingConsumer(self.huey, wake_directory=self._wake_directory, workers=threads,
+                                      worker_type="thread", periodic=periodic, check_worker_health=True,
+                                      initial_delay=0.05, backoff=1.5, max_delay=1.0)
 
 
 class IdleWorkers:
@@ -107,6 +115,69 @@ class IdleWorkers:
             return self._condition.wait_for(lambda: self._generation != generation, timeout=seconds)
 
 
+class WakeChannel:
+    """Wake-ups between the consumer processes that share one embedded queue (one data directory).
+
+    Each process binds a Unix datagram socket in `directory`; the process that starts a task sends a
+    byte to every other socket there, and each receiver wakes its own idle threads. Without it, the
+    other processes would find a burst only when their own polling delay ran out, up to a second later.
+    A socket left by a process that died refuses datagrams and is removed by the next sender.
+    """
+
+    # sun_path holds 108 bytes on Linux, with the terminating NUL.
+    MAX_PATH_BYTES = 107
+
+    def __init__(self, directory: Path, on_wake):
+        self._directory = directory
+        self._path = directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        if len(os.fsencode(self._path)) > self.MAX_PATH_BYTES:
+            raise OSError(f"socket path too long for a Unix socket ({len(os.fsencode(self._path))} bytes): {self._path}")
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._receiver.bind(str(self._path))
+        self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sender.setblocking(False)
+        self._on_wake = on_wake
+        self._closed = False
+        self._listener = threading.Thread(target=self._listen, name="wake-channel", daemon=True)
+        self._listener.start()
+
+    def wake_others(self) -> None:
+        try:
+            entries = [entry.path for entry in os.scandir(self._directory) if entry.path != str(self._path)]
+        except OSError:
+            return
+        for path in entries:
+            try:
+                self._sender.sendto(b"w", path)
+            except BlockingIOError:
+                pass  # its buffer is full of wake-ups it has not read yet: it is awake anyway
+            except ConnectionRefusedError:
+                Path(path).unlink(missing_ok=True)  # nobody listens there any more
+            except OSError:
+                pass  # removed meanwhile, or not a socket: nothing to wake
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self._sender.sendto(b"", str(self._path))  # ends the listener's wait
+        except OSError:
+            pass
+        self._path.unlink(missing_ok=True)
+        self._listener.join(timeout=1)
+        self._sender.close()
+        self._receiver.close()
+
+    def _listen(self) -> None:
+        while not self._closed:
+            try:
+                self._receiver.recv(64)
+            except OSError:
+                return
+            if not self._closed:
+                self._on_wake()
+
+
 class _SiblingWakingWorker(Worker):
     def __init__(self, *args, idle_workers: IdleWorkers, **kwargs):
         super().__init__(*args, **kwargs)
@@ -129,15 +200,39 @@ class _SiblingWakingWorker(Worker):
 
 
 class _SiblingWakingConsumer(Consumer):
-    def __init__(self, huey: Huey, **options):
+    def __init__(self, huey: Huey, wake_directory: Path | None = None, **options):
         self.idle_workers = IdleWorkers()
         # huey makes its workers through worker_class with its own arguments; ours adds the siblings.
         self.worker_class = functools.partial(_SiblingWakingWorker, idle_workers=self.idle_workers)
         super().__init__(huey, **options)
+        self._wake_directory = wake_directory
+        self._wake_channel: WakeChannel | None = None
         if not huey.storage.blocking:
-            huey.signal(SIGNAL_EXECUTING)(lambda signal, task: self.idle_workers.wake())
+            huey.signal(SIGNAL_EXECUTING)(self._task_started)
+
+    def start(self) -> None:
+        if self._wake_directory is not None and self._wake_channel is None:
+            try:
+                self._wake_channel = WakeChannel(self._wake_directory, self.idle_workers.wake)
+            except OSError as error:
+                # Still correct without it: the other processes find the work on their next poll.
+                log(logger, "wake_channel_unavailable", logging.WARNING, reason=str(error))
+        # huey installs its handlers last, after logging "consumer started" and starting its threads:
+        # a stop signal in between (a supervisor stopping a child it just started) would end the
+        # process with a traceback instead of a clean stop. Its handlers only note the signal for the
+        # main loop, so they can go first.
+        self._set_signal_handlers()
+        super().start()
+
+    def _task_started(self, signal, task) -> None:
+        self.idle_workers.wake()
+        if self._wake_channel is not None:
+            self._wake_channel.wake_others()
 
     def stop(self, graceful: bool = False) -> None:
         self.stop_flag.set()
         self.idle_workers.wake()  # sleeping workers notice the stop flag now, not a second later
         super().stop(graceful)
+        if self._wake_channel is not None:
+            self._wake_channel.close()
+            self._wake_channel = None

@@ -14,6 +14,7 @@ Routes (paths match without the query string; unknown paths answer 404). Each me
 route's URL for host "media.test" over http:
     serve(path, body, content_type=..., headers=None, status=200, chunked=False)
                                                                      a fixed answer
+    serve_after(path, seconds, body, content_type)                   the same, `seconds` after the request
     redirect(path, location, status=302)                             a Location answer
     fail(path, status, times=None, then=b"", content_type=...)       `status` `times` times (None:
                                                                      always), then 200 with `then`
@@ -29,7 +30,7 @@ route's URL for host "media.test" over http:
 Also:
     url(path, host="media.test", tls=False)   the URL of a route for another host name or over TLS
     requests(path=None)                       the requests received, as RecordedRequest(method, target,
-                                              headers with lower-case names, tls)
+                                              headers with lower-case names, tls, received_at monotonic)
     reset()                                   forget routes and requests (the fixture does it after each test)
     http_port, https_port, ca_file            ca_file is the PEM to put in FetchPolicy.tls_ca_file
 
@@ -46,6 +47,7 @@ import gzip
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -117,6 +119,7 @@ class RecordedRequest:
     target: str  # path and query as received
     headers: Mapping[str, str]  # lower-case names
     tls: bool
+    received_at: float = 0.0  # time.monotonic() when the request arrived
 
 
 class MediaServer:
@@ -187,6 +190,14 @@ class MediaServer:
                 path, lambda handler: handler.answer_chunked(status, body, content_type, headers)
             )
         return self._add(path, lambda handler: handler.answer(status, body, content_type, headers))
+
+    def serve_after(self, path: str, seconds: float, body: bytes, content_type: str) -> str:
+        """`body`, sent only `seconds` after the request arrived (a slow origin, to overlap downloads)."""
+        def route(handler: _MediaRequestHandler) -> None:
+            self.stopping.wait(seconds)
+            handler.answer(200, body, content_type)
+
+        return self._add(path, route)
 
     def redirect(self, path: str, location: str, status: int = 302) -> str:
         return self._add(
@@ -272,7 +283,7 @@ class MediaServer:
     def route_for(self, handler: _MediaRequestHandler, tls: bool) -> Route | None:
         headers = {name.lower(): value for name, value in handler.headers.items()}
         with self._lock:
-            self._log.append(RecordedRequest(handler.command, handler.path, headers, tls))
+            self._log.append(RecordedRequest(handler.command, handler.path, headers, tls, time.monotonic()))
             return self._routes.get(handler.path.split("?", 1)[0])
 
 
