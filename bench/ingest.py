@@ -1,7 +1,8 @@
 """Attachment ingestion benchmark: 5 MiB files from a loopback HTTP server through the real worker
 (`webhook-service worker`: claim, safe fetch, libmagic sniff, validation, local blob store, database)
 against a plain streaming copy of the same files to disk, measured in the same run at the same
-concurrency; plus the worker's peak RSS with 1 and with 8 concurrent downloads.
+concurrency; plus the worker's peak RSS with 1 and with 8 concurrent downloads. The worker runs as the
+service runs it, one process per CPU; one row runs it in a single process for comparison.
 
     .venv/bin/python bench/ingest.py [--files 96] [--size-mib 5] [--repeat 5]
 
@@ -32,7 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.support import free_port, noise_jpeg, peak_rss_kib, random_pdf  # noqa: E402
+from bench.support import free_port, noise_jpeg, peak_rss_kib_tree, random_pdf  # noqa: E402
+from webhook_service.worker_processes import split_threads  # noqa: E402
 
 TENANT = "00000000-0000-0000-0000-000000000000"
 
@@ -92,9 +94,11 @@ def plain_copy(port: int, paths: list[str], target: Path, concurrency: int) -> f
     return time.perf_counter() - started
 
 
-def worker_run(work: Path, port: int, paths: list[str], threads: int, content_type: str) -> tuple[float, int]:
+def worker_run(work: Path, port: int, paths: list[str], threads: int, content_type: str,
+               processes: int | None = None) -> tuple[float, int]:
     """Store `paths` as one inbound message's attachments each, enqueue them, and time the real
-    worker process until every one is stored. Returns (seconds, worker peak RSS in KiB).
+    worker (`threads` downloads at once, over `processes` processes; None: the service's default of
+    one per CPU) until every one is stored. Returns (seconds, peak RSS in KiB of all its processes).
 
     One extra file goes first, untimed: the clock starts with a worker that is already polling its
     queue, so what is measured is throughput, not the consumer's start-up or its idle poll interval."""
@@ -111,6 +115,7 @@ data_dir = "{data}"
 log_level = "INFO"
 [queue]
 worker_threads = {threads}
+{f"worker_processes = {processes}" if processes else ""}
 [media.fetch]
 allow_http = true
 allow_private_networks = ["127.0.0.1/32"]
@@ -149,7 +154,9 @@ secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
     worker = subprocess.Popen([sys.executable, "-m", "webhook_service.cli", "worker"], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_line(worker, "consumer started")
+        # Every consumer process says it started (they share the supervisor's stderr).
+        started_processes = len(split_threads(threads, processes or os.cpu_count() or 1))
+        _wait_for_line(worker, "consumer started", times=started_processes)
         runtime.queue.enqueue(attachment_ids[:1])
         wait_until_done(1)
         os.sync()  # start from a disk with nothing left to write back, as the plain copy does
@@ -161,7 +168,7 @@ secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
             outcomes = dict(db.execute("select status, count(*) from attachments group by status").fetchall())
         if outcomes != {"stored": len(attachment_ids)}:
             raise SystemExit(f"not everything was stored: {outcomes}")
-        peak = peak_rss_kib(worker.pid)
+        peak = peak_rss_kib_tree(worker.pid)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
@@ -169,13 +176,16 @@ secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
     return elapsed, peak
 
 
-def _wait_for_line(process: subprocess.Popen, needle: str, timeout: float = 60) -> None:
+def _wait_for_line(process: subprocess.Popen, needle: str, timeout: float = 60, times: int = 1) -> None:
     found = threading.Event()
 
     def read():
+        seen = 0
         for line in process.stderr:
             if needle.lower() in line.lower():
-                found.set()
+                seen += 1
+                if seen >= times:
+                    found.set()
         found.set()
 
     threading.Thread(target=read, daemon=True).start()
@@ -194,9 +204,11 @@ def main() -> None:
     size = int(args.size_mib * 1024 * 1024)
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     half = max(1, args.files // 2)
-    # (file type, files, concurrent downloads): the PDF runs compare concurrency and file count at once.
-    plan = [("pdf", args.files, args.concurrency), ("pdf", half, args.concurrency), ("pdf", half, 1),
-            ("jpeg", max(args.concurrency, args.files // 8), args.concurrency)]
+    # (file type, files, concurrent downloads, worker processes; None: the service's default): the PDF
+    # runs compare concurrency, file count and one process against the default at once.
+    plan = [("pdf", args.files, args.concurrency, None), ("pdf", half, args.concurrency, None),
+            ("pdf", half, 1, None), ("pdf", args.files, args.concurrency, 1),
+            ("jpeg", max(args.concurrency, args.files // 8), args.concurrency, None)]
     rows = []
     try:
         for kind in ("pdf", "jpeg"):
@@ -209,7 +221,7 @@ def main() -> None:
             server.start()
             ready.wait(10)
             try:
-                for run, (run_kind, count, concurrency) in enumerate(plan):
+                for run, (run_kind, count, concurrency, processes) in enumerate(plan):
                     if run_kind != kind:
                         continue
                     # Disk writeback makes single runs noisy: the two sides take turns, several times.
@@ -221,12 +233,12 @@ def main() -> None:
                         shutil.rmtree(copy_dir)
                         run_dir = work / f"run-{run}-{attempt}"
                         run_dir.mkdir()
-                        seconds, peak = worker_run(run_dir, port, paths, concurrency, content_type)
+                        seconds, peak = worker_run(run_dir, port, paths, concurrency, content_type, processes)
                         shutil.rmtree(run_dir, ignore_errors=True)  # SQLite may still be removing its -shm file
                         workers.append(seconds)
                         peaks.append(peak)
                     ratios = sorted(b / w for b, w in zip(baselines, workers))
-                    rows.append((kind, len(body), count, concurrency, statistics.median(baselines),
+                    rows.append((kind, len(body), count, concurrency, processes, statistics.median(baselines),
                                  statistics.median(workers), max(peaks), ratios))
             finally:
                 server.terminate()
@@ -237,22 +249,23 @@ def main() -> None:
     print(f"\nattachment ingestion benchmark: {os.cpu_count()} CPUs, loopback HTTP, local blob store, SQLite; "
           f"medians of {args.repeat} alternating runs; a ratio is the median of the ratios of each copy run to "
           f"the worker run right after it (the disk's speed drifts between runs, so pairs compare like with like)")
-    print(f"{'type':<5} {'file':>8} {'files':>5} {'conc':>4} {'plain copy':>12} {'worker':>12} {'ratio':>6} "
-          f"{'ratio range':>12} {'worker peak RSS':>16}")
-    for kind, length, count, concurrency, baseline, seconds, peak, ratios in rows:
+    print(f"{'type':<5} {'file':>8} {'files':>5} {'conc':>4} {'procs':>5} {'plain copy':>12} {'worker':>12} "
+          f"{'ratio':>6} {'ratio range':>12} {'worker peak RSS':>16}")
+    for kind, length, count, concurrency, processes, baseline, seconds, peak, ratios in rows:
         plain_rate = count * length / mib / baseline
         worker_rate = count * length / mib / seconds
-        print(f"{kind:<5} {length / mib:>6.2f}Mi {count:>5} {concurrency:>4} {plain_rate:>8.1f} MiB/s "
-              f"{worker_rate:>8.1f} MiB/s {statistics.median(ratios):>6.2f} "
+        shown_processes = processes or len(split_threads(concurrency, os.cpu_count() or 1))
+        print(f"{kind:<5} {length / mib:>6.2f}Mi {count:>5} {concurrency:>4} {shown_processes:>5} "
+              f"{plain_rate:>8.1f} MiB/s {worker_rate:>8.1f} MiB/s {statistics.median(ratios):>6.2f} "
               f"{ratios[0]:>5.2f}-{ratios[-1]:<5.2f} {peak / 1024:>12.1f} MiB")
-    main_run, half_run, single_run = rows[0], rows[1], rows[2]
-    ratio = statistics.median(main_run[7])
+    main_run, half_run, single_run, one_process_run = rows[0], rows[1], rows[2], rows[3]
+    ratio = statistics.median(main_run[8])
     print(f"\nPDF throughput ratio at concurrency {args.concurrency} (worker / plain copy): {ratio:.2f} "
-          f"(goal >= 0.70: {'met' if ratio >= 0.7 else 'NOT met'})")
-    print(f"worker peak RSS: {single_run[6] / 1024:.1f} MiB with 1 download at a time; with "
-          f"{args.concurrency}: {half_run[6] / 1024:.1f} MiB for {half_run[2]} files, "
-          f"{main_run[6] / 1024:.1f} MiB for {main_run[2]} files")
-
+          f"(goal >= 0.70: {'met' if ratio >= 0.7 else 'NOT met'}); "
+          f"the same worker in one process: {statistics.median(one_process_run[8]):.2f}")
+    print(f"worker peak RSS, all its processes added up: {single_run[7] / 1024:.1f} MiB with 1 download at a "
+          f"time; with {args.concurrency}: {half_run[7] / 1024:.1f} MiB for {half_run[2]} files, "
+          f"{main_run[7] / 1024:.1f} MiB for {main_run[2]} files ({one_process_run[7] / 1024:.1f} MiB in one process)")
 
 if __name__ == "__main__":
     main()

@@ -38,6 +38,16 @@ def noise_jpeg(size: int, quality: int) -> bytes:
     return best
 
 
+def peak_rss_kib_tree(pid: int) -> int:
+    """Peak resident memory of a process and its children, added up (an upper bound of their peak
+    together, since each may have peaked at another moment)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return peak_rss_kib(pid) + sum(peak_rss_kib_tree(int(child)) for child in children)
+
+
 def peak_rss_kib(pid: int) -> int:
     """The process's peak resident memory so far (VmHWM), 0 when it is gone."""
     try:
