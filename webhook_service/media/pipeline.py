@@ -179,8 +179,22 @@ RELEASE_FOR_RETRY = (sa.update(ATTACHMENTS).where(HELD_BY_CLAIM)
                      .values(next_attempt_at=sa.bindparam("due"), claimed_until=None, claim_token=None,
                              reason_code=sa.bindparam("code"), reason=sa.bindparam("reason"),
                              updated_at=sa.bindparam("now")))
-# Its SET clause differs by outcome (a stored attachment also gets its type, size, hash and key).
-FINISH = sa.update(ATTACHMENTS).where(HELD_BY_CLAIM, ATTACHMENTS.c.status == "pending").returning(*ATTACHMENTS.c)
+# Two forms, as a stored attachment also gets its type, size, hash and key; both built here once
+# rather than per outcome with .values(), whose new statement costs a cache-key walk on every call.
+_FINISH_VALUES = ("status", "reason_code", "reason", "completed_at")
+_STORED_VALUES = ("content_type", "size", "sha256", "blob_key")
+
+
+def _finish_statement(columns: tuple[str, ...]) -> sa.Update:
+    return (sa.update(ATTACHMENTS).where(HELD_BY_CLAIM, ATTACHMENTS.c.status == "pending")
+            .values({name: sa.bindparam(f"new_{name}") for name in columns} | {
+                "claimed_until": None, "claim_token": None, "next_attempt_at": None,
+                "updated_at": sa.bindparam("new_completed_at")})
+            .returning(*ATTACHMENTS.c))
+
+
+FINISH = _finish_statement(_FINISH_VALUES)
+FINISH_STORED = _finish_statement(_FINISH_VALUES + _STORED_VALUES)
 
 
 def _claim(runtime, attachment_id: str):
@@ -227,12 +241,14 @@ def backoff_delay(attempt: int, base: float, ceiling: float) -> float:
 def _finish(runtime, attachment: sa.Row, message: sa.Row, token: str, status: str, code: str | None,
             reason: str | None, stored: dict | None = None) -> str:
     now = datetime.now(timezone.utc)
-    values = dict(status=status, reason_code=code, reason=reason and reason[:2000], claimed_until=None,
-                  claim_token=None, completed_at=now, updated_at=now, next_attempt_at=None, **(stored or {}))
-    statement = FINISH.values(values)
+    values = dict(status=status, reason_code=code, reason=reason and reason[:2000], completed_at=now,
+                  **(stored or {}))
+    parameters = {f"new_{name}": value for name, value in values.items()}
+    parameters.update(attachment_id=attachment.id, token=token)
+    statement = FINISH_STORED if stored else FINISH
 
     def record(conn: sa.Connection) -> str:
-        row = conn.execute(statement, {"attachment_id": attachment.id, "token": token}).first()
+        row = conn.execute(statement, parameters).first()
         if row is None:
             return "lost_claim"  # the lease ran out and another worker took over; it will record the outcome
         data = attachment_json(row)
