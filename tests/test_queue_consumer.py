@@ -136,3 +136,45 @@ def test_a_socket_path_too_long_for_unix_sockets_is_refused_at_once(tmp_path):
     directory = tmp_path / ("d" * 120)
     with pytest.raises(OSError, match="too long"):
         WakeChannel(directory, lambda: None)
+
+
+def test_clearing_a_revocation_flag_takes_no_write_lock_when_there_is_none(tmp_path, monkeypatch):
+    """huey clears each task's revocation flag after running it; the embedded queue looks first."""
+    from webhook_service.tasks import _EmbeddedQueueStorage
+
+    storage = _EmbeddedQueueStorage("q", filename=str(tmp_path / "queue.db"), fsync=False)
+    storage.put_data("r:task", b"1")
+    exclusive = []
+    real_db = storage.db
+
+    def counting_db(commit=False, close=False):
+        exclusive.append(commit)
+        return real_db(commit=commit, close=close)
+
+    monkeypatch.setattr(storage, "db", counting_db)
+    assert storage.delete_data("r:task") is True   # a flag there: cleared, in a write transaction
+    assert storage.has_data_for_key("r:task") is False
+    exclusive.clear()
+    assert storage.delete_data("r:task") is False  # none: a read only
+    assert exclusive == [False]
+    storage.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_revoked_task_is_still_skipped_on_the_embedded_queue(runtime, consumer):
+    ran = []
+
+    @runtime.queue.huey.task(name="revocable")
+    def revocable(name: str) -> None:
+        ran.append(name)
+
+    huey = runtime.queue.huey
+    skipped, runs = revocable.s("skipped"), revocable.s("runs")
+    huey.revoke_by_id(skipped.id)
+    huey.enqueue(skipped)
+    huey.enqueue(runs)
+    deadline = time.monotonic() + 5
+    while not ran and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert ran == ["runs"]

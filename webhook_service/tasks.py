@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer, Worker
 from huey.signals import SIGNAL_EXECUTING
+from huey.storage import SqliteStorage
 
 from .logs import log
 
@@ -39,7 +40,7 @@ class DownloadQueue:
         else:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             # fsync off: the queue holds only wake-ups that the sweep can recreate from the database.
-            self.huey = SqliteHuey(name, filename=str((settings.data_dir / "queue.db").resolve()),
+            self.huey = _EmbeddedHuey(name, filename=str((settings.data_dir / "queue.db").resolve()),
                                    results=False, fsync=False, timeout=10)
 
         @self.huey.task(name="download_attachment")
@@ -81,6 +82,19 @@ class DownloadQueue:
         return _SiblingWakingConsumer(self.huey, wake_directory=self._wake_directory, workers=threads,
                                       worker_type="thread", periodic=periodic, check_worker_health=True,
                                       initial_delay=0.05, backoff=1.5, max_delay=1.0)
+
+
+class _EmbeddedQueueStorage(SqliteStorage):
+    def delete_data(self, key: str) -> bool:
+        # huey clears a task's revocation flag after every run, in an exclusive transaction: it waits
+        # behind the other workers' dequeues (across processes in SQLite's busy handler, holding this
+        # storage's one connection lock meanwhile). Tasks are seldom revoked, so look first: a read
+        # in WAL mode takes no lock.
+        return self.has_data_for_key(key) and super().delete_data(key)
+
+
+class _EmbeddedHuey(SqliteHuey):
+    storage_class = _EmbeddedQueueStorage
 
 
 class IdleWorkers:
