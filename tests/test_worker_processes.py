@@ -272,3 +272,32 @@ def _wait_for_request(media_server, path: str, timeout: float = 10):
             return requests[0]
         time.sleep(0.005)
     raise AssertionError(f"nobody fetched {path} within {timeout} s")
+
+
+def test_ctrl_c_stops_gracefully_once_and_running_downloads_finish(worker_runtime, start_worker, media_server):
+    """A terminal's Ctrl-C signals the whole foreground process group. The consumers have their own,
+    so they hear it once, from the supervisor: huey takes a second SIGINT as "stop now"."""
+    worker = start_worker()
+    worker.wait_for("consumer started", count=2)
+    path = "/worker-ctrl-c/slow.png"
+    media_server.serve_after(path, 2.0, samples.png(), "image/png")
+    ids = _pending_attachments(worker_runtime, [media_server.url(path, host="127.0.0.1")], prefix="ctrl-c")
+    worker_runtime.queue.enqueue(ids)
+    _wait_for_request(media_server, path)
+    os.killpg(worker.process.pid, signal.SIGINT)  # the supervisor's group, as a terminal would
+    assert worker.process.wait(timeout=30) == 0
+    worker._reader.join(timeout=5)
+    assert worker.events("Received request to shut down now") == []
+    assert _wait_until_done(worker_runtime, ids, timeout=1) == {ids[0]: "stored"}
+
+
+def test_consumers_stop_when_their_supervisor_is_killed(start_worker):
+    worker = start_worker()
+    worker.wait_for("consumer started", count=2)
+    children = worker.children()
+    worker.process.send_signal(signal.SIGKILL)  # no chance to stop its children
+    worker.process.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() and not _is_zombie(pid) for pid in children):
+        assert time.monotonic() < deadline, "the consumers outlived their supervisor"
+        time.sleep(0.1)

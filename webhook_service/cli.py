@@ -130,9 +130,10 @@ def web() -> None:
               help="Processes to spread them over (default: settings.queue.worker_processes, or one per CPU).")
 @click.option("--no-periodic", is_flag=True, hidden=True,
               help="Leave the minute's sweep to another process (the supervisor passes it to all but one).")
-def worker(threads: int | None, processes: int | None, no_periodic: bool) -> None:
+@click.option("--supervised", is_flag=True, hidden=True, help="Started by a worker supervisor: stop when it is gone.")
+def worker(threads: int | None, processes: int | None, no_periodic: bool, supervised: bool) -> None:
     """The queue consumer: downloads, checks and stores attachments; sweeps pending ones every minute."""
-    from .worker_processes import WorkerProcesses
+    from .worker_processes import WorkerProcesses, stop_when_orphaned
 
     if (threads is not None and threads < 1) or (processes is not None and processes < 1):
         raise click.UsageError("--threads and --processes must be at least 1")
@@ -144,6 +145,8 @@ def worker(threads: int | None, processes: int | None, no_periodic: bool) -> Non
         configure_logging(settings.log_level)
         sys.exit(WorkerProcesses(shares).run())
     runtime = _runtime()
+    if supervised:
+        stop_when_orphaned()
     runtime.queue.consumer(shares[0], periodic=not no_periodic).run()
 
 

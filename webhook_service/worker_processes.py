@@ -12,9 +12,11 @@ first child runs the periodic sweep, so it is enqueued once a minute, not once p
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -40,8 +42,22 @@ def split_threads(threads: int, processes: int) -> list[int]:
 
 def child_command(threads: int, periodic: bool) -> list[str]:
     command = [sys.executable, "-m", "webhook_service.cli", "worker", "--threads", str(threads),
-               "--processes", "1"]
+               "--processes", "1", "--supervised"]
     return command if periodic else [*command, "--no-periodic"]
+
+
+def stop_when_orphaned(interval: float = 1.0) -> None:
+    """In a supervised child: stop (as on SIGTERM) once the supervisor is gone, killed without the
+    chance to stop its children. They are in their own process group, so nothing else would."""
+    supervisor = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(interval)
+        log(logger, "worker_supervisor_gone", logging.WARNING, supervisor_pid=supervisor)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
 @dataclass
@@ -89,7 +105,9 @@ class WorkerProcesses:
             self._stop_signal = number
 
     def _start(self, child: _Child) -> None:
-        child.process = subprocess.Popen(child.command)
+        # Its own process group: a Ctrl-C in a terminal reaches the supervisor only, which passes it
+        # on once (huey takes a second SIGINT during a graceful stop as "stop now").
+        child.process = subprocess.Popen(child.command, process_group=0)
         child.started_at = time.monotonic()
         child.restart_at = None
 
