@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from webhook_service.runtime import Runtime
 from webhook_service.tasks import IdleWorkers, WakeChannel
 
 WORKERS = 4
@@ -178,3 +179,50 @@ def test_a_revoked_task_is_still_skipped_on_the_embedded_queue(runtime, consumer
         time.sleep(0.01)
     time.sleep(0.2)
     assert ran == ["runs"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_consumer_that_starts_a_task_wakes_the_consumers_of_other_processes(runtime):
+    """Two consumers of one thread each, with their own huey instances on the one queue file, stand
+    for two processes. The second starts half a second after the first, so once both poll only once
+    a second they look half a second apart. Two tasks put in the queue without a wake-up, as huey's
+    scheduler puts a retry that is due: whoever looks first takes one, and must wake the other to
+    take the second at once rather than half a second later."""
+    started_at: dict[str, float] = {}
+    release = threading.Event()
+    other_process = Runtime(runtime.settings)
+    probes = []
+    for queue in (runtime.queue, other_process.queue):
+        @queue.huey.task(name="probe")
+        def probe(name: str) -> None:
+            started_at[name] = time.monotonic()
+            release.wait(10)
+
+        probes.append(probe)
+
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    consumers = [runtime.queue.consumer(1, periodic=False), other_process.queue.consumer(1, periodic=False)]
+    try:
+        consumers[0].start()
+        time.sleep(0.5)
+        consumers[1].start()
+        for round_number in range(2):
+            time.sleep(3)  # idle: both at the one-second ceiling of their polling delay
+            started_at.clear()
+            release.clear()
+            probes[0](f"a{round_number}")  # huey's own enqueue: no wake-up from the enqueuer
+            probes[0](f"b{round_number}")
+            deadline = time.monotonic() + 5
+            while len(started_at) < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            release.set()
+            assert len(started_at) == 2, "each consumer should take one task"
+            spread = abs(started_at[f"a{round_number}"] - started_at[f"b{round_number}"])
+            assert spread < 0.2, f"round {round_number}: the second task started {spread:.2f} s after the first"
+    finally:
+        release.set()
+        for consumer in consumers:
+            consumer.stop(graceful=True)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        other_process.close()

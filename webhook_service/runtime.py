@@ -93,6 +93,8 @@ class Runtime:
                 error=type(error).__name__)
 
     def close(self) -> None:
+        if "queue" in self.__dict__:  # made on first use
+            self.queue.close()
         self.db.dispose()
 
 

@@ -60,9 +60,12 @@ class DownloadQueue:
         self._download = download_attachment
         self.sweep = sweep_pending_attachments
         # Consumers of the embedded queue in other processes (`worker` runs one per CPU) are woken
-        # through sockets here; each process wakes its own threads directly.
+        # through sockets here, by a consumer that starts a task and by whoever enqueues one; each
+        # consumer process wakes its own threads directly.
         self._wake_directory = None if self.huey.storage.blocking or settings.queue.immediate \
             else settings.data_dir.resolve() / "wake"
+        self._wake_sender: socket.socket | None = None
+        self._wake_sender_pid = 0
 
     def enqueue(self, attachment_ids: list[str], eta: datetime | None = None) -> None:
         for attachment_id in attachment_ids:
@@ -70,6 +73,20 @@ class DownloadQueue:
                 self._download(attachment_id)
             else:
                 self._download.schedule(args=(attachment_id,), eta=eta)
+        if attachment_ids and eta is None and self._wake_directory is not None:
+            # Idle consumers would find the work only on their next poll, up to a second from now.
+            wake_consumers(self._wake_directory, self._sender())
+
+    def _sender(self) -> socket.socket:
+        # One per process: a socket inherited through fork() is shared with the parent.
+        if self._wake_sender is None or self._wake_sender_pid != os.getpid():
+            self._wake_sender, self._wake_sender_pid = _wake_sender(), os.getpid()
+        return self._wake_sender
+
+    def close(self) -> None:
+        if self._wake_sender is not None:
+            self._wake_sender.close()
+            self._wake_sender = None
 
     def ping(self) -> None:
         """Raise when the queue's storage cannot be reached."""
@@ -129,6 +146,29 @@ class IdleWorkers:
             return self._condition.wait_for(lambda: self._generation != generation, timeout=seconds)
 
 
+def wake_consumers(directory: Path, sender: socket.socket, skip: Path | None = None) -> None:
+    """Send a wake-up to every consumer process listening in `directory` (see WakeChannel)."""
+    try:
+        entries = [entry.path for entry in os.scandir(directory) if entry.path != str(skip)]
+    except OSError:
+        return  # no consumer has started yet
+    for path in entries:
+        try:
+            sender.sendto(b"w", path)
+        except BlockingIOError:
+            pass  # its buffer is full of wake-ups it has not read yet: it is awake anyway
+        except ConnectionRefusedError:
+            Path(path).unlink(missing_ok=True)  # nobody listens there any more
+        except OSError:
+            pass  # removed meanwhile, or not a socket: nothing to wake
+
+
+def _wake_sender() -> socket.socket:
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sender.setblocking(False)
+    return sender
+
+
 class WakeChannel:
     """Wake-ups between the consumer processes that share one embedded queue (one data directory).
 
@@ -149,27 +189,14 @@ class WakeChannel:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._receiver.bind(str(self._path))
-        self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sender.setblocking(False)
+        self._sender = _wake_sender()
         self._on_wake = on_wake
         self._closed = False
         self._listener = threading.Thread(target=self._listen, name="wake-channel", daemon=True)
         self._listener.start()
 
     def wake_others(self) -> None:
-        try:
-            entries = [entry.path for entry in os.scandir(self._directory) if entry.path != str(self._path)]
-        except OSError:
-            return
-        for path in entries:
-            try:
-                self._sender.sendto(b"w", path)
-            except BlockingIOError:
-                pass  # its buffer is full of wake-ups it has not read yet: it is awake anyway
-            except ConnectionRefusedError:
-                Path(path).unlink(missing_ok=True)  # nobody listens there any more
-            except OSError:
-                pass  # removed meanwhile, or not a socket: nothing to wake
+        wake_consumers(self._directory, self._sender, skip=self._path)
 
     def close(self) -> None:
         self._closed = True
