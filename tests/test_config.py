@@ -1,6 +1,7 @@
 """Configuration: defaults, TOML + environment, and one clear line for every bad setting."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,15 @@ def test_the_command_line_prints_one_line_and_exits_nonzero(tmp_path):
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [
         "configuration error: media.max_bytes: Input should be greater than 0"]
+
+
+@pytest.mark.parametrize(("configured", "expected"), [(None, os.cpu_count() or 1), (3, 3)])
+def test_concurrent_image_decodes_reach_the_media_policy(tmp_path, configured, expected):
+    from webhook_service.runtime import Runtime
+
+    media = {} if configured is None else {"max_concurrent_image_decodes": configured}
+    runtime = Runtime(load_settings(environ={}, overrides={"data_dir": str(tmp_path / "data"), "media": media}))
+    try:
+        assert runtime.media_policy.max_concurrent_decodes == expected
+    finally:
+        runtime.close()

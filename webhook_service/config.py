@@ -197,6 +197,9 @@ class MediaSettings(Strict):
     # (Pillow refuses to go above its own 89,478,485-pixel bomb threshold.)
     max_image_pixels: int = Field(default=40_000_000, gt=0, le=89_478_485)
     jpeg_quality: int = Field(default=90, ge=1, le=100)
+    # Images decoded at once per process (None: one per CPU); each decoded frame can take up to
+    # max_image_pixels x 4 bytes of memory.
+    max_concurrent_image_decodes: int | None = Field(default=None, ge=1, le=64)
     retry_max_attempts: int = Field(default=8, ge=1)
     retry_base_delay_seconds: float = Field(default=5.0, ge=0)
     retry_max_delay_seconds: float = Field(default=900.0, ge=0)

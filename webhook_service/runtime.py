@@ -104,7 +104,8 @@ def _media_policy(settings: Settings) -> "MediaPolicy":
     media = settings.media
     try:
         return MediaPolicy(allowed_types=frozenset(media.allowed_types), max_bytes=media.max_bytes,
-                           max_image_pixels=media.max_image_pixels, jpeg_quality=media.jpeg_quality)
+                           max_image_pixels=media.max_image_pixels, jpeg_quality=media.jpeg_quality,
+                           max_concurrent_decodes=media.max_concurrent_image_decodes or os.cpu_count() or 1)
     except ValueError as error:
         raise ConfigError(f"media: {error}") from None
 

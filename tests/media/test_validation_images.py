@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -295,3 +297,46 @@ class TestConvertForCarriers:
 def test_stored_images_decode_cleanly(incoming: Path, workdir: Path) -> None:
     for data in (samples.jpeg(), samples.png(), samples.gif(), samples.webp(), samples.animated_gif()):
         reopened(checked(data, incoming, workdir)).verify()
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_images_decoded_at_once_are_capped_per_process(tmp_path: Path, monkeypatch, slots: int):
+    """Four threads re-encode at once; only `slots` of them may hold decoded pixels at a time."""
+    from webhook_service.media import images
+
+    real_decode = images._decode
+    lock = threading.Lock()
+    active, most = 0, 0
+
+    def counted_decode(*args, **kwargs):
+        nonlocal active, most
+        with lock:
+            active += 1
+            most = max(most, active)
+        try:
+            time.sleep(0.05)  # long enough for the other threads to arrive meanwhile
+            return real_decode(*args, **kwargs)
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(images, "_decode", counted_decode)
+    policy = MediaPolicy(max_concurrent_decodes=slots)
+    data = samples.jpeg((320, 240))
+
+    def run(index: int) -> CheckedMedia:
+        source = tmp_path / f"in-{index}.jpg"
+        source.write_bytes(data)
+        workdir = tmp_path / f"work-{index}"
+        workdir.mkdir()
+        return check_media(source, declared_content_type="image/jpeg", policy=policy, workdir=workdir)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, range(4)))
+    assert all(result.sanitized and result.content_type == "image/jpeg" for result in results)
+    assert most == slots
+
+
+def test_the_decode_cap_must_be_positive():
+    with pytest.raises(ValueError, match="max_concurrent_decodes"):
+        MediaPolicy(max_concurrent_decodes=0)

@@ -9,12 +9,14 @@ HTTP; `webhook_service.media.validation` turns its exceptions into rejections.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import struct
 import tempfile
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import IO, Any
@@ -84,6 +86,9 @@ class ImageLimits:
     max_animation_pixels: int  # summed over all frames: bounds the memory and time an animation takes
     max_bytes: int  # of the encoded output
     quality: int  # JPEG and WebP quality of the first encode
+    # Images decoded at once in this process, whatever the thread count: a decoded frame can take some
+    # 160 MB (max_pixels x 4 bytes), and decoding is CPU work that more threads than cores do not hurry.
+    max_concurrent_decodes: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -135,11 +140,18 @@ def reencode_image(
     raising EncodedImageTooLarge. The caller owns the returned file; nothing is left behind on errors.
     """
     source_format = _PILLOW_FORMAT_BY_TYPE[content_type]
-    with _decoding_errors(limits.max_pixels):
-        picture = _decode(source, source_format, limits, keep_animation=keep_format)
-        target_format = source_format if keep_format else _carrier_format(picture.frames[0])
-        picture = picture.fitted_to(target_format)
-    return _write(picture, target_format, workdir, limits, downscale)
+    with _decode_slots(limits.max_concurrent_decodes):
+        with _decoding_errors(limits.max_pixels):
+            picture = _decode(source, source_format, limits, keep_animation=keep_format)
+            target_format = source_format if keep_format else _carrier_format(picture.frames[0])
+            picture = picture.fitted_to(target_format)
+        return _write(picture, target_format, workdir, limits, downscale)
+
+
+@functools.cache
+def _decode_slots(count: int) -> threading.BoundedSemaphore:
+    """The process's slots for `count` concurrent decodes (one semaphore per configured count)."""
+    return threading.BoundedSemaphore(count)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,9 @@ survive.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import hashlib
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -93,12 +95,14 @@ class MediaPolicy:
     jpeg_quality: int = 90  # also used for WebP
     # Summed over an animation's frames: decoded frames are held in memory until the encode.
     max_animation_pixels: int = 50_000_000
+    # Images decoded and re-encoded at once in one process (see images.ImageLimits).
+    max_concurrent_decodes: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
 
     def __post_init__(self) -> None:
         # Configuration may spell types with aliases, capitals or parameters; only canonical forms compare.
         object.__setattr__(self, "allowed_types",
                            frozenset(canonical_content_type(name) for name in self.allowed_types))
-        for setting in ("max_bytes", "max_image_pixels", "max_animation_pixels"):
+        for setting in ("max_bytes", "max_image_pixels", "max_animation_pixels", "max_concurrent_decodes"):
             if getattr(self, setting) < 1:
                 raise ValueError(f"MediaPolicy.{setting} must be positive")
         if not 1 <= self.jpeg_quality <= 95:
@@ -307,7 +311,8 @@ def _reencoded(source: Path, content_type: str, declared: str | None, policy: Me
                *, keep_format: bool, downscale: bool) -> CheckedMedia:
     limits = images.ImageLimits(max_pixels=policy.max_image_pixels,
                                 max_animation_pixels=policy.max_animation_pixels,
-                                max_bytes=policy.max_bytes, quality=policy.jpeg_quality)
+                                max_bytes=policy.max_bytes, quality=policy.jpeg_quality,
+                                max_concurrent_decodes=policy.max_concurrent_decodes)
     try:
         encoded = images.reencode_image(source, content_type=content_type, limits=limits, workdir=workdir,
                                         keep_format=keep_format, downscale=downscale)
