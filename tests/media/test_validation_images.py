@@ -340,3 +340,49 @@ def test_images_decoded_at_once_are_capped_per_process(tmp_path: Path, monkeypat
 def test_the_decode_cap_must_be_positive():
     with pytest.raises(ValueError, match="max_concurrent_decodes"):
         MediaPolicy(max_concurrent_decodes=0)
+
+
+_MEMORY_PROBE = """
+import io, sys, threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from PIL import Image
+from webhook_service.media.validation import MediaPolicy, check_media
+
+work, slots = Path(sys.argv[1]), int(sys.argv[2])
+buffer = io.BytesIO()
+Image.new("RGB", (6000, 6000), (120, 30, 200)).save(buffer, "JPEG", quality=90)  # 36 MP: 103 MiB of RGB
+for index in range(4):
+    (work / f"{index}.jpg").write_bytes(buffer.getvalue())
+    (work / f"w{index}").mkdir()
+del buffer
+
+def peak_mib():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+
+Path("/proc/self/clear_refs").write_text("5")  # start the high-water mark from here
+before = peak_mib()
+policy = MediaPolicy(max_concurrent_decodes=slots, max_bytes=50 * 1024 * 1024)
+with ThreadPoolExecutor(4) as pool:
+    list(pool.map(lambda i: check_media(work / f"{i}.jpg", declared_content_type="image/jpeg",
+                                         policy=policy, workdir=work / f"w{i}"), range(4)))
+print(peak_mib() - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc to read peak memory")
+def test_memory_for_decoded_pixels_follows_the_decode_cap_not_the_thread_count(tmp_path: Path):
+    """Four threads re-encode a 36-megapixel JPEG each, one decode at a time. One re-encode holds a few
+    copies of the pixels (decoded, upright, converted, encoded), so the process grows by some three
+    images' worth; had each thread kept its freed pixel blocks (glibc's per-thread arenas, with
+    Pillow's default 16 MiB blocks), it grew by nine and a half."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(tmp_path), "1"], capture_output=True,
+                            text=True, timeout=120, check=True)
+    grown_mib = int(result.stdout.strip())
+    one_image_mib = 6000 * 6000 * 3 // 2**20
+    assert grown_mib < 5 * one_image_mib, f"grew by {grown_mib} MiB; one image's pixels are {one_image_mib} MiB"

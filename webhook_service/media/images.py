@@ -67,6 +67,15 @@ _MIN_SIDE = 16
 # measure how far over it is, without writing an unbounded file.
 _PROBE_CAP_FACTOR = 4
 
+# Pillow keeps pixels in blocks of 16 MiB by default. glibc serves blocks that size from per-thread
+# arenas and keeps them when freed, so every download thread ends up holding a large image's worth of
+# memory whether or not max_concurrent_decodes let it decode at the same time as the others. Blocks
+# above glibc's largest mmap threshold (32 MiB) are mapped and unmapped instead; small images still
+# take only what they need. Eight threads re-encoding 36-megapixel JPEGs two at a time peaked at
+# 590 MiB this way against 1950 MiB with the default blocks.
+_PILLOW_BLOCK_BYTES = 64 * 1024 * 1024
+Image.core.set_block_size(_PILLOW_BLOCK_BYTES)
+
 
 class ImageTooLarge(Exception):
     """The image has more pixels than allowed (a decompression bomb, or just too big to handle)."""
