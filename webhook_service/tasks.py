@@ -75,7 +75,10 @@ class DownloadQueue:
                 self._download.schedule(args=(attachment_id,), eta=eta)
         if attachment_ids and eta is None and self._wake_directory is not None:
             # Idle consumers would find the work only on their next poll, up to a second from now.
-            wake_consumers(self._wake_directory, self._sender())
+            try:
+                wake_consumers(self._wake_directory, self._sender())
+            except OSError:
+                pass  # no socket to send from (out of descriptors): the tasks are queued all the same
 
     def _sender(self) -> socket.socket:
         # One per process: a socket inherited through fork() is shared with the parent.
