@@ -155,7 +155,7 @@ secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         # Every consumer process says it started (they share the supervisor's stderr).
-        started_processes = len(split_threads(threads, processes or os.cpu_count() or 1))
+        started_processes = len(split_threads(threads, processes))
         _wait_for_line(worker, "consumer started", times=started_processes)
         runtime.queue.enqueue(attachment_ids[:1])
         wait_until_done(1)
@@ -254,7 +254,7 @@ def main() -> None:
     for kind, length, count, concurrency, processes, baseline, seconds, peak, ratios in rows:
         plain_rate = count * length / mib / baseline
         worker_rate = count * length / mib / seconds
-        shown_processes = processes or len(split_threads(concurrency, os.cpu_count() or 1))
+        shown_processes = len(split_threads(concurrency, processes))
         print(f"{kind:<5} {length / mib:>6.2f}Mi {count:>5} {concurrency:>4} {shown_processes:>5} "
               f"{plain_rate:>8.1f} MiB/s {worker_rate:>8.1f} MiB/s {statistics.median(ratios):>6.2f} "
               f"{ratios[0]:>5.2f}-{ratios[-1]:<5.2f} {peak / 1024:>12.1f} MiB")

@@ -91,8 +91,7 @@ def _worker_shares(settings: Settings, threads: int | None = None, processes: in
     """The download threads of each worker process."""
     from .worker_processes import split_threads
 
-    return split_threads(threads or settings.queue.worker_threads,
-                         processes or settings.queue.worker_processes or os.cpu_count() or 1)
+    return split_threads(threads or settings.queue.worker_threads, processes or settings.queue.worker_processes)
 
 
 def _serving_environment(settings: Settings, host: str, port: int) -> dict[str, str]:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .logs import log
 
@@ -33,9 +33,10 @@ _STOP_TIMEOUT = 90.0
 _POLL_SECONDS = 0.2
 
 
-def split_threads(threads: int, processes: int) -> list[int]:
-    """`threads` spread over `processes` as evenly as possible (never a process without a thread)."""
-    processes = max(1, min(processes, threads))
+def split_threads(threads: int, processes: int | None = None) -> list[int]:
+    """`threads` spread over `processes` (None: one per CPU) as evenly as possible, never a process
+    without a thread."""
+    processes = max(1, min(processes or os.cpu_count() or 1, threads))
     share, extra = divmod(threads, processes)
     return [share + (1 if index < extra else 0) for index in range(processes)]
 
@@ -69,14 +70,13 @@ class _Child:
     started_at: float = 0.0
     restart_delay: float = _FIRST_RESTART_DELAY
     restart_at: float | None = None
-    exits: list[int] = field(default_factory=list)
 
 
 class WorkerProcesses:
     """Runs one consumer process per share of threads until a stop signal, then stops them all."""
 
-    def __init__(self, shares: list[int], *, command=child_command, stop_timeout: float = _STOP_TIMEOUT):
-        self._children = [_Child(index, threads, command(threads, periodic=index == 0))
+    def __init__(self, shares: list[int], *, stop_timeout: float = _STOP_TIMEOUT):
+        self._children = [_Child(index, threads, child_command(threads, periodic=index == 0))
                           for index, threads in enumerate(shares)]
         self._stop_timeout = stop_timeout
         self._stop_signal: int | None = None
@@ -121,7 +121,6 @@ class WorkerProcesses:
             code = child.process.poll()
             if code is None:
                 continue
-            child.exits.append(code)
             lived = now - child.started_at
             if lived >= _HEALTHY_SECONDS:
                 child.restart_delay = _FIRST_RESTART_DELAY

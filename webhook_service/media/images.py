@@ -16,7 +16,7 @@ import struct
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from typing import IO, Any
@@ -97,7 +97,7 @@ class ImageLimits:
     quality: int  # JPEG and WebP quality of the first encode
     # Images decoded at once in this process, whatever the thread count: a decoded frame can take some
     # 160 MB (max_pixels x 4 bytes), and decoding is CPU work that more threads than cores do not hurry.
-    max_concurrent_decodes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_concurrent_decodes: int
 
 
 @dataclass(frozen=True)
