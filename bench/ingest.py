@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.support import free_port, noise_jpeg, peak_rss_kib_tree, random_pdf  # noqa: E402
-from webhook_service.worker_processes import split_threads  # noqa: E402
+from webhook_service.worker.supervisor import split_threads  # noqa: E402
 
 TENANT = "00000000-0000-0000-0000-000000000000"
 
@@ -102,10 +102,10 @@ def worker_run(work: Path, port: int, paths: list[str], threads: int, content_ty
 
     One extra file goes first, untimed: the clock starts with a worker that is already polling its
     queue, so what is measured is throughput, not the consumer's start-up or its idle poll interval."""
-    from webhook_service.canonical import MediaRef, MessageEvent
-    from webhook_service.config import load_settings
-    from webhook_service.db import migrate
-    from webhook_service.message_store import RawRequestRecord, store_webhook
+    from webhook_service.model.events import MediaRef, MessageEvent
+    from webhook_service.settings import load_settings
+    from webhook_service.database.migrate import migrate
+    from webhook_service.intake.message_store import RawRequestRecord, store_webhook
     from webhook_service.runtime import Runtime
 
     data = work / "data"

@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (both servers)")
     args = parser.parse_args()
 
-    from webhook_service.db import migrate
+    from webhook_service.database.migrate import migrate
 
     work = Path(tempfile.mkdtemp(prefix="bench-intake-"))
     config = work / "service.toml"

@@ -67,8 +67,8 @@ def start_service(work: Path, label: str) -> tuple[subprocess.Popen, int]:
     config.write_text(f'data_dir = "{data}"\nlog_level = "WARNING"\n')
     port = free_port()
     env = dict(os.environ, WEBHOOK_SERVICE_CONFIG=str(config), PYTHONPATH=str(ROOT), PORT=str(port))
-    from webhook_service.config import load_settings
-    from webhook_service.db import migrate
+    from webhook_service.settings import load_settings
+    from webhook_service.database.migrate import migrate
 
     migrate(load_settings(config, environ={}).effective_database_url)
     process = subprocess.Popen(

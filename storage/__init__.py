@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from .base import BlobInfo, BlobNotFound, BlobStore, SignedUrl, StorageError, StorageUnavailable
-from .headers import content_disposition
+from .headers import content_disposition, disposition_for
 from .keys import validate_key
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "content_disposition",
+    "disposition_for",
     "validate_key",
 ]
 

@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from urllib.parse import quote
 
 DISPOSITIONS = ("inline", "attachment")
+# Types a browser may show inline; everything else is served as a download (an HTML or SVG file shown
+# inline would run in the origin that serves it).
+INLINE_TYPE_PREFIXES = ("image/", "audio/", "video/")
 MAX_FILENAME_CHARS = 255
 # Keep the extension when shortening a long name, unless the "extension" is itself absurdly long.
 _MAX_KEPT_EXTENSION_CHARS = 32
@@ -33,6 +36,11 @@ def sanitize_filename(filename: str) -> str:
         extension = extension[:_MAX_KEPT_EXTENSION_CHARS]
         name = stem[:MAX_FILENAME_CHARS - len(extension)] + extension
     return name
+
+
+def disposition_for(content_type: str | None) -> str:
+    """`inline` for image, audio and video types, `attachment` for everything else."""
+    return "inline" if content_type and content_type.startswith(INLINE_TYPE_PREFIXES) else "attachment"
 
 
 def content_disposition(disposition: str, filename: str | None) -> str:

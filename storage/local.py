@@ -6,10 +6,7 @@ atomic rename). Signed URLs point back at this service, which serves them after 
 """
 from __future__ import annotations
 
-import base64
 import errno
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -39,13 +36,12 @@ from .headers import (
     sanitize_filename,
 )
 from .keys import validate_key
+from .signing import MIN_KEY_BYTES, UrlSigner
 from .streams import CHUNK_SIZE, SourceReader
 
 # Bound into every signature so a MAC made with the same secret for another purpose can never pass here.
 _SIGNATURE_PURPOSE = "storage.local.signed-url/v1"
-_SIGNATURE = re.compile(r"[A-Za-z0-9_-]{43}")  # unpadded base64url of 32 bytes
 _EXPIRES = re.compile(r"[1-9][0-9]{0,10}")  # canonical: no sign, no leading zeros
-_MIN_SIGNING_KEY_BYTES = 16
 # delete() removes emptied directories, so a put can lose its freshly made directory to a concurrent
 # delete between mkdir and rename; it simply makes it again.
 _MOVE_ATTEMPTS = 3
@@ -71,13 +67,13 @@ class LocalBlobStore(BlobStore):
     backend = "local"
 
     def __init__(self, root: Path, *, signing_key: bytes, url_prefix: str = "/media/"):
-        if not isinstance(signing_key, bytes) or len(signing_key) < _MIN_SIGNING_KEY_BYTES:
-            raise ValueError(f"signing_key must be at least {_MIN_SIGNING_KEY_BYTES} random bytes")
+        if not isinstance(signing_key, bytes) or len(signing_key) < MIN_KEY_BYTES:
+            raise ValueError(f"signing_key must be at least {MIN_KEY_BYTES} random bytes")
         if not (url_prefix.startswith("/") and url_prefix.endswith("/")):
             raise ValueError(f"url_prefix must start and end with '/': {url_prefix!r}")
         self.root = Path(root)
         self.url_prefix = url_prefix
-        self._signing_key = signing_key
+        self._signer = UrlSigner(signing_key, _SIGNATURE_PURPOSE)
         self._objects = self.root / "objects"
         self._meta = self.root / "meta"
         self._tmp = self.root / "tmp"
@@ -232,7 +228,7 @@ class LocalBlobStore(BlobStore):
             query["filename"] = display_name
         if content_type:
             query["content_type"] = content_type
-        query["signature"] = self._signature(key, expires, disposition, display_name or None, content_type)
+        query["signature"] = self._signer.sign(key, expires, disposition, display_name or None, content_type)
         return SignedUrl(url=f"{self.url_prefix}{quote(key)}?{urlencode(query, quote_via=quote)}",
                          expires_at=datetime.fromtimestamp(expires, timezone.utc))
 
@@ -249,29 +245,19 @@ class LocalBlobStore(BlobStore):
         if not (isinstance(path_key, str) and isinstance(expires_text, str) and isinstance(signature, str)
                 and isinstance(disposition, str) and isinstance(filename, (str, type(None)))
                 and isinstance(content_type, (str, type(None))) and disposition in DISPOSITIONS
-                and _EXPIRES.fullmatch(expires_text) and _SIGNATURE.fullmatch(signature)):
+                and _EXPIRES.fullmatch(expires_text)):
             return None
         try:
             validate_key(path_key)
         except ValueError:
             return None
         expires = int(expires_text)
-        expected = self._signature(path_key, expires, disposition, filename, content_type)
-        if not hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii")):
+        if not self._signer.verify(signature, path_key, expires, disposition, filename, content_type):
             return None
         if (time.time() if now is None else now) >= expires:
             return None
         return SignedRequest(key=path_key, expires_at=datetime.fromtimestamp(expires, timezone.utc),
                              disposition=disposition, filename=filename, content_type=content_type)
-
-    def _signature(self, key: str, expires: int, disposition: str, filename: str | None,
-                   content_type: str | None) -> str:
-        # JSON keeps the fields unambiguous: no separator can be smuggled from one field into the next,
-        # and an absent override (null) differs from an empty one.
-        message = json.dumps([_SIGNATURE_PURPOSE, key, expires, disposition, filename, content_type],
-                             separators=(",", ":"))
-        digest = hmac.new(self._signing_key, message.encode("ascii"), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
     # Paths -----------------------------------------------------------------------------------------
     def _object_path(self, key: str) -> Path:

@@ -1,13 +1,11 @@
-"""SMS/MMS webhook intake and media service."""
+"""SMS/MMS webhook intake and media service.
 
-__all__ = ["create_app"]
+Entry points (`cli/`, `wsgi.py`, `gunicorn_config.py`) start from the composition root: `settings.py`
+loads the configuration, `runtime.py` builds the long-lived objects, `app.py` the web app. The parts
+they wire together: `intake/` (webhooks in), `providers/` (one adapter per provider), `media/`
+(attachments and uploads), `api/` (read and media APIs), `worker/` (the download queue and its
+consumers). Below them, shared by all: `config/`, `model/`, `database/`, `observability/`; and beside
+the package, `storage/` (blob stores). docs/architecture.md draws the whole.
+"""
 
-
-def __getattr__(name: str):
-    # Imported on first use, so the commands that never serve HTTP (the worker supervisor, check-config)
-    # do not load Flask, SQLAlchemy and every provider first.
-    if name == "create_app":
-        from .app import create_app
-
-        return create_app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__version__ = "0.1.0"

@@ -1,16 +1,24 @@
-"""The Flask application factory."""
+"""The Flask application factory: the web process's composition. Each part's blueprint is made here
+with the long-lived objects it needs from the Runtime."""
 from __future__ import annotations
 
 import logging
 
-from flask import Flask
+from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .api.errors import ApiError, api_error, render_api_error, render_http_exception
-from .config import Settings, load_settings
-from .logs import configure_logging, log
-from .runtime import EXTENSION_KEY, Runtime
+from webhook_service.api.errors import ApiError, api_error, render_api_error, render_http_exception
+from webhook_service.api.local_media import local_media_blueprint
+from webhook_service.api.media import media_api_blueprint
+from webhook_service.api.messages import read_api_blueprint
+from webhook_service.api.openapi import openapi_blueprint
+from webhook_service.config.model import Settings
+from webhook_service.intake.http import webhooks_blueprint
+from webhook_service.observability.health import health_blueprint
+from webhook_service.observability.logs import configure_logging, log
+from webhook_service.runtime import Runtime
+from webhook_service.settings import load_settings
 
 logger = logging.getLogger("webhook_service.app")
 
@@ -25,26 +33,28 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     configure_logging(settings.log_level)
 
     app = Flask(__name__, static_folder=None)
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # the default provider has it
     # Bodies are capped per endpoint (webhooks 1 MiB, media uploads larger); multipart uploads keep
     # their file part on disk, but form fields must fit this.
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.webhook_max_body_bytes
-    app.extensions[EXTENSION_KEY] = runtime
 
+    # The one place forwarded headers are believed: as many proxies as configured, none by default.
     proxy = settings.proxy
     if any((proxy.x_for, proxy.x_proto, proxy.x_host, proxy.x_port, proxy.x_prefix)):
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxy.x_for, x_proto=proxy.x_proto,
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxy.x_for, x_proto=proxy.x_proto,  # type: ignore[method-assign]
                                 x_host=proxy.x_host, x_port=proxy.x_port, x_prefix=proxy.x_prefix)
 
-    from . import intake, media_serving, ops
-    from .api import media, messages, openapi
-
-    app.register_blueprint(intake.blueprint)
-    app.register_blueprint(messages.blueprint)
-    app.register_blueprint(media.blueprint)
-    app.register_blueprint(openapi.blueprint)
-    app.register_blueprint(media_serving.blueprint)
-    app.register_blueprint(ops.blueprint)
+    app.register_blueprint(webhooks_blueprint(runtime.intake, max_body_bytes=settings.webhook_max_body_bytes,
+                                              public_base_url=settings.public_base_url))
+    app.register_blueprint(read_api_blueprint(runtime.db, runtime.api_auth, runtime.links,
+                                              region=settings.phone_default_region))
+    app.register_blueprint(media_api_blueprint(runtime.uploads, runtime.links, runtime.api_auth, settings,
+                                               work_dir=runtime.work_dir))
+    app.register_blueprint(openapi_blueprint(max_file_bytes=runtime.media_policy.max_bytes,
+                                             allowed_types=sorted(runtime.media_policy.allowed_types)))
+    app.register_blueprint(local_media_blueprint(runtime.blob_store))
+    app.register_blueprint(health_blueprint({"database": runtime.db.ping, "queue": lambda: runtime.queue.ping(),
+                                             "blobStore": runtime.blob_store.check}))
 
     app.register_error_handler(ApiError, render_api_error)
     app.register_error_handler(HTTPException, render_http_exception)
@@ -52,7 +62,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     return app
 
 
-def _unexpected_error(error: Exception):
+def _unexpected_error(error: Exception) -> Response:
     # A bug: log it with its traceback, answer without details.
     log(logger, "unhandled_exception", logging.ERROR, error=type(error).__name__, exc_info=True)
     return api_error(500, "internal_error", "An unexpected error occurred.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from storage import BlobStore
 
-from .config import Settings
+from webhook_service.config.model import Settings
 
 # Local-store URLs are served by this service under this path (see media_serving.py).
 LOCAL_MEDIA_PREFIX = "/media/"

@@ -1,5 +1,10 @@
-"""gunicorn settings, read from the service configuration (`webhook-service web` uses this file)."""
-from webhook_service.config import load_settings
+"""gunicorn settings, read from the service configuration (`webhook-service web` and the Procfile use this
+file)."""
+import os
+
+from prometheus_client import multiprocess
+
+from webhook_service.settings import load_settings
 
 _settings = load_settings()
 
@@ -19,7 +24,7 @@ errorlog = "-"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "webhook_service.logs.JsonFormatter"}},
+    "formatters": {"json": {"()": "webhook_service.observability.logs.JsonFormatter"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
     # gunicorn merges this over its defaults, whose root logger names a "console" handler: define it.
     "root": {"level": "INFO", "handlers": ["stderr"]},
@@ -27,14 +32,15 @@ logconfig_dict = {
                 "gunicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
 }
 # Incoming bodies are capped by the app (webhooks 1 MiB, uploads more); header limits stay gunicorn's.
-forwarded_allow_ips = "127.0.0.1,::1"
+# Forwarded headers are believed in one place only, the app's ProxyFix (settings proxy.*, none by
+# default): gunicorn's own handling (X-Forwarded-Proto from 127.0.0.1 would make the scheme https, and
+# signature checks cover the URL) is switched off.
+forwarded_allow_ips = ""
+secure_scheme_headers: dict[str, str] = {}
+forwarder_headers = ""
 
 
 def child_exit(server, worker):
     # Prometheus multiprocess mode: drop the gauges of a worker that is gone.
-    import os
-
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
         multiprocess.mark_process_dead(worker.pid)

@@ -1,5 +1,6 @@
-"""The long-lived objects one process needs (database, connections, blob store, queue), built once from
-validated settings and shared by the web app, the worker and the CLI."""
+"""The composition root: every long-lived object one process needs (database, blob store, intake,
+attachment pipeline, queue...), built once from validated settings and handed to the parts that use
+them. The web app, the worker and the CLI each start from a Runtime; no part imports this module."""
 from __future__ import annotations
 
 import logging
@@ -7,45 +8,54 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from flask import current_app
-
-from .config import ConfigError, Settings
-from .connections import ConnectionDirectory
-from .db import Database
-from .logs import log
-from .quarantine_budget import QuarantineBudget
-
-if TYPE_CHECKING:
-    from storage import BlobStore
-
-    from .api_auth import ApiAuthenticator
-    from .media.fetcher import Resolver
-    from .media.validation import MediaPolicy
-    from .tasks import DownloadQueue
+import storage
+from storage import BlobStore, LocalBlobStore
+from webhook_service.api.auth import ApiAuthenticator
+from webhook_service.api.local_media import LOCAL_MEDIA_PREFIX
+from webhook_service.config.connections import ConnectionDirectory
+from webhook_service.config.model import ConfigError, Settings
+from webhook_service.database.engine import Database
+from webhook_service.intake.processing import Intake
+from webhook_service.intake.quarantine import Quarantine, QuarantineBudget
+from webhook_service.media.fetcher import Resolver
+from webhook_service.media.links import MediaLinks
+from webhook_service.media.pipeline import AttachmentPipeline
+from webhook_service.media.uploads import MediaUploads
+from webhook_service.media.validation import MediaPolicy
+from webhook_service.observability.logs import log
+from webhook_service.providers import ADAPTERS
+from webhook_service.worker.queue import DownloadQueue
 
 logger = logging.getLogger("webhook_service.runtime")
-EXTENSION_KEY = "webhook_service"
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, resolver: "Resolver | None" = None):
+    def __init__(self, settings: Settings, *, resolver: Resolver | None = None):
+        """`resolver` resolves media hosts for downloads (None: the system's; tests substitute one, as DNS
+        is not theirs to run)."""
         self.settings = settings
+        self.resolver = resolver
         self.db = Database(settings.effective_database_url)
         self.connections = ConnectionDirectory(settings.connections)
-        # Host name resolution for media downloads; tests substitute one (DNS is not theirs to run).
-        self.resolver = resolver
         # Built now so that a bad media or storage setting stops the service at start, not at the
         # first download.
         self.media_policy = _media_policy(settings)
         self.blob_store = _blob_store(settings, self.secret_key)
-        self.quarantine_budget = QuarantineBudget(settings.quarantine_max_bytes)
+        self.links = MediaLinks(self.blob_store, settings, self.secret_key)
+        self.quarantine = Quarantine(self.db, QuarantineBudget(settings.quarantine_max_bytes))
+        self.intake = Intake(self.db, ADAPTERS, self.connections, self.quarantine,
+                             region=settings.phone_default_region, on_new_attachments=self.schedule_downloads)
+        self.uploads = MediaUploads(self.db, self.blob_store, self.links, self.media_policy)
+        self.attachments = AttachmentPipeline(
+            self.db, self.blob_store, self.connections, media=settings.media, policy=self.media_policy,
+            credentials_for={name: adapter.media_credentials for name, adapter in ADAPTERS.items()},
+            enqueue=lambda ids, eta: self.queue.enqueue(ids, eta=eta), work_dir=self.work_dir, resolver=resolver)
 
     @cached_property
     def secret_key(self) -> bytes:
-        """Signs local media URLs. Configured in production; in development generated once and kept
-        under the data directory so URLs survive restarts."""
+        """Signs local media URLs and stable upload links. Configured in production; in development
+        generated once and kept under the data directory so URLs survive restarts."""
         if self.settings.secret_key:
             return self.settings.secret_key.encode()
         path = self.settings.data_dir / "secret_key"
@@ -64,16 +74,15 @@ class Runtime:
         return key
 
     @cached_property
-    def api_auth(self) -> "ApiAuthenticator":
-        from .api_auth import ApiAuthenticator
-
-        return ApiAuthenticator(self.settings)
+    def api_auth(self) -> ApiAuthenticator:
+        # Made on first use: it hashes a decoy password, which the worker never needs.
+        return ApiAuthenticator(self.settings.api_users, self.settings.api_keys)
 
     @cached_property
-    def queue(self) -> "DownloadQueue":
-        from .tasks import DownloadQueue
-
-        return DownloadQueue(self)
+    def queue(self) -> DownloadQueue:
+        settings = self.settings
+        return DownloadQueue(settings.queue, data_dir=settings.data_dir, redis_url=settings.redis_url,
+                             process=self.attachments.process, sweep=self.attachments.sweep)
 
     @property
     def work_dir(self) -> Path:
@@ -98,9 +107,7 @@ class Runtime:
         self.db.dispose()
 
 
-def _media_policy(settings: Settings) -> "MediaPolicy":
-    from .media.validation import MediaPolicy
-
+def _media_policy(settings: Settings) -> MediaPolicy:
     media = settings.media
     try:
         return MediaPolicy(allowed_types=frozenset(media.allowed_types), max_bytes=media.max_bytes,
@@ -110,17 +117,21 @@ def _media_policy(settings: Settings) -> "MediaPolicy":
         raise ConfigError(f"media: {error}") from None
 
 
-def _blob_store(settings: Settings, secret_key: bytes) -> "BlobStore":
-    from .blob_stores import build_blob_store
-
+def _blob_store(settings: Settings, secret_key: bytes) -> BlobStore:
+    """The blob store the configuration asks for. (The S3 and Azure classes load their SDKs on first use,
+    so a service on the local store never imports boto3 or the Azure SDK.)"""
+    config = settings.storage
     try:
-        return build_blob_store(settings, secret_key)
+        if config.backend == "s3" and config.s3 is not None:
+            s3 = config.s3
+            return storage.S3BlobStore(s3.bucket, region=s3.region, endpoint_url=s3.endpoint_url,
+                               access_key_id=s3.access_key_id, secret_access_key=s3.secret_access_key,
+                               prefix=s3.prefix)
+        if config.backend == "azure" and config.azure is not None:
+            azure = config.azure
+            return storage.AzureBlobStore(azure.container, connection_string=azure.connection_string,
+                                  account_url=azure.account_url, account_name=azure.account_name,
+                                  account_key=azure.account_key, prefix=azure.prefix)
+        return LocalBlobStore(settings.local_blob_dir, signing_key=secret_key, url_prefix=LOCAL_MEDIA_PREFIX)
     except ValueError as error:
-        raise ConfigError(f"storage.{settings.storage.backend}: {error}") from None
-
-
-def current_runtime() -> Runtime:
-    return current_app.extensions[EXTENSION_KEY]
-
-
-__all__ = ["ConfigError", "Runtime", "current_runtime"]
+        raise ConfigError(f"storage.{config.backend}: {error}") from None

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from webhook_service.api.errors import ApiError
-from webhook_service.media.json_stream import MAX_INTEGER_DIGITS, JsonBodyStream, _IntegerLengthGuard
+from webhook_service.api.json_stream import MAX_INTEGER_DIGITS, JsonBodyStream, _IntegerLengthGuard
 
 LONGEST = "7" * MAX_INTEGER_DIGITS
 TOO_LONG = "7" * (MAX_INTEGER_DIGITS + 1)

@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 import storage.local
-from webhook_service.media import upload_links
+from webhook_service.media import links as media_links
 
 from tests.media import samples
-from tests.plugins.app import API_KEY_B, TENANT_A, TENANT_B
+from tests.fixtures.app import API_KEY_B, TENANT_A, TENANT_B
 from tests.support.media_uploads import UPLOADS, A, B, error_of, local, seed_000_body, upload
 
 DOCUMENT = samples.pdf(4096)
@@ -113,7 +113,7 @@ class TestStableUrlWithExpiry:
         assert client.get(local(uploaded["stableUrl"])).status_code == 302
         again = client.get(f"{UPLOADS}/{uploaded['id']}", headers=A).get_json()
         assert again["stableUrl"] == uploaded["stableUrl"]
-        monkeypatch.setattr(upload_links, "time", _Clock(30 * 24 * 3600 + 1))
+        monkeypatch.setattr(media_links, "time", _Clock(30 * 24 * 3600 + 1))
         assert client.get(local(uploaded["stableUrl"])).status_code == 403
 
 

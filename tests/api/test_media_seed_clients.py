@@ -26,8 +26,8 @@ from tests.api.seed_examples import (
     SEED_HOST,
 )
 from tests.media import samples
-from tests.plugins.app import NUMBER_A, TENANT_A, USER_A
-from tests.plugins.services import service_unavailable
+from tests.fixtures.app import NUMBER_A, TENANT_A, USER_A
+from tests.fixtures.services import service_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = (320, 240)

@@ -11,11 +11,11 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from webhook_service.models import MediaUpload
+from webhook_service.database.tables import MediaUpload
 
 from tests.media import samples
-from tests.plugins.blob_servers import MOTO_CREDENTIALS
-from tests.plugins.services import free_port
+from tests.fixtures.blob_servers import MOTO_CREDENTIALS
+from tests.fixtures.services import free_port
 from tests.support.media_uploads import UPLOADS, A, local, seed_000_body, seed_001_body, upload
 
 DOCUMENT = samples.pdf(8192)

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from PIL import Image
 from prometheus_client import REGISTRY
 
-from webhook_service.models import MediaUpload
+from webhook_service.database.tables import MediaUpload
 
 from tests.media import samples
-from tests.plugins.app import API_KEY_A, NUMBER_A, NUMBER_A_ID, NUMBER_B, NUMBER_B_ID, TENANT_A, TENANT_B, USER_A
+from tests.fixtures.app import API_KEY_A, NUMBER_A, NUMBER_A_ID, NUMBER_B, NUMBER_B_ID, TENANT_A, TENANT_B, USER_A
 from tests.support.media_uploads import UPLOADS, A, basic, error_of, local, seed_000_body, seed_001_body, upload
 
 MIB = 1024 * 1024

@@ -13,8 +13,8 @@ import tracemalloc
 import pytest
 
 from webhook_service.api.errors import ApiError
-from webhook_service.media import upload_parsing
-from webhook_service.media.upload_parsing import SizeLimits, max_body_bytes, read_json_upload
+from webhook_service.api import upload_body as upload_parsing
+from webhook_service.api.upload_body import SizeLimits, max_body_bytes, read_json_upload
 
 LIMITS = SizeLimits(plain=1000, converting=4000)
 FILE = bytes(range(256)) * 3  # 768 bytes, every byte value

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.plugins.media_server import (
+from tests.fixtures.media_server import (
     MEDIA_HOST,
     OTHER_HOST,
     MediaServer,
@@ -23,10 +23,10 @@ from tests.plugins.media_server import (
     loopback_policy,
     loopback_resolver,
 )
-from tests.plugins.services import free_port
+from tests.fixtures.services import free_port
+from webhook_service.model.credentials import Credentials
 from webhook_service.media.fetcher import (
     CHUNK_SIZE,
-    Credentials,
     FetchError,
     FetchPolicy,
     FetchResult,

@@ -10,9 +10,10 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 
-from tests.plugins.media_server import StaticResolver
+from tests.fixtures.media_server import StaticResolver
 from webhook_service.media.addresses import in_networks, is_cloud_metadata, refusal_reason
-from webhook_service.media.fetcher import Credentials, FetchError, FetchPolicy, SafeFetcher
+from webhook_service.media.fetcher import FetchError, FetchPolicy, SafeFetcher
+from webhook_service.model.credentials import Credentials
 
 REFUSED_ADDRESSES = [
     "0.0.0.0",

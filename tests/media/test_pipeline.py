@@ -15,14 +15,14 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from webhook_service.media.pipeline import backoff_delay, process_attachment, reset_for_retry, sweep_pending
-from webhook_service.models import Attachment, Message
+from webhook_service.media.pipeline import backoff_delay
+from webhook_service.database.tables import Attachment, Message
 from webhook_service.runtime import Runtime
 
 from tests.media import samples
-from tests.plugins.app import USER_A
-from tests.plugins.media_server import loopback_resolver
-from tests.plugins.services import free_port
+from tests.fixtures.app import USER_A
+from tests.fixtures.media_server import loopback_resolver
+from tests.fixtures.services import free_port
 from tests.support.standard import inbound_body, post_standard
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()).decode()}
@@ -75,7 +75,7 @@ def rejected(client, reason_code: str, message_id="mms-1") -> dict:
 def retry(runtime, attachment_id: str) -> str | None:
     """Run the next attempt once it is due (the tests' stand-in for the worker's scheduler)."""
     time.sleep(0.31)
-    return process_attachment(runtime, attachment_id)
+    return runtime.attachments.process(attachment_id)
 
 
 def download(client, url: str):
@@ -144,7 +144,7 @@ class TestStored:
 
     def test_media_credentials_go_to_their_host_only(self, client, media_server, settings, runtime):
         # A connection with media_auth for media.test; the server insists on it.
-        from webhook_service.config import MediaAuth
+        from webhook_service.config.model import MediaAuth
         connection = runtime.connections.find("standard", "main")
         object.__setattr__(connection, "media_auth", MediaAuth(kind="basic", username="media", password="s3cret",
                                                                hosts=["media.test"]))
@@ -288,7 +288,7 @@ class TestRetries:
     def test_operators_retry_rejected_attachments(self, client, media_server, runtime):
         send(client, media_server.fail("/fixed-later", 403, times=1, then=samples.png()))
         rejected(client, "http_error")
-        assert reset_for_retry(runtime, [only_attachment(client)["id"]]) == [only_attachment(client)["id"]]
+        assert runtime.attachments.retry([only_attachment(client)["id"]]) == [only_attachment(client)["id"]]
         # The queue runs inline in tests, so the retry has already happened.
         assert only_attachment(client)["status"] == "stored"
 
@@ -306,9 +306,9 @@ class TestNothingIsLost:
             session.execute(sa.update(Attachment).values(claimed_until=past, claim_token="dead-worker",
                                                          next_attempt_at=past))
         del runtime.queue.enqueue
-        assert sweep_pending(runtime) == 1
+        assert runtime.attachments.sweep() == 1
         assert only_attachment(client)["status"] == "stored"
-        assert sweep_pending(runtime) == 0
+        assert runtime.attachments.sweep() == 0
 
     def test_a_worker_whose_lease_ran_out_records_nothing(self, client, media_server, runtime, monkeypatch):
         url = media_server.serve("/late.png", samples.png(), content_type="image/png")
@@ -325,7 +325,7 @@ class TestNothingIsLost:
             return put_file(*args, **kwargs)
 
         monkeypatch.setattr(runtime.blob_store, "put_file", slow_put)
-        assert process_attachment(runtime, attachment_id) == "lost_claim"
+        assert runtime.attachments.process(attachment_id) == "lost_claim"
         # The second worker records the outcome; the first one wrote nothing to the row or the feed.
         assert only_attachment(client)["status"] == "pending"
         events = client.get("/api/v1/events", headers=AUTH).get_json()["events"]
@@ -343,7 +343,7 @@ class TestNothingIsLost:
 
         def work(worker):
             barrier.wait()
-            outcomes.append(process_attachment(worker, attachment_id))
+            outcomes.append(worker.attachments.process(attachment_id))
 
         threads = [threading.Thread(target=work, args=(w,)) for w in workers]
         try:

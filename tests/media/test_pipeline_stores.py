@@ -9,13 +9,12 @@ import uuid
 import pytest
 import requests
 
-from webhook_service.media.pipeline import process_attachment
 
 from tests.media import samples
-from tests.plugins.app import USER_A
-from tests.plugins.blob_servers import MOTO_CREDENTIALS
-from tests.plugins.media_server import loopback_resolver
-from tests.plugins.services import free_port
+from tests.fixtures.app import USER_A
+from tests.fixtures.blob_servers import MOTO_CREDENTIALS
+from tests.fixtures.media_server import loopback_resolver
+from tests.fixtures.services import free_port
 from tests.support.standard import inbound_body, post_standard
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()).decode()}
@@ -91,7 +90,7 @@ class TestBlobStoreOutage:
         try:
             runtime.blob_store.client.create_bucket(Bucket=settings.storage.s3.bucket)
             time.sleep(0.31)
-            assert process_attachment(runtime, attachment["id"]) == "stored"
+            assert runtime.attachments.process(attachment["id"]) == "stored"
             stored = _attachment(client)
             info = runtime.blob_store.head(f"{settings.tenants[0].id}/" + stored["url"].split(
                 f"/{settings.tenants[0].id}/", 1)[1].split("?", 1)[0])

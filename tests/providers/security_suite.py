@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 
-from webhook_service.models import Message, QuarantinedRequest, RawRequest
+from webhook_service.database.tables import Message, QuarantinedRequest, RawRequest
 
 GARBAGE_SIGNATURES = [
     "",

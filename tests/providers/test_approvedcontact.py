@@ -9,12 +9,12 @@ from datetime import datetime, timezone
 import pytest
 from werkzeug.datastructures import Headers
 
-from webhook_service.canonical import MediaRef, MessageEvent, StatusEvent
-from webhook_service.config import Connection
+from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
+from webhook_service.config.model import Connection
 from webhook_service.providers import ADAPTERS, ParseFailed, VerificationFailed, WebhookRequest
 from webhook_service.providers.approvedcontact import STATUS_MAP
 
-from tests.plugins.app import TENANT_A, USER_A
+from tests.fixtures.app import TENANT_A, USER_A
 from tests.support.approvedcontact import (AC_SECRET, SEED_001_INBOUND_MMS, ac_headers, post_ac,
                                            status_body)
 

@@ -11,13 +11,13 @@ from datetime import datetime, timezone
 import pytest
 from werkzeug.datastructures import Headers
 
-from webhook_service.canonical import MediaRef, MessageEvent, StatusEvent
-from webhook_service.config import Connection
-from webhook_service.models import Message, RawRequest
+from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
+from webhook_service.config.model import Connection
+from webhook_service.database.tables import Message, RawRequest
 from webhook_service.providers import ADAPTERS, ParseFailed, VerificationFailed, WebhookRequest
 from webhook_service.providers.bird import STATUSES
 
-from tests.plugins.app import TENANT_A, USER_A
+from tests.fixtures.app import TENANT_A, USER_A
 from tests.support.bird import (BIRD_SIGNING_KEY, PUBLIC_BASE_URL, bird_headers, envelope, message, post_bird,
                                 webhook_url)
 

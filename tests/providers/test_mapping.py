@@ -15,13 +15,14 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.datastructures import Headers
 
-from webhook_service.canonical import MediaRef, MessageEvent, StatusEvent
-from webhook_service.config import ConfigError, Connection, load_settings
-from webhook_service.models import Message, QuarantinedRequest, RawRequest
+from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
+from webhook_service.config.model import ConfigError, Connection
+from webhook_service.settings import load_settings
+from webhook_service.database.tables import Message, QuarantinedRequest, RawRequest
 from webhook_service.providers import ADAPTERS, ParseFailed, VerificationFailed, WebhookRequest
 from webhook_service.providers.mapping import compile_path, merge_options
 
-from tests.plugins.app import TENANT_A, USER_A, base_test_config
+from tests.fixtures.app import TENANT_A, USER_A, base_test_config
 from tests.support.mapping import (ACME_OPTIONS, FLAT_OPTIONS, MAPPING_SECRET, MAPPING_TOKEN, acme_headers,
                                    acme_signature)
 
@@ -131,7 +132,7 @@ def test_a_connection_without_options_takes_the_generic_defaults():
 
 
 def test_a_token_in_any_parameter_or_header_is_redacted_when_stored():
-    from webhook_service.intake import redact_url
+    from webhook_service.intake.redaction import redact_url
 
     in_query = _connection({**ACME_OPTIONS, "auth": {"kind": "token", "query_parameter": "Key"}})
     assert "key" in ADAPTER.secret_query_params_for(in_query)

@@ -9,11 +9,11 @@ from urllib.parse import parse_qsl, quote
 import pytest
 from werkzeug.datastructures import Headers
 
-from webhook_service.canonical import MediaRef, MessageEvent, StatusEvent
-from webhook_service.config import Connection, MediaAuth
+from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
+from webhook_service.config.model import Connection, MediaAuth
 from webhook_service.providers import ADAPTERS, ParseFailed, VerificationFailed, WebhookRequest
 
-from tests.plugins.app import TENANT_A, USER_A
+from tests.fixtures.app import TENANT_A, USER_A
 from tests.support.plivo import PLIVO_TOKEN, form_body, inbound_params, plivo_signature, status_params
 
 from .security_suite import Req, WebhookSecuritySuite

@@ -12,13 +12,14 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.datastructures import Headers
 
-from webhook_service.canonical import MediaRef, MessageEvent, StatusEvent
-from webhook_service.config import ConfigError, Connection, load_settings
-from webhook_service.models import Message, QuarantinedRequest, RawRequest
+from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
+from webhook_service.config.model import ConfigError, Connection
+from webhook_service.settings import load_settings
+from webhook_service.database.tables import Message, QuarantinedRequest, RawRequest
 from webhook_service.providers import ADAPTERS, ParseFailed, WebhookRequest
 from webhook_service.providers.protexting import STATUS_MAP
 
-from tests.plugins.app import TENANT_A, USER_A, base_test_config
+from tests.fixtures.app import TENANT_A, USER_A, base_test_config
 
 from .security_suite import Req, WebhookSecuritySuite, count
 

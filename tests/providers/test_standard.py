@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 import pytest
 from werkzeug.datastructures import Headers
 
-from webhook_service.config import Connection
+from webhook_service.config.model import Connection
 from webhook_service.providers import ADAPTERS, ParseFailed, VerificationFailed, WebhookRequest
-from webhook_service.canonical import MediaRef, MessageEvent, StatusEvent
+from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
 
-from tests.plugins.app import STANDARD_SECRET
+from tests.fixtures.app import STANDARD_SECRET
 from tests.support.standard import standard_headers
 
 from .security_suite import Req, TimestampSecurityTests, WebhookSecuritySuite

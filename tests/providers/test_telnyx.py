@@ -13,13 +13,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from werkzeug.datastructures import Headers
 
-from webhook_service.canonical import MediaRef, MessageEvent, StatusEvent
-from webhook_service.config import Connection
-from webhook_service.models import Message, RawRequest
+from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
+from webhook_service.config.model import Connection
+from webhook_service.database.tables import Message, RawRequest
 from webhook_service.providers import ADAPTERS, ParseFailed, VerificationFailed, WebhookRequest
 from webhook_service.providers.telnyx import STATUSES
 
-from tests.plugins.app import TENANT_A, USER_A
+from tests.fixtures.app import TENANT_A, USER_A
 from tests.support.telnyx import (EVENT_ID, VECTOR_PUBLIC_KEY, VECTOR_SEED, event_body, message_payload,
                                   post_telnyx, seed_for, telnyx_headers)
 

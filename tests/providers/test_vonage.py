@@ -16,13 +16,13 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.datastructures import Headers
 
-from webhook_service.canonical import MediaRef, MessageEvent, StatusEvent
-from webhook_service.config import Connection
-from webhook_service.models import Message
+from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
+from webhook_service.config.model import Connection
+from webhook_service.database.tables import Message
 from webhook_service.providers import ADAPTERS, ParseFailed, VerificationFailed, WebhookRequest
 from webhook_service.providers.vonage import MESSAGES_STATUSES, SMS_STATUSES
 
-from tests.plugins.app import TENANT_A, USER_A
+from tests.fixtures.app import TENANT_A, USER_A
 from tests.support.vonage import (VONAGE_SIGNATURE_SECRET, delivery_receipt, form_body, inbound_sms,
                                   messages_inbound, messages_jwt, messages_status, post_messages_api,
                                   post_sms_form, signed_params, sms_signature)

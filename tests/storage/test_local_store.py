@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 
 from storage import BlobNotFound, LocalBlobStore, StorageUnavailable
 from storage.local import SignedRequest
-from tests.plugins.blob_servers import TEST_SIGNING_KEY
+from tests.fixtures.blob_servers import TEST_SIGNING_KEY
 
 from .sources import FailingSource, SourceBroke
 

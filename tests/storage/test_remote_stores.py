@@ -18,8 +18,8 @@ from storage import (
     StorageUnavailable,
     content_disposition,
 )
-from tests.plugins.blob_servers import MOTO_CREDENTIALS, azurite_connection_string, unique_bucket_name
-from tests.plugins.services import free_port
+from tests.fixtures.blob_servers import MOTO_CREDENTIALS, azurite_connection_string, unique_bucket_name
+from tests.fixtures.services import free_port
 
 from .stub_http import ScriptedResponse, StubHTTPServer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 from urllib.parse import urlsplit
 
-from tests.plugins.app import NUMBER_A, NUMBER_A_ID, TENANT_A, USER_A, USER_B
+from tests.fixtures.app import NUMBER_A, NUMBER_A_ID, TENANT_A, USER_A, USER_B
 
 UPLOADS = "/api/v1/media"
 

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from standardwebhooks.webhooks import Webhook
 
-from tests.plugins.app import STANDARD_SECRET
+from tests.fixtures.app import STANDARD_SECRET
 
 
 def standard_headers(body: bytes, *, secret: str = STANDARD_SECRET, timestamp: int | None = None,

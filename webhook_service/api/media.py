@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
+from typing import Any
 import re
 import shutil
 import tempfile
@@ -23,14 +25,9 @@ from flask import Blueprint, Response, current_app, redirect, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from storage import SignedUrl, StorageError
-
-from .. import metrics
-from ..api_auth import Principal, current_principal, require_api_auth
-from ..db import UNAVAILABLE_ERRORS
-from ..logs import log
-from ..media.upload_fields import UploadFields, check_upload_fields
-from ..media.upload_links import redirect_target, signed_upload_url, stable_url, verify_stable_link
-from ..media.upload_parsing import (
+from webhook_service.api.auth import ApiAuthenticator, Principal, current_principal
+from webhook_service.api.errors import ApiError, api_error, render_api_error
+from webhook_service.api.upload_body import (
     CONVERT_FIELD,
     SizeLimits,
     UploadBody,
@@ -40,16 +37,19 @@ from ..media.upload_parsing import (
     read_multipart_upload,
     too_large,
 )
-from ..media.uploads import StoredUpload, check_upload, find_upload, revoke_upload, store_upload
-from ..media.validation import MediaRejected, canonical_content_type
-from ..models import MediaUpload
-from ..phone import mask
-from ..runtime import Runtime, current_runtime
-from ..serializers import iso
-from .errors import ApiError, api_error, render_api_error
+from webhook_service.api.upload_fields import UploadFields, check_upload_fields
+from webhook_service.config.model import Settings
+from webhook_service.database.engine import UNAVAILABLE_ERRORS
+from webhook_service.database.tables import MediaUpload
+from webhook_service.media.links import MediaLinks
+from webhook_service.media.uploads import MediaUploads, StoredUpload
+from webhook_service.media.validation import MediaRejected, canonical_content_type
+from webhook_service.model.message_json import iso
+from webhook_service.model.phone import mask
+from webhook_service.observability import metrics
+from webhook_service.observability.logs import log
 
 logger = logging.getLogger("webhook_service.media_api")
-blueprint = Blueprint("media_api", __name__)
 
 _UPLOAD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DISCARD_CHUNK_BYTES = 256 * 1024
@@ -64,29 +64,98 @@ _REJECTIONS = {
 }
 
 
+def media_api_blueprint(uploads: MediaUploads, links: MediaLinks, auth: ApiAuthenticator, settings: Settings, *,
+                        work_dir: Path) -> Blueprint:
+    """`work_dir` holds uploads while they are read and checked (on the local store's filesystem, so a
+    checked file is renamed into place rather than copied)."""
+    blueprint = Blueprint("media_api", __name__)
+    limits = SizeLimits.for_policy(uploads.policy)
+
+    @blueprint.post("/api/v1/media")
+    @_body_capped(limits)
+    @auth.required
+    def upload_media() -> Response:
+        principal = current_principal()
+        started = time.monotonic()
+        attempt = _Attempt()
+        work = Path(tempfile.mkdtemp(prefix="upload-", dir=work_dir))
+        outcome, status = "internal_error", 500
+        try:
+            stored = _receive_upload(uploads, settings, limits, principal, work, attempt)
+            outcome, status = "stored", 201
+        except Exception as error:
+            outcome, status = _outcome_of(error)
+            raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            _log_upload(principal, attempt, outcome, status, started)
+        response = current_app.json.response(_upload_json(links, stored.upload, stored.url))
+        response.status_code = 201
+        response.headers["Location"] = f"/api/v1/media/{stored.upload.id}"
+        return response
+
+    @blueprint.get("/api/v1/media/<upload_id>")
+    @auth.required
+    def get_media(upload_id: str) -> Response:
+        upload = _own_live_upload(uploads, upload_id)
+        return current_app.json.response(_upload_json(links, upload, links.upload_url(upload)))
+
+    @blueprint.delete("/api/v1/media/<upload_id>")
+    @auth.required
+    def delete_media(upload_id: str) -> Response:
+        upload = _own_live_upload(uploads, upload_id)
+        if not uploads.revoke(upload):
+            raise _not_found()
+        log(logger, "media_upload_revoked", upload_id=upload.id, tenant=upload.tenant_id,
+            principal_kind=current_principal().kind)
+        return Response(status=204)
+
+    @blueprint.route("/m/<upload_id>", methods=["GET", "HEAD"])
+    def follow_stable_url(upload_id: str) -> Response:
+        """No credentials: the signature is the permission, as with any signed URL."""
+        # A repeated parameter is ambiguous (which one was signed?): refuse rather than pick one.
+        repeated = any(len(values) > 1 for values in request.args.listvalues())
+        if repeated or not _UPLOAD_ID.fullmatch(upload_id) or not links.verify_stable_link(upload_id, request.args):
+            return api_error(403, "forbidden", "This media link is invalid or has expired.")
+        upload = uploads.find(upload_id)
+        if upload is None:
+            raise _not_found()
+        if upload.revoked_at is not None:
+            return api_error(410, "gone", "This media was deleted.")
+        response = redirect(links.redirect_target(upload).url, 302)
+        # The target expires; every visit must come back here for a fresh one.
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    for error_class in (StorageError, *UNAVAILABLE_ERRORS):
+        blueprint.register_error_handler(error_class, _render_unavailable)
+    return blueprint
+
+
 # Upload ------------------------------------------------------------------------------------------------
 
-def _body_capped(view):
+def _body_capped(limits: SizeLimits) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     """Caps this endpoint's request body (webhooks keep their own 1 MiB cap), and before an error answer
     reads and discards whatever the client is still sending: clients that send the whole body before
     reading the answer (requests, HttpClient, axios) would otherwise see a reset connection instead of
     the error. The cap bounds that reading; a body announced larger than the cap is not read at all."""
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs) -> Response:
-        limits = SizeLimits.for_policy(current_runtime().media_policy)
-        # The plain cap first: it holds even when the query's convert flag is malformed (a 400).
-        request.max_content_length = max_body_bytes(limits.plain)
-        try:
-            if _convert_in_query():
-                request.max_content_length = max_body_bytes(limits.converting)
-            response = view(*args, **kwargs)
-        except Exception:
-            _discard_unread_body()
-            raise
-        if response.status_code >= 400:
-            _discard_unread_body()
-        return response
-    return wrapper
+    def decorate(view: Callable[..., Response]) -> Callable[..., Response]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            # The plain cap first: it holds even when the query's convert flag is malformed (a 400).
+            request.max_content_length = max_body_bytes(limits.plain)
+            try:
+                if _convert_in_query():
+                    request.max_content_length = max_body_bytes(limits.converting)
+                response = view(*args, **kwargs)
+            except Exception:
+                _discard_unread_body()
+                raise
+            if response.status_code >= 400:
+                _discard_unread_body()
+            return response
+        return wrapper
+    return decorate
 
 
 def _convert_in_query() -> bool:
@@ -111,49 +180,25 @@ class _Attempt:
     stored: StoredUpload | None = None
 
 
-@blueprint.post("/api/v1/media")
-@_body_capped
-@require_api_auth
-def upload_media() -> Response:
-    runtime = current_runtime()
-    principal = current_principal()
-    started = time.monotonic()
-    attempt = _Attempt()
-    work = Path(tempfile.mkdtemp(prefix="upload-", dir=runtime.work_dir))
-    outcome, status = "internal_error", 500
-    try:
-        stored = _receive_upload(runtime, principal, work, attempt)
-        outcome, status = "stored", 201
-    except Exception as error:
-        outcome, status = _outcome_of(error)
-        raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        _log_upload(principal, attempt, outcome, status, started)
-    response = current_app.json.response(_upload_json(runtime, stored.upload, stored.url))
-    response.status_code = 201
-    response.headers["Location"] = f"/api/v1/media/{stored.upload.id}"
-    return response
-
-
-def _receive_upload(runtime: Runtime, principal: Principal, work: Path, attempt: _Attempt) -> StoredUpload:
+def _receive_upload(uploads: MediaUploads, settings: Settings, limits: SizeLimits, principal: Principal,
+                    work: Path, attempt: _Attempt) -> StoredUpload:
     source = work / "upload"
-    attempt.body = body = _read_body(runtime, source)
-    tenant = runtime.settings.tenant(principal.tenant_id)
+    attempt.body = body = _read_body(limits, source)
+    tenant = settings.tenant(principal.tenant_id)
     assert tenant is not None  # settings validation ties every API user and key to a configured tenant
-    attempt.fields = fields = check_upload_fields(body, tenant, region=runtime.settings.phone_default_region)
+    attempt.fields = fields = check_upload_fields(body, tenant, region=settings.phone_default_region)
     try:
-        checked = check_upload(runtime, source, body, fields.declared_content_type, work)
+        checked = uploads.check(source, declared_content_type=fields.declared_content_type, convert=body.convert,
+                                source_sha256=body.sha256, workdir=work)
     except MediaRejected as rejection:
         status, code = _REJECTIONS.get(rejection.code, (422, rejection.code))
         raise ApiError(status, code, rejection.message) from None
-    attempt.stored = store_upload(runtime, checked, fields, converted=body.convert, tenant_id=principal.tenant_id,
-                                  created_by=principal.name)
+    attempt.stored = uploads.store(checked, file_name=fields.file_name, number=fields.number, converted=body.convert,
+                                   tenant_id=principal.tenant_id, created_by=principal.name)
     return attempt.stored
 
 
-def _read_body(runtime: Runtime, source: Path) -> UploadBody:
-    limits = SizeLimits.for_policy(runtime.media_policy)
+def _read_body(limits: SizeLimits, source: Path) -> UploadBody:
     convert = _convert_in_query()
     try:
         if request.mimetype == "multipart/form-data":
@@ -190,28 +235,8 @@ def _log_upload(principal: Principal, attempt: _Attempt, outcome: str, status: i
 
 # Metadata and revocation ----------------------------------------------------------------------------------
 
-@blueprint.get("/api/v1/media/<upload_id>")
-@require_api_auth
-def get_media(upload_id: str) -> Response:
-    runtime = current_runtime()
-    upload = _own_live_upload(runtime, upload_id)
-    return current_app.json.response(_upload_json(runtime, upload, signed_upload_url(runtime, upload)))
-
-
-@blueprint.delete("/api/v1/media/<upload_id>")
-@require_api_auth
-def delete_media(upload_id: str) -> Response:
-    runtime = current_runtime()
-    upload = _own_live_upload(runtime, upload_id)
-    if not revoke_upload(runtime, upload):
-        raise _not_found()
-    log(logger, "media_upload_revoked", upload_id=upload.id, tenant=upload.tenant_id,
-        principal_kind=current_principal().kind)
-    return Response(status=204)
-
-
-def _own_live_upload(runtime: Runtime, upload_id: str) -> MediaUpload:
-    upload = find_upload(runtime, upload_id, tenant_id=current_principal().tenant_id) \
+def _own_live_upload(uploads: MediaUploads, upload_id: str) -> MediaUpload:
+    upload = uploads.find(upload_id, tenant_id=current_principal().tenant_id) \
         if _UPLOAD_ID.fullmatch(upload_id) else None
     if upload is None or upload.revoked_at is not None:
         raise _not_found()
@@ -222,31 +247,10 @@ def _not_found() -> ApiError:
     return ApiError(404, "not_found", "No such media upload.")
 
 
-# Stable URL -------------------------------------------------------------------------------------------
-
-@blueprint.route("/m/<upload_id>", methods=["GET", "HEAD"])
-def follow_stable_url(upload_id: str) -> Response:
-    """No credentials: the signature is the permission, as with any signed URL."""
-    runtime = current_runtime()
-    # A repeated parameter is ambiguous (which one was signed?): refuse rather than pick one.
-    repeated = any(len(values) > 1 for values in request.args.listvalues())
-    if repeated or not _UPLOAD_ID.fullmatch(upload_id) or not verify_stable_link(runtime, upload_id, request.args):
-        return api_error(403, "forbidden", "This media link is invalid or has expired.")
-    upload = find_upload(runtime, upload_id)
-    if upload is None:
-        raise _not_found()
-    if upload.revoked_at is not None:
-        return api_error(410, "gone", "This media was deleted.")
-    response = redirect(redirect_target(runtime, upload).url, 302)
-    # The target expires; every visit must come back here for a fresh one.
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 # Shared ------------------------------------------------------------------------------------------------
 
-def _upload_json(runtime: Runtime, upload: MediaUpload, url: SignedUrl) -> dict:
-    stable = stable_url(runtime, upload)
+def _upload_json(links: MediaLinks, upload: MediaUpload, url: SignedUrl) -> dict[str, Any]:
+    stable = links.stable_url(upload)
     return {
         "id": upload.id,
         # The same signed URL twice: seed 001's clients read `uri`, seed 000's read `url`.
@@ -288,11 +292,7 @@ def _unavailable(error: Exception) -> ApiError | None:
 
 def _render_unavailable(error: Exception) -> Response:
     unavailable = _unavailable(error)
-    assert unavailable is not None  # registered for exactly these errors below
+    assert unavailable is not None  # registered for exactly these errors
     response = render_api_error(unavailable)
     response.headers["Retry-After"] = "5"
     return response
-
-
-for _error_class in (StorageError, *UNAVAILABLE_ERRORS):
-    blueprint.register_error_handler(_error_class, _render_unavailable)

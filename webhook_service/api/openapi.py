@@ -7,23 +7,25 @@ from typing import Any
 
 from flask import Blueprint, current_app
 
-from .. import feed, statuses
-from ..config import DEFAULT_PHONE_NUMBER, DEFAULT_TENANT_ID
-from ..media.upload_parsing import max_body_bytes
-from ..models import ATTACHMENT_STATES
-from ..runtime import current_runtime
-from .messages import DEFAULT_EVENTS, DEFAULT_PAGE, MAX_EVENTS, MAX_PAGE
-
-blueprint = Blueprint("openapi", __name__)
+from webhook_service.database import feed
+from webhook_service.model import statuses
+from webhook_service.config.model import DEFAULT_PHONE_NUMBER, DEFAULT_TENANT_ID
+from webhook_service.api.upload_body import max_body_bytes
+from webhook_service.database.tables import ATTACHMENT_STATES
+from webhook_service.api.messages import DEFAULT_EVENTS, DEFAULT_PAGE, MAX_EVENTS, MAX_PAGE
 
 Schema = dict[str, Any]
 
 
-@blueprint.get("/openapi.json")
-def openapi_json():
-    policy = current_runtime().media_policy
-    return current_app.json.response(build_spec(max_file_bytes=policy.max_bytes,
-                                                allowed_types=sorted(policy.allowed_types)))
+def openapi_blueprint(*, max_file_bytes: int, allowed_types: list[str]) -> Blueprint:
+    blueprint = Blueprint("openapi", __name__)
+    spec = build_spec(max_file_bytes=max_file_bytes, allowed_types=sorted(allowed_types))
+
+    @blueprint.get("/openapi.json")
+    def openapi_json():
+        return current_app.json.response(spec)
+
+    return blueprint
 
 
 def build_spec(*, max_file_bytes: int, allowed_types: list[str]) -> dict[str, Any]:

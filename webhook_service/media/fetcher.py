@@ -49,7 +49,6 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
-from types import MappingProxyType
 from typing import BinaryIO
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -59,11 +58,11 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.ssl_match_hostname import CertificateError
 
-from .addresses import IPAddress, in_networks, is_cloud_metadata, parse_address, refusal_reason
+from webhook_service.model.credentials import Credentials, canonical_host_name
+from webhook_service.media.addresses import IPAddress, in_networks, is_cloud_metadata, parse_address, refusal_reason
 
 __all__ = [
     "CHUNK_SIZE",
-    "Credentials",
     "FetchError",
     "FetchPolicy",
     "FetchResult",
@@ -100,11 +99,6 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in answers))
 
 
-def _canonical_host_name(host: str) -> str:
-    """Lower case, without a trailing dot or IPv6 brackets: the form hosts are compared in."""
-    return host.strip().strip("[]").lower().rstrip(".")
-
-
 @dataclass(frozen=True)
 class FetchPolicy:
     """What a SafeFetcher may download. Invalid settings raise ValueError when the policy is built."""
@@ -131,34 +125,10 @@ class FetchPolicy:
             if getattr(self, name) <= 0:
                 raise ValueError(f"FetchPolicy.{name} must be positive")
         object.__setattr__(
-            self, "allow_private_hosts", frozenset(_canonical_host_name(h) for h in self.allow_private_hosts)
+            self, "allow_private_hosts", frozenset(canonical_host_name(h) for h in self.allow_private_hosts)
         )
         object.__setattr__(
             self, "allow_private_networks", tuple(ip_network(n) for n in self.allow_private_networks)
-        )
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Request headers that authenticate media downloads, and the hosts allowed to receive them."""
-
-    headers: Mapping[str, str] = field(repr=False)  # secrets: kept out of logs and tracebacks
-    hosts: frozenset[str]  # exact host names, or "*.example.com" for any subdomain (not the apex)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.hosts, str):
-            raise TypeError("Credentials.hosts is a set of host names, not one string")
-        object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
-        hosts = frozenset(_canonical_host_name(host) for host in self.hosts)
-        if any(host in ("", "*", "*.") for host in hosts):
-            raise ValueError("Credentials.hosts entries must name a host or '*.domain'")
-        object.__setattr__(self, "hosts", hosts)
-
-    def applies_to(self, host: str) -> bool:
-        host = _canonical_host_name(host)
-        return any(
-            host.endswith(pattern[1:]) if pattern.startswith("*.") else host == pattern
-            for pattern in self.hosts
         )
 
 

@@ -18,22 +18,31 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from storage import StorageError, StorageUnavailable, content_disposition
+from storage import BlobStore, StorageError, StorageUnavailable, content_disposition, disposition_for
+from webhook_service.config.connections import ConnectionDirectory
+from webhook_service.config.model import Connection, MediaSettings
+from webhook_service.database import feed
+from webhook_service.database.engine import Database
+from webhook_service.database.tables import Attachment, Message
+from webhook_service.media.fetcher import FetchError, FetchPolicy, Resolver, SafeFetcher
+from webhook_service.media.validation import MediaPolicy, MediaRejected, check_media
+from webhook_service.model.credentials import Credentials
+from webhook_service.model.message_json import attachment_json
+from webhook_service.observability import metrics
+from webhook_service.observability.logs import log
 
-from .. import feed, metrics
-from ..logs import log
-from ..media_links import disposition_for
-from ..models import Attachment, Message
-from ..providers import ADAPTERS
-from ..serializers import attachment_json
-from .fetcher import FetchError, FetchPolicy, SafeFetcher
-from .validation import MediaPolicy, MediaRejected, check_media
+# A connection's credentials for one media URL (the provider adapter's media_credentials).
+CredentialsFor = Callable[[Connection, str], "Credentials | None"]
+# Enqueue attachment ids for the workers, now or at a due time.
+Enqueue = Callable[[list[str], "datetime | None"], None]
 
 logger = logging.getLogger("webhook_service.media")
 
@@ -53,10 +62,10 @@ class _Permanent(_Transient):
     pass
 
 
-def fetch_policy(runtime) -> FetchPolicy:
-    fetch = runtime.settings.media.fetch
+def fetch_policy(media: MediaSettings) -> FetchPolicy:
+    fetch = media.fetch
     return FetchPolicy(
-        max_bytes=runtime.settings.media.max_bytes, allow_http=fetch.allow_http,
+        max_bytes=media.max_bytes, allow_http=fetch.allow_http,
         max_redirects=fetch.max_redirects, connect_timeout=fetch.connect_timeout,
         read_timeout=fetch.read_timeout, total_timeout=fetch.total_timeout,
         allow_private_hosts=frozenset(host.lower() for host in fetch.allow_private_hosts),
@@ -64,101 +73,16 @@ def fetch_policy(runtime) -> FetchPolicy:
         tls_ca_file=fetch.tls_ca_file)
 
 
-def media_policy(runtime, max_bytes: int | None = None) -> MediaPolicy:
-    """The configured policy, with a connection's own size limit when it has one."""
-    if max_bytes is None or max_bytes == runtime.media_policy.max_bytes:
-        return runtime.media_policy
-    return dataclasses.replace(runtime.media_policy, max_bytes=max_bytes)
-
-
 def blob_key(tenant_id: str, day: datetime, message_id: str, index: int) -> str:
     """Made by the service, never from a caller's file name."""
     return f"{tenant_id}/{day:%Y/%m/%d}/{message_id}/{index}"
 
 
-# Processing ---------------------------------------------------------------------------------------
-
-def process_attachment(runtime, attachment_id: str) -> str | None:
-    """Work on one attachment if it is due and unclaimed. Returns the outcome (stored, rejected,
-    retry, failed) or None when there was nothing to do."""
-    started = time.monotonic()
-    claim = _claim(runtime, attachment_id)
-    if claim is None:
-        return None
-    attachment, message, token = claim
-    connection = runtime.connections.find(message.provider, message.connection)
-    max_bytes = (connection.media_max_bytes if connection else None) or runtime.settings.media.max_bytes
-    reason = None
-    try:
-        stored = _fetch_check_store(runtime, attachment, message, connection, max_bytes)
-    except _Permanent as problem:
-        reason = problem.code
-        outcome = _finish(runtime, attachment, message, token, "rejected", problem.code, problem.message)
-    except _Transient as problem:
-        reason = problem.code
-        outcome = _retry_or_fail(runtime, attachment, message, token, problem)
-    else:
-        outcome = _finish(runtime, attachment, message, token, "stored", None, None, stored)
-    metrics.ATTACHMENTS.labels(outcome, reason or "none").inc()
-    metrics.ATTACHMENT_SECONDS.observe(time.monotonic() - started)
-    log(logger, "attachment", logging.INFO if outcome in ("stored", "retry") else logging.WARNING,
-        attachment_id=attachment.id, message_id=message.id, provider=message.provider,
-        connection=message.connection, index=attachment.index, outcome=outcome, reason=reason,
-        attempts=attachment.attempts, host=urlsplit(attachment.source_url).hostname,
-        duration_ms=round((time.monotonic() - started) * 1000, 1))
-    return outcome
-
-
-def _fetch_check_store(runtime, attachment: sa.Row, message: sa.Row, connection, max_bytes: int) -> dict:
-    adapter = ADAPTERS.get(message.provider)
-    credentials = adapter.media_credentials(connection, attachment.source_url) if adapter and connection else None
-    fetcher = SafeFetcher(fetch_policy(runtime), resolver=runtime.resolver)
-    work = Path(tempfile.mkdtemp(prefix="attachment-", dir=runtime.work_dir))
-    download = work / "download"
-    try:
-        try:
-            with download.open("wb") as sink:
-                fetched = fetcher.fetch(attachment.source_url, sink, credentials=credentials, max_bytes=max_bytes)
-        except FetchError as error:
-            raise _classify(runtime, error, message) from None
-        try:
-            checked = check_media(download, declared_content_type=attachment.declared_content_type,
-                                  policy=media_policy(runtime, max_bytes), workdir=work,
-                                  source_sha256=fetched.sha256)
-        except MediaRejected as rejection:
-            raise _Permanent(rejection.code, rejection.message) from None
-        key = blob_key(attachment.tenant_id, message.received_at, message.id, attachment.index)
-        disposition = content_disposition(disposition_for(checked.content_type), attachment.name)
-        try:
-            runtime.blob_store.put_file(key, checked.path, content_type=checked.content_type,
-                                        metadata={"attachment_id": attachment.id, "message_id": message.id,
-                                                  "sha256": checked.sha256},
-                                        content_disposition=disposition, consume=True)
-        except StorageUnavailable as error:
-            raise _Transient("storage_unavailable", f"blob store unavailable: {error}") from None
-        except StorageError as error:
-            raise _Transient("storage_error", f"blob store refused the object: {error}") from None
-        return {"content_type": checked.content_type, "size": checked.size, "sha256": checked.sha256,
-                "blob_key": key}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _classify(runtime, error: FetchError, message: sa.Row) -> _Transient:
-    age = (datetime.now(timezone.utc) - message.received_at).total_seconds()
-    if error.http_status == 404 and age < runtime.settings.media.not_found_grace_seconds:
-        # The provider may still be propagating the file (Twilio documents this): try again shortly.
-        return _Transient("not_found_yet", error.message)
-    if error.transient:
-        return _Transient(error.code, error.message)
-    return _Permanent(error.code, error.message)
-
-
-# Database steps ------------------------------------------------------------------------------------
-
-def _lease_seconds(runtime) -> float:
-    # Longer than any fetch can take, plus time to check and store the file.
-    return runtime.settings.media.fetch.total_timeout * 2 + 120
+def backoff_delay(attempt: int, base: float, ceiling: float) -> float:
+    """Exponential in the attempt number, capped, with "equal jitter": half fixed, half random, so a
+    burst of failures does not retry in lockstep yet never retries immediately."""
+    delay = min(ceiling, base * (2 ** max(0, attempt - 1)))
+    return delay / 2 + random.uniform(0, delay / 2)
 
 
 # Statements built once (building them per call cost more than running them). Bound parameter names
@@ -195,103 +119,194 @@ def _finish_statement(columns: tuple[str, ...]) -> sa.Update:
 
 FINISH = _finish_statement(_FINISH_VALUES)
 FINISH_STORED = _finish_statement(_FINISH_VALUES + _STORED_VALUES)
+RESET_FOR_RETRY = (sa.update(ATTACHMENTS)
+                   .where(ATTACHMENTS.c.id.in_(sa.bindparam("ids", expanding=True)),
+                          ATTACHMENTS.c.status.in_(("failed", "rejected")))
+                   .values(status="pending", attempts=0, next_attempt_at=sa.bindparam("now"), reason_code=None,
+                           reason=None, completed_at=None, claimed_until=None, claim_token=None,
+                           updated_at=sa.bindparam("now"))
+                   .returning(ATTACHMENTS.c.id))
 
 
-def _claim(runtime, attachment_id: str):
-    now = datetime.now(timezone.utc)
-    token = str(uuid.uuid4())
-    # Not durable: a claim lost in a crash of the machine is a lease that never happened, and the row
-    # is still pending. Skipping the flush matters because, while other downloads write their files,
-    # a flush waits for the disk and everyone else waits for the database.
-    with runtime.db.writing(durable=False) as conn:
-        claimed = conn.execute(CLAIM, {
-            "attachment_id": attachment_id, "now": now, "due_by": now + timedelta(seconds=1),
-            "lease_until": now + timedelta(seconds=_lease_seconds(runtime)), "token": token}).first()
-        if claimed is None:
+class AttachmentPipeline:
+    def __init__(self, db: Database, blob_store: BlobStore, connections: ConnectionDirectory, *,
+                 media: MediaSettings, policy: MediaPolicy, credentials_for: Mapping[str, CredentialsFor],
+                 enqueue: Enqueue, work_dir: Path, resolver: Resolver | None = None):
+        """`credentials_for` maps a provider name to its adapter's media_credentials; `enqueue` wakes the
+        workers; `resolver` resolves media hosts (None: the system's; tests substitute their own)."""
+        self.db = db
+        self.blob_store = blob_store
+        self.connections = connections
+        self.media = media
+        self.policy = policy
+        self._credentials_for = credentials_for
+        self._enqueue = enqueue
+        self._work_dir = work_dir
+        self._fetcher = SafeFetcher(fetch_policy(media), resolver=resolver)
+        # Longer than any fetch can take, plus time to check and store the file.
+        self._lease_seconds = media.fetch.total_timeout * 2 + 120
+
+    # Processing -----------------------------------------------------------------------------------
+    def process(self, attachment_id: str) -> str | None:
+        """Work on one attachment if it is due and unclaimed. Returns the outcome (stored, rejected,
+        retry, failed) or None when there was nothing to do."""
+        started = time.monotonic()
+        claim = self._claim(attachment_id)
+        if claim is None:
             return None
-        message = conn.execute(CLAIMED_MESSAGE, {"seq": claimed.message_seq}).one()
-    return claimed, message, token
+        attachment, message, token = claim
+        connection = self.connections.find(message.provider, message.connection)
+        max_bytes = (connection.media_max_bytes if connection else None) or self.media.max_bytes
+        reason = None
+        try:
+            stored = self._fetch_check_store(attachment, message, connection, max_bytes)
+        except _Permanent as problem:
+            reason = problem.code
+            outcome = self._finish(attachment, message, token, "rejected", problem.code, problem.message)
+        except _Transient as problem:
+            reason = problem.code
+            outcome = self._retry_or_fail(attachment, message, token, problem)
+        else:
+            outcome = self._finish(attachment, message, token, "stored", None, None, stored)
+        metrics.ATTACHMENTS.labels(outcome, reason or "none").inc()
+        metrics.ATTACHMENT_SECONDS.observe(time.monotonic() - started)
+        log(logger, "attachment", logging.INFO if outcome in ("stored", "retry") else logging.WARNING,
+            attachment_id=attachment.id, message_id=message.id, provider=message.provider,
+            connection=message.connection, index=attachment.index, outcome=outcome, reason=reason,
+            attempts=attachment.attempts, host=urlsplit(attachment.source_url).hostname,
+            duration_ms=round((time.monotonic() - started) * 1000, 1))
+        return outcome
 
+    def _fetch_check_store(self, attachment: sa.Row[Any], message: sa.Row[Any], connection: Connection | None,
+                           max_bytes: int) -> dict[str, Any]:
+        credentials_for = self._credentials_for.get(message.provider)
+        credentials = credentials_for(connection, attachment.source_url) if credentials_for and connection else None
+        work = Path(tempfile.mkdtemp(prefix="attachment-", dir=self._work_dir))
+        download = work / "download"
+        try:
+            try:
+                with download.open("wb") as sink:
+                    fetched = self._fetcher.fetch(attachment.source_url, sink, credentials=credentials,
+                                                  max_bytes=max_bytes)
+            except FetchError as error:
+                raise self._classify(error, message) from None
+            try:
+                checked = check_media(download, declared_content_type=attachment.declared_content_type,
+                                      policy=self._policy_for(max_bytes), workdir=work, source_sha256=fetched.sha256)
+            except MediaRejected as rejection:
+                raise _Permanent(rejection.code, rejection.message) from None
+            key = blob_key(attachment.tenant_id, message.received_at, message.id, attachment.index)
+            disposition = content_disposition(disposition_for(checked.content_type), attachment.name)
+            try:
+                self.blob_store.put_file(key, checked.path, content_type=checked.content_type,
+                                         metadata={"attachment_id": attachment.id, "message_id": message.id,
+                                                   "sha256": checked.sha256},
+                                         content_disposition=disposition, consume=True)
+            except StorageUnavailable as error:
+                raise _Transient("storage_unavailable", f"blob store unavailable: {error}") from None
+            except StorageError as error:
+                raise _Transient("storage_error", f"blob store refused the object: {error}") from None
+            return {"content_type": checked.content_type, "size": checked.size, "sha256": checked.sha256,
+                    "blob_key": key}
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
-def _retry_or_fail(runtime, attachment: sa.Row, message: sa.Row, token: str, problem: _Transient) -> str:
-    media = runtime.settings.media
-    if attachment.attempts >= media.retry_max_attempts:
-        return _finish(runtime, attachment, message, token, "failed", problem.code,
-                       f"{problem.message} (gave up after {attachment.attempts} attempts)")
-    delay = backoff_delay(attachment.attempts, media.retry_base_delay_seconds, media.retry_max_delay_seconds)
-    due = datetime.now(timezone.utc) + timedelta(seconds=delay)
-    parameters = {"attachment_id": attachment.id, "token": token, "due": due, "code": problem.code,
-                  "reason": problem.message[:2000], "now": datetime.now(timezone.utc)}
+    def _policy_for(self, max_bytes: int) -> MediaPolicy:
+        """The configured policy, with a connection's own size limit when it has one."""
+        if max_bytes == self.policy.max_bytes:
+            return self.policy
+        return dataclasses.replace(self.policy, max_bytes=max_bytes)
 
-    def release(conn: sa.Connection) -> None:
-        conn.execute(RELEASE_FOR_RETRY, parameters)
+    def _classify(self, error: FetchError, message: sa.Row[Any]) -> _Transient:
+        age = (datetime.now(timezone.utc) - message.received_at).total_seconds()
+        if error.http_status == 404 and age < self.media.not_found_grace_seconds:
+            # The provider may still be propagating the file (Twilio documents this): try again shortly.
+            return _Transient("not_found_yet", error.message)
+        if error.transient:
+            return _Transient(error.code, error.message)
+        return _Permanent(error.code, error.message)
 
-    runtime.db.group_commit.run(release)
-    runtime.queue.enqueue([attachment.id], eta=due)
-    return "retry"
+    # Database steps --------------------------------------------------------------------------------
+    def _claim(self, attachment_id: str) -> tuple[sa.Row[Any], sa.Row[Any], str] | None:
+        now = datetime.now(timezone.utc)
+        token = str(uuid.uuid4())
+        # Not durable: a claim lost in a crash of the machine is a lease that never happened, and the row
+        # is still pending. Skipping the flush matters because, while other downloads write their files,
+        # a flush waits for the disk and everyone else waits for the database.
+        with self.db.writing(durable=False) as conn:
+            claimed = conn.execute(CLAIM, {
+                "attachment_id": attachment_id, "now": now, "due_by": now + timedelta(seconds=1),
+                "lease_until": now + timedelta(seconds=self._lease_seconds), "token": token}).first()
+            if claimed is None:
+                return None
+            message = conn.execute(CLAIMED_MESSAGE, {"seq": claimed.message_seq}).one()
+        return claimed, message, token
 
+    def _retry_or_fail(self, attachment: sa.Row[Any], message: sa.Row[Any], token: str,
+                       problem: _Transient) -> str:
+        media = self.media
+        if attachment.attempts >= media.retry_max_attempts:
+            return self._finish(attachment, message, token, "failed", problem.code,
+                                f"{problem.message} (gave up after {attachment.attempts} attempts)")
+        delay = backoff_delay(attachment.attempts, media.retry_base_delay_seconds, media.retry_max_delay_seconds)
+        due = datetime.now(timezone.utc) + timedelta(seconds=delay)
+        parameters = {"attachment_id": attachment.id, "token": token, "due": due, "code": problem.code,
+                      "reason": problem.message[:2000], "now": datetime.now(timezone.utc)}
 
-def backoff_delay(attempt: int, base: float, ceiling: float) -> float:
-    """Exponential in the attempt number, capped, with "equal jitter": half fixed, half random, so a
-    burst of failures does not retry in lockstep yet never retries immediately."""
-    delay = min(ceiling, base * (2 ** max(0, attempt - 1)))
-    return delay / 2 + random.uniform(0, delay / 2)
+        def release(conn: sa.Connection) -> None:
+            conn.execute(RELEASE_FOR_RETRY, parameters)
 
+        self.db.group_commit.run(release)
+        self._enqueue([attachment.id], due)
+        return "retry"
 
-def _finish(runtime, attachment: sa.Row, message: sa.Row, token: str, status: str, code: str | None,
-            reason: str | None, stored: dict | None = None) -> str:
-    now = datetime.now(timezone.utc)
-    values = dict(status=status, reason_code=code, reason=reason and reason[:2000], completed_at=now,
-                  **(stored or {}))
-    parameters = {f"new_{name}": value for name, value in values.items()}
-    parameters.update(attachment_id=attachment.id, token=token)
-    statement = FINISH_STORED if stored else FINISH
+    def _finish(self, attachment: sa.Row[Any], message: sa.Row[Any], token: str, status: str, code: str | None,
+                reason: str | None, stored: dict[str, Any] | None = None) -> str:
+        now = datetime.now(timezone.utc)
+        values = dict(status=status, reason_code=code, reason=reason and reason[:2000], completed_at=now,
+                      **(stored or {}))
+        parameters = {f"new_{name}": value for name, value in values.items()}
+        parameters.update(attachment_id=attachment.id, token=token)
+        statement = FINISH_STORED if stored else FINISH
 
-    def record(conn: sa.Connection) -> str:
-        row = conn.execute(statement, parameters).first()
-        if row is None:
-            return "lost_claim"  # the lease ran out and another worker took over; it will record the outcome
-        data = attachment_json(row)
-        data["messageId"] = message.id
-        feed.append(conn, [{"tenant_id": attachment.tenant_id, "type": f"attachment.{status}",
-                            "message_id": message.id, "attachment_id": attachment.id, "created_at": now,
-                            "data": data}])
-        return status
+        def record(conn: sa.Connection) -> str:
+            row = conn.execute(statement, parameters).first()
+            if row is None:
+                return "lost_claim"  # the lease ran out and another worker took over; it will record the outcome
+            data = attachment_json(row)
+            data["messageId"] = message.id
+            feed.append(conn, [{"tenant_id": attachment.tenant_id, "type": f"attachment.{status}",
+                                "message_id": message.id, "attachment_id": attachment.id, "created_at": now,
+                                "data": data}])
+            return status
 
-    # Committed together with the outcomes other download threads are recording at the same moment:
-    # one flush to disk for all of them.
-    return runtime.db.group_commit.run(record)
+        # Committed together with the outcomes other download threads are recording at the same moment:
+        # one flush to disk for all of them.
+        result: str = self.db.group_commit.run(record)
+        return result
 
+    # Sweep and operator retries --------------------------------------------------------------------
+    def sweep(self) -> int:
+        """Enqueue attachments that should have been worked on a while ago and are not claimed: a lost
+        enqueue, a crashed worker or a restart delays an attachment by minutes, never loses it."""
+        now = datetime.now(timezone.utc)
+        overdue = now - timedelta(seconds=self.media.sweep_after_seconds)
+        with self.db.reading() as session:
+            ids = list(session.scalars(
+                sa.select(Attachment.id).where(
+                    Attachment.status == "pending", Attachment.next_attempt_at <= overdue,
+                    sa.or_(Attachment.claimed_until.is_(None), Attachment.claimed_until < now))
+                .order_by(Attachment.next_attempt_at).limit(SWEEP_BATCH)))
+        if ids:
+            self._enqueue(ids, None)
+        return len(ids)
 
-# Sweep and operator retries -----------------------------------------------------------------------
-
-def sweep_pending(runtime) -> int:
-    """Enqueue attachments that should have been worked on a while ago and are not claimed: a lost
-    enqueue, a crashed worker or a restart delays an attachment by minutes, never loses it."""
-    now = datetime.now(timezone.utc)
-    overdue = now - timedelta(seconds=runtime.settings.media.sweep_after_seconds)
-    with runtime.db.reading() as session:
-        ids = list(session.scalars(
-            sa.select(Attachment.id).where(
-                Attachment.status == "pending", Attachment.next_attempt_at <= overdue,
-                sa.or_(Attachment.claimed_until.is_(None), Attachment.claimed_until < now))
-            .order_by(Attachment.next_attempt_at).limit(SWEEP_BATCH)))
-    if ids:
-        runtime.queue.enqueue(ids)
-    return len(ids)
-
-
-def reset_for_retry(runtime, attachment_ids: list[str]) -> list[str]:
-    """Put failed or rejected attachments back to pending with a fresh retry budget (operator action).
-    Returns the ids that were reset."""
-    now = datetime.now(timezone.utc)
-    with runtime.db.writing() as conn:
-        reset = [row.id for row in conn.execute(
-            sa.update(ATTACHMENTS)
-            .where(ATTACHMENTS.c.id.in_(attachment_ids), ATTACHMENTS.c.status.in_(("failed", "rejected")))
-            .values(status="pending", attempts=0, next_attempt_at=now, reason_code=None, reason=None,
-                    completed_at=None, claimed_until=None, claim_token=None, updated_at=now)
-            .returning(ATTACHMENTS.c.id))]
-    if reset:
-        runtime.queue.enqueue(reset)
-    return reset
+    def retry(self, attachment_ids: list[str]) -> list[str]:
+        """Put failed or rejected attachments back to pending with a fresh retry budget (operator action).
+        Returns the ids that were reset."""
+        with self.db.writing() as conn:
+            reset = [row.id for row in conn.execute(RESET_FOR_RETRY, {"ids": attachment_ids,
+                                                                      "now": datetime.now(timezone.utc)})]
+        if reset:
+            self._enqueue(reset, None)
+        return reset

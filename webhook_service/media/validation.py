@@ -65,6 +65,9 @@ _ALIASES = {
 }
 
 _MIB = 1024 * 1024
+# convert_for_carriers takes sources up to this many times the media limit (the upload API's request cap
+# is made from it too, so the two agree).
+CONVERT_INPUT_FACTOR = 4
 
 # magic.h's MAGIC_PARAM_ENCODING_MAX; python-magic 0.4.27 does not export the name.
 _MAGIC_PARAM_ENCODING_MAX = getattr(magic, "MAGIC_PARAM_ENCODING_MAX", 7)
@@ -187,7 +190,7 @@ def convert_for_carriers(source: Path, *, declared_content_type: str | None, pol
     until they fit. Sources may be up to `max_input_bytes` (default four times policy.max_bytes); other
     types still have to fit policy.max_bytes.
     """
-    input_limit = max_input_bytes if max_input_bytes is not None else 4 * policy.max_bytes
+    input_limit = max_input_bytes if max_input_bytes is not None else CONVERT_INPUT_FACTOR * policy.max_bytes
     if input_limit < policy.max_bytes:
         raise ValueError("max_input_bytes must be at least policy.max_bytes")
     size = _checked_size(source, input_limit)

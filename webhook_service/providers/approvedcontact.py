@@ -47,10 +47,10 @@ from pydantic import (
     field_validator,
 )
 
-from ..canonical import Event, MediaRef, MessageEvent, StatusEvent
-from ..config import Connection
-from ..statuses import canonical
-from .base import (
+from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
+from webhook_service.config.model import Connection
+from webhook_service.model.statuses import canonical
+from webhook_service.providers.base import (
     ParseFailed,
     ProviderAdapter,
     VerificationFailed,

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 from xml.etree.ElementTree import Element
 from xml.etree.ElementTree import ParseError as XMLParseError
@@ -21,11 +21,10 @@ from defusedxml import DefusedXmlException
 from pydantic import BaseModel, ValidationError
 from werkzeug.datastructures import Headers
 
-from ..canonical import Event
-from ..config import Connection
+from webhook_service.model.events import Event
+from webhook_service.config.model import Connection
+from webhook_service.model.credentials import Credentials
 
-if TYPE_CHECKING:
-    from ..media.fetcher import Credentials
 
 
 # Credentials that must never be stored or logged as received (adapters may add their own).
@@ -172,12 +171,10 @@ class ProviderAdapter(abc.ABC):
     def tolerance(self, connection: Connection) -> int | None:
         return connection.timestamp_tolerance_seconds or self.timestamp_tolerance
 
-    def media_credentials(self, connection: Connection, url: str) -> "Credentials | None":
+    def media_credentials(self, connection: Connection, url: str) -> Credentials | None:
         """Credentials for downloading one of this connection's media URLs, restricted to the hosts
         allowed to see them (the fetcher sends them nowhere else, and drops them on a cross-host
         redirect). Adapters whose provider needs more (Twilio) override this."""
-        from ..media.fetcher import Credentials
-
         auth = connection.media_auth
         if auth is None:
             return None

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .mapping import MappingAdapter
+from webhook_service.providers.mapping import MappingAdapter
 
 # Guesses: words a delivery report plausibly uses beyond the canonical ones the mapping adapter knows.
 STATUS_MAP = {

@@ -22,9 +22,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
-from ..canonical import MediaRef, MessageEvent, StatusEvent
-from ..statuses import CANONICAL
-from .base import (
+from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
+from webhook_service.model.statuses import CANONICAL
+from webhook_service.providers.base import (
     ProviderAdapter,
     VerificationFailed,
     WebhookRequest,

@@ -45,10 +45,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..canonical import Event, MediaRef, MessageEvent, StatusEvent
-from ..config import Connection
-from ..statuses import canonical
-from .base import (
+from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
+from webhook_service.config.model import Connection
+from webhook_service.model.statuses import canonical
+from webhook_service.providers.base import (
     ProviderAdapter,
     VerificationFailed,
     WebhookRequest,

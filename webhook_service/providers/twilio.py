@@ -46,13 +46,14 @@ import hmac
 import re
 from collections import defaultdict
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
-from ..canonical import Event, MediaRef, MessageEvent, StatusEvent
-from ..config import Connection
-from ..statuses import canonical
-from .base import (
+from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
+from webhook_service.config.model import Connection
+from webhook_service.model.credentials import Credentials
+from webhook_service.model.statuses import canonical
+from webhook_service.providers.base import (
     ParseFailed,
     ProviderAdapter,
     VerificationFailed,
@@ -63,8 +64,6 @@ from .base import (
     require_header,
 )
 
-if TYPE_CHECKING:
-    from ..media.fetcher import Credentials
 
 STATUS_MAP = {
     "accepted": "accepted",
@@ -162,11 +161,9 @@ class TwilioAdapter(ProviderAdapter):
             to=recipients,
         )]
 
-    def media_credentials(self, connection: Connection, url: str) -> "Credentials | None":
+    def media_credentials(self, connection: Connection, url: str) -> Credentials | None:
         if connection.media_auth is not None:
             return super().media_credentials(connection, url)
-        from ..media.fetcher import Credentials
-
         account_sid = _media_account_sid(url)
         if account_sid is None or not connection.secrets:
             return None

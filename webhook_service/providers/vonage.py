@@ -63,11 +63,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ..canonical import Event, MediaRef, MessageEvent, StatusEvent
-from ..config import Connection
-from ..phone import MAX_ADDRESS_LENGTH
-from ..statuses import canonical
-from .base import (
+from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
+from webhook_service.config.model import Connection
+from webhook_service.model.phone import MAX_ADDRESS_LENGTH
+from webhook_service.model.statuses import canonical
+from webhook_service.providers.base import (
     ParseFailed,
     ProviderAdapter,
     VerificationFailed,

@@ -1,0 +1,125 @@
+"""The operator commands, run through click against the same database the test app writes to."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from werkzeug.security import check_password_hash
+
+from webhook_service.cli.main import cli
+from webhook_service.database.tables import Attachment, Message, QuarantinedRequest, RawRequest
+
+from tests.media import samples
+from tests.fixtures.app import STANDARD_SECRET
+from tests.support.standard import inbound_body, post_standard, standard_headers
+
+
+@pytest.fixture
+def run(settings, monkeypatch):
+    """Invoke `webhook-service ...` configured like the test app, through WEBHOOK__<KEY> variables
+    (the configuration's own environment mechanism), so both share one database."""
+    monkeypatch.delenv("WEBHOOK_SERVICE_CONFIG", raising=False)
+    for key, value in settings.model_dump(mode="json", exclude_none=True).items():
+        monkeypatch.setenv(f"WEBHOOK__{key.upper()}", json.dumps(value))
+
+    def invoke(*arguments: str, input: str | None = None):
+        return CliRunner().invoke(cli, list(arguments), input=input, catch_exceptions=False)
+    return invoke
+
+
+class TestQuarantine:
+    def test_list_show_replay_and_discard(self, client, runtime, run):
+        body = inbound_body("q-1", text="refused at first")
+        # Signed with a secret the connection did not have yet: refused and quarantined.
+        rotated = "whsec_" + "bmV3IHNlY3JldCBmb3IgdGhlIGNsaSB0ZXN0IQ=="
+        headers = standard_headers(body, secret=rotated)
+        assert client.post("/webhooks/standard/main", data=body, headers=headers,
+                           content_type="application/json").status_code == 401
+        post_standard(client, b"{not json")
+
+        listed = run("quarantine", "list", "--json")
+        assert listed.exit_code == 0
+        entries = json.loads(listed.output)
+        assert sorted(e["status"] for e in entries) == [400, 401]
+        refused = next(e for e in entries if e["status"] == 401)
+        assert refused["reason"] == "invalid_signature"
+
+        shown = run("quarantine", "show", str(refused["id"]))
+        assert "refused at first" in shown.output and "invalid_signature" in shown.output
+
+        # Still refused with the current secrets (the signature is re-checked at replay)...
+        assert run("quarantine", "replay", str(refused["id"])).exit_code == 1
+        with runtime.db.reading() as session:
+            assert session.scalar(sa.select(sa.func.count()).select_from(Message)) == 0
+        # ...until the operator vouches for it.
+        replayed = run("quarantine", "replay", "--trust", str(refused["id"]))
+        assert replayed.exit_code == 0 and "replayed 1 of 1" in replayed.output
+        with runtime.db.reading() as session:
+            assert session.scalars(sa.select(Message.text)).one() == "refused at first"
+
+        other = next(e for e in entries if e["status"] == 400)
+        assert run("quarantine", "discard", str(other["id"])).exit_code == 0
+        remaining = json.loads(run("quarantine", "list", "--json").output)
+        assert remaining == []
+        everything = json.loads(run("quarantine", "list", "--all", "--json").output)
+        assert sorted(e["resolution"] for e in everything) == ["discarded", "replayed"]
+
+    def test_replay_re_verifies_at_the_original_arrival_time(self, client, runtime, run, settings):
+        # Refused because the connection was down in config... here: a signature from the future
+        # relative to arrival is refused; replaying re-checks it against the same arrival time.
+        import time
+        body = inbound_body("q-2")
+        headers = standard_headers(body, secret=STANDARD_SECRET, timestamp=int(time.time()) + 3600)
+        client.post("/webhooks/standard/main", data=body, headers=headers, content_type="application/json")
+        entry = json.loads(run("quarantine", "list", "--json").output)[0]
+        result = run("quarantine", "replay", str(entry["id"]))
+        assert result.exit_code == 1 and "stale_timestamp" in result.output
+
+
+class TestAttachments:
+    @pytest.fixture
+    def settings_overrides(self):
+        # The media server by address: the CLI resolves names with the system resolver.
+        return {"queue": {"immediate": True}, "media": {"fetch": {
+            "allow_http": True, "allow_private_networks": ["127.0.0.1/32"], "total_timeout": 2}}}
+
+    def test_list_and_retry_with_a_progress_bar(self, client, runtime, run, media_server):
+        url = media_server.fail("/later.png", 403, times=1, then=samples.png()).replace("media.test", "127.0.0.1")
+        post_standard(client, inbound_body("a-1", attachments=[{"url": url}]))
+        listed = json.loads(run("attachments", "list", "--json").output)
+        assert [(a["status"], a["reasonCode"]) for a in listed] == [("rejected", "http_error")]
+        result = run("attachments", "retry", "--all-failed", "--reason", "http_error")
+        assert result.exit_code == 0 and "queued 1 of 1" in result.output
+        with runtime.db.reading() as session:
+            assert session.scalars(sa.select(Attachment.status)).one() == "stored"
+        assert run("attachments", "retry").exit_code == 2  # nothing named
+
+
+class TestKeysAndHousekeeping:
+    def test_hash_password_and_new_api_key(self, run):
+        hashed = run("hash-password", input="s3cret-pass\ns3cret-pass\n")
+        assert hashed.exit_code == 0
+        assert check_password_hash(hashed.output.strip().splitlines()[-1], "s3cret-pass")
+        key = run("new-api-key").output.splitlines()
+        import hashlib
+        assert hashlib.sha256(key[0].split()[-1].encode()).hexdigest() == key[1].split()[-1]
+
+    def test_check_config_names_connections_without_secrets(self, run):
+        output = run("check-config").output
+        assert "/webhooks/standard/main" in output and "UNSIGNED (development)" in output
+        assert "whsec_" not in output
+
+    def test_prune_removes_old_raw_and_quarantined_requests(self, client, runtime, run):
+        post_standard(client, inbound_body("p-1"))
+        post_standard(client, b"{bad")
+        assert "deleted 0 raw requests and 0 quarantined" in run("prune").output
+        with runtime.db.transaction() as session:
+            for model in (RawRequest, QuarantinedRequest):
+                session.execute(sa.update(model).values(received_at=sa.func.now() - sa.text("interval '40 days'"))
+                                if runtime.db.dialect == "postgresql" else
+                                sa.update(model).values(received_at=sa.text("datetime('now', '-40 days')")))
+        assert "deleted 1 raw requests and 1 quarantined" in run("prune").output
+        with runtime.db.reading() as session:
+            assert session.scalar(sa.select(sa.func.count()).select_from(Message)) == 1

@@ -1,0 +1,143 @@
+"""Configuration: defaults, TOML + environment, and one clear line for every bad setting."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from webhook_service.config.development import DEVELOPMENT_USERNAME
+from webhook_service.config.model import DEFAULT_TENANT_ID, ConfigError
+from webhook_service.settings import load_settings
+from webhook_service.providers import ADAPTERS
+
+
+def _load(tmp_path: Path, toml: str = "", environ: dict | None = None):
+    path = tmp_path / "service.toml"
+    path.write_text(toml)
+    return load_settings(path, environ=environ or {})
+
+
+def test_zero_configuration_gives_a_working_development_setup():
+    settings = load_settings(environ={})
+    assert settings.environment == "development"
+    assert settings.effective_database_url.startswith("sqlite:///")
+    assert settings.effective_database_url.endswith("data/service.db")
+    assert [t.id for t in settings.tenants] == [DEFAULT_TENANT_ID]
+    assert settings.api_users[0].username == DEVELOPMENT_USERNAME
+    # One unsigned development connection per provider, so every README example works at once.
+    assert {c.provider for c in settings.connections} == set(ADAPTERS)
+    assert all(not c.verify for c in settings.connections)
+
+
+def test_toml_file_and_environment_overrides(tmp_path):
+    settings = _load(tmp_path, """
+        database_url = "sqlite:////tmp/from-file.db"
+        [media]
+        max_bytes = 1000
+        [[tenants]]
+        id = "t1"
+        [[connections]]
+        provider = "standard"
+        name = "main"
+        tenant = "t1"
+        secrets = ["env:HOOK_SECRET"]
+    """, environ={"DATABASE_URL": "postgres://u@db/x", "WEBHOOK__MEDIA__MAX_BYTES": "2000",
+                  "HOOK_SECRET": "whsec_abc"})
+    assert settings.database_url == "postgresql+psycopg://u@db/x"
+    assert settings.media.max_bytes == 2000
+    assert settings.connections[0].secrets == ["whsec_abc"]
+
+
+BAD_SETTINGS = [
+    ("unknown key", "colour = 'blue'", "colour: Extra inputs are not permitted"),
+    ("bad type", "[media]\nmax_bytes = 'big'", "media.max_bytes: Input should be a valid integer"),
+    ("typo in provider",
+     "[[tenants]]\nid='t'\n[[connections]]\nprovider='twillio'\ntenant='t'\nsecrets=['x']",
+     "connections[0].provider: unknown provider 'twillio'"),
+    ("unknown tenant", "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='nope'\nsecrets=['x']",
+     "connections[0].tenant: unknown tenant 'nope'"),
+    ("nothing to verify with", "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='t'",
+     "has no secrets and no basic_auth"),
+    ("duplicate connection",
+     "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='t'\nsecrets=['x']\n"
+     "[[connections]]\nprovider='standard'\ntenant='t'\nsecrets=['y']",
+     "connections[1]: duplicate provider/name 'standard/default'"),
+    ("phone number", "[[tenants]]\nid='t'\nphone_numbers=[{id='1', number='hello'}]",
+     "tenants[0].phone_numbers[0].number: 'hello' is not a phone number"),
+    ("basic auth pair", "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='t'\nbasic_auth=['nocolon']",
+     "connections[0].basic_auth: each entry must be 'username:password'"),
+    ("storage section", "[storage]\nbackend='s3'", "storage: backend 's3' needs a [storage.s3] section"),
+    ("public url", "public_base_url = 'hooks.example.com'", "public_base_url: must be an absolute http(s) URL"),
+    ("missing env secret",
+     "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='t'\nsecrets=['env:NOT_SET_ANYWHERE']",
+     "connections[0].secrets[0]: environment variable NOT_SET_ANYWHERE is not set"),
+    ("not TOML", "this is = = not toml", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize("label, toml, message", BAD_SETTINGS, ids=[case[0] for case in BAD_SETTINGS])
+def test_a_bad_setting_is_one_line_naming_it(tmp_path, label, toml, message):
+    with pytest.raises(ConfigError) as error:
+        _load(tmp_path, toml)
+    text = str(error.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_production_refuses_unsigned_development_connections(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        _load(tmp_path, """
+            environment = "production"
+            secret_key = "0123456789abcdef0123456789abcdef0123"
+            [[tenants]]
+            id = "t"
+            [[connections]]
+            provider = "twilio"
+            name = "dev"
+            tenant = "t"
+            verify = false
+        """)
+    assert "verify = false" in str(error.value) and "production" in str(error.value)
+
+
+def test_production_adds_no_development_defaults(tmp_path):
+    settings = _load(tmp_path, 'environment = "production"\nsecret_key = "' + "k" * 40 + '"')
+    assert settings.tenants == [] and settings.api_users == [] and settings.connections == []
+
+
+def test_production_needs_a_secret_key(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        _load(tmp_path, 'environment = "production"')
+    assert str(error.value).startswith("secret_key: must be set in production")
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_settings(tmp_path / "absent.toml", environ={})
+    assert "no such file" in str(error.value)
+
+
+def test_the_command_line_prints_one_line_and_exits_nonzero(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[media]\nmax_bytes = -1\n")
+    completed = subprocess.run([sys.executable, "-m", "webhook_service.cli", "check-config"],
+                               env={"WEBHOOK_SERVICE_CONFIG": str(path), "PATH": "/usr/bin:/bin"},
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [
+        "configuration error: media.max_bytes: Input should be greater than 0"]
+
+
+@pytest.mark.parametrize(("configured", "expected"), [(None, os.cpu_count() or 1), (3, 3)])
+def test_concurrent_image_decodes_reach_the_media_policy(tmp_path, configured, expected):
+    from webhook_service.runtime import Runtime
+
+    media = {} if configured is None else {"max_concurrent_image_decodes": configured}
+    runtime = Runtime(load_settings(environ={}, overrides={"data_dir": str(tmp_path / "data"), "media": media}))
+    try:
+        assert runtime.media_policy.max_concurrent_decodes == expected
+    finally:
+        runtime.close()

@@ -1,0 +1,117 @@
+"""The service as the README starts it: `webhook-service run` (migrations, gunicorn, the queue worker)
+in a subprocess, a webhook with an attachment on the loopback media server, the attachment stored by
+the real worker, read back through the API and its signed URL."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.media import samples
+from tests.fixtures.app import NUMBER_A, TENANT_A, USER_A
+from tests.fixtures.services import free_port
+
+CLI = [sys.executable, "-m", "webhook_service.cli"]
+
+
+@pytest.fixture
+def service(tmp_path, database_url, media_server):
+    port = free_port()
+    config = tmp_path / "service.toml"
+    config.write_text(f"""
+data_dir = "{tmp_path / 'data'}"
+database_url = "{database_url}"
+port = {port}
+web_workers = 1
+web_threads = 4
+[queue]
+worker_threads = 2
+[media.fetch]
+allow_http = true
+allow_private_networks = ["127.0.0.1/32"]
+[[tenants]]
+id = "{TENANT_A}"
+phone_numbers = [{{id = "n1", number = "{NUMBER_A}"}}]
+[[api_users]]
+username = "{USER_A[0]}"
+password_hash = "{_hash(USER_A[1])}"
+tenant = "{TENANT_A}"
+[[connections]]
+provider = "standard"
+name = "open"
+tenant = "{TENANT_A}"
+verify = false
+""")
+    environment = dict(os.environ, WEBHOOK_SERVICE_CONFIG=str(config))
+    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process = subprocess.Popen(CLI + ["run"], env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_ready(base, process)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        shutil.rmtree(tmp_path / "data", ignore_errors=True)
+
+
+def _hash(password: str) -> str:
+    from werkzeug.security import generate_password_hash
+    return generate_password_hash(password, method="pbkdf2:sha256:1000")
+
+
+def _wait_until_ready(base: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the service exited: {process.stderr.read()[-2000:]}")
+        try:
+            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the service did not become ready")
+
+
+def test_run_serves_webhooks_and_the_worker_stores_attachments(service, media_server):
+    base, process = service
+    image = samples.png()
+    url = media_server.serve("/e2e.png", image, content_type="image/png")
+    url = url.replace("media.test", "127.0.0.1")
+    body = {"type": "message.received", "data": {"providerMessageId": "e2e-1", "from": "+15550001111",
+                                                 "to": [NUMBER_A], "text": "end to end",
+                                                 "attachments": [{"url": url, "contentType": "image/png"}]}}
+    response = requests.post(f"{base}/webhooks/standard/open", json=body, timeout=10)
+    assert response.status_code == 200 and response.headers["X-Request-Id"]
+
+    deadline = time.monotonic() + 30
+    while True:
+        message = requests.get(f"{base}/api/v1/providers/standard/messages/e2e-1", auth=USER_A, timeout=10).json()
+        attachment = message["attachments"][0]
+        if attachment["status"] != "pending" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert attachment["status"] == "stored", attachment
+    download = requests.get(attachment["url"], timeout=10)
+    assert download.status_code == 200 and download.headers["Content-Type"] == "image/png"
+    assert len(download.content) == attachment["size"]
+    events = requests.get(f"{base}/api/v1/events", auth=USER_A, timeout=10).json()["events"]
+    assert [e["type"] for e in events] == ["message.received", "attachment.stored"]
+    metrics = requests.get(f"{base}/metrics", timeout=10).text
+    assert 'webhook_requests_total{outcome="accepted",provider="standard"}' in metrics
+
+    os.killpg(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert "webhook-service listening on http://127.0.0.1:" in process.stdout.read()

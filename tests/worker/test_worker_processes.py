@@ -1,0 +1,294 @@
+"""`webhook-service worker` over several processes: the download threads are shared out, only one
+process runs the minute's sweep, attachments are stored whichever process takes them, a child that
+dies is started again, and a stop signal stops them all."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.media import samples
+from tests.fixtures.app import TENANT_A
+from webhook_service.model.events import MediaRef, MessageEvent
+from webhook_service.settings import load_settings
+from webhook_service.intake.message_store import RawRequestRecord, store_webhook
+from webhook_service.database.tables import Attachment
+from webhook_service.runtime import Runtime
+from webhook_service.worker.supervisor import split_threads
+
+CLI = [sys.executable, "-m", "webhook_service.cli"]
+
+
+@pytest.mark.parametrize(("threads", "processes", "shares"), [
+    (8, 2, [4, 4]),
+    (5, 2, [3, 2]),
+    (4, 3, [2, 1, 1]),
+    (2, 8, [1, 1]),    # never a process without a thread
+    (1, 2, [1]),
+    (7, 1, [7]),
+])
+def test_threads_are_shared_out_evenly(threads, processes, shares):
+    assert split_threads(threads, processes) == shares
+    assert sum(shares) == threads
+
+
+class WorkerUnderTest:
+    """The real `webhook-service worker` in its own session, its log lines collected as they come."""
+
+    def __init__(self, config: Path, *arguments: str):
+        environment = dict(os.environ, WEBHOOK_SERVICE_CONFIG=str(config))
+        environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.process = subprocess.Popen([*CLI, "worker", *arguments], env=environment, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.lines: list[dict] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            try:
+                self.lines.append(json.loads(line))
+            except ValueError:
+                self.lines.append({"event": line.rstrip()})
+
+    def events(self, needle: str) -> list[dict]:
+        return [line for line in self.lines if needle in str(line.get("event", ""))]
+
+    def wait_for(self, needle: str, count: int = 1, timeout: float = 60) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.events(needle)
+            if len(found) >= count:
+                return found
+            assert self.process.poll() is None, f"the worker exited: {self.lines[-5:]}"
+            time.sleep(0.05)
+        raise AssertionError(f"no {count} x {needle!r} within {timeout} s: {self.lines[-5:]}")
+
+    def children(self) -> list[int]:
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]
+
+    def stop(self, number: int = signal.SIGTERM, timeout: float = 30) -> int:
+        self.process.send_signal(number)
+        return self.process.wait(timeout=timeout)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def worker_config(tmp_path, database_url):
+    config = tmp_path / "worker.toml"
+    config.write_text(f"""
+data_dir = "{tmp_path / 'data'}"
+database_url = "{database_url}"
+[queue]
+worker_threads = 3
+worker_processes = 2
+[media.fetch]
+allow_http = true
+allow_private_networks = ["127.0.0.1/32"]
+[[tenants]]
+id = "{TENANT_A}"
+[[connections]]
+provider = "standard"
+name = "open"
+tenant = "{TENANT_A}"
+verify = false
+""")
+    return config
+
+
+@pytest.fixture
+def worker_runtime(worker_config):
+    runtime = Runtime(load_settings(worker_config, environ={}))
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def start_worker(worker_config):
+    started: list[WorkerUnderTest] = []
+
+    def start(*arguments: str) -> WorkerUnderTest:
+        started.append(WorkerUnderTest(worker_config, *arguments))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        worker.close()
+
+
+def _cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+def _served_on_loopback(media_server, path: str, body: bytes) -> str:
+    # The worker processes resolve host names themselves: the URL names the loopback address.
+    media_server.serve(path, body, "image/png")
+    return media_server.url(path, host="127.0.0.1")
+
+
+def _pending_attachments(runtime: Runtime, urls: list[str], prefix: str = "worker-processes") -> list[str]:
+    connection = runtime.connections.find("standard", "open")
+    ids = []
+    for index, url in enumerate(urls):
+        raw = RawRequestRecord("worker-test", "POST", "http://test/webhooks/standard/open", [], b"{}", None,
+                               datetime.now(timezone.utc))
+        event = MessageEvent(f"{prefix}-{index}", "inbound", "+15550001111", ("+15551234567",),
+                             media=(MediaRef(url, "image/png"),))
+        ids += store_webhook(runtime.db, connection, raw, [event], "US").new_attachment_ids
+    return ids
+
+
+def _wait_until_done(runtime: Runtime, ids: list[str], timeout: float = 30) -> dict[str, str]:
+    """Each attachment's status once none is pending, with the reason of any that was not stored."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with runtime.db.reading() as session:
+            rows = session.execute(sa.select(Attachment.id, Attachment.status, Attachment.reason)
+                                   .where(Attachment.id.in_(ids))).all()
+        if all(row.status != "pending" for row in rows) or time.monotonic() > deadline:
+            return {row.id: row.status if row.status == "stored" else f"{row.status}: {row.reason}"
+                    for row in rows}
+        time.sleep(0.05)
+
+
+def test_the_processes_share_the_downloads_and_store_what_is_enqueued(worker_runtime, start_worker, media_server):
+    worker = start_worker()
+    worker.wait_for("consumer started", count=2)
+    started = worker.events("worker_processes_started")[0]
+    assert (started["processes"], started["threads"]) == (2, [2, 1])
+    children = worker.children()
+    assert len(children) == 2
+    commands = sorted((_cmdline(pid) for pid in children), key=lambda command: command.index("--threads"))
+    threads_and_periodic = sorted((command[command.index("--threads") + 1], "--no-periodic" not in command)
+                                  for command in commands)
+    # One sweep a minute in all: only the first process runs huey's scheduler for periodic tasks.
+    assert threads_and_periodic == [("1", False), ("2", True)]
+    assert len(worker.events("Periodic tasks are enabled")) == 1
+    assert len(worker.events("Periodic tasks are disabled")) == 1
+
+    png = samples.png()
+    urls = [_served_on_loopback(media_server, f"/worker-processes/{index}.png", png) for index in range(6)]
+    ids = _pending_attachments(worker_runtime, urls)
+    worker_runtime.queue.enqueue(ids)
+    assert _wait_until_done(worker_runtime, ids) == {attachment_id: "stored" for attachment_id in ids}
+    # Each attachment was downloaded once, whichever process took it.
+    assert all(len(media_server.requests(f"/worker-processes/{index}.png")) == 1 for index in range(6))
+
+    assert worker.stop(signal.SIGTERM) == 0
+    assert all(not Path(f"/proc/{pid}").exists() or _is_zombie(pid) for pid in children)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_process_that_dies_is_started_again_and_keeps_storing(worker_runtime, start_worker, media_server):
+    worker = start_worker()
+    worker.wait_for("consumer started", count=2)
+    victim = next(pid for pid in worker.children() if "--no-periodic" in _cmdline(pid))
+    os.kill(victim, signal.SIGKILL)
+
+    exited = worker.wait_for("worker_process_exited")[0]
+    assert (exited["pid"], exited["exit_code"], exited["level"]) == (victim, -signal.SIGKILL, "error")
+    worker.wait_for("consumer started", count=3)  # its replacement
+    children = worker.children()
+    assert len(children) == 2 and victim not in children
+    assert sum("--no-periodic" in _cmdline(pid) for pid in children) == 1  # still one sweep, not two
+
+    png = samples.png()
+    urls = [_served_on_loopback(media_server, f"/worker-restart/{index}.png", png) for index in range(4)]
+    ids = _pending_attachments(worker_runtime, urls)
+    worker_runtime.queue.enqueue(ids)
+    assert _wait_until_done(worker_runtime, ids) == {attachment_id: "stored" for attachment_id in ids}
+    assert worker.stop(signal.SIGINT) == 0  # graceful: the children finish and exit
+
+
+def test_one_process_runs_the_consumer_itself(start_worker):
+    worker = start_worker("--processes", "1")
+    worker.wait_for("consumer started")
+    assert worker.children() == []  # huey's threads, no child processes
+    assert worker.events("worker_processes_started") == []
+    # At once after its start line: huey's own handlers come later (the child a supervisor has just
+    # started is stopped in this window too), and the stop must still be clean, not a traceback.
+    assert worker.stop(signal.SIGINT) == 0
+
+
+def test_bad_counts_are_refused_with_a_usage_error(worker_config):
+    environment = dict(os.environ, WEBHOOK_SERVICE_CONFIG=str(worker_config))
+    result = subprocess.run([*CLI, "worker", "--processes", "0"], env=environment, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--threads and --processes must be at least 1" in result.stderr
+
+
+def _wait_for_request(media_server, path: str, timeout: float = 10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if requests := media_server.requests(path):
+            return requests[0]
+        time.sleep(0.005)
+    raise AssertionError(f"nobody fetched {path} within {timeout} s")
+
+
+def test_ctrl_c_stops_gracefully_once_and_running_downloads_finish(worker_runtime, start_worker, media_server):
+    """A terminal's Ctrl-C signals the whole foreground process group. The consumers have their own,
+    so they hear it once, from the supervisor: huey takes a second SIGINT as "stop now"."""
+    worker = start_worker()
+    worker.wait_for("consumer started", count=2)
+    path = "/worker-ctrl-c/slow.png"
+    media_server.serve_after(path, 2.0, samples.png(), "image/png")
+    ids = _pending_attachments(worker_runtime, [media_server.url(path, host="127.0.0.1")], prefix="ctrl-c")
+    worker_runtime.queue.enqueue(ids)
+    _wait_for_request(media_server, path)
+    os.killpg(worker.process.pid, signal.SIGINT)  # the supervisor's group, as a terminal would
+    assert worker.process.wait(timeout=30) == 0
+    worker._reader.join(timeout=5)
+    assert worker.events("Received request to shut down now") == []
+    assert _wait_until_done(worker_runtime, ids, timeout=1) == {ids[0]: "stored"}
+
+
+def test_consumers_stop_when_their_supervisor_is_killed(start_worker):
+    worker = start_worker()
+    worker.wait_for("consumer started", count=2)
+    children = worker.children()
+    worker.process.send_signal(signal.SIGKILL)  # no chance to stop its children
+    worker.process.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() and not _is_zombie(pid) for pid in children):
+        assert time.monotonic() < deadline, "the consumers outlived their supervisor"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_enqueue_wakes_idle_consumers_at_once(worker_runtime, start_worker, media_server):
+    """What a webhook does: its attachments start downloading now, not at the idle workers' next poll."""
+    worker = start_worker("--threads", "2", "--processes", "2")
+    worker.wait_for("consumer started", count=2)
+    for round_number in range(3):
+        time.sleep(3)  # idle: both processes' polling delays grow to their one-second ceiling
+        path = f"/enqueue-wake/{round_number}.png"
+        url = _served_on_loopback(media_server, path, samples.png())
+        ids = _pending_attachments(worker_runtime, [url], prefix=f"enqueue-wake-{round_number}")
+        enqueued = time.monotonic()
+        worker_runtime.queue.enqueue(ids)
+        fetched = _wait_for_request(media_server, path)
+        assert fetched.received_at - enqueued < 0.3, (
+            f"round {round_number}: fetched {fetched.received_at - enqueued:.2f} s after its enqueue")
+        assert _wait_until_done(worker_runtime, ids) == {ids[0]: "stored"}

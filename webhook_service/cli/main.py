@@ -1,0 +1,69 @@
+"""`webhook-service`: run the service, and the operator commands.
+
+    webhook-service run                 migrate, then start web (gunicorn) and worker together
+    webhook-service web | worker        one of them (Procfile)
+    webhook-service migrate | check-config | hash-password | new-api-key | prune
+    webhook-service quarantine list | show ID | replay ID... | discard ID...
+    webhook-service attachments list | retry ID... | retry --all-failed
+
+Each command's module is imported only when that command runs, so `worker` (which only supervises its
+consumer processes) does not load the web app, and `--help` is instant.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from webhook_service.config.model import ConfigError
+
+# Command name -> "module:attribute" of its click command, loaded on first use.
+COMMANDS = {
+    "run": "webhook_service.cli.serve:run",
+    "web": "webhook_service.cli.serve:web",
+    "worker": "webhook_service.cli.worker:worker",
+    "consume": "webhook_service.cli.consume:consume",
+    "migrate": "webhook_service.cli.serve:migrate_command",
+    "check-config": "webhook_service.cli.serve:check_config",
+    "hash-password": "webhook_service.cli.keys:hash_password",
+    "new-api-key": "webhook_service.cli.keys:new_api_key",
+    "prune": "webhook_service.cli.maintenance:prune",
+    "quarantine": "webhook_service.cli.quarantine:quarantine",
+    "attachments": "webhook_service.cli.attachments:attachments",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands live in their own modules (click's documented lazy-loading
+    pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attribute)
+        return command
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="webhook-service")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="TOML configuration file (default: $WEBHOOK_SERVICE_CONFIG).")
+def cli(config_path: str | None) -> None:
+    """SMS/MMS webhook intake and media service."""
+    if config_path:
+        os.environ["WEBHOOK_SERVICE_CONFIG"] = os.path.abspath(config_path)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except ConfigError as error:
+        click.echo(f"configuration error: {error}", err=True)
+        sys.exit(2)

@@ -1,0 +1,85 @@
+"""`webhook-service quarantine`: refused webhook requests, kept whole for review: list, show, replay,
+discard. The same operations as the intake's own (`Quarantine`, `Intake.replay`)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from webhook_service.cli.context import command_runtime
+
+
+@click.group()
+def quarantine() -> None:
+    """Webhook requests refused with 401/400/413, kept whole for review."""
+
+
+@quarantine.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include resolved entries.")
+@click.option("--provider")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def quarantine_list(show_all: bool, provider: str | None, limit: int, as_json: bool) -> None:
+    runtime = command_runtime()
+    rows = runtime.quarantine.entries(include_resolved=show_all, provider=provider, limit=limit)
+    entries = [{"id": r.id, "receivedAt": r.received_at.isoformat(), "provider": r.provider,
+                "connection": r.connection, "status": r.http_status, "reason": r.reason_code,
+                "detail": r.reason, "bytes": len(r.body), "resolution": r.resolution} for r in rows]
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    for e in entries:
+        click.echo(f"{e['id']:>8}  {e['receivedAt'][:19]}  {e['provider']}/{e['connection']}  {e['status']}  "
+                   f"{e['reason']}: {e['detail']}" + (f"  [{e['resolution']}]" if e["resolution"] else ""))
+    if not entries:
+        click.echo("quarantine is empty")
+
+
+@quarantine.command("show")
+@click.argument("entry_id", type=int)
+def quarantine_show(entry_id: int) -> None:
+    """Print one entry: reason, headers and the body exactly as received."""
+    row = command_runtime().quarantine.get(entry_id)
+    if row is None:
+        raise click.ClickException(f"no quarantined request {entry_id}")
+    click.echo(f"{row.method} {row.url}\nreceived {row.received_at.isoformat()} from {row.remote_addr}")
+    click.echo(f"refused {row.http_status} {row.reason_code}: {row.reason}\n")
+    for name, value in row.headers:
+        click.echo(f"{name}: {value}")
+    click.echo("")
+    click.echo(row.body.decode("utf-8", "backslashreplace"))
+
+
+@quarantine.command("replay")
+@click.argument("entry_ids", type=int, nargs=-1, required=True)
+@click.option("--trust", is_flag=True,
+              help="Skip verification: you vouch for these requests (e.g. refused under a wrong secret).")
+def quarantine_replay(entry_ids: tuple[int, ...], trust: bool) -> None:
+    """Run requests through the intake again. Signatures are re-checked against the current secrets
+    and the original arrival time; stored credentials were redacted, so Basic-auth or token-only
+    connections need --trust."""
+    runtime = command_runtime()
+    failures = 0
+    with click.progressbar(entry_ids, label="replaying", file=sys.stderr) as ids:
+        for entry_id in ids:
+            result = runtime.intake.replay(entry_id, trust=trust)
+            if result is None:
+                click.echo(f"\n{entry_id}: not found, or its connection no longer exists", err=True)
+                failures += 1
+            elif result.status != 200:
+                failures += 1
+                click.echo(f"\n{entry_id}: still refused ({result.status} {result.reason_code}: {result.detail})",
+                           err=True)
+    click.echo(f"replayed {len(entry_ids) - failures} of {len(entry_ids)}")
+    sys.exit(1 if failures else 0)
+
+
+@quarantine.command("discard")
+@click.argument("entry_ids", type=int, nargs=-1, required=True)
+def quarantine_discard(entry_ids: tuple[int, ...]) -> None:
+    """Mark entries as reviewed and not to be replayed (they stay until `prune`)."""
+    runtime = command_runtime()
+    for entry_id in entry_ids:
+        runtime.quarantine.resolve(entry_id, "discarded")
+    click.echo(f"discarded {len(entry_ids)}")

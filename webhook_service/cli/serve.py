@@ -1,0 +1,105 @@
+"""Running the service: `run` (migrate, then web and worker together), `web` (gunicorn), `migrate`, and
+`check-config`."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import click
+import sqlalchemy as sa
+
+from webhook_service.config.model import Settings
+from webhook_service.database.migrate import migrate
+from webhook_service.settings import load_settings
+from webhook_service.worker.supervisor import split_threads
+
+
+@click.command()
+@click.option("--host", help="Interface to listen on (default: settings.host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default: settings.port, 8000).")
+def run(host: str | None, port: int | None) -> None:
+    """Migrate the database, then run web and worker together until interrupted."""
+    settings = load_settings()
+    host, port = host or settings.host, port or settings.port
+    migrate(settings.effective_database_url)
+    environment = _serving_environment(settings, host, port)
+    web = subprocess.Popen([sys.executable, "-m", "webhook_service.cli", "web"], env=environment)
+    worker = subprocess.Popen([sys.executable, "-m", "webhook_service.cli", "worker"], env=environment)
+    children = [web, worker]
+
+    def stop(*_):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if _wait_for_port(host, port, web):
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"webhook-service listening on http://{shown}:{port}  "
+                   f"(web: {settings.web_workers} gunicorn workers, worker: {settings.queue.worker_threads} "
+                   f"threads in {len(split_threads(settings.queue.worker_threads, settings.queue.worker_processes))} processes, data: {settings.data_dir.resolve()}, database: "
+                   f"{'SQLite' if settings.effective_database_url.startswith('sqlite') else 'PostgreSQL'})")
+    # Either process ending ends the service: a half-running service is worse than a stopped one.
+    while all(child.poll() is None for child in children):
+        time.sleep(0.5)
+    stop()
+    codes = [child.wait(timeout=30) for child in children]
+    sys.exit(next((code for code in codes if code), 0))
+
+
+def _serving_environment(settings: Settings, host: str, port: int) -> dict[str, str]:
+    environment = dict(os.environ, HOST=host, PORT=str(port))
+    metrics_dir = settings.data_dir.resolve() / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    environment.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    return environment
+
+
+def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+@click.command()
+def web() -> None:
+    """The HTTP service under gunicorn (settings: host, port, web_workers, web_threads)."""
+    load_settings()  # fail here with one line rather than in every gunicorn worker
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--config",
+                               "python:webhook_service.gunicorn_config", "webhook_service.wsgi:app"])
+
+
+@click.command("migrate")
+def migrate_command() -> None:
+    """Apply database migrations (the run command does this itself)."""
+    settings = load_settings()
+    migrate(settings.effective_database_url)
+    click.echo("database is up to date")
+
+
+@click.command("check-config")
+def check_config() -> None:
+    """Validate the configuration and summarize it (no secrets)."""
+    settings = load_settings()
+    click.echo(f"environment: {settings.environment}")
+    click.echo(f"database: {sa.engine.make_url(settings.effective_database_url).render_as_string()}")
+    click.echo(f"queue: {'Redis' if settings.redis_url else 'SQLite'}; storage: {settings.storage.backend}")
+    click.echo(f"tenants: {len(settings.tenants)}, API users: {len(settings.api_users)}, "
+               f"API keys: {len(settings.api_keys)}")
+    for connection in settings.connections:
+        checks = [name for name, present in (("signature", connection.secrets),
+                                             ("basic auth", connection.basic_auth)) if present]
+        state = ", ".join(checks) if connection.verify else "UNSIGNED (development)"
+        click.echo(f"  /webhooks/{connection.provider}/{connection.name}  tenant={connection.tenant}  [{state}]")

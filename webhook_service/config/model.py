@@ -1,0 +1,344 @@
+"""The configuration's schema: every setting, its default and its rule, checked once at start.
+
+Where the values come from (file, environment) is `sources.py`; the development defaults are
+`development.py`. A bad setting stops the service with one line naming it (``ConfigError``).
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from storage.base import MAX_URL_LIFETIME_SECONDS
+
+from webhook_service.model.phone import normalize_e164
+
+DEFAULT_TENANT_ID = "00000000-0000-0000-0000-000000000000"
+DEFAULT_PHONE_NUMBER_ID = "00000000-0000-0000-0000-000000000000"
+DEFAULT_PHONE_NUMBER = "+15551234567"
+
+MIB = 1024 * 1024
+
+# Seed 001, "Supported Formats".
+DEFAULT_ALLOWED_MEDIA_TYPES = (
+    "image/jpeg", "image/png", "image/gif", "image/webp",
+    "video/mp4", "video/quicktime", "video/x-msvideo",
+    "audio/mpeg", "audio/wav", "audio/aac",
+    "application/pdf", "text/plain", "text/vcard",
+)
+
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong. The message is one line and names the setting."""
+
+
+class Strict(BaseModel):
+    # Unknown keys are typos; reject them instead of silently ignoring a setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PhoneNumber(Strict):
+    id: str
+    number: str
+
+    @field_validator("number")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        normalized = normalize_e164(value)
+        if normalized is None:
+            raise ValueError(f"{value!r} is not a phone number in E.164 form")
+        return normalized
+
+
+class Tenant(Strict):
+    # Letters, digits, ".", "_" and "-" (GUIDs, slugs): it becomes part of blob keys.
+    id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    name: str = ""
+    phone_numbers: list[PhoneNumber] = []
+    # Overrides storage.url_ttl_seconds for this tenant's signed media URLs.
+    media_url_ttl_seconds: int | None = Field(default=None, gt=0)
+    # Overrides storage.upload_url_ttl_seconds for the URLs the upload API returns to this tenant.
+    upload_url_ttl_seconds: int | None = Field(default=None, gt=0, le=MAX_URL_LIFETIME_SECONDS)
+
+
+class ApiUser(Strict):
+    username: str = Field(min_length=1)
+    # A werkzeug password hash (`webhook-service hash-password` prints one).
+    password_hash: str = Field(min_length=1)
+    tenant: str
+
+
+class ApiKey(Strict):
+    name: str = Field(min_length=1)
+    # Hex SHA-256 of the key (`webhook-service new-api-key` prints a key and its hash).
+    key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    tenant: str
+
+
+class MediaAuth(Strict):
+    """Credentials for downloading a provider's media, sent only to `hosts`."""
+    kind: Literal["basic", "header"]
+    username: str | None = None
+    password: str | None = None
+    header: str | None = None
+    value: str | None = None
+    # Exact host names, or "*.example.com" for subdomains. Empty: the adapter's own media hosts.
+    hosts: list[str] = []
+
+    @model_validator(mode="after")
+    def _complete(self) -> "MediaAuth":
+        if self.kind == "basic" and not (self.username and self.password):
+            raise ValueError("kind 'basic' needs username and password")
+        if self.kind == "header" and not (self.header and self.value):
+            raise ValueError("kind 'header' needs header and value")
+        return self
+
+
+class Connection(Strict):
+    """One provider account: where its webhooks come in, how they are proven, whose they are."""
+    provider: str
+    name: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    tenant: str = DEFAULT_TENANT_ID
+    # False only for development connections that accept unsigned requests (refused in production).
+    verify: bool = True
+    # Signing secrets, auth tokens or public keys, as the provider's scheme needs. Any one of them may
+    # match, so a secret is rotated by listing the new one beside the old one.
+    secrets: list[str] = []
+    # Accepted "username:password" pairs for HTTP Basic auth on the webhook URL (rotation: list both).
+    basic_auth: list[str] = []
+    # The exact public URL the provider calls, when signatures cover the URL and a proxy rewrites it.
+    public_url: str | None = None
+    timestamp_tolerance_seconds: int | None = Field(default=None, gt=0)
+    media_auth: MediaAuth | None = None
+    media_max_bytes: int | None = Field(default=None, gt=0)
+    # Provider-specific settings, validated by the provider's adapter.
+    options: dict[str, Any] = {}
+
+    @field_validator("basic_auth")
+    @classmethod
+    def _pairs(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if ":" not in value or value.startswith(":"):
+                raise ValueError("each entry must be 'username:password'")
+        return values
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}/{self.name}"
+
+
+class ProxySettings(Strict):
+    """How many trusted proxies set each X-Forwarded-* header (werkzeug ProxyFix). 0 = ignore it."""
+    x_for: int = Field(default=0, ge=0)
+    x_proto: int = Field(default=0, ge=0)
+    x_host: int = Field(default=0, ge=0)
+    x_port: int = Field(default=0, ge=0)
+    x_prefix: int = Field(default=0, ge=0)
+
+
+class FetchSettings(Strict):
+    allow_http: bool = False
+    max_redirects: int = Field(default=3, ge=0, le=10)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0)
+    total_timeout: float = Field(default=30.0, gt=0)
+    # Explicit exemptions from the private-address refusal: a private media host, the tests' server.
+    allow_private_hosts: list[str] = []
+    allow_private_networks: list[str] = []
+    # A PEM bundle to trust instead of the system store (a private media host's CA).
+    tls_ca_file: str | None = None
+
+    @field_validator("allow_private_networks")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            ipaddress.ip_network(value, strict=False)
+        return values
+
+
+class MediaSettings(Strict):
+    max_bytes: int = Field(default=5 * MIB, gt=0)
+    allowed_types: list[str] = list(DEFAULT_ALLOWED_MEDIA_TYPES)
+    # Decompression-bomb limit, checked from the image header before any pixel is decoded.
+    # (Pillow refuses to go above its own 89,478,485-pixel bomb threshold.)
+    max_image_pixels: int = Field(default=40_000_000, gt=0, le=89_478_485)
+    jpeg_quality: int = Field(default=90, ge=1, le=100)
+    # Images decoded at once per process (None: one per CPU); each decoded frame can take up to
+    # max_image_pixels x 4 bytes of memory.
+    max_concurrent_image_decodes: int | None = Field(default=None, ge=1, le=64)
+    retry_max_attempts: int = Field(default=8, ge=1)
+    retry_base_delay_seconds: float = Field(default=5.0, ge=0)
+    retry_max_delay_seconds: float = Field(default=900.0, ge=0)
+    # A 404 this soon after the webhook is the provider still propagating the file: retry it.
+    not_found_grace_seconds: float = Field(default=60.0, ge=0)
+    # Attachments still pending this long after they were due are enqueued again by the sweep.
+    sweep_after_seconds: float = Field(default=120.0, gt=0)
+    fetch: FetchSettings = FetchSettings()
+
+
+class S3Settings(Strict):
+    bucket: str
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    prefix: str = ""
+
+
+class AzureSettings(Strict):
+    container: str
+    connection_string: str | None = None
+    account_url: str | None = None
+    account_name: str | None = None
+    account_key: str | None = None
+    prefix: str = ""
+
+    @model_validator(mode="after")
+    def _credentials(self) -> "AzureSettings":
+        if not self.connection_string and not self.account_url:
+            raise ValueError("set connection_string, or account_url (with account_name/account_key)")
+        return self
+
+
+class StorageSettings(Strict):
+    backend: Literal["local", "s3", "azure"] = "local"
+    # Lifetime of signed media URLs. Short by default; see the README on long-lived links.
+    url_ttl_seconds: int = Field(default=3600, gt=0)
+    # Lifetime of the signed URL the upload API (POST /api/v1/media) returns for a client to put in
+    # `mediaUrls`. Carriers fetch MMS media within minutes of the send, so a day leaves room for queued
+    # and scheduled messages. S3 and Azure user-delegation SAS URLs cannot outlive 7 days: the store
+    # shortens longer lifetimes and the response's expiresAt tells the truth. Longer-lived links use
+    # the upload's stableUrl instead.
+    upload_url_ttl_seconds: int = Field(default=24 * 3600, gt=0, le=MAX_URL_LIFETIME_SECONDS)
+    # Lifetime of an upload's stableUrl (a link to this service that redirects to a fresh signed URL).
+    # None: it works until the upload is deleted.
+    upload_stable_url_ttl_seconds: int | None = Field(default=None, gt=0, le=MAX_URL_LIFETIME_SECONDS)
+    local_dir: Path | None = None
+    s3: S3Settings | None = None
+    azure: AzureSettings | None = None
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> "StorageSettings":
+        if self.backend == "s3" and self.s3 is None:
+            raise ValueError("backend 's3' needs a [storage.s3] section")
+        if self.backend == "azure" and self.azure is None:
+            raise ValueError("backend 'azure' needs a [storage.azure] section")
+        return self
+
+
+class QueueSettings(Strict):
+    # Distinguishes this deployment's queue from others sharing one Redis database.
+    name: str = Field(default="webhook-service", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    # Concurrent downloads of `webhook-service worker`, spread over worker_processes processes.
+    worker_threads: int = Field(default=4, ge=1, le=64)
+    # None: one process per CPU, at most one per thread (see worker_processes.py for why).
+    worker_processes: int | None = Field(default=None, ge=1, le=64)
+    # Embedded default: tasks run in this process' consumer. "immediate" runs them inline (tests).
+    immediate: bool = False
+
+
+class Settings(Strict):
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    # Signs local media URLs. Development generates one under data_dir; production must set it.
+    secret_key: str | None = Field(default=None, min_length=32)
+    public_base_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    web_workers: int = Field(default=2, ge=1, le=64)
+    # Threads let one process group-commit several webhooks into one durable transaction.
+    web_threads: int = Field(default=8, ge=1, le=64)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    phone_default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
+    webhook_max_body_bytes: int = Field(default=MIB, gt=0)
+    # Quarantined and accepted raw requests older than this are removed by `webhook-service prune`.
+    retention_days: int = Field(default=30, gt=0)
+    # Bodies of refused requests kept in quarantine, all together; past it only their headers and
+    # reasons are (anyone can send refused requests, and a full disk would refuse valid ones too).
+    quarantine_max_bytes: int = Field(default=1024 * MIB, gt=0)
+    proxy: ProxySettings = ProxySettings()
+    media: MediaSettings = MediaSettings()
+    storage: StorageSettings = StorageSettings()
+    queue: QueueSettings = QueueSettings()
+    tenants: list[Tenant] = []
+    api_users: list[ApiUser] = []
+    api_keys: list[ApiKey] = []
+    connections: list[Connection] = []
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^/?#]+(/[^?#]*)?$", value):
+            raise ValueError("must be an absolute http(s) URL without query, e.g. https://hooks.example.com")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value and value.startswith("postgres://"):
+            # Heroku-style URLs; SQLAlchemy needs the dialect name and we use psycopg 3.
+            value = "postgresql+psycopg://" + value[len("postgres://"):]
+        elif value and value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value[len("postgresql://"):]
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> "Settings":
+        tenant_ids = [tenant.id for tenant in self.tenants]
+        _unique("tenants", tenant_ids)
+        _unique("connections", [c.key for c in self.connections], label="provider/name")
+        _unique("api_users", [u.username for u in self.api_users], label="username")
+        known = set(tenant_ids)
+        for section, items in (("api_users", self.api_users), ("api_keys", self.api_keys),
+                               ("connections", self.connections)):
+            for index, item in enumerate(items):
+                if item.tenant not in known:
+                    raise _located(f"{section}[{index}].tenant", f"unknown tenant {item.tenant!r}")
+        for index, connection in enumerate(self.connections):
+            where = f"connections[{index}] ({connection.key})"
+            if not connection.verify and self.environment == "production":
+                raise _located(where, "verify = false (an unsigned development connection) is refused "
+                                      "in production")
+            if connection.verify and not connection.secrets and not connection.basic_auth:
+                raise _located(where, "has no secrets and no basic_auth, so nothing can prove its "
+                                      "requests genuine; add one, or set verify = false in development")
+        if self.environment == "production" and not self.secret_key:
+            raise _located("secret_key", "must be set in production (SECRET_KEY, at least 32 characters)")
+        return self
+
+    # Derived values -------------------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'service.db').resolve()}"
+
+    @property
+    def local_blob_dir(self) -> Path:
+        return (self.storage.local_dir or self.data_dir / "blobs").resolve()
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return next((t for t in self.tenants if t.id == tenant_id), None)
+
+
+class _LocatedError(ValueError):
+    def __init__(self, location: str, message: str):
+        super().__init__(f"{location}: {message}")
+
+
+def _located(location: str, message: str) -> _LocatedError:
+    return _LocatedError(location, message)
+
+
+def _unique(section: str, values: list[str], label: str = "id") -> None:
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            raise _located(f"{section}[{index}]", f"duplicate {label} {value!r}")
+        seen.add(value)

@@ -1,0 +1,274 @@
+"""Engines, sessions and group commit for SQLite (the embedded default) and PostgreSQL."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+# Execution options. Read-only transactions take no write lock. Transactions whose loss in a crash is
+# harmless (a lease that simply never happened) skip the flush to disk at commit; the next durable
+# commit flushes them anyway.
+READ_ONLY = "webhook_service_read_only"
+NOT_DURABLE = "webhook_service_not_durable"
+# Errors that mean "the database is not there right now", answered 503 so providers retry.
+UNAVAILABLE_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+
+
+def make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    engine = sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=5,
+        # Fail fast when the server is down instead of hanging the provider's request.
+        connect_args={"connect_timeout": 3} if url.startswith("postgresql") else {},
+    )
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        if connection.get_execution_options().get(NOT_DURABLE):
+            # Only this transaction: the commit returns before its WAL record is flushed.
+            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+    return engine
+
+
+def _sqlite_engine(url: str) -> sa.Engine:
+    database = sa.engine.make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None hands transaction control to us (pysqlite's own BEGIN is deferred and
+    # would let two writers deadlock on the lock upgrade); we issue BEGIN IMMEDIATE below.
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30,
+                                                 "isolation_level": None})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before we answer 2xx (durable, as the webhook contract promises).
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        options = connection.get_execution_options()
+        # Writers queue on the database lock at BEGIN, so a transaction never fails half-way on a
+        # lock upgrade; readers (WAL) need no lock at all.
+        if options.get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+            return
+        # synchronous is a connection setting, so it is set before each write transaction that needs
+        # the other value than the last one on this connection. NORMAL in WAL mode: the commit is not
+        # flushed to disk (a crash of the machine, not of the process, can lose it).
+        synchronous = "NORMAL" if options.get(NOT_DURABLE) else "FULL"
+        if connection.info.get("synchronous", "FULL") != synchronous:
+            connection.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+            connection.info["synchronous"] = synchronous
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class SqliteWriteLock:
+    """SQLite admits one writer at a time. Writers wait for their turn here rather than in SQLite's
+    busy handler, which polls with sleeps of up to 100 ms and so turns contention into latency spikes
+    of seconds; a kernel file lock (shared by all processes on the database) hands the turn over the
+    moment the previous writer commits, and a thread lock orders the threads of one process."""
+
+    def __init__(self, database_path: str):
+        self._path = database_path + ".writelock"
+        self._threads = threading.Lock()
+        self._descriptor: int | None = None
+        self._pid = 0
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._threads:
+            descriptor = self._open()
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+
+    def _open(self) -> int:
+        # A descriptor inherited across fork() would share its lock with the parent: reopen per process.
+        if self._descriptor is None or self._pid != os.getpid():
+            self._descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._descriptor
+
+
+class DiscardUnit(Exception):
+    """Raised by a group-commit unit to roll back its own work (and only it), returning `result`."""
+
+    def __init__(self, result=None):
+        super().__init__("unit discarded")
+        self.result = result
+
+
+class _Unit:
+    __slots__ = ("work", "wake", "lead", "finished", "result", "error")
+
+    def __init__(self, work: Callable[[sa.Connection], Any]):
+        self.work = work
+        self.wake = threading.Event()
+        self.lead = False        # set to make this unit's thread commit the next batch
+        self.finished = False    # set once the batch holding this unit has committed or failed
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Many threads' small write transactions committed together.
+
+    A durable commit costs an fsync and, on SQLite, a turn at the one writer lock; under load most of
+    a webhook's time would go there. Threads submit their work as a function of a Connection; one of
+    them (the leader) runs everything submitted so far in a single transaction, each unit inside its
+    own SAVEPOINT (a unit that fails or discards itself rolls back alone), commits once and wakes the
+    others. Arrivals meanwhile queue for the next batch, which the first of them leads. Nobody is told
+    "stored" before the commit that stores them.
+    """
+
+    def __init__(self, database: "Database", max_batch: int = 64):
+        self._database = database
+        self._max_batch = max_batch
+        self._mutex = threading.Lock()
+        self._queue: list[_Unit] = []
+        self._leading = False
+
+    def run(self, work: Callable[[sa.Connection], Any]) -> Any:
+        unit = _Unit(work)
+        with self._mutex:
+            self._queue.append(unit)
+            if not self._leading:
+                self._leading = unit.lead = True
+        while True:
+            if unit.lead:
+                unit.lead = False
+                self._commit_next_batch()  # this unit heads the queue, so the batch includes it
+            if unit.finished:
+                break
+            unit.wake.wait()
+            unit.wake.clear()
+        if unit.error is not None:
+            raise unit.error
+        return unit.result
+
+    def _commit_next_batch(self) -> None:
+        with self._mutex:
+            batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
+        try:
+            if len(batch) == 1:
+                self._commit_alone(batch[0])
+            else:
+                self._commit_together(batch)
+        except BaseException as error:  # nothing in this batch was stored
+            for unit in batch:
+                unit.error = unit.error or error
+        finally:
+            with self._mutex:
+                successor = self._queue[0] if self._queue else None
+                if successor is None:
+                    self._leading = False
+            for unit in batch:
+                unit.finished = True
+                unit.wake.set()
+            if successor is not None:
+                successor.lead = True
+                successor.wake.set()
+
+    def _commit_alone(self, unit: _Unit) -> None:
+        # The common case at low load: the unit's own transaction, no savepoint needed.
+        with self._database.write_connection() as connection:
+            transaction = connection.begin()
+            try:
+                unit.result = unit.work(connection)
+            except DiscardUnit as discarded:
+                unit.result = discarded.result
+                transaction.rollback()
+            except BaseException:
+                transaction.rollback()
+                raise
+            else:
+                transaction.commit()
+
+    def _commit_together(self, batch: list[_Unit]) -> None:
+        with self._database.writing() as connection:
+            for unit in batch:
+                try:
+                    with connection.begin_nested():
+                        unit.result = unit.work(connection)
+                except DiscardUnit as discarded:
+                    unit.result = discarded.result
+                except UNAVAILABLE_ERRORS:
+                    raise  # the connection itself failed: the whole batch fails
+                except Exception as error:  # this unit's own failure; the others go on
+                    unit.error = error
+
+
+class Database:
+    """One engine, and separate session factories for writing and reading (on SQLite a reader must
+    not take the write lock; on PostgreSQL the two are the same)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self._writer = sessionmaker(self.engine, expire_on_commit=False)
+        self._reader = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
+                                    expire_on_commit=False)
+        self._not_durable = self.engine.execution_options(**{NOT_DURABLE: True})
+        database = self.engine.url.database
+        self._write_lock = SqliteWriteLock(database) if self.dialect == "sqlite" and database \
+            and database != ":memory:" else None
+        self.group_commit = GroupCommit(self)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work that writes: commit on success, roll back on any error."""
+        with self._write_turn(), self._writer() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def writing(self, *, durable: bool = True) -> Iterator[sa.Connection]:
+        """Like transaction(), as a Core connection: for hot paths that need no ORM unit of work.
+        `durable=False` for a transaction a crash may lose without harm: its commit does not wait for
+        the disk, which under heavy writes elsewhere can take tens of milliseconds."""
+        engine = self.engine if durable else self._not_durable
+        with self._write_turn(), engine.begin() as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def write_connection(self) -> Iterator[sa.Connection]:
+        """A connection during this writer's turn, its transaction left to the caller."""
+        with self._write_turn(), self.engine.connect() as connection:
+            yield connection
+
+    def _write_turn(self):
+        return self._write_lock.hold() if self._write_lock else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self._reader() as session, session.begin():
+            yield session
+
+    def ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
+    def dispose(self) -> None:
+        self.engine.dispose()

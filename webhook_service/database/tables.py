@@ -1,0 +1,236 @@
+"""Database tables. The database is the source of truth: the queue only wakes workers.
+
+Migrations live in `migrations/versions/`; change a table here and add a revision there.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; use datetime.now(timezone.utc)")
+        return value.astimezone(timezone.utc) if dialect.name != "sqlite" else \
+            value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+# BIGINT on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is an alias of the rowid.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+# Characters no database column can hold: NUL (PostgreSQL text) and unpaired UTF-16 surrogates (not
+# encodable as UTF-8). Replaced in the normalized record; the raw request keeps the original bytes.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value):
+    """`value` with characters no database can store replaced by U+FFFD, in strings, lists and dicts."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    })
+
+
+class RequestRecord:
+    """Columns shared by accepted and quarantined webhook requests: the request exactly as it came."""
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(sa.String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    provider: Mapped[str] = mapped_column(sa.String(32))
+    connection: Mapped[str | None] = mapped_column(sa.String(64))
+    tenant_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    method: Mapped[str] = mapped_column(sa.String(8))
+    # The public URL the provider called (signatures cover it), with credentials redacted.
+    url: Mapped[str] = mapped_column(sa.Text)
+    # Header name/value pairs in arrival order; Authorization values are redacted.
+    headers: Mapped[list] = mapped_column(JSONType)
+    body: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    remote_addr: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class RawRequest(RequestRecord, Base):
+    """Every accepted webhook, kept whole so nothing a provider sent is ever lost."""
+    __tablename__ = "raw_requests"
+
+
+class QuarantinedRequest(RequestRecord, Base):
+    """A webhook we refused (401 unverifiable, 400 unparseable, 413 too large), kept for operators."""
+    __tablename__ = "quarantined_requests"
+    http_status: Mapped[int] = mapped_column(sa.Integer)
+    reason_code: Mapped[str] = mapped_column(sa.String(64))
+    reason: Mapped[str] = mapped_column(sa.Text)
+    # Set when an operator replays or discards it.
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[str | None] = mapped_column(sa.String(32))
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "provider", "provider_message_id"),
+        sa.Index("ix_messages_tenant_seq", "tenant_id", "seq"),
+    )
+    # Internal order of arrival; also the list cursor.
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(sa.String(36), unique=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(sa.String(64))
+    provider: Mapped[str] = mapped_column(sa.String(32))
+    connection: Mapped[str] = mapped_column(sa.String(64))
+    provider_message_id: Mapped[str] = mapped_column(sa.String(255))
+    direction: Mapped[str] = mapped_column(sa.String(8))
+    from_number: Mapped[str | None] = mapped_column(sa.String(64))
+    to_numbers: Mapped[list] = mapped_column(JSONType, default=list)
+    text: Mapped[str | None] = mapped_column(sa.Text)
+    subject: Mapped[str | None] = mapped_column(sa.Text)
+    # False while we only know the message from status reports; its content arrives later, or never.
+    has_content: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    status: Mapped[str | None] = mapped_column(sa.String(16))
+    provider_status: Mapped[str | None] = mapped_column(sa.String(64))
+    status_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    extra: Mapped[dict] = mapped_column(JSONType, default=dict)
+    raw_request_id: Mapped[int | None] = mapped_column(sa.ForeignKey("raw_requests.id", ondelete="SET NULL"))
+
+    attachments: Mapped[list["Attachment"]] = relationship(
+        back_populates="message", order_by="Attachment.index", lazy="raise")
+    status_events: Mapped[list["StatusEventRow"]] = relationship(
+        back_populates="message", order_by="StatusEventRow.id", lazy="raise")
+
+
+class StatusEventRow(Base):
+    __tablename__ = "status_events"
+    __table_args__ = (sa.UniqueConstraint("message_seq", "dedupe_key"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_seq: Mapped[int] = mapped_column(sa.ForeignKey("messages.seq", ondelete="CASCADE"))
+    dedupe_key: Mapped[str] = mapped_column(sa.String(128))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    provider_status: Mapped[str] = mapped_column(sa.String(64))
+    error_code: Mapped[str | None] = mapped_column(sa.String(64))
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Whether this report moved the message's current status (late or stale reports do not).
+    applied: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    raw_request_id: Mapped[int | None] = mapped_column(sa.ForeignKey("raw_requests.id", ondelete="SET NULL"))
+
+    message: Mapped[Message] = relationship(back_populates="status_events", lazy="raise")
+
+
+ATTACHMENT_STATES = ("pending", "stored", "rejected", "failed")
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+    __table_args__ = (
+        sa.UniqueConstraint("message_seq", "index"),
+        sa.Index("ix_attachments_status_due", "status", "next_attempt_at"),
+    )
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(sa.String(36), unique=True, default=new_id)
+    message_seq: Mapped[int] = mapped_column(sa.ForeignKey("messages.seq", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    index: Mapped[int] = mapped_column(sa.Integer)
+    source_url: Mapped[str] = mapped_column(sa.Text)
+    name: Mapped[str | None] = mapped_column(sa.String(255))
+    declared_content_type: Mapped[str | None] = mapped_column(sa.String(255))
+    declared_size: Mapped[int | None] = mapped_column(sa.BigInteger)
+    content_type: Mapped[str | None] = mapped_column(sa.String(255))
+    size: Mapped[int | None] = mapped_column(sa.BigInteger)
+    sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    reason_code: Mapped[str | None] = mapped_column(sa.String(64))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    blob_key: Mapped[str | None] = mapped_column(sa.String(512))
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A worker owns the row until claimed_until; the token makes its final write conditional on it.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claim_token: Mapped[str | None] = mapped_column(sa.String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    message: Mapped[Message] = relationship(back_populates="attachments", lazy="raise")
+
+
+class FeedEvent(Base):
+    """The ordered feed behind GET /api/v1/events: a consumer reads everything exactly once by
+    remembering the last id it saw. Ids are only ever allocated under the feed lock (see feed.py), so
+    they become visible in order."""
+    __tablename__ = "events"
+    __table_args__ = (sa.Index("ix_events_tenant_id", "tenant_id", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(sa.String(64))
+    type: Mapped[str] = mapped_column(sa.String(32))
+    message_id: Mapped[str | None] = mapped_column(sa.String(36))
+    attachment_id: Mapped[str | None] = mapped_column(sa.String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    data: Mapped[dict] = mapped_column(JSONType)
+
+
+class MediaUpload(Base):
+    """A file a client uploaded through POST /api/v1/media to send by MMS: checked like an inbound
+    attachment and kept in the blob store until the client deletes it (which revokes its URLs)."""
+    __tablename__ = "media_uploads"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    # The tenant's sending number the upload was made for, in E.164, and its configured id.
+    phone_number: Mapped[str] = mapped_column(sa.String(32))
+    phone_number_id: Mapped[str] = mapped_column(sa.String(255))
+    # Sanitized; used only for Content-Disposition, never for the blob key.
+    file_name: Mapped[str] = mapped_column(sa.String(255))
+    # Sniffed (and, after a conversion, the converted file's): what is stored and served.
+    content_type: Mapped[str] = mapped_column(sa.String(255))
+    declared_content_type: Mapped[str | None] = mapped_column(sa.String(255))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    blob_key: Mapped[str] = mapped_column(sa.String(512))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the URL returned by the upload stops working (GET /api/v1/media/<id> signs fresh ones).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set by DELETE /api/v1/media/<id>, once the blob is gone.
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The API user or key that uploaded it.
+    created_by: Mapped[str] = mapped_column(sa.String(255))

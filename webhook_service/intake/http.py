@@ -1,0 +1,130 @@
+"""POST /webhooks/<provider>[/<connection>]: the HTTP side of the intake, the same for every provider.
+
+Reads the body (capped), builds the provider-independent WebhookRequest, hands it to the intake and
+answers: the provider's acknowledgement once stored, 401/400/413 for a refused request (kept in
+quarantine), 503 with Retry-After when the database is down. Nothing a caller can send produces a 500.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from datetime import datetime, timezone
+
+from flask import Blueprint, Response, current_app, request
+from werkzeug.datastructures import Headers
+
+from webhook_service.config.model import Connection
+from webhook_service.intake.processing import Intake, IntakeResult
+from webhook_service.observability import metrics
+from webhook_service.observability.logs import log
+from webhook_service.providers.base import WebhookRequest
+
+logger = logging.getLogger("webhook_service.intake")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: str | None) -> Blueprint:
+    blueprint = Blueprint("webhooks", __name__)
+
+    @blueprint.post("/webhooks/<provider>")
+    @blueprint.post("/webhooks/<provider>/<connection_name>")
+    def receive(provider: str, connection_name: str | None = None) -> Response:
+        started = time.perf_counter()
+        request_id = _request_id()
+        adapter = intake.adapters.get(provider)
+        connection = intake.connections.find(provider, connection_name) if adapter else None
+        if adapter is None or connection is None:
+            result = IntakeResult(404, "not_found", "unknown_provider" if adapter is None else "unknown_connection")
+            _log(intake, result, request_id, provider, connection_name, started)
+            return _json_error(404, "not_found", "No such webhook endpoint.", request_id)
+
+        body = _read_capped_body(max_body_bytes)
+        webhook_request = WebhookRequest(
+            method=request.method, url=_public_url(public_base_url, connection), headers=Headers(request.headers),
+            body=body if body is not None else b"", received_at=datetime.now(timezone.utc),
+            remote_addr=request.remote_addr)
+        if body is None:
+            result = IntakeResult(413, "too_large", "body_too_large")
+            declared = request.content_length if request.content_length is not None else "absent"
+            intake.quarantine.keep(adapter, connection, webhook_request, request_id, 413, "body_too_large",
+                                   f"body exceeds the {max_body_bytes}-byte limit (Content-Length: {declared}); "
+                                   "body not kept")
+            _log(intake, result, request_id, provider, connection.name, started)
+            return _json_error(413, "payload_too_large", f"Body exceeds {max_body_bytes} bytes.", request_id)
+
+        result = intake.process(adapter, connection, webhook_request, request_id)
+        _log(intake, result, request_id, provider, connection.name, started)
+        if result.status == 200:
+            body_text, mimetype = adapter.acknowledgement_for(connection)
+            response = Response(body_text, status=200, mimetype=mimetype)
+        elif result.status == 401:
+            # Nothing in the answer says why: the reason is for operators, in quarantine and the log.
+            response = Response("", status=401)
+        elif result.status == 400:
+            response = _json_error(400, "bad_request", "The request body could not be understood.", request_id)
+        else:
+            response = _json_error(503, "unavailable", "Temporarily unable to store the request; retry.",
+                                   request_id)
+            response.headers["Retry-After"] = "5"
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+    return blueprint
+
+
+def _read_capped_body(cap: int) -> bytes | None:
+    """The body, or None when it is larger than `cap` (read at most cap + 1 bytes, whatever
+    Content-Length claims)."""
+    if request.content_length is not None and request.content_length > cap:
+        return None
+    chunks, size = [], 0
+    while size <= cap:
+        chunk = request.stream.read(min(65536, cap + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return None if size > cap else b"".join(chunks)
+
+
+def _public_url(public_base_url: str | None, connection: Connection) -> str:
+    """The URL the provider called, as it signed it: the connection's configured public URL, else the
+    configured public base URL, else what the (proxy-corrected) request says."""
+    query = request.query_string.decode("latin-1")
+    if connection.public_url:
+        base = connection.public_url.split("?", 1)[0]
+    else:
+        root = public_base_url or (request.host_url.rstrip("/") + request.script_root)
+        base = root + request.path
+    return f"{base}?{query}" if query else base
+
+
+def _request_id() -> str:
+    offered = request.headers.get("X-Request-Id", "")
+    return offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+
+
+def _json_error(status: int, code: str, message: str, request_id: str) -> Response:
+    response = current_app.json.response({"error": {"code": code, "message": message}})
+    response.status_code = status
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def _log(intake: Intake, result: IntakeResult, request_id: str, provider: str, connection: str | None,
+         started: float) -> None:
+    duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    # Unknown names come from the URL: keep them out of metric labels (unbounded cardinality).
+    metrics.observe_webhook(provider if provider in intake.adapters else "unknown", result.outcome,
+                            duration_ms / 1000)
+    log(logger, "webhook", logging.INFO if result.status < 500 else logging.ERROR,
+        request_id=request_id, provider=provider[:32], connection=connection and connection[:64],
+        outcome=result.outcome,
+        status=result.status, reason=result.reason_code,
+        provider_message_ids=result.provider_message_ids[:10], senders=result.senders[:5],
+        message_ids=(result.store.message_ids[:10] if result.store else []),
+        attachments_pending=(len(result.store.new_attachment_ids) if result.store else 0),
+        duration_ms=duration_ms)

@@ -1,0 +1,113 @@
+"""Quarantine: the webhook requests we refused (401 unverifiable, 400 unparseable, 413 too large), kept
+for operators to read, replay or discard, and the budget that bounds how much of their bodies is kept.
+
+How many bytes of refused request bodies quarantine may hold:
+
+Anyone can POST to a webhook URL. Without a bound, a flood of unsigned 1 MiB requests would fill the
+disk, and a full disk refuses valid webhooks too. Past the budget a refused request is still recorded
+(method, URL, headers, reason, its size) but its body is not kept, and a log line says so; `prune`
+frees the space again.
+
+The total is read from the database at most every REFRESH_SECONDS and counted locally in between, so a
+flood costs one SUM per interval per process, not one per request. Processes do not see each other's
+counts between reads: together they may overshoot by what they admit within one interval.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+from webhook_service.config.model import Connection
+from webhook_service.database.engine import UNAVAILABLE_ERRORS, Database
+from webhook_service.database.tables import QuarantinedRequest
+from webhook_service.intake.redaction import stored_form
+from webhook_service.observability.logs import log
+from webhook_service.providers.base import ProviderAdapter, WebhookRequest
+
+logger = logging.getLogger("webhook_service.intake")
+
+REFRESH_SECONDS = 10.0
+STORED_BODY_BYTES = sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(QuarantinedRequest.body)), 0))
+
+
+class QuarantineBudget:
+    def __init__(self, limit_bytes: int, *, refresh_seconds: float = REFRESH_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
+        self.limit_bytes = limit_bytes
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._used: int | None = None
+        self._read_at = 0.0
+
+    def admit(self, db: Database, size: int) -> bool:
+        """Whether a body of `size` bytes may be kept; when it may, it is counted as kept."""
+        with self._lock:
+            now = self._clock()
+            if self._used is None or now - self._read_at >= self._refresh_seconds:
+                with db.reading() as session:
+                    self._used = int(session.execute(STORED_BODY_BYTES).scalar_one())
+                self._read_at = now
+            if self._used + size > self.limit_bytes:
+                return False
+            self._used += size
+            return True
+
+
+class Quarantine:
+    """Refused requests: kept (within the body budget) as they came, credentials redacted; listed, read and
+    marked resolved by operators."""
+
+    def __init__(self, db: Database, budget: QuarantineBudget):
+        self.db = db
+        self.budget = budget
+
+    def keep(self, adapter: ProviderAdapter, connection: Connection, webhook_request: WebhookRequest,
+             request_id: str, http_status: int, reason_code: str, detail: str) -> None:
+        """Record a refused request. Never raises for a database outage: the answer stays 401/400/413
+        (the request is refused either way), and a log line keeps the fact."""
+        record = stored_form(adapter, connection, webhook_request, request_id)
+        body = record.body
+        try:
+            if body and not self.budget.admit(self.db, len(body)):
+                # Said first, so that it survives the reason's length cap.
+                detail = (f"body of {len(body)} bytes not kept: quarantine holds its budget of "
+                          f"{self.budget.limit_bytes} bytes (quarantine_max_bytes); {detail}")
+                log(logger, "quarantine_body_not_kept", logging.WARNING, request_id=request_id,
+                    provider=connection.provider, connection=connection.name, bytes=len(body))
+                body = b""
+            with self.db.transaction() as session:
+                session.add(QuarantinedRequest(
+                    request_id=request_id, received_at=record.received_at, provider=connection.provider,
+                    connection=connection.name, tenant_id=connection.tenant, method=record.method,
+                    url=record.url, headers=record.headers, body=body, remote_addr=record.remote_addr,
+                    http_status=http_status, reason_code=reason_code, reason=detail[:2000]))
+        except UNAVAILABLE_ERRORS as error:
+            log(logger, "quarantine_unavailable", logging.ERROR, request_id=request_id,
+                error=type(error).__name__)
+
+    def entries(self, *, include_resolved: bool = False, provider: str | None = None,
+                limit: int = 50) -> list[QuarantinedRequest]:
+        """The newest entries first; unresolved ones only unless `include_resolved`."""
+        query = sa.select(QuarantinedRequest).order_by(QuarantinedRequest.id.desc()).limit(limit)
+        if not include_resolved:
+            query = query.where(QuarantinedRequest.resolved_at.is_(None))
+        if provider:
+            query = query.where(QuarantinedRequest.provider == provider)
+        with self.db.reading() as session:
+            return list(session.scalars(query))
+
+    def get(self, entry_id: int) -> QuarantinedRequest | None:
+        with self.db.reading() as session:
+            return session.get(QuarantinedRequest, entry_id)
+
+    def resolve(self, entry_id: int, resolution: str) -> None:
+        """Mark an entry replayed or discarded (it stays until `prune`)."""
+        with self.db.transaction() as session:
+            session.execute(sa.update(QuarantinedRequest).where(QuarantinedRequest.id == entry_id)
+                            .values(resolved_at=datetime.now(timezone.utc), resolution=resolution))

@@ -1,0 +1,70 @@
+"""The canonical JSON shapes consumers read (camelCase, as the seeds use)."""
+from __future__ import annotations
+
+from datetime import datetime
+from collections.abc import Callable
+
+from webhook_service.database.tables import Attachment, Message, StatusEventRow
+
+# Signs a stored attachment's URL at read time (URLs expire, so they are never stored).
+AttachmentUrl = Callable[[Attachment], "str | None"]
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def attachment_json(attachment: Attachment, url: AttachmentUrl | None = None) -> dict:
+    return {
+        "id": attachment.id,
+        "index": attachment.index,
+        "name": attachment.name,
+        "declaredContentType": attachment.declared_content_type,
+        "contentType": attachment.content_type,
+        "size": attachment.size,
+        "sha256": attachment.sha256,
+        "status": attachment.status,
+        "reasonCode": attachment.reason_code,
+        "reason": attachment.reason,
+        "attempts": attachment.attempts,
+        "url": url(attachment) if url and attachment.status == "stored" else None,
+    }
+
+
+def status_json(row: StatusEventRow) -> dict:
+    return {
+        "status": row.status,
+        "providerStatus": row.provider_status,
+        "errorCode": row.error_code,
+        "errorMessage": row.error_message,
+        "occurredAt": iso(row.occurred_at),
+        "receivedAt": iso(row.received_at),
+        "applied": row.applied,
+    }
+
+
+def message_json(message: Message, attachments: list[Attachment], history: list[StatusEventRow],
+                 url: AttachmentUrl | None = None) -> dict:
+    return {
+        "id": message.id,
+        "provider": message.provider,
+        "connection": message.connection,
+        "tenantId": message.tenant_id,
+        "providerMessageId": message.provider_message_id,
+        "direction": message.direction,
+        "from": message.from_number,
+        "to": list(message.to_numbers or []),
+        "text": message.text,
+        "subject": message.subject,
+        "status": message.status,
+        "providerStatus": message.provider_status,
+        "statusUpdatedAt": iso(message.status_updated_at),
+        "occurredAt": iso(message.occurred_at),
+        "receivedAt": iso(message.received_at),
+        # False while the message is known only from delivery reports.
+        "hasContent": message.has_content,
+        # Provider facts not mapped above (e.g. Vonage's concatenation fields, segment counts).
+        "extra": dict(message.extra or {}),
+        "attachments": [attachment_json(a, url) for a in attachments],
+        "statusHistory": [status_json(row) for row in history],
+    }

@@ -1,0 +1,2 @@
+"""The worker: the queue that wakes downloads (`queue.py`), its consumer threads (`consumer.py`) woken
+across processes (`wake.py`), and the supervisor of the consumer processes (`supervisor.py`)."""

@@ -1,0 +1,109 @@
+"""The queue (Huey) that wakes download workers: SQLite storage under the data directory by default,
+Redis when REDIS_URL is set. It carries attachment ids only; the database says what is to be done, so
+a lost or duplicated task is harmless (the sweep re-enqueues, the claim makes duplicates no-ops)."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
+from huey.storage import SqliteStorage
+
+from webhook_service.config.model import QueueSettings
+from webhook_service.observability.logs import log
+from webhook_service.worker.consumer import SiblingWakingConsumer
+from webhook_service.worker.wake import wake_consumers, wake_sender
+
+logger = logging.getLogger("webhook_service.worker")
+
+
+class DownloadQueue:
+    """The Huey instance with this service's two tasks registered on it: `process` an attachment by id,
+    and `sweep` (every minute) for attachments whose wake-up was lost."""
+
+    def __init__(self, settings: QueueSettings, *, data_dir: Path, redis_url: str | None,
+                 process: Callable[[str], object], sweep: Callable[[], int]):
+        name = settings.name
+        if settings.immediate:
+            # Tasks run inline when enqueued: for tests and one-off CLI use, never for serving.
+            self.huey: Huey = MemoryHuey(name, immediate=True, results=False)
+        elif redis_url:
+            self.huey = RedisHuey(name, url=redis_url, results=False)
+        else:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            # fsync off: the queue holds only wake-ups that the sweep can recreate from the database.
+            self.huey = _EmbeddedHuey(name, filename=str((data_dir / "queue.db").resolve()),
+                                      results=False, fsync=False, timeout=10)
+
+        @self.huey.task(name="download_attachment")
+        def download_attachment(attachment_id: str) -> None:
+            process(attachment_id)
+
+        @self.huey.periodic_task(crontab(minute="*"), name="sweep_pending_attachments")
+        def sweep_pending_attachments() -> None:
+            count = sweep()
+            if count:
+                log(logger, "sweep_enqueued", attachments=count)
+
+        self._download = download_attachment
+        self.sweep = sweep_pending_attachments
+        # Consumers of the embedded queue in other processes (`worker` runs one per CPU) are woken
+        # through sockets here, by a consumer that starts a task and by whoever enqueues one; each
+        # consumer process wakes its own threads directly.
+        self._wake_directory = None if self.huey.storage.blocking or settings.immediate \
+            else data_dir.resolve() / "wake"
+        self._wake_sender: socket.socket | None = None
+        self._wake_sender_pid = 0
+
+    def enqueue(self, attachment_ids: list[str], eta: datetime | None = None) -> None:
+        for attachment_id in attachment_ids:
+            if eta is None:
+                self._download(attachment_id)
+            else:
+                self._download.schedule(args=(attachment_id,), eta=eta)
+        if attachment_ids and eta is None and self._wake_directory is not None:
+            # Idle consumers would find the work only on their next poll, up to a second from now.
+            try:
+                wake_consumers(self._wake_directory, self._sender())
+            except OSError:
+                pass  # no socket to send from (out of descriptors): the tasks are queued all the same
+
+    def _sender(self) -> socket.socket:
+        # One per process: a socket inherited through fork() is shared with the parent.
+        if self._wake_sender is None or self._wake_sender_pid != os.getpid():
+            self._wake_sender, self._wake_sender_pid = wake_sender(), os.getpid()
+        return self._wake_sender
+
+    def close(self) -> None:
+        if self._wake_sender is not None:
+            self._wake_sender.close()
+            self._wake_sender = None
+
+    def ping(self) -> None:
+        """Raise when the queue's storage cannot be reached."""
+        self.huey.storage.queue_size()
+
+    def consumer(self, threads: int, periodic: bool = True) -> SiblingWakingConsumer:
+        # Idle workers poll the embedded queue at most a second apart (huey's default backs off to
+        # 10 s): a webhook's attachments should start downloading at once, and some providers' media
+        # links are short-lived. (The Redis queue blocks on the list instead of polling.)
+        return SiblingWakingConsumer(self.huey, wake_directory=self._wake_directory, workers=threads,
+                                     worker_type="thread", periodic=periodic, check_worker_health=True,
+                                     initial_delay=0.05, backoff=1.5, max_delay=1.0)
+
+
+class _EmbeddedQueueStorage(SqliteStorage):
+    def delete_data(self, key: str) -> bool:
+        # huey clears a task's revocation flag after every run, in an exclusive transaction: it waits
+        # behind the other workers' dequeues (across processes in SQLite's busy handler, holding this
+        # storage's one connection lock meanwhile). Tasks are seldom revoked, so look first: a read
+        # in WAL mode takes no lock.
+        return self.has_data_for_key(key) and super().delete_data(key)
+
+
+class _EmbeddedHuey(SqliteHuey):
+    storage_class = _EmbeddedQueueStorage

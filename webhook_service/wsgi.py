@@ -1,0 +1,13 @@
+"""The WSGI application for gunicorn (`gunicorn webhook_service.wsgi:app`), configured from the
+environment like every other entry point."""
+import sys
+
+from webhook_service.app import create_app
+from webhook_service.config.model import ConfigError
+
+try:
+    app = create_app()
+except ConfigError as error:
+    # One clear line instead of a traceback from every gunicorn worker.
+    sys.stderr.write(f"configuration error: {error}\n")
+    raise SystemExit(2) from None
