@@ -1,4 +1,5 @@
 """The baseline for bench/intake.py: the least a Flask endpoint can do, a 200 for every POST."""
+
 from flask import Flask, request
 
 app = Flask(__name__)

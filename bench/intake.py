@@ -11,6 +11,7 @@ Two measurements per server:
 Requests are distinct signed Standard Webhooks inbound messages (signing happens before timing).
 Goal (DESIGN.md): throughput ratio >= 0.5, p99 < 50 ms at moderate load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.support import free_port  # noqa: E402
+from datetime import UTC
+
+from bench.support import free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TENANT = "00000000-0000-0000-0000-000000000000"
@@ -50,35 +53,67 @@ def wait_for(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
 
 
 def gunicorn(target: str, port: int, workers: int, threads: int, env: dict, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-               "--worker-class", "gthread", "--threads", str(threads), "--keep-alive", "30", target]
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--keep-alive",
+        "30",
+        target,
+    ]
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     wait_for(port, process)
     return process
 
 
 def build_requests(count: int, prefix: str) -> list[tuple[bytes, dict]]:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from standardwebhooks.webhooks import Webhook
 
     signer = Webhook(SECRET)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     requests = []
     for index in range(count):
-        body = json.dumps({"type": "message.received", "data": {
-            "providerMessageId": f"{prefix}-{index}", "from": "+15550001111", "to": ["+15551234567"],
-            "text": f"benchmark message {index} \U0001F4E6"}}).encode()
+        body = json.dumps(
+            {
+                "type": "message.received",
+                "data": {
+                    "providerMessageId": f"{prefix}-{index}",
+                    "from": "+15550001111",
+                    "to": ["+15551234567"],
+                    "text": f"benchmark message {index} \U0001f4e6",
+                },
+            }
+        ).encode()
         webhook_id = f"msg_{prefix}_{index}"
-        headers = {"Content-Type": "application/json", "webhook-id": webhook_id,
-                   "webhook-timestamp": str(int(now.timestamp())),
-                   "webhook-signature": signer.sign(msg_id=webhook_id, timestamp=now, data=body.decode())}
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": webhook_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signer.sign(msg_id=webhook_id, timestamp=now, data=body.decode()),
+        }
         requests.append((body, headers))
     return requests
 
 
-def _client(port: int, path: str, requests, start_at: float, stop_at: float, interval: float | None,
-            results: multiprocessing.Queue) -> None:
+def _client(
+    port: int,
+    path: str,
+    requests,
+    start_at: float,
+    stop_at: float,
+    interval: float | None,
+    results: multiprocessing.Queue,
+) -> None:
     """One keep-alive connection. interval None: closed loop; otherwise send at fixed times."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     latencies, errors, sent = [], 0, 0
@@ -117,9 +152,13 @@ def load(port: int, path: str, requests, clients: int, duration: float, rate: fl
     start_at = time.monotonic() + 0.5
     interval = clients / rate if rate else None
     share = len(requests) // clients
-    processes = [multiprocessing.Process(target=_client, args=(
-        port, path, requests[i * share:(i + 1) * share], start_at, start_at + duration, interval, results))
-        for i in range(clients)]
+    processes = [
+        multiprocessing.Process(
+            target=_client,
+            args=(port, path, requests[i * share : (i + 1) * share], start_at, start_at + duration, interval, results),
+        )
+        for i in range(clients)
+    ]
     for process in processes:
         process.start()
     collected = [results.get() for _ in processes]
@@ -129,7 +168,9 @@ def load(port: int, path: str, requests, clients: int, duration: float, rate: fl
     sent = sum(s for _, _, s in collected)
     errors = sum(e for _, e, _ in collected)
     return {
-        "requests": sent, "errors": errors, "rps": sent / duration,
+        "requests": sent,
+        "errors": errors,
+        "rps": sent / duration,
         "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
     }
@@ -149,7 +190,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-intake-"))
     config = work / "service.toml"
     config.write_text(f"""
-data_dir = "{work / 'data'}"
+data_dir = "{work / "data"}"
 log_level = "WARNING"
 [[tenants]]
 id = "{TENANT}"
@@ -174,10 +215,17 @@ secrets = ["{SECRET}"]
         process = gunicorn(target, port, args.workers, args.threads, env, work / f"{label.split()[0]}.log")
         try:
             warmup = load(port, path, build_requests(200, f"warm-{label[:4]}"), 4, 1.0, None)
-            throughput = load(port, path, build_requests(budget, f"tp-{label[:4]}"), args.concurrency,
-                              args.duration, None)
-            latency = load(port, path, build_requests(int(args.rate * args.duration) + 100, f"lat-{label[:4]}"),
-                           min(args.concurrency, 8), args.duration, args.rate)
+            throughput = load(
+                port, path, build_requests(budget, f"tp-{label[:4]}"), args.concurrency, args.duration, None
+            )
+            latency = load(
+                port,
+                path,
+                build_requests(int(args.rate * args.duration) + 100, f"lat-{label[:4]}"),
+                min(args.concurrency, 8),
+                args.duration,
+                args.rate,
+            )
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -187,13 +235,16 @@ secrets = ["{SECRET}"]
         stored = db.execute("select count(*) from messages").fetchone()[0]
         raw = db.execute("select count(*) from raw_requests").fetchone()[0]
 
-    print(f"\nwebhook intake benchmark: gunicorn {args.workers} workers x {args.threads} threads (gthread), "
-          f"{args.duration:.0f} s per measurement, {os.cpu_count()} CPUs")
-    print(f"{'server':<16} {'throughput':>14} {'errors':>7} {'p50 @load':>10} {'p99 @load':>10} "
-          f"{'load':>9}")
+    print(
+        f"\nwebhook intake benchmark: gunicorn {args.workers} workers x {args.threads} threads (gthread), "
+        f"{args.duration:.0f} s per measurement, {os.cpu_count()} CPUs"
+    )
+    print(f"{'server':<16} {'throughput':>14} {'errors':>7} {'p50 @load':>10} {'p99 @load':>10} {'load':>9}")
     for label, (throughput, latency, _) in report.items():
-        print(f"{label:<16} {throughput['rps']:>10.0f} r/s {throughput['errors']:>7} "
-              f"{latency['p50_ms']:>8.1f}ms {latency['p99_ms']:>8.1f}ms {latency['rps']:>5.0f} r/s")
+        print(
+            f"{label:<16} {throughput['rps']:>10.0f} r/s {throughput['errors']:>7} "
+            f"{latency['p50_ms']:>8.1f}ms {latency['p99_ms']:>8.1f}ms {latency['rps']:>5.0f} r/s"
+        )
     bare, intake = report["bare Flask 200"][0], report["webhook intake"][0]
     ratio = intake["rps"] / bare["rps"]
     p99 = report["webhook intake"][1]["p99_ms"]

@@ -1,4 +1,5 @@
 """What the benchmarks share: a free loopback port, sample files, and a process's peak memory."""
+
 from __future__ import annotations
 
 import io
@@ -30,7 +31,8 @@ def noise_jpeg(size: int, quality: int) -> bytes:
         side = (low + high) // 2
         buffer = io.BytesIO()
         Image.frombytes("RGB", (side, side), random.Random(side).randbytes(side * side * 3)).save(
-            buffer, "JPEG", quality=quality)
+            buffer, "JPEG", quality=quality
+        )
         if buffer.tell() <= size:
             best, low = buffer.getvalue(), side + 1
         else:

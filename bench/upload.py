@@ -14,6 +14,7 @@ image costs. Each form runs in a fresh gunicorn; peak RSS is the largest VmHWM a
 "idle" is the same after one small warm-up upload. Goal (DESIGN.md): a 5 MiB base64 upload validated and
 stored in well under a second.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.support import free_port, noise_jpeg, peak_rss_kib, random_pdf  # noqa: E402
+from bench.support import free_port, noise_jpeg, peak_rss_kib, random_pdf
 
 # The development defaults (config.py): the seeds' tenant, number and credentials.
 TENANT = "00000000-0000-0000-0000-000000000000"
@@ -54,10 +55,17 @@ def request_body(form: str, data: bytes, file_name: str, content_type: str) -> t
         array = ", ".join(map(str, data)).encode()
         head = json.dumps({**fields, "data": []}).encode()[:-3]  # everything before the empty array's "[]}"
         return head + b"[" + array + b"]}", "application/json"
-    parts = [f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-             for name, value in fields.items() if name != "fileName"]
-    parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{file_name}"\r\n'
-                 f"Content-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n")
+    parts = [
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+        if name != "fileName"
+    ]
+    parts.append(
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{file_name}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode(), f"multipart/form-data; boundary={BOUNDARY}"
 
 
@@ -67,14 +75,24 @@ def start_service(work: Path, label: str) -> tuple[subprocess.Popen, int]:
     config.write_text(f'data_dir = "{data}"\nlog_level = "WARNING"\n')
     port = free_port()
     env = dict(os.environ, WEBHOOK_SERVICE_CONFIG=str(config), PYTHONPATH=str(ROOT), PORT=str(port))
-    from webhook_service.settings import load_settings
     from webhook_service.database.migrate import migrate
+    from webhook_service.settings import load_settings
 
     migrate(load_settings(config, environ={}).effective_database_url)
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "python:webhook_service.gunicorn_config",
-         "webhook_service.app:create_app()"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(work / f"{label}.log").open("wb"))
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:webhook_service.gunicorn_config",
+            "webhook_service.app:create_app()",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=(work / f"{label}.log").open("wb"),
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -105,8 +123,9 @@ def peak_rss_mib(pids: list[int]) -> float:
 
 
 def post(connection: http.client.HTTPConnection, body: bytes, content_type: str) -> dict:
-    connection.request("POST", "/api/v1/media", body=body,
-                       headers={"Content-Type": content_type, "Authorization": AUTHORIZATION})
+    connection.request(
+        "POST", "/api/v1/media", body=body, headers={"Content-Type": content_type, "Authorization": AUTHORIZATION}
+    )
     response = connection.getresponse()
     answer = json.loads(response.read())
     if response.status != 201:
@@ -114,8 +133,7 @@ def post(connection: http.client.HTTPConnection, body: bytes, content_type: str)
     return answer
 
 
-def run(work: Path, form: str, label: str, data: bytes, file_name: str, content_type: str,
-        repeat: int) -> dict:
+def run(work: Path, form: str, label: str, data: bytes, file_name: str, content_type: str, repeat: int) -> dict:
     body, body_type = request_body(form, data, file_name, content_type)
     warm_up, warm_up_type = request_body(form, random_pdf(1024), "warm-up.pdf", "application/pdf")
     process, port = start_service(work, f"{label}-{form}")
@@ -131,9 +149,18 @@ def run(work: Path, form: str, label: str, data: bytes, file_name: str, content_
             answer = post(connection, body, body_type)
             seconds.append(time.perf_counter() - started)
         connection.close()
-        return {"form": form, "label": label, "file": len(data), "stored": answer["size"],
-                "stored_type": answer["contentType"], "body": len(body), "median": statistics.median(seconds),
-                "max": max(seconds), "idle": idle, "peak": peak_rss_mib(pids)}
+        return {
+            "form": form,
+            "label": label,
+            "file": len(data),
+            "stored": answer["size"],
+            "stored_type": answer["contentType"],
+            "body": len(body),
+            "median": statistics.median(seconds),
+            "max": max(seconds),
+            "idle": idle,
+            "peak": peak_rss_mib(pids),
+        }
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -149,24 +176,28 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-upload-"))
     rows = []
     try:
-        for form in FORMS:
-            rows.append(run(work, form, "pdf", document, "document.pdf", "application/pdf", args.repeat))
-        for form in FORMS:
-            rows.append(run(work, form, "jpeg", photo, "photo.jpg", "image/jpeg", args.repeat))
+        rows += [run(work, form, "pdf", document, "document.pdf", "application/pdf", args.repeat) for form in FORMS]
+        rows += [run(work, form, "jpeg", photo, "photo.jpg", "image/jpeg", args.repeat) for form in FORMS]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\nupload API benchmark: gunicorn (service defaults: 2 workers x 8 threads), SQLite, local blob store, "
-          f"{os.cpu_count()} CPUs, {args.repeat} sequential uploads per row")
+    print(
+        f"\nupload API benchmark: gunicorn (service defaults: 2 workers x 8 threads), SQLite, local blob store, "
+        f"{os.cpu_count()} CPUs, {args.repeat} sequential uploads per row"
+    )
     print(f"{'file':<14} {'form':<10} {'request':>10} {'median':>8} {'max':>8} {'idle RSS':>9} {'peak RSS':>9}  stored")
     for row in rows:
-        print(f"{row['label'] + ' ' + format(row['file'] / MIB, '.2f') + ' MiB':<14} {row['form']:<10} "
-              f"{row['body'] / MIB:>6.1f} MiB {row['median']:>7.3f}s {row['max']:>7.3f}s "
-              f"{row['idle']:>5.0f} MiB {row['peak']:>5.0f} MiB  {row['stored'] / MIB:.2f} MiB {row['stored_type']}")
+        print(
+            f"{row['label'] + ' ' + format(row['file'] / MIB, '.2f') + ' MiB':<14} {row['form']:<10} "
+            f"{row['body'] / MIB:>6.1f} MiB {row['median']:>7.3f}s {row['max']:>7.3f}s "
+            f"{row['idle']:>5.0f} MiB {row['peak']:>5.0f} MiB  {row['stored'] / MIB:.2f} MiB {row['stored_type']}"
+        )
     base64_pdf = next(row for row in rows if row["form"] == "base64" and row["label"] == "pdf")
     met = base64_pdf["max"] < 1.0
-    print(f"\n5 MiB base64 upload: median {base64_pdf['median']:.3f} s, max {base64_pdf['max']:.3f} s "
-          f"(goal: well under a second: {'met' if met else 'NOT met'})")
+    print(
+        f"\n5 MiB base64 upload: median {base64_pdf['median']:.3f} s, max {base64_pdf['max']:.3f} s "
+        f"(goal: well under a second: {'met' if met else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

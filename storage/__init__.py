@@ -4,6 +4,7 @@ No Flask here and nothing from webhook_service: the web layer and the workers bu
 settings and use it through `BlobStore`. The backend classes load lazily, so importing this package
 does not import boto3 or the Azure SDK.
 """
+
 from __future__ import annotations
 
 from importlib import import_module

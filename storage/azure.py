@@ -3,12 +3,13 @@
 The container is not created implicitly: `ensure_container()` does that (deployment or tests), while
 `check()` only reads, so a readiness probe never creates resources.
 """
+
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 from azure.core.exceptions import (
@@ -38,7 +39,8 @@ from .base import (
     StorageUnavailable,
     check_url_lifetime,
 )
-from .headers import check_header_value, content_disposition as build_content_disposition, normalize_metadata
+from .headers import check_header_value, normalize_metadata
+from .headers import content_disposition as build_content_disposition
 from .keys import normalize_prefix, validate_key
 from .streams import SourceReader, translated_stream
 
@@ -49,8 +51,12 @@ _CLOCK_SKEW = timedelta(minutes=5)
 _MIB = 1024 * 1024
 # Uploads go as 4 MiB blocks committed at the end (a block list commit is atomic, and uncommitted
 # blocks are never visible); downloads come in 4 MiB ranges. Either way memory holds one block.
-_TRANSFER_SIZES = {"max_single_put_size": 4 * _MIB, "max_block_size": 4 * _MIB,
-                   "max_single_get_size": 4 * _MIB, "max_chunk_get_size": 4 * _MIB}
+_TRANSFER_SIZES = {
+    "max_single_put_size": 4 * _MIB,
+    "max_block_size": 4 * _MIB,
+    "max_single_get_size": 4 * _MIB,
+    "max_chunk_get_size": 4 * _MIB,
+}
 _DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -65,24 +71,35 @@ class AzureBlobStore(BlobStore):
 
     backend = "azure"
 
-    def __init__(self, container: str, *, connection_string: str | None = None,
-                 account_url: str | None = None, account_name: str | None = None,
-                 account_key: str | None = None, prefix: str = "", credential: Any = None,
-                 connect_timeout: float = 5.0, read_timeout: float = 30.0, max_attempts: int = 3):
+    def __init__(
+        self,
+        container: str,
+        *,
+        connection_string: str | None = None,
+        account_url: str | None = None,
+        account_name: str | None = None,
+        account_key: str | None = None,
+        prefix: str = "",
+        credential: Any = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_attempts: int = 3,
+    ):
         options: dict[str, Any] = {
-            "connection_timeout": connect_timeout, "read_timeout": read_timeout,
+            "connection_timeout": connect_timeout,
+            "read_timeout": read_timeout,
             # The SDK's default waits 15 s and more between attempts: too long for a webhook worker or a
             # readiness probe. max_attempts counts the first try, as botocore's setting does.
-            "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2,
-                                             retry_total=max_attempts - 1, random_jitter_range=1),
+            "retry_policy": ExponentialRetry(
+                initial_backoff=1, increment_base=2, retry_total=max_attempts - 1, random_jitter_range=1
+            ),
             **_TRANSFER_SIZES,
         }
         if connection_string:
             service = BlobServiceClient.from_connection_string(connection_string, **options)
         elif account_url:
             if account_key:
-                credential = ({"account_name": account_name, "account_key": account_key}
-                              if account_name else account_key)
+                credential = {"account_name": account_name, "account_key": account_key} if account_name else account_key
             elif credential is None:
                 credential = _default_token_credential()
             service = BlobServiceClient(account_url, credential=credential, **options)
@@ -107,27 +124,43 @@ class AzureBlobStore(BlobStore):
             if not isinstance(error.__cause__, ResourceExistsError):
                 raise
 
-    def put(self, key: str, source: BinaryIO, *, content_type: str, size: int | None = None,
-            metadata: Mapping[str, str] = {}, content_disposition: str | None = None) -> BlobInfo:
+    def put(
+        self,
+        key: str,
+        source: BinaryIO,
+        *,
+        content_type: str,
+        size: int | None = None,
+        metadata: Mapping[str, str] = {},
+        content_disposition: str | None = None,
+    ) -> BlobInfo:
         name = self._name(key)
         settings = ContentSettings(
             content_type=check_header_value("content_type", content_type),
-            content_disposition=(None if content_disposition is None
-                                 else check_header_value("content_disposition", content_disposition)))
+            content_disposition=(
+                None if content_disposition is None else check_header_value("content_disposition", content_disposition)
+            ),
+        )
         normalized_metadata = normalize_metadata(metadata)
         reader = SourceReader(source, size)
         try:
             # No length: the SDK then reads the stream block by block (with a length it would read
             # that many bytes at once) and our reader sees the end, so it can check a declared size.
-            self._container.upload_blob(name, reader, overwrite=True, content_settings=settings,
-                                        metadata=normalized_metadata, max_concurrency=1)
+            self._container.upload_blob(
+                name, reader, overwrite=True, content_settings=settings, metadata=normalized_metadata, max_concurrency=1
+            )
         except Exception as error:
             reader.reraise_source_failure()
             if not isinstance(error, AzureError):
                 raise
             raise _translate(error, key) from error
-        return BlobInfo(key=key, size=reader.bytes_read, content_type=content_type,
-                        metadata=normalized_metadata, content_disposition=content_disposition)
+        return BlobInfo(
+            key=key,
+            size=reader.bytes_read,
+            content_type=content_type,
+            metadata=normalized_metadata,
+            content_disposition=content_disposition,
+        )
 
     def open(self, key: str) -> BinaryIO:
         name = self._name(key)
@@ -135,8 +168,9 @@ class AzureBlobStore(BlobStore):
             # Later ranges are fetched with the first one's ETag, so a concurrent overwrite makes the
             # read fail instead of mixing two versions.
             downloader = self._container.download_blob(name)
-        return translated_stream(downloader, backend_errors=(AzureError,),
-                                 translate=lambda error: _translate(error, key))
+        return translated_stream(
+            downloader, backend_errors=(AzureError,), translate=lambda error: _translate(error, key)
+        )
 
     def head(self, key: str) -> BlobInfo | None:
         name = self._name(key)
@@ -146,10 +180,13 @@ class AzureBlobStore(BlobStore):
         except BlobNotFound:
             return None
         settings = properties.content_settings
-        return BlobInfo(key=key, size=properties.size,
-                        content_type=settings.content_type or _DEFAULT_CONTENT_TYPE,
-                        metadata=dict(properties.metadata or {}),
-                        content_disposition=settings.content_disposition)
+        return BlobInfo(
+            key=key,
+            size=properties.size,
+            content_type=settings.content_type or _DEFAULT_CONTENT_TYPE,
+            metadata=dict(properties.metadata or {}),
+            content_disposition=settings.content_disposition,
+        )
 
     def delete(self, key: str) -> bool:
         name = self._name(key)
@@ -160,26 +197,41 @@ class AzureBlobStore(BlobStore):
             return False
         return True
 
-    def signed_url(self, key: str, *, expires_in: int, filename: str | None = None,
-                   content_type: str | None = None, disposition: str = "inline") -> SignedUrl:
+    def signed_url(
+        self,
+        key: str,
+        *,
+        expires_in: int,
+        filename: str | None = None,
+        content_type: str | None = None,
+        disposition: str = "inline",
+    ) -> SignedUrl:
         name = self._name(key)
         check_url_lifetime(expires_in)
         overrides = {"content_disposition": build_content_disposition(disposition, filename)}
         if content_type is not None:
             overrides["content_type"] = check_header_value("content_type", content_type)
         # Whole seconds: the SAS expiry is written without fractions.
-        now = datetime.now(timezone.utc).replace(microsecond=0)
+        now = datetime.now(UTC).replace(microsecond=0)
         expires_at = now + timedelta(seconds=expires_in)
         if self._account_key:
             signing = {"account_key": self._account_key}
         else:
             delegation_key, key_expires_at = self._user_delegation_key(
-                min(expires_at, now + timedelta(seconds=USER_DELEGATION_MAX_SECONDS) - _CLOCK_SKEW))
+                min(expires_at, now + timedelta(seconds=USER_DELEGATION_MAX_SECONDS) - _CLOCK_SKEW)
+            )
             expires_at = min(expires_at, key_expires_at)
             signing = {"user_delegation_key": delegation_key}
-        sas = generate_blob_sas(self._service.account_name, self.container, name,
-                                permission=BlobSasPermissions(read=True), expiry=expires_at,
-                                protocol=self._sas_protocol, **signing, **overrides)
+        sas = generate_blob_sas(
+            self._service.account_name,
+            self.container,
+            name,
+            permission=BlobSasPermissions(read=True),
+            expiry=expires_at,
+            protocol=self._sas_protocol,
+            **signing,
+            **overrides,
+        )
         return SignedUrl(url=f"{self._container.get_blob_client(name).url}?{sas}", expires_at=expires_at)
 
     def check(self) -> None:
@@ -188,8 +240,9 @@ class AzureBlobStore(BlobStore):
                 self._container.get_container_properties()
         except StorageError as error:
             if isinstance(error.__cause__, ResourceNotFoundError):
-                raise StorageError(f"Azure container {self.container!r} does not exist "
-                                   "(ensure_container() creates it)") from error.__cause__
+                raise StorageError(
+                    f"Azure container {self.container!r} does not exist (ensure_container() creates it)"
+                ) from error.__cause__
             raise
 
     def _user_delegation_key(self, needed_until: datetime) -> tuple[UserDelegationKey, datetime]:
@@ -197,11 +250,12 @@ class AzureBlobStore(BlobStore):
         for one per URL would add a round trip to every signed link)."""
         with self._delegation_lock:
             if self._cached_delegation_key is None or self._cached_delegation_key[1] < needed_until:
-                now = datetime.now(timezone.utc).replace(microsecond=0)
+                now = datetime.now(UTC).replace(microsecond=0)
                 key_expires_at = now + timedelta(seconds=USER_DELEGATION_MAX_SECONDS) - _CLOCK_SKEW
                 with _azure_errors(None):
                     delegation_key = self._service.get_user_delegation_key(
-                        key_start_time=now - _CLOCK_SKEW, key_expiry_time=key_expires_at)
+                        key_start_time=now - _CLOCK_SKEW, key_expiry_time=key_expires_at
+                    )
                 self._cached_delegation_key = (delegation_key, key_expires_at)
             return self._cached_delegation_key
 
@@ -213,8 +267,10 @@ def _default_token_credential() -> Any:
     try:
         from azure.identity import DefaultAzureCredential
     except ImportError:
-        raise ValueError("AzureBlobStore without account_key or connection_string needs a token credential: "
-                         "pass credential=..., or install azure-identity for DefaultAzureCredential") from None
+        raise ValueError(
+            "AzureBlobStore without account_key or connection_string needs a token credential: "
+            "pass credential=..., or install azure-identity for DefaultAzureCredential"
+        ) from None
     return DefaultAzureCredential()
 
 

@@ -1,5 +1,6 @@
 """The contract every blob store keeps: the values it returns, the errors it raises, and the abstract
 interface the web layer and the media pipeline program against."""
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,16 @@ class BlobStore(ABC):
     backend: ClassVar[Literal["local", "s3", "azure"]]
 
     @abstractmethod
-    def put(self, key: str, source: BinaryIO, *, content_type: str, size: int | None = None,
-            metadata: Mapping[str, str] = {}, content_disposition: str | None = None) -> BlobInfo:
+    def put(
+        self,
+        key: str,
+        source: BinaryIO,
+        *,
+        content_type: str,
+        size: int | None = None,
+        metadata: Mapping[str, str] = {},
+        content_disposition: str | None = None,
+    ) -> BlobInfo:
         """Store everything `source.read()` yields under `key`, replacing any object there.
 
         Atomic: readers see the previous object or the complete new one, never a part. When the source
@@ -71,14 +80,28 @@ class BlobStore(ABC):
         read in chunks, never whole, so memory use does not grow with the object's size.
         """
 
-    def put_file(self, key: str, path: Path, *, content_type: str, metadata: Mapping[str, str] = {},
-                 content_disposition: str | None = None, consume: bool = False) -> BlobInfo:
+    def put_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] = {},
+        content_disposition: str | None = None,
+        consume: bool = False,
+    ) -> BlobInfo:
         """Store the file at `path` under `key`, as put() does. With `consume`, the store may take the
         file over instead of copying it (the local store renames it into place); the caller must not
         use the path afterwards, whatever the outcome."""
         with open(path, "rb") as source:
-            return self.put(key, source, content_type=content_type, size=os.fstat(source.fileno()).st_size,
-                            metadata=metadata, content_disposition=content_disposition)
+            return self.put(
+                key,
+                source,
+                content_type=content_type,
+                size=os.fstat(source.fileno()).st_size,
+                metadata=metadata,
+                content_disposition=content_disposition,
+            )
 
     @abstractmethod
     def open(self, key: str) -> BinaryIO:
@@ -94,8 +117,15 @@ class BlobStore(ABC):
         """Remove the object; True if there was one. Deleting a missing key is not an error."""
 
     @abstractmethod
-    def signed_url(self, key: str, *, expires_in: int, filename: str | None = None,
-                   content_type: str | None = None, disposition: str = "inline") -> SignedUrl:
+    def signed_url(
+        self,
+        key: str,
+        *,
+        expires_in: int,
+        filename: str | None = None,
+        content_type: str | None = None,
+        disposition: str = "inline",
+    ) -> SignedUrl:
         """A URL anyone can GET until `expires_at`, answered with `content_type` (the stored type when
         None) and the Content-Disposition `content_disposition(disposition, filename)` builds.
         A backend with a shorter maximum lifetime clamps `expires_in`; `expires_at` tells the truth."""

@@ -1,5 +1,6 @@
 """Values that end up in HTTP headers (Content-Disposition, Content-Type, x-amz-meta-*, x-ms-meta-*):
 built or checked here, once, so no caller-supplied text can split a header or smuggle a path."""
+
 from __future__ import annotations
 
 import os
@@ -28,13 +29,12 @@ _METADATA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,127}")
 def sanitize_filename(filename: str) -> str:
     """The caller's file name reduced to a harmless display name; "" when nothing usable is left."""
     name = re.split(r"[/\\]", filename)[-1]
-    name = "".join(char for char in name
-                   if unicodedata.category(char) not in _UNSAFE_CATEGORIES and char != '"')
+    name = "".join(char for char in name if unicodedata.category(char) not in _UNSAFE_CATEGORIES and char != '"')
     name = _EDGE_DOTS_AND_SPACES.sub("", name)
     if len(name) > MAX_FILENAME_CHARS:
         stem, extension = os.path.splitext(name)
         extension = extension[:_MAX_KEPT_EXTENSION_CHARS]
-        name = stem[:MAX_FILENAME_CHARS - len(extension)] + extension
+        name = stem[: MAX_FILENAME_CHARS - len(extension)] + extension
     return name
 
 
@@ -61,8 +61,7 @@ def content_disposition(disposition: str, filename: str | None) -> str:
 def _ascii_fallback(name: str) -> str:
     # "café.jpg" -> "cafe.jpg"; characters with no ASCII form become "_".
     decomposed = unicodedata.normalize("NFKD", name)
-    return "".join(char if char.isascii() else "_"
-                   for char in decomposed if not unicodedata.combining(char))
+    return "".join(char if char.isascii() else "_" for char in decomposed if not unicodedata.combining(char))
 
 
 def check_header_value(field: str, value: str) -> str:
@@ -82,8 +81,9 @@ def normalize_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
             raise ValueError(f"metadata name must be an ASCII string: {name!r}")
         normal_name = name.lower().replace("-", "_")
         if not _METADATA_NAME.fullmatch(normal_name):
-            raise ValueError(f"metadata name {name!r} must be letters, digits, '_' or '-' (at most 128), "
-                             "not starting with a digit")
+            raise ValueError(
+                f"metadata name {name!r} must be letters, digits, '_' or '-' (at most 128), not starting with a digit"
+            )
         if normal_name in normalized:
             raise ValueError(f"metadata names collide once normalized: {normal_name!r}")
         if value != "":

@@ -1,6 +1,7 @@
 """Blob keys. They are made by the service ("tenant/2026/11/21/<message-uuid>/0"), never taken from a
 caller's file name, and checked by every store so a bad key can never address a path outside its
 place, whatever the backend does with "..", "//" or odd characters."""
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,9 @@ def validate_key(key: str) -> str:
     for segment in key.split("/"):
         # fullmatch, not match with "$": "$" would accept a trailing newline.
         if not _SEGMENT.fullmatch(segment) or segment in {".", ".."}:
-            raise ValueError(f"invalid blob key {key!r}: segments of [A-Za-z0-9._-] separated by '/', "
-                             "none empty, '.' or '..'")
+            raise ValueError(
+                f"invalid blob key {key!r}: segments of [A-Za-z0-9._-] separated by '/', none empty, '.' or '..'"
+            )
     return key
 
 

@@ -4,6 +4,7 @@ Layout under `root`: objects/<key> holds the bytes, meta/<key>.json the content 
 disposition and size, tmp/ the writes in progress (on the same file system, so finishing a write is an
 atomic rename). Signed URLs point back at this service, which serves them after `verify_signed_request`.
 """
+
 from __future__ import annotations
 
 import errno
@@ -14,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote, urlencode
@@ -31,9 +32,11 @@ from .base import (
 from .headers import (
     DISPOSITIONS,
     check_header_value,
-    content_disposition as build_content_disposition,
     normalize_metadata,
     sanitize_filename,
+)
+from .headers import (
+    content_disposition as build_content_disposition,
 )
 from .keys import validate_key
 from .signing import MIN_KEY_BYTES, UrlSigner
@@ -52,6 +55,7 @@ _DEFAULT_CONTENT_TYPE = "application/octet-stream"
 @dataclass(frozen=True)
 class SignedRequest:
     """What a verified signed URL asks for: the object and the response overrides that were signed."""
+
     key: str
     expires_at: datetime
     disposition: str
@@ -81,8 +85,16 @@ class LocalBlobStore(BlobStore):
             directory.mkdir(parents=True, exist_ok=True)
 
     # Objects ---------------------------------------------------------------------------------------
-    def put(self, key: str, source: BinaryIO, *, content_type: str, size: int | None = None,
-            metadata: Mapping[str, str] = {}, content_disposition: str | None = None) -> BlobInfo:
+    def put(
+        self,
+        key: str,
+        source: BinaryIO,
+        *,
+        content_type: str,
+        size: int | None = None,
+        metadata: Mapping[str, str] = {},
+        content_disposition: str | None = None,
+    ) -> BlobInfo:
         object_path, meta_path = self._object_path(key), self._meta_path(key)
         check_header_value("content_type", content_type)
         if content_disposition is not None:
@@ -92,8 +104,13 @@ class LocalBlobStore(BlobStore):
         staged: list[Path] = []
         try:
             object_temp = self._stage(staged, lambda out: _copy(reader, out))
-            info = BlobInfo(key=key, size=reader.bytes_read, content_type=content_type,
-                            metadata=normalized_metadata, content_disposition=content_disposition)
+            info = BlobInfo(
+                key=key,
+                size=reader.bytes_read,
+                content_type=content_type,
+                metadata=normalized_metadata,
+                content_disposition=content_disposition,
+            )
             meta_temp = self._stage(staged, lambda out: out.write(_sidecar_json(info)))
             # Sidecar first, object last: whoever finds the object also finds its metadata.
             changed = _move_into_place(meta_temp, meta_path)
@@ -109,19 +126,33 @@ class LocalBlobStore(BlobStore):
                 path.unlink(missing_ok=True)
         return info
 
-    def put_file(self, key: str, path: Path, *, content_type: str, metadata: Mapping[str, str] = {},
-                 content_disposition: str | None = None, consume: bool = False) -> BlobInfo:
+    def put_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] = {},
+        content_disposition: str | None = None,
+        consume: bool = False,
+    ) -> BlobInfo:
         """With `consume`, the file is renamed into place (no second copy of the bytes) when it lives
         on the store's filesystem, which the service's scratch directory does."""
         if not consume:
-            return super().put_file(key, path, content_type=content_type, metadata=metadata,
-                                    content_disposition=content_disposition)
+            return super().put_file(
+                key, path, content_type=content_type, metadata=metadata, content_disposition=content_disposition
+            )
         object_path, meta_path = self._object_path(key), self._meta_path(key)
         check_header_value("content_type", content_type)
         if content_disposition is not None:
             check_header_value("content_disposition", content_disposition)
-        info = BlobInfo(key=key, size=Path(path).stat().st_size, content_type=content_type,
-                        metadata=normalize_metadata(metadata), content_disposition=content_disposition)
+        info = BlobInfo(
+            key=key,
+            size=Path(path).stat().st_size,
+            content_type=content_type,
+            metadata=normalize_metadata(metadata),
+            content_disposition=content_disposition,
+        )
         staged: list[Path] = []
         try:
             descriptor = os.open(path, os.O_RDONLY)
@@ -139,8 +170,9 @@ class LocalBlobStore(BlobStore):
                 if error.errno != errno.EXDEV:
                     raise
                 # Another filesystem: copy after all.
-                return super().put_file(key, path, content_type=content_type, metadata=metadata,
-                                        content_disposition=content_disposition)
+                return super().put_file(
+                    key, path, content_type=content_type, metadata=metadata, content_disposition=content_disposition
+                )
             _sync_directories(changed)
         except OSError as error:
             raise StorageUnavailable(f"cannot write {key!r} under {self.root}: {error}") from error
@@ -174,10 +206,13 @@ class LocalBlobStore(BlobStore):
             raise StorageUnavailable(f"cannot read {key!r}: {error}") from error
         except ValueError as error:  # sidecars are written atomically, so only a damaged disk gets here
             raise StorageError(f"metadata of {key!r} is unreadable: {error}") from error
-        return BlobInfo(key=key, size=size,
-                        content_type=sidecar.get("content_type", _DEFAULT_CONTENT_TYPE),
-                        metadata=sidecar.get("metadata", {}),
-                        content_disposition=sidecar.get("content_disposition"))
+        return BlobInfo(
+            key=key,
+            size=size,
+            content_type=sidecar.get("content_type", _DEFAULT_CONTENT_TYPE),
+            metadata=sidecar.get("metadata", {}),
+            content_disposition=sidecar.get("content_disposition"),
+        )
 
     def delete(self, key: str) -> bool:
         object_path, meta_path = self._object_path(key), self._meta_path(key)
@@ -211,8 +246,15 @@ class LocalBlobStore(BlobStore):
             raise StorageUnavailable(f"local blob store {self.root} is not writable: {error}") from error
 
     # Signed URLs -----------------------------------------------------------------------------------
-    def signed_url(self, key: str, *, expires_in: int, filename: str | None = None,
-                   content_type: str | None = None, disposition: str = "inline") -> SignedUrl:
+    def signed_url(
+        self,
+        key: str,
+        *,
+        expires_in: int,
+        filename: str | None = None,
+        content_type: str | None = None,
+        disposition: str = "inline",
+    ) -> SignedUrl:
         """A URL relative to this service's public base URL: "/media/<key>?expires=..&signature=..".
         The signature covers the key, the expiry and every response override."""
         validate_key(key)
@@ -229,11 +271,14 @@ class LocalBlobStore(BlobStore):
         if content_type:
             query["content_type"] = content_type
         query["signature"] = self._signer.sign(key, expires, disposition, display_name or None, content_type)
-        return SignedUrl(url=f"{self.url_prefix}{quote(key)}?{urlencode(query, quote_via=quote)}",
-                         expires_at=datetime.fromtimestamp(expires, timezone.utc))
+        return SignedUrl(
+            url=f"{self.url_prefix}{quote(key)}?{urlencode(query, quote_via=quote)}",
+            expires_at=datetime.fromtimestamp(expires, UTC),
+        )
 
-    def verify_signed_request(self, path_key: str, query: Mapping[str, str],
-                              now: float | None = None) -> SignedRequest | None:
+    def verify_signed_request(
+        self, path_key: str, query: Mapping[str, str], now: float | None = None
+    ) -> SignedRequest | None:
         """The signed request for `path_key` (the URL path after `url_prefix`, percent-decoded) and its
         query, or None when it is malformed, tampered with or expired. Never raises on what a client
         sends: every field is checked for type and shape before use."""
@@ -242,10 +287,16 @@ class LocalBlobStore(BlobStore):
         disposition = query.get("disposition")
         filename = query.get("filename")
         content_type = query.get("content_type")
-        if not (isinstance(path_key, str) and isinstance(expires_text, str) and isinstance(signature, str)
-                and isinstance(disposition, str) and isinstance(filename, (str, type(None)))
-                and isinstance(content_type, (str, type(None))) and disposition in DISPOSITIONS
-                and _EXPIRES.fullmatch(expires_text)):
+        if not (
+            isinstance(path_key, str)
+            and isinstance(expires_text, str)
+            and isinstance(signature, str)
+            and isinstance(disposition, str)
+            and isinstance(filename, (str, type(None)))
+            and isinstance(content_type, (str, type(None)))
+            and disposition in DISPOSITIONS
+            and _EXPIRES.fullmatch(expires_text)
+        ):
             return None
         try:
             validate_key(path_key)
@@ -256,8 +307,13 @@ class LocalBlobStore(BlobStore):
             return None
         if (time.time() if now is None else now) >= expires:
             return None
-        return SignedRequest(key=path_key, expires_at=datetime.fromtimestamp(expires, timezone.utc),
-                             disposition=disposition, filename=filename, content_type=content_type)
+        return SignedRequest(
+            key=path_key,
+            expires_at=datetime.fromtimestamp(expires, UTC),
+            disposition=disposition,
+            filename=filename,
+            content_type=content_type,
+        )
 
     # Paths -----------------------------------------------------------------------------------------
     def _object_path(self, key: str) -> Path:
@@ -285,8 +341,14 @@ def _copy(reader: SourceReader, out: BinaryIO) -> None:
 
 
 def _sidecar_json(info: BlobInfo) -> bytes:
-    return json.dumps({"content_type": info.content_type, "metadata": info.metadata,
-                       "content_disposition": info.content_disposition, "size": info.size}).encode()
+    return json.dumps(
+        {
+            "content_type": info.content_type,
+            "metadata": info.metadata,
+            "content_disposition": info.content_disposition,
+            "size": info.size,
+        }
+    ).encode()
 
 
 def _move_into_place(staged: Path, target: Path) -> list[Path]:

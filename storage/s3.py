@@ -1,11 +1,12 @@
 """Blob store on Amazon S3 or an S3-compatible service (MinIO, moto's server in the tests)."""
+
 from __future__ import annotations
 
 import functools
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 import boto3
@@ -23,7 +24,8 @@ from .base import (
     StorageUnavailable,
     check_url_lifetime,
 )
-from .headers import check_header_value, content_disposition as build_content_disposition, normalize_metadata
+from .headers import check_header_value, normalize_metadata
+from .headers import content_disposition as build_content_disposition
 from .keys import normalize_prefix, validate_key
 from .streams import SourceReader, translated_stream
 
@@ -36,8 +38,16 @@ _MIB = 1024 * 1024
 _TRANSFER = TransferConfig(multipart_threshold=8 * _MIB, multipart_chunksize=8 * _MIB, use_threads=False)
 _BACKEND_ERRORS = (BotoCoreError, ClientError)
 _NOT_FOUND_CODES = {"NoSuchKey", "NotFound", "404"}
-_BACK_OFF_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded",
-                   "TooManyRequestsException", "ServiceUnavailable", "InternalError"}
+_BACK_OFF_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "InternalError",
+}
 # A boto3 session loads the service models and endpoint data; clients made from one shared session
 # are then cheap. Sessions are not thread-safe, so clients are made under a lock.
 _session_lock = threading.Lock()
@@ -50,31 +60,58 @@ class S3BlobStore(BlobStore):
 
     backend = "s3"
 
-    def __init__(self, bucket: str, *, region: str = "us-east-1", endpoint_url: str | None = None,
-                 access_key_id: str | None = None, secret_access_key: str | None = None, prefix: str = "",
-                 client: Any = None, connect_timeout: float = 5.0, read_timeout: float = 30.0,
-                 max_attempts: int = 3):
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        region: str = "us-east-1",
+        endpoint_url: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        prefix: str = "",
+        client: Any = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_attempts: int = 3,
+    ):
         self.bucket = bucket
         self._prefix = normalize_prefix(prefix)
         if client is None:
             config = Config(
-                connect_timeout=connect_timeout, read_timeout=read_timeout,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
                 retries={"mode": "standard", "max_attempts": max_attempts},
                 # Presigned URLs must be SigV4 (X-Amz-Expires, the 7-day cap); S3-compatible servers
                 # rarely serve buckets as host names, so address them by path.
                 signature_version="s3v4",
-                s3={"addressing_style": "path"} if endpoint_url else None)
+                s3={"addressing_style": "path"} if endpoint_url else None,
+            )
             with _session_lock:
                 client = _shared_session().client(
-                    "s3", region_name=region, endpoint_url=endpoint_url, aws_access_key_id=access_key_id,
-                    aws_secret_access_key=secret_access_key, config=config)
+                    "s3",
+                    region_name=region,
+                    endpoint_url=endpoint_url,
+                    aws_access_key_id=access_key_id,
+                    aws_secret_access_key=secret_access_key,
+                    config=config,
+                )
         self.client = client
 
-    def put(self, key: str, source: BinaryIO, *, content_type: str, size: int | None = None,
-            metadata: Mapping[str, str] = {}, content_disposition: str | None = None) -> BlobInfo:
+    def put(
+        self,
+        key: str,
+        source: BinaryIO,
+        *,
+        content_type: str,
+        size: int | None = None,
+        metadata: Mapping[str, str] = {},
+        content_disposition: str | None = None,
+    ) -> BlobInfo:
         name = self._name(key)
-        extra_args = {"ContentType": check_header_value("content_type", content_type),
-                      "Metadata": normalize_metadata(metadata)}
+        extra_args = {
+            "ContentType": check_header_value("content_type", content_type),
+            "Metadata": normalize_metadata(metadata),
+        }
         if content_disposition is not None:
             extra_args["ContentDisposition"] = check_header_value("content_disposition", content_disposition)
         reader = SourceReader(source, size)
@@ -85,15 +122,21 @@ class S3BlobStore(BlobStore):
             if not isinstance(error, _BACKEND_ERRORS):
                 raise
             raise _translate(error, key) from error
-        return BlobInfo(key=key, size=reader.bytes_read, content_type=content_type,
-                        metadata=extra_args["Metadata"], content_disposition=content_disposition)
+        return BlobInfo(
+            key=key,
+            size=reader.bytes_read,
+            content_type=content_type,
+            metadata=extra_args["Metadata"],
+            content_disposition=content_disposition,
+        )
 
     def open(self, key: str) -> BinaryIO:
         name = self._name(key)
         with _s3_errors(key):
             body = self.client.get_object(Bucket=self.bucket, Key=name)["Body"]
-        return translated_stream(body, backend_errors=_BACKEND_ERRORS,
-                                 translate=lambda error: _translate(error, key), close_body=body.close)
+        return translated_stream(
+            body, backend_errors=_BACKEND_ERRORS, translate=lambda error: _translate(error, key), close_body=body.close
+        )
 
     def head(self, key: str) -> BlobInfo | None:
         name = self._name(key)
@@ -102,10 +145,13 @@ class S3BlobStore(BlobStore):
                 response = self.client.head_object(Bucket=self.bucket, Key=name)
         except BlobNotFound:
             return None
-        return BlobInfo(key=key, size=response["ContentLength"],
-                        content_type=response.get("ContentType", "binary/octet-stream"),
-                        metadata=response.get("Metadata", {}),
-                        content_disposition=response.get("ContentDisposition"))
+        return BlobInfo(
+            key=key,
+            size=response["ContentLength"],
+            content_type=response.get("ContentType", "binary/octet-stream"),
+            metadata=response.get("Metadata", {}),
+            content_disposition=response.get("ContentDisposition"),
+        )
 
     def delete(self, key: str) -> bool:
         # S3 answers a delete the same whether or not the key existed; ask first to report which.
@@ -114,17 +160,27 @@ class S3BlobStore(BlobStore):
             self.client.delete_object(Bucket=self.bucket, Key=self._name(key))
         return existed
 
-    def signed_url(self, key: str, *, expires_in: int, filename: str | None = None,
-                   content_type: str | None = None, disposition: str = "inline") -> SignedUrl:
+    def signed_url(
+        self,
+        key: str,
+        *,
+        expires_in: int,
+        filename: str | None = None,
+        content_type: str | None = None,
+        disposition: str = "inline",
+    ) -> SignedUrl:
         name = self._name(key)
         check_url_lifetime(expires_in)
         lifetime = min(expires_in, S3_MAX_PRESIGN_SECONDS)
-        params = {"Bucket": self.bucket, "Key": name,
-                  "ResponseContentDisposition": build_content_disposition(disposition, filename)}
+        params = {
+            "Bucket": self.bucket,
+            "Key": name,
+            "ResponseContentDisposition": build_content_disposition(disposition, filename),
+        }
         if content_type is not None:
             params["ResponseContentType"] = check_header_value("content_type", content_type)
         # Taken before signing, and whole seconds like X-Amz-Date, so the URL never dies before this.
-        signed_at = datetime.now(timezone.utc).replace(microsecond=0)
+        signed_at = datetime.now(UTC).replace(microsecond=0)
         with _s3_errors(key):
             url = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=lifetime)
         return SignedUrl(url=url, expires_at=signed_at + timedelta(seconds=lifetime))

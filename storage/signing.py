@@ -6,6 +6,7 @@ moves from one field into the next, and an absent field, null, differs from an e
 purpose keeps a signature made for one kind of URL from ever passing as another. The signature is the
 unpadded base64url of the MAC, 43 characters: the published URL formats depend on it.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """Adapters between the caller's streams and the backends' streams."""
+
 from __future__ import annotations
 
 import io
@@ -63,8 +64,11 @@ class SourceReader:
 
     def _check_complete(self) -> None:
         if self._declared_size is not None and self.bytes_read != self._declared_size:
-            self._fail(SourceSizeMismatch(
-                f"source ended after {self.bytes_read} bytes, declared size is {self._declared_size}"))
+            self._fail(
+                SourceSizeMismatch(
+                    f"source ended after {self.bytes_read} bytes, declared size is {self._declared_size}"
+                )
+            )
 
     def reraise_source_failure(self) -> None:
         """Call in an except block around a backend write: raises the source's own exception, if the
@@ -85,8 +89,14 @@ class _TranslatingRawReader(io.RawIOBase):
     """A backend's response body as a standard binary stream whose failures while reading arrive as
     StorageError subclasses, like the failures of every other store call."""
 
-    def __init__(self, body: _Readable, *, backend_errors: tuple[type[Exception], ...],
-                 translate: Callable[[Exception], StorageError], close_body: Callable[[], None] | None):
+    def __init__(
+        self,
+        body: _Readable,
+        *,
+        backend_errors: tuple[type[Exception], ...],
+        translate: Callable[[Exception], StorageError],
+        close_body: Callable[[], None] | None,
+    ):
         super().__init__()
         self._body = body
         self._backend_errors = backend_errors
@@ -101,7 +111,7 @@ class _TranslatingRawReader(io.RawIOBase):
             chunk = self._body.read(len(buffer))
         except self._backend_errors as error:
             raise self._translate(error) from error
-        buffer[:len(chunk)] = chunk
+        buffer[: len(chunk)] = chunk
         return len(chunk)
 
     def close(self) -> None:
@@ -113,8 +123,12 @@ class _TranslatingRawReader(io.RawIOBase):
                 super().close()
 
 
-def translated_stream(body: _Readable, *, backend_errors: tuple[type[Exception], ...],
-                      translate: Callable[[Exception], StorageError],
-                      close_body: Callable[[], None] | None = None) -> BinaryIO:
+def translated_stream(
+    body: _Readable,
+    *,
+    backend_errors: tuple[type[Exception], ...],
+    translate: Callable[[Exception], StorageError],
+    close_body: Callable[[], None] | None = None,
+) -> BinaryIO:
     raw = _TranslatingRawReader(body, backend_errors=backend_errors, translate=translate, close_body=close_body)
     return io.BufferedReader(raw, buffer_size=CHUNK_SIZE)  # type: ignore[return-value]

@@ -10,6 +10,7 @@ imported here by name so that pytest (and a reader) finds it:
 
 Fixtures used by one folder only live in that folder's conftest.py.
 """
+
 from tests.fixtures.app import (
     _postgres_database,
     _sqlite_template,

@@ -1,5 +1,6 @@
 """The Flask application factory: the web process's composition. Each part's blueprint is made here
 with the long-lived objects it needs from the Runtime."""
+
 from __future__ import annotations
 
 import logging
@@ -41,20 +42,37 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     # The one place forwarded headers are believed: as many proxies as configured, none by default.
     proxy = settings.proxy
     if any((proxy.x_for, proxy.x_proto, proxy.x_host, proxy.x_port, proxy.x_prefix)):
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxy.x_for, x_proto=proxy.x_proto,  # type: ignore[method-assign]
-                                x_host=proxy.x_host, x_port=proxy.x_port, x_prefix=proxy.x_prefix)
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app,
+            x_for=proxy.x_for,
+            x_proto=proxy.x_proto,  # type: ignore[method-assign]
+            x_host=proxy.x_host,
+            x_port=proxy.x_port,
+            x_prefix=proxy.x_prefix,
+        )
 
-    app.register_blueprint(webhooks_blueprint(runtime.intake, max_body_bytes=settings.webhook_max_body_bytes,
-                                              public_base_url=settings.public_base_url))
-    app.register_blueprint(read_api_blueprint(runtime.db, runtime.api_auth, runtime.links,
-                                              region=settings.phone_default_region))
-    app.register_blueprint(media_api_blueprint(runtime.uploads, runtime.links, runtime.api_auth, settings,
-                                               work_dir=runtime.work_dir))
-    app.register_blueprint(openapi_blueprint(max_file_bytes=runtime.media_policy.max_bytes,
-                                             allowed_types=sorted(runtime.media_policy.allowed_types)))
+    app.register_blueprint(
+        webhooks_blueprint(
+            runtime.intake, max_body_bytes=settings.webhook_max_body_bytes, public_base_url=settings.public_base_url
+        )
+    )
+    app.register_blueprint(
+        read_api_blueprint(runtime.db, runtime.api_auth, runtime.links, region=settings.phone_default_region)
+    )
+    app.register_blueprint(
+        media_api_blueprint(runtime.uploads, runtime.links, runtime.api_auth, settings, work_dir=runtime.work_dir)
+    )
+    app.register_blueprint(
+        openapi_blueprint(
+            max_file_bytes=runtime.media_policy.max_bytes, allowed_types=sorted(runtime.media_policy.allowed_types)
+        )
+    )
     app.register_blueprint(local_media_blueprint(runtime.blob_store))
-    app.register_blueprint(health_blueprint({"database": runtime.db.ping, "queue": lambda: runtime.queue.ping(),
-                                             "blobStore": runtime.blob_store.check}))
+    app.register_blueprint(
+        health_blueprint(
+            {"database": runtime.db.ping, "queue": lambda: runtime.queue.ping(), "blobStore": runtime.blob_store.check}
+        )
+    )
 
     app.register_error_handler(ApiError, render_api_error)
     app.register_error_handler(HTTPException, render_http_exception)

@@ -1,5 +1,6 @@
 """gunicorn settings, read from the service configuration (`webhook-service web` and the Procfile use this
 file)."""
+
 import os
 
 from prometheus_client import multiprocess
@@ -28,8 +29,10 @@ logconfig_dict = {
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
     # gunicorn merges this over its defaults, whose root logger names a "console" handler: define it.
     "root": {"level": "INFO", "handlers": ["stderr"]},
-    "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-                "gunicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+    },
 }
 # Incoming bodies are capped by the app (webhooks 1 MiB, uploads more); header limits stay gunicorn's.
 # Forwarded headers are believed in one place only, the app's ProxyFix (settings proxy.*, none by

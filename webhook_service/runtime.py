@@ -1,6 +1,7 @@
 """The composition root: every long-lived object one process needs (database, blob store, intake,
 attachment pipeline, queue...), built once from validated settings and handed to the parts that use
 them. The web app, the worker and the CLI each start from a Runtime; no part imports this module."""
+
 from __future__ import annotations
 
 import logging
@@ -44,13 +45,26 @@ class Runtime:
         self.blob_store = _blob_store(settings, self.secret_key)
         self.links = MediaLinks(self.blob_store, settings, self.secret_key)
         self.quarantine = Quarantine(self.db, QuarantineBudget(settings.quarantine_max_bytes))
-        self.intake = Intake(self.db, ADAPTERS, self.connections, self.quarantine,
-                             region=settings.phone_default_region, on_new_attachments=self.schedule_downloads)
+        self.intake = Intake(
+            self.db,
+            ADAPTERS,
+            self.connections,
+            self.quarantine,
+            region=settings.phone_default_region,
+            on_new_attachments=self.schedule_downloads,
+        )
         self.uploads = MediaUploads(self.db, self.blob_store, self.links, self.media_policy)
         self.attachments = AttachmentPipeline(
-            self.db, self.blob_store, self.connections, media=settings.media, policy=self.media_policy,
+            self.db,
+            self.blob_store,
+            self.connections,
+            media=settings.media,
+            policy=self.media_policy,
             credentials_for={name: adapter.media_credentials for name, adapter in ADAPTERS.items()},
-            enqueue=lambda ids, eta: self.queue.enqueue(ids, eta=eta), work_dir=self.work_dir, resolver=resolver)
+            enqueue=lambda ids, eta: self.queue.enqueue(ids, eta=eta),
+            work_dir=self.work_dir,
+            resolver=resolver,
+        )
 
     @cached_property
     def secret_key(self) -> bytes:
@@ -81,8 +95,13 @@ class Runtime:
     @cached_property
     def queue(self) -> DownloadQueue:
         settings = self.settings
-        return DownloadQueue(settings.queue, data_dir=settings.data_dir, redis_url=settings.redis_url,
-                             process=self.attachments.process, sweep=self.attachments.sweep)
+        return DownloadQueue(
+            settings.queue,
+            data_dir=settings.data_dir,
+            redis_url=settings.redis_url,
+            process=self.attachments.process,
+            sweep=self.attachments.sweep,
+        )
 
     @property
     def work_dir(self) -> Path:
@@ -97,9 +116,8 @@ class Runtime:
         lost enqueue only delays them until the next sweep."""
         try:
             self.queue.enqueue(attachment_ids)
-        except Exception as error:  # the queue is only a trigger; never fail the webhook over it
-            log(logger, "enqueue_failed", logging.WARNING, attachments=len(attachment_ids),
-                error=type(error).__name__)
+        except Exception as error:  # noqa: BLE001  # the queue is only a trigger; never fail the webhook over it
+            log(logger, "enqueue_failed", logging.WARNING, attachments=len(attachment_ids), error=type(error).__name__)
 
     def close(self) -> None:
         if "queue" in self.__dict__:  # made on first use
@@ -110,9 +128,13 @@ class Runtime:
 def _media_policy(settings: Settings) -> MediaPolicy:
     media = settings.media
     try:
-        return MediaPolicy(allowed_types=frozenset(media.allowed_types), max_bytes=media.max_bytes,
-                           max_image_pixels=media.max_image_pixels, jpeg_quality=media.jpeg_quality,
-                           max_concurrent_decodes=media.max_concurrent_image_decodes or os.cpu_count() or 1)
+        return MediaPolicy(
+            allowed_types=frozenset(media.allowed_types),
+            max_bytes=media.max_bytes,
+            max_image_pixels=media.max_image_pixels,
+            jpeg_quality=media.jpeg_quality,
+            max_concurrent_decodes=media.max_concurrent_image_decodes or os.cpu_count() or 1,
+        )
     except ValueError as error:
         raise ConfigError(f"media: {error}") from None
 
@@ -124,14 +146,24 @@ def _blob_store(settings: Settings, secret_key: bytes) -> BlobStore:
     try:
         if config.backend == "s3" and config.s3 is not None:
             s3 = config.s3
-            return storage.S3BlobStore(s3.bucket, region=s3.region, endpoint_url=s3.endpoint_url,
-                               access_key_id=s3.access_key_id, secret_access_key=s3.secret_access_key,
-                               prefix=s3.prefix)
+            return storage.S3BlobStore(
+                s3.bucket,
+                region=s3.region,
+                endpoint_url=s3.endpoint_url,
+                access_key_id=s3.access_key_id,
+                secret_access_key=s3.secret_access_key,
+                prefix=s3.prefix,
+            )
         if config.backend == "azure" and config.azure is not None:
             azure = config.azure
-            return storage.AzureBlobStore(azure.container, connection_string=azure.connection_string,
-                                  account_url=azure.account_url, account_name=azure.account_name,
-                                  account_key=azure.account_key, prefix=azure.prefix)
+            return storage.AzureBlobStore(
+                azure.container,
+                connection_string=azure.connection_string,
+                account_url=azure.account_url,
+                account_name=azure.account_name,
+                account_key=azure.account_key,
+                prefix=azure.prefix,
+            )
         return LocalBlobStore(settings.local_blob_dir, signing_key=secret_key, url_prefix=LOCAL_MEDIA_PREFIX)
     except ValueError as error:
         raise ConfigError(f"storage.{config.backend}: {error}") from None

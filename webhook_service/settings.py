@@ -1,6 +1,7 @@
 """Loading the settings this service runs with: the configuration's sources (file, environment), the
 development defaults, and the check of every connection against the provider registry. The first step
 of the composition root: settings -> runtime -> app, worker, CLI."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,11 @@ from webhook_service.config.sources import read_configuration, validated
 from webhook_service.providers import ADAPTERS, check_connections
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None,
-                  overrides: Mapping[str, Any] | None = None) -> Settings:
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
     """Read, merge and validate the configuration. Raises ConfigError with a one-line message."""
     data = read_configuration(path, environ, overrides)
     if is_development(data):

@@ -1,5 +1,6 @@
 """The WSGI application for gunicorn (`gunicorn webhook_service.wsgi:app`), configured from the
 environment like every other entry point."""
+
 import sys
 
 from webhook_service.app import create_app

@@ -2,6 +2,7 @@
 extraction lost the Python indentation, restored here). Tests run them against the live app after
 replacing only SEED_HOST with its URL, and, in seed 000's curl example, the placeholder for the data.
 Each reads `image.jpg` from the directory it runs in."""
+
 from __future__ import annotations
 
 SEED_HOST = "https://api.approvedcontact.com"

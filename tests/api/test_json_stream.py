@@ -1,6 +1,7 @@
 """The request body as the JSON parser reads it (webhook_service.media.json_stream): integers too long
 for ijson are refused before it sees them, wherever reads split them, and nothing inside strings is
 mistaken for one."""
+
 from __future__ import annotations
 
 import io
@@ -35,7 +36,7 @@ def check_in_pieces(document: str, piece: int) -> None:
     guard = _IntegerLengthGuard()
     raw = document.encode()
     for start in range(0, len(raw), piece):
-        guard.check(raw[start:start + piece])
+        guard.check(raw[start : start + piece])
 
 
 @pytest.mark.parametrize("piece", [1, 2, 3, 7, 4096, 1 << 20])

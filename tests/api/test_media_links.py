@@ -1,19 +1,19 @@
 """An upload's links on the local blob store: the signed URL (HMAC over path and expiry, served with HEAD
 and Range), the stable URL that redirects to a fresh one, GET /api/v1/media/<id>, and revocation."""
+
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
 import storage.local
-from webhook_service.media import links as media_links
-
-from tests.media import samples
 from tests.fixtures.app import API_KEY_B, TENANT_A, TENANT_B
+from tests.media import samples
 from tests.support.media_uploads import UPLOADS, A, B, error_of, local, seed_000_body, upload
+from webhook_service.media import links as media_links
 
 DOCUMENT = samples.pdf(4096)
 
@@ -55,10 +55,17 @@ class TestSignedUrl:
         assert part.status_code == 206 and part.data == DOCUMENT[:8]
         assert part.headers["Content-Range"] == f"bytes 0-7/{len(DOCUMENT)}"
 
-    @pytest.mark.parametrize("changes", [
-        {"signature": "A" * 43}, {"expires": "4102444800"}, {"filename": "other.pdf"},
-        {"content_type": "text/html"}, {"disposition": "inline"},
-    ], ids=["signature", "expiry", "file name", "content type", "disposition"])
+    @pytest.mark.parametrize(
+        "changes",
+        [
+            {"signature": "A" * 43},
+            {"expires": "4102444800"},
+            {"filename": "other.pdf"},
+            {"content_type": "text/html"},
+            {"disposition": "inline"},
+        ],
+        ids=["signature", "expiry", "file name", "content type", "disposition"],
+    )
     def test_tampered_url_is_403(self, client, uploaded, changes):
         assert error_of(client.get(with_query(uploaded["url"], **changes)))[:2] == (403, "forbidden")
 
@@ -84,9 +91,11 @@ class TestStableUrl:
         assert uploaded["stableUrlExpiresAt"] is None
         assert client.head(local(uploaded["stableUrl"])).status_code == 302
 
-    @pytest.mark.parametrize("query", ["", "sig=" + "A" * 43, "sig=short", "sig={sig}&sig={sig}",
-                                       "sig={sig}&expires=9999999999"],
-                             ids=["none", "wrong", "malformed", "repeated", "added expiry"])
+    @pytest.mark.parametrize(
+        "query",
+        ["", "sig=" + "A" * 43, "sig=short", "sig={sig}&sig={sig}", "sig={sig}&expires=9999999999"],
+        ids=["none", "wrong", "malformed", "repeated", "added expiry"],
+    )
     def test_invalid_signature_is_403(self, client, uploaded, query):
         sig = parse_qs(urlsplit(uploaded["stableUrl"]).query)["sig"][0]
         path = urlsplit(uploaded["stableUrl"]).path
@@ -108,7 +117,7 @@ class TestStableUrlWithExpiry:
 
     def test_expires_when_configured(self, client, uploaded, monkeypatch):
         expires_at = datetime.fromisoformat(uploaded["stableUrlExpiresAt"].replace("Z", "+00:00"))
-        assert abs(expires_at - (datetime.now(timezone.utc) + timedelta(days=30))) < timedelta(minutes=1)
+        assert abs(expires_at - (datetime.now(UTC) + timedelta(days=30))) < timedelta(minutes=1)
         assert "expires=" in uploaded["stableUrl"]
         assert client.get(local(uploaded["stableUrl"])).status_code == 302
         again = client.get(f"{UPLOADS}/{uploaded['id']}", headers=A).get_json()
@@ -122,8 +131,9 @@ class TestMetadataAndRevocation:
         response = client.get(f"{UPLOADS}/{uploaded['id']}", headers=A)
         assert response.status_code == 200
         answer = response.get_json()
-        assert {key: answer[key] for key in ("id", "fileName", "contentType", "size", "sha256", "stableUrl")} == \
-            {key: uploaded[key] for key in ("id", "fileName", "contentType", "size", "sha256", "stableUrl")}
+        assert {key: answer[key] for key in ("id", "fileName", "contentType", "size", "sha256", "stableUrl")} == {
+            key: uploaded[key] for key in ("id", "fileName", "contentType", "size", "sha256", "stableUrl")
+        }
         assert client.get(local(answer["url"])).data == DOCUMENT
 
     def test_delete_revokes_every_link(self, client, uploaded, runtime):
@@ -141,8 +151,7 @@ class TestMetadataAndRevocation:
             assert error_of(client.delete(f"{UPLOADS}/{uploaded['id']}", headers=headers))[:2] == (404, "not_found")
         assert client.get(local(uploaded["url"])).data == DOCUMENT
 
-    @pytest.mark.parametrize("upload_id", ["nonsense", "00000000-0000-0000-0000-000000000000", "a%00b",
-                                           "%F0%9F%98%80"])
+    @pytest.mark.parametrize("upload_id", ["nonsense", "00000000-0000-0000-0000-000000000000", "a%00b", "%F0%9F%98%80"])
     def test_unknown_id_is_not_found(self, client, upload_id):
         assert error_of(client.get(f"{UPLOADS}/{upload_id}", headers=A))[:2] == (404, "not_found")
         assert error_of(client.delete(f"{UPLOADS}/{upload_id}", headers=A))[:2] == (404, "not_found")
@@ -155,16 +164,26 @@ class TestMetadataAndRevocation:
 class TestUrlLifetimes:
     @pytest.fixture
     def settings_overrides(self):
-        return {"storage": {"upload_url_ttl_seconds": 2 * 3600},
-                "tenants": [{"id": TENANT_A, "phone_numbers": [{"id": "a", "number": "+15551234567"}]},
-                            {"id": TENANT_B, "phone_numbers": [{"id": "b", "number": "+15557654321"}],
-                             "upload_url_ttl_seconds": 600}]}
+        return {
+            "storage": {"upload_url_ttl_seconds": 2 * 3600},
+            "tenants": [
+                {"id": TENANT_A, "phone_numbers": [{"id": "a", "number": "+15551234567"}]},
+                {
+                    "id": TENANT_B,
+                    "phone_numbers": [{"id": "b", "number": "+15557654321"}],
+                    "upload_url_ttl_seconds": 600,
+                },
+            ],
+        }
 
-    @pytest.mark.parametrize("headers, number_id, lifetime", [(A, "a", 2 * 3600), (B, "b", 600)],
-                             ids=["configured default", "tenant override"])
+    @pytest.mark.parametrize(
+        "headers, number_id, lifetime",
+        [(A, "a", 2 * 3600), (B, "b", 600)],
+        ids=["configured default", "tenant override"],
+    )
     def test_configured_lifetime(self, client, headers, number_id, lifetime):
         tenant = TENANT_A if headers is A else TENANT_B
         body = seed_000_body(DOCUMENT, phoneNumberId=number_id, tenantId=tenant)
         answer = upload(client, body, headers=headers).get_json()
         expires = datetime.fromisoformat(answer["expiresAt"].replace("Z", "+00:00"))
-        assert abs(expires - (datetime.now(timezone.utc) + timedelta(seconds=lifetime))) < timedelta(minutes=1)
+        assert abs(expires - (datetime.now(UTC) + timedelta(seconds=lifetime))) < timedelta(minutes=1)

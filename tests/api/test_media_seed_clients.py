@@ -2,6 +2,7 @@
 real HTTP: seed 001's Python (`requests`, byte array), curl (base64 with raw line breaks in the JSON) and
 Node (axios, byte array) examples, seed 000's curl example, curl -F, and the request C#'s serializer
 makes. Each uploaded file is then fetched through the URL the client read."""
+
 from __future__ import annotations
 
 import base64
@@ -25,9 +26,9 @@ from tests.api.seed_examples import (
     SEED_001_PYTHON,
     SEED_HOST,
 )
-from tests.media import samples
 from tests.fixtures.app import NUMBER_A, TENANT_A, USER_A
 from tests.fixtures.services import service_unavailable
+from tests.media import samples
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = (320, 240)
@@ -44,8 +45,14 @@ def seed_dir(tmp_path) -> Path:
 
 
 def run(command: list[str], directory: Path, **environment: str) -> str:
-    finished = subprocess.run(command, cwd=directory, capture_output=True, text=True, timeout=CLIENT_TIMEOUT,
-                              env={**os.environ, **environment})
+    finished = subprocess.run(
+        command,
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=CLIENT_TIMEOUT,
+        env={**os.environ, **environment},
+    )
     assert finished.returncode == 0, finished.stderr
     return finished.stdout
 
@@ -60,7 +67,7 @@ def assert_serves_the_image(url: str) -> None:
 def uploaded_url(output: str) -> str:
     prefix = "Uploaded: "
     assert output.startswith(prefix), output
-    return output[len(prefix):].strip()
+    return output[len(prefix) :].strip()
 
 
 class TestSeed001:
@@ -91,8 +98,13 @@ class TestSeed001:
         """What seed 001's C# example sends: PostAsJsonAsync's web defaults name the properties in
         camelCase and serialize byte[] as base64; it reads `result.Uri` case-insensitively."""
         image = (seed_dir / "image.jpg").read_bytes()
-        body = {"phoneNumber": NUMBER_A, "fileName": "product-image.jpg", "contentType": "image/jpeg",
-                "data": base64.b64encode(image).decode(), "tenantId": TENANT_A}
+        body = {
+            "phoneNumber": NUMBER_A,
+            "fileName": "product-image.jpg",
+            "contentType": "image/jpeg",
+            "data": base64.b64encode(image).decode(),
+            "tenantId": TENANT_A,
+        }
         response = requests.post(f"{live_server}/api/v1/media", json=body, auth=USER_A, timeout=CLIENT_TIMEOUT)
         assert response.status_code == 201
         assert_serves_the_image(response.json()["uri"])
@@ -110,8 +122,10 @@ class TestSeed000:
 
 class TestOtherClients:
     def test_curl_multipart(self, live_server, seed_dir):
-        script = (f'curl -sS -X POST {live_server}/api/v1/media -u "your-email@example.com:your-password" '
-                  '-F "file=@image.jpg" -F "phoneNumber=+15551234567"')
+        script = (
+            f'curl -sS -X POST {live_server}/api/v1/media -u "your-email@example.com:your-password" '
+            '-F "file=@image.jpg" -F "phoneNumber=+15551234567"'
+        )
         answer = json.loads(run(["bash", "-c", script], seed_dir))
         assert (answer["fileName"], answer["declaredContentType"]) == ("image.jpg", "image/jpeg")
         assert_serves_the_image(answer["url"])
@@ -124,8 +138,11 @@ class TestOtherClients:
         assert_serves_the_image(answer["stableUrl"])
 
     def test_requests_reads_the_413_for_a_7_mb_payload(self, live_server):
-        body = {"phoneNumber": NUMBER_A, "fileName": "big.pdf",
-                "data": base64.b64encode(samples.pdf(7 * 1024 * 1024)).decode()}
+        body = {
+            "phoneNumber": NUMBER_A,
+            "fileName": "big.pdf",
+            "data": base64.b64encode(samples.pdf(7 * 1024 * 1024)).decode(),
+        }
         response = requests.post(f"{live_server}/api/v1/media", json=body, auth=USER_A, timeout=CLIENT_TIMEOUT)
         assert response.status_code == 413
         assert response.json()["error"]["message"] == "Media file exceeds maximum size of 5MB"

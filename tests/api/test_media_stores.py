@@ -1,22 +1,22 @@
 """Uploads against the real remote stores (moto's S3 server, Azurite): the returned URL is the store's own
 (S3 presigned GET, Azure read-only SAS), serves the stored bytes and type to any HTTP client, and stops
 working once the upload is deleted. (The local store: test_media_links.py and test_media_seed_clients.py.)"""
+
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 import sqlalchemy as sa
 
-from webhook_service.database.tables import MediaUpload
-
-from tests.media import samples
 from tests.fixtures.blob_servers import MOTO_CREDENTIALS
 from tests.fixtures.services import free_port
+from tests.media import samples
 from tests.support.media_uploads import UPLOADS, A, local, seed_000_body, seed_001_body, upload
+from webhook_service.database.tables import MediaUpload
 
 DOCUMENT = samples.pdf(8192)
 
@@ -27,12 +27,23 @@ def settings_overrides(request):
     storage = {"upload_url_ttl_seconds": 8 * 24 * 3600}
     if request.param == "s3":
         store = request.getfixturevalue("make_s3_store")()
-        storage |= {"backend": "s3", "s3": {"bucket": store.bucket, **MOTO_CREDENTIALS,
-                                            "endpoint_url": request.getfixturevalue("moto_s3_endpoint")}}
+        storage |= {
+            "backend": "s3",
+            "s3": {
+                "bucket": store.bucket,
+                **MOTO_CREDENTIALS,
+                "endpoint_url": request.getfixturevalue("moto_s3_endpoint"),
+            },
+        }
     else:
         store = request.getfixturevalue("make_azure_store")()
-        storage |= {"backend": "azure", "azure": {
-            "container": store.container, "connection_string": request.getfixturevalue("azurite_blob_endpoint")}}
+        storage |= {
+            "backend": "azure",
+            "azure": {
+                "container": store.container,
+                "connection_string": request.getfixturevalue("azurite_blob_endpoint"),
+            },
+        }
     return {"storage": storage}
 
 
@@ -50,7 +61,7 @@ def test_the_stores_signed_url_serves_the_upload_until_it_is_deleted(client, set
     assert fetched.headers["Content-Disposition"] == 'attachment; filename="terms.pdf"'
     expires = datetime.fromisoformat(answer["expiresAt"].replace("Z", "+00:00"))
     expected_lifetime = timedelta(days=7) if backend == "s3" else timedelta(days=8)
-    assert abs(expires - (datetime.now(timezone.utc) + expected_lifetime)) < timedelta(minutes=1)
+    assert abs(expires - (datetime.now(UTC) + expected_lifetime)) < timedelta(minutes=1)
 
     redirect = client.get(local(answer["stableUrl"]))
     assert redirect.status_code == 302 and urlsplit(redirect.headers["Location"]).netloc == urlsplit(url).netloc
@@ -74,8 +85,12 @@ class TestStoreOutage:
     @pytest.fixture
     def settings_overrides(self):
         # Nothing listens on this port: every S3 call is refused.
-        return {"storage": {"backend": "s3", "s3": {"bucket": "unreachable", **MOTO_CREDENTIALS,
-                                                    "endpoint_url": f"http://127.0.0.1:{free_port()}"}}}
+        return {
+            "storage": {
+                "backend": "s3",
+                "s3": {"bucket": "unreachable", **MOTO_CREDENTIALS, "endpoint_url": f"http://127.0.0.1:{free_port()}"},
+            }
+        }
 
     def test_upload_is_answered_503_and_nothing_is_recorded(self, client, runtime):
         response = upload(client, seed_000_body(DOCUMENT))

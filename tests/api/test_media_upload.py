@@ -1,5 +1,6 @@
 """POST /api/v1/media through the app: both documented request shapes and multipart, the answer, tenancy,
 the inbound attachments' validation rules and every refusal in the seeds' words."""
+
 from __future__ import annotations
 
 import base64
@@ -7,18 +8,17 @@ import hashlib
 import io
 import logging
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from PIL import Image
 from prometheus_client import REGISTRY
 
-from webhook_service.database.tables import MediaUpload
-
-from tests.media import samples
 from tests.fixtures.app import API_KEY_A, NUMBER_A, NUMBER_A_ID, NUMBER_B, NUMBER_B_ID, TENANT_A, TENANT_B, USER_A
+from tests.media import samples
 from tests.support.media_uploads import UPLOADS, A, basic, error_of, local, seed_000_body, seed_001_body, upload
+from webhook_service.database.tables import MediaUpload
 
 MIB = 1024 * 1024
 TOO_LARGE = (413, "payload_too_large", "Media file exceeds maximum size of 5MB")
@@ -39,8 +39,7 @@ class TestRequestShapes:
         assert answer["uri"] == answer["url"] and answer["url"].startswith("http://localhost/media/")
         assert answer["fileName"] == "product-image.jpg"
         assert answer["contentType"] == answer["mimeType"] == "image/jpeg"
-        assert (answer["phoneNumber"], answer["phoneNumberId"], answer["tenantId"]) == (NUMBER_A, NUMBER_A_ID,
-                                                                                      TENANT_A)
+        assert (answer["phoneNumber"], answer["phoneNumberId"], answer["tenantId"]) == (NUMBER_A, NUMBER_A_ID, TENANT_A)
         assert answer["warnings"] == []
         assert response.headers["Location"] == f"{UPLOADS}/{answer['id']}"
         body = stored_bytes(client, answer)
@@ -48,7 +47,7 @@ class TestRequestShapes:
         # Images are re-encoded as inbound attachments are: same picture, new bytes.
         assert body != PHOTO and Image.open(io.BytesIO(body)).size == (120, 80)
         expires = datetime.fromisoformat(answer["expiresAt"].replace("Z", "+00:00"))
-        assert abs(expires - (datetime.now(timezone.utc) + timedelta(hours=24))) < timedelta(minutes=1)
+        assert abs(expires - (datetime.now(UTC) + timedelta(hours=24))) < timedelta(minutes=1)
 
     def test_seed_001_base64_as_csharp_sends_it(self, client):
         response = upload(client, seed_001_body(PHOTO, as_byte_values=False))
@@ -59,25 +58,42 @@ class TestRequestShapes:
         response = upload(client, seed_000_body(samples.pdf(), fileName="terms.pdf", mimeType="application/pdf"))
         assert response.status_code == 201
         answer = response.get_json()
-        assert (answer["fileName"], answer["mimeType"], answer["phoneNumber"]) == ("terms.pdf", "application/pdf",
-                                                                                 NUMBER_A)
+        assert (answer["fileName"], answer["mimeType"], answer["phoneNumber"]) == (
+            "terms.pdf",
+            "application/pdf",
+            NUMBER_A,
+        )
         # Anything but a re-encoded image is stored byte for byte, as a download.
         assert stored_bytes(client, answer) == samples.pdf()
         assert client.get(local(answer["url"])).headers["Content-Disposition"] == 'attachment; filename="terms.pdf"'
 
     def test_multipart(self, client):
-        response = client.post(UPLOADS, headers=A, data={
-            "file": (io.BytesIO(samples.pdf()), "terms.pdf", "application/pdf"), "phoneNumber": NUMBER_A})
+        response = client.post(
+            UPLOADS,
+            headers=A,
+            data={"file": (io.BytesIO(samples.pdf()), "terms.pdf", "application/pdf"), "phoneNumber": NUMBER_A},
+        )
         assert response.status_code == 201, response.get_data(as_text=True)
         answer = response.get_json()
         assert (answer["fileName"], answer["contentType"], answer["declaredContentType"]) == (
-            "terms.pdf", "application/pdf", "application/pdf")
+            "terms.pdf",
+            "application/pdf",
+            "application/pdf",
+        )
         assert stored_bytes(client, answer) == samples.pdf()
 
     def test_multipart_fields_win_over_the_file_parts_own(self, client):
-        response = client.post(UPLOADS, headers=A, data={
-            "file": (io.BytesIO(PHOTO), "IMG_0001.JPG", "application/octet-stream"), "phoneNumberId": NUMBER_A_ID,
-            "fileName": "product-image.jpg", "mimeType": "image/jpeg", "convert": "false"})
+        response = client.post(
+            UPLOADS,
+            headers=A,
+            data={
+                "file": (io.BytesIO(PHOTO), "IMG_0001.JPG", "application/octet-stream"),
+                "phoneNumberId": NUMBER_A_ID,
+                "fileName": "product-image.jpg",
+                "mimeType": "image/jpeg",
+                "convert": "false",
+            },
+        )
         assert response.status_code == 201
         assert response.get_json()["fileName"] == "product-image.jpg"
         assert response.get_json()["declaredContentType"] == "image/jpeg"
@@ -86,11 +102,15 @@ class TestRequestShapes:
         response = upload(client, seed_001_body(PHOTO), headers={"Authorization": f"Bearer {API_KEY_A}"})
         assert response.status_code == 201
 
-    @pytest.mark.parametrize("encoded", [
-        "data:image/jpeg;base64," + base64.b64encode(PHOTO).decode(),
-        "\n".join(textwrap.wrap(base64.b64encode(PHOTO).decode(), 76)) + "\n",
-        base64.b64encode(PHOTO).decode().rstrip("="),
-    ], ids=["data uri", "newlines", "no padding"])
+    @pytest.mark.parametrize(
+        "encoded",
+        [
+            "data:image/jpeg;base64," + base64.b64encode(PHOTO).decode(),
+            "\n".join(textwrap.wrap(base64.b64encode(PHOTO).decode(), 76)) + "\n",
+            base64.b64encode(PHOTO).decode().rstrip("="),
+        ],
+        ids=["data uri", "newlines", "no padding"],
+    )
     def test_lenient_base64(self, client, encoded):
         response = upload(client, seed_001_body(PHOTO, data=encoded, contentType=None))
         assert response.status_code == 201, response.get_data(as_text=True)
@@ -118,9 +138,17 @@ class TestRequestShapes:
         day = row.created_at
         assert row.blob_key == f"{TENANT_A}/uploads/{day:%Y/%m/%d}/{answer['id']}"
         assert (row.tenant_id, row.phone_number, row.phone_number_id, row.created_by) == (
-            TENANT_A, NUMBER_A, NUMBER_A_ID, USER_A[0])
+            TENANT_A,
+            NUMBER_A,
+            NUMBER_A_ID,
+            USER_A[0],
+        )
         assert (row.content_type, row.declared_content_type, row.size, row.sha256) == (
-            "image/jpeg", "image/jpeg", answer["size"], answer["sha256"])
+            "image/jpeg",
+            "image/jpeg",
+            answer["size"],
+            answer["sha256"],
+        )
         assert row.revoked_at is None and row.expires_at.isoformat().startswith(answer["expiresAt"][:19])
         assert runtime.blob_store.head(row.blob_key).content_disposition == 'inline; filename="product-image.jpg"'
 
@@ -131,9 +159,13 @@ class TestValidation:
         assert response.status_code == 201
         answer = response.get_json()
         assert (answer["contentType"], answer["mimeType"], answer["declaredContentType"]) == (
-            "image/jpeg", "image/jpeg", "image/png")
-        assert answer["warnings"] == ["The declared type image/png differs from the stored type image/jpeg, "
-                                      "which is what the URL serves."]
+            "image/jpeg",
+            "image/jpeg",
+            "image/png",
+        )
+        assert answer["warnings"] == [
+            "The declared type image/png differs from the stored type image/jpeg, which is what the URL serves."
+        ]
 
     def test_octet_stream_declares_nothing(self, client):
         answer = upload(client, seed_001_body(PHOTO, contentType="application/octet-stream")).get_json()
@@ -165,8 +197,9 @@ class TestValidation:
         gets the answer rather than a connection reset."""
         body = b'{"fileName": "a.pdf", "data": [300' + b", 1" * 500_000 + b"]}"  # refused at its first value
         stream = io.BytesIO(body)
-        response = client.post(UPLOADS, input_stream=stream, content_length=len(body), headers=A,
-                               content_type="application/json")
+        response = client.post(
+            UPLOADS, input_stream=stream, content_length=len(body), headers=A, content_type="application/json"
+        )
         assert error_of(response)[:2] == (400, "invalid_byte")
         assert stream.tell() == len(body)
 
@@ -179,53 +212,66 @@ class TestValidation:
 
 
 class TestRefusals:
-    @pytest.mark.parametrize("body, expected", [
-        (b"", (400, "invalid_body")),
-        (b"not json", (400, "invalid_body")),
-        (b"[1, 2, 3]", (400, "invalid_body")),
-        (b"{}", (400, "missing_field")),
-    ], ids=["empty body", "not json", "not an object", "empty object"])
+    @pytest.mark.parametrize(
+        "body, expected",
+        [
+            (b"", (400, "invalid_body")),
+            (b"not json", (400, "invalid_body")),
+            (b"[1, 2, 3]", (400, "invalid_body")),
+            (b"{}", (400, "missing_field")),
+        ],
+        ids=["empty body", "not json", "not an object", "empty object"],
+    )
     def test_malformed_body(self, client, body, expected):
         response = client.post(UPLOADS, data=body, headers=A, content_type="application/json")
         assert error_of(response)[:2] == expected
 
-    @pytest.mark.parametrize("changes, expected", [
-        ({"data": "this is not base64!"}, (400, "invalid_base64")),
-        ({"data": [255, 216, 300, 0]}, (400, "invalid_byte")),
-        ({"data": [255, -1]}, (400, "invalid_byte")),
-        ({"data": [255, 216.5]}, (400, "invalid_byte")),
-        ({"data": 42}, (400, "invalid_field")),
-        ({"fileName": "../../etc/passwd"}, (400, "invalid_file_name")),
-        ({"fileName": "C:\\Users\\me\\photo.jpg"}, (400, "invalid_file_name")),
-        ({"fileName": "photo.jpg\r\nX-Injected: 1"}, (400, "invalid_file_name")),
-        ({"fileName": "photo\u0000.jpg"}, (400, "invalid_file_name")),
-        ({"fileName": ".."}, (400, "invalid_file_name")),
-        ({"fileName": "x" * 300 + ".jpg"}, (400, "invalid_file_name")),
-        ({"fileName": None}, (400, "missing_field")),
-        ({"fileName": 7}, (400, "invalid_field")),
-        ({"phoneNumber": None}, (400, "missing_field")),
-        ({"phoneNumber": "call me"}, (400, "invalid_phone_number")),
-        ({"phoneNumber": "+1555"}, (400, "invalid_phone_number")),
-        ({"phoneNumber": "+1" + "5" * 100}, (400, "invalid_phone_number")),
-        ({"phoneNumber": "+15550009999"}, (403, "forbidden")),
-        ({"phoneNumber": NUMBER_B}, (403, "forbidden")),
-        ({"phoneNumberId": NUMBER_B_ID}, (403, "forbidden")),
-        ({"phoneNumberId": NUMBER_A_ID, "phoneNumber": "+15550009999"}, (403, "forbidden")),
-        ({"tenantId": TENANT_B}, (403, "forbidden")),
-        ({"tenantId": "00000000-0000-0000-0000-00000000000X"}, (403, "forbidden")),
-        ({"contentType": "jpeg"}, (400, "invalid_field")),
-        ({"contentType": "image/jpeg\r\nX: 1"}, (400, "invalid_field")),
-        ({"content": "AQID"}, (400, "invalid_body")),
-    ], ids=lambda value: str(value)[:40])
+    @pytest.mark.parametrize(
+        "changes, expected",
+        [
+            ({"data": "this is not base64!"}, (400, "invalid_base64")),
+            ({"data": [255, 216, 300, 0]}, (400, "invalid_byte")),
+            ({"data": [255, -1]}, (400, "invalid_byte")),
+            ({"data": [255, 216.5]}, (400, "invalid_byte")),
+            ({"data": 42}, (400, "invalid_field")),
+            ({"fileName": "../../etc/passwd"}, (400, "invalid_file_name")),
+            ({"fileName": "C:\\Users\\me\\photo.jpg"}, (400, "invalid_file_name")),
+            ({"fileName": "photo.jpg\r\nX-Injected: 1"}, (400, "invalid_file_name")),
+            ({"fileName": "photo\u0000.jpg"}, (400, "invalid_file_name")),
+            ({"fileName": ".."}, (400, "invalid_file_name")),
+            ({"fileName": "x" * 300 + ".jpg"}, (400, "invalid_file_name")),
+            ({"fileName": None}, (400, "missing_field")),
+            ({"fileName": 7}, (400, "invalid_field")),
+            ({"phoneNumber": None}, (400, "missing_field")),
+            ({"phoneNumber": "call me"}, (400, "invalid_phone_number")),
+            ({"phoneNumber": "+1555"}, (400, "invalid_phone_number")),
+            ({"phoneNumber": "+1" + "5" * 100}, (400, "invalid_phone_number")),
+            ({"phoneNumber": "+15550009999"}, (403, "forbidden")),
+            ({"phoneNumber": NUMBER_B}, (403, "forbidden")),
+            ({"phoneNumberId": NUMBER_B_ID}, (403, "forbidden")),
+            ({"phoneNumberId": NUMBER_A_ID, "phoneNumber": "+15550009999"}, (403, "forbidden")),
+            ({"tenantId": TENANT_B}, (403, "forbidden")),
+            ({"tenantId": "00000000-0000-0000-0000-00000000000X"}, (403, "forbidden")),
+            ({"contentType": "jpeg"}, (400, "invalid_field")),
+            ({"contentType": "image/jpeg\r\nX: 1"}, (400, "invalid_field")),
+            ({"content": "AQID"}, (400, "invalid_body")),
+        ],
+        ids=lambda value: str(value)[:40],
+    )
     def test_bad_field(self, client, changes, expected):
         assert error_of(upload(client, seed_001_body(PHOTO, **changes)))[:2] == expected
 
     def test_another_tenants_tenant_id_names_nothing_about_it(self, client):
-        assert error_of(upload(client, seed_001_body(PHOTO, tenantId=TENANT_B)))[2] == \
-            "tenantId is not the tenant of these credentials."
+        assert (
+            error_of(upload(client, seed_001_body(PHOTO, tenantId=TENANT_B)))[2]
+            == "tenantId is not the tenant of these credentials."
+        )
 
-    @pytest.mark.parametrize("headers", [{}, basic((USER_A[0], "wrong")), {"Authorization": "Bearer nope"}],
-                             ids=["none", "wrong password", "unknown key"])
+    @pytest.mark.parametrize(
+        "headers",
+        [{}, basic((USER_A[0], "wrong")), {"Authorization": "Bearer nope"}],
+        ids=["none", "wrong password", "unknown key"],
+    )
     def test_credentials_are_required(self, client, headers):
         response = upload(client, seed_001_body(PHOTO), headers=headers)
         assert error_of(response)[:2] == (401, "unauthorized")
@@ -234,17 +280,33 @@ class TestRefusals:
     def test_convert_query_must_be_a_flag(self, client):
         assert error_of(upload(client, seed_001_body(PHOTO), query="?convert=maybe"))[:2] == (400, "invalid_field")
 
-    @pytest.mark.parametrize("form, expected", [
-        (lambda: {"phoneNumber": NUMBER_A, "fileName": "a.pdf"}, (400, "missing_field")),
-        (lambda: {"file": (io.BytesIO(b"%PDF"), "a.pdf"), "data": (io.BytesIO(b"%PDF"), "b.pdf"),
-                  "phoneNumber": NUMBER_A}, (400, "invalid_body")),
-        (lambda: {"file": (io.BytesIO(samples.pdf()), "a.pdf"), "phoneNumber": [NUMBER_A, NUMBER_A]},
-         (400, "invalid_body")),
-        (lambda: {"file": (io.BytesIO(samples.pdf()), "../a.pdf"), "phoneNumber": NUMBER_A},
-         (400, "invalid_file_name")),
-        (lambda: {"file": (io.BytesIO(samples.pdf()), "a.pdf"), "phoneNumber": NUMBER_A, "convert": "perhaps"},
-         (400, "invalid_field")),
-    ], ids=["no file part", "two file parts", "repeated field", "file name with a directory", "bad flag"])
+    @pytest.mark.parametrize(
+        "form, expected",
+        [
+            (lambda: {"phoneNumber": NUMBER_A, "fileName": "a.pdf"}, (400, "missing_field")),
+            (
+                lambda: {
+                    "file": (io.BytesIO(b"%PDF"), "a.pdf"),
+                    "data": (io.BytesIO(b"%PDF"), "b.pdf"),
+                    "phoneNumber": NUMBER_A,
+                },
+                (400, "invalid_body"),
+            ),
+            (
+                lambda: {"file": (io.BytesIO(samples.pdf()), "a.pdf"), "phoneNumber": [NUMBER_A, NUMBER_A]},
+                (400, "invalid_body"),
+            ),
+            (
+                lambda: {"file": (io.BytesIO(samples.pdf()), "../a.pdf"), "phoneNumber": NUMBER_A},
+                (400, "invalid_file_name"),
+            ),
+            (
+                lambda: {"file": (io.BytesIO(samples.pdf()), "a.pdf"), "phoneNumber": NUMBER_A, "convert": "perhaps"},
+                (400, "invalid_field"),
+            ),
+        ],
+        ids=["no file part", "two file parts", "repeated field", "file name with a directory", "bad flag"],
+    )
     def test_bad_multipart(self, client, form, expected):
         response = client.post(UPLOADS, data=form(), headers=A, content_type="multipart/form-data")
         assert error_of(response)[:2] == expected
@@ -256,12 +318,16 @@ class TestRefusals:
 
 
 class TestFileNames:
-    @pytest.mark.parametrize("given, shown, disposition", [
-        ("café.jpg", "café.jpg", "inline; filename=\"cafe.jpg\"; filename*=UTF-8''caf%C3%A9.jpg"),
-        ("\u202egpj.exe", "gpj.exe", 'inline; filename="gpj.exe"'),
-        ('"quoted".jpg', "quoted.jpg", 'inline; filename="quoted.jpg"'),
-        (" photo.jpg. ", "photo.jpg", 'inline; filename="photo.jpg"'),
-    ], ids=["accented", "bidi override", "quotes", "edge blanks and dots"])
+    @pytest.mark.parametrize(
+        "given, shown, disposition",
+        [
+            ("café.jpg", "café.jpg", "inline; filename=\"cafe.jpg\"; filename*=UTF-8''caf%C3%A9.jpg"),
+            ("\u202egpj.exe", "gpj.exe", 'inline; filename="gpj.exe"'),
+            ('"quoted".jpg', "quoted.jpg", 'inline; filename="quoted.jpg"'),
+            (" photo.jpg. ", "photo.jpg", 'inline; filename="photo.jpg"'),
+        ],
+        ids=["accented", "bidi override", "quotes", "edge blanks and dots"],
+    )
     def test_names_are_sanitized_for_display(self, client, given, shown, disposition):
         answer = upload(client, seed_001_body(PHOTO, fileName=given)).get_json()
         assert answer["fileName"] == shown
@@ -273,16 +339,26 @@ class TestTenantWithTwoNumbers:
 
     @pytest.fixture
     def settings_overrides(self):
-        return {"tenants": [
-            {"id": TENANT_A, "phone_numbers": [{"id": NUMBER_A_ID, "number": NUMBER_A},
-                                               {"id": "second", "number": self.SECOND_NUMBER}]},
-            {"id": TENANT_B, "phone_numbers": [{"id": NUMBER_B_ID, "number": NUMBER_B}]}]}
+        return {
+            "tenants": [
+                {
+                    "id": TENANT_A,
+                    "phone_numbers": [
+                        {"id": NUMBER_A_ID, "number": NUMBER_A},
+                        {"id": "second", "number": self.SECOND_NUMBER},
+                    ],
+                },
+                {"id": TENANT_B, "phone_numbers": [{"id": NUMBER_B_ID, "number": NUMBER_B}]},
+            ]
+        }
 
     def test_either_number_by_either_field(self, client):
-        assert upload(client, seed_000_body(PHOTO, phoneNumberId="second")).get_json()["phoneNumber"] == \
-            self.SECOND_NUMBER
-        assert upload(client, seed_001_body(PHOTO, phoneNumber=self.SECOND_NUMBER)).get_json()["phoneNumberId"] == \
-            "second"
+        assert (
+            upload(client, seed_000_body(PHOTO, phoneNumberId="second")).get_json()["phoneNumber"] == self.SECOND_NUMBER
+        )
+        assert (
+            upload(client, seed_001_body(PHOTO, phoneNumber=self.SECOND_NUMBER)).get_json()["phoneNumberId"] == "second"
+        )
 
     def test_both_fields_naming_different_numbers(self, client):
         response = upload(client, seed_000_body(PHOTO, phoneNumber=self.SECOND_NUMBER))
@@ -291,13 +367,15 @@ class TestTenantWithTwoNumbers:
 
 class TestConvert:
     def test_bmp_becomes_png_with_a_matching_name(self, client):
-        response = upload(client, seed_001_body(samples.bmp(), fileName="photo.bmp", contentType="image/bmp",
-                                                convert=True))
+        response = upload(
+            client, seed_001_body(samples.bmp(), fileName="photo.bmp", contentType="image/bmp", convert=True)
+        )
         assert response.status_code == 201, response.get_data(as_text=True)
         answer = response.get_json()
         assert (answer["contentType"], answer["fileName"]) == ("image/png", "photo.png")
-        assert answer["warnings"] == ["The declared type image/bmp differs from the stored type image/png, "
-                                      "which is what the URL serves."]
+        assert answer["warnings"] == [
+            "The declared type image/bmp differs from the stored type image/png, which is what the URL serves."
+        ]
         assert Image.open(io.BytesIO(stored_bytes(client, answer))).format == "PNG"
 
     def test_photographic_tiff_becomes_jpeg_when_asked_in_the_query(self, client):
@@ -326,8 +404,9 @@ class TestConvertScalesDown:
         assert len(noise) > 64 * 1024
         refused = upload(client, seed_001_body(noise, fileName="noise.png", contentType="image/png"))
         assert error_of(refused) == (413, "payload_too_large", "Media file exceeds maximum size of 64KB")
-        answer = upload(client, seed_001_body(noise, fileName="noise.png", contentType="image/png"),
-                        query="?convert=true").get_json()
+        answer = upload(
+            client, seed_001_body(noise, fileName="noise.png", contentType="image/png"), query="?convert=true"
+        ).get_json()
         assert answer["size"] <= 64 * 1024 and answer["contentType"] == "image/png"
         width, height = Image.open(io.BytesIO(stored_bytes(client, answer))).size
         assert width < 300 and height < 200 and abs(width / height - 1.5) < 0.05

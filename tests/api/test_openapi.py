@@ -1,6 +1,7 @@
 """GET /openapi.json describes the read and media APIs truthfully: it is valid OpenAPI, and schemathesis,
 generating requests from it (valid ones and invalid ones) with tenant A's credentials, finds no server
 error and no answer that breaks the documented status codes, content types, headers or schemas."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,8 +23,13 @@ from tests.media import samples
 from tests.support.media_uploads import A, seed_001_body, upload
 from tests.support.standard import inbound_body, post_standard, status_body
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 # Per operation and generation mode: enough to reach every parameter and error path, few enough that
 # the whole run takes seconds.
 EXAMPLES = 25
@@ -32,8 +38,14 @@ EXAMPLES = 25
 def test_the_spec_is_valid_openapi_and_covers_both_apis(client):
     spec = client.get("/openapi.json").get_json()
     validate(spec)
-    assert {"/api/v1/messages", "/api/v1/messages/{messageId}", "/api/v1/events", "/api/v1/media",
-            "/api/v1/media/{mediaId}", "/m/{mediaId}"} <= set(spec["paths"])
+    assert {
+        "/api/v1/messages",
+        "/api/v1/messages/{messageId}",
+        "/api/v1/events",
+        "/api/v1/media",
+        "/api/v1/media/{mediaId}",
+        "/m/{mediaId}",
+    } <= set(spec["paths"])
     assert set(spec["components"]["securitySchemes"]) == {"basicAuth", "bearerAuth"}
 
 
@@ -64,8 +76,14 @@ def test_schemathesis_finds_nothing(app, client, mode):
 
 
 def _call_and_validate(strategy, *, examples: int) -> None:
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=strategy)
     def call(case):
         case.call_and_validate(headers=A, checks=CHECKS)

@@ -1,4 +1,5 @@
 """The read API: authentication, tenant isolation, filters, cursor pagination and the event feed."""
+
 from __future__ import annotations
 
 import base64
@@ -28,17 +29,29 @@ def _seed(client) -> None:
 
 
 class TestAuthentication:
-    @pytest.mark.parametrize("headers", [
-        {},
-        basic(("your-email@example.com", "wrong")),
-        basic(("nobody@example.com", "your-password")),
-        {"Authorization": "Basic not-base64!"},
-        {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()},
-        {"Authorization": "Bearer wrong-key"},
-        {"Authorization": "Bearer"},
-        {"Authorization": "Digest abc"},
-    ], ids=["none", "wrong password", "unknown user", "bad base64", "no colon", "wrong key", "empty bearer",
-            "other scheme"])
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            {},
+            basic(("your-email@example.com", "wrong")),
+            basic(("nobody@example.com", "your-password")),
+            {"Authorization": "Basic not-base64!"},
+            {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()},
+            {"Authorization": "Bearer wrong-key"},
+            {"Authorization": "Bearer"},
+            {"Authorization": "Digest abc"},
+        ],
+        ids=[
+            "none",
+            "wrong password",
+            "unknown user",
+            "bad base64",
+            "no colon",
+            "wrong key",
+            "empty bearer",
+            "other scheme",
+        ],
+    )
     def test_refused_with_a_json_401_and_a_challenge(self, client, headers):
         response = client.get("/api/v1/messages", headers=headers)
         assert response.status_code == 401
@@ -90,10 +103,17 @@ class TestMessages:
         assert ids("since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z") == ["a-out", "a-3", "a-2", "a-1"]
         assert ids("until=2000-01-01T00:00:00Z") == []
 
-    @pytest.mark.parametrize("query, message", [
-        ("direction=sideways", "direction"), ("status=lost", "status"), ("limit=0", "limit"),
-        ("limit=abc", "limit"), ("cursor=xyz", "cursor"), ("since=yesterday", "since"),
-    ])
+    @pytest.mark.parametrize(
+        "query, message",
+        [
+            ("direction=sideways", "direction"),
+            ("status=lost", "status"),
+            ("limit=0", "limit"),
+            ("limit=abc", "limit"),
+            ("cursor=xyz", "cursor"),
+            ("since=yesterday", "since"),
+        ],
+    )
     def test_bad_parameters_are_400(self, client, query, message):
         response = client.get(f"/api/v1/messages?{query}", headers=A)
         assert response.status_code == 400
@@ -128,8 +148,13 @@ class TestEventFeed:
         _seed(client)
         everything = client.get("/api/v1/events", headers=A).get_json()
         types = [(e["type"], e["data"]["providerMessageId"]) for e in everything["events"]]
-        assert types == [("message.received", "a-1"), ("message.received", "a-2"), ("message.received", "a-3"),
-                         ("message.status", "a-out"), ("message.status", "a-out")]
+        assert types == [
+            ("message.received", "a-1"),
+            ("message.received", "a-2"),
+            ("message.received", "a-3"),
+            ("message.status", "a-out"),
+            ("message.status", "a-out"),
+        ]
         ids = [int(e["id"]) for e in everything["events"]]
         assert ids == sorted(ids)
         # Read again in pages of two from the start: the same events, once each.
@@ -142,8 +167,10 @@ class TestEventFeed:
             cursor = page["nextCursor"]
         assert seen == [e["id"] for e in everything["events"]]
         # Caught up: the cursor stays where it is.
-        assert client.get(f"/api/v1/events?after={cursor}", headers=A).get_json() == {"events": [],
-                                                                                      "nextCursor": cursor}
+        assert client.get(f"/api/v1/events?after={cursor}", headers=A).get_json() == {
+            "events": [],
+            "nextCursor": cursor,
+        }
         post_standard(client, inbound_body("a-4"))
         new = client.get(f"/api/v1/events?after={cursor}", headers=A).get_json()["events"]
         assert [e["data"]["providerMessageId"] for e in new] == ["a-4"]
@@ -153,7 +180,10 @@ class TestEventFeed:
         post_standard(client, status_body("a-out", "sent", occurred_at="2030-01-01T00:00:00Z"))
         events = client.get("/api/v1/events?type=message.status", headers=A).get_json()["events"]
         assert [(e["data"]["status"], e["data"]["applied"], e["data"]["currentStatus"]) for e in events] == [
-            ("sent", True, "sent"), ("delivered", True, "delivered"), ("sent", False, "delivered")]
+            ("sent", True, "sent"),
+            ("delivered", True, "delivered"),
+            ("sent", False, "delivered"),
+        ]
 
     def test_unknown_type_filter_is_400(self, client):
         assert client.get("/api/v1/events?type=message.deleted", headers=A).status_code == 400

@@ -1,5 +1,6 @@
 """Reading upload bodies (webhook_service.media.upload_parsing) without the app: every JSON form of the
 file, the base64 leniencies and refusals, the size limit, and the memory the streaming parse needs."""
+
 from __future__ import annotations
 
 import base64
@@ -12,8 +13,8 @@ import tracemalloc
 
 import pytest
 
-from webhook_service.api.errors import ApiError
 from webhook_service.api import upload_body as upload_parsing
+from webhook_service.api.errors import ApiError
 from webhook_service.api.upload_body import SizeLimits, max_body_bytes, read_json_upload
 
 LIMITS = SizeLimits(plain=1000, converting=4000)
@@ -93,10 +94,29 @@ class TestFileForms:
         parse({"data": encoded}, tmp_path)
         assert (tmp_path / "file").read_bytes() == b"\x01\x02"
 
-    @pytest.mark.parametrize("encoded", [
-        "not base64!", "AQI=AQI=", "A", "AQ==A", "=AQI", "AQ-_", "AQ\u00e9I", "data:text/plain,hello",
-    ], ids=["punctuation", "two glued encodings", "one character", "data after padding", "leading padding",
-            "url-safe alphabet", "non-ascii", "data uri without base64"])
+    @pytest.mark.parametrize(
+        "encoded",
+        [
+            "not base64!",
+            "AQI=AQI=",
+            "A",
+            "AQ==A",
+            "=AQI",
+            "AQ-_",
+            "AQ\u00e9I",
+            "data:text/plain,hello",
+        ],
+        ids=[
+            "punctuation",
+            "two glued encodings",
+            "one character",
+            "data after padding",
+            "leading padding",
+            "url-safe alphabet",
+            "non-ascii",
+            "data uri without base64",
+        ],
+    )
     def test_invalid_base64_is_refused(self, tmp_path, encoded):
         error = refusal({"data": encoded}, tmp_path)
         assert (error.status, error.code) == (400, "invalid_base64")
@@ -111,8 +131,9 @@ class TestFileForms:
         monkeypatch.setattr(upload_parsing, "_BASE64_SLICE_CHARS", 4)
         assert refusal({"data": "AQ==AQ=="}, tmp_path).code == "invalid_base64"
 
-    @pytest.mark.parametrize("value", ["300", "-1", "1.0", "1e2", "true", "null", '"7"', "[1]", "{}",
-                                       "99999999999999999999999"])
+    @pytest.mark.parametrize(
+        "value", ["300", "-1", "1.0", "1e2", "true", "null", '"7"', "[1]", "{}", "99999999999999999999999"]
+    )
     def test_anything_but_a_byte_value_in_the_array_is_refused(self, tmp_path, value):
         error = refusal(b'{"data": [1, ' + value.encode() + b", 2]}", tmp_path)
         assert (error.status, error.code) == (400, "invalid_byte")
@@ -126,10 +147,35 @@ class TestFileForms:
 
 
 class TestStructure:
-    @pytest.mark.parametrize("raw", [b"", b"   ", b"[]", b'"text"', b"42", b"{", b'{"data": [1, 2',
-                                     b'{"a": 1} {"b": 2}', b'{"a": 1} x', b'{"fileName": "\xff"}', b"{'a': 1}"],
-                             ids=["empty", "blank", "array", "string", "number", "unclosed", "unclosed array",
-                                  "two documents", "trailing garbage", "invalid utf-8", "single quotes"])
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b"",
+            b"   ",
+            b"[]",
+            b'"text"',
+            b"42",
+            b"{",
+            b'{"data": [1, 2',
+            b'{"a": 1} {"b": 2}',
+            b'{"a": 1} x',
+            b'{"fileName": "\xff"}',
+            b"{'a': 1}",
+        ],
+        ids=[
+            "empty",
+            "blank",
+            "array",
+            "string",
+            "number",
+            "unclosed",
+            "unclosed array",
+            "two documents",
+            "trailing garbage",
+            "invalid utf-8",
+            "single quotes",
+        ],
+    )
     def test_not_one_json_object_is_refused(self, tmp_path, raw):
         error = refusal(raw, tmp_path)
         assert (error.status, error.code) == (400, "invalid_body")
@@ -143,18 +189,38 @@ class TestStructure:
     def test_both_data_and_content_is_refused(self, tmp_path):
         assert refusal({"data": [1], "content": "AQ=="}, tmp_path).code == "invalid_body"
 
-    @pytest.mark.parametrize("field, value", [
-        ("fileName", 1), ("phoneNumber", 15551234567), ("tenantId", ["x"]), ("contentType", {"a": 1}),
-        ("convert", "yes"), ("convert", 1), ("data", 12), ("data", {"bytes": [1]}), ("content", True),
-    ])
+    @pytest.mark.parametrize(
+        "field, value",
+        [
+            ("fileName", 1),
+            ("phoneNumber", 15551234567),
+            ("tenantId", ["x"]),
+            ("contentType", {"a": 1}),
+            ("convert", "yes"),
+            ("convert", 1),
+            ("data", 12),
+            ("data", {"bytes": [1]}),
+            ("content", True),
+        ],
+    )
     def test_wrong_json_type_is_refused(self, tmp_path, field, value):
         error = refusal({field: value}, tmp_path)
         assert (error.status, error.code) == (400, "invalid_field")
 
     def test_unknown_fields_are_skipped_however_nested(self, tmp_path):
         nested = {"a": [[{"b": [1, {"c": None}]}], "x"], "d": {}}
-        body = parse({"extra": nested, "tags": [], "fileName": "a.jpg", "more": {"data": "not the file"},
-                      "data": [7], "n": 1.5, "t": True}, tmp_path)
+        body = parse(
+            {
+                "extra": nested,
+                "tags": [],
+                "fileName": "a.jpg",
+                "more": {"data": "not the file"},
+                "data": [7],
+                "n": 1.5,
+                "t": True,
+            },
+            tmp_path,
+        )
         assert body.fields == {"fileName": "a.jpg"}
         assert (tmp_path / "file").read_bytes() == b"\x07"
 
@@ -212,8 +278,9 @@ class TestReadSizes:
             return super().read(size)
 
     def test_reads_grow_inside_a_long_base64_string(self, tmp_path):
-        stream = self.RecordingStream(json.dumps({"data": base64.b64encode(os.urandom(3 * 1024 * 1024)).decode(),
-                                                  "fileName": "x"}).encode())
+        stream = self.RecordingStream(
+            json.dumps({"data": base64.b64encode(os.urandom(3 * 1024 * 1024)).decode(), "fileName": "x"}).encode()
+        )
         read_json_upload(stream, tmp_path / "file", limits=SizeLimits(4 * 1024 * 1024, 0), convert=False)
         assert max(stream.sizes) == 1024 * 1024
         assert len(stream.sizes) < 15

@@ -1,4 +1,5 @@
 """The operator commands, run through click against the same database the test app writes to."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,11 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from werkzeug.security import check_password_hash
 
+from tests.fixtures.app import STANDARD_SECRET
+from tests.media import samples
+from tests.support.standard import inbound_body, post_standard, standard_headers
 from webhook_service.cli.main import cli
 from webhook_service.database.tables import Attachment, Message, QuarantinedRequest, RawRequest
-
-from tests.media import samples
-from tests.fixtures.app import STANDARD_SECRET
-from tests.support.standard import inbound_body, post_standard, standard_headers
 
 
 @pytest.fixture
@@ -26,6 +26,7 @@ def run(settings, monkeypatch):
 
     def invoke(*arguments: str, input: str | None = None):
         return CliRunner().invoke(cli, list(arguments), input=input, catch_exceptions=False)
+
     return invoke
 
 
@@ -35,8 +36,12 @@ class TestQuarantine:
         # Signed with a secret the connection did not have yet: refused and quarantined.
         rotated = "whsec_" + "bmV3IHNlY3JldCBmb3IgdGhlIGNsaSB0ZXN0IQ=="
         headers = standard_headers(body, secret=rotated)
-        assert client.post("/webhooks/standard/main", data=body, headers=headers,
-                           content_type="application/json").status_code == 401
+        assert (
+            client.post(
+                "/webhooks/standard/main", data=body, headers=headers, content_type="application/json"
+            ).status_code
+            == 401
+        )
         post_standard(client, b"{not json")
 
         listed = run("quarantine", "list", "--json")
@@ -70,6 +75,7 @@ class TestQuarantine:
         # Refused because the connection was down in config... here: a signature from the future
         # relative to arrival is refused; replaying re-checks it against the same arrival time.
         import time
+
         body = inbound_body("q-2")
         headers = standard_headers(body, secret=STANDARD_SECRET, timestamp=int(time.time()) + 3600)
         client.post("/webhooks/standard/main", data=body, headers=headers, content_type="application/json")
@@ -82,8 +88,10 @@ class TestAttachments:
     @pytest.fixture
     def settings_overrides(self):
         # The media server by address: the CLI resolves names with the system resolver.
-        return {"queue": {"immediate": True}, "media": {"fetch": {
-            "allow_http": True, "allow_private_networks": ["127.0.0.1/32"], "total_timeout": 2}}}
+        return {
+            "queue": {"immediate": True},
+            "media": {"fetch": {"allow_http": True, "allow_private_networks": ["127.0.0.1/32"], "total_timeout": 2}},
+        }
 
     def test_list_and_retry_with_a_progress_bar(self, client, runtime, run, media_server):
         url = media_server.fail("/later.png", 403, times=1, then=samples.png()).replace("media.test", "127.0.0.1")
@@ -104,6 +112,7 @@ class TestKeysAndHousekeeping:
         assert check_password_hash(hashed.output.strip().splitlines()[-1], "s3cret-pass")
         key = run("new-api-key").output.splitlines()
         import hashlib
+
         assert hashlib.sha256(key[0].split()[-1].encode()).hexdigest() == key[1].split()[-1]
 
     def test_check_config_names_connections_without_secrets(self, run):
@@ -117,9 +126,11 @@ class TestKeysAndHousekeeping:
         assert "deleted 0 raw requests and 0 quarantined" in run("prune").output
         with runtime.db.transaction() as session:
             for model in (RawRequest, QuarantinedRequest):
-                session.execute(sa.update(model).values(received_at=sa.func.now() - sa.text("interval '40 days'"))
-                                if runtime.db.dialect == "postgresql" else
-                                sa.update(model).values(received_at=sa.text("datetime('now', '-40 days')")))
+                session.execute(
+                    sa.update(model).values(received_at=sa.func.now() - sa.text("interval '40 days'"))
+                    if runtime.db.dialect == "postgresql"
+                    else sa.update(model).values(received_at=sa.text("datetime('now', '-40 days')"))
+                )
         assert "deleted 1 raw requests and 1 quarantined" in run("prune").output
         with runtime.db.reading() as session:
             assert session.scalar(sa.select(sa.func.count()).select_from(Message)) == 1

@@ -1,4 +1,5 @@
 """Configuration: defaults, TOML + environment, and one clear line for every bad setting."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,8 @@ import pytest
 
 from webhook_service.config.development import DEVELOPMENT_USERNAME
 from webhook_service.config.model import DEFAULT_TENANT_ID, ConfigError
-from webhook_service.settings import load_settings
 from webhook_service.providers import ADAPTERS
+from webhook_service.settings import load_settings
 
 
 def _load(tmp_path: Path, toml: str = "", environ: dict | None = None):
@@ -33,7 +34,9 @@ def test_zero_configuration_gives_a_working_development_setup():
 
 
 def test_toml_file_and_environment_overrides(tmp_path):
-    settings = _load(tmp_path, """
+    settings = _load(
+        tmp_path,
+        """
         database_url = "sqlite:////tmp/from-file.db"
         [media]
         max_bytes = 1000
@@ -44,8 +47,9 @@ def test_toml_file_and_environment_overrides(tmp_path):
         name = "main"
         tenant = "t1"
         secrets = ["env:HOOK_SECRET"]
-    """, environ={"DATABASE_URL": "postgres://u@db/x", "WEBHOOK__MEDIA__MAX_BYTES": "2000",
-                  "HOOK_SECRET": "whsec_abc"})
+    """,
+        environ={"DATABASE_URL": "postgres://u@db/x", "WEBHOOK__MEDIA__MAX_BYTES": "2000", "HOOK_SECRET": "whsec_abc"},
+    )
     assert settings.database_url == "postgresql+psycopg://u@db/x"
     assert settings.media.max_bytes == 2000
     assert settings.connections[0].secrets == ["whsec_abc"]
@@ -54,26 +58,44 @@ def test_toml_file_and_environment_overrides(tmp_path):
 BAD_SETTINGS = [
     ("unknown key", "colour = 'blue'", "colour: Extra inputs are not permitted"),
     ("bad type", "[media]\nmax_bytes = 'big'", "media.max_bytes: Input should be a valid integer"),
-    ("typo in provider",
-     "[[tenants]]\nid='t'\n[[connections]]\nprovider='twillio'\ntenant='t'\nsecrets=['x']",
-     "connections[0].provider: unknown provider 'twillio'"),
-    ("unknown tenant", "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='nope'\nsecrets=['x']",
-     "connections[0].tenant: unknown tenant 'nope'"),
-    ("nothing to verify with", "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='t'",
-     "has no secrets and no basic_auth"),
-    ("duplicate connection",
-     "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='t'\nsecrets=['x']\n"
-     "[[connections]]\nprovider='standard'\ntenant='t'\nsecrets=['y']",
-     "connections[1]: duplicate provider/name 'standard/default'"),
-    ("phone number", "[[tenants]]\nid='t'\nphone_numbers=[{id='1', number='hello'}]",
-     "tenants[0].phone_numbers[0].number: 'hello' is not a phone number"),
-    ("basic auth pair", "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='t'\nbasic_auth=['nocolon']",
-     "connections[0].basic_auth: each entry must be 'username:password'"),
+    (
+        "typo in provider",
+        "[[tenants]]\nid='t'\n[[connections]]\nprovider='twillio'\ntenant='t'\nsecrets=['x']",
+        "connections[0].provider: unknown provider 'twillio'",
+    ),
+    (
+        "unknown tenant",
+        "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='nope'\nsecrets=['x']",
+        "connections[0].tenant: unknown tenant 'nope'",
+    ),
+    (
+        "nothing to verify with",
+        "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='t'",
+        "has no secrets and no basic_auth",
+    ),
+    (
+        "duplicate connection",
+        "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='t'\nsecrets=['x']\n"
+        "[[connections]]\nprovider='standard'\ntenant='t'\nsecrets=['y']",
+        "connections[1]: duplicate provider/name 'standard/default'",
+    ),
+    (
+        "phone number",
+        "[[tenants]]\nid='t'\nphone_numbers=[{id='1', number='hello'}]",
+        "tenants[0].phone_numbers[0].number: 'hello' is not a phone number",
+    ),
+    (
+        "basic auth pair",
+        "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='t'\nbasic_auth=['nocolon']",
+        "connections[0].basic_auth: each entry must be 'username:password'",
+    ),
     ("storage section", "[storage]\nbackend='s3'", "storage: backend 's3' needs a [storage.s3] section"),
     ("public url", "public_base_url = 'hooks.example.com'", "public_base_url: must be an absolute http(s) URL"),
-    ("missing env secret",
-     "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='t'\nsecrets=['env:NOT_SET_ANYWHERE']",
-     "connections[0].secrets[0]: environment variable NOT_SET_ANYWHERE is not set"),
+    (
+        "missing env secret",
+        "[[tenants]]\nid='t'\n[[connections]]\nprovider='standard'\ntenant='t'\nsecrets=['env:NOT_SET_ANYWHERE']",
+        "connections[0].secrets[0]: environment variable NOT_SET_ANYWHERE is not set",
+    ),
     ("not TOML", "this is = = not toml", "not valid TOML"),
 ]
 
@@ -89,7 +111,9 @@ def test_a_bad_setting_is_one_line_naming_it(tmp_path, label, toml, message):
 
 def test_production_refuses_unsigned_development_connections(tmp_path):
     with pytest.raises(ConfigError) as error:
-        _load(tmp_path, """
+        _load(
+            tmp_path,
+            """
             environment = "production"
             secret_key = "0123456789abcdef0123456789abcdef0123"
             [[tenants]]
@@ -99,7 +123,8 @@ def test_production_refuses_unsigned_development_connections(tmp_path):
             name = "dev"
             tenant = "t"
             verify = false
-        """)
+        """,
+        )
     assert "verify = false" in str(error.value) and "production" in str(error.value)
 
 
@@ -123,12 +148,17 @@ def test_missing_config_file(tmp_path):
 def test_the_command_line_prints_one_line_and_exits_nonzero(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[media]\nmax_bytes = -1\n")
-    completed = subprocess.run([sys.executable, "-m", "webhook_service.cli", "check-config"],
-                               env={"WEBHOOK_SERVICE_CONFIG": str(path), "PATH": "/usr/bin:/bin"},
-                               capture_output=True, text=True, timeout=60)
+    completed = subprocess.run(
+        [sys.executable, "-m", "webhook_service.cli", "check-config"],
+        env={"WEBHOOK_SERVICE_CONFIG": str(path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [
-        "configuration error: media.max_bytes: Input should be greater than 0"]
+        "configuration error: media.max_bytes: Input should be greater than 0"
+    ]
 
 
 @pytest.mark.parametrize(("configured", "expected"), [(None, os.cpu_count() or 1), (3, 3)])

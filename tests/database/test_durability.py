@@ -1,6 +1,7 @@
 """Which write transactions wait for the disk at commit: all of them, except those the caller marks
 `durable=False` (attachment claims), and marking one never leaks into the next transaction on the same
 pooled connection."""
+
 from __future__ import annotations
 
 import threading
@@ -89,6 +90,7 @@ def test_group_commit_keeps_its_units_apart_and_durable(database, scratch_table)
             if value % 2:
                 raise DiscardUnit(f"discarded {value}")
             return f"kept {value}"
+
         barrier.wait()
         results.append(database.group_commit.run(work))
 

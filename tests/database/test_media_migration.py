@@ -1,5 +1,6 @@
 """Migration 0002 (media_uploads) on both databases: it downgrades and upgrades cleanly and leaves the
 schema exactly as the models describe it."""
+
 from __future__ import annotations
 
 import sqlalchemy as sa

@@ -1,5 +1,6 @@
 """The shared intake: durable storage before 2xx, idempotency (also under concurrency), quarantine,
 body cap, 404s, 503 when the database is down, and the status model."""
+
 from __future__ import annotations
 
 import base64
@@ -9,14 +10,19 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from webhook_service.app import create_app
-from webhook_service.database.tables import (Attachment, FeedEvent, Message, QuarantinedRequest, RawRequest,
-                                    StatusEventRow)
-from webhook_service.runtime import Runtime
-
 from tests.fixtures.app import USER_A
 from tests.providers.security_suite import count
 from tests.support.standard import inbound_body, post_standard, standard_headers, status_body
+from webhook_service.app import create_app
+from webhook_service.database.tables import (
+    Attachment,
+    FeedEvent,
+    Message,
+    QuarantinedRequest,
+    RawRequest,
+    StatusEventRow,
+)
+from webhook_service.runtime import Runtime
 
 AUTH_A = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()).decode()}
 
@@ -34,9 +40,14 @@ def _api_message(client, provider_message_id: str, provider: str = "standard") -
 
 class TestStorage:
     def test_inbound_message_is_stored_with_raw_request_and_pending_attachments(self, client, runtime):
-        body = inbound_body("m-1", text="Here's the photo", attachments=[
-            {"url": "https://cdn.example.com/1.jpg", "contentType": "image/jpeg", "name": "1.jpg", "size": 9},
-            {"url": "https://cdn.example.com/2.pdf", "contentType": "application/pdf"}])
+        body = inbound_body(
+            "m-1",
+            text="Here's the photo",
+            attachments=[
+                {"url": "https://cdn.example.com/1.jpg", "contentType": "image/jpeg", "name": "1.jpg", "size": 9},
+                {"url": "https://cdn.example.com/2.pdf", "contentType": "application/pdf"},
+            ],
+        )
         response = post_standard(client, body)
         assert response.status_code == 200
         assert response.headers["X-Request-Id"]
@@ -52,7 +63,7 @@ class TestStorage:
         assert {a.status for a in attachments} == {"pending"}
 
     def test_unicode_and_emoji_survive_exactly(self, client, runtime):
-        text = "Caf\u00e9 \U0001F600\U0001F44D\U0001F3FD \u4f60\u597d \u0645\u0631\u062d\u0628\u0627 \u200d"
+        text = "Caf\u00e9 \U0001f600\U0001f44d\U0001f3fd \u4f60\u597d \u0645\u0631\u062d\u0628\u0627 \u200d"
         assert post_standard(client, inbound_body("m-uni", text=text)).status_code == 200
         assert _api_message(client, "m-uni")["text"] == text
 
@@ -66,16 +77,21 @@ class TestStorage:
 
     def test_a_request_with_no_events_is_kept(self, client, runtime, settings):
         # A provider event type that no adapter maps still has its raw request stored.
-        from webhook_service.providers import ADAPTERS, WebhookRequest
         from werkzeug.datastructures import Headers
+
+        from webhook_service.providers import ADAPTERS, WebhookRequest
 
         class NoEvents(type(ADAPTERS["standard"])):
             def parse(self, request, connection):
                 return []
 
         connection = runtime.connections.find("standard", "open")
-        request = WebhookRequest(method="POST", url="http://localhost/webhooks/standard/open",
-                                 headers=Headers({"Content-Type": "application/json"}), body=b"{}")
+        request = WebhookRequest(
+            method="POST",
+            url="http://localhost/webhooks/standard/open",
+            headers=Headers({"Content-Type": "application/json"}),
+            body=b"{}",
+        )
         result = runtime.intake.process(NoEvents(), connection, request, "r-1")
         assert result.status == 200 and count(runtime, RawRequest) == 1
 
@@ -85,8 +101,9 @@ class TestIdempotency:
         body = inbound_body("m-dup", attachments=[{"url": "https://cdn.example.com/1.jpg"}])
         headers = standard_headers(body, webhook_id="msg_dup")
         for _ in range(3):
-            response = client.post("/webhooks/standard/main", data=body, headers=headers,
-                                   content_type="application/json")
+            response = client.post(
+                "/webhooks/standard/main", data=body, headers=headers, content_type="application/json"
+            )
             assert response.status_code == 200
         assert count(runtime, Message) == 1
         assert count(runtime, Attachment) == 1
@@ -107,8 +124,11 @@ class TestIdempotency:
 
                 def send(client):
                     barrier.wait()
-                    statuses.append(client.post("/webhooks/standard/main", data=body, headers=headers,
-                                                content_type="application/json").status_code)
+                    statuses.append(
+                        client.post(
+                            "/webhooks/standard/main", data=body, headers=headers, content_type="application/json"
+                        ).status_code
+                    )
 
                 threads = [threading.Thread(target=send, args=(c,)) for c in clients]
                 for thread in threads:
@@ -137,7 +157,7 @@ class TestIdempotency:
                 barrier.wait()
                 statuses.append(post_standard(client, body).status_code)
 
-            threads = [threading.Thread(target=send, args=(c, b)) for c, b in zip(clients, bodies)]
+            threads = [threading.Thread(target=send, args=(c, b)) for c, b in zip(clients, bodies, strict=False)]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -158,7 +178,12 @@ class TestStatusModel:
         message = _api_message(client, "m-st")
         assert message["status"] == "delivered"
         assert [(h["status"], h["applied"]) for h in message["statusHistory"]] == [
-            ("queued", True), ("sent", True), ("delivered", True), ("sent", False), ("queued", False)]
+            ("queued", True),
+            ("sent", True),
+            ("delivered", True),
+            ("sent", False),
+            ("queued", False),
+        ]
 
     def test_terminal_states_stay_terminal_except_delivered_to_read(self, client):
         for status in ("failed", "delivered", "sent"):
@@ -176,15 +201,24 @@ class TestStatusModel:
         assert len(message["statusHistory"]) == 4
 
     def test_status_for_an_unknown_message_is_kept_and_attached_when_it_appears(self, client, runtime):
-        response = post_standard(client, status_body("m-later", "delivered", provider_status="DELIVRD",
-                                                     error_code=None))
+        response = post_standard(
+            client, status_body("m-later", "delivered", provider_status="DELIVRD", error_code=None)
+        )
         assert response.status_code == 200
         placeholder = _api_message(client, "m-later")
         assert placeholder["hasContent"] is False and placeholder["status"] == "delivered"
         # The message itself arrives afterwards (outbound content reported by the sender).
-        body = json.dumps({"type": "message.sent", "data": {
-            "providerMessageId": "m-later", "from": "+15551234567", "to": ["+15550001111"],
-            "text": "Your order shipped"}}).encode()
+        body = json.dumps(
+            {
+                "type": "message.sent",
+                "data": {
+                    "providerMessageId": "m-later",
+                    "from": "+15551234567",
+                    "to": ["+15550001111"],
+                    "text": "Your order shipped",
+                },
+            }
+        ).encode()
         assert post_standard(client, body).status_code == 200
         message = _api_message(client, "m-later")
         assert message["id"] == placeholder["id"]
@@ -198,8 +232,7 @@ class TestRefusals:
     def test_unknown_provider_or_connection_is_404(self, client):
         body = inbound_body("m-404")
         assert client.post("/webhooks/nosuch", data=body, content_type="application/json").status_code == 404
-        assert client.post("/webhooks/standard/nosuch", data=body,
-                           content_type="application/json").status_code == 404
+        assert client.post("/webhooks/standard/nosuch", data=body, content_type="application/json").status_code == 404
         # Several standard connections and none called "default": the short URL is ambiguous.
         assert client.post("/webhooks/standard", data=body, content_type="application/json").status_code == 404
 
@@ -215,13 +248,16 @@ class TestRefusals:
 
     def test_form_body_sent_as_json_is_400(self, client, runtime):
         body = b"type=message.received&providerMessageId=m-form"
-        response = client.post("/webhooks/standard/main", data=body, headers=standard_headers(body),
-                               content_type="application/json")
+        response = client.post(
+            "/webhooks/standard/main", data=body, headers=standard_headers(body), content_type="application/json"
+        )
         assert response.status_code == 400
         assert count(runtime, QuarantinedRequest) == 1
 
     def test_a_2_mib_body_is_413_and_recorded_without_its_body(self, client, runtime):
-        body = b'{"type":"message.received","data":{"providerMessageId":"big","text":"' + b"x" * (2 * 1024 * 1024) + b'"}}'
+        body = (
+            b'{"type":"message.received","data":{"providerMessageId":"big","text":"' + b"x" * (2 * 1024 * 1024) + b'"}}'
+        )
         response = post_standard(client, body)
         assert response.status_code == 413
         with runtime.db.reading() as session:
@@ -241,14 +277,17 @@ class TestRefusals:
 
         body = b"x" * (2 * 1024 * 1024)
         # As gunicorn presents a chunked request: no Content-Length, the stream ends where the body does.
-        response = client.post("/webhooks/standard/open", input_stream=io.BytesIO(body),
-                               headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
-                               environ_overrides={"wsgi.input_terminated": True})
+        response = client.post(
+            "/webhooks/standard/open",
+            input_stream=io.BytesIO(body),
+            headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input_terminated": True},
+        )
         assert response.status_code == 413
 
     def test_database_down_is_503_with_retry_after(self, tmp_path):
-        from webhook_service.settings import load_settings
         from tests.fixtures.app import base_test_config
+        from webhook_service.settings import load_settings
 
         config = base_test_config(tmp_path, "postgresql+psycopg://postgres@127.0.0.1:9/nothing")
         runtime = Runtime(load_settings(environ={}, overrides=config))
@@ -269,15 +308,26 @@ class TestLogs:
         body = inbound_body("m-log", text="the secret plan", sender="+15550009876")
         headers = standard_headers(body)
         client.post("/webhooks/standard/main", data=body, headers=headers, content_type="application/json")
-        client.post("/webhooks/standard/main", data=body, headers={**headers, "webhook-signature": "v1,AAAA"},
-                    content_type="application/json")
+        client.post(
+            "/webhooks/standard/main",
+            data=body,
+            headers={**headers, "webhook-signature": "v1,AAAA"},
+            content_type="application/json",
+        )
         lines = [r for r in caplog.records if r.getMessage() == "webhook"]
-        assert [r.fields["outcome"] for r in lines] == ["duplicate", "unauthorized"] or \
-               [r.fields["outcome"] for r in lines] == ["accepted", "unauthorized"]
+        assert [r.fields["outcome"] for r in lines] == ["duplicate", "unauthorized"] or [
+            r.fields["outcome"] for r in lines
+        ] == ["accepted", "unauthorized"]
         from webhook_service.observability.logs import JsonFormatter
+
         rendered = "\n".join(JsonFormatter().format(r) for r in caplog.records)
-        for secret in ("the secret plan", headers["webhook-signature"].split(",")[1], "whsec_",
-                       "+15550009876", "5550009876"):
+        for secret in (
+            "the secret plan",
+            headers["webhook-signature"].split(",")[1],
+            "whsec_",
+            "+15550009876",
+            "5550009876",
+        ):
             assert secret not in rendered
         assert "+15*******76" in rendered  # the sender, masked
         first = json.loads(JsonFormatter().format(lines[0]))
@@ -288,8 +338,10 @@ class TestLogs:
 
 class TestUnstorableInput:
     def test_nul_and_lone_surrogates_are_replaced_and_the_raw_request_keeps_them(self, client, runtime):
-        body = b'{"type":"message.received","data":{"providerMessageId":"m-nul","text":"a\\u0000b\\ud800c",' \
-               b'"attachments":[{"url":"https://cdn.example.com/x","size":1000000000000000000000000000000}]}}'
+        body = (
+            b'{"type":"message.received","data":{"providerMessageId":"m-nul","text":"a\\u0000b\\ud800c",'
+            b'"attachments":[{"url":"https://cdn.example.com/x","size":1000000000000000000000000000000}]}}'
+        )
         assert post_standard(client, body).status_code == 200
         message = client.get("/api/v1/providers/standard/messages/m-nul", headers=AUTH_A).get_json()
         assert message["text"] == "a\ufffdb\ufffdc"

@@ -1,19 +1,19 @@
 """Quarantine keeps refused bodies only up to its byte budget: a flood of unsigned requests cannot fill
 the disk, refused requests are still recorded with their reasons, and valid webhooks are unaffected."""
+
 from __future__ import annotations
 
 import base64
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
-from webhook_service.database.tables import Message, QuarantinedRequest
-from webhook_service.intake.quarantine import QuarantineBudget
-
 from tests.providers.security_suite import count
 from tests.support.standard import inbound_body, post_standard
+from webhook_service.database.tables import Message, QuarantinedRequest
+from webhook_service.intake.quarantine import QuarantineBudget
 
 BUDGET = 2500
 WRONG_SECRET = "whsec_" + base64.b64encode(b"not the connection's secret!").decode()
@@ -63,15 +63,28 @@ def test_the_budget_counts_exactly_and_frees_up_after_pruning(runtime):
     now = [0.0]
     budget = QuarantineBudget(1000, refresh_seconds=10, clock=lambda: now[0])
     with runtime.db.transaction() as session:
-        session.add(QuarantinedRequest(
-            request_id="r", received_at=datetime.now(timezone.utc), provider="standard", connection="main",
-            tenant_id=None, method="POST", url="http://x/", headers=[], body=b"y" * 400, remote_addr=None,
-            http_status=401, reason_code="invalid_signature", reason="test"))
+        session.add(
+            QuarantinedRequest(
+                request_id="r",
+                received_at=datetime.now(UTC),
+                provider="standard",
+                connection="main",
+                tenant_id=None,
+                method="POST",
+                url="http://x/",
+                headers=[],
+                body=b"y" * 400,
+                remote_addr=None,
+                http_status=401,
+                reason_code="invalid_signature",
+                reason="test",
+            )
+        )
 
-    assert budget.admit(runtime.db, 600)       # 400 stored + 600 = exactly the budget
-    assert not budget.admit(runtime.db, 1)     # one byte more is refused
+    assert budget.admit(runtime.db, 600)  # 400 stored + 600 = exactly the budget
+    assert not budget.admit(runtime.db, 1)  # one byte more is refused
     with runtime.db.transaction() as session:
         session.execute(sa.delete(QuarantinedRequest))
-    assert not budget.admit(runtime.db, 1)     # counted locally until the next read
+    assert not budget.admit(runtime.db, 1)  # counted locally until the next read
     now[0] = 10.0
-    assert budget.admit(runtime.db, 1000)      # the database says the space is free again
+    assert budget.admit(runtime.db, 1000)  # the database says the space is free again

@@ -31,6 +31,7 @@ def write(directory: Path, name: str, data: bytes) -> Path:
 
 # Images ------------------------------------------------------------------------------------------------
 
+
 def encode(image: Image.Image, pillow_format: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, pillow_format, **options)
@@ -43,8 +44,9 @@ def photo(size: tuple[int, int] = (64, 48), *, seed: int = 0) -> Image.Image:
     return Image.frombytes("RGB", size, random.Random(seed).randbytes(width * height * 3))
 
 
-def two_tone(size: tuple[int, int], top: tuple[int, int, int] = (255, 0, 0),
-             bottom: tuple[int, int, int] = (0, 0, 255)) -> Image.Image:
+def two_tone(
+    size: tuple[int, int], top: tuple[int, int, int] = (255, 0, 0), bottom: tuple[int, int, int] = (0, 0, 255)
+) -> Image.Image:
     """Top half one colour, bottom half another, to tell which way an image was turned."""
     width, height = size
     image = Image.new("RGB", size, bottom)
@@ -110,8 +112,9 @@ def png_header_declaring(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def gif() -> bytes:
@@ -159,8 +162,9 @@ def ico() -> bytes:
 
 
 def svg() -> bytes:
-    return (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
-            b"<script>alert(document.cookie)</script></svg>")
+    return (
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(document.cookie)</script></svg>'
+    )
 
 
 def svg_after_comment() -> bytes:
@@ -173,6 +177,7 @@ def html_page() -> bytes:
 
 
 # Audio, video, documents -----------------------------------------------------------------------------
+
 
 def _box(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", 8 + len(payload)) + kind + payload
@@ -233,6 +238,7 @@ def plain_text(size: int | None = None) -> bytes:
 
 
 # Executables -------------------------------------------------------------------------------------------
+
 
 def elf_executable() -> bytes:
     identification = b"\x7fELF\x02\x01\x01\0" + b"\0" * 8  # 64-bit, little-endian

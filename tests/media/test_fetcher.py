@@ -24,7 +24,6 @@ from tests.fixtures.media_server import (
     loopback_resolver,
 )
 from tests.fixtures.services import free_port
-from webhook_service.model.credentials import Credentials
 from webhook_service.media.fetcher import (
     CHUNK_SIZE,
     FetchError,
@@ -32,6 +31,7 @@ from webhook_service.media.fetcher import (
     FetchResult,
     SafeFetcher,
 )
+from webhook_service.model.credentials import Credentials
 
 MiB = 1024 * 1024
 TWILIO_LIKE = Credentials(
@@ -47,9 +47,7 @@ def fetch(
     return fetcher.fetch(url, sink, **kwargs), sink.getvalue()
 
 
-def fetch_error(
-    url: str, policy: FetchPolicy | None = None, resolver: Any = None, **kwargs: Any
-) -> FetchError:
+def fetch_error(url: str, policy: FetchPolicy | None = None, resolver: Any = None, **kwargs: Any) -> FetchError:
     with pytest.raises(FetchError) as caught:
         fetch(url, policy, resolver, **kwargs)
     return caught.value
@@ -202,9 +200,7 @@ def test_a_gzip_bomb_is_decoded_in_bounded_memory_and_refused(media_server: Medi
         ),
     ],
 )
-def test_a_compressed_body_sent_anyway_is_decoded(
-    media_server: MediaServer, encoding: str, encode: Any
-) -> None:
+def test_a_compressed_body_sent_anyway_is_decoded(media_server: MediaServer, encoding: str, encode: Any) -> None:
     body = bytes(range(256)) * 400
     url = media_server.serve("/encoded.bin", encode(body), headers={"Content-Encoding": encoding})
     result, received = fetch(url)
@@ -213,9 +209,7 @@ def test_a_compressed_body_sent_anyway_is_decoded(
 
 
 def test_the_cap_applies_to_decoded_bytes(media_server: MediaServer) -> None:
-    url = media_server.serve(
-        "/small-on-wire.bin", gzip.compress(bytes(5000)), headers={"Content-Encoding": "gzip"}
-    )
+    url = media_server.serve("/small-on-wire.bin", gzip.compress(bytes(5000)), headers={"Content-Encoding": "gzip"})
     assert fetch_error(url, loopback_policy(max_bytes=4999)).code == "too_large"
     assert fetch(url, loopback_policy(max_bytes=5000))[0].size == 5000
 
@@ -413,9 +407,7 @@ def test_max_redirects_are_followed_and_no_more(media_server: MediaServer) -> No
     error = fetch_error(media_server.url("/hop0"))
     assert (error.code, error.transient) == ("too_many_redirects", False)
     assert len(media_server.requests()) == 4  # the first URL and 3 redirects; nothing after
-    assert (
-        fetch_error(media_server.url("/hop0"), loopback_policy(max_redirects=0)).code == "too_many_redirects"
-    )
+    assert fetch_error(media_server.url("/hop0"), loopback_policy(max_redirects=0)).code == "too_many_redirects"
 
 
 def test_a_redirect_without_location_is_a_bad_response(media_server: MediaServer) -> None:
@@ -533,10 +525,7 @@ def test_http_to_https_redirects_are_followed(media_server: MediaServer) -> None
 def test_credentials_go_to_the_host_they_apply_to(media_server: MediaServer) -> None:
     url = media_server.require_basic_auth("/media/ME1", "AC1", "token", b"picture")
     assert fetch(url, credentials=TWILIO_LIKE)[1] == b"picture"
-    assert (
-        media_server.requests("/media/ME1")[0].headers["authorization"]
-        == TWILIO_LIKE.headers["Authorization"]
-    )
+    assert media_server.requests("/media/ME1")[0].headers["authorization"] == TWILIO_LIKE.headers["Authorization"]
 
 
 def test_credentials_are_not_sent_to_other_hosts(media_server: MediaServer) -> None:

@@ -121,9 +121,7 @@ def refusing_resolver(host: str, port: int) -> list[str]:
     raise AssertionError(f"the resolver must not be asked about {host}")
 
 
-def fetch_error(
-    url: str, policy: FetchPolicy | None = None, resolver=refusing_resolver, **kwargs
-) -> FetchError:
+def fetch_error(url: str, policy: FetchPolicy | None = None, resolver=refusing_resolver, **kwargs) -> FetchError:
     fetcher = SafeFetcher(policy or FetchPolicy(max_bytes=1000, allow_http=True), resolver)
     started = time.monotonic()
     with pytest.raises(FetchError) as caught:
@@ -281,9 +279,7 @@ def test_default_resolver_failure_is_a_dns_failure(monkeypatch: pytest.MonkeyPat
 
 
 def test_credentials_apply_to_exact_hosts_and_wildcard_subdomains() -> None:
-    credentials = Credentials(
-        {"Authorization": "Basic eA=="}, frozenset({"API.Twilio.com", "*.media.example"})
-    )
+    credentials = Credentials({"Authorization": "Basic eA=="}, frozenset({"API.Twilio.com", "*.media.example"}))
     assert credentials.applies_to("api.twilio.com")
     assert credentials.applies_to("API.TWILIO.COM.")
     assert credentials.applies_to("cdn.media.example")

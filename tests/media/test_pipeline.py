@@ -1,6 +1,7 @@
 """The attachment pipeline end to end: a signed webhook names media on the loopback media server; the
 worker (the queue runs tasks inline in tests) fetches, checks and stores it in the local blob store;
 the API and the feed show the outcome. The webhook always answers 200, whatever the media does."""
+
 from __future__ import annotations
 
 import base64
@@ -8,22 +9,21 @@ import hashlib
 import io
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from webhook_service.media.pipeline import backoff_delay
-from webhook_service.database.tables import Attachment, Message
-from webhook_service.runtime import Runtime
-
-from tests.media import samples
 from tests.fixtures.app import USER_A
 from tests.fixtures.media_server import loopback_resolver
 from tests.fixtures.services import free_port
+from tests.media import samples
 from tests.support.standard import inbound_body, post_standard
+from webhook_service.database.tables import Attachment, Message
+from webhook_service.media.pipeline import backoff_delay
+from webhook_service.runtime import Runtime
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()).decode()}
 MIB = 1024 * 1024
@@ -32,18 +32,27 @@ MIB = 1024 * 1024
 @pytest.fixture
 def settings_overrides():
     # The queue runs each task inline when enqueued: the webhook's request does the first attempt.
-    return {"queue": {"immediate": True}, "media": {
-        "fetch": {"allow_http": True, "allow_private_hosts": ["media.test", "other.test"],
-                  "connect_timeout": 1, "read_timeout": 1, "total_timeout": 1.5},
-        # Retries are due a moment later: the inline queue keeps them for the test to run.
-        "retry_base_delay_seconds": 0.3, "retry_max_delay_seconds": 0.3, "retry_max_attempts": 4,
-    }}
+    return {
+        "queue": {"immediate": True},
+        "media": {
+            "fetch": {
+                "allow_http": True,
+                "allow_private_hosts": ["media.test", "other.test"],
+                "connect_timeout": 1,
+                "read_timeout": 1,
+                "total_timeout": 1.5,
+            },
+            # Retries are due a moment later: the inline queue keeps them for the test to run.
+            "retry_base_delay_seconds": 0.3,
+            "retry_max_delay_seconds": 0.3,
+            "retry_max_attempts": 4,
+        },
+    }
 
 
 @pytest.fixture
 def resolver():
-    return loopback_resolver({"mixed.test": ["93.184.216.34", "10.0.0.1"],
-                              "public.test": ["93.184.216.34"]})
+    return loopback_resolver({"mixed.test": ["93.184.216.34", "10.0.0.1"], "public.test": ["93.184.216.34"]})
 
 
 def send(client, *urls, declared="image/jpeg", message_id="mms-1", name=None) -> dict:
@@ -114,8 +123,12 @@ class TestStored:
         assert lines[0].fields["host"] == "media.test"
 
     def test_documents_are_served_as_downloads(self, client, media_server):
-        attachment = send(client, media_server.serve("/doc.pdf", samples.pdf(), content_type="application/pdf"),
-                          declared="application/pdf", name="../../etc/passwd")["attachments"][0]
+        attachment = send(
+            client,
+            media_server.serve("/doc.pdf", samples.pdf(), content_type="application/pdf"),
+            declared="application/pdf",
+            name="../../etc/passwd",
+        )["attachments"][0]
         response = download(client, attachment["url"])
         assert response.status_code == 200 and response.headers["Content-Type"] == "application/pdf"
         disposition = response.headers["Content-Disposition"]
@@ -124,12 +137,14 @@ class TestStored:
     def test_exactly_the_limit_is_stored_and_one_byte_more_is_rejected(self, client, media_server):
         exact = samples.pdf(5 * MIB)
         assert len(exact) == 5_242_880
-        send(client, media_server.serve("/exact.pdf", exact, content_type="application/pdf"),
-             message_id="exact")
+        send(client, media_server.serve("/exact.pdf", exact, content_type="application/pdf"), message_id="exact")
         attachment = only_attachment(client, "exact")
         assert (attachment["status"], attachment["size"]) == ("stored", 5_242_880)
-        send(client, media_server.serve("/over.pdf", samples.pdf(5 * MIB + 1), content_type="application/pdf"),
-             message_id="over")
+        send(
+            client,
+            media_server.serve("/over.pdf", samples.pdf(5 * MIB + 1), content_type="application/pdf"),
+            message_id="over",
+        )
         assert "5242880 bytes" in rejected(client, "too_large", "over")["reason"]
 
     def test_html_tail_does_not_survive(self, client, media_server):
@@ -138,27 +153,37 @@ class TestStored:
         assert b"<script>" not in download(client, attachment["url"]).get_data()
 
     def test_declared_type_is_recorded_beside_the_sniffed_one(self, client, media_server):
-        attachment = send(client, media_server.serve("/really-a.png", samples.png(), content_type="image/jpeg"),
-                          declared="image/jpeg")["attachments"][0]
+        attachment = send(
+            client, media_server.serve("/really-a.png", samples.png(), content_type="image/jpeg"), declared="image/jpeg"
+        )["attachments"][0]
         assert (attachment["declaredContentType"], attachment["contentType"]) == ("image/jpeg", "image/png")
 
     def test_media_credentials_go_to_their_host_only(self, client, media_server, settings, runtime):
         # A connection with media_auth for media.test; the server insists on it.
         from webhook_service.config.model import MediaAuth
+
         connection = runtime.connections.find("standard", "main")
-        object.__setattr__(connection, "media_auth", MediaAuth(kind="basic", username="media", password="s3cret",
-                                                               hosts=["media.test"]))
+        object.__setattr__(
+            connection, "media_auth", MediaAuth(kind="basic", username="media", password="s3cret", hosts=["media.test"])
+        )
         try:
-            url = media_server.require_basic_auth("/private.png", "media", "s3cret", samples.png(),
-                                                  content_type="image/png")
+            url = media_server.require_basic_auth(
+                "/private.png", "media", "s3cret", samples.png(), content_type="image/png"
+            )
             assert send(client, url)["attachments"][0]["status"] == "stored"
         finally:
             object.__setattr__(connection, "media_auth", None)
 
 
 SSRF_URLS = [
-    "http://127.0.0.1/x", "http://10.0.0.1/x", "http://169.254.169.254/latest/meta-data/", "http://[::1]/x",
-    "http://[::ffff:127.0.0.1]/x", "http://0.0.0.0/x", "http://2130706433/", "http://0x7f.1/",
+    "http://127.0.0.1/x",
+    "http://10.0.0.1/x",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[::1]/x",
+    "http://[::ffff:127.0.0.1]/x",
+    "http://0.0.0.0/x",
+    "http://2130706433/",
+    "http://0x7f.1/",
     "http://mixed.test/x",
 ]
 
@@ -181,8 +206,9 @@ class TestRefused:
         send(client, media_server.url("/chain0"))
         rejected(client, "too_many_redirects")
 
-    @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://media.test/x.jpg",
-                                     "data:image/png;base64,iVBORw0KGgo="])
+    @pytest.mark.parametrize(
+        "url", ["file:///etc/passwd", "ftp://media.test/x.jpg", "data:image/png;base64,iVBORw0KGgo="]
+    )
     def test_other_schemes(self, client, url):
         send(client, url)
         rejected(client, "scheme_not_allowed")
@@ -208,8 +234,10 @@ class TestRefused:
         assert attachment["reason"] == f"Unsupported media type: {sniffed}"
 
     def test_png_declaring_50000_by_50000(self, client, media_server):
-        send(client, media_server.serve("/huge.png", samples.png_header_declaring(50000, 50000),
-                                        content_type="image/png"))
+        send(
+            client,
+            media_server.serve("/huge.png", samples.png_header_declaring(50000, 50000), content_type="image/png"),
+        )
         rejected(client, "image_too_large")
 
     def test_permanent_http_error(self, client, media_server):
@@ -273,7 +301,7 @@ class TestRetries:
         send(client, media_server.fail("/missing.png", 404))
         assert only_attachment(client)["reasonCode"] == "not_found_yet"
         # The grace period is over (the message arrived an hour ago): the next 404 is final.
-        an_hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+        an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
         with runtime.db.transaction() as session:
             session.execute(sa.update(Message).values(received_at=an_hour_ago))
         assert retry(runtime, only_attachment(client)["id"]) == "rejected"
@@ -300,11 +328,12 @@ class TestNothingIsLost:
         runtime.queue.enqueue = lambda ids, eta=None: None
         send(client, url)
         # ...then a worker claimed it and died: its lease ran out long ago.
-        past = datetime.now(timezone.utc) - timedelta(hours=1)
+        past = datetime.now(UTC) - timedelta(hours=1)
         assert only_attachment(client)["status"] == "pending"
         with runtime.db.transaction() as session:
-            session.execute(sa.update(Attachment).values(claimed_until=past, claim_token="dead-worker",
-                                                         next_attempt_at=past))
+            session.execute(
+                sa.update(Attachment).values(claimed_until=past, claim_token="dead-worker", next_attempt_at=past)
+            )
         del runtime.queue.enqueue
         assert runtime.attachments.sweep() == 1
         assert only_attachment(client)["status"] == "stored"
@@ -360,19 +389,28 @@ class TestNothingIsLost:
 
 class TestSignedUrls:
     def test_tampered_or_expired_urls_are_403(self, client, media_server):
-        attachment = send(client, media_server.serve("/s.png", samples.png(), content_type="image/png"))["attachments"][0]
+        attachment = send(client, media_server.serve("/s.png", samples.png(), content_type="image/png"))["attachments"][
+            0
+        ]
         url = attachment["url"]
         assert download(client, url).status_code == 200
-        for tampered in (url.replace("expires=", "expires=9"), url.replace("/0?", "/1?"),
-                         url + "&content_type=text%2Fhtml", url.split("&signature=")[0],
-                         url.replace("inline", "attachment")):
+        for tampered in (
+            url.replace("expires=", "expires=9"),
+            url.replace("/0?", "/1?"),
+            url + "&content_type=text%2Fhtml",
+            url.split("&signature=")[0],
+            url.replace("inline", "attachment"),
+        ):
             assert download(client, tampered).status_code in (403, 404), tampered
         expired = url.split("expires=")[0] + "expires=1000" + "&" + url.split("expires=")[1].split("&", 1)[1]
         assert download(client, expired).status_code == 403
 
     def test_range_and_head(self, client, media_server):
-        attachment = send(client, media_server.serve("/r.pdf", samples.pdf(), content_type="application/pdf"),
-                          declared="application/pdf")["attachments"][0]
+        attachment = send(
+            client,
+            media_server.serve("/r.pdf", samples.pdf(), content_type="application/pdf"),
+            declared="application/pdf",
+        )["attachments"][0]
         path = "/" + attachment["url"].split("://", 1)[1].split("/", 1)[1]
         partial = client.get(path, headers={"Range": "bytes=0-3"})
         assert partial.status_code == 206 and partial.get_data() == b"%PDF"

@@ -1,5 +1,6 @@
 """The attachment pipeline against the real remote stores (moto's S3 server, Azurite), a blob store that
 is down and comes back, and the Redis-backed queue."""
+
 from __future__ import annotations
 
 import base64
@@ -9,17 +10,21 @@ import uuid
 import pytest
 import requests
 
-
-from tests.media import samples
 from tests.fixtures.app import USER_A
 from tests.fixtures.blob_servers import MOTO_CREDENTIALS
 from tests.fixtures.media_server import loopback_resolver
 from tests.fixtures.services import free_port
+from tests.media import samples
 from tests.support.standard import inbound_body, post_standard
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()).decode()}
-FETCH = {"allow_http": True, "allow_private_hosts": ["media.test"], "connect_timeout": 1, "read_timeout": 1,
-         "total_timeout": 3}
+FETCH = {
+    "allow_http": True,
+    "allow_private_hosts": ["media.test"],
+    "connect_timeout": 1,
+    "read_timeout": 1,
+    "total_timeout": 3,
+}
 
 
 @pytest.fixture
@@ -37,14 +42,21 @@ class TestRemoteStores:
     def settings_overrides(self, request):
         if request.param == "s3":
             store = request.getfixturevalue("make_s3_store")()
-            storage = {"backend": "s3", "s3": {"bucket": store.bucket,
-                                               "endpoint_url": request.getfixturevalue("moto_s3_endpoint"),
-                                               **MOTO_CREDENTIALS}}
+            storage = {
+                "backend": "s3",
+                "s3": {
+                    "bucket": store.bucket,
+                    "endpoint_url": request.getfixturevalue("moto_s3_endpoint"),
+                    **MOTO_CREDENTIALS,
+                },
+            }
         else:
             store = request.getfixturevalue("make_azure_store")()
             connection_string = request.getfixturevalue("azurite_blob_endpoint")
-            storage = {"backend": "azure", "azure": {"container": store.container,
-                                                     "connection_string": connection_string}}
+            storage = {
+                "backend": "azure",
+                "azure": {"container": store.container, "connection_string": connection_string},
+            }
         return {"queue": {"immediate": True}, "storage": storage, "media": {"fetch": FETCH}}
 
     def test_stored_in_the_configured_store_and_served_by_its_signed_url(self, client, media_server, runtime):
@@ -70,11 +82,18 @@ class TestBlobStoreOutage:
 
     @pytest.fixture
     def settings_overrides(self, s3_port):
-        return {"queue": {"immediate": True}, "media": {
-            "fetch": FETCH, "retry_base_delay_seconds": 0.3, "retry_max_delay_seconds": 0.3},
-            "storage": {"backend": "s3", "s3": {"bucket": f"outage-{uuid.uuid4().hex[:12]}",
-                                                "endpoint_url": f"http://127.0.0.1:{s3_port}",
-                                                **MOTO_CREDENTIALS}}}
+        return {
+            "queue": {"immediate": True},
+            "media": {"fetch": FETCH, "retry_base_delay_seconds": 0.3, "retry_max_delay_seconds": 0.3},
+            "storage": {
+                "backend": "s3",
+                "s3": {
+                    "bucket": f"outage-{uuid.uuid4().hex[:12]}",
+                    "endpoint_url": f"http://127.0.0.1:{s3_port}",
+                    **MOTO_CREDENTIALS,
+                },
+            },
+        }
 
     def test_blob_store_down_then_up(self, client, media_server, runtime, settings, s3_port):
         from moto.server import ThreadedMotoServer
@@ -92,8 +111,9 @@ class TestBlobStoreOutage:
             time.sleep(0.31)
             assert runtime.attachments.process(attachment["id"]) == "stored"
             stored = _attachment(client)
-            info = runtime.blob_store.head(f"{settings.tenants[0].id}/" + stored["url"].split(
-                f"/{settings.tenants[0].id}/", 1)[1].split("?", 1)[0])
+            info = runtime.blob_store.head(
+                f"{settings.tenants[0].id}/" + stored["url"].split(f"/{settings.tenants[0].id}/", 1)[1].split("?", 1)[0]
+            )
             assert info is not None and info.size == stored["size"]
             listed = runtime.blob_store.client.list_objects_v2(Bucket=settings.storage.s3.bucket)
             assert [item["Size"] for item in listed["Contents"]] == [stored["size"]], "nothing partial"
@@ -104,8 +124,7 @@ class TestBlobStoreOutage:
 class TestRedisQueue:
     @pytest.fixture
     def settings_overrides(self, redis_url):
-        return {"redis_url": redis_url, "queue": {"name": f"test-{uuid.uuid4().hex}"},
-                "media": {"fetch": FETCH}}
+        return {"redis_url": redis_url, "queue": {"name": f"test-{uuid.uuid4().hex}"}, "media": {"fetch": FETCH}}
 
     def test_webhook_enqueues_in_redis_and_a_worker_stores_it(self, client, media_server, runtime):
         url = media_server.serve("/queued.png", samples.png(), content_type="image/png")

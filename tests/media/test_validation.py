@@ -32,8 +32,9 @@ def incoming(tmp_path: Path) -> Path:
     return tmp_path / "incoming"
 
 
-def rejection(source: Path, workdir: Path, *, declared: str | None = None,
-              policy: MediaPolicy | None = None) -> MediaRejected:
+def rejection(
+    source: Path, workdir: Path, *, declared: str | None = None, policy: MediaPolicy | None = None
+) -> MediaRejected:
     with pytest.raises(MediaRejected) as caught:
         check_media(source, declared_content_type=declared, policy=policy or MediaPolicy(), workdir=workdir)
     assert list(workdir.iterdir()) == [], "a rejection left files behind"
@@ -41,8 +42,7 @@ def rejection(source: Path, workdir: Path, *, declared: str | None = None,
 
 
 @pytest.mark.parametrize("name", sorted(samples.ALLOWED))
-def test_every_allowlisted_type_is_accepted_as_its_canonical_type(name: str, incoming: Path,
-                                                                  workdir: Path) -> None:
+def test_every_allowlisted_type_is_accepted_as_its_canonical_type(name: str, incoming: Path, workdir: Path) -> None:
     build, expected_type = samples.ALLOWED[name]
     source = samples.write(incoming, name, build())
 
@@ -62,15 +62,28 @@ def test_every_allowlisted_type_is_accepted_as_its_canonical_type(name: str, inc
 
 
 def test_default_allowlist_is_seed_001s() -> None:
-    assert MediaPolicy().allowed_types == DEFAULT_ALLOWED_TYPES == {
-        "image/jpeg", "image/png", "image/gif", "image/webp", "video/mp4", "video/quicktime",
-        "video/x-msvideo", "audio/mpeg", "audio/wav", "audio/aac", "application/pdf", "text/plain",
-        "text/vcard",
-    }
+    assert (
+        MediaPolicy().allowed_types
+        == DEFAULT_ALLOWED_TYPES
+        == {
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/webp",
+            "video/mp4",
+            "video/quicktime",
+            "video/x-msvideo",
+            "audio/mpeg",
+            "audio/wav",
+            "audio/aac",
+            "application/pdf",
+            "text/plain",
+            "text/vcard",
+        }
+    )
 
 
-def test_declared_type_that_disagrees_is_recorded_and_the_sniffed_one_wins(incoming: Path,
-                                                                             workdir: Path) -> None:
+def test_declared_type_that_disagrees_is_recorded_and_the_sniffed_one_wins(incoming: Path, workdir: Path) -> None:
     source = samples.write(incoming, "invoice.jpg", samples.pdf())
 
     checked = check_media(source, declared_content_type=" image/jpeg ", policy=MediaPolicy(), workdir=workdir)
@@ -101,8 +114,9 @@ def test_missing_declared_type_is_recorded_as_none(incoming: Path, workdir: Path
     ],
     ids=["svg-as-png", "svg-as-jpeg", "svg-behind-comment", "html-as-jpeg", "elf", "pe", "bmp", "tiff"],
 )
-def test_sniffed_type_outside_the_allowlist_is_rejected_in_the_seeds_words(build, declared: str, sniffed: str,
-                                                                          incoming: Path, workdir: Path) -> None:
+def test_sniffed_type_outside_the_allowlist_is_rejected_in_the_seeds_words(
+    build, declared: str, sniffed: str, incoming: Path, workdir: Path
+) -> None:
     source = samples.write(incoming, "upload", build())
 
     rejected = rejection(source, workdir, declared=declared)
@@ -113,8 +127,7 @@ def test_sniffed_type_outside_the_allowlist_is_rejected_in_the_seeds_words(build
 
 
 @pytest.mark.parametrize("build", [samples.pdf, samples.plain_text], ids=["pdf", "text"])
-def test_a_file_of_exactly_the_limit_passes_and_one_byte_more_is_rejected(build, incoming: Path,
-                                                                        workdir: Path) -> None:
+def test_a_file_of_exactly_the_limit_passes_and_one_byte_more_is_rejected(build, incoming: Path, workdir: Path) -> None:
     at_limit = samples.write(incoming, "at-limit", build(FIVE_MIB))
     over_limit = samples.write(incoming, "over-limit", build(FIVE_MIB + 1))
 
@@ -136,8 +149,7 @@ def test_the_size_limit_applies_before_anything_is_decoded(incoming: Path, workd
     ("max_bytes", "label"),
     [(1024 * 1024, "1MB"), (1536 * 1024, "1536KB"), (64 * 1024, "64KB"), (1_000_000, "1,000,000 bytes")],
 )
-def test_other_limits_are_named_in_the_message(max_bytes: int, label: str, incoming: Path,
-                                               workdir: Path) -> None:
+def test_other_limits_are_named_in_the_message(max_bytes: int, label: str, incoming: Path, workdir: Path) -> None:
     source = samples.write(incoming, "big.pdf", samples.pdf(max_bytes + 1))
 
     rejected = rejection(source, workdir, policy=MediaPolicy(max_bytes=max_bytes))
@@ -156,13 +168,22 @@ def test_an_empty_file_is_rejected(incoming: Path, workdir: Path) -> None:
 @pytest.mark.parametrize(
     ("mime", "canonical"),
     [
-        ("audio/x-wav", "audio/wav"), ("audio/vnd.wave", "audio/wav"), ("audio/wave", "audio/wav"),
-        ("audio/x-aac", "audio/aac"), ("audio/aacp", "audio/aac"), ("audio/x-hx-aac-adts", "audio/aac"),
-        ("text/x-vcard", "text/vcard"), ("text/directory", "text/vcard"),
-        ("video/avi", "video/x-msvideo"), ("video/msvideo", "video/x-msvideo"),
-        ("image/jpg", "image/jpeg"), ("image/pjpeg", "image/jpeg"), ("audio/mp3", "audio/mpeg"),
+        ("audio/x-wav", "audio/wav"),
+        ("audio/vnd.wave", "audio/wav"),
+        ("audio/wave", "audio/wav"),
+        ("audio/x-aac", "audio/aac"),
+        ("audio/aacp", "audio/aac"),
+        ("audio/x-hx-aac-adts", "audio/aac"),
+        ("text/x-vcard", "text/vcard"),
+        ("text/directory", "text/vcard"),
+        ("video/avi", "video/x-msvideo"),
+        ("video/msvideo", "video/x-msvideo"),
+        ("image/jpg", "image/jpeg"),
+        ("image/pjpeg", "image/jpeg"),
+        ("audio/mp3", "audio/mpeg"),
         ("image/x-ms-bmp", "image/bmp"),
-        ("Image/JPEG; charset=binary", "image/jpeg"), (" text/plain ; charset=utf-8", "text/plain"),
+        ("Image/JPEG; charset=binary", "image/jpeg"),
+        (" text/plain ; charset=utf-8", "text/plain"),
         ("application/pdf", "application/pdf"),
     ],
 )
@@ -172,7 +193,9 @@ def test_canonical_content_type(mime: str, canonical: str) -> None:
 
 def test_policy_canonicalizes_configured_types_and_refuses_nonsense() -> None:
     assert MediaPolicy(allowed_types=frozenset({"Audio/X-WAV", "image/jpg; q=1"})).allowed_types == {
-        "audio/wav", "image/jpeg"}
+        "audio/wav",
+        "image/jpeg",
+    }
     with pytest.raises(ValueError, match="max_bytes"):
         MediaPolicy(max_bytes=0)
     with pytest.raises(ValueError, match="jpeg_quality"):
@@ -214,8 +237,15 @@ class TestSniffing:
             "Grüße <b>fett</b>\n".encode("latin-1"),
             samples.plain_text(900_000) + b"<img src=x onerror=alert(1)>",
         ],
-        ids=["script-after-text", "svg-in-text", "iframe", "utf-16-page", "utf-7-page", "latin-1",
-             "deep-in-a-long-text"],
+        ids=[
+            "script-after-text",
+            "svg-in-text",
+            "iframe",
+            "utf-16-page",
+            "utf-7-page",
+            "latin-1",
+            "deep-in-a-long-text",
+        ],
     )
     def test_markup_can_never_pass_as_text(self, text: bytes, incoming: Path) -> None:
         assert sniff_content_type(samples.write(incoming, "t", text)) in {"text/html", "image/svg+xml"}

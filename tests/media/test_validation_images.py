@@ -38,15 +38,18 @@ def checked(data: bytes, incoming: Path, workdir: Path, policy: MediaPolicy | No
     return check_media(source, declared_content_type=None, policy=policy or MediaPolicy(), workdir=workdir)
 
 
-def converted(data: bytes, incoming: Path, workdir: Path, policy: MediaPolicy | None = None,
-              **options: int) -> CheckedMedia:
+def converted(
+    data: bytes, incoming: Path, workdir: Path, policy: MediaPolicy | None = None, **options: int
+) -> CheckedMedia:
     source = samples.write(incoming, "upload", data)
-    return convert_for_carriers(source, declared_content_type=None, policy=policy or MediaPolicy(),
-                                workdir=workdir, **options)
+    return convert_for_carriers(
+        source, declared_content_type=None, policy=policy or MediaPolicy(), workdir=workdir, **options
+    )
 
 
-def rejection(check, data: bytes, incoming: Path, workdir: Path, policy: MediaPolicy | None = None,
-              **options: int) -> MediaRejected:
+def rejection(
+    check, data: bytes, incoming: Path, workdir: Path, policy: MediaPolicy | None = None, **options: int
+) -> MediaRejected:
     source = samples.write(incoming, "upload", data)
     with pytest.raises(MediaRejected) as caught:
         check(source, declared_content_type=None, policy=policy or MediaPolicy(), workdir=workdir, **options)
@@ -75,13 +78,12 @@ class TestMetadataIsRemoved:
 
         image = reopened(result).convert("RGB")
         assert (result.width, result.height) == image.size == (80, 40)
-        red, green, blue = image.getpixel((70, 20))  # the stored top (red) is on the right once turned
+        red, _green, blue = image.getpixel((70, 20))  # the stored top (red) is on the right once turned
         assert red > 200 and blue < 60
-        red, green, blue = image.getpixel((10, 20))
+        red, _green, blue = image.getpixel((10, 20))
         assert blue > 200 and red < 60
 
-    def test_png_text_and_exif_chunks_are_dropped_and_transparency_kept(self, incoming: Path,
-                                                                         workdir: Path) -> None:
+    def test_png_text_and_exif_chunks_are_dropped_and_transparency_kept(self, incoming: Path, workdir: Path) -> None:
         result = checked(samples.png_with_text_chunks(), incoming, workdir)
 
         stored = result.path.read_bytes()
@@ -108,14 +110,19 @@ class TestMetadataIsRemoved:
         assert reopened(checked(samples.cmyk_jpeg(), incoming, workdir)).mode == "RGB"
 
     def test_format_is_kept(self, incoming: Path, workdir: Path) -> None:
-        for data, pillow_format in ((samples.jpeg(), "JPEG"), (samples.png(), "PNG"), (samples.gif(), "GIF"),
-                                    (samples.webp(), "WEBP")):
+        for data, pillow_format in (
+            (samples.jpeg(), "JPEG"),
+            (samples.png(), "PNG"),
+            (samples.gif(), "GIF"),
+            (samples.webp(), "WEBP"),
+        ):
             assert reopened(checked(data, incoming, workdir)).format == pillow_format
 
 
 class TestAnimation:
-    @pytest.mark.parametrize("build", [samples.animated_gif, samples.animated_webp, samples.animated_png],
-                             ids=["gif", "webp", "apng"])
+    @pytest.mark.parametrize(
+        "build", [samples.animated_gif, samples.animated_webp, samples.animated_png], ids=["gif", "webp", "apng"]
+    )
     def test_frames_durations_and_loop_are_kept(self, build, incoming: Path, workdir: Path) -> None:
         result = checked(build(frames=4, duration=120), incoming, workdir)
 
@@ -139,8 +146,7 @@ class TestAnimation:
 
 
 class TestDecodingLimits:
-    def test_a_png_declaring_50000_by_50000_is_refused_from_its_header(self, incoming: Path,
-                                                                         workdir: Path) -> None:
+    def test_a_png_declaring_50000_by_50000_is_refused_from_its_header(self, incoming: Path, workdir: Path) -> None:
         started = time.monotonic()
         rejected = rejection(check_media, samples.png_header_declaring(50_000, 50_000), incoming, workdir)
 
@@ -176,8 +182,7 @@ class TestReencodedSize:
 
         assert result.size <= len(original)
 
-    def test_an_image_that_cannot_fit_after_re_encoding_is_too_large(self, incoming: Path,
-                                                                      workdir: Path) -> None:
+    def test_an_image_that_cannot_fit_after_re_encoding_is_too_large(self, incoming: Path, workdir: Path) -> None:
         original = samples.encode(samples.photo((200, 200)), "JPEG", quality=20)
         policy = MediaPolicy(max_bytes=len(original))
 
@@ -199,8 +204,9 @@ class TestConvertForCarriers:
         ],
         ids=["bmp-graphic", "tiff-graphic", "ico", "bmp-photo", "tiff-photo"],
     )
-    def test_images_carriers_refuse_become_png_or_jpeg(self, data: bytes, expected_type: str, incoming: Path,
-                                                       workdir: Path) -> None:
+    def test_images_carriers_refuse_become_png_or_jpeg(
+        self, data: bytes, expected_type: str, incoming: Path, workdir: Path
+    ) -> None:
         result = converted(data, incoming, workdir)
 
         assert result.content_type == expected_type and result.sanitized
@@ -381,8 +387,13 @@ def test_memory_for_decoded_pixels_follows_the_decode_cap_not_the_thread_count(t
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(tmp_path), "1"], capture_output=True,
-                            text=True, timeout=120, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, str(tmp_path), "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     grown_mib = int(result.stdout.strip())
     one_image_mib = 6000 * 6000 * 3 // 2**20
     assert grown_mib < 5 * one_image_mib, f"grew by {grown_mib} MiB; one image's pixels are {one_image_mib} MiB"

@@ -15,6 +15,7 @@ Subclass contract:
 
 Schemes that sign a timestamp also mix in TimestampSecurityTests (and set `tolerance`).
 """
+
 from __future__ import annotations
 
 import base64
@@ -44,9 +45,9 @@ class Req:
     headers: dict = field(default_factory=dict)
     query: str = ""
     content_type: str = "application/json"
-    path_suffix: str = ""       # e.g. "/main"
+    path_suffix: str = ""  # e.g. "/main"
 
-    def with_header(self, name: str, value: str | None) -> "Req":
+    def with_header(self, name: str, value: str | None) -> Req:
         headers = {k: v for k, v in self.headers.items() if k.lower() != name.lower()}
         if value is not None:
             headers[name] = value
@@ -116,8 +117,11 @@ class WebhookSecuritySuite:
 
     def test_signature_over_a_different_body(self, client, runtime):
         genuine = self.genuine()
-        other = self.genuine(body=self.genuine().body.replace(b"}", b', "x": 1}', 1)
-                             if genuine.body.endswith(b"}") else genuine.body + b"&x=1")
+        other = self.genuine(
+            body=self.genuine().body.replace(b"}", b', "x": 1}', 1)
+            if genuine.body.endswith(b"}")
+            else genuine.body + b"&x=1"
+        )
         tampered = replace(genuine, headers=other.headers)
         assert tampered.body != other.body
         self._refused(client, runtime, tampered)
@@ -139,15 +143,20 @@ class WebhookSecuritySuite:
     def test_basic_auth_rotation(self, client, runtime):
         for password in ("old-password", "new-password"):
             request = self.genuine(url_connection=self.basic_connection).with_header(
-                "Authorization", self._basic("hook", password))
+                "Authorization", self._basic("hook", password)
+            )
             response = self.send(client, request, self.basic_connection)
             assert response.status_code == 200, (password, response.get_data(as_text=True))
 
     def test_basic_auth_wrong_or_missing(self, client, runtime):
-        for authorization in (None, self._basic("hook", "wrong"), self._basic("other", "old-password"),
-                              "Basic !!!", "Bearer old-password"):
-            request = self.genuine(url_connection=self.basic_connection).with_header("Authorization",
-                                                                                     authorization)
+        for authorization in (
+            None,
+            self._basic("hook", "wrong"),
+            self._basic("other", "old-password"),
+            "Basic !!!",
+            "Bearer old-password",
+        ):
+            request = self.genuine(url_connection=self.basic_connection).with_header("Authorization", authorization)
             response = self.send(client, request, self.basic_connection)
             assert response.status_code == 401, authorization
         with runtime.db.reading() as session:
@@ -163,6 +172,7 @@ class WebhookSecuritySuite:
 
 class TimestampSecurityTests:
     """For schemes that sign a timestamp: stale, future and replayed-after-the-window requests."""
+
     tolerance: int = 300
 
     def test_stale_timestamp(self, client, runtime):

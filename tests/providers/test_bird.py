@@ -1,31 +1,38 @@
 """Bird adapter: the providers.md HMAC vector, the parsing table, the security suite (with Bird's wide
 retry window), and the webhook end to end through the read API."""
+
 from __future__ import annotations
 
 import base64
 import json
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from werkzeug.datastructures import Headers
 
-from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
+from tests.fixtures.app import TENANT_A, USER_A
+from tests.support.bird import (
+    BIRD_SIGNING_KEY,
+    PUBLIC_BASE_URL,
+    bird_headers,
+    envelope,
+    message,
+    post_bird,
+    webhook_url,
+)
 from webhook_service.config.model import Connection
 from webhook_service.database.tables import Message, RawRequest
+from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
 from webhook_service.providers import ADAPTERS, ParseFailed, VerificationFailed, WebhookRequest
 from webhook_service.providers.bird import STATUSES
-
-from tests.fixtures.app import TENANT_A, USER_A
-from tests.support.bird import (BIRD_SIGNING_KEY, PUBLIC_BASE_URL, bird_headers, envelope, message, post_bird,
-                                webhook_url)
 
 from .security_suite import Req, TimestampSecurityTests, WebhookSecuritySuite, count
 
 ADAPTER = ADAPTERS["bird"]
 AUTH_A = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()).decode()}
-UTC = timezone.utc
+UTC = UTC
 NINE_HOURS = 9 * 3600
 
 # providers.md, "Bird": self-computed from Bird's published algorithm and example values.
@@ -44,8 +51,13 @@ def settings_overrides() -> dict:
         "public_base_url": PUBLIC_BASE_URL,
         "connections": [
             {"provider": "bird", "name": "main", "tenant": TENANT_A, "secrets": [BIRD_SIGNING_KEY]},
-            {"provider": "bird", "name": "basic", "tenant": TENANT_A, "secrets": [BIRD_SIGNING_KEY],
-             "basic_auth": ["hook:old-password", "hook:new-password"]},
+            {
+                "provider": "bird",
+                "name": "basic",
+                "tenant": TENANT_A,
+                "secrets": [BIRD_SIGNING_KEY],
+                "basic_auth": ["hook:old-password", "hook:new-password"],
+            },
         ],
     }
 
@@ -53,16 +65,23 @@ def settings_overrides() -> dict:
 @pytest.fixture
 def resolver():
     """No DNS here: media hosts do not resolve, so attachments stay pending (and no test waits)."""
+
     def unresolvable(host: str, port: int) -> list[str]:
         raise socket.gaierror(socket.EAI_NONAME, host)
+
     return unresolvable
 
 
-def _request(body: bytes, headers: dict, url: str = VECTOR["url"],
-             received_at: datetime | None = None) -> WebhookRequest:
-    return WebhookRequest(method="POST", url=url,
-                          headers=Headers({"Content-Type": "application/json", **headers}), body=body,
-                          received_at=received_at or datetime.now(UTC))
+def _request(
+    body: bytes, headers: dict, url: str = VECTOR["url"], received_at: datetime | None = None
+) -> WebhookRequest:
+    return WebhookRequest(
+        method="POST",
+        url=url,
+        headers=Headers({"Content-Type": "application/json", **headers}),
+        body=body,
+        received_at=received_at or datetime.now(UTC),
+    )
 
 
 def _connection(*secrets: str, tolerance: int | None = None) -> Connection:
@@ -70,9 +89,12 @@ def _connection(*secrets: str, tolerance: int | None = None) -> Connection:
 
 
 def _vector_request(url: str = VECTOR["url"], age: int = 10) -> WebhookRequest:
-    return _request(VECTOR["body"], {"messagebird-signature": VECTOR["signature"],
-                                     "messagebird-request-timestamp": VECTOR["timestamp"]}, url=url,
-                    received_at=datetime.fromtimestamp(int(VECTOR["timestamp"]) + age, UTC))
+    return _request(
+        VECTOR["body"],
+        {"messagebird-signature": VECTOR["signature"], "messagebird-request-timestamp": VECTOR["timestamp"]},
+        url=url,
+        received_at=datetime.fromtimestamp(int(VECTOR["timestamp"]) + age, UTC),
+    )
 
 
 class TestOfficialVector:
@@ -83,8 +105,11 @@ class TestOfficialVector:
         ADAPTER.verify(_vector_request(), _connection("an-old-key", VECTOR["key"]))
 
     def test_the_url_is_signed(self):
-        for url in ("http://domain.com/webhook/bird", "https://domain.com/webhook/bird?x=1",
-                    "https://domain.com/webhook/bird/"):
+        for url in (
+            "http://domain.com/webhook/bird",
+            "https://domain.com/webhook/bird?x=1",
+            "https://domain.com/webhook/bird/",
+        ):
             with pytest.raises(VerificationFailed) as failure:
                 ADAPTER.verify(_vector_request(url=url), _connection(VECTOR["key"]))
             assert failure.value.code == "invalid_signature"
@@ -98,8 +123,10 @@ class TestOfficialVector:
         assert failure.value.code == "stale_timestamp"
 
     def test_the_vector_is_stale_today(self):
-        request = _request(VECTOR["body"], {"messagebird-signature": VECTOR["signature"],
-                                            "messagebird-request-timestamp": VECTOR["timestamp"]})
+        request = _request(
+            VECTOR["body"],
+            {"messagebird-signature": VECTOR["signature"], "messagebird-request-timestamp": VECTOR["timestamp"]},
+        )
         with pytest.raises(VerificationFailed) as failure:
             ADAPTER.verify(request, _connection(VECTOR["key"]))
         assert failure.value.code == "stale_timestamp"
@@ -128,25 +155,44 @@ INBOUND_SMS = (
 THEM, US, FRIEND = "+31612345678", "+15551234567", "+15550002222"
 CREATED_AT = datetime(2026, 1, 2, 3, 4, 0, tzinfo=UTC)
 LAST_STATUS_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-IMAGES = {"type": "image", "image": {"text": "Two pictures", "metadata": {"subject": "Holiday"}, "images": [
-    {"mediaUrl": "https://media.bird.example/a.jpg"}, {"mediaUrl": "https://media.bird.example/b.png",
-                                                       "altText": "beach"}]}}
-FILES = {"type": "file", "file": {"text": "The recording", "files": [
-    {"mediaUrl": "https://media.bird.example/v.mp4", "contentType": "video/mp4", "filename": "v.mp4"},
-    {"mediaUrl": "https://media.bird.example/a.mp3", "contentType": "audio/mpeg"}]}}
+IMAGES = {
+    "type": "image",
+    "image": {
+        "text": "Two pictures",
+        "metadata": {"subject": "Holiday"},
+        "images": [
+            {"mediaUrl": "https://media.bird.example/a.jpg"},
+            {"mediaUrl": "https://media.bird.example/b.png", "altText": "beach"},
+        ],
+    },
+}
+FILES = {
+    "type": "file",
+    "file": {
+        "text": "The recording",
+        "files": [
+            {"mediaUrl": "https://media.bird.example/v.mp4", "contentType": "video/mp4", "filename": "v.mp4"},
+            {"mediaUrl": "https://media.bird.example/a.mp3", "contentType": "audio/mpeg"},
+        ],
+    },
+}
 TEXT = {"type": "text", "text": {"text": "Hello"}}
-EMOJI_TEXT = "Caf\u00e9 \U0001F600\U0001F44D\U0001F3FD \u4f60\u597d"
+EMOJI_TEXT = "Caf\u00e9 \U0001f600\U0001f44d\U0001f3fd \u4f60\u597d"
 FAILURE = {"description": "Destination unreachable", "source": {"code": "EC_UNREACHABLE", "name": "carrier"}}
 
 
 def _inbound(message_id: str, body: dict | None) -> bytes:
-    return envelope("sms.inbound", message(message_id, direction="incoming", status="delivered", body=body,
-                                           sender=THEM, recipients=[US]))
+    return envelope(
+        "sms.inbound",
+        message(message_id, direction="incoming", status="delivered", body=body, sender=THEM, recipients=[US]),
+    )
 
 
 def _outbound(message_id: str, status: str, body: dict | None = TEXT, **fields) -> bytes:
-    return envelope("sms.outbound", message(message_id, direction="outgoing", status=status, body=body,
-                                            sender=US, recipients=[THEM], **fields))
+    return envelope(
+        "sms.outbound",
+        message(message_id, direction="outgoing", status=status, body=body, sender=US, recipients=[THEM], **fields),
+    )
 
 
 def _received(message_id: str, **fields) -> MessageEvent:
@@ -154,13 +200,16 @@ def _received(message_id: str, **fields) -> MessageEvent:
 
 
 def _content(message_id: str, **fields) -> MessageEvent:
-    return MessageEvent(message_id, "outbound", US, (THEM,), **{"text": "Hello", "occurred_at": CREATED_AT,
-                                                                **fields})
+    return MessageEvent(message_id, "outbound", US, (THEM,), **{"text": "Hello", "occurred_at": CREATED_AT, **fields})
 
 
 def _status(message_id: str, provider_status: str, **fields) -> StatusEvent:
-    return StatusEvent(message_id, STATUSES[provider_status], provider_status,
-                       **{"occurred_at": LAST_STATUS_AT, "from_": US, "to": (THEM,), **fields})
+    return StatusEvent(
+        message_id,
+        STATUSES[provider_status],
+        provider_status,
+        **{"occurred_at": LAST_STATUS_AT, "from_": US, "to": (THEM,), **fields},
+    )
 
 
 def _with(body: bytes, change) -> bytes:
@@ -170,61 +219,168 @@ def _with(body: bytes, change) -> bytes:
 
 
 PARSE_CASES = [
-    ("inbound sms as Bird sends it", INBOUND_SMS,
-     [MessageEvent("a3b2c1d0-1111-4a2b-9c3d-000000000001", "inbound", THEM, (US,), text="Hello from Amsterdam",
-                   occurred_at=CREATED_AT)]),
-    ("inbound mms: images, text and subject", _inbound("img-1", IMAGES),
-     [_received("img-1", text="Two pictures", subject="Holiday",
-                media=(MediaRef("https://media.bird.example/a.jpg"), MediaRef("https://media.bird.example/b.png")))]),
-    ("inbound mms: files with their content types", _inbound("file-1", FILES),
-     [_received("file-1", text="The recording", media=(
-         MediaRef("https://media.bird.example/v.mp4", "video/mp4", "v.mp4"),
-         MediaRef("https://media.bird.example/a.mp3", "audio/mpeg")))]),
-    ("text with attachments and a subject", _inbound("att-1", {"type": "text", "text": {
-        "text": "See attached", "metadata": {"subject": "Invoice"},
-        "attachments": [{"mediaUrl": "https://media.bird.example/i.pdf", "filename": "i.pdf", "inline": False}]}}),
-     [_received("att-1", text="See attached", subject="Invoice",
-                media=(MediaRef("https://media.bird.example/i.pdf", name="i.pdf"),))]),
-    ("unicode and emoji", _inbound("uni-1", {"type": "text", "text": {"text": EMOJI_TEXT}}),
-     [_received("uni-1", text=EMOJI_TEXT)]),
-    ("unknown fields anywhere are ignored", _with(_inbound("x-1", TEXT), lambda d: (
-        d.update(newTop=1), d["payload"].update(newField={"a": [1]}),
-        d["payload"]["body"]["text"].update(newTextField=True), d["payload"]["sender"]["contact"].update(extra="y"))),
-     [_received("x-1", text="Hello")]),
-    ("a sender given as a contacts list", _with(_inbound("c-1", TEXT), lambda d: d["payload"]["sender"].update(
-        contact=None, contacts=[{"identifierKey": "phonenumber", "identifierValue": THEM}])),
-     [_received("c-1", text="Hello")]),
-    ("a body type with nothing to map", _inbound("loc-1", {"type": "location", "location": {"coordinates": {}}}),
-     [_received("loc-1")]),
-    *[(f"sms.outbound {status}", _outbound(f"out-{status}", status), [_content(f"out-{status}"),
-                                                                      _status(f"out-{status}", status)])
-      for status in STATUSES],
-    ("a failure with its code and description", _outbound("fail-1", "delivery_failed", failure=FAILURE),
-     [_content("fail-1"), _status("fail-1", "delivery_failed", error_code="EC_UNREACHABLE",
-                                  error_message="Destination unreachable")]),
-    ("a numeric failure code", _outbound("fail-2", "sending_failed", failure={"source": {"code": 4001}}),
-     [_content("fail-2"), _status("fail-2", "sending_failed", error_code="4001")]),
-    ("no lastStatusAt: updatedAt is the report's time",
-     _with(_outbound("upd-1", "sent"), lambda d: (d["payload"].pop("lastStatusAt"),
-                                                 d["payload"].update(updatedAt="2026-01-02T05:00:00Z"))),
-     [_content("upd-1"), _status("upd-1", "sent", occurred_at=datetime(2026, 1, 2, 5, 0, tzinfo=UTC))]),
-    ("several recipients", envelope("sms.outbound", message("grp-1", direction="outgoing", status="accepted",
-                                                            body=TEXT, sender=US, recipients=[THEM, FRIEND])),
-     [MessageEvent("grp-1", "outbound", US, (THEM, FRIEND), text="Hello", occurred_at=CREATED_AT),
-      StatusEvent("grp-1", "accepted", "accepted", LAST_STATUS_AT, from_=US, to=(THEM, FRIEND))]),
-    ("a template message without a body", _outbound("tpl-1", "accepted", body=None),
-     [_content("tpl-1", text=None), _status("tpl-1", "accepted")]),
-    ("an unmapped status is unknown, with Bird's word kept", _outbound("new-1", "throttled"),
-     [_content("new-1"), StatusEvent("new-1", "unknown", "throttled", LAST_STATUS_AT, from_=US, to=(THEM,))]),
+    (
+        "inbound sms as Bird sends it",
+        INBOUND_SMS,
+        [
+            MessageEvent(
+                "a3b2c1d0-1111-4a2b-9c3d-000000000001",
+                "inbound",
+                THEM,
+                (US,),
+                text="Hello from Amsterdam",
+                occurred_at=CREATED_AT,
+            )
+        ],
+    ),
+    (
+        "inbound mms: images, text and subject",
+        _inbound("img-1", IMAGES),
+        [
+            _received(
+                "img-1",
+                text="Two pictures",
+                subject="Holiday",
+                media=(MediaRef("https://media.bird.example/a.jpg"), MediaRef("https://media.bird.example/b.png")),
+            )
+        ],
+    ),
+    (
+        "inbound mms: files with their content types",
+        _inbound("file-1", FILES),
+        [
+            _received(
+                "file-1",
+                text="The recording",
+                media=(
+                    MediaRef("https://media.bird.example/v.mp4", "video/mp4", "v.mp4"),
+                    MediaRef("https://media.bird.example/a.mp3", "audio/mpeg"),
+                ),
+            )
+        ],
+    ),
+    (
+        "text with attachments and a subject",
+        _inbound(
+            "att-1",
+            {
+                "type": "text",
+                "text": {
+                    "text": "See attached",
+                    "metadata": {"subject": "Invoice"},
+                    "attachments": [
+                        {"mediaUrl": "https://media.bird.example/i.pdf", "filename": "i.pdf", "inline": False}
+                    ],
+                },
+            },
+        ),
+        [
+            _received(
+                "att-1",
+                text="See attached",
+                subject="Invoice",
+                media=(MediaRef("https://media.bird.example/i.pdf", name="i.pdf"),),
+            )
+        ],
+    ),
+    (
+        "unicode and emoji",
+        _inbound("uni-1", {"type": "text", "text": {"text": EMOJI_TEXT}}),
+        [_received("uni-1", text=EMOJI_TEXT)],
+    ),
+    (
+        "unknown fields anywhere are ignored",
+        _with(
+            _inbound("x-1", TEXT),
+            lambda d: (
+                d.update(newTop=1),
+                d["payload"].update(newField={"a": [1]}),
+                d["payload"]["body"]["text"].update(newTextField=True),
+                d["payload"]["sender"]["contact"].update(extra="y"),
+            ),
+        ),
+        [_received("x-1", text="Hello")],
+    ),
+    (
+        "a sender given as a contacts list",
+        _with(
+            _inbound("c-1", TEXT),
+            lambda d: d["payload"]["sender"].update(
+                contact=None, contacts=[{"identifierKey": "phonenumber", "identifierValue": THEM}]
+            ),
+        ),
+        [_received("c-1", text="Hello")],
+    ),
+    (
+        "a body type with nothing to map",
+        _inbound("loc-1", {"type": "location", "location": {"coordinates": {}}}),
+        [_received("loc-1")],
+    ),
+    *[
+        (
+            f"sms.outbound {status}",
+            _outbound(f"out-{status}", status),
+            [_content(f"out-{status}"), _status(f"out-{status}", status)],
+        )
+        for status in STATUSES
+    ],
+    (
+        "a failure with its code and description",
+        _outbound("fail-1", "delivery_failed", failure=FAILURE),
+        [
+            _content("fail-1"),
+            _status("fail-1", "delivery_failed", error_code="EC_UNREACHABLE", error_message="Destination unreachable"),
+        ],
+    ),
+    (
+        "a numeric failure code",
+        _outbound("fail-2", "sending_failed", failure={"source": {"code": 4001}}),
+        [_content("fail-2"), _status("fail-2", "sending_failed", error_code="4001")],
+    ),
+    (
+        "no lastStatusAt: updatedAt is the report's time",
+        _with(
+            _outbound("upd-1", "sent"),
+            lambda d: (d["payload"].pop("lastStatusAt"), d["payload"].update(updatedAt="2026-01-02T05:00:00Z")),
+        ),
+        [_content("upd-1"), _status("upd-1", "sent", occurred_at=datetime(2026, 1, 2, 5, 0, tzinfo=UTC))],
+    ),
+    (
+        "several recipients",
+        envelope(
+            "sms.outbound",
+            message("grp-1", direction="outgoing", status="accepted", body=TEXT, sender=US, recipients=[THEM, FRIEND]),
+        ),
+        [
+            MessageEvent("grp-1", "outbound", US, (THEM, FRIEND), text="Hello", occurred_at=CREATED_AT),
+            StatusEvent("grp-1", "accepted", "accepted", LAST_STATUS_AT, from_=US, to=(THEM, FRIEND)),
+        ],
+    ),
+    (
+        "a template message without a body",
+        _outbound("tpl-1", "accepted", body=None),
+        [_content("tpl-1", text=None), _status("tpl-1", "accepted")],
+    ),
+    (
+        "an unmapped status is unknown, with Bird's word kept",
+        _outbound("new-1", "throttled"),
+        [_content("new-1"), StatusEvent("new-1", "unknown", "throttled", LAST_STATUS_AT, from_=US, to=(THEM,))],
+    ),
     ("another event is ignored", envelope("whatsapp.inbound", {"id": "w-1"}), []),
     ("a payload without an id", _with(_inbound("x", TEXT), lambda d: d["payload"].pop("id")), "invalid_payload"),
     ("a payload that is a list", b'{"service":"channels","event":"sms.inbound","payload":[]}', "invalid_payload"),
-    ("body.text is a string", _with(_inbound("x", TEXT), lambda d: d["payload"]["body"].update(text="Hello")),
-     "invalid_payload"),
+    (
+        "body.text is a string",
+        _with(_inbound("x", TEXT), lambda d: d["payload"]["body"].update(text="Hello")),
+        "invalid_payload",
+    ),
     ("event is a number", b'{"service":"channels","event":7,"payload":{"id":"x"}}', "invalid_payload"),
     ("no event", b'{"service":"channels","payload":{"id":"x"}}', "invalid_payload"),
-    ("an address longer than any phone number", _with(_inbound("x", TEXT), lambda d: d["payload"]["sender"][
-        "contact"].update(identifierValue="+1" * 40)), "invalid_payload"),
+    (
+        "an address longer than any phone number",
+        _with(_inbound("x", TEXT), lambda d: d["payload"]["sender"]["contact"].update(identifierValue="+1" * 40)),
+        "invalid_payload",
+    ),
     ("truncated JSON", INBOUND_SMS[:-30], "invalid_json"),
     ("form body sent as JSON", b"service=channels&event=sms.inbound", "invalid_json"),
     ("JSON that is not an object", b'["sms.inbound"]', "invalid_json"),
@@ -256,11 +412,21 @@ def test_media_credentials_only_for_the_hosts_the_connection_names():
 
 
 def test_every_seed_status_is_mapped():
-    assert set(STATUSES) == {"accepted", "rejected", "processing", "scheduled", "sent", "sending_failed",
-                             "delivered", "delivery_failed", "deleted"}
+    assert set(STATUSES) == {
+        "accepted",
+        "rejected",
+        "processing",
+        "scheduled",
+        "sent",
+        "sending_failed",
+        "delivered",
+        "delivery_failed",
+        "deleted",
+    }
 
 
 # Security -----------------------------------------------------------------------------------------
+
 
 class TestBirdSecurity(WebhookSecuritySuite, TimestampSecurityTests):
     provider = "bird"
@@ -269,8 +435,12 @@ class TestBirdSecurity(WebhookSecuritySuite, TimestampSecurityTests):
 
     def genuine(self, *, body=None, secret=None, url_connection=None, timestamp=None) -> Req:
         body = body or _inbound("sec-1", TEXT)
-        headers = bird_headers(body, url=webhook_url(url_connection or self.connection),
-                               key=secret or BIRD_SIGNING_KEY, timestamp=timestamp)
+        headers = bird_headers(
+            body,
+            url=webhook_url(url_connection or self.connection),
+            key=secret or BIRD_SIGNING_KEY,
+            timestamp=timestamp,
+        )
         return Req(body=body, headers=headers)
 
     def test_a_request_signed_for_another_connection_url(self, client, runtime):
@@ -278,6 +448,7 @@ class TestBirdSecurity(WebhookSecuritySuite, TimestampSecurityTests):
 
 
 # End to end ---------------------------------------------------------------------------------------
+
 
 def _api_message(client, provider_message_id: str) -> dict:
     response = client.get(f"/api/v1/providers/bird/messages/{provider_message_id}", headers=AUTH_A)
@@ -295,7 +466,9 @@ class TestEndToEnd:
         assert message_json["from"] == THEM and message_json["to"] == [US]
         assert message_json["text"] == "The recording"
         assert [(a["declaredContentType"], a["name"], a["status"]) for a in message_json["attachments"]] == [
-            ("video/mp4", "v.mp4", "pending"), ("audio/mpeg", None, "pending")]
+            ("video/mp4", "v.mp4", "pending"),
+            ("audio/mpeg", None, "pending"),
+        ]
         by_id = client.get(f"/api/v1/messages/{message_json['id']}", headers=AUTH_A).get_json()
         assert by_id["providerMessageId"] == "e2e-mms"
 
@@ -308,10 +481,9 @@ class TestEndToEnd:
         message_json = _api_message(client, "e2e-out")
         assert message_json["direction"] == "outbound" and message_json["status"] == "delivered"
         assert message_json["from"] == US and message_json["to"] == [THEM]
-        assert [(h["status"], h["providerStatus"], h["applied"], h["occurredAt"])
-                for h in message_json["statusHistory"]] == [
-            ("delivered", "delivered", True, "2026-01-02T03:05:00Z"),
-            ("sent", "sent", False, "2026-01-02T03:04:30Z")]
+        assert [
+            (h["status"], h["providerStatus"], h["applied"], h["occurredAt"]) for h in message_json["statusHistory"]
+        ] == [("delivered", "delivered", True, "2026-01-02T03:05:00Z"), ("sent", "sent", False, "2026-01-02T03:04:30Z")]
 
     def test_a_retry_eight_hours_later_with_the_original_timestamp(self, client, runtime):
         body = _inbound("e2e-retry", TEXT)

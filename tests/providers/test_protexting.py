@@ -1,25 +1,25 @@
 """ProTexting: the mapping adapter's preset. The parsing table over JSON, form and XML in ProTexting's
 PascalCase vocabulary, the shared access_token (or Basic auth), overrides of the preset, hostile XML,
 and delivery reports end to end."""
+
 from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
 from werkzeug.datastructures import Headers
 
-from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
+from tests.fixtures.app import TENANT_A, USER_A, base_test_config
 from webhook_service.config.model import ConfigError, Connection
-from webhook_service.settings import load_settings
 from webhook_service.database.tables import Message, QuarantinedRequest, RawRequest
+from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
 from webhook_service.providers import ADAPTERS, ParseFailed, WebhookRequest
 from webhook_service.providers.protexting import STATUS_MAP
-
-from tests.fixtures.app import TENANT_A, USER_A, base_test_config
+from webhook_service.settings import load_settings
 
 from .security_suite import Req, WebhookSecuritySuite, count
 
@@ -31,35 +31,66 @@ CUSTOM_OPTIONS = {"fields": {"text": ["Body", "Message"]}, "status_map": {"dlvrd
 
 @pytest.fixture
 def settings_overrides():
-    return {"connections": [
-        {"provider": "protexting", "name": "main", "tenant": TENANT_A, "secrets": [PT_TOKEN]},
-        {"provider": "protexting", "name": "basic", "tenant": TENANT_A, "secrets": [PT_TOKEN],
-         "basic_auth": ["hook:old-password", "hook:new-password"]},
-        {"provider": "protexting", "name": "basic-only", "tenant": TENANT_A, "basic_auth": ["hook:pw"]},
-        {"provider": "protexting", "name": "custom", "tenant": TENANT_A, "secrets": [PT_TOKEN],
-         "options": CUSTOM_OPTIONS},
-    ]}
+    return {
+        "connections": [
+            {"provider": "protexting", "name": "main", "tenant": TENANT_A, "secrets": [PT_TOKEN]},
+            {
+                "provider": "protexting",
+                "name": "basic",
+                "tenant": TENANT_A,
+                "secrets": [PT_TOKEN],
+                "basic_auth": ["hook:old-password", "hook:new-password"],
+            },
+            {"provider": "protexting", "name": "basic-only", "tenant": TENANT_A, "basic_auth": ["hook:pw"]},
+            {
+                "provider": "protexting",
+                "name": "custom",
+                "tenant": TENANT_A,
+                "secrets": [PT_TOKEN],
+                "options": CUSTOM_OPTIONS,
+            },
+        ]
+    }
 
 
 def _request(body: bytes, content_type: str | None) -> WebhookRequest:
     headers = Headers({"Content-Type": content_type} if content_type else {})
-    return WebhookRequest(method="POST", url=f"https://hooks.example.com/webhooks/protexting?access_token={PT_TOKEN}",
-                          headers=headers, body=body, received_at=datetime.now(timezone.utc))
+    return WebhookRequest(
+        method="POST",
+        url=f"https://hooks.example.com/webhooks/protexting?access_token={PT_TOKEN}",
+        headers=headers,
+        body=body,
+        received_at=datetime.now(UTC),
+    )
 
 
 MAIN = Connection(provider="protexting", name="t", secrets=[PT_TOKEN])
 JSON, XML, FORM = "application/json", "application/xml", "application/x-www-form-urlencoded"
-AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 SMS = MessageEvent("pt-1", "inbound", "16461234567", ("12345",), text="Hi")
-MMS = MessageEvent("pt-2", "inbound", "16461234567", ("12345",), text="Look \U0001F600", subject="Photos",
-                   media=(MediaRef("https://pt.example/r/1.jpg", "image/jpeg"),
-                          MediaRef("https://pt.example/r/2.gif", "image/gif")),
-                   extra={"mmsTemplateId": "77"})
-MMS_PAIRS = [("Id", "pt-2"), ("MobilePhone", "16461234567"), ("SendFrom", "12345"), ("Subject", "Photos"),
-             ("Message", "Look \U0001F600"), ("MmsTemplateId", "77"),
-             ("ResourceLink", "https://pt.example/r/1.jpg"), ("MediaContentType", "image/jpeg"),
-             ("ResourceLink", "https://pt.example/r/2.gif"), ("MediaContentType", "image/gif")]
+MMS = MessageEvent(
+    "pt-2",
+    "inbound",
+    "16461234567",
+    ("12345",),
+    text="Look \U0001f600",
+    subject="Photos",
+    media=(MediaRef("https://pt.example/r/1.jpg", "image/jpeg"), MediaRef("https://pt.example/r/2.gif", "image/gif")),
+    extra={"mmsTemplateId": "77"},
+)
+MMS_PAIRS = [
+    ("Id", "pt-2"),
+    ("MobilePhone", "16461234567"),
+    ("SendFrom", "12345"),
+    ("Subject", "Photos"),
+    ("Message", "Look \U0001f600"),
+    ("MmsTemplateId", "77"),
+    ("ResourceLink", "https://pt.example/r/1.jpg"),
+    ("MediaContentType", "image/jpeg"),
+    ("ResourceLink", "https://pt.example/r/2.gif"),
+    ("MediaContentType", "image/gif"),
+]
 
 
 def _dlr(provider_status: str, **kwargs) -> StatusEvent:
@@ -67,8 +98,9 @@ def _dlr(provider_status: str, **kwargs) -> StatusEvent:
 
 
 def _dlr_body(status: str, **fields) -> bytes:
-    return json.dumps({"Id": "pt-out-1", "MobilePhone": "16461234567", "SendFrom": "12345", "Status": status,
-                       **fields}).encode()
+    return json.dumps(
+        {"Id": "pt-out-1", "MobilePhone": "16461234567", "SendFrom": "12345", "Status": status, **fields}
+    ).encode()
 
 
 # Seed 004's XML answer verbatim: its bare "&id=" makes it malformed XML.
@@ -79,57 +111,132 @@ SEED_004_XML = b"""<response>
 
 # Label, Content-Type, body byte for byte, expected events or the ParseFailed code.
 PARSE_CASES = [
-    ("inbound SMS as JSON", JSON, b'{"Id":"pt-1","MobilePhone":"16461234567","SendFrom":"12345","Message":"Hi"}', [SMS]),
+    (
+        "inbound SMS as JSON",
+        JSON,
+        b'{"Id":"pt-1","MobilePhone":"16461234567","SendFrom":"12345","Message":"Hi"}',
+        [SMS],
+    ),
     ("inbound SMS as form", FORM, b"Id=pt-1&MobilePhone=16461234567&SendFrom=12345&Message=Hi", [SMS]),
-    ("inbound SMS as XML", XML,
-     b"<response><Id>pt-1</Id><MobilePhone>16461234567</MobilePhone><SendFrom>12345</SendFrom>"
-     b"<Message>Hi</Message></response>", [SMS]),
+    (
+        "inbound SMS as XML",
+        XML,
+        b"<response><Id>pt-1</Id><MobilePhone>16461234567</MobilePhone><SendFrom>12345</SendFrom>"
+        b"<Message>Hi</Message></response>",
+        [SMS],
+    ),
     ("inbound SMS with no Content-Type", None, b"Id=pt-1&MobilePhone=16461234567&SendFrom=12345&Message=Hi", [SMS]),
-    ("MessageId and ShortCode aliases", JSON,
-     b'{"MessageId":"pt-1","MobilePhone":"16461234567","ShortCode":"12345","Message":"Hi"}', [SMS]),
-    ("inbound MMS as JSON", JSON, json.dumps({
-        "Id": "pt-2", "MobilePhone": "16461234567", "SendFrom": "12345", "Subject": "Photos",
-        "Message": "Look \U0001F600", "MmsTemplateId": 77,
-        "ResourceLink": ["https://pt.example/r/1.jpg", "https://pt.example/r/2.gif"],
-        "MediaContentType": ["image/jpeg", "image/gif"]}).encode(), [MMS]),
+    (
+        "MessageId and ShortCode aliases",
+        JSON,
+        b'{"MessageId":"pt-1","MobilePhone":"16461234567","ShortCode":"12345","Message":"Hi"}',
+        [SMS],
+    ),
+    (
+        "inbound MMS as JSON",
+        JSON,
+        json.dumps(
+            {
+                "Id": "pt-2",
+                "MobilePhone": "16461234567",
+                "SendFrom": "12345",
+                "Subject": "Photos",
+                "Message": "Look \U0001f600",
+                "MmsTemplateId": 77,
+                "ResourceLink": ["https://pt.example/r/1.jpg", "https://pt.example/r/2.gif"],
+                "MediaContentType": ["image/jpeg", "image/gif"],
+            }
+        ).encode(),
+        [MMS],
+    ),
     ("inbound MMS as form", FORM, urlencode(MMS_PAIRS).encode(), [MMS]),
-    ("inbound MMS as XML", XML, ("<response>" + "".join(f"<{name}>{value}</{name}>" for name, value in MMS_PAIRS)
-                                 + "</response>").encode(), [MMS]),
-    ("MediaUrl and MmsUrl", JSON,
-     b'{"Id":"pt-3","MobilePhone":"16461234567","MediaUrl":"https://pt.example/a.png","MmsUrl":"https://x/b"}',
-     [MessageEvent("pt-3", "inbound", "16461234567", (), media=(MediaRef("https://pt.example/a.png"),))]),
-    ("an empty ResourceLink (as the send API example has) lets MediaUrl speak", JSON,
-     b'{"Id":"pt-4","MobilePhone":"16461234567","Message":"Test Message","ResourceLink":"",'
-     b'"MediaUrl":"https://pt.example/a.png"}',
-     [MessageEvent("pt-4", "inbound", "16461234567", (), text="Test Message",
-                   media=(MediaRef("https://pt.example/a.png"),))]),
-    ("empty fields are absent", FORM, b"Id=pt-5&MobilePhone=16461234567&SendFrom=&Message=&ResourceLink=",
-     [MessageEvent("pt-5", "inbound", "16461234567", ())]),
-    ("unknown extra fields are ignored", JSON,
-     b'{"Id":"pt-1","MobilePhone":"16461234567","SendFrom":"12345","Message":"Hi","MmsHighResolution":1,'
-     b'"MmsResend":0,"DeliveryReportUrl":"https://api2.protexting.com/v1/sms/delivery-report?id=1","Carrier":{"N":1}}',
-     [SMS]),
-    *[(f"delivery report {word}", JSON, _dlr_body(word), [_dlr(word, status=status)])
-      for word, status in [*STATUS_MAP.items(), ("Delivered", "delivered"), ("sent", "sent"), ("queued", "queued"),
-                           ("failed", "failed"), ("undelivered", "undelivered"), ("rejected", "rejected"),
-                           ("expired", "expired"), ("DELIVRD", "delivered"), ("Bounced", "unknown")]],
-    ("delivery report echoing a Message sentence", JSON,
-     _dlr_body("Delivered", Message="Text message to 1646xxxxxxx has been delivered."),
-     [_dlr("Delivered", status="delivered")]),
-    ("delivery report with DeliveryStatus, error and time", FORM,
-     b"Id=pt-out-1&MobilePhone=16461234567&SendFrom=12345&DeliveryStatus=Failed&ErrorCode=1003"
-     b"&ErrorMessage=Invalid+number&Timestamp=2026-01-02T03%3A04%3A05Z",
-     [_dlr("Failed", status="failed", error_code="1003", error_message="Invalid number", occurred_at=AT)]),
-    ("delivery report as XML", XML,
-     b"<response><Id>pt-out-1</Id><MobilePhone>16461234567</MobilePhone><SendFrom>12345</SendFrom>"
-     b"<Status>undelivered</Status><ErrorCode>30</ErrorCode><Date>1767323045</Date></response>",
-     [_dlr("undelivered", status="undelivered", error_code="30", occurred_at=AT)]),
-    ("seed 004's answer shape, well-formed", XML,
-     b"<response>\n    <Id>8cccf554cd42bf1b22bcc2d9b4e4571a4a87c9d0</Id>\n    <DeliveryReportUrl>https://api2."
-     b"protexting.com/v1/sms/delivery-report?access_token=t&amp;id=8ccc</DeliveryReportUrl>\n"
-     b"<Message>Text message to 1646xxxxxxx has been sent.</Message> </response>",
-     [MessageEvent("8cccf554cd42bf1b22bcc2d9b4e4571a4a87c9d0", "inbound", None, (),
-                   text="Text message to 1646xxxxxxx has been sent.")]),
+    (
+        "inbound MMS as XML",
+        XML,
+        ("<response>" + "".join(f"<{name}>{value}</{name}>" for name, value in MMS_PAIRS) + "</response>").encode(),
+        [MMS],
+    ),
+    (
+        "MediaUrl and MmsUrl",
+        JSON,
+        b'{"Id":"pt-3","MobilePhone":"16461234567","MediaUrl":"https://pt.example/a.png","MmsUrl":"https://x/b"}',
+        [MessageEvent("pt-3", "inbound", "16461234567", (), media=(MediaRef("https://pt.example/a.png"),))],
+    ),
+    (
+        "an empty ResourceLink (as the send API example has) lets MediaUrl speak",
+        JSON,
+        b'{"Id":"pt-4","MobilePhone":"16461234567","Message":"Test Message","ResourceLink":"",'
+        b'"MediaUrl":"https://pt.example/a.png"}',
+        [
+            MessageEvent(
+                "pt-4", "inbound", "16461234567", (), text="Test Message", media=(MediaRef("https://pt.example/a.png"),)
+            )
+        ],
+    ),
+    (
+        "empty fields are absent",
+        FORM,
+        b"Id=pt-5&MobilePhone=16461234567&SendFrom=&Message=&ResourceLink=",
+        [MessageEvent("pt-5", "inbound", "16461234567", ())],
+    ),
+    (
+        "unknown extra fields are ignored",
+        JSON,
+        b'{"Id":"pt-1","MobilePhone":"16461234567","SendFrom":"12345","Message":"Hi","MmsHighResolution":1,'
+        b'"MmsResend":0,"DeliveryReportUrl":"https://api2.protexting.com/v1/sms/delivery-report?id=1","Carrier":{"N":1}}',
+        [SMS],
+    ),
+    *[
+        (f"delivery report {word}", JSON, _dlr_body(word), [_dlr(word, status=status)])
+        for word, status in [
+            *STATUS_MAP.items(),
+            ("Delivered", "delivered"),
+            ("sent", "sent"),
+            ("queued", "queued"),
+            ("failed", "failed"),
+            ("undelivered", "undelivered"),
+            ("rejected", "rejected"),
+            ("expired", "expired"),
+            ("DELIVRD", "delivered"),
+            ("Bounced", "unknown"),
+        ]
+    ],
+    (
+        "delivery report echoing a Message sentence",
+        JSON,
+        _dlr_body("Delivered", Message="Text message to 1646xxxxxxx has been delivered."),
+        [_dlr("Delivered", status="delivered")],
+    ),
+    (
+        "delivery report with DeliveryStatus, error and time",
+        FORM,
+        b"Id=pt-out-1&MobilePhone=16461234567&SendFrom=12345&DeliveryStatus=Failed&ErrorCode=1003"
+        b"&ErrorMessage=Invalid+number&Timestamp=2026-01-02T03%3A04%3A05Z",
+        [_dlr("Failed", status="failed", error_code="1003", error_message="Invalid number", occurred_at=AT)],
+    ),
+    (
+        "delivery report as XML",
+        XML,
+        b"<response><Id>pt-out-1</Id><MobilePhone>16461234567</MobilePhone><SendFrom>12345</SendFrom>"
+        b"<Status>undelivered</Status><ErrorCode>30</ErrorCode><Date>1767323045</Date></response>",
+        [_dlr("undelivered", status="undelivered", error_code="30", occurred_at=AT)],
+    ),
+    (
+        "seed 004's answer shape, well-formed",
+        XML,
+        b"<response>\n    <Id>8cccf554cd42bf1b22bcc2d9b4e4571a4a87c9d0</Id>\n    <DeliveryReportUrl>https://api2."
+        b"protexting.com/v1/sms/delivery-report?access_token=t&amp;id=8ccc</DeliveryReportUrl>\n"
+        b"<Message>Text message to 1646xxxxxxx has been sent.</Message> </response>",
+        [
+            MessageEvent(
+                "8cccf554cd42bf1b22bcc2d9b4e4571a4a87c9d0",
+                "inbound",
+                None,
+                (),
+                text="Text message to 1646xxxxxxx has been sent.",
+            )
+        ],
+    ),
     ("seed 004's answer verbatim is malformed XML", XML, SEED_004_XML, "invalid_xml"),
     ("missing Id", JSON, b'{"MobilePhone":"16461234567","Message":"Hi"}', "missing_field"),
     ("MobilePhone is an object", JSON, b'{"Id":"pt-1","MobilePhone":{"Number":"1646"}}', "invalid_payload"),
@@ -138,8 +245,12 @@ PARSE_CASES = [
     ("form body sent as JSON", JSON, b"Id=pt-1&MobilePhone=16461234567", "invalid_json"),
     ("empty body", FORM, b"", "empty_body"),
     ("not UTF-8", FORM, b"Id=pt-1&Message=%FF&MobilePhone=\xff", "invalid_encoding"),
-    ("XML with an entity declaration", XML,
-     b'<!DOCTYPE response [<!ENTITY x "y">]><response><Id>&x;</Id></response>', "xml_forbidden"),
+    (
+        "XML with an entity declaration",
+        XML,
+        b'<!DOCTYPE response [<!ENTITY x "y">]><response><Id>&x;</Id></response>',
+        "xml_forbidden",
+    ),
 ]
 
 
@@ -157,23 +268,30 @@ def test_parse(label, content_type, body, expected):
 def test_a_connection_overrides_the_preset_field_by_field():
     connection = Connection(provider="protexting", name="c", secrets=[PT_TOKEN], options=CUSTOM_OPTIONS)
     assert ADAPTER.parse(_request(b"Id=pt-9&MobilePhone=16461234567&Body=Hello", FORM), connection) == [
-        MessageEvent("pt-9", "inbound", "16461234567", (), text="Hello")]
+        MessageEvent("pt-9", "inbound", "16461234567", (), text="Hello")
+    ]
     assert ADAPTER.parse(_request(b"Id=pt-9&Status=DLVRD_OK", FORM), connection) == [
-        StatusEvent("pt-9", "delivered", "DLVRD_OK")]
+        StatusEvent("pt-9", "delivered", "DLVRD_OK")
+    ]
     assert ADAPTER.parse(_request(b"Id=pt-9&Status=pending", FORM), connection) == [
-        StatusEvent("pt-9", "queued", "pending")]
+        StatusEvent("pt-9", "queued", "pending")
+    ]
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"fields": {"from": "Mobile..Phone"}}, "options.fields.from: 'Mobile..Phone' is not a path"),
-    ({"status_map": {"Done": "finished"}}, "options.status_map: 'Done' maps to 'finished'"),
-    ({"auth": {"kind": "none"}}, "options.auth.kind: 'none' checks no secret"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"fields": {"from": "Mobile..Phone"}}, "options.fields.from: 'Mobile..Phone' is not a path"),
+        ({"status_map": {"Done": "finished"}}, "options.status_map: 'Done' maps to 'finished'"),
+        ({"auth": {"kind": "none"}}, "options.auth.kind: 'none' checks no secret"),
+    ],
+)
 def test_bad_overrides_stop_the_service_with_a_message_naming_them(tmp_path, options, message):
     config = base_test_config(tmp_path / "data", f"sqlite:///{tmp_path / 'unused.db'}")
-    config["connections"] = [{"provider": "protexting", "name": "main", "tenant": TENANT_A, "secrets": [PT_TOKEN]},
-                             {"provider": "protexting", "name": "bad", "tenant": TENANT_A, "secrets": [PT_TOKEN],
-                              "options": options}]
+    config["connections"] = [
+        {"provider": "protexting", "name": "main", "tenant": TENANT_A, "secrets": [PT_TOKEN]},
+        {"provider": "protexting", "name": "bad", "tenant": TENANT_A, "secrets": [PT_TOKEN], "options": options},
+    ]
     with pytest.raises(ConfigError) as error:
         load_settings(environ={}, overrides=config)
     assert str(error.value).startswith("connections[1] (protexting/bad): " + message), str(error.value)
@@ -187,7 +305,7 @@ def test_the_preset_needs_no_options_and_a_basic_auth_only_connection_is_valid()
 
 class TestProTextingSecurity(WebhookSecuritySuite):
     provider = "protexting"
-    signature_headers = ()   # the token travels in the query string
+    signature_headers = ()  # the token travels in the query string
 
     def genuine(self, *, body=None, secret=None, url_connection=None, timestamp=None) -> Req:
         body = body or b"Id=pt-sec-1&MobilePhone=16461234567&SendFrom=12345&Message=Hi"
@@ -199,8 +317,18 @@ class TestProTextingSecurity(WebhookSecuritySuite):
         other = self.genuine(body=b"Id=pt-sec-2&MobilePhone=16461234567&SendFrom=12345&Message=Other")
         assert self.send(client, other).status_code == 200
 
-    @pytest.mark.parametrize("query", ["", "access_token=", "access_token=wrong", "ACCESS_TOKEN=" + PT_TOKEN,
-                                       "access_token=" + "A" * 5000, "access_token=%FF", "token=" + PT_TOKEN])
+    @pytest.mark.parametrize(
+        "query",
+        [
+            "",
+            "access_token=",
+            "access_token=wrong",
+            "ACCESS_TOKEN=" + PT_TOKEN,
+            "access_token=" + "A" * 5000,
+            "access_token=%FF",
+            "token=" + PT_TOKEN,
+        ],
+    )
     def test_missing_wrong_or_malformed_tokens(self, client, runtime, query):
         self._refused(client, runtime, Req(body=self.genuine().body, content_type=FORM, query=query))
 
@@ -236,8 +364,9 @@ XXE = b"""<?xml version="1.0"?>
 
 
 def _post(client, body: bytes, content_type: str = FORM, connection: str = "main"):
-    return client.post(f"/webhooks/protexting/{connection}?access_token={PT_TOKEN}", data=body,
-                       content_type=content_type)
+    return client.post(
+        f"/webhooks/protexting/{connection}?access_token={PT_TOKEN}", data=body, content_type=content_type
+    )
 
 
 class TestEndToEnd:
@@ -257,16 +386,21 @@ class TestEndToEnd:
         message = client.get("/api/v1/providers/protexting/messages/pt-2", headers=AUTH_A).get_json()
         assert message["direction"] == "inbound" and message["status"] == "received"
         assert message["from"] == "+16461234567" and message["to"] == ["12345"]
-        assert message["subject"] == "Photos" and message["text"] == "Look \U0001F600"
+        assert message["subject"] == "Photos" and message["text"] == "Look \U0001f600"
         assert [(a["declaredContentType"], a["status"]) for a in message["attachments"]] == [
-            ("image/jpeg", "pending"), ("image/gif", "pending")]
+            ("image/jpeg", "pending"),
+            ("image/gif", "pending"),
+        ]
         assert client.get(f"/api/v1/messages/{message['id']}", headers=AUTH_A).get_json()["id"] == message["id"]
 
     def test_delivered_then_a_late_sent_keeps_delivered(self, client):
         reports = [
             (JSON, _dlr_body("Delivered", Timestamp="2026-01-02T03:04:09Z")),
-            (XML, b"<response><Id>pt-out-1</Id><Status>sent</Status><Timestamp>2026-01-02T03:04:05Z</Timestamp>"
-                  b"</response>"),
+            (
+                XML,
+                b"<response><Id>pt-out-1</Id><Status>sent</Status><Timestamp>2026-01-02T03:04:05Z</Timestamp>"
+                b"</response>",
+            ),
         ]
         for content_type, body in reports:
             assert _post(client, body, content_type).status_code == 200

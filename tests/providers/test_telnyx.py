@@ -1,40 +1,48 @@
 """Telnyx adapter: the providers.md Ed25519 vector, the parsing table, the security suite, and the
 webhook end to end through the read API."""
+
 from __future__ import annotations
 
 import base64
 import json
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from werkzeug.datastructures import Headers
 
-from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
+from tests.fixtures.app import TENANT_A, USER_A
+from tests.support.telnyx import (
+    EVENT_ID,
+    VECTOR_PUBLIC_KEY,
+    VECTOR_SEED,
+    event_body,
+    message_payload,
+    post_telnyx,
+    seed_for,
+    telnyx_headers,
+)
 from webhook_service.config.model import Connection
 from webhook_service.database.tables import Message, RawRequest
+from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
 from webhook_service.providers import ADAPTERS, ParseFailed, VerificationFailed, WebhookRequest
 from webhook_service.providers.telnyx import STATUSES
-
-from tests.fixtures.app import TENANT_A, USER_A
-from tests.support.telnyx import (EVENT_ID, VECTOR_PUBLIC_KEY, VECTOR_SEED, event_body, message_payload,
-                                  post_telnyx, seed_for, telnyx_headers)
 
 from .security_suite import Req, TimestampSecurityTests, WebhookSecuritySuite, count
 
 ADAPTER = ADAPTERS["telnyx"]
 AUTH_A = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()).decode()}
-UTC = timezone.utc
+UTC = UTC
 
 # providers.md, "Telnyx": self-computed from the private seed bytes(range(32)).
 VECTOR = {
     "public_key": VECTOR_PUBLIC_KEY,
     "timestamp": "1700000000",
     "body": b'{"data":{"event_type":"message.received","id":"e1","payload":{"id":"m1"},"record_type":"event"},'
-            b'"meta":{"attempt":1}}',
+    b'"meta":{"attempt":1}}',
     "signature": "GyJIUdJhg9GVYUUOWNUJ2suX43EWhTeQE+8452lmtMmOPxdBsSo8nRiK4fAqUPT/gjc7w+QH9Q2N3EaN3ad1Bg==",
 }
 # A key of small order (y = 0), e.g. a placeholder "AAAA...A=", under which 64 zero bytes "verify".
@@ -47,8 +55,13 @@ def settings_overrides() -> dict:
         "public_base_url": "https://hooks.example.com",
         "connections": [
             {"provider": "telnyx", "name": "main", "tenant": TENANT_A, "secrets": [VECTOR_PUBLIC_KEY]},
-            {"provider": "telnyx", "name": "basic", "tenant": TENANT_A, "secrets": [VECTOR_PUBLIC_KEY],
-             "basic_auth": ["hook:old-password", "hook:new-password"]},
+            {
+                "provider": "telnyx",
+                "name": "basic",
+                "tenant": TENANT_A,
+                "secrets": [VECTOR_PUBLIC_KEY],
+                "basic_auth": ["hook:old-password", "hook:new-password"],
+            },
         ],
     }
 
@@ -56,15 +69,21 @@ def settings_overrides() -> dict:
 @pytest.fixture
 def resolver():
     """No DNS here: media hosts do not resolve, so attachments stay pending (and no test waits)."""
+
     def unresolvable(host: str, port: int) -> list[str]:
         raise socket.gaierror(socket.EAI_NONAME, host)
+
     return unresolvable
 
 
 def _request(body: bytes, headers: dict, received_at: datetime | None = None) -> WebhookRequest:
-    return WebhookRequest(method="POST", url="https://hooks.example.com/webhooks/telnyx/t",
-                          headers=Headers({"Content-Type": "application/json", **headers}), body=body,
-                          received_at=received_at or datetime.now(UTC))
+    return WebhookRequest(
+        method="POST",
+        url="https://hooks.example.com/webhooks/telnyx/t",
+        headers=Headers({"Content-Type": "application/json", **headers}),
+        body=body,
+        received_at=received_at or datetime.now(UTC),
+    )
 
 
 def _connection(*secrets: str) -> Connection:
@@ -72,8 +91,11 @@ def _connection(*secrets: str) -> Connection:
 
 
 def _vector_request(signature: str = VECTOR["signature"], timestamp: str = VECTOR["timestamp"]) -> WebhookRequest:
-    return _request(VECTOR["body"], {"telnyx-signature-ed25519": signature, "telnyx-timestamp": timestamp},
-                    received_at=datetime.fromtimestamp(int(VECTOR["timestamp"]) + 10, UTC))
+    return _request(
+        VECTOR["body"],
+        {"telnyx-signature-ed25519": signature, "telnyx-timestamp": timestamp},
+        received_at=datetime.fromtimestamp(int(VECTOR["timestamp"]) + 10, UTC),
+    )
 
 
 class TestOfficialVector:
@@ -112,8 +134,9 @@ class TestOfficialVector:
         assert failure.value.code == "malformed_signature"
 
     def test_the_vector_is_stale_today(self):
-        request = _request(VECTOR["body"], {"telnyx-signature-ed25519": VECTOR["signature"],
-                                            "telnyx-timestamp": VECTOR["timestamp"]})
+        request = _request(
+            VECTOR["body"], {"telnyx-signature-ed25519": VECTOR["signature"], "telnyx-timestamp": VECTOR["timestamp"]}
+        )
         with pytest.raises(VerificationFailed) as failure:
             ADAPTER.verify(request, _connection(VECTOR["public_key"]))
         assert failure.value.code == "stale_timestamp"
@@ -136,27 +159,47 @@ INBOUND_SMS = (
     b'"valid_until":null,"webhook_failover_url":null,"webhook_url":"https://hooks.example.com/webhooks/telnyx/main"},'
     b'"record_type":"event"},"meta":{"attempt":1,"delivered_to":"https://hooks.example.com/webhooks/telnyx/main"}}'
 )
-INBOUND_SMS_EVENT = MessageEvent("84cca175-9755-4859-b67f-4730d7f58aa3", "inbound", "+13125550001",
-                                 ("+17735550002",), text="Hello there!",
-                                 occurred_at=datetime(2019, 12, 9, 20, 16, 7, 503000, tzinfo=UTC))
+INBOUND_SMS_EVENT = MessageEvent(
+    "84cca175-9755-4859-b67f-4730d7f58aa3",
+    "inbound",
+    "+13125550001",
+    ("+17735550002",),
+    text="Hello there!",
+    occurred_at=datetime(2019, 12, 9, 20, 16, 7, 503000, tzinfo=UTC),
+)
 
-PHOTO = {"content_type": "image/jpeg", "hash_sha256": "13a5d1a8" * 8, "size": 105093,
-         "url": "https://media.telnyx.com/msg/6c0b6f31/photo.jpg"}
-CLIP = {"content_type": "video/mp4", "hash_sha256": None, "size": None,
-        "url": "https://media.telnyx.com/msg/6c0b6f31/clip.mp4"}
+PHOTO = {
+    "content_type": "image/jpeg",
+    "hash_sha256": "13a5d1a8" * 8,
+    "size": 105093,
+    "url": "https://media.telnyx.com/msg/6c0b6f31/photo.jpg",
+}
+CLIP = {
+    "content_type": "video/mp4",
+    "hash_sha256": None,
+    "size": None,
+    "url": "https://media.telnyx.com/msg/6c0b6f31/clip.mp4",
+}
 RECEIVED_AT = datetime(2026, 1, 2, 3, 4, 0, tzinfo=UTC)
 OCCURRED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 SENDER, US, FRIEND = "+13125550001", "+15551234567", "+13125550003"
 
 
 def _inbound(message_id: str, **payload) -> bytes:
-    return event_body("message.received", message_payload(
-        message_id, direction="inbound", sender=SENDER, recipients=[(US, "webhook_delivered")], **payload))
+    return event_body(
+        "message.received",
+        message_payload(
+            message_id, direction="inbound", sender=SENDER, recipients=[(US, "webhook_delivered")], **payload
+        ),
+    )
 
 
 def _outbound(event_type: str, message_id: str, status: str, *, event_id: str = EVENT_ID, **payload) -> bytes:
-    return event_body(event_type, message_payload(
-        message_id, direction="outbound", sender=US, recipients=[(SENDER, status)], **payload), event_id=event_id)
+    return event_body(
+        event_type,
+        message_payload(message_id, direction="outbound", sender=US, recipients=[(SENDER, status)], **payload),
+        event_id=event_id,
+    )
 
 
 def _content(message_id: str, **fields) -> MessageEvent:
@@ -164,8 +207,16 @@ def _content(message_id: str, **fields) -> MessageEvent:
 
 
 def _status(message_id: str, provider_status: str, **fields) -> StatusEvent:
-    return StatusEvent(message_id, STATUSES[provider_status], provider_status, occurred_at=OCCURRED_AT,
-                       event_id=EVENT_ID, from_=US, to=(SENDER,), **fields)
+    return StatusEvent(
+        message_id,
+        STATUSES[provider_status],
+        provider_status,
+        occurred_at=OCCURRED_AT,
+        event_id=EVENT_ID,
+        from_=US,
+        to=(SENDER,),
+        **fields,
+    )
 
 
 def _with(body: bytes, change) -> bytes:
@@ -178,53 +229,134 @@ CARRIER_ERROR = {"code": "40300", "title": "Blocked as spam", "detail": "The car
 
 PARSE_CASES = [
     ("inbound sms as documented", INBOUND_SMS, [INBOUND_SMS_EVENT]),
-    ("inbound mms: several media, subject, group cc", _inbound("mms-1", message_type="MMS", text=None,
-                                                                subject="Photos", media=[PHOTO, CLIP], cc=[FRIEND]),
-     [MessageEvent("mms-1", "inbound", SENDER, (US, FRIEND), subject="Photos", occurred_at=RECEIVED_AT,
-                   media=(MediaRef(PHOTO["url"], "image/jpeg", size=105093), MediaRef(CLIP["url"], "video/mp4")))]),
-    ("unicode and emoji", _inbound("uni-1", text="Caf\u00e9 \U0001F600\U0001F44D\U0001F3FD \u4f60\u597d"),
-     [MessageEvent("uni-1", "inbound", SENDER, (US,), text="Caf\u00e9 \U0001F600\U0001F44D\U0001F3FD \u4f60\u597d",
-                   occurred_at=RECEIVED_AT)]),
-    ("unknown fields anywhere are ignored",
-     _with(_inbound("x-1"), lambda e: (e.update(new_top={"a": 1}), e["data"].update(new_data=[1]),
-                                       e["data"]["payload"].update(new_payload=True),
-                                       e["data"]["payload"]["to"][0].update(new_recipient="x"))),
-     [MessageEvent("x-1", "inbound", SENDER, (US,), text="Hello", occurred_at=RECEIVED_AT)]),
-    ("an unreadable received_at falls back to occurred_at",
-     _with(_inbound("t-1"), lambda e: e["data"]["payload"].update(received_at="yesterday")),
-     [MessageEvent("t-1", "inbound", SENDER, (US,), text="Hello", occurred_at=OCCURRED_AT)]),
-    ("message.sent: content and a status", _outbound("message.sent", "out-1", "sent"),
-     [_content("out-1"), _status("out-1", "sent")]),
-    *[(f"message.finalized {status}", _outbound("message.finalized", f"fin-{status}", status),
-       [_content(f"fin-{status}"), _status(f"fin-{status}", status)]) for status in STATUSES],
-    ("a failure with its error code", _outbound("message.finalized", "err-1", "delivery_failed",
-                                                errors=[CARRIER_ERROR]),
-     [_content("err-1"), _status("err-1", "delivery_failed", error_code="40300",
-                                 error_message="The carrier blocked the message.")]),
-    ("a numeric error code and no detail", _outbound("message.finalized", "err-2", "sending_failed",
-                                                     errors=[{"code": 40008, "title": "Empty message"}]),
-     [_content("err-2"), _status("err-2", "sending_failed", error_code="40008", error_message="Empty message")]),
-    ("several recipients: one report each",
-     event_body("message.finalized", message_payload("grp-1", direction="outbound", sender=US, message_type="MMS",
-                                                     recipients=[(SENDER, "delivered"), (FRIEND, "delivery_failed")])),
-     [MessageEvent("grp-1", "outbound", US, (SENDER, FRIEND), text="Hello", occurred_at=RECEIVED_AT),
-      StatusEvent("grp-1", "delivered", "delivered", OCCURRED_AT,
-                  event_id=f"{EVENT_ID}:{SENDER}", from_=US, to=(SENDER,)),
-      StatusEvent("grp-1", "undelivered", "delivery_failed", OCCURRED_AT,
-                  event_id=f"{EVENT_ID}:{FRIEND}", from_=US, to=(FRIEND,))]),
-    ("an unmapped status is unknown, with Telnyx's word kept", _outbound("message.finalized", "new-1", "carrier_held"),
-     [_content("new-1"), StatusEvent("new-1", "unknown", "carrier_held", OCCURRED_AT,
-                                     event_id=EVENT_ID, from_=US, to=(SENDER,))]),
+    (
+        "inbound mms: several media, subject, group cc",
+        _inbound("mms-1", message_type="MMS", text=None, subject="Photos", media=[PHOTO, CLIP], cc=[FRIEND]),
+        [
+            MessageEvent(
+                "mms-1",
+                "inbound",
+                SENDER,
+                (US, FRIEND),
+                subject="Photos",
+                occurred_at=RECEIVED_AT,
+                media=(MediaRef(PHOTO["url"], "image/jpeg", size=105093), MediaRef(CLIP["url"], "video/mp4")),
+            )
+        ],
+    ),
+    (
+        "unicode and emoji",
+        _inbound("uni-1", text="Caf\u00e9 \U0001f600\U0001f44d\U0001f3fd \u4f60\u597d"),
+        [
+            MessageEvent(
+                "uni-1",
+                "inbound",
+                SENDER,
+                (US,),
+                text="Caf\u00e9 \U0001f600\U0001f44d\U0001f3fd \u4f60\u597d",
+                occurred_at=RECEIVED_AT,
+            )
+        ],
+    ),
+    (
+        "unknown fields anywhere are ignored",
+        _with(
+            _inbound("x-1"),
+            lambda e: (
+                e.update(new_top={"a": 1}),
+                e["data"].update(new_data=[1]),
+                e["data"]["payload"].update(new_payload=True),
+                e["data"]["payload"]["to"][0].update(new_recipient="x"),
+            ),
+        ),
+        [MessageEvent("x-1", "inbound", SENDER, (US,), text="Hello", occurred_at=RECEIVED_AT)],
+    ),
+    (
+        "an unreadable received_at falls back to occurred_at",
+        _with(_inbound("t-1"), lambda e: e["data"]["payload"].update(received_at="yesterday")),
+        [MessageEvent("t-1", "inbound", SENDER, (US,), text="Hello", occurred_at=OCCURRED_AT)],
+    ),
+    (
+        "message.sent: content and a status",
+        _outbound("message.sent", "out-1", "sent"),
+        [_content("out-1"), _status("out-1", "sent")],
+    ),
+    *[
+        (
+            f"message.finalized {status}",
+            _outbound("message.finalized", f"fin-{status}", status),
+            [_content(f"fin-{status}"), _status(f"fin-{status}", status)],
+        )
+        for status in STATUSES
+    ],
+    (
+        "a failure with its error code",
+        _outbound("message.finalized", "err-1", "delivery_failed", errors=[CARRIER_ERROR]),
+        [
+            _content("err-1"),
+            _status("err-1", "delivery_failed", error_code="40300", error_message="The carrier blocked the message."),
+        ],
+    ),
+    (
+        "a numeric error code and no detail",
+        _outbound("message.finalized", "err-2", "sending_failed", errors=[{"code": 40008, "title": "Empty message"}]),
+        [_content("err-2"), _status("err-2", "sending_failed", error_code="40008", error_message="Empty message")],
+    ),
+    (
+        "several recipients: one report each",
+        event_body(
+            "message.finalized",
+            message_payload(
+                "grp-1",
+                direction="outbound",
+                sender=US,
+                message_type="MMS",
+                recipients=[(SENDER, "delivered"), (FRIEND, "delivery_failed")],
+            ),
+        ),
+        [
+            MessageEvent("grp-1", "outbound", US, (SENDER, FRIEND), text="Hello", occurred_at=RECEIVED_AT),
+            StatusEvent(
+                "grp-1", "delivered", "delivered", OCCURRED_AT, event_id=f"{EVENT_ID}:{SENDER}", from_=US, to=(SENDER,)
+            ),
+            StatusEvent(
+                "grp-1",
+                "undelivered",
+                "delivery_failed",
+                OCCURRED_AT,
+                event_id=f"{EVENT_ID}:{FRIEND}",
+                from_=US,
+                to=(FRIEND,),
+            ),
+        ],
+    ),
+    (
+        "an unmapped status is unknown, with Telnyx's word kept",
+        _outbound("message.finalized", "new-1", "carrier_held"),
+        [
+            _content("new-1"),
+            StatusEvent("new-1", "unknown", "carrier_held", OCCURRED_AT, event_id=EVENT_ID, from_=US, to=(SENDER,)),
+        ],
+    ),
     ("another event type is ignored", event_body("call.initiated", {"call_control_id": "v3:abc"}), []),
-    ("a message event without an id", _with(_inbound("x"), lambda e: e["data"]["payload"].pop("id")),
-     "invalid_payload"),
-    ("to is a string, not a list", _with(_inbound("x"), lambda e: e["data"]["payload"].update(to="+15551234567")),
-     "invalid_payload"),
+    (
+        "a message event without an id",
+        _with(_inbound("x"), lambda e: e["data"]["payload"].pop("id")),
+        "invalid_payload",
+    ),
+    (
+        "to is a string, not a list",
+        _with(_inbound("x"), lambda e: e["data"]["payload"].update(to="+15551234567")),
+        "invalid_payload",
+    ),
     ("text is a number", _with(_inbound("x"), lambda e: e["data"]["payload"].update(text=42)), "invalid_payload"),
     ("event_type is a number", _with(_inbound("x"), lambda e: e["data"].update(event_type=7)), "invalid_payload"),
     ("data is a list", b'{"data":[{"event_type":"message.received"}]}', "invalid_payload"),
-    ("a sender longer than any address", _with(_inbound("x"), lambda e: e["data"]["payload"]["from"].update(
-        phone_number="+1" * 40)), "invalid_payload"),
+    (
+        "a sender longer than any address",
+        _with(_inbound("x"), lambda e: e["data"]["payload"]["from"].update(phone_number="+1" * 40)),
+        "invalid_payload",
+    ),
     ("truncated JSON", INBOUND_SMS[:-20], "invalid_json"),
     ("form body sent as JSON", b"event_type=message.received&id=m1", "invalid_json"),
     ("JSON that is not an object", b'[{"data":{}}]', "invalid_json"),
@@ -245,11 +377,20 @@ def test_parse(label, body, expected):
 
 
 def test_every_telnyx_status_is_mapped():
-    assert set(STATUSES) == {"queued", "sending", "sent", "expired", "sending_failed", "delivery_unconfirmed",
-                             "delivered", "delivery_failed"}
+    assert set(STATUSES) == {
+        "queued",
+        "sending",
+        "sent",
+        "expired",
+        "sending_failed",
+        "delivery_unconfirmed",
+        "delivered",
+        "delivery_failed",
+    }
 
 
 # Security -----------------------------------------------------------------------------------------
+
 
 class TestTelnyxSecurity(WebhookSecuritySuite, TimestampSecurityTests):
     provider = "telnyx"
@@ -264,6 +405,7 @@ class TestTelnyxSecurity(WebhookSecuritySuite, TimestampSecurityTests):
 
 # End to end ---------------------------------------------------------------------------------------
 
+
 def _api_message(client, provider_message_id: str) -> dict:
     response = client.get(f"/api/v1/providers/telnyx/messages/{provider_message_id}", headers=AUTH_A)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -272,17 +414,18 @@ def _api_message(client, provider_message_id: str) -> dict:
 
 class TestEndToEnd:
     def test_inbound_mms_is_stored_and_readable(self, client):
-        body = _inbound("e2e-mms", message_type="MMS", subject="Photos", text="Look \U0001F600",
-                        media=[PHOTO, CLIP])
+        body = _inbound("e2e-mms", message_type="MMS", subject="Photos", text="Look \U0001f600", media=[PHOTO, CLIP])
         response = post_telnyx(client, body)
         assert response.status_code == 200
         assert response.get_data() == b"" and response.mimetype == "text/plain"
         message = _api_message(client, "e2e-mms")
         assert message["direction"] == "inbound" and message["status"] == "received"
         assert message["from"] == SENDER and message["to"] == [US]
-        assert message["text"] == "Look \U0001F600" and message["subject"] == "Photos"
+        assert message["text"] == "Look \U0001f600" and message["subject"] == "Photos"
         assert [(a["declaredContentType"], a["status"]) for a in message["attachments"]] == [
-            ("image/jpeg", "pending"), ("video/mp4", "pending")]
+            ("image/jpeg", "pending"),
+            ("video/mp4", "pending"),
+        ]
         by_id = client.get(f"/api/v1/messages/{message['id']}", headers=AUTH_A).get_json()
         assert by_id["providerMessageId"] == "e2e-mms"
 
@@ -296,7 +439,9 @@ class TestEndToEnd:
         assert message["direction"] == "outbound" and message["status"] == "delivered"
         assert message["from"] == US and message["to"] == [SENDER] and message["text"] == "Hello"
         assert [(h["status"], h["providerStatus"], h["applied"]) for h in message["statusHistory"]] == [
-            ("delivered", "delivered", True), ("sent", "sent", False)]
+            ("delivered", "delivered", True),
+            ("sent", "sent", False),
+        ]
 
     def test_an_event_type_we_do_not_map_is_kept_and_acknowledged(self, client, runtime):
         body = event_body("message.deleted", {"id": "gone-1"})

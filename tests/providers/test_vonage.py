@@ -1,6 +1,7 @@
 """Vonage adapter: the providers.md and SDK signature vectors, the Messages API JWT, the parsing table
 (SMS API form and JSON, delivery receipts, Messages API), both security suites, and the webhooks end to
 end through the read API."""
+
 from __future__ import annotations
 
 import base64
@@ -9,41 +10,56 @@ import hmac
 import json
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 import pytest
 import sqlalchemy as sa
 from werkzeug.datastructures import Headers
 
-from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
+from tests.fixtures.app import TENANT_A, USER_A
+from tests.support.vonage import (
+    VONAGE_SIGNATURE_SECRET,
+    delivery_receipt,
+    form_body,
+    inbound_sms,
+    messages_inbound,
+    messages_jwt,
+    messages_status,
+    post_messages_api,
+    post_sms_form,
+    signed_params,
+    sms_signature,
+)
 from webhook_service.config.model import Connection
 from webhook_service.database.tables import Message
+from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
 from webhook_service.providers import ADAPTERS, ParseFailed, VerificationFailed, WebhookRequest
 from webhook_service.providers.vonage import MESSAGES_STATUSES, SMS_STATUSES
-
-from tests.fixtures.app import TENANT_A, USER_A
-from tests.support.vonage import (VONAGE_SIGNATURE_SECRET, delivery_receipt, form_body, inbound_sms,
-                                  messages_inbound, messages_jwt, messages_status, post_messages_api,
-                                  post_sms_form, signed_params, sms_signature)
 
 from .security_suite import GARBAGE_SIGNATURES, Req, TimestampSecurityTests, WebhookSecuritySuite, count
 
 ADAPTER = ADAPTERS["vonage"]
 AUTH_A = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()).decode()}
-UTC = timezone.utc
+UTC = UTC
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 WINDOW = 25 * 3600
 
 # providers.md, "Vonage (verified)".
-VECTOR = {"secret": "signature_secret", "timestamp": 1234567890,
-          "params": {"param1": "value1", "param2": "value2", "timestamp": "1234567890"},
-          "sig": "280c4320703dbc98bfa22db676655ed2acfbfe8792b062ff7622e67f1183c287"}
+VECTOR = {
+    "secret": "signature_secret",
+    "timestamp": 1234567890,
+    "params": {"param1": "value1", "param2": "value2", "timestamp": "1234567890"},
+    "sig": "280c4320703dbc98bfa22db676655ed2acfbfe8792b062ff7622e67f1183c287",
+}
 # Vonage's Python SDK tests (check_signature), the dashboard's default "MD5 hash" method.
-SDK_MD5HASH_VECTOR = {"secret": "secret", "timestamp": 1461605396,
-                      "params": {"a": "1", "b": "2", "timestamp": "1461605396"},
-                      "sig": "6af838ef94998832dbfc29020b564830"}
+SDK_MD5HASH_VECTOR = {
+    "secret": "secret",
+    "timestamp": 1461605396,
+    "params": {"a": "1", "b": "2", "timestamp": "1461605396"},
+    "sig": "6af838ef94998832dbfc29020b564830",
+}
 
 
 @pytest.fixture
@@ -52,10 +68,20 @@ def settings_overrides() -> dict:
     return {
         "connections": [
             {"provider": "vonage", "name": "main", "tenant": TENANT_A, "secrets": secrets},
-            {"provider": "vonage", "name": "basic", "tenant": TENANT_A, "secrets": secrets,
-             "basic_auth": ["hook:old-password", "hook:new-password"]},
-            {"provider": "vonage", "name": "legacy", "tenant": TENANT_A, "secrets": secrets,
-             "options": {"signature_method": "md5hash"}},
+            {
+                "provider": "vonage",
+                "name": "basic",
+                "tenant": TENANT_A,
+                "secrets": secrets,
+                "basic_auth": ["hook:old-password", "hook:new-password"],
+            },
+            {
+                "provider": "vonage",
+                "name": "legacy",
+                "tenant": TENANT_A,
+                "secrets": secrets,
+                "options": {"signature_method": "md5hash"},
+            },
         ],
     }
 
@@ -63,21 +89,29 @@ def settings_overrides() -> dict:
 @pytest.fixture
 def resolver():
     """No DNS here: media hosts do not resolve, so attachments stay pending (and no test waits)."""
+
     def unresolvable(host: str, port: int) -> list[str]:
         raise socket.gaierror(socket.EAI_NONAME, host)
+
     return unresolvable
 
 
-def _request(body: bytes, content_type: str, headers: dict | None = None,
-             received_at: datetime | None = None) -> WebhookRequest:
-    return WebhookRequest(method="POST", url="https://hooks.example.com/webhooks/vonage/t",
-                          headers=Headers({"Content-Type": content_type, **(headers or {})}), body=body,
-                          received_at=received_at or datetime.now(UTC))
+def _request(
+    body: bytes, content_type: str, headers: dict | None = None, received_at: datetime | None = None
+) -> WebhookRequest:
+    return WebhookRequest(
+        method="POST",
+        url="https://hooks.example.com/webhooks/vonage/t",
+        headers=Headers({"Content-Type": content_type, **(headers or {})}),
+        body=body,
+        received_at=received_at or datetime.now(UTC),
+    )
 
 
 def _connection(*secrets: str, method: str | None = None) -> Connection:
-    return Connection(provider="vonage", name="t", secrets=list(secrets),
-                      options={"signature_method": method} if method else {})
+    return Connection(
+        provider="vonage", name="t", secrets=list(secrets), options={"signature_method": method} if method else {}
+    )
 
 
 def _at(timestamp: int) -> datetime:
@@ -95,8 +129,9 @@ class TestSmsSignatureVectors:
         ADAPTER.verify(_request(body, JSON, received_at=_at(VECTOR["timestamp"])), _connection(VECTOR["secret"]))
 
     def test_the_sdk_md5hash_vector(self):
-        assert sms_signature(SDK_MD5HASH_VECTOR["params"], secret="secret", method="md5hash") == \
-            SDK_MD5HASH_VECTOR["sig"]
+        assert (
+            sms_signature(SDK_MD5HASH_VECTOR["params"], secret="secret", method="md5hash") == SDK_MD5HASH_VECTOR["sig"]
+        )
         body = form_body({**SDK_MD5HASH_VECTOR["params"], "sig": SDK_MD5HASH_VECTOR["sig"]})
         request = _request(body, FORM, received_at=_at(SDK_MD5HASH_VECTOR["timestamp"]))
         ADAPTER.verify(request, _connection("secret", method="md5hash"))
@@ -137,11 +172,22 @@ class TestMessagesApiJwt:
 
     def test_a_genuine_token_verifies_with_rotation(self):
         self._verify(messages_jwt(self.BODY), secrets=("old", VONAGE_SIGNATURE_SECRET))
-        ADAPTER.verify(_request(self.BODY, JSON, {"Authorization": "bearer " + messages_jwt(self.BODY)}),
-                       _connection(VONAGE_SIGNATURE_SECRET))
+        ADAPTER.verify(
+            _request(self.BODY, JSON, {"Authorization": "bearer " + messages_jwt(self.BODY)}),
+            _connection(VONAGE_SIGNATURE_SECRET),
+        )
 
-    @pytest.mark.parametrize("header", [{"alg": "none", "typ": "JWT"}, {"alg": "HS512"}, {"alg": "RS256"},
-                                        {"alg": "hs256"}, {"typ": "JWT"}, {"alg": ["HS256"]}])
+    @pytest.mark.parametrize(
+        "header",
+        [
+            {"alg": "none", "typ": "JWT"},
+            {"alg": "HS512"},
+            {"alg": "RS256"},
+            {"alg": "hs256"},
+            {"typ": "JWT"},
+            {"alg": ["HS256"]},
+        ],
+    )
     def test_only_hs256_is_accepted(self, header):
         assert self._refused(messages_jwt(self.BODY, header=header)) == "unsupported_algorithm"
 
@@ -165,8 +211,20 @@ class TestMessagesApiJwt:
         assert self._refused(messages_jwt(self.BODY, iat=int(time.time()) - WINDOW - 60)) == "stale_timestamp"
         assert self._refused(messages_jwt(self.BODY, iat=int(time.time()) + WINDOW + 60)) == "stale_timestamp"
 
-    @pytest.mark.parametrize("token", ["", "a.b", "a.b.c.d", "!!.e30.sig", "e30.e30.@@", "W10.e30.c2ln",
-                                       "bm90IGpzb24.e30.c2ln", "e30." + "A" * 5000 + ".c2ln", "x.y.z"])
+    @pytest.mark.parametrize(
+        "token",
+        [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "!!.e30.sig",
+            "e30.e30.@@",
+            "W10.e30.c2ln",
+            "bm90IGpzb24.e30.c2ln",
+            "e30." + "A" * 5000 + ".c2ln",
+            "x.y.z",
+        ],
+    )
     def test_malformed_tokens(self, token):
         assert self._refused(token) in {"malformed_signature", "unsupported_algorithm"}
 
@@ -182,13 +240,13 @@ IMAGE_URL = "https://api-eu.nexmo.com/v3/media/c1c2c3c4-0000-4000-8000-000000000
 
 
 def _inbound_event(**fields) -> MessageEvent:
-    return MessageEvent(MESSAGE_ID, "inbound", THEM, (US,), **{"text": "Hello world", "occurred_at": SENT_AT,
-                                                               **fields})
+    return MessageEvent(MESSAGE_ID, "inbound", THEM, (US,), **{"text": "Hello world", "occurred_at": SENT_AT, **fields})
 
 
 def _receipt(status: str, **fields) -> StatusEvent:
-    return StatusEvent(MESSAGE_ID, SMS_STATUSES[status], status,
-                       **{"occurred_at": SCTS_AT, "from_": US, "to": (THEM,), **fields})
+    return StatusEvent(
+        MESSAGE_ID, SMS_STATUSES[status], status, **{"occurred_at": SCTS_AT, "from_": US, "to": (THEM,), **fields}
+    )
 
 
 def _messages_status_event(status: str, **fields) -> StatusEvent:
@@ -200,70 +258,163 @@ def _json(params: dict) -> bytes:
 
 
 CONCAT = {"concat": "true", "concat-ref": "2C", "concat-total": "2", "concat-part": "1"}
-REJECTED = {"type": "https://developer.vonage.com/api-errors/messages#1000", "title": 1000,
-            "detail": "Throttled - You have exceeded the submission capacity allowed on this account.",
-            "instance": "bf0ca0bf927b3b52e3cb03217e1a1ddf"}
+REJECTED = {
+    "type": "https://developer.vonage.com/api-errors/messages#1000",
+    "title": 1000,
+    "detail": "Throttled - You have exceeded the submission capacity allowed on this account.",
+    "instance": "bf0ca0bf927b3b52e3cb03217e1a1ddf",
+}
 
 PARSE_CASES = [
     # SMS API, inbound.
     ("inbound sms, form POST", FORM, form_body(inbound_sms()), [_inbound_event()]),
     ("inbound sms, JSON POST", JSON, _json(inbound_sms()), [_inbound_event()]),
-    ("signed: timestamp, nonce and sig are not content", FORM, form_body(signed_params(inbound_sms())),
-     [_inbound_event()]),
-    ("unicode and emoji", FORM, form_body(inbound_sms(text="Caf\u00e9 \U0001F600\U0001F44D\U0001F3FD \u4f60\u597d",
-                                                      type="unicode")),
-     [_inbound_event(text="Caf\u00e9 \U0001F600\U0001F44D\U0001F3FD \u4f60\u597d")]),
-    ("a part of a long message, kept as its own message", FORM, form_body(inbound_sms(**CONCAT)),
-     [_inbound_event(extra={"concatRef": "2C", "concatTotal": 2, "concatPart": 1})]),
-    ("JSON numbers where Vonage sends strings", JSON, _json({**inbound_sms(), **CONCAT, "concat-total": 2,
-                                                             "concat-part": 1}),
-     [_inbound_event(extra={"concatRef": "2C", "concatTotal": 2, "concatPart": 1})]),
-    ("a binary message", FORM, form_body({**inbound_sms(), "type": "binary", "text": "", "data": "48656c6c6f",
-                                          "udh": "050003cc0201"}),
-     [_inbound_event(text=None, extra={"binaryData": "48656c6c6f", "udh": "050003cc0201"})]),
-    ("unknown fields are ignored", FORM, form_body(inbound_sms(**{"new-field": "x", "network-code": "23410"})),
-     [_inbound_event()]),
-    ("an unreadable message-timestamp", FORM, form_body(inbound_sms(**{"message-timestamp": "soon"})),
-     [_inbound_event(occurred_at=None)]),
+    (
+        "signed: timestamp, nonce and sig are not content",
+        FORM,
+        form_body(signed_params(inbound_sms())),
+        [_inbound_event()],
+    ),
+    (
+        "unicode and emoji",
+        FORM,
+        form_body(inbound_sms(text="Caf\u00e9 \U0001f600\U0001f44d\U0001f3fd \u4f60\u597d", type="unicode")),
+        [_inbound_event(text="Caf\u00e9 \U0001f600\U0001f44d\U0001f3fd \u4f60\u597d")],
+    ),
+    (
+        "a part of a long message, kept as its own message",
+        FORM,
+        form_body(inbound_sms(**CONCAT)),
+        [_inbound_event(extra={"concatRef": "2C", "concatTotal": 2, "concatPart": 1})],
+    ),
+    (
+        "JSON numbers where Vonage sends strings",
+        JSON,
+        _json({**inbound_sms(), **CONCAT, "concat-total": 2, "concat-part": 1}),
+        [_inbound_event(extra={"concatRef": "2C", "concatTotal": 2, "concatPart": 1})],
+    ),
+    (
+        "a binary message",
+        FORM,
+        form_body({**inbound_sms(), "type": "binary", "text": "", "data": "48656c6c6f", "udh": "050003cc0201"}),
+        [_inbound_event(text=None, extra={"binaryData": "48656c6c6f", "udh": "050003cc0201"})],
+    ),
+    (
+        "unknown fields are ignored",
+        FORM,
+        form_body(inbound_sms(**{"new-field": "x", "network-code": "23410"})),
+        [_inbound_event()],
+    ),
+    (
+        "an unreadable message-timestamp",
+        FORM,
+        form_body(inbound_sms(**{"message-timestamp": "soon"})),
+        [_inbound_event(occurred_at=None)],
+    ),
     # SMS API, delivery receipts.
-    *[(f"delivery receipt {status}", FORM, form_body(delivery_receipt(MESSAGE_ID, status)), [_receipt(status)])
-      for status in SMS_STATUSES],
-    ("a receipt with an error code", FORM, form_body(delivery_receipt(MESSAGE_ID, "failed", err_code="5")),
-     [_receipt("failed", error_code="5")]),
-    ("a receipt without scts: message-timestamp", JSON, _json({**delivery_receipt(MESSAGE_ID, "delivered"),
-                                                               "scts": "not-a-time"}),
-     [_receipt("delivered", occurred_at=datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC))]),
-    ("an unmapped receipt status", FORM, form_body(delivery_receipt(MESSAGE_ID, "held")),
-     [StatusEvent(MESSAGE_ID, "unknown", "held", SCTS_AT, from_=US, to=(THEM,))]),
+    *[
+        (f"delivery receipt {status}", FORM, form_body(delivery_receipt(MESSAGE_ID, status)), [_receipt(status)])
+        for status in SMS_STATUSES
+    ],
+    (
+        "a receipt with an error code",
+        FORM,
+        form_body(delivery_receipt(MESSAGE_ID, "failed", err_code="5")),
+        [_receipt("failed", error_code="5")],
+    ),
+    (
+        "a receipt without scts: message-timestamp",
+        JSON,
+        _json({**delivery_receipt(MESSAGE_ID, "delivered"), "scts": "not-a-time"}),
+        [_receipt("delivered", occurred_at=datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC))],
+    ),
+    (
+        "an unmapped receipt status",
+        FORM,
+        form_body(delivery_receipt(MESSAGE_ID, "held")),
+        [StatusEvent(MESSAGE_ID, "unknown", "held", SCTS_AT, from_=US, to=(THEM,))],
+    ),
     # Messages API.
-    ("messages api inbound sms", JSON, messages_inbound(UUID),
-     [MessageEvent(UUID, "inbound", THEM, (US,), text="Hi", occurred_at=SENT_AT)]),
-    ("messages api inbound mms image with caption", JSON,
-     messages_inbound(UUID, channel="mms", message_type="image", text=None,
-                      media={"url": IMAGE_URL, "caption": "Look \U0001F600", "name": "cat.jpg"}),
-     [MessageEvent(UUID, "inbound", THEM, (US,), text="Look \U0001F600", occurred_at=SENT_AT,
-                   media=(MediaRef(IMAGE_URL, name="cat.jpg"),))]),
-    ("messages api addresses as objects (older payloads)", JSON, _json({
-        "message_uuid": UUID, "from": {"type": "sms", "number": THEM}, "to": {"type": "sms", "number": US},
-        "timestamp": "2026-01-02T03:04:05.000Z", "message": {"content": {"type": "text", "text": "Hi"}}}),
-     [MessageEvent(UUID, "inbound", THEM, (US,), occurred_at=SENT_AT)]),
-    *[(f"messages api status {status}", JSON, messages_status(UUID, status), [_messages_status_event(status)])
-      for status in MESSAGES_STATUSES],
-    ("messages api rejection with its error", JSON, messages_status(UUID, "rejected", error=REJECTED),
-     [_messages_status_event("rejected", error_code="1000", error_message=REJECTED["detail"])]),
-    ("messages api error code from the type URL", JSON, messages_status(UUID, "undeliverable", error={
-        "type": "https://developer.vonage.com/api-errors/messages#1320", "title": "Provider unavailable"}),
-     [_messages_status_event("undeliverable", error_code="1320")]),
-    ("messages api unmapped status", JSON, messages_status(UUID, "deleted"),
-     [StatusEvent(UUID, "unknown", "deleted", SENT_AT, from_=US, to=(THEM,))]),
+    (
+        "messages api inbound sms",
+        JSON,
+        messages_inbound(UUID),
+        [MessageEvent(UUID, "inbound", THEM, (US,), text="Hi", occurred_at=SENT_AT)],
+    ),
+    (
+        "messages api inbound mms image with caption",
+        JSON,
+        messages_inbound(
+            UUID,
+            channel="mms",
+            message_type="image",
+            text=None,
+            media={"url": IMAGE_URL, "caption": "Look \U0001f600", "name": "cat.jpg"},
+        ),
+        [
+            MessageEvent(
+                UUID,
+                "inbound",
+                THEM,
+                (US,),
+                text="Look \U0001f600",
+                occurred_at=SENT_AT,
+                media=(MediaRef(IMAGE_URL, name="cat.jpg"),),
+            )
+        ],
+    ),
+    (
+        "messages api addresses as objects (older payloads)",
+        JSON,
+        _json(
+            {
+                "message_uuid": UUID,
+                "from": {"type": "sms", "number": THEM},
+                "to": {"type": "sms", "number": US},
+                "timestamp": "2026-01-02T03:04:05.000Z",
+                "message": {"content": {"type": "text", "text": "Hi"}},
+            }
+        ),
+        [MessageEvent(UUID, "inbound", THEM, (US,), occurred_at=SENT_AT)],
+    ),
+    *[
+        (f"messages api status {status}", JSON, messages_status(UUID, status), [_messages_status_event(status)])
+        for status in MESSAGES_STATUSES
+    ],
+    (
+        "messages api rejection with its error",
+        JSON,
+        messages_status(UUID, "rejected", error=REJECTED),
+        [_messages_status_event("rejected", error_code="1000", error_message=REJECTED["detail"])],
+    ),
+    (
+        "messages api error code from the type URL",
+        JSON,
+        messages_status(
+            UUID,
+            "undeliverable",
+            error={"type": "https://developer.vonage.com/api-errors/messages#1320", "title": "Provider unavailable"},
+        ),
+        [_messages_status_event("undeliverable", error_code="1320")],
+    ),
+    (
+        "messages api unmapped status",
+        JSON,
+        messages_status(UUID, "deleted"),
+        [StatusEvent(UUID, "unknown", "deleted", SENT_AT, from_=US, to=(THEM,))],
+    ),
     # Malformed.
     ("neither messageId nor message_uuid", FORM, b"msisdn=447700900001&text=hi", "invalid_payload"),
     ("an empty messageId", FORM, form_body(inbound_sms(message_id="")), "invalid_payload"),
     ("message_uuid is an object", JSON, _json({"message_uuid": {"id": 1}, "text": "x"}), "invalid_payload"),
     ("an msisdn longer than any address", FORM, form_body(inbound_sms(sender="4" * 65)), "invalid_payload"),
     ("a status longer than any status", JSON, messages_status(UUID, "x" * 65), "invalid_payload"),
-    ("an image name longer than any file name", JSON, messages_inbound(UUID, message_type="image", media={
-        "url": IMAGE_URL, "name": "n" * 256}), "invalid_payload"),
+    (
+        "an image name longer than any file name",
+        JSON,
+        messages_inbound(UUID, message_type="image", media={"url": IMAGE_URL, "name": "n" * 256}),
+        "invalid_payload",
+    ),
     ("empty form body", FORM, b"", "invalid_payload"),
     ("malformed form body", FORM, b"msisdn=1&&=&text", "invalid_form"),
     ("JSON sent as a form", FORM, _json(inbound_sms()), "invalid_form"),
@@ -287,8 +438,9 @@ def test_parse(label, content_type, body, expected):
 
 
 def test_media_credentials_go_to_vonage_hosts_only():
-    connection = Connection(provider="vonage", media_auth={"kind": "header", "header": "Authorization",
-                                                           "value": "Bearer app-jwt"})
+    connection = Connection(
+        provider="vonage", media_auth={"kind": "header", "header": "Authorization", "value": "Bearer app-jwt"}
+    )
     credentials = ADAPTER.media_credentials(connection, IMAGE_URL)
     assert credentials.headers == {"Authorization": "Bearer app-jwt"}
     assert credentials.applies_to("api-us.nexmo.com") and credentials.applies_to("api-eu.nexmo.com")
@@ -303,12 +455,14 @@ def test_every_documented_status_is_mapped():
 
 # Security -----------------------------------------------------------------------------------------
 
+
 def _unsigned(params: dict[str, str]) -> dict[str, str]:
     return {key: value for key, value in params.items() if key not in ("sig", "timestamp", "nonce")}
 
 
 class TestVonageSmsSecurity(WebhookSecuritySuite, TimestampSecurityTests):
     """The SMS API signs the body's own parameters: `sig` travels in the body, not in a header."""
+
     provider = "vonage"
     signature_headers = ()
     tolerance = WINDOW
@@ -347,6 +501,7 @@ class TestVonageSmsSecurity(WebhookSecuritySuite, TimestampSecurityTests):
 
 class TestVonageMessagesApiSecurity(WebhookSecuritySuite, TimestampSecurityTests):
     """The Messages API signs with a bearer JWT in the Authorization header."""
+
     provider = "vonage"
     signature_headers = ("Authorization",)
     tolerance = WINDOW
@@ -371,6 +526,7 @@ class TestVonageMessagesApiSecurity(WebhookSecuritySuite, TimestampSecurityTests
 
 # End to end ---------------------------------------------------------------------------------------
 
+
 def _api_message(client, provider_message_id: str) -> dict:
     response = client.get(f"/api/v1/providers/vonage/messages/{provider_message_id}", headers=AUTH_A)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -379,13 +535,13 @@ def _api_message(client, provider_message_id: str) -> dict:
 
 class TestEndToEnd:
     def test_inbound_sms_form_post(self, client):
-        response = post_sms_form(client, signed_params(inbound_sms("e2e-sms", text="Caf\u00e9 \U0001F600")))
+        response = post_sms_form(client, signed_params(inbound_sms("e2e-sms", text="Caf\u00e9 \U0001f600")))
         assert response.status_code == 200
         assert response.get_data() == b"" and response.mimetype == "text/plain"
         message = _api_message(client, "e2e-sms")
         assert message["direction"] == "inbound" and message["status"] == "received"
         assert message["from"] == "+447700900001" and message["to"] == ["+15551234567"]
-        assert message["text"] == "Caf\u00e9 \U0001F600"
+        assert message["text"] == "Caf\u00e9 \U0001f600"
         by_id = client.get(f"/api/v1/messages/{message['id']}", headers=AUTH_A).get_json()
         assert by_id["providerMessageId"] == "e2e-sms"
 
@@ -396,7 +552,9 @@ class TestEndToEnd:
         with runtime.db.reading() as session:
             parts = session.execute(sa.select(Message.text, Message.extra).order_by(Message.seq)).all()
         assert [(text, extra["concatRef"], extra["concatPart"], extra["concatTotal"]) for text, extra in parts] == [
-            ("The first half ", "2C", 1, 2), ("and the second.", "2C", 2, 2)]
+            ("The first half ", "2C", 1, 2),
+            ("and the second.", "2C", 2, 2),
+        ]
 
     def test_legacy_md5hash_connection(self, client):
         params = signed_params(inbound_sms("e2e-md5"), method="md5hash")
@@ -412,11 +570,14 @@ class TestEndToEnd:
         assert message["direction"] == "outbound" and message["status"] == "delivered"
         assert message["from"] == "+15551234567" and message["to"] == ["+447700900001"]
         assert [(h["status"], h["providerStatus"], h["applied"]) for h in message["statusHistory"]] == [
-            ("delivered", "delivered", True), ("sent", "accepted", False)]
+            ("delivered", "delivered", True),
+            ("sent", "accepted", False),
+        ]
 
     def test_messages_api_inbound_mms(self, client):
-        body = messages_inbound("e2e-mms", channel="mms", message_type="image", text=None,
-                                media={"url": IMAGE_URL, "caption": "A cat"})
+        body = messages_inbound(
+            "e2e-mms", channel="mms", message_type="image", text=None, media={"url": IMAGE_URL, "caption": "A cat"}
+        )
         response = post_messages_api(client, body)
         assert response.status_code == 200
         message = _api_message(client, "e2e-mms")
@@ -431,7 +592,9 @@ class TestEndToEnd:
         message = _api_message(client, "e2e-status")
         assert message["status"] == "delivered" and message["to"] == ["+447700900001"]
         assert [(h["status"], h["providerStatus"], h["applied"]) for h in message["statusHistory"]] == [
-            ("delivered", "delivered", True), ("sent", "submitted", False)]
+            ("delivered", "delivered", True),
+            ("sent", "submitted", False),
+        ]
 
 
 def test_a_jwt_over_a_hash_of_the_body_is_not_a_jwt_over_the_body():

@@ -1,6 +1,7 @@
 """The service as the README starts it: `webhook-service run` (migrations, gunicorn, the queue worker)
 in a subprocess, a webhook with an attachment on the loopback media server, the attachment stored by
 the real worker, read back through the API and its signed URL."""
+
 from __future__ import annotations
 
 import os
@@ -13,9 +14,9 @@ import time
 import pytest
 import requests
 
-from tests.media import samples
 from tests.fixtures.app import NUMBER_A, TENANT_A, USER_A
 from tests.fixtures.services import free_port
+from tests.media import samples
 
 CLI = [sys.executable, "-m", "webhook_service.cli"]
 
@@ -25,7 +26,7 @@ def service(tmp_path, database_url, media_server):
     port = free_port()
     config = tmp_path / "service.toml"
     config.write_text(f"""
-data_dir = "{tmp_path / 'data'}"
+data_dir = "{tmp_path / "data"}"
 database_url = "{database_url}"
 port = {port}
 web_workers = 1
@@ -50,8 +51,14 @@ verify = false
 """)
     environment = dict(os.environ, WEBHOOK_SERVICE_CONFIG=str(config))
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    process = subprocess.Popen(CLI + ["run"], env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [*CLI, "run"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_ready(base, process)
@@ -68,6 +75,7 @@ verify = false
 
 def _hash(password: str) -> str:
     from werkzeug.security import generate_password_hash
+
     return generate_password_hash(password, method="pbkdf2:sha256:1000")
 
 
@@ -90,9 +98,16 @@ def test_run_serves_webhooks_and_the_worker_stores_attachments(service, media_se
     image = samples.png()
     url = media_server.serve("/e2e.png", image, content_type="image/png")
     url = url.replace("media.test", "127.0.0.1")
-    body = {"type": "message.received", "data": {"providerMessageId": "e2e-1", "from": "+15550001111",
-                                                 "to": [NUMBER_A], "text": "end to end",
-                                                 "attachments": [{"url": url, "contentType": "image/png"}]}}
+    body = {
+        "type": "message.received",
+        "data": {
+            "providerMessageId": "e2e-1",
+            "from": "+15550001111",
+            "to": [NUMBER_A],
+            "text": "end to end",
+            "attachments": [{"url": url, "contentType": "image/png"}],
+        },
+    }
     response = requests.post(f"{base}/webhooks/standard/open", json=body, timeout=10)
     assert response.status_code == 200 and response.headers["X-Request-Id"]
 

@@ -1,4 +1,5 @@
 """Sources for put(): made up on the fly, never held whole in memory, and able to fail half-way."""
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,7 @@ class PatternSource:
         chunk = bytearray()
         while len(chunk) < count:
             offset = (self.position + len(chunk)) % 251
-            chunk += _PATTERN[offset:offset + count - len(chunk)]
+            chunk += _PATTERN[offset : offset + count - len(chunk)]
         self.position += count
         return bytes(chunk)
 

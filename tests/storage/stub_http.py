@@ -1,5 +1,6 @@
 """A loopback HTTP server that answers every request with one scripted response: how the tests make a
 backend misbehave (5xx, throttling, refusals, bodies cut short) without mocking the SDKs."""
+
 from __future__ import annotations
 
 import threading
@@ -21,8 +22,7 @@ class StubHTTPServer:
         self.response = ScriptedResponse()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def url(self) -> str:

@@ -1,7 +1,8 @@
 """The behaviour every blob store promises, checked against each backend (local, S3, Azure)."""
+
 import hashlib
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -21,13 +22,21 @@ def read_all(store, key: str) -> bytes:
 
 def test_put_head_open_delete_roundtrip(blob_store):
     disposition = content_disposition("inline", "café.png")
-    info = blob_store.put(KEY, io.BytesIO(b"\x89PNG not really"), content_type="image/png",
-                          metadata={"X-Sha256": "ab12", "declared_type": "image/jpeg", "note": ""},
-                          content_disposition=disposition)
+    info = blob_store.put(
+        KEY,
+        io.BytesIO(b"\x89PNG not really"),
+        content_type="image/png",
+        metadata={"X-Sha256": "ab12", "declared_type": "image/jpeg", "note": ""},
+        content_disposition=disposition,
+    )
 
-    expected = BlobInfo(key=KEY, size=15, content_type="image/png",
-                        metadata={"x_sha256": "ab12", "declared_type": "image/jpeg", "note": ""},
-                        content_disposition=disposition)
+    expected = BlobInfo(
+        key=KEY,
+        size=15,
+        content_type="image/png",
+        metadata={"x_sha256": "ab12", "declared_type": "image/jpeg", "note": ""},
+        content_disposition=disposition,
+    )
     assert info == expected
     assert blob_store.head(KEY) == expected
     assert read_all(blob_store, KEY) == b"\x89PNG not really"
@@ -48,8 +57,9 @@ def test_missing_keys(blob_store):
 
 def test_put_without_disposition_or_metadata(blob_store):
     blob_store.put(KEY, io.BytesIO(b""), content_type="text/plain")
-    assert blob_store.head(KEY) == BlobInfo(key=KEY, size=0, content_type="text/plain", metadata={},
-                                            content_disposition=None)
+    assert blob_store.head(KEY) == BlobInfo(
+        key=KEY, size=0, content_type="text/plain", metadata={}, content_disposition=None
+    )
     assert read_all(blob_store, KEY) == b""
 
 
@@ -87,13 +97,18 @@ def test_a_source_failing_half_way_leaves_nothing_visible(blob_store):
 
 
 def test_a_source_failing_half_way_leaves_the_previous_object_intact(blob_store):
-    blob_store.put(KEY, io.BytesIO(b"previous"), content_type="text/plain", metadata={"version": "1"},
-                   content_disposition="attachment")
+    blob_store.put(
+        KEY,
+        io.BytesIO(b"previous"),
+        content_type="text/plain",
+        metadata={"version": "1"},
+        content_disposition="attachment",
+    )
     with pytest.raises(SourceBroke):
-        blob_store.put(KEY, FailingSource(fail_after=5 * MIB), content_type="video/mp4",
-                       metadata={"version": "2"})
-    assert blob_store.head(KEY) == BlobInfo(key=KEY, size=8, content_type="text/plain",
-                                            metadata={"version": "1"}, content_disposition="attachment")
+        blob_store.put(KEY, FailingSource(fail_after=5 * MIB), content_type="video/mp4", metadata={"version": "2"})
+    assert blob_store.head(KEY) == BlobInfo(
+        key=KEY, size=8, content_type="text/plain", metadata={"version": "1"}, content_disposition="attachment"
+    )
     assert read_all(blob_store, KEY) == b"previous"
 
 
@@ -118,11 +133,14 @@ def test_every_operation_refuses_invalid_keys(blob_store, bad_key):
             operation()
 
 
-@pytest.mark.parametrize("arguments", [
-    {"content_type": "text/html\r\nX-Injected: 1"},
-    {"content_type": "text/plain", "content_disposition": "inline\nX-Injected: 1"},
-    {"content_type": "text/plain", "metadata": {"bad name": "x"}},
-])
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"content_type": "text/html\r\nX-Injected: 1"},
+        {"content_type": "text/plain", "content_disposition": "inline\nX-Injected: 1"},
+        {"content_type": "text/plain", "metadata": {"bad name": "x"}},
+    ],
+)
 def test_unsafe_header_values_are_refused_before_writing(blob_store, arguments):
     with pytest.raises(ValueError):
         blob_store.put(KEY, io.BytesIO(b"x"), **arguments)
@@ -131,16 +149,22 @@ def test_unsafe_header_values_are_refused_before_writing(blob_store, arguments):
 
 def test_signed_urls_expire_in_the_future(blob_store):
     blob_store.put(KEY, io.BytesIO(b"x"), content_type="text/plain")
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     signed = blob_store.signed_url(KEY, expires_in=600, filename="x.txt", disposition="attachment")
     assert isinstance(signed, SignedUrl) and signed.expires_at.tzinfo is not None
     assert 598 <= (signed.expires_at - before).total_seconds() <= 601
 
 
-@pytest.mark.parametrize("arguments", [
-    {"expires_in": 0}, {"expires_in": -5}, {"expires_in": 1.5}, {"expires_in": 60, "disposition": "evil"},
-    {"expires_in": 60, "content_type": "text/html\nX: y"},
-])
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"expires_in": 0},
+        {"expires_in": -5},
+        {"expires_in": 1.5},
+        {"expires_in": 60, "disposition": "evil"},
+        {"expires_in": 60, "content_type": "text/html\nX: y"},
+    ],
+)
 def test_signed_url_arguments_are_checked(blob_store, arguments):
     with pytest.raises(ValueError):
         blob_store.signed_url(KEY, **arguments)

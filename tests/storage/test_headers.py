@@ -1,5 +1,6 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from werkzeug.http import parse_options_header
 
 from storage import content_disposition
@@ -11,21 +12,24 @@ def parsed_filename(header_value: str) -> str | None:
     return parse_options_header(header_value)[1].get("filename")
 
 
-@pytest.mark.parametrize(("disposition", "filename", "expected"), [
-    ("inline", "photo.jpg", 'inline; filename="photo.jpg"'),
-    ("attachment", None, "attachment"),
-    ("attachment", "", "attachment"),
-    ("attachment", "../../etc/passwd", 'attachment; filename="passwd"'),
-    ("attachment", "..\\..\\Windows\\evil.exe", 'attachment; filename="evil.exe"'),
-    ("inline", "a\r\nSet-Cookie: x", 'inline; filename="aSet-Cookie: x"'),
-    ("inline", 'say "hi".txt', 'inline; filename="say hi.txt"'),
-    ("inline", "..", "inline"),
-    ("inline", " .hidden. ", 'inline; filename="hidden"'),
-    ("inline", "tab\tand\x00nul\x7f.txt", 'inline; filename="tabandnul.txt"'),
-    ("inline", "\u202egpj.exe", 'inline; filename="gpj.exe"'),
-    ("attachment", "café.jpg", "attachment; filename=\"cafe.jpg\"; filename*=UTF-8''caf%C3%A9.jpg"),
-    ("inline", "照片.png", "inline; filename=\"__.png\"; filename*=UTF-8''%E7%85%A7%E7%89%87.png"),
-])
+@pytest.mark.parametrize(
+    ("disposition", "filename", "expected"),
+    [
+        ("inline", "photo.jpg", 'inline; filename="photo.jpg"'),
+        ("attachment", None, "attachment"),
+        ("attachment", "", "attachment"),
+        ("attachment", "../../etc/passwd", 'attachment; filename="passwd"'),
+        ("attachment", "..\\..\\Windows\\evil.exe", 'attachment; filename="evil.exe"'),
+        ("inline", "a\r\nSet-Cookie: x", 'inline; filename="aSet-Cookie: x"'),
+        ("inline", 'say "hi".txt', 'inline; filename="say hi.txt"'),
+        ("inline", "..", "inline"),
+        ("inline", " .hidden. ", 'inline; filename="hidden"'),
+        ("inline", "tab\tand\x00nul\x7f.txt", 'inline; filename="tabandnul.txt"'),
+        ("inline", "\u202egpj.exe", 'inline; filename="gpj.exe"'),
+        ("attachment", "café.jpg", "attachment; filename=\"cafe.jpg\"; filename*=UTF-8''caf%C3%A9.jpg"),
+        ("inline", "照片.png", "inline; filename=\"__.png\"; filename*=UTF-8''%E7%85%A7%E7%89%87.png"),
+    ],
+)
 def test_content_disposition(disposition, filename, expected):
     assert content_disposition(disposition, filename) == expected
 
@@ -55,22 +59,28 @@ def test_any_filename_gives_a_safe_header(filename):
 
 def test_metadata_names_are_normalized():
     assert normalize_metadata({"X-Sha256": "ab12", "message_id": "m-1", "Empty": ""}) == {
-        "x_sha256": "ab12", "message_id": "m-1", "empty": ""}
+        "x_sha256": "ab12",
+        "message_id": "m-1",
+        "empty": "",
+    }
 
 
-@pytest.mark.parametrize("metadata", [
-    {"1st": "x"},
-    {"a b": "x"},
-    {"": "x"},
-    {"na\u00efve": "x"},
-    {"\u212a": "x"},  # the Kelvin sign lower-cases to an ASCII "k"
-    {"a" * 129: "x"},
-    {"a-b": "1", "A_B": "2"},
-    {"ok": "line\r\nInjected: yes"},
-    {"ok": "caf\u00e9"},
-    {"ok": " padded"},
-    {"ok": 5},
-])
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"1st": "x"},
+        {"a b": "x"},
+        {"": "x"},
+        {"na\u00efve": "x"},
+        {"\u212a": "x"},  # the Kelvin sign lower-cases to an ASCII "k"
+        {"a" * 129: "x"},
+        {"a-b": "1", "A_B": "2"},
+        {"ok": "line\r\nInjected: yes"},
+        {"ok": "caf\u00e9"},
+        {"ok": " padded"},
+        {"ok": 5},
+    ],
+)
 def test_invalid_metadata_is_refused(metadata):
     with pytest.raises(ValueError):
         normalize_metadata(metadata)

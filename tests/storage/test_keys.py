@@ -48,9 +48,16 @@ def test_non_string_keys_are_refused(key):
         validate_key(key)
 
 
-@pytest.mark.parametrize(("prefix", "normalized"), [
-    ("", ""), ("/", ""), ("media", "media/"), ("/media/", "media/"), ("env/prod", "env/prod/"),
-])
+@pytest.mark.parametrize(
+    ("prefix", "normalized"),
+    [
+        ("", ""),
+        ("/", ""),
+        ("media", "media/"),
+        ("/media/", "media/"),
+        ("env/prod", "env/prod/"),
+    ],
+)
 def test_prefixes_are_normalized(prefix, normalized):
     assert normalize_prefix(prefix) == normalized
 

@@ -1,14 +1,16 @@
 """What only the local store does: its files on disk, and the signed URLs this service verifies."""
+
 import io
-import os
-import sys
 import json
+import os
 import shutil
-from datetime import datetime, timezone
+import sys
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from storage import BlobNotFound, LocalBlobStore, StorageUnavailable
 from storage.local import SignedRequest
@@ -23,7 +25,7 @@ def split_signed_url(url: str, prefix: str = "/media/") -> tuple[str, dict[str, 
     """What the web layer hands to verify_signed_request: the decoded key from the path, and the query."""
     parts = urlsplit(url)
     assert parts.path.startswith(prefix) and not parts.scheme and not parts.netloc
-    return unquote(parts.path[len(prefix):]), dict(parse_qsl(parts.query, keep_blank_values=True))
+    return unquote(parts.path[len(prefix) :]), dict(parse_qsl(parts.query, keep_blank_values=True))
 
 
 @pytest.fixture
@@ -32,11 +34,16 @@ def store(make_local_store) -> LocalBlobStore:
 
 
 def test_objects_and_metadata_live_in_their_own_trees(store):
-    store.put(KEY, io.BytesIO(b"hello"), content_type="text/plain", metadata={"Sha": "x"},
-              content_disposition="attachment")
+    store.put(
+        KEY, io.BytesIO(b"hello"), content_type="text/plain", metadata={"Sha": "x"}, content_disposition="attachment"
+    )
     assert (store.root / "objects" / KEY).read_bytes() == b"hello"
     assert json.loads((store.root / "meta" / f"{KEY}.json").read_text()) == {
-        "content_type": "text/plain", "metadata": {"sha": "x"}, "content_disposition": "attachment", "size": 5}
+        "content_type": "text/plain",
+        "metadata": {"sha": "x"},
+        "content_disposition": "attachment",
+        "size": 5,
+    }
     assert list((store.root / "tmp").iterdir()) == []
     assert store.path(KEY) == store.root / "objects" / KEY
 
@@ -124,10 +131,15 @@ def test_a_missing_volume_makes_the_store_unavailable(store):
         store.put(KEY, io.BytesIO(b"x"), content_type="text/plain")
 
 
-@pytest.mark.parametrize("options", [
-    {"signing_key": b"short"}, {"signing_key": "a text key, not bytes"}, {"url_prefix": "media/"},
-    {"url_prefix": "/media"},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"signing_key": b"short"},
+        {"signing_key": "a text key, not bytes"},
+        {"url_prefix": "media/"},
+        {"url_prefix": "/media"},
+    ],
+)
 def test_constructor_refuses_bad_settings(make_local_store, options):
     with pytest.raises(ValueError):
         make_local_store(**options)
@@ -135,19 +147,29 @@ def test_constructor_refuses_bad_settings(make_local_store, options):
 
 # Signed URLs ---------------------------------------------------------------------------------------
 def test_signed_url_is_relative_and_carries_the_signed_overrides(store):
-    signed = store.signed_url(KEY, expires_in=300, filename="../Résumé.pdf", content_type="application/pdf",
-                              disposition="attachment")
+    signed = store.signed_url(
+        KEY, expires_in=300, filename="../Résumé.pdf", content_type="application/pdf", disposition="attachment"
+    )
     path_key, query = split_signed_url(signed.url)
     assert path_key == KEY
     assert query["expires"] == str(int(signed.expires_at.timestamp()))
     assert (query["disposition"], query["filename"], query["content_type"]) == (
-        "attachment", "Résumé.pdf", "application/pdf")
+        "attachment",
+        "Résumé.pdf",
+        "application/pdf",
+    )
 
     verified = store.verify_signed_request(path_key, query)
-    assert verified == SignedRequest(key=KEY, expires_at=signed.expires_at, disposition="attachment",
-                                     filename="Résumé.pdf", content_type="application/pdf")
+    assert verified == SignedRequest(
+        key=KEY,
+        expires_at=signed.expires_at,
+        disposition="attachment",
+        filename="Résumé.pdf",
+        content_type="application/pdf",
+    )
     assert verified.content_disposition == (
-        "attachment; filename=\"Resume.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9.pdf")
+        "attachment; filename=\"Resume.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9.pdf"
+    )
 
 
 def test_signed_url_without_overrides(store):
@@ -173,33 +195,37 @@ def tampered(query: dict[str, str], **changes: str | None) -> dict[str, str]:
     return {name: value for name, value in result.items() if value is not None}
 
 
-@pytest.mark.parametrize(("label", "change"), [
-    ("other key", lambda key, query: ("tenant-b" + key[len("tenant-a"):], query)),
-    ("invalid key", lambda key, query: ("../" + key, query)),
-    ("later expiry", lambda key, query: (key, tampered(query, expires=str(int(query["expires"]) + 1)))),
-    ("padded expiry", lambda key, query: (key, tampered(query, expires="0" + query["expires"]))),
-    ("signed expiry", lambda key, query: (key, tampered(query, expires="+" + query["expires"]))),
-    ("huge expiry", lambda key, query: (key, tampered(query, expires="9" * 40))),
-    ("no expiry", lambda key, query: (key, tampered(query, expires=None))),
-    ("other disposition", lambda key, query: (key, tampered(query, disposition="inline"))),
-    ("unknown disposition", lambda key, query: (key, tampered(query, disposition="attachment; x"))),
-    ("no disposition", lambda key, query: (key, tampered(query, disposition=None))),
-    ("other filename", lambda key, query: (key, tampered(query, filename="evil.html"))),
-    ("no filename", lambda key, query: (key, tampered(query, filename=None))),
-    ("empty filename", lambda key, query: (key, tampered(query, filename=""))),
-    ("other content type", lambda key, query: (key, tampered(query, content_type="text/html"))),
-    ("no content type", lambda key, query: (key, tampered(query, content_type=None))),
-    ("no signature", lambda key, query: (key, tampered(query, signature=None))),
-    ("empty signature", lambda key, query: (key, tampered(query, signature=""))),
-    ("truncated signature", lambda key, query: (key, tampered(query, signature=query["signature"][:-1]))),
-    ("padded signature", lambda key, query: (key, tampered(query, signature=query["signature"] + "="))),
-    ("garbled signature", lambda key, query: (key, tampered(query, signature="A" * 43))),
-    ("non-ASCII signature", lambda key, query: (key, tampered(query, signature="\u00e9" * 43))),
-    ("one character changed", lambda key, query: (key, tampered(query, signature=flip_last(query["signature"])))),
-])
+@pytest.mark.parametrize(
+    ("label", "change"),
+    [
+        ("other key", lambda key, query: ("tenant-b" + key[len("tenant-a") :], query)),
+        ("invalid key", lambda key, query: ("../" + key, query)),
+        ("later expiry", lambda key, query: (key, tampered(query, expires=str(int(query["expires"]) + 1)))),
+        ("padded expiry", lambda key, query: (key, tampered(query, expires="0" + query["expires"]))),
+        ("signed expiry", lambda key, query: (key, tampered(query, expires="+" + query["expires"]))),
+        ("huge expiry", lambda key, query: (key, tampered(query, expires="9" * 40))),
+        ("no expiry", lambda key, query: (key, tampered(query, expires=None))),
+        ("other disposition", lambda key, query: (key, tampered(query, disposition="inline"))),
+        ("unknown disposition", lambda key, query: (key, tampered(query, disposition="attachment; x"))),
+        ("no disposition", lambda key, query: (key, tampered(query, disposition=None))),
+        ("other filename", lambda key, query: (key, tampered(query, filename="evil.html"))),
+        ("no filename", lambda key, query: (key, tampered(query, filename=None))),
+        ("empty filename", lambda key, query: (key, tampered(query, filename=""))),
+        ("other content type", lambda key, query: (key, tampered(query, content_type="text/html"))),
+        ("no content type", lambda key, query: (key, tampered(query, content_type=None))),
+        ("no signature", lambda key, query: (key, tampered(query, signature=None))),
+        ("empty signature", lambda key, query: (key, tampered(query, signature=""))),
+        ("truncated signature", lambda key, query: (key, tampered(query, signature=query["signature"][:-1]))),
+        ("padded signature", lambda key, query: (key, tampered(query, signature=query["signature"] + "="))),
+        ("garbled signature", lambda key, query: (key, tampered(query, signature="A" * 43))),
+        ("non-ASCII signature", lambda key, query: (key, tampered(query, signature="\u00e9" * 43))),
+        ("one character changed", lambda key, query: (key, tampered(query, signature=flip_last(query["signature"])))),
+    ],
+)
 def test_tampered_requests_are_refused(store, label, change):
-    signed = store.signed_url(KEY, expires_in=300, filename="photo.jpg", content_type="image/jpeg",
-                              disposition="attachment")
+    signed = store.signed_url(
+        KEY, expires_in=300, filename="photo.jpg", content_type="image/jpeg", disposition="attachment"
+    )
     path_key, query = change(*split_signed_url(signed.url))
     assert store.verify_signed_request(path_key, query) is None
 
@@ -230,7 +256,7 @@ def test_a_url_signed_with_another_key_is_refused(store, make_local_store):
 def test_very_long_lifetimes_are_representable(store):
     # Seed 001 asks for 99-year links; the local store can sign them (S3 and Azure cannot).
     signed = store.signed_url(KEY, expires_in=99 * 365 * 24 * 3600)
-    assert signed.expires_at.year >= datetime.now(timezone.utc).year + 98
+    assert signed.expires_at.year >= datetime.now(UTC).year + 98
     assert store.verify_signed_request(*split_signed_url(signed.url)) is not None
 
 
@@ -243,8 +269,11 @@ def fuzz_store(tmp_path_factory) -> LocalBlobStore:
 query_values = st.one_of(st.text(), st.none(), st.integers(), st.binary())
 
 
-@given(path_key=st.one_of(st.text(), st.none()),
-       query=st.dictionaries(st.sampled_from(["expires", "signature", "disposition", "filename",
-                                              "content_type", "other"]), query_values))
+@given(
+    path_key=st.one_of(st.text(), st.none()),
+    query=st.dictionaries(
+        st.sampled_from(["expires", "signature", "disposition", "filename", "content_type", "other"]), query_values
+    ),
+)
 def test_verification_never_raises_on_client_input(fuzz_store, path_key, query):
     assert fuzz_store.verify_signed_request(path_key, query) is None

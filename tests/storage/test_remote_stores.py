@@ -1,9 +1,10 @@
 """What only the S3 and Azure stores do: URLs the backend itself serves, and backend failures
 translated into BlobNotFound, StorageUnavailable (retry later) or StorageError (do not)."""
+
 import io
 import socket
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -54,8 +55,9 @@ def stub_server() -> Iterator[StubHTTPServer]:
 def test_signed_url_serves_the_bytes_with_the_signed_type_and_disposition(remote_store):
     remote_store.put(KEY, io.BytesIO(b"%PDF-1.7 tiny"), content_type="application/octet-stream")
     filename = "../../Résumé 照片\r\n.pdf"
-    signed = remote_store.signed_url(KEY, expires_in=300, filename=filename, content_type="application/pdf",
-                                     disposition="attachment")
+    signed = remote_store.signed_url(
+        KEY, expires_in=300, filename=filename, content_type="application/pdf", disposition="attachment"
+    )
 
     response = requests.get(signed.url, timeout=10)
     assert response.status_code == 200
@@ -74,10 +76,10 @@ def test_signed_url_without_overrides_serves_the_stored_type_inline(remote_store
 
 def test_s3_urls_are_clamped_to_seven_days(make_s3_store):
     store = make_s3_store()
-    before = datetime.now(timezone.utc).replace(microsecond=0)
+    before = datetime.now(UTC).replace(microsecond=0)
     signed = store.signed_url(KEY, expires_in=30 * 24 * 3600)
     query = parse_qs(urlsplit(signed.url).query)
-    signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
     assert query["X-Amz-Expires"] == ["604800"]
     assert before + SEVEN_DAYS <= signed.expires_at <= signed_at + SEVEN_DAYS
@@ -93,7 +95,7 @@ def test_azure_account_key_sas_is_read_only_and_expires_when_asked(make_azure_st
 
     # Signed with the account key, so Azure's 7-day cap for user delegation keys does not apply.
     assert query["se"] == [signed.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")]
-    assert signed.expires_at - datetime.now(timezone.utc) > timedelta(days=29)
+    assert signed.expires_at - datetime.now(UTC) > timedelta(days=29)
     assert query["sp"] == ["r"]
     overwrite = requests.put(signed.url, data=b"replaced", headers={"x-ms-blob-type": "BlockBlob"}, timeout=10)
     assert overwrite.status_code == 403
@@ -103,10 +105,9 @@ def test_azure_account_key_sas_is_read_only_and_expires_when_asked(make_azure_st
 def test_azure_user_delegation_sas_is_capped_at_seven_days(azurite_oauth_blob_endpoint, monkeypatch):
     endpoint = azurite_oauth_blob_endpoint
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(endpoint.ca_bundle))  # trusted by the SDK's HTTP client
-    store = AzureBlobStore(unique_bucket_name(), account_url=endpoint.account_url,
-                           credential=endpoint.credential)
+    store = AzureBlobStore(unique_bucket_name(), account_url=endpoint.account_url, credential=endpoint.credential)
     store.ensure_container()
-    before = datetime.now(timezone.utc).replace(microsecond=0)
+    before = datetime.now(UTC).replace(microsecond=0)
 
     capped = store.signed_url(KEY, expires_in=30 * 24 * 3600, filename="a.pdf", content_type="application/pdf")
     short = store.signed_url(KEY, expires_in=3600)
@@ -146,8 +147,10 @@ def test_azure_container_is_created_by_ensure_container_only(azurite_blob_endpoi
 def test_prefix_keeps_keys_apart(make_s3_store, make_azure_store):
     for make in (make_s3_store, make_azure_store):
         plain = make()
-        prefixed = make(**({"bucket": plain.bucket} if isinstance(plain, S3BlobStore)
-                           else {"container": plain.container}), prefix="/env/test/")
+        prefixed = make(
+            **({"bucket": plain.bucket} if isinstance(plain, S3BlobStore) else {"container": plain.container}),
+            prefix="/env/test/",
+        )
         prefixed.put(KEY, io.BytesIO(b"prefixed"), content_type="text/plain")
         assert plain.head(KEY) is None
         assert plain.head(f"env/test/{KEY}").size == len(b"prefixed")
@@ -168,7 +171,7 @@ def all_network_operations(store: BlobStore) -> dict[str, object]:
 @pytest.mark.parametrize("backend", REMOTE_BACKENDS)
 def test_a_closed_port_makes_every_operation_unavailable(backend):
     store = store_at(backend, f"http://127.0.0.1:{free_port()}")
-    for name, operation in all_network_operations(store).items():
+    for operation in all_network_operations(store).values():
         with pytest.raises(StorageUnavailable):
             operation()
     # Signing is local computation: it works while the backend is down.
@@ -186,27 +189,37 @@ def test_a_backend_that_never_answers_is_unavailable(backend):
 
 
 def s3_error(status: int, code: str) -> ScriptedResponse:
-    return ScriptedResponse(status, {"Content-Type": "application/xml"},
-                            f"<Error><Code>{code}</Code><Message>scripted</Message></Error>".encode())
+    return ScriptedResponse(
+        status,
+        {"Content-Type": "application/xml"},
+        f"<Error><Code>{code}</Code><Message>scripted</Message></Error>".encode(),
+    )
 
 
 def azure_error(status: int, code: str) -> ScriptedResponse:
-    return ScriptedResponse(status, {"Content-Type": "application/xml", "x-ms-error-code": code},
-                            f"<Error><Code>{code}</Code><Message>scripted</Message></Error>".encode())
+    return ScriptedResponse(
+        status,
+        {"Content-Type": "application/xml", "x-ms-error-code": code},
+        f"<Error><Code>{code}</Code><Message>scripted</Message></Error>".encode(),
+    )
 
 
-@pytest.mark.parametrize(("backend", "answer", "expected"), [
-    ("s3", s3_error(503, "SlowDown"), StorageUnavailable),
-    ("s3", s3_error(500, "InternalError"), StorageUnavailable),
-    ("s3", s3_error(400, "RequestTimeout"), StorageUnavailable),
-    ("s3", s3_error(403, "AccessDenied"), StorageError),
-    ("s3", s3_error(404, "NoSuchKey"), BlobNotFound),
-    ("azure", azure_error(503, "ServerBusy"), StorageUnavailable),
-    ("azure", azure_error(500, "InternalError"), StorageUnavailable),
-    ("azure", azure_error(403, "AuthenticationFailed"), StorageError),
-    ("azure", azure_error(404, "BlobNotFound"), BlobNotFound),
-    ("azure", azure_error(404, "ContainerNotFound"), StorageError),
-], ids=lambda value: getattr(value, "status", value if isinstance(value, str) else None))
+@pytest.mark.parametrize(
+    ("backend", "answer", "expected"),
+    [
+        ("s3", s3_error(503, "SlowDown"), StorageUnavailable),
+        ("s3", s3_error(500, "InternalError"), StorageUnavailable),
+        ("s3", s3_error(400, "RequestTimeout"), StorageUnavailable),
+        ("s3", s3_error(403, "AccessDenied"), StorageError),
+        ("s3", s3_error(404, "NoSuchKey"), BlobNotFound),
+        ("azure", azure_error(503, "ServerBusy"), StorageUnavailable),
+        ("azure", azure_error(500, "InternalError"), StorageUnavailable),
+        ("azure", azure_error(403, "AuthenticationFailed"), StorageError),
+        ("azure", azure_error(404, "BlobNotFound"), BlobNotFound),
+        ("azure", azure_error(404, "ContainerNotFound"), StorageError),
+    ],
+    ids=lambda value: getattr(value, "status", value if isinstance(value, str) else None),
+)
 def test_backend_error_answers_are_translated(stub_server, backend, answer, expected):
     stub_server.response = answer
     store = store_at(backend, stub_server.url)
@@ -226,10 +239,17 @@ def test_an_upload_refused_with_503_is_unavailable(stub_server, backend):
 def test_a_download_cut_short_is_unavailable(stub_server, backend):
     # A ranged answer, as Azure's downloader insists on; S3's client does not mind.
     stub_server.response = ScriptedResponse(
-        206, {"Content-Type": "text/plain", "Content-Range": "bytes 0-10099/10100", "ETag": '"0x1"',
-              "Last-Modified": "Sat, 21 Nov 2026 10:00:00 GMT", "x-ms-blob-type": "BlockBlob"},
-        body=b"x" * 100, cut_short_by=10_000)
+        206,
+        {
+            "Content-Type": "text/plain",
+            "Content-Range": "bytes 0-10099/10100",
+            "ETag": '"0x1"',
+            "Last-Modified": "Sat, 21 Nov 2026 10:00:00 GMT",
+            "x-ms-blob-type": "BlockBlob",
+        },
+        body=b"x" * 100,
+        cut_short_by=10_000,
+    )
     store = store_at(backend, stub_server.url)
-    with pytest.raises(StorageUnavailable):
-        with store.open(KEY) as stream:
-            stream.read()
+    with pytest.raises(StorageUnavailable), store.open(KEY) as stream:
+        stream.read()

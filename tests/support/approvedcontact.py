@@ -2,6 +2,7 @@
 X-AC-Signature = HMAC-SHA256(webhook secret, "{X-AC-Timestamp}.{raw body}"), hex (see the adapter's
 docstring: the signed string is an assumption). Written independently of the adapter and pinned by the
 self-computed vector in tests/providers/test_approvedcontact.py."""
+
 from __future__ import annotations
 
 import base64
@@ -33,8 +34,14 @@ def ac_signature(body: bytes, timestamp: int | str, secret: str = AC_SECRET, enc
     return digest.hex() if encoding == "hex" else base64.b64encode(digest).decode()
 
 
-def ac_headers(body: bytes, *, secret: str = AC_SECRET, timestamp: int | None = None,
-               event: str | None = "MessageReceived", encoding: str = "hex") -> dict:
+def ac_headers(
+    body: bytes,
+    *,
+    secret: str = AC_SECRET,
+    timestamp: int | None = None,
+    event: str | None = "MessageReceived",
+    encoding: str = "hex",
+) -> dict:
     timestamp = int(time.time()) if timestamp is None else timestamp
     headers = {"X-AC-Timestamp": str(timestamp), "X-AC-Signature": ac_signature(body, timestamp, secret, encoding)}
     if event:
@@ -47,5 +54,9 @@ def status_body(message_id: str, status: str, **fields) -> bytes:
 
 
 def post_ac(client, body: bytes, *, connection: str = "main", event: str | None = "MessageReceived", **options):
-    return client.post(f"/webhooks/approvedcontact/{connection}", data=body,
-                       headers=ac_headers(body, event=event, **options), content_type="application/json")
+    return client.post(
+        f"/webhooks/approvedcontact/{connection}",
+        data=body,
+        headers=ac_headers(body, event=event, **options),
+        content_type="application/json",
+    )

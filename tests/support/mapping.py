@@ -1,5 +1,6 @@
 """Connections of the declarative mapping adapter used by the tests, and a sender that signs the way
 they say (written independently of the adapter)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,11 +32,22 @@ ACME_OPTIONS = {
         "event_id": "event_id",
         "extra": {"segments": "data.segments", "channel": "header:X-Acme-Channel"},
     },
-    "event_kind": {"paths": ["event", "header:X-Acme-Event"], "inbound": ["message.in"],
-                   "outbound": ["message.out"], "status": ["message.dlr"]},
+    "event_kind": {
+        "paths": ["event", "header:X-Acme-Event"],
+        "inbound": ["message.in"],
+        "outbound": ["message.out"],
+        "status": ["message.dlr"],
+    },
     "status_map": {"DELIVERED_TO_HANDSET": "delivered", "CARRIER_REJECTED": "undelivered"},
-    "auth": {"kind": "hmac", "header": "X-Acme-Signature", "algorithm": "sha256", "encoding": "hex",
-             "prefix": "v1=", "signed_content": "timestamp.body", "timestamp_header": "X-Acme-Timestamp"},
+    "auth": {
+        "kind": "hmac",
+        "header": "X-Acme-Signature",
+        "algorithm": "sha256",
+        "encoding": "hex",
+        "prefix": "v1=",
+        "signed_content": "timestamp.body",
+        "timestamp_header": "X-Acme-Timestamp",
+    },
 }
 
 # A flat vocabulary that reads the same in JSON, form and XML; a shared token in the query string.

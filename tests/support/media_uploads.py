@@ -1,4 +1,5 @@
 """Building media-upload requests the way seed 000's and seed 001's clients do, and reading the answers."""
+
 from __future__ import annotations
 
 import base64
@@ -20,14 +21,23 @@ B = basic(USER_B)
 def seed_001_body(data: bytes, /, *, as_byte_values: bool = True, **changes: object) -> dict:
     """Seed 001's request: `data` as an array of byte values (its Python and Node examples) or as
     base64 (what C#'s serializer makes of byte[])."""
-    body = {"phoneNumber": NUMBER_A, "fileName": "product-image.jpg", "contentType": "image/jpeg",
-            "data": list(data) if as_byte_values else base64.b64encode(data).decode(), "tenantId": TENANT_A}
+    body = {
+        "phoneNumber": NUMBER_A,
+        "fileName": "product-image.jpg",
+        "contentType": "image/jpeg",
+        "data": list(data) if as_byte_values else base64.b64encode(data).decode(),
+        "tenantId": TENANT_A,
+    }
     return {**body, **changes}
 
 
 def seed_000_body(data: bytes, /, **changes: object) -> dict:
-    body = {"phoneNumberId": NUMBER_A_ID, "fileName": "product-image.jpg", "mimeType": "image/jpeg",
-            "content": base64.b64encode(data).decode()}
+    body = {
+        "phoneNumberId": NUMBER_A_ID,
+        "fileName": "product-image.jpg",
+        "mimeType": "image/jpeg",
+        "content": base64.b64encode(data).decode(),
+    }
     return {**body, **changes}
 
 

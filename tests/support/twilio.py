@@ -3,6 +3,7 @@
 The signer is written from Twilio's published description, independently of the adapter, and is pinned
 by the official vectors in tests/providers/test_twilio.py.
 """
+
 from __future__ import annotations
 
 import base64
@@ -28,28 +29,61 @@ def form_body(params: list[tuple[str, str]]) -> bytes:
     return urlencode(params).encode("ascii")
 
 
-def inbound_params(message_sid: str = "SM" + "1" * 32, *, body: str = "Hello", media=(),
-                   sender: str = "+15550001111", to: str = "+15551234567") -> list[tuple[str, str]]:
+def inbound_params(
+    message_sid: str = "SM" + "1" * 32,
+    *,
+    body: str = "Hello",
+    media=(),
+    sender: str = "+15550001111",
+    to: str = "+15551234567",
+) -> list[tuple[str, str]]:
     """An incoming-message webhook's parameters, in the order Twilio sends them."""
     params = [
-        ("ToCountry", "US"), ("ToState", "CA"), ("SmsMessageSid", message_sid), ("NumMedia", str(len(media))),
-        ("ToCity", "SAN FRANCISCO"), ("FromZip", "94105"), ("SmsSid", message_sid), ("FromState", "CA"),
-        ("SmsStatus", "received"), ("FromCity", "SAN FRANCISCO"), ("Body", body), ("FromCountry", "US"),
-        ("To", to), ("ToZip", "94105"), ("NumSegments", "1"), ("MessageSid", message_sid),
-        ("AccountSid", ACCOUNT_SID), ("From", sender), ("ApiVersion", "2010-04-01"),
+        ("ToCountry", "US"),
+        ("ToState", "CA"),
+        ("SmsMessageSid", message_sid),
+        ("NumMedia", str(len(media))),
+        ("ToCity", "SAN FRANCISCO"),
+        ("FromZip", "94105"),
+        ("SmsSid", message_sid),
+        ("FromState", "CA"),
+        ("SmsStatus", "received"),
+        ("FromCity", "SAN FRANCISCO"),
+        ("Body", body),
+        ("FromCountry", "US"),
+        ("To", to),
+        ("ToZip", "94105"),
+        ("NumSegments", "1"),
+        ("MessageSid", message_sid),
+        ("AccountSid", ACCOUNT_SID),
+        ("From", sender),
+        ("ApiVersion", "2010-04-01"),
     ]
     for index, (url, content_type) in enumerate(media):
         params += [(f"MediaContentType{index}", content_type), (f"MediaUrl{index}", url)]
     return params
 
 
-def status_params(message_sid: str, status: str, *, error_code: str | None = None,
-                  sender: str = "+15551234567", to: str = "+15550001111",
-                  raw_dlr_done_date: str | None = None) -> list[tuple[str, str]]:
+def status_params(
+    message_sid: str,
+    status: str,
+    *,
+    error_code: str | None = None,
+    sender: str = "+15551234567",
+    to: str = "+15550001111",
+    raw_dlr_done_date: str | None = None,
+) -> list[tuple[str, str]]:
     """A status callback's parameters, in the order Twilio sends them."""
-    params = [("SmsSid", message_sid), ("SmsStatus", status), ("MessageStatus", status), ("To", to),
-              ("MessageSid", message_sid), ("AccountSid", ACCOUNT_SID), ("From", sender),
-              ("ApiVersion", "2010-04-01")]
+    params = [
+        ("SmsSid", message_sid),
+        ("SmsStatus", status),
+        ("MessageStatus", status),
+        ("To", to),
+        ("MessageSid", message_sid),
+        ("AccountSid", ACCOUNT_SID),
+        ("From", sender),
+        ("ApiVersion", "2010-04-01"),
+    ]
     if error_code is not None:
         params.append(("ErrorCode", error_code))
     if raw_dlr_done_date is not None:

@@ -1,6 +1,7 @@
 """The queue consumer on the embedded (SQLite) queue: idle workers poll on a growing delay, and the
 worker that starts a task wakes its idle siblings, so a burst of tasks starts together instead of one
 by one as each sibling's delay runs out."""
+
 from __future__ import annotations
 
 import signal
@@ -38,8 +39,8 @@ def test_a_sleeping_worker_wakes_when_a_sibling_calls():
 
 def test_a_wake_up_while_a_worker_looks_at_the_queue_is_not_lost():
     idle = IdleWorkers()
-    seen = idle.generation   # a worker reads the generation, then finds the queue empty...
-    idle.wake()              # ...while a sibling takes a task and wakes the others
+    seen = idle.generation  # a worker reads the generation, then finds the queue empty...
+    idle.wake()  # ...while a sibling takes a task and wakes the others
     started = time.monotonic()
     assert idle.sleep(5, since=seen) is True
     assert time.monotonic() - started < 1
@@ -96,6 +97,7 @@ def test_idle_workers_join_a_burst_at_once(runtime, consumer):
 
 
 # Across processes: the consumers sharing one embedded queue wake each other -----------------------
+
 
 def _wake_counter():
     woken = threading.Event()
@@ -154,7 +156,7 @@ def test_clearing_a_revocation_flag_takes_no_write_lock_when_there_is_none(tmp_p
         return real_db(commit=commit, close=close)
 
     monkeypatch.setattr(storage, "db", counting_db)
-    assert storage.delete_data("r:task") is True   # a flag there: cleared, in a write transaction
+    assert storage.delete_data("r:task") is True  # a flag there: cleared, in a write transaction
     assert storage.has_data_for_key("r:task") is False
     exclusive.clear()
     assert storage.delete_data("r:task") is False  # none: a read only
@@ -194,6 +196,7 @@ def test_a_consumer_that_starts_a_task_wakes_the_consumers_of_other_processes(ru
     other_process = Runtime(runtime.settings)
     probes = []
     for queue in (runtime.queue, other_process.queue):
+
         @queue.huey.task(name="probe")
         def probe(name: str) -> None:
             started_at[name] = time.monotonic()

@@ -1,6 +1,7 @@
 """`webhook-service worker` over several processes: the download threads are shared out, only one
 process runs the minute's sweep, attachments are stored whichever process takes them, a child that
 dies is started again, and a stop signal stops them all."""
+
 from __future__ import annotations
 
 import json
@@ -10,32 +11,35 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.media import samples
 from tests.fixtures.app import TENANT_A
-from webhook_service.model.events import MediaRef, MessageEvent
-from webhook_service.settings import load_settings
-from webhook_service.intake.message_store import RawRequestRecord, store_webhook
+from tests.media import samples
 from webhook_service.database.tables import Attachment
+from webhook_service.intake.message_store import RawRequestRecord, store_webhook
+from webhook_service.model.events import MediaRef, MessageEvent
 from webhook_service.runtime import Runtime
+from webhook_service.settings import load_settings
 from webhook_service.worker.supervisor import split_threads
 
 CLI = [sys.executable, "-m", "webhook_service.cli"]
 
 
-@pytest.mark.parametrize(("threads", "processes", "shares"), [
-    (8, 2, [4, 4]),
-    (5, 2, [3, 2]),
-    (4, 3, [2, 1, 1]),
-    (2, 8, [1, 1]),    # never a process without a thread
-    (1, 2, [1]),
-    (7, 1, [7]),
-])
+@pytest.mark.parametrize(
+    ("threads", "processes", "shares"),
+    [
+        (8, 2, [4, 4]),
+        (5, 2, [3, 2]),
+        (4, 3, [2, 1, 1]),
+        (2, 8, [1, 1]),  # never a process without a thread
+        (1, 2, [1]),
+        (7, 1, [7]),
+    ],
+)
 def test_threads_are_shared_out_evenly(threads, processes, shares):
     assert split_threads(threads, processes) == shares
     assert sum(shares) == threads
@@ -47,8 +51,14 @@ class WorkerUnderTest:
     def __init__(self, config: Path, *arguments: str):
         environment = dict(os.environ, WEBHOOK_SERVICE_CONFIG=str(config))
         environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.process = subprocess.Popen([*CLI, "worker", *arguments], env=environment, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.process = subprocess.Popen(
+            [*CLI, "worker", *arguments],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         self.lines: list[dict] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -91,7 +101,7 @@ class WorkerUnderTest:
 def worker_config(tmp_path, database_url):
     config = tmp_path / "worker.toml"
     config.write_text(f"""
-data_dir = "{tmp_path / 'data'}"
+data_dir = "{tmp_path / "data"}"
 database_url = "{database_url}"
 [queue]
 worker_threads = 3
@@ -144,10 +154,12 @@ def _pending_attachments(runtime: Runtime, urls: list[str], prefix: str = "worke
     connection = runtime.connections.find("standard", "open")
     ids = []
     for index, url in enumerate(urls):
-        raw = RawRequestRecord("worker-test", "POST", "http://test/webhooks/standard/open", [], b"{}", None,
-                               datetime.now(timezone.utc))
-        event = MessageEvent(f"{prefix}-{index}", "inbound", "+15550001111", ("+15551234567",),
-                             media=(MediaRef(url, "image/png"),))
+        raw = RawRequestRecord(
+            "worker-test", "POST", "http://test/webhooks/standard/open", [], b"{}", None, datetime.now(UTC)
+        )
+        event = MessageEvent(
+            f"{prefix}-{index}", "inbound", "+15550001111", ("+15551234567",), media=(MediaRef(url, "image/png"),)
+        )
         ids += store_webhook(runtime.db, connection, raw, [event], "US").new_attachment_ids
     return ids
 
@@ -157,11 +169,11 @@ def _wait_until_done(runtime: Runtime, ids: list[str], timeout: float = 30) -> d
     deadline = time.monotonic() + timeout
     while True:
         with runtime.db.reading() as session:
-            rows = session.execute(sa.select(Attachment.id, Attachment.status, Attachment.reason)
-                                   .where(Attachment.id.in_(ids))).all()
+            rows = session.execute(
+                sa.select(Attachment.id, Attachment.status, Attachment.reason).where(Attachment.id.in_(ids))
+            ).all()
         if all(row.status != "pending" for row in rows) or time.monotonic() > deadline:
-            return {row.id: row.status if row.status == "stored" else f"{row.status}: {row.reason}"
-                    for row in rows}
+            return {row.id: row.status if row.status == "stored" else f"{row.status}: {row.reason}" for row in rows}
         time.sleep(0.05)
 
 
@@ -173,8 +185,9 @@ def test_the_processes_share_the_downloads_and_store_what_is_enqueued(worker_run
     children = worker.children()
     assert len(children) == 2
     commands = sorted((_cmdline(pid) for pid in children), key=lambda command: command.index("--threads"))
-    threads_and_periodic = sorted((command[command.index("--threads") + 1], "--no-periodic" not in command)
-                                  for command in commands)
+    threads_and_periodic = sorted(
+        (command[command.index("--threads") + 1], "--no-periodic" not in command) for command in commands
+    )
     # One sweep a minute in all: only the first process runs huey's scheduler for periodic tasks.
     assert threads_and_periodic == [("1", False), ("2", True)]
     assert len(worker.events("Periodic tasks are enabled")) == 1
@@ -184,7 +197,7 @@ def test_the_processes_share_the_downloads_and_store_what_is_enqueued(worker_run
     urls = [_served_on_loopback(media_server, f"/worker-processes/{index}.png", png) for index in range(6)]
     ids = _pending_attachments(worker_runtime, urls)
     worker_runtime.queue.enqueue(ids)
-    assert _wait_until_done(worker_runtime, ids) == {attachment_id: "stored" for attachment_id in ids}
+    assert _wait_until_done(worker_runtime, ids) == dict.fromkeys(ids, "stored")
     # Each attachment was downloaded once, whichever process took it.
     assert all(len(media_server.requests(f"/worker-processes/{index}.png")) == 1 for index in range(6))
 
@@ -216,7 +229,7 @@ def test_a_process_that_dies_is_started_again_and_keeps_storing(worker_runtime, 
     urls = [_served_on_loopback(media_server, f"/worker-restart/{index}.png", png) for index in range(4)]
     ids = _pending_attachments(worker_runtime, urls)
     worker_runtime.queue.enqueue(ids)
-    assert _wait_until_done(worker_runtime, ids) == {attachment_id: "stored" for attachment_id in ids}
+    assert _wait_until_done(worker_runtime, ids) == dict.fromkeys(ids, "stored")
     assert worker.stop(signal.SIGINT) == 0  # graceful: the children finish and exit
 
 
@@ -232,8 +245,9 @@ def test_one_process_runs_the_consumer_itself(start_worker):
 
 def test_bad_counts_are_refused_with_a_usage_error(worker_config):
     environment = dict(os.environ, WEBHOOK_SERVICE_CONFIG=str(worker_config))
-    result = subprocess.run([*CLI, "worker", "--processes", "0"], env=environment, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [*CLI, "worker", "--processes", "0"], env=environment, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "--threads and --processes must be at least 1" in result.stderr
 
@@ -290,5 +304,6 @@ def test_an_enqueue_wakes_idle_consumers_at_once(worker_runtime, start_worker, m
         worker_runtime.queue.enqueue(ids)
         fetched = _wait_for_request(media_server, path)
         assert fetched.received_at - enqueued < 0.3, (
-            f"round {round_number}: fetched {fetched.received_at - enqueued:.2f} s after its enqueue")
+            f"round {round_number}: fetched {fetched.received_at - enqueued:.2f} s after its enqueue"
+        )
         assert _wait_until_done(worker_runtime, ids) == {ids[0]: "stored"}

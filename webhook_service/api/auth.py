@@ -1,5 +1,6 @@
 """Who is calling the read and media APIs: HTTP Basic (as the seeds' clients do) or a bearer API key.
 Every API query is scoped to the caller's tenant."""
+
 from __future__ import annotations
 
 import functools
@@ -63,6 +64,7 @@ class ApiAuthenticator:
 
     def required(self, view: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: 401 (with a Basic challenge) unless the caller authenticates; sets g.principal."""
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             principal = self.authenticate(request.headers.get("Authorization"))
@@ -72,6 +74,7 @@ class ApiAuthenticator:
                 return response
             g.principal = principal
             return view(*args, **kwargs)
+
         return wrapper
 
     def _basic(self, username: str, password: str) -> Principal | None:

@@ -1,4 +1,5 @@
 """The JSON error shape every API answer uses: {"error": {"code": ..., "message": ...}}."""
+
 from __future__ import annotations
 
 from flask import Response, current_app
@@ -27,9 +28,16 @@ def render_api_error(error: ApiError) -> Response:
     return api_error(error.status, error.code, error.message, **error.extra)
 
 
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
-          429: "too_many_requests"}
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
 
 
 def render_http_exception(error: HTTPException) -> Response:

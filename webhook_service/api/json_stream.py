@@ -1,6 +1,7 @@
 """A request body as ijson's C backend (yajl) should read it: raw line breaks made harmless, integers
 too long to convert refused before the parser meets them, and read sizes that keep both memory and
 time low. Everything here works on the raw bytes, chunk by chunk, without parsing the JSON itself."""
+
 from __future__ import annotations
 
 import re

@@ -4,9 +4,10 @@ The URL's HMAC covers the path, the expiry and every response override, checked 
 an expired or altered URL is a 403. Stored media is served as inert content: the sniffed type,
 `nosniff`, a download disposition for anything not image/audio/video, and a CSP that sandboxes it.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request, send_file
 
@@ -46,7 +47,7 @@ def local_media_blueprint(store: BlobStore) -> Blueprint:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Content-Security-Policy"] = SANDBOX_POLICY
         response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
-        remaining = int((signed.expires_at - datetime.now(timezone.utc)).total_seconds())
+        remaining = int((signed.expires_at - datetime.now(UTC)).total_seconds())
         response.headers["Cache-Control"] = f"private, max-age={max(0, remaining)}"
         return response
 

@@ -8,18 +8,19 @@ GET /m/<id>?sig=...         the upload's stable URL: a redirect to a fresh signe
 Uploads are checked exactly as inbound attachments are (webhook_service.media.validation), scoped to the
 caller's tenant (another tenant's upload is a 404), and logged one line each.
 """
+
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
-from typing import Any
 import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
@@ -64,8 +65,9 @@ _REJECTIONS = {
 }
 
 
-def media_api_blueprint(uploads: MediaUploads, links: MediaLinks, auth: ApiAuthenticator, settings: Settings, *,
-                        work_dir: Path) -> Blueprint:
+def media_api_blueprint(
+    uploads: MediaUploads, links: MediaLinks, auth: ApiAuthenticator, settings: Settings, *, work_dir: Path
+) -> Blueprint:
     """`work_dir` holds uploads while they are read and checked (on the local store's filesystem, so a
     checked file is renamed into place rather than copied)."""
     blueprint = Blueprint("media_api", __name__)
@@ -106,8 +108,13 @@ def media_api_blueprint(uploads: MediaUploads, links: MediaLinks, auth: ApiAuthe
         upload = _own_live_upload(uploads, upload_id)
         if not uploads.revoke(upload):
             raise _not_found()
-        log(logger, "media_upload_revoked", upload_id=upload.id, tenant=upload.tenant_id,
-            principal_kind=current_principal().kind)
+        log(
+            logger,
+            "media_upload_revoked",
+            upload_id=upload.id,
+            tenant=upload.tenant_id,
+            principal_kind=current_principal().kind,
+        )
         return Response(status=204)
 
     @blueprint.route("/m/<upload_id>", methods=["GET", "HEAD"])
@@ -134,11 +141,13 @@ def media_api_blueprint(uploads: MediaUploads, links: MediaLinks, auth: ApiAuthe
 
 # Upload ------------------------------------------------------------------------------------------------
 
+
 def _body_capped(limits: SizeLimits) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     """Caps this endpoint's request body (webhooks keep their own 1 MiB cap), and before an error answer
     reads and discards whatever the client is still sending: clients that send the whole body before
     reading the answer (requests, HttpClient, axios) would otherwise see a reset connection instead of
     the error. The cap bounds that reading; a body announced larger than the cap is not read at all."""
+
     def decorate(view: Callable[..., Response]) -> Callable[..., Response]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
@@ -154,7 +163,9 @@ def _body_capped(limits: SizeLimits) -> Callable[[Callable[..., Response]], Call
             if response.status_code >= 400:
                 _discard_unread_body()
             return response
+
         return wrapper
+
     return decorate
 
 
@@ -175,26 +186,39 @@ def _discard_unread_body() -> None:
 @dataclass
 class _Attempt:
     """What is known about an upload so far, for its log line."""
+
     body: UploadBody | None = None
     fields: UploadFields | None = None
     stored: StoredUpload | None = None
 
 
-def _receive_upload(uploads: MediaUploads, settings: Settings, limits: SizeLimits, principal: Principal,
-                    work: Path, attempt: _Attempt) -> StoredUpload:
+def _receive_upload(
+    uploads: MediaUploads, settings: Settings, limits: SizeLimits, principal: Principal, work: Path, attempt: _Attempt
+) -> StoredUpload:
     source = work / "upload"
     attempt.body = body = _read_body(limits, source)
     tenant = settings.tenant(principal.tenant_id)
     assert tenant is not None  # settings validation ties every API user and key to a configured tenant
     attempt.fields = fields = check_upload_fields(body, tenant, region=settings.phone_default_region)
     try:
-        checked = uploads.check(source, declared_content_type=fields.declared_content_type, convert=body.convert,
-                                source_sha256=body.sha256, workdir=work)
+        checked = uploads.check(
+            source,
+            declared_content_type=fields.declared_content_type,
+            convert=body.convert,
+            source_sha256=body.sha256,
+            workdir=work,
+        )
     except MediaRejected as rejection:
         status, code = _REJECTIONS.get(rejection.code, (422, rejection.code))
         raise ApiError(status, code, rejection.message) from None
-    attempt.stored = uploads.store(checked, file_name=fields.file_name, number=fields.number, converted=body.convert,
-                                   tenant_id=principal.tenant_id, created_by=principal.name)
+    attempt.stored = uploads.store(
+        checked,
+        file_name=fields.file_name,
+        number=fields.number,
+        converted=body.convert,
+        tenant_id=principal.tenant_id,
+        created_by=principal.name,
+    )
     return attempt.stored
 
 
@@ -223,21 +247,33 @@ def _log_upload(principal: Principal, attempt: _Attempt, outcome: str, status: i
     metrics.UPLOADS.labels(outcome).inc()
     body, fields, stored = attempt.body, attempt.fields, attempt.stored
     upload = stored.upload if stored else None
-    log(logger, "media_upload", logging.WARNING if status >= 500 else logging.INFO,
-        outcome=outcome, status=status, tenant=principal.tenant_id, principal_kind=principal.kind,
-        upload_id=upload.id if upload else None, phone=mask(fields.number.number) if fields else None,
-        encoding=body.encoding if body else None, convert=body.convert if body else None,
+    log(
+        logger,
+        "media_upload",
+        logging.WARNING if status >= 500 else logging.INFO,
+        outcome=outcome,
+        status=status,
+        tenant=principal.tenant_id,
+        principal_kind=principal.kind,
+        upload_id=upload.id if upload else None,
+        phone=mask(fields.number.number) if fields else None,
+        encoding=body.encoding if body else None,
+        convert=body.convert if body else None,
         received_bytes=body.size if body and body.has_file else None,
         declared_type=fields.declared_content_type if fields else None,
-        content_type=upload.content_type if upload else None, size=upload.size if upload else None,
-        duration_ms=round((time.monotonic() - started) * 1000, 1))
+        content_type=upload.content_type if upload else None,
+        size=upload.size if upload else None,
+        duration_ms=round((time.monotonic() - started) * 1000, 1),
+    )
 
 
 # Metadata and revocation ----------------------------------------------------------------------------------
 
+
 def _own_live_upload(uploads: MediaUploads, upload_id: str) -> MediaUpload:
-    upload = uploads.find(upload_id, tenant_id=current_principal().tenant_id) \
-        if _UPLOAD_ID.fullmatch(upload_id) else None
+    upload = (
+        uploads.find(upload_id, tenant_id=current_principal().tenant_id) if _UPLOAD_ID.fullmatch(upload_id) else None
+    )
     if upload is None or upload.revoked_at is not None:
         raise _not_found()
     return upload
@@ -248,6 +284,7 @@ def _not_found() -> ApiError:
 
 
 # Shared ------------------------------------------------------------------------------------------------
+
 
 def _upload_json(links: MediaLinks, upload: MediaUpload, url: SignedUrl) -> dict[str, Any]:
     stable = links.stable_url(upload)
@@ -277,8 +314,10 @@ def _upload_json(links: MediaLinks, upload: MediaUpload, url: SignedUrl) -> dict
 def _warnings(upload: MediaUpload) -> list[str]:
     declared = upload.declared_content_type
     if declared and canonical_content_type(declared) != upload.content_type:
-        return [f"The declared type {declared} differs from the stored type {upload.content_type}, "
-                "which is what the URL serves."]
+        return [
+            f"The declared type {declared} differs from the stored type {upload.content_type}, "
+            "which is what the URL serves."
+        ]
     return []
 
 

@@ -1,6 +1,7 @@
 """GET /api/v1/messages, /api/v1/messages/<id>, /api/v1/providers/<p>/messages/<provider id>, and the
 event feed GET /api/v1/events. Everything is scoped to the caller's tenant: another tenant's message is
 simply not found."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -45,8 +46,10 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
         with db.reading() as session:
             rows = list(session.scalars(query))
             page = rows[:limit]
-            return {"messages": _render(session, page, links),
-                    "nextCursor": str(page[-1].seq) if len(rows) > limit else None}
+            return {
+                "messages": _render(session, page, links),
+                "nextCursor": str(page[-1].seq) if len(rows) > limit else None,
+            }
 
     @blueprint.get("/messages/<message_id>")
     @auth.required
@@ -56,8 +59,12 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
     @blueprint.get("/providers/<provider>/messages/<path:provider_message_id>")
     @auth.required
     def get_message_by_provider_id(provider: str, provider_message_id: str):
-        return _one(db, links, Message.provider == storable(provider),
-                    Message.provider_message_id == storable(provider_message_id))
+        return _one(
+            db,
+            links,
+            Message.provider == storable(provider),
+            Message.provider_message_id == storable(provider_message_id),
+        )
 
     @blueprint.get("/events")
     @auth.required
@@ -66,27 +73,36 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
         tenant_id = current_principal().tenant_id
         after = _cursor_value(request.args.get("after") or "0")
         limit = _int_arg("limit", DEFAULT_EVENTS, 1, MAX_EVENTS)
-        query = (sa.select(FeedEvent).where(FeedEvent.tenant_id == tenant_id, FeedEvent.id > after)
-                 .order_by(FeedEvent.id).limit(limit))
+        query = (
+            sa.select(FeedEvent)
+            .where(FeedEvent.tenant_id == tenant_id, FeedEvent.id > after)
+            .order_by(FeedEvent.id)
+            .limit(limit)
+        )
         kinds = [k for k in request.args.get("type", "").split(",") if k]
         if kinds:
             unknown = sorted(set(kinds) - set(feed.TYPES))
             if unknown:
-                raise ApiError(400, "invalid_parameter", f"type: unknown event type {unknown[0]!r}; "
-                                                         f"use {', '.join(feed.TYPES)}")
+                raise ApiError(
+                    400, "invalid_parameter", f"type: unknown event type {unknown[0]!r}; use {', '.join(feed.TYPES)}"
+                )
             query = query.where(FeedEvent.type.in_(kinds))
         with db.reading() as session:
             events = list(session.scalars(query))
             stored_ids = [e.attachment_id for e in events if e.type == feed.ATTACHMENT_STORED]
-            stored = {a.id: a for a in session.scalars(sa.select(Attachment).where(Attachment.id.in_(stored_ids)))} \
-                if stored_ids else {}
+            stored = (
+                {a.id: a for a in session.scalars(sa.select(Attachment).where(Attachment.id.in_(stored_ids)))}
+                if stored_ids
+                else {}
+            )
             rendered = []
             for event in events:
                 data = dict(event.data)
                 if event.type == feed.ATTACHMENT_STORED and event.attachment_id in stored:
                     data["url"] = links.attachment_url(stored[event.attachment_id])
-                rendered.append({"id": str(event.id), "type": event.type, "createdAt": iso(event.created_at),
-                                 "data": data})
+                rendered.append(
+                    {"id": str(event.id), "type": event.type, "createdAt": iso(event.created_at), "data": data}
+                )
         next_cursor = rendered[-1]["id"] if rendered else str(after)
         return {"events": rendered, "nextCursor": next_cursor}
 
@@ -108,12 +124,14 @@ def _render(session: Session, messages: list[Message], links: MediaLinks) -> lis
         return []
     seqs = [m.seq for m in messages]
     attachments: dict[int, list[Attachment]] = defaultdict(list)
-    for attachment in session.scalars(sa.select(Attachment).where(Attachment.message_seq.in_(seqs))
-                                      .order_by(Attachment.message_seq, Attachment.index)):
+    for attachment in session.scalars(
+        sa.select(Attachment).where(Attachment.message_seq.in_(seqs)).order_by(Attachment.message_seq, Attachment.index)
+    ):
         attachments[attachment.message_seq].append(attachment)
     history: dict[int, list[StatusEventRow]] = defaultdict(list)
-    for row in session.scalars(sa.select(StatusEventRow).where(StatusEventRow.message_seq.in_(seqs))
-                               .order_by(StatusEventRow.id)):
+    for row in session.scalars(
+        sa.select(StatusEventRow).where(StatusEventRow.message_seq.in_(seqs)).order_by(StatusEventRow.id)
+    ):
         history[row.message_seq].append(row)
     return [message_json(m, attachments[m.seq], history[m.seq], links.attachment_url) for m in messages]
 
@@ -130,8 +148,11 @@ def _apply_filters(query: sa.Select[Any], region: str) -> sa.Select[Any]:
         if status not in statuses.CANONICAL:
             raise ApiError(400, "invalid_parameter", f"status: unknown status {status[:32]!r}")
         query = query.where(Message.status == status)
-    for name, column in (("provider", Message.provider), ("connection", Message.connection),
-                         ("providerMessageId", Message.provider_message_id)):
+    for name, column in (
+        ("provider", Message.provider),
+        ("connection", Message.connection),
+        ("providerMessageId", Message.provider_message_id),
+    ):
         if args.get(name):
             # Values are stored with the characters no database holds (NUL) replaced; so are lookups.
             query = query.where(column == storable(args[name]))
@@ -153,8 +174,7 @@ def _time_arg(name: str) -> datetime:
     value = request.args.get(name, "")
     moment = parse_time(value)
     if moment is None:
-        raise ApiError(400, "invalid_parameter", f"{name}: expected an ISO 8601 time such as "
-                                                 "2026-01-31T12:00:00Z")
+        raise ApiError(400, "invalid_parameter", f"{name}: expected an ISO 8601 time such as 2026-01-31T12:00:00Z")
     return moment
 
 

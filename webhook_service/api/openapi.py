@@ -1,18 +1,19 @@
 """GET /openapi.json: the OpenAPI 3.0 description of the read API (api/messages.py) and the media API
 (api/media.py), written as data. The test suite runs schemathesis against it, so it must say exactly
 what the code answers, error codes included."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from flask import Blueprint, current_app
 
-from webhook_service.database import feed
-from webhook_service.model import statuses
-from webhook_service.config.model import DEFAULT_PHONE_NUMBER, DEFAULT_TENANT_ID
-from webhook_service.api.upload_body import max_body_bytes
-from webhook_service.database.tables import ATTACHMENT_STATES
 from webhook_service.api.messages import DEFAULT_EVENTS, DEFAULT_PAGE, MAX_EVENTS, MAX_PAGE
+from webhook_service.api.upload_body import max_body_bytes
+from webhook_service.config.model import DEFAULT_PHONE_NUMBER, DEFAULT_TENANT_ID
+from webhook_service.database import feed
+from webhook_service.database.tables import ATTACHMENT_STATES
+from webhook_service.model import statuses
 
 Schema = dict[str, Any]
 
@@ -38,7 +39,8 @@ def build_spec(*, max_file_bytes: int, allowed_types: list[str]) -> dict[str, An
                 "Read normalized messages and the event feed, and upload media for outbound MMS. "
                 "Authenticate with HTTP Basic (as in the provider documentation's examples) or a bearer "
                 "API key; everything is scoped to the caller's tenant, and another tenant's objects are "
-                "answered 404. Errors are `{\"error\": {\"code\", \"message\"}}`."),
+                'answered 404. Errors are `{"error": {"code", "message"}}`.'
+            ),
         },
         "security": [{"basicAuth": []}, {"bearerAuth": []}],
         "paths": {
@@ -62,6 +64,7 @@ def build_spec(*, max_file_bytes: int, allowed_types: list[str]) -> dict[str, An
 
 # Operations ------------------------------------------------------------------------------------------
 
+
 def _list_messages() -> dict[str, Any]:
     return {
         "operationId": "listMessages",
@@ -78,8 +81,7 @@ def _list_messages() -> dict[str, Any]:
             _query("since", {"type": "string", "format": "date-time"}, "Received at or after (ISO 8601)."),
             _query("until", {"type": "string", "format": "date-time"}, "Received before (ISO 8601)."),
             _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}),
-            _query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"},
-                   "The `nextCursor` of the previous page."),
+            _query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"}, "The `nextCursor` of the previous page."),
         ],
         "responses": {
             "200": _json_response("A page of messages.", _ref("MessagePage")),
@@ -134,9 +136,13 @@ def _upload_media(max_file_bytes: int, allowed_types: list[str]) -> dict[str, An
             "(BMP, TIFF...) become PNG or JPEG and images over the limit are scaled down; sources may then "
             f"be up to {4 * max_file_bytes:,} bytes. The request body may be at most "
             f"{max_body_bytes(max_file_bytes):,} bytes ({max_body_bytes(4 * max_file_bytes):,} with "
-            "`?convert=true`)."),
-        "parameters": [_query("convert", {"type": "boolean"},
-                              "Convert images carriers refuse and scale down images over the limit.")],
+            "`?convert=true`)."
+        ),
+        "parameters": [
+            _query(
+                "convert", {"type": "boolean"}, "Convert images carriers refuse and scale down images over the limit."
+            )
+        ],
         "requestBody": {
             "required": True,
             "content": {
@@ -145,8 +151,10 @@ def _upload_media(max_file_bytes: int, allowed_types: list[str]) -> dict[str, An
             },
         },
         "responses": {
-            "201": {**_json_response("Stored.", _ref("Upload")),
-                    "headers": {"Location": {"schema": _STRING, "description": "The upload's metadata URL."}}},
+            "201": {
+                **_json_response("Stored.", _ref("Upload")),
+                "headers": {"Location": {"schema": _STRING, "description": "The upload's metadata URL."}},
+            },
             **_errors(400, 401, 403, 413, 415, 422, 503),
         },
     }
@@ -184,16 +192,23 @@ def _follow_stable_url() -> dict[str, Any]:
             _query("expires", _STRING, "Present when stable URLs are configured to expire."),
         ],
         "responses": {
-            "302": {"description": "Redirect to the file's signed URL.",
-                    "headers": {"Location": {"required": True, "schema": _STRING}}},
+            "302": {
+                "description": "Redirect to the file's signed URL.",
+                "headers": {"Location": {"required": True, "schema": _STRING}},
+            },
             **_errors(403, 404, 410),
         },
     }
 
 
 # Seed 001's request for a small text file, with the development defaults' tenant and number.
-_UPLOAD_EXAMPLE = {"phoneNumber": DEFAULT_PHONE_NUMBER, "fileName": "hello.txt", "contentType": "text/plain",
-                   "data": "SGVsbG8sIHdvcmxkIQo=", "tenantId": DEFAULT_TENANT_ID}
+_UPLOAD_EXAMPLE = {
+    "phoneNumber": DEFAULT_PHONE_NUMBER,
+    "fileName": "hello.txt",
+    "contentType": "text/plain",
+    "data": "SGVsbG8sIHdvcmxkIQo=",
+    "tenantId": DEFAULT_TENANT_ID,
+}
 
 
 # Schemas ---------------------------------------------------------------------------------------------
@@ -204,86 +219,166 @@ _NULLABLE_TIME: Schema = {"type": "string", "format": "date-time", "nullable": T
 _TIME: Schema = {"type": "string", "format": "date-time"}
 _FILE_DATA: Schema = {
     "description": "The file: base64 (a `data:<type>;base64,` prefix, line breaks and missing padding are "
-                   "accepted) or an array of byte values.",
-    "oneOf": [{"type": "string", "format": "byte"},
-              {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 255}}],
+    "accepted) or an array of byte values.",
+    "oneOf": [
+        {"type": "string", "format": "byte"},
+        {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 255}},
+    ],
 }
 
 
 def _schemas() -> dict[str, Schema]:
     return {
-        "Error": _object({
-            "error": _object({"code": _STRING, "message": _STRING}, required=["code", "message"]),
-        }, required=["error"]),
-        "StatusEvent": _object({
-            "status": _STRING, "providerStatus": _STRING, "errorCode": _NULLABLE_STRING,
-            "errorMessage": _NULLABLE_STRING, "occurredAt": _NULLABLE_TIME, "receivedAt": _TIME,
-            "applied": {"type": "boolean"},
-        }),
-        "Attachment": _object({
-            "id": _STRING, "index": {"type": "integer"}, "name": _NULLABLE_STRING,
-            "declaredContentType": _NULLABLE_STRING, "contentType": _NULLABLE_STRING,
-            "size": {"type": "integer", "nullable": True}, "sha256": _NULLABLE_STRING,
-            "status": {"type": "string", "enum": list(ATTACHMENT_STATES)},
-            "reasonCode": _NULLABLE_STRING, "reason": _NULLABLE_STRING, "attempts": {"type": "integer"},
-            "url": {**_NULLABLE_STRING, "description": "Signed; present once the attachment is stored."},
-        }),
-        "Message": _object({
-            "id": _STRING, "provider": _STRING, "connection": _STRING, "tenantId": _STRING,
-            "providerMessageId": _STRING, "direction": {"type": "string", "enum": ["inbound", "outbound"]},
-            "from": _NULLABLE_STRING, "to": {"type": "array", "items": _STRING}, "text": _NULLABLE_STRING,
-            "subject": _NULLABLE_STRING, "status": _NULLABLE_STRING, "providerStatus": _NULLABLE_STRING,
-            "statusUpdatedAt": _NULLABLE_TIME, "occurredAt": _NULLABLE_TIME, "receivedAt": _TIME,
-            "hasContent": {"type": "boolean"}, "extra": {"type": "object"},
-            "attachments": {"type": "array", "items": _ref("Attachment")},
-            "statusHistory": {"type": "array", "items": _ref("StatusEvent")},
-        }),
-        "MessagePage": _object({
-            "messages": {"type": "array", "items": _ref("Message")},
-            "nextCursor": {**_NULLABLE_STRING, "description": "Null on the last page."},
-        }, required=["messages", "nextCursor"]),
-        "Event": _object({
-            "id": _STRING, "type": {"type": "string", "enum": list(feed.TYPES)}, "createdAt": _TIME,
-            "data": {"type": "object"},
-        }),
-        "EventPage": _object({
-            "events": {"type": "array", "items": _ref("Event")}, "nextCursor": _STRING,
-        }, required=["events", "nextCursor"]),
-        "UploadRequest": _object({
-            "phoneNumber": {**_STRING, "description": "The sending number, E.164; one of the tenant's."},
-            "phoneNumberId": {**_STRING, "description": "Or the sending number's id."},
-            "fileName": {**_STRING, "description": "A plain file name; shown in Content-Disposition only."},
-            "contentType": {**_STRING, "description": "The declared type (recorded; the sniffed type wins)."},
-            "mimeType": {**_STRING, "description": "Seed 000's name for contentType."},
-            "tenantId": {**_STRING, "description": "Optional; must be the caller's tenant."},
-            "data": _FILE_DATA,
-            "content": {**_FILE_DATA, "description": "Seed 000's name for data."},
-            "convert": {"type": "boolean", "description": "Convert images carriers refuse; scale down large ones."},
-        }, required=["fileName"], description="Seed 001's shape (phoneNumber, data) or seed 000's "
-                                              "(phoneNumberId, content); unknown fields are ignored."),
-        "MultipartUploadRequest": _object({
-            "file": {"type": "string", "format": "binary"},
-            "phoneNumber": _STRING, "phoneNumberId": _STRING, "fileName": _STRING, "contentType": _STRING,
-            "mimeType": _STRING, "tenantId": _STRING, "convert": {"type": "boolean"},
-        }, required=["file"], description="fileName and contentType default to the file part's own."),
-        "Upload": _object({
-            "id": _STRING,
-            "uri": {**_STRING, "description": "The signed URL to put in mediaUrls (seed 001's name)."},
-            "url": {**_STRING, "description": "The same URL (seed 000's name)."},
-            "expiresAt": {**_TIME, "description": "When uri/url stop working."},
-            "stableUrl": {**_STRING, "description": "A link on this service that redirects to a fresh signed "
-                                                    "URL; works until the upload is deleted."},
-            "stableUrlExpiresAt": {**_NULLABLE_TIME, "description": "Null: until deleted."},
-            "fileName": _STRING,
-            "contentType": {**_STRING, "description": "The stored (sniffed) type."},
-            "mimeType": {**_STRING, "description": "The same type (seed 000's name)."},
-            "declaredContentType": _NULLABLE_STRING,
-            "size": {"type": "integer"}, "sha256": _STRING, "phoneNumber": _STRING, "phoneNumberId": _STRING,
-            "tenantId": _STRING, "createdAt": _TIME,
-            "warnings": {"type": "array", "items": _STRING,
-                         "description": "For example: the declared type differs from the stored one."},
-        }, required=["id", "uri", "url", "expiresAt", "stableUrl", "fileName", "contentType", "mimeType",
-                     "size", "sha256", "warnings"]),
+        "Error": _object(
+            {
+                "error": _object({"code": _STRING, "message": _STRING}, required=["code", "message"]),
+            },
+            required=["error"],
+        ),
+        "StatusEvent": _object(
+            {
+                "status": _STRING,
+                "providerStatus": _STRING,
+                "errorCode": _NULLABLE_STRING,
+                "errorMessage": _NULLABLE_STRING,
+                "occurredAt": _NULLABLE_TIME,
+                "receivedAt": _TIME,
+                "applied": {"type": "boolean"},
+            }
+        ),
+        "Attachment": _object(
+            {
+                "id": _STRING,
+                "index": {"type": "integer"},
+                "name": _NULLABLE_STRING,
+                "declaredContentType": _NULLABLE_STRING,
+                "contentType": _NULLABLE_STRING,
+                "size": {"type": "integer", "nullable": True},
+                "sha256": _NULLABLE_STRING,
+                "status": {"type": "string", "enum": list(ATTACHMENT_STATES)},
+                "reasonCode": _NULLABLE_STRING,
+                "reason": _NULLABLE_STRING,
+                "attempts": {"type": "integer"},
+                "url": {**_NULLABLE_STRING, "description": "Signed; present once the attachment is stored."},
+            }
+        ),
+        "Message": _object(
+            {
+                "id": _STRING,
+                "provider": _STRING,
+                "connection": _STRING,
+                "tenantId": _STRING,
+                "providerMessageId": _STRING,
+                "direction": {"type": "string", "enum": ["inbound", "outbound"]},
+                "from": _NULLABLE_STRING,
+                "to": {"type": "array", "items": _STRING},
+                "text": _NULLABLE_STRING,
+                "subject": _NULLABLE_STRING,
+                "status": _NULLABLE_STRING,
+                "providerStatus": _NULLABLE_STRING,
+                "statusUpdatedAt": _NULLABLE_TIME,
+                "occurredAt": _NULLABLE_TIME,
+                "receivedAt": _TIME,
+                "hasContent": {"type": "boolean"},
+                "extra": {"type": "object"},
+                "attachments": {"type": "array", "items": _ref("Attachment")},
+                "statusHistory": {"type": "array", "items": _ref("StatusEvent")},
+            }
+        ),
+        "MessagePage": _object(
+            {
+                "messages": {"type": "array", "items": _ref("Message")},
+                "nextCursor": {**_NULLABLE_STRING, "description": "Null on the last page."},
+            },
+            required=["messages", "nextCursor"],
+        ),
+        "Event": _object(
+            {
+                "id": _STRING,
+                "type": {"type": "string", "enum": list(feed.TYPES)},
+                "createdAt": _TIME,
+                "data": {"type": "object"},
+            }
+        ),
+        "EventPage": _object(
+            {
+                "events": {"type": "array", "items": _ref("Event")},
+                "nextCursor": _STRING,
+            },
+            required=["events", "nextCursor"],
+        ),
+        "UploadRequest": _object(
+            {
+                "phoneNumber": {**_STRING, "description": "The sending number, E.164; one of the tenant's."},
+                "phoneNumberId": {**_STRING, "description": "Or the sending number's id."},
+                "fileName": {**_STRING, "description": "A plain file name; shown in Content-Disposition only."},
+                "contentType": {**_STRING, "description": "The declared type (recorded; the sniffed type wins)."},
+                "mimeType": {**_STRING, "description": "Seed 000's name for contentType."},
+                "tenantId": {**_STRING, "description": "Optional; must be the caller's tenant."},
+                "data": _FILE_DATA,
+                "content": {**_FILE_DATA, "description": "Seed 000's name for data."},
+                "convert": {"type": "boolean", "description": "Convert images carriers refuse; scale down large ones."},
+            },
+            required=["fileName"],
+            description="Seed 001's shape (phoneNumber, data) or seed 000's "
+            "(phoneNumberId, content); unknown fields are ignored.",
+        ),
+        "MultipartUploadRequest": _object(
+            {
+                "file": {"type": "string", "format": "binary"},
+                "phoneNumber": _STRING,
+                "phoneNumberId": _STRING,
+                "fileName": _STRING,
+                "contentType": _STRING,
+                "mimeType": _STRING,
+                "tenantId": _STRING,
+                "convert": {"type": "boolean"},
+            },
+            required=["file"],
+            description="fileName and contentType default to the file part's own.",
+        ),
+        "Upload": _object(
+            {
+                "id": _STRING,
+                "uri": {**_STRING, "description": "The signed URL to put in mediaUrls (seed 001's name)."},
+                "url": {**_STRING, "description": "The same URL (seed 000's name)."},
+                "expiresAt": {**_TIME, "description": "When uri/url stop working."},
+                "stableUrl": {
+                    **_STRING,
+                    "description": "A link on this service that redirects to a fresh signed "
+                    "URL; works until the upload is deleted.",
+                },
+                "stableUrlExpiresAt": {**_NULLABLE_TIME, "description": "Null: until deleted."},
+                "fileName": _STRING,
+                "contentType": {**_STRING, "description": "The stored (sniffed) type."},
+                "mimeType": {**_STRING, "description": "The same type (seed 000's name)."},
+                "declaredContentType": _NULLABLE_STRING,
+                "size": {"type": "integer"},
+                "sha256": _STRING,
+                "phoneNumber": _STRING,
+                "phoneNumberId": _STRING,
+                "tenantId": _STRING,
+                "createdAt": _TIME,
+                "warnings": {
+                    "type": "array",
+                    "items": _STRING,
+                    "description": "For example: the declared type differs from the stored one.",
+                },
+            },
+            required=[
+                "id",
+                "uri",
+                "url",
+                "expiresAt",
+                "stableUrl",
+                "fileName",
+                "contentType",
+                "mimeType",
+                "size",
+                "sha256",
+                "warnings",
+            ],
+        ),
     }
 
 
@@ -314,10 +409,14 @@ def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _object(properties: dict[str, Schema], *, required: list[str] | None = None,
-            description: str | None = None) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties,
-                      "required": required if required is not None else list(properties)}
+def _object(
+    properties: dict[str, Schema], *, required: list[str] | None = None, description: str | None = None
+) -> Schema:
+    schema: Schema = {
+        "type": "object",
+        "properties": properties,
+        "required": required if required is not None else list(properties),
+    }
     if description:
         schema["description"] = description
     return schema

@@ -12,6 +12,7 @@ as the decoded file passes its size limit. A base64 string reaches us whole (one
 request cap) and is decoded in slices. Nothing here judges the fields or the file; that is the
 caller's job once the body is read.
 """
+
 from __future__ import annotations
 
 import binascii
@@ -60,6 +61,7 @@ _FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
 class SizeLimits:
     """How large the decoded file may be: `plain` normally, `converting` when the client asked for
     conversion (large images are then scaled down to fit `plain`)."""
+
     plain: int
     converting: int
 
@@ -74,6 +76,7 @@ class SizeLimits:
 @dataclass
 class UploadBody:
     """What the body held. `fields` has the text fields that were present (None for a JSON null)."""
+
     fields: dict[str, str | None] = field(default_factory=dict)
     convert: bool = False
     has_file: bool = False
@@ -110,6 +113,7 @@ def parse_flag(name: str, value: str) -> bool:
 
 # JSON ------------------------------------------------------------------------------------------------
 
+
 def read_json_upload(stream: BinaryIO, destination: Path, *, limits: SizeLimits, convert: bool) -> UploadBody:
     """Parse a JSON upload from `stream`, writing the file to `destination`. `convert` is what the query
     string asked for; a `convert` field in the body counts too, and raises the size limit for the file
@@ -130,8 +134,7 @@ def _first_line(error: Exception) -> str:
 
 
 class _JsonUploadReader:
-    def __init__(self, events: Iterator[tuple[str, object]], destination: Path, limits: SizeLimits,
-                 body: UploadBody):
+    def __init__(self, events: Iterator[tuple[str, object]], destination: Path, limits: SizeLimits, body: UploadBody):
         self._events = events
         self._destination = destination
         self._limits = limits
@@ -215,8 +218,9 @@ class _JsonUploadReader:
                 self._body.encoding = "bytes"
                 self._write_byte_values(key, writer)
             else:
-                raise ApiError(400, "invalid_field",
-                               f"{key} must be a base64 string or an array of byte values (0-255).")
+                raise ApiError(
+                    400, "invalid_field", f"{key} must be a base64 string or an array of byte values (0-255)."
+                )
         self._body.has_file = True
         self._body.size = writer.size
         self._body.sha256 = writer.sha256
@@ -251,18 +255,19 @@ def _write_base64(key: str, text: str, writer: _FileWriter) -> str | None:
     refuses anything else that is not the standard base64 alphabet."""
     start = len(text) - len(text.lstrip())
     data_uri_type = None
-    if text[start:start + 5].lower() == "data:":
-        prefix = _DATA_URI_PREFIX.match(text[start:start + _DATA_URI_SCAN_CHARS])
+    if text[start : start + 5].lower() == "data:":
+        prefix = _DATA_URI_PREFIX.match(text[start : start + _DATA_URI_SCAN_CHARS])
         if prefix is None:
-            raise ApiError(400, "invalid_base64", f"{key}: only base64 data: URIs are accepted "
-                                                  "(data:<type>;base64,...).")
+            raise ApiError(
+                400, "invalid_base64", f"{key}: only base64 data: URIs are accepted (data:<type>;base64,...)."
+            )
         data_uri_type = prefix["type"].strip() or None
         start += prefix.end()
     pending = b""
     padded = False
     for offset in range(start, len(text), _BASE64_SLICE_CHARS):
         try:
-            piece = text[offset:offset + _BASE64_SLICE_CHARS].encode("ascii")
+            piece = text[offset : offset + _BASE64_SLICE_CHARS].encode("ascii")
         except UnicodeEncodeError:
             raise _invalid_base64(key) from None
         pending += piece.translate(None, _BASE64_IGNORED)
@@ -271,7 +276,7 @@ def _write_base64(key: str, text: str, writer: _FileWriter) -> str | None:
             if padded:  # more data after a padded end: two encodings glued together
                 raise _invalid_base64(key)
             writer.write(_decode_base64(key, pending[:whole]))
-            padded = pending[whole - 1:whole] == b"="
+            padded = pending[whole - 1 : whole] == b"="
             pending = pending[whole:]
     if pending:
         if padded or len(pending) == 1:
@@ -293,8 +298,15 @@ def _invalid_base64(key: str) -> ApiError:
 
 # Multipart -------------------------------------------------------------------------------------------
 
-def read_multipart_upload(form: MultiDict[str, str], files: MultiDict[str, FileStorage], destination: Path,
-                          *, limits: SizeLimits, convert: bool) -> UploadBody:
+
+def read_multipart_upload(
+    form: MultiDict[str, str],
+    files: MultiDict[str, FileStorage],
+    destination: Path,
+    *,
+    limits: SizeLimits,
+    convert: bool,
+) -> UploadBody:
     """Take a multipart upload apart (werkzeug has already spooled the file part to disk). A file part's
     own name and Content-Type stand in for fileName and contentType when those fields are absent."""
     body = UploadBody(encoding="multipart")
@@ -327,6 +339,7 @@ def read_multipart_upload(form: MultiDict[str, str], files: MultiDict[str, FileS
 
 
 # Writing ---------------------------------------------------------------------------------------------
+
 
 class _FileWriter:
     """Writes the decoded file, counting and hashing it, and refuses it with a 413 the moment it passes

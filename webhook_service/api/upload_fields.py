@@ -1,6 +1,7 @@
 """The fields of an upload request, checked: the file name, the declared type, and that the tenant and
 the sending number belong to the caller. Raises ApiError (400 for a malformed field, 403 for a tenant or
 number that is not the caller's)."""
+
 from __future__ import annotations
 
 import re
@@ -8,12 +9,11 @@ import unicodedata
 from dataclasses import dataclass
 
 from storage.headers import MAX_FILENAME_CHARS, sanitize_filename
-
 from webhook_service.api.errors import ApiError
-from webhook_service.config.model import PhoneNumber, Tenant
-from webhook_service.model.phone import normalize_e164
 from webhook_service.api.upload_body import UploadBody
+from webhook_service.config.model import PhoneNumber, Tenant
 from webhook_service.media.validation import canonical_content_type
+from webhook_service.model.phone import normalize_e164
 
 # Control characters (CR, LF, NUL...) and unpaired surrogates, which no header or database can hold.
 _REFUSED_NAME_CATEGORIES = frozenset({"Cc", "Cs"})
@@ -33,16 +33,23 @@ class UploadFields:
 def check_upload_fields(body: UploadBody, tenant: Tenant, *, region: str) -> UploadFields:
     fields = body.fields
     if not body.has_file:
-        raise ApiError(400, "missing_field", "The file is required: data (or content) as a base64 string or an "
-                                             "array of byte values, or a multipart part named file.")
+        raise ApiError(
+            400,
+            "missing_field",
+            "The file is required: data (or content) as a base64 string or an "
+            "array of byte values, or a multipart part named file.",
+        )
     file_name = fields.get("fileName")
     if file_name is None:
         raise ApiError(400, "missing_field", "fileName is required.")
     if fields.get("phoneNumber") is None and fields.get("phoneNumberId") is None:
         raise ApiError(400, "missing_field", "phoneNumber (or phoneNumberId) is required.")
     checked_name = check_file_name(file_name)
-    declared = _declared_type(fields.get("contentType"), "contentType") \
-        or _declared_type(fields.get("mimeType"), "mimeType") or _data_uri_type(body.data_uri_type)
+    declared = (
+        _declared_type(fields.get("contentType"), "contentType")
+        or _declared_type(fields.get("mimeType"), "mimeType")
+        or _data_uri_type(body.data_uri_type)
+    )
     tenant_id = fields.get("tenantId")
     if tenant_id is not None and tenant_id != tenant.id:
         # Says nothing about whether that tenant exists.
@@ -57,8 +64,7 @@ def check_file_name(name: str) -> str:
     if "/" in name or "\\" in name:
         raise ApiError(400, "invalid_file_name", "fileName must be a plain file name, without directories.")
     if any(unicodedata.category(char) in _REFUSED_NAME_CATEGORIES for char in name):
-        raise ApiError(400, "invalid_file_name", "fileName must not contain control characters "
-                                                 "such as line breaks.")
+        raise ApiError(400, "invalid_file_name", "fileName must not contain control characters such as line breaks.")
     if len(name) > MAX_FILENAME_CHARS:
         raise ApiError(400, "invalid_file_name", f"fileName must be at most {MAX_FILENAME_CHARS} characters.")
     sanitized = sanitize_filename(name)
@@ -82,14 +88,14 @@ def _data_uri_type(value: str | None) -> str | None:
     return value if value and len(value) <= _MAX_MEDIA_TYPE_CHARS and _MEDIA_TYPE.fullmatch(value) else None
 
 
-def _sending_number(phone_number: str | None, phone_number_id: str | None, tenant: Tenant,
-                    region: str) -> PhoneNumber:
+def _sending_number(phone_number: str | None, phone_number_id: str | None, tenant: Tenant, region: str) -> PhoneNumber:
     by_number = by_id = None
     if phone_number is not None:
         normalized = normalize_e164(phone_number, region)
         if normalized is None:
-            raise ApiError(400, "invalid_phone_number", "phoneNumber must be a phone number in E.164 format, "
-                                                        "such as +15551234567.")
+            raise ApiError(
+                400, "invalid_phone_number", "phoneNumber must be a phone number in E.164 format, such as +15551234567."
+            )
         by_number = next((n for n in tenant.phone_numbers if n.number == normalized), None)
         if by_number is None:
             raise ApiError(403, "forbidden", f"phoneNumber {normalized} is not provisioned for your tenant.")

@@ -1,5 +1,6 @@
 """`webhook-service attachments`: downloads that failed or were rejected, listed with their reasons and
 retried with a fresh budget (the pipeline's own retry, `AttachmentPipeline.retry`)."""
+
 from __future__ import annotations
 
 import json
@@ -27,16 +28,29 @@ def attachments() -> None:
 def attachments_list(status: tuple[str, ...], reason: str | None, limit: int, as_json: bool) -> None:
     runtime = command_runtime()
     found = list_attachments(runtime.db, statuses=status or PROBLEM_STATES, reason_code=reason, limit=limit)
-    rows = [{"id": a.id, "messageId": a.message_id, "provider": a.provider, "index": a.index, "status": a.status,
-             "reasonCode": a.reason_code, "reason": a.reason, "attempts": a.attempts,
-             "declaredContentType": a.declared_content_type, "updatedAt": a.updated_at.isoformat()}
-            for a in found]
+    rows = [
+        {
+            "id": a.id,
+            "messageId": a.message_id,
+            "provider": a.provider,
+            "index": a.index,
+            "status": a.status,
+            "reasonCode": a.reason_code,
+            "reason": a.reason,
+            "attempts": a.attempts,
+            "declaredContentType": a.declared_content_type,
+            "updatedAt": a.updated_at.isoformat(),
+        }
+        for a in found
+    ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        click.echo(f"{row['id']}  {row['status']:<8}  {row['provider']:<15} attempts={row['attempts']}  "
-                   f"{row['reasonCode']}: {row['reason']}")
+        click.echo(
+            f"{row['id']}  {row['status']:<8}  {row['provider']:<15} attempts={row['attempts']}  "
+            f"{row['reasonCode']}: {row['reason']}"
+        )
     if not rows:
         click.echo("nothing to show")
 
@@ -54,9 +68,11 @@ def attachments_retry(attachment_ids: tuple[str, ...], all_failed: bool, reason:
     if not ids:
         raise click.UsageError("name attachment ids, or use --all-failed")
     reset = []
-    batches = [ids[start:start + _RETRY_BATCH] for start in range(0, len(ids), _RETRY_BATCH)]
+    batches = [ids[start : start + _RETRY_BATCH] for start in range(0, len(ids), _RETRY_BATCH)]
     with click.progressbar(batches, label=f"retrying {len(ids)} attachments", file=sys.stderr) as progress:
         for batch in progress:
             reset += runtime.attachments.retry(batch)
-    click.echo(f"queued {len(reset)} of {len(ids)} for another attempt"
-               + ("" if len(reset) == len(ids) else " (the others are not failed or rejected)"))
+    click.echo(
+        f"queued {len(reset)} of {len(ids)} for another attempt"
+        + ("" if len(reset) == len(ids) else " (the others are not failed or rejected)")
+    )

@@ -1,4 +1,5 @@
 """`webhook-service consume` (internal: `worker` runs it): one consumer process of the download queue."""
+
 from __future__ import annotations
 
 import click

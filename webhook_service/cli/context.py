@@ -1,5 +1,6 @@
 """What every command starts from: the validated settings, and for commands that touch the database or
 the queue, a Runtime with logging configured."""
+
 from __future__ import annotations
 
 from webhook_service.config.model import Settings

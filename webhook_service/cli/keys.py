@@ -1,5 +1,6 @@
 """Making credentials for the configuration file: `hash-password` ([[api_users]]) and `new-api-key`
 ([[api_keys]])."""
+
 from __future__ import annotations
 
 import hashlib

@@ -9,6 +9,7 @@
 Each command's module is imported only when that command runs, so `worker` (which only supervises its
 consumer processes) does not load the web app, and `--help` is instant.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -53,8 +54,12 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="webhook-service")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="TOML configuration file (default: $WEBHOOK_SERVICE_CONFIG).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="TOML configuration file (default: $WEBHOOK_SERVICE_CONFIG).",
+)
 def cli(config_path: str | None) -> None:
     """SMS/MMS webhook intake and media service."""
     if config_path:

@@ -1,7 +1,8 @@
 """`webhook-service prune`: the retention period, applied."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import click
 
@@ -15,7 +16,9 @@ def prune(days: int | None) -> None:
     """Delete accepted raw requests and quarantined requests older than the retention period.
     Messages, statuses and attachments are kept."""
     runtime = command_runtime()
-    cutoff = datetime.now(timezone.utc) - timedelta(days=days or runtime.settings.retention_days)
+    cutoff = datetime.now(UTC) - timedelta(days=days or runtime.settings.retention_days)
     pruned = prune_requests(runtime.db, cutoff)
-    click.echo(f"deleted {pruned.raw_requests} raw requests and {pruned.quarantined_requests} quarantined "
-               f"requests older than {cutoff:%Y-%m-%d}")
+    click.echo(
+        f"deleted {pruned.raw_requests} raw requests and {pruned.quarantined_requests} quarantined "
+        f"requests older than {cutoff:%Y-%m-%d}"
+    )

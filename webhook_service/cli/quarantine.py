@@ -1,5 +1,6 @@
 """`webhook-service quarantine`: refused webhook requests, kept whole for review: list, show, replay,
 discard. The same operations as the intake's own (`Quarantine`, `Intake.replay`)."""
+
 from __future__ import annotations
 
 import json
@@ -23,15 +24,28 @@ def quarantine() -> None:
 def quarantine_list(show_all: bool, provider: str | None, limit: int, as_json: bool) -> None:
     runtime = command_runtime()
     rows = runtime.quarantine.entries(include_resolved=show_all, provider=provider, limit=limit)
-    entries = [{"id": r.id, "receivedAt": r.received_at.isoformat(), "provider": r.provider,
-                "connection": r.connection, "status": r.http_status, "reason": r.reason_code,
-                "detail": r.reason, "bytes": len(r.body), "resolution": r.resolution} for r in rows]
+    entries = [
+        {
+            "id": r.id,
+            "receivedAt": r.received_at.isoformat(),
+            "provider": r.provider,
+            "connection": r.connection,
+            "status": r.http_status,
+            "reason": r.reason_code,
+            "detail": r.reason,
+            "bytes": len(r.body),
+            "resolution": r.resolution,
+        }
+        for r in rows
+    ]
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
     for e in entries:
-        click.echo(f"{e['id']:>8}  {e['receivedAt'][:19]}  {e['provider']}/{e['connection']}  {e['status']}  "
-                   f"{e['reason']}: {e['detail']}" + (f"  [{e['resolution']}]" if e["resolution"] else ""))
+        click.echo(
+            f"{e['id']:>8}  {e['receivedAt'][:19]}  {e['provider']}/{e['connection']}  {e['status']}  "
+            f"{e['reason']}: {e['detail']}" + (f"  [{e['resolution']}]" if e["resolution"] else "")
+        )
     if not entries:
         click.echo("quarantine is empty")
 
@@ -53,8 +67,9 @@ def quarantine_show(entry_id: int) -> None:
 
 @quarantine.command("replay")
 @click.argument("entry_ids", type=int, nargs=-1, required=True)
-@click.option("--trust", is_flag=True,
-              help="Skip verification: you vouch for these requests (e.g. refused under a wrong secret).")
+@click.option(
+    "--trust", is_flag=True, help="Skip verification: you vouch for these requests (e.g. refused under a wrong secret)."
+)
 def quarantine_replay(entry_ids: tuple[int, ...], trust: bool) -> None:
     """Run requests through the intake again. Signatures are re-checked against the current secrets
     and the original arrival time; stored credentials were redacted, so Basic-auth or token-only
@@ -69,8 +84,9 @@ def quarantine_replay(entry_ids: tuple[int, ...], trust: bool) -> None:
                 failures += 1
             elif result.status != 200:
                 failures += 1
-                click.echo(f"\n{entry_id}: still refused ({result.status} {result.reason_code}: {result.detail})",
-                           err=True)
+                click.echo(
+                    f"\n{entry_id}: still refused ({result.status} {result.reason_code}: {result.detail})", err=True
+                )
     click.echo(f"replayed {len(entry_ids) - failures} of {len(entry_ids)}")
     sys.exit(1 if failures else 0)
 

@@ -1,5 +1,6 @@
 """Running the service: `run` (migrate, then web and worker together), `web` (gunicorn), `migrate`, and
 `check-config`."""
+
 from __future__ import annotations
 
 import os
@@ -41,10 +42,12 @@ def run(host: str | None, port: int | None) -> None:
     signal.signal(signal.SIGINT, stop)
     if _wait_for_port(host, port, web):
         shown = f"[{host}]" if ":" in host else host
-        click.echo(f"webhook-service listening on http://{shown}:{port}  "
-                   f"(web: {settings.web_workers} gunicorn workers, worker: {settings.queue.worker_threads} "
-                   f"threads in {len(split_threads(settings.queue.worker_threads, settings.queue.worker_processes))} processes, data: {settings.data_dir.resolve()}, database: "
-                   f"{'SQLite' if settings.effective_database_url.startswith('sqlite') else 'PostgreSQL'})")
+        click.echo(
+            f"webhook-service listening on http://{shown}:{port}  "
+            f"(web: {settings.web_workers} gunicorn workers, worker: {settings.queue.worker_threads} "
+            f"threads in {len(split_threads(settings.queue.worker_threads, settings.queue.worker_processes))} processes, data: {settings.data_dir.resolve()}, database: "
+            f"{'SQLite' if settings.effective_database_url.startswith('sqlite') else 'PostgreSQL'})"
+        )
     # Either process ending ends the service: a half-running service is worse than a stopped one.
     while all(child.poll() is None for child in children):
         time.sleep(0.5)
@@ -77,8 +80,17 @@ def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: flo
 def web() -> None:
     """The HTTP service under gunicorn (settings: host, port, web_workers, web_threads)."""
     load_settings()  # fail here with one line rather than in every gunicorn worker
-    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--config",
-                               "python:webhook_service.gunicorn_config", "webhook_service.wsgi:app"])
+    os.execvp(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:webhook_service.gunicorn_config",
+            "webhook_service.wsgi:app",
+        ],
+    )
 
 
 @click.command("migrate")
@@ -96,10 +108,14 @@ def check_config() -> None:
     click.echo(f"environment: {settings.environment}")
     click.echo(f"database: {sa.engine.make_url(settings.effective_database_url).render_as_string()}")
     click.echo(f"queue: {'Redis' if settings.redis_url else 'SQLite'}; storage: {settings.storage.backend}")
-    click.echo(f"tenants: {len(settings.tenants)}, API users: {len(settings.api_users)}, "
-               f"API keys: {len(settings.api_keys)}")
+    click.echo(
+        f"tenants: {len(settings.tenants)}, API users: {len(settings.api_users)}, API keys: {len(settings.api_keys)}"
+    )
     for connection in settings.connections:
-        checks = [name for name, present in (("signature", connection.secrets),
-                                             ("basic auth", connection.basic_auth)) if present]
+        checks = [
+            name
+            for name, present in (("signature", connection.secrets), ("basic auth", connection.basic_auth))
+            if present
+        ]
         state = ", ".join(checks) if connection.verify else "UNSIGNED (development)"
         click.echo(f"  /webhooks/{connection.provider}/{connection.name}  tenant={connection.tenant}  [{state}]")

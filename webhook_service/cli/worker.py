@@ -1,5 +1,6 @@
 """`webhook-service worker`: the attachment workers. With more than one process it only supervises its
 consumer processes (and so loads nothing of the web app); with one, it is the consumer (`consume`)."""
+
 from __future__ import annotations
 
 import sys
@@ -12,16 +13,23 @@ from webhook_service.worker.supervisor import WorkerProcesses, split_threads
 
 
 @click.command()
-@click.option("--threads", type=int,
-              help="Concurrent downloads in all (default: settings.queue.worker_threads).")
-@click.option("--processes", type=int,
-              help="Processes to spread them over (default: settings.queue.worker_processes, or one per CPU).")
-@click.option("--no-periodic", is_flag=True, hidden=True,
-              help="Leave the minute's sweep to another process (the supervisor passes it to all but one).")
+@click.option("--threads", type=int, help="Concurrent downloads in all (default: settings.queue.worker_threads).")
+@click.option(
+    "--processes",
+    type=int,
+    help="Processes to spread them over (default: settings.queue.worker_processes, or one per CPU).",
+)
+@click.option(
+    "--no-periodic",
+    is_flag=True,
+    hidden=True,
+    help="Leave the minute's sweep to another process (the supervisor passes it to all but one).",
+)
 @click.option("--supervised", is_flag=True, hidden=True, help="Started by a worker supervisor: stop when it is gone.")
 @click.pass_context
-def worker(context: click.Context, threads: int | None, processes: int | None, no_periodic: bool,
-           supervised: bool) -> None:
+def worker(
+    context: click.Context, threads: int | None, processes: int | None, no_periodic: bool, supervised: bool
+) -> None:
     """The queue consumer: downloads, checks and stores attachments; sweeps pending ones every minute."""
     if (threads is not None and threads < 1) or (processes is not None and processes < 1):
         raise click.UsageError("--threads and --processes must be at least 1")

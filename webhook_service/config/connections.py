@@ -1,4 +1,5 @@
 """Finding the connection (one provider account) a webhook URL names."""
+
 from __future__ import annotations
 
 from collections import defaultdict

@@ -3,6 +3,7 @@
 Where the values come from (file, environment) is `sources.py`; the development defaults are
 `development.py`. A bad setting stops the service with one line naming it (``ConfigError``).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -13,7 +14,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from storage.base import MAX_URL_LIFETIME_SECONDS
-
 from webhook_service.model.phone import normalize_e164
 
 DEFAULT_TENANT_ID = "00000000-0000-0000-0000-000000000000"
@@ -24,12 +24,20 @@ MIB = 1024 * 1024
 
 # Seed 001, "Supported Formats".
 DEFAULT_ALLOWED_MEDIA_TYPES = (
-    "image/jpeg", "image/png", "image/gif", "image/webp",
-    "video/mp4", "video/quicktime", "video/x-msvideo",
-    "audio/mpeg", "audio/wav", "audio/aac",
-    "application/pdf", "text/plain", "text/vcard",
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "video/mp4",
+    "video/quicktime",
+    "video/x-msvideo",
+    "audio/mpeg",
+    "audio/wav",
+    "audio/aac",
+    "application/pdf",
+    "text/plain",
+    "text/vcard",
 )
-
 
 
 class ConfigError(Exception):
@@ -81,6 +89,7 @@ class ApiKey(Strict):
 
 class MediaAuth(Strict):
     """Credentials for downloading a provider's media, sent only to `hosts`."""
+
     kind: Literal["basic", "header"]
     username: str | None = None
     password: str | None = None
@@ -90,7 +99,7 @@ class MediaAuth(Strict):
     hosts: list[str] = []
 
     @model_validator(mode="after")
-    def _complete(self) -> "MediaAuth":
+    def _complete(self) -> MediaAuth:
         if self.kind == "basic" and not (self.username and self.password):
             raise ValueError("kind 'basic' needs username and password")
         if self.kind == "header" and not (self.header and self.value):
@@ -100,6 +109,7 @@ class MediaAuth(Strict):
 
 class Connection(Strict):
     """One provider account: where its webhooks come in, how they are proven, whose they are."""
+
     provider: str
     name: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     tenant: str = DEFAULT_TENANT_ID
@@ -133,6 +143,7 @@ class Connection(Strict):
 
 class ProxySettings(Strict):
     """How many trusted proxies set each X-Forwarded-* header (werkzeug ProxyFix). 0 = ignore it."""
+
     x_for: int = Field(default=0, ge=0)
     x_proto: int = Field(default=0, ge=0)
     x_host: int = Field(default=0, ge=0)
@@ -198,7 +209,7 @@ class AzureSettings(Strict):
     prefix: str = ""
 
     @model_validator(mode="after")
-    def _credentials(self) -> "AzureSettings":
+    def _credentials(self) -> AzureSettings:
         if not self.connection_string and not self.account_url:
             raise ValueError("set connection_string, or account_url (with account_name/account_key)")
         return self
@@ -222,7 +233,7 @@ class StorageSettings(Strict):
     azure: AzureSettings | None = None
 
     @model_validator(mode="after")
-    def _backend_settings(self) -> "StorageSettings":
+    def _backend_settings(self) -> StorageSettings:
         if self.backend == "s3" and self.s3 is None:
             raise ValueError("backend 's3' needs a [storage.s3] section")
         if self.backend == "azure" and self.azure is None:
@@ -285,31 +296,36 @@ class Settings(Strict):
     def _database_url(cls, value: str | None) -> str | None:
         if value and value.startswith("postgres://"):
             # Heroku-style URLs; SQLAlchemy needs the dialect name and we use psycopg 3.
-            value = "postgresql+psycopg://" + value[len("postgres://"):]
+            value = "postgresql+psycopg://" + value[len("postgres://") :]
         elif value and value.startswith("postgresql://"):
-            value = "postgresql+psycopg://" + value[len("postgresql://"):]
+            value = "postgresql+psycopg://" + value[len("postgresql://") :]
         return value
 
     @model_validator(mode="after")
-    def _references(self) -> "Settings":
+    def _references(self) -> Settings:
         tenant_ids = [tenant.id for tenant in self.tenants]
         _unique("tenants", tenant_ids)
         _unique("connections", [c.key for c in self.connections], label="provider/name")
         _unique("api_users", [u.username for u in self.api_users], label="username")
         known = set(tenant_ids)
-        for section, items in (("api_users", self.api_users), ("api_keys", self.api_keys),
-                               ("connections", self.connections)):
+        for section, items in (
+            ("api_users", self.api_users),
+            ("api_keys", self.api_keys),
+            ("connections", self.connections),
+        ):
             for index, item in enumerate(items):
                 if item.tenant not in known:
                     raise _located(f"{section}[{index}].tenant", f"unknown tenant {item.tenant!r}")
         for index, connection in enumerate(self.connections):
             where = f"connections[{index}] ({connection.key})"
             if not connection.verify and self.environment == "production":
-                raise _located(where, "verify = false (an unsigned development connection) is refused "
-                                      "in production")
+                raise _located(where, "verify = false (an unsigned development connection) is refused in production")
             if connection.verify and not connection.secrets and not connection.basic_auth:
-                raise _located(where, "has no secrets and no basic_auth, so nothing can prove its "
-                                      "requests genuine; add one, or set verify = false in development")
+                raise _located(
+                    where,
+                    "has no secrets and no basic_auth, so nothing can prove its "
+                    "requests genuine; add one, or set verify = false in development",
+                )
         if self.environment == "production" and not self.secret_key:
             raise _located("secret_key", "must be set in production (SECRET_KEY, at least 32 characters)")
         return self

@@ -9,6 +9,7 @@
 Any string value may be written ``"env:NAME"`` to read a secret from the environment at start, so the
 TOML file itself can be committed without secrets.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,11 @@ ENVIRONMENT_SHORTCUTS = {
 NESTED_PREFIX = "WEBHOOK__"
 
 
-def read_configuration(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None,
-                       overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def read_configuration(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The file, the environment and `overrides` merged into one tree, with every "env:NAME" replaced by
     the variable's value; not yet validated. Raises ConfigError with a one-line message."""
     environ = os.environ if environ is None else environ
@@ -75,7 +79,7 @@ def describe(error: ValidationError) -> str:
     message = first["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
-            message = message[len(prefix):]
+            message = message[len(prefix) :]
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     if location:
         return f"{location}: {message}{more}"
@@ -88,7 +92,7 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
             _set_path(data, path, environ[variable])
     for variable, raw in environ.items():
         if variable.startswith(NESTED_PREFIX) and len(variable) > len(NESTED_PREFIX):
-            path = tuple(part.lower() for part in variable[len(NESTED_PREFIX):].split("__"))
+            path = tuple(part.lower() for part in variable[len(NESTED_PREFIX) :].split("__"))
             _set_path(data, path, _parse_env_value(raw))
 
 

@@ -1,12 +1,14 @@
 """Engines, sessions and group commit for SQLite (the embedded default) and PostgreSQL."""
+
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -49,8 +51,7 @@ def _sqlite_engine(url: str) -> sa.Engine:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None hands transaction control to us (pysqlite's own BEGIN is deferred and
     # would let two writers deadlock on the lock upgrade); we issue BEGIN IMMEDIATE below.
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30,
-                                                 "isolation_level": None})
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record):
@@ -121,13 +122,13 @@ class DiscardUnit(Exception):
 
 
 class _Unit:
-    __slots__ = ("work", "wake", "lead", "finished", "result", "error")
+    __slots__ = ("error", "finished", "lead", "result", "wake", "work")
 
     def __init__(self, work: Callable[[sa.Connection], Any]):
         self.work = work
         self.wake = threading.Event()
-        self.lead = False        # set to make this unit's thread commit the next batch
-        self.finished = False    # set once the batch holding this unit has committed or failed
+        self.lead = False  # set to make this unit's thread commit the next batch
+        self.finished = False  # set once the batch holding this unit has committed or failed
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -143,7 +144,7 @@ class GroupCommit:
     "stored" before the commit that stores them.
     """
 
-    def __init__(self, database: "Database", max_batch: int = 64):
+    def __init__(self, database: Database, max_batch: int = 64):
         self._database = database
         self._max_batch = max_batch
         self._mutex = threading.Lock()
@@ -170,13 +171,13 @@ class GroupCommit:
 
     def _commit_next_batch(self) -> None:
         with self._mutex:
-            batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
         try:
             if len(batch) == 1:
                 self._commit_alone(batch[0])
             else:
                 self._commit_together(batch)
-        except BaseException as error:  # nothing in this batch was stored
+        except BaseException as error:  # noqa: BLE001  # nothing in this batch was stored; every unit is told
             for unit in batch:
                 unit.error = unit.error or error
         finally:
@@ -216,7 +217,7 @@ class GroupCommit:
                     unit.result = discarded.result
                 except UNAVAILABLE_ERRORS:
                     raise  # the connection itself failed: the whole batch fails
-                except Exception as error:  # this unit's own failure; the others go on
+                except Exception as error:  # noqa: BLE001  # this unit's own failure; the others go on
                     unit.error = error
 
 
@@ -229,12 +230,12 @@ class Database:
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
-        self._reader = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
-                                    expire_on_commit=False)
+        self._reader = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
         self._not_durable = self.engine.execution_options(**{NOT_DURABLE: True})
         database = self.engine.url.database
-        self._write_lock = SqliteWriteLock(database) if self.dialect == "sqlite" and database \
-            and database != ":memory:" else None
+        self._write_lock = (
+            SqliteWriteLock(database) if self.dialect == "sqlite" and database and database != ":memory:" else None
+        )
         self.group_commit = GroupCommit(self)
 
     @contextlib.contextmanager

@@ -5,6 +5,7 @@ Sequences alone do not give that on PostgreSQL (a transaction can take id 6 and 
 holding id 5), so ids are allocated only under a transaction-scoped advisory lock, held until commit:
 feed writers commit one after the other. SQLite already admits one writer at a time.
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa

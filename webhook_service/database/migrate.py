@@ -1,4 +1,5 @@
 """Bringing a database's schema up to date with Alembic (revisions in `migrations/versions/`)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -2,11 +2,12 @@
 
 Migrations live in `migrations/versions/`; change a table here and add a revision there.
 """
+
 from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -15,6 +16,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 class UTCDateTime(sa.types.TypeDecorator):
     """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
@@ -23,13 +25,12 @@ class UTCDateTime(sa.types.TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime; use datetime.now(timezone.utc)")
-        return value.astimezone(timezone.utc) if dialect.name != "sqlite" else \
-            value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC) if dialect.name != "sqlite" else value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -54,7 +55,7 @@ def storable(value):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -62,17 +63,20 @@ def new_id() -> str:
 
 
 class Base(DeclarativeBase):
-    metadata = sa.MetaData(naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    })
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
 
 
 class RequestRecord:
     """Columns shared by accepted and quarantined webhook requests: the request exactly as it came."""
+
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(sa.String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -90,11 +94,13 @@ class RequestRecord:
 
 class RawRequest(RequestRecord, Base):
     """Every accepted webhook, kept whole so nothing a provider sent is ever lost."""
+
     __tablename__ = "raw_requests"
 
 
 class QuarantinedRequest(RequestRecord, Base):
     """A webhook we refused (401 unverifiable, 400 unparseable, 413 too large), kept for operators."""
+
     __tablename__ = "quarantined_requests"
     http_status: Mapped[int] = mapped_column(sa.Integer)
     reason_code: Mapped[str] = mapped_column(sa.String(64))
@@ -133,10 +139,12 @@ class Message(Base):
     extra: Mapped[dict] = mapped_column(JSONType, default=dict)
     raw_request_id: Mapped[int | None] = mapped_column(sa.ForeignKey("raw_requests.id", ondelete="SET NULL"))
 
-    attachments: Mapped[list["Attachment"]] = relationship(
-        back_populates="message", order_by="Attachment.index", lazy="raise")
-    status_events: Mapped[list["StatusEventRow"]] = relationship(
-        back_populates="message", order_by="StatusEventRow.id", lazy="raise")
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="message", order_by="Attachment.index", lazy="raise"
+    )
+    status_events: Mapped[list[StatusEventRow]] = relationship(
+        back_populates="message", order_by="StatusEventRow.id", lazy="raise"
+    )
 
 
 class StatusEventRow(Base):
@@ -199,6 +207,7 @@ class FeedEvent(Base):
     """The ordered feed behind GET /api/v1/events: a consumer reads everything exactly once by
     remembering the last id it saw. Ids are only ever allocated under the feed lock (see feed.py), so
     they become visible in order."""
+
     __tablename__ = "events"
     __table_args__ = (sa.Index("ix_events_tenant_id", "tenant_id", "id"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -213,6 +222,7 @@ class FeedEvent(Base):
 class MediaUpload(Base):
     """A file a client uploaded through POST /api/v1/media to send by MMS: checked like an inbound
     attachment and kept in the blob store until the client deletes it (which revokes its URLs)."""
+
     __tablename__ = "media_uploads"
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(sa.String(64), index=True)

@@ -4,13 +4,14 @@ Reads the body (capped), builds the provider-independent WebhookRequest, hands i
 answers: the provider's acknowledgement once stored, 401/400/413 for a refused request (kept in
 quarantine), 503 with Retry-After when the database is down. Nothing a caller can send produces a 500.
 """
+
 from __future__ import annotations
 
 import logging
 import re
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.datastructures import Headers
@@ -43,15 +44,25 @@ def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: 
 
         body = _read_capped_body(max_body_bytes)
         webhook_request = WebhookRequest(
-            method=request.method, url=_public_url(public_base_url, connection), headers=Headers(request.headers),
-            body=body if body is not None else b"", received_at=datetime.now(timezone.utc),
-            remote_addr=request.remote_addr)
+            method=request.method,
+            url=_public_url(public_base_url, connection),
+            headers=Headers(request.headers),
+            body=body if body is not None else b"",
+            received_at=datetime.now(UTC),
+            remote_addr=request.remote_addr,
+        )
         if body is None:
             result = IntakeResult(413, "too_large", "body_too_large")
             declared = request.content_length if request.content_length is not None else "absent"
-            intake.quarantine.keep(adapter, connection, webhook_request, request_id, 413, "body_too_large",
-                                   f"body exceeds the {max_body_bytes}-byte limit (Content-Length: {declared}); "
-                                   "body not kept")
+            intake.quarantine.keep(
+                adapter,
+                connection,
+                webhook_request,
+                request_id,
+                413,
+                "body_too_large",
+                f"body exceeds the {max_body_bytes}-byte limit (Content-Length: {declared}); body not kept",
+            )
             _log(intake, result, request_id, provider, connection.name, started)
             return _json_error(413, "payload_too_large", f"Body exceeds {max_body_bytes} bytes.", request_id)
 
@@ -66,8 +77,7 @@ def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: 
         elif result.status == 400:
             response = _json_error(400, "bad_request", "The request body could not be understood.", request_id)
         else:
-            response = _json_error(503, "unavailable", "Temporarily unable to store the request; retry.",
-                                   request_id)
+            response = _json_error(503, "unavailable", "Temporarily unable to store the request; retry.", request_id)
             response.headers["Retry-After"] = "5"
         response.headers["X-Request-Id"] = request_id
         return response
@@ -114,17 +124,25 @@ def _json_error(status: int, code: str, message: str, request_id: str) -> Respon
     return response
 
 
-def _log(intake: Intake, result: IntakeResult, request_id: str, provider: str, connection: str | None,
-         started: float) -> None:
+def _log(
+    intake: Intake, result: IntakeResult, request_id: str, provider: str, connection: str | None, started: float
+) -> None:
     duration_ms = round((time.perf_counter() - started) * 1000, 2)
     # Unknown names come from the URL: keep them out of metric labels (unbounded cardinality).
-    metrics.observe_webhook(provider if provider in intake.adapters else "unknown", result.outcome,
-                            duration_ms / 1000)
-    log(logger, "webhook", logging.INFO if result.status < 500 else logging.ERROR,
-        request_id=request_id, provider=provider[:32], connection=connection and connection[:64],
+    metrics.observe_webhook(provider if provider in intake.adapters else "unknown", result.outcome, duration_ms / 1000)
+    log(
+        logger,
+        "webhook",
+        logging.INFO if result.status < 500 else logging.ERROR,
+        request_id=request_id,
+        provider=provider[:32],
+        connection=connection and connection[:64],
         outcome=result.outcome,
-        status=result.status, reason=result.reason_code,
-        provider_message_ids=result.provider_message_ids[:10], senders=result.senders[:5],
+        status=result.status,
+        reason=result.reason_code,
+        provider_message_ids=result.provider_message_ids[:10],
+        senders=result.senders[:5],
         message_ids=(result.store.message_ids[:10] if result.store else []),
         attachments_pending=(len(result.store.new_attachment_ids) if result.store else 0),
-        duration_ms=duration_ms)
+        duration_ms=duration_ms,
+    )

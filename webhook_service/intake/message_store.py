@@ -10,6 +10,7 @@ This is the webhook's hot path and, on SQLite, every writer takes turns: everyth
 computed before the transaction (ids, normalized addresses, rows, feed snapshots) is, and the
 transaction itself is a handful of Core statements.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,19 +21,19 @@ from types import SimpleNamespace
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from webhook_service.database import feed
-from webhook_service.model import statuses
-from webhook_service.model.events import Event, MessageEvent, StatusEvent
 from webhook_service.config.model import Connection
+from webhook_service.database import feed
 from webhook_service.database.engine import Database, DiscardUnit
 from webhook_service.database.tables import Attachment, Message, RawRequest, StatusEventRow, new_id, storable
-from webhook_service.model.phone import normalize_address
+from webhook_service.model import statuses
+from webhook_service.model.events import Event, MessageEvent, StatusEvent
 from webhook_service.model.message_json import iso, message_json
+from webhook_service.model.phone import normalize_address
 
 # Providers send at most 10; more is a malformed or hostile payload. The raw request keeps them all.
 MAX_ATTACHMENTS_PER_MESSAGE = 20
 # A declared size beyond this is nonsense (and would overflow the column); it is recorded as unknown.
-MAX_DECLARED_SIZE = 2 ** 53
+MAX_DECLARED_SIZE = 2**53
 
 MESSAGES = Message.__table__
 STATUS_EVENTS = StatusEventRow.__table__
@@ -44,8 +45,9 @@ MESSAGE_KEY = ["tenant_id", "provider", "provider_message_id"]
 # cache keys) cost more than running them.
 INSERT_RAW_REQUEST = sa.insert(RAW_REQUESTS).returning(RAW_REQUESTS.c.id)
 INSERT_ATTACHMENTS = sa.insert(ATTACHMENTS)
-SELECT_HISTORY = (sa.select(STATUS_EVENTS).where(STATUS_EVENTS.c.message_seq == sa.bindparam("seq"))
-                  .order_by(STATUS_EVENTS.c.id))
+SELECT_HISTORY = (
+    sa.select(STATUS_EVENTS).where(STATUS_EVENTS.c.message_seq == sa.bindparam("seq")).order_by(STATUS_EVENTS.c.id)
+)
 
 
 class _DialectStatements:
@@ -53,14 +55,23 @@ class _DialectStatements:
 
     def __init__(self, dialect: str):
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        self.insert_message = (insert(MESSAGES).on_conflict_do_nothing(index_elements=MESSAGE_KEY)
-                               .returning(MESSAGES.c.seq))
-        self.insert_status = (insert(STATUS_EVENTS)
-                              .on_conflict_do_nothing(index_elements=["message_seq", "dedupe_key"])
-                              .returning(STATUS_EVENTS.c.id))
-        self.locked_message = sa.select(MESSAGES).where(
-            MESSAGES.c.tenant_id == sa.bindparam("tenant_id"), MESSAGES.c.provider == sa.bindparam("provider"),
-            MESSAGES.c.provider_message_id == sa.bindparam("provider_message_id")).with_for_update()
+        self.insert_message = (
+            insert(MESSAGES).on_conflict_do_nothing(index_elements=MESSAGE_KEY).returning(MESSAGES.c.seq)
+        )
+        self.insert_status = (
+            insert(STATUS_EVENTS)
+            .on_conflict_do_nothing(index_elements=["message_seq", "dedupe_key"])
+            .returning(STATUS_EVENTS.c.id)
+        )
+        self.locked_message = (
+            sa.select(MESSAGES)
+            .where(
+                MESSAGES.c.tenant_id == sa.bindparam("tenant_id"),
+                MESSAGES.c.provider == sa.bindparam("provider"),
+                MESSAGES.c.provider_message_id == sa.bindparam("provider_message_id"),
+            )
+            .with_for_update()
+        )
 
 
 _STATEMENTS = {name: _DialectStatements(name) for name in ("postgresql", "sqlite")}
@@ -78,6 +89,7 @@ class StoreResult:
 @dataclass(frozen=True)
 class RawRequestRecord:
     """The request as it will be stored (credentials already redacted)."""
+
     request_id: str
     method: str
     url: str
@@ -87,13 +99,23 @@ class RawRequestRecord:
     received_at: datetime
 
 
-def store_webhook(db: Database, connection: Connection, raw: RawRequestRecord, events: list[Event],
-                  region: str) -> StoreResult:
+def store_webhook(
+    db: Database, connection: Connection, raw: RawRequestRecord, events: list[Event], region: str
+) -> StoreResult:
     recorder = _Recorder(db, connection, raw.received_at, region)
     prepared = [recorder.prepare(event) for event in events]
-    raw_row = dict(request_id=raw.request_id, received_at=raw.received_at, provider=connection.provider,
-                   connection=connection.name, tenant_id=connection.tenant, method=raw.method, url=raw.url,
-                   headers=raw.headers, body=raw.body, remote_addr=raw.remote_addr)
+    raw_row = {
+        "request_id": raw.request_id,
+        "received_at": raw.received_at,
+        "provider": connection.provider,
+        "connection": connection.name,
+        "tenant_id": connection.tenant,
+        "method": raw.method,
+        "url": raw.url,
+        "headers": raw.headers,
+        "body": raw.body,
+        "remote_addr": raw.remote_addr,
+    }
 
     def record(conn: sa.Connection) -> StoreResult:
         raw_id = conn.execute(INSERT_RAW_REQUEST, raw_row).scalar_one()
@@ -103,8 +125,12 @@ def store_webhook(db: Database, connection: Connection, raw: RawRequestRecord, e
         if events and not recorder.changed:
             raise DiscardUnit(StoreResult(duplicate=True, message_ids=recorder.message_ids))
         feed.append(conn, recorder.feed_rows)
-        return StoreResult(duplicate=False, raw_request_id=raw_id, message_ids=recorder.message_ids,
-                           new_attachment_ids=recorder.new_attachment_ids)
+        return StoreResult(
+            duplicate=False,
+            raw_request_id=raw_id,
+            message_ids=recorder.message_ids,
+            new_attachment_ids=recorder.new_attachment_ids,
+        )
 
     # Committed together with whatever other webhooks this process is storing at the same moment.
     return db.group_commit.run(record)
@@ -136,22 +162,35 @@ class _Recorder:
             }
             if len(event.media) > MAX_ATTACHMENTS_PER_MESSAGE:
                 content["extra"]["mediaNotFetched"] = len(event.media) - MAX_ATTACHMENTS_PER_MESSAGE
-            attachments = [{
-                "id": new_id(), "tenant_id": self.connection.tenant, "index": index,
-                "source_url": storable(media.url), "name": storable(media.name and media.name[:255]),
-                "declared_content_type": storable(media.content_type and media.content_type[:255]),
-                "declared_size": media.size if media.size is not None and 0 <= media.size < MAX_DECLARED_SIZE
-                else None, "status": "pending", "attempts": 0,
-                "next_attempt_at": self.now, "created_at": self.now, "updated_at": self.now,
-            } for index, media in enumerate(event.media[:MAX_ATTACHMENTS_PER_MESSAGE])]
+            attachments = [
+                {
+                    "id": new_id(),
+                    "tenant_id": self.connection.tenant,
+                    "index": index,
+                    "source_url": storable(media.url),
+                    "name": storable(media.name and media.name[:255]),
+                    "declared_content_type": storable(media.content_type and media.content_type[:255]),
+                    "declared_size": media.size
+                    if media.size is not None and 0 <= media.size < MAX_DECLARED_SIZE
+                    else None,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": self.now,
+                    "created_at": self.now,
+                    "updated_at": self.now,
+                }
+                for index, media in enumerate(event.media[:MAX_ATTACHMENTS_PER_MESSAGE])
+            ]
             return SimpleNamespace(event=event, content=content, attachments=attachments)
-        return SimpleNamespace(event=event,
-                               dedupe_key=storable((event.event_id or _derived_dedupe_key(event))[:128]),
-                               from_number=storable(normalize_address(event.from_, self.region)),
-                               to_numbers=storable(self._addresses(event.to)),
-                               provider_status=storable((event.provider_status or "")[:64]),
-                               error_code=storable(event.error_code[:64]) if event.error_code else None,
-                               error_message=storable(event.error_message))
+        return SimpleNamespace(
+            event=event,
+            dedupe_key=storable((event.event_id or _derived_dedupe_key(event))[:128]),
+            from_number=storable(normalize_address(event.from_, self.region)),
+            to_numbers=storable(self._addresses(event.to)),
+            provider_status=storable((event.provider_status or "")[:64]),
+            error_code=storable(event.error_code[:64]) if event.error_code else None,
+            error_message=storable(event.error_message),
+        )
 
     def _addresses(self, values) -> list[str]:
         return [address for address in (normalize_address(v, self.region) for v in values) if address]
@@ -168,9 +207,17 @@ class _Recorder:
         content = dict(item.content, raw_request_id=raw_id)
         inbound = event.direction == "inbound"
         received_status = {"status": statuses.RECEIVED, "status_updated_at": event.occurred_at or self.now}
-        row = {**self._key(event.provider_message_id), "id": new_id(), "received_at": self.now,
-               "updated_at": self.now, "status": None, "provider_status": None, "status_updated_at": None,
-               **content, **(received_status if inbound else {})}
+        row = {
+            **self._key(event.provider_message_id),
+            "id": new_id(),
+            "received_at": self.now,
+            "updated_at": self.now,
+            "status": None,
+            "provider_status": None,
+            "status_updated_at": None,
+            **content,
+            **(received_status if inbound else {}),
+        }
         seq = conn.execute(self.statements.insert_message, row).scalar()
         history: list = []
         if seq is None:
@@ -192,72 +239,132 @@ class _Recorder:
             self.new_attachment_ids.extend(a["id"] for a in attachments)
         self.changed = True
         if inbound:
-            snapshot = message_json(SimpleNamespace(**row),
-                                    [SimpleNamespace(**a, content_type=None, size=None, sha256=None,
-                                                     reason_code=None, reason=None) for a in attachments],
-                                    history)
+            snapshot = message_json(
+                SimpleNamespace(**row),
+                [
+                    SimpleNamespace(**a, content_type=None, size=None, sha256=None, reason_code=None, reason=None)
+                    for a in attachments
+                ],
+                history,
+            )
             self.feed_rows.append(self._feed_row(feed.MESSAGE_RECEIVED, row["id"], snapshot))
 
     def _record_status(self, conn: sa.Connection, item: SimpleNamespace, raw_id: int) -> None:
         event: StatusEvent = item.event
-        conn.execute(self.statements.insert_message, dict(
-            **self._key(event.provider_message_id), id=new_id(), direction="outbound",
-            from_number=item.from_number, to_numbers=item.to_numbers, has_content=False, extra={},
-            received_at=self.now, updated_at=self.now, raw_request_id=raw_id, text=None, subject=None,
-            occurred_at=None, status=None, provider_status=None, status_updated_at=None))
+        conn.execute(
+            self.statements.insert_message,
+            dict(
+                **self._key(event.provider_message_id),
+                id=new_id(),
+                direction="outbound",
+                from_number=item.from_number,
+                to_numbers=item.to_numbers,
+                has_content=False,
+                extra={},
+                received_at=self.now,
+                updated_at=self.now,
+                raw_request_id=raw_id,
+                text=None,
+                subject=None,
+                occurred_at=None,
+                status=None,
+                provider_status=None,
+                status_updated_at=None,
+            ),
+        )
         message = self._locked(conn, event.provider_message_id)
         self._saw(message.id)
         if not message.has_content and message.from_number is None and item.from_number:
             # The report is all we know of this message so far: keep its addresses.
-            conn.execute(sa.update(MESSAGES).where(MESSAGES.c.seq == message.seq).values(
-                from_number=item.from_number, to_numbers=item.to_numbers))
+            conn.execute(
+                sa.update(MESSAGES)
+                .where(MESSAGES.c.seq == message.seq)
+                .values(from_number=item.from_number, to_numbers=item.to_numbers)
+            )
         applied = statuses.advances(message.status, event.status)
-        inserted = conn.execute(self.statements.insert_status, dict(
-            message_seq=message.seq, dedupe_key=item.dedupe_key, status=event.status,
-            provider_status=item.provider_status, error_code=item.error_code,
-            error_message=item.error_message, occurred_at=event.occurred_at, received_at=self.now,
-            applied=applied, raw_request_id=raw_id,
-        )).scalar()
+        inserted = conn.execute(
+            self.statements.insert_status,
+            {
+                "message_seq": message.seq,
+                "dedupe_key": item.dedupe_key,
+                "status": event.status,
+                "provider_status": item.provider_status,
+                "error_code": item.error_code,
+                "error_message": item.error_message,
+                "occurred_at": event.occurred_at,
+                "received_at": self.now,
+                "applied": applied,
+                "raw_request_id": raw_id,
+            },
+        ).scalar()
         if inserted is None:
             return  # this very report was recorded before
         current = message.status
         if applied:
             current = event.status
-            conn.execute(sa.update(MESSAGES).where(MESSAGES.c.seq == message.seq).values(
-                status=event.status, provider_status=item.provider_status,
-                status_updated_at=event.occurred_at or self.now, updated_at=self.now))
+            conn.execute(
+                sa.update(MESSAGES)
+                .where(MESSAGES.c.seq == message.seq)
+                .values(
+                    status=event.status,
+                    provider_status=item.provider_status,
+                    status_updated_at=event.occurred_at or self.now,
+                    updated_at=self.now,
+                )
+            )
         self.changed = True
-        self.feed_rows.append(self._feed_row(feed.MESSAGE_STATUS, message.id, {
-            "messageId": message.id,
-            "provider": self.connection.provider,
-            "providerMessageId": event.provider_message_id,
-            "status": event.status,
-            "providerStatus": item.provider_status,
-            "errorCode": item.error_code,
-            "errorMessage": item.error_message,
-            "occurredAt": iso(event.occurred_at),
-            "applied": applied,
-            "currentStatus": current,
-        }))
+        self.feed_rows.append(
+            self._feed_row(
+                feed.MESSAGE_STATUS,
+                message.id,
+                {
+                    "messageId": message.id,
+                    "provider": self.connection.provider,
+                    "providerMessageId": event.provider_message_id,
+                    "status": event.status,
+                    "providerStatus": item.provider_status,
+                    "errorCode": item.error_code,
+                    "errorMessage": item.error_message,
+                    "occurredAt": iso(event.occurred_at),
+                    "applied": applied,
+                    "currentStatus": current,
+                },
+            )
+        )
 
     # Shared -----------------------------------------------------------------------------------
     def _key(self, provider_message_id: str) -> dict:
-        return {"tenant_id": self.connection.tenant, "provider": self.connection.provider,
-                "connection": self.connection.name, "provider_message_id": provider_message_id}
+        return {
+            "tenant_id": self.connection.tenant,
+            "provider": self.connection.provider,
+            "connection": self.connection.name,
+            "provider_message_id": provider_message_id,
+        }
 
     def _locked(self, conn: sa.Connection, provider_message_id: str) -> sa.Row:
         """The existing message row, locked until commit (PostgreSQL; SQLite's writer lock covers it)."""
-        return conn.execute(self.statements.locked_message, {
-            "tenant_id": self.connection.tenant, "provider": self.connection.provider,
-            "provider_message_id": provider_message_id}).one()
+        return conn.execute(
+            self.statements.locked_message,
+            {
+                "tenant_id": self.connection.tenant,
+                "provider": self.connection.provider,
+                "provider_message_id": provider_message_id,
+            },
+        ).one()
 
     def _saw(self, message_id: str) -> None:
         if message_id not in self.message_ids:
             self.message_ids.append(message_id)
 
     def _feed_row(self, event_type: str, message_id: str, data: dict) -> dict:
-        return {"tenant_id": self.connection.tenant, "type": event_type, "message_id": message_id,
-                "attachment_id": None, "created_at": self.now, "data": data}
+        return {
+            "tenant_id": self.connection.tenant,
+            "type": event_type,
+            "message_id": message_id,
+            "attachment_id": None,
+            "created_at": self.now,
+            "data": data,
+        }
 
 
 def _derived_dedupe_key(event: StatusEvent) -> str:

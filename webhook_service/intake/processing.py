@@ -2,6 +2,7 @@
 the provider's signature) -> parse -> store in one transaction. A refused request is kept in quarantine
 with the reason; a database outage is reported as such, so the caller answers 503 and the provider
 retries."""
+
 from __future__ import annotations
 
 import logging
@@ -34,26 +35,34 @@ logger = logging.getLogger("webhook_service.intake")
 MAX_PROVIDER_MESSAGE_ID = 255
 
 # How much of a request is verified.
-CHECK_ALL = "all"              # live requests: Basic auth and the provider's signature
+CHECK_ALL = "all"  # live requests: Basic auth and the provider's signature
 CHECK_SIGNATURE = "signature"  # replays of stored requests, whose credentials were redacted
-CHECK_NOTHING = "none"         # an operator vouches for the request
+CHECK_NOTHING = "none"  # an operator vouches for the request
 Check = Literal["all", "signature", "none"]
 
 
 @dataclass
 class IntakeResult:
     status: int
-    outcome: str              # accepted | duplicate | unauthorized | bad_request | too_large | unavailable | not_found
+    outcome: str  # accepted | duplicate | unauthorized | bad_request | too_large | unavailable | not_found
     reason_code: str | None = None
-    detail: str | None = None     # for operators only, never sent to the caller
+    detail: str | None = None  # for operators only, never sent to the caller
     store: StoreResult | None = None
     provider_message_ids: list[str] = field(default_factory=list)
-    senders: list[str] = field(default_factory=list)   # masked
+    senders: list[str] = field(default_factory=list)  # masked
 
 
 class Intake:
-    def __init__(self, db: Database, adapters: Mapping[str, ProviderAdapter], connections: ConnectionDirectory,
-                 quarantine: Quarantine, *, region: str, on_new_attachments: Callable[[list[str]], None]):
+    def __init__(
+        self,
+        db: Database,
+        adapters: Mapping[str, ProviderAdapter],
+        connections: ConnectionDirectory,
+        quarantine: Quarantine,
+        *,
+        region: str,
+        on_new_attachments: Callable[[list[str]], None],
+    ):
         self.db = db
         self.adapters = adapters
         self.connections = connections
@@ -62,8 +71,16 @@ class Intake:
         # Wakes the download workers; the attachment rows are already committed as pending by then.
         self._on_new_attachments = on_new_attachments
 
-    def process(self, adapter: ProviderAdapter, connection: Connection, webhook_request: WebhookRequest,
-                request_id: str, *, check: Check = CHECK_ALL, quarantine_refused: bool = True) -> IntakeResult:
+    def process(
+        self,
+        adapter: ProviderAdapter,
+        connection: Connection,
+        webhook_request: WebhookRequest,
+        request_id: str,
+        *,
+        check: Check = CHECK_ALL,
+        quarantine_refused: bool = True,
+    ) -> IntakeResult:
         """Verify, parse and store one request. Also used by operators to replay a quarantined one."""
         try:
             events, refused = _verified_events(adapter, connection, webhook_request, check)
@@ -71,27 +88,48 @@ class Intake:
             # An adapter bug: keep the request (an operator replays it once the bug is fixed), then let
             # the app's error handler log the traceback and answer 500, so the provider retries too.
             if quarantine_refused:
-                self.quarantine.keep(adapter, connection, webhook_request, request_id, 500, "adapter_error",
-                                     f"{type(error).__name__} in the {adapter.name} adapter: {error}")
+                self.quarantine.keep(
+                    adapter,
+                    connection,
+                    webhook_request,
+                    request_id,
+                    500,
+                    "adapter_error",
+                    f"{type(error).__name__} in the {adapter.name} adapter: {error}",
+                )
             raise
         if refused is not None:
             if quarantine_refused:
-                self.quarantine.keep(adapter, connection, webhook_request, request_id, refused.status,
-                                     refused.reason_code or refused.outcome, refused.detail or "")
+                self.quarantine.keep(
+                    adapter,
+                    connection,
+                    webhook_request,
+                    request_id,
+                    refused.status,
+                    refused.reason_code or refused.outcome,
+                    refused.detail or "",
+                )
             return refused
         provider_ids = list(dict.fromkeys(event.provider_message_id for event in events))
         senders = list(dict.fromkeys(mask(normalize_address(e.from_, self.region)) for e in events if e.from_))
         try:
-            stored = store_webhook(self.db, connection, stored_form(adapter, connection, webhook_request, request_id),
-                                   events, self.region)
+            stored = store_webhook(
+                self.db, connection, stored_form(adapter, connection, webhook_request, request_id), events, self.region
+            )
         except UNAVAILABLE_ERRORS as error:
             log(logger, "database_unavailable", logging.ERROR, request_id=request_id, error=type(error).__name__)
-            return IntakeResult(503, "unavailable", "database_unavailable", provider_message_ids=provider_ids,
-                                senders=senders)
+            return IntakeResult(
+                503, "unavailable", "database_unavailable", provider_message_ids=provider_ids, senders=senders
+            )
         if stored.new_attachment_ids:
             self._on_new_attachments(stored.new_attachment_ids)
-        return IntakeResult(200, "duplicate" if stored.duplicate else "accepted", store=stored,
-                            provider_message_ids=provider_ids, senders=senders)
+        return IntakeResult(
+            200,
+            "duplicate" if stored.duplicate else "accepted",
+            store=stored,
+            provider_message_ids=provider_ids,
+            senders=senders,
+        )
 
     def replay(self, entry_id: int, *, trust: bool = False) -> IntakeResult | None:
         """Run a quarantined request through the intake again and, once stored, mark it replayed. Its
@@ -103,17 +141,30 @@ class Intake:
         connection = self.connections.find(row.provider, row.connection) if row and adapter else None
         if row is None or adapter is None or connection is None:
             return None
-        webhook_request = WebhookRequest(method=row.method, url=row.url, headers=Headers(row.headers),
-                                         body=row.body, received_at=row.received_at, remote_addr=row.remote_addr)
-        result = self.process(adapter, connection, webhook_request, f"replay-{entry_id}",
-                              check=CHECK_NOTHING if trust else CHECK_SIGNATURE, quarantine_refused=False)
+        webhook_request = WebhookRequest(
+            method=row.method,
+            url=row.url,
+            headers=Headers(row.headers),
+            body=row.body,
+            received_at=row.received_at,
+            remote_addr=row.remote_addr,
+        )
+        result = self.process(
+            adapter,
+            connection,
+            webhook_request,
+            f"replay-{entry_id}",
+            check=CHECK_NOTHING if trust else CHECK_SIGNATURE,
+            quarantine_refused=False,
+        )
         if result.status == 200:
             self.quarantine.resolve(entry_id, "replayed")
         return result
 
 
-def _verified_events(adapter: ProviderAdapter, connection: Connection, webhook_request: WebhookRequest,
-                     check: Check) -> tuple[list[Event], IntakeResult | None]:
+def _verified_events(
+    adapter: ProviderAdapter, connection: Connection, webhook_request: WebhookRequest, check: Check
+) -> tuple[list[Event], IntakeResult | None]:
     """The request's events, or the refusal (401/400) that stops it."""
     try:
         if check == CHECK_ALL:
@@ -135,8 +186,9 @@ def _check_identifiers(events: list[Event]) -> None:
     for event in events:
         identifier = event.provider_message_id
         if not identifier or len(identifier) > MAX_PROVIDER_MESSAGE_ID or storable(identifier) != identifier:
-            raise ParseFailed("invalid_message_id", f"provider message id must be 1 to "
-                                                    f"{MAX_PROVIDER_MESSAGE_ID} storable characters")
+            raise ParseFailed(
+                "invalid_message_id", f"provider message id must be 1 to {MAX_PROVIDER_MESSAGE_ID} storable characters"
+            )
 
 
 def authenticate(adapter: ProviderAdapter, connection: Connection, webhook_request: WebhookRequest) -> None:

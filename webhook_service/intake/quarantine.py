@@ -12,13 +12,14 @@ The total is read from the database at most every REFRESH_SECONDS and counted lo
 flood costs one SUM per interval per process, not one per request. Processes do not see each other's
 counts between reads: together they may overshoot by what they admit within one interval.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -36,8 +37,9 @@ STORED_BODY_BYTES = sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(Quaran
 
 
 class QuarantineBudget:
-    def __init__(self, limit_bytes: int, *, refresh_seconds: float = REFRESH_SECONDS,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, limit_bytes: int, *, refresh_seconds: float = REFRESH_SECONDS, clock: Callable[[], float] = time.monotonic
+    ):
         self.limit_bytes = limit_bytes
         self._refresh_seconds = refresh_seconds
         self._clock = clock
@@ -67,8 +69,16 @@ class Quarantine:
         self.db = db
         self.budget = budget
 
-    def keep(self, adapter: ProviderAdapter, connection: Connection, webhook_request: WebhookRequest,
-             request_id: str, http_status: int, reason_code: str, detail: str) -> None:
+    def keep(
+        self,
+        adapter: ProviderAdapter,
+        connection: Connection,
+        webhook_request: WebhookRequest,
+        request_id: str,
+        http_status: int,
+        reason_code: str,
+        detail: str,
+    ) -> None:
         """Record a refused request. Never raises for a database outage: the answer stays 401/400/413
         (the request is refused either way), and a log line keeps the fact."""
         record = stored_form(adapter, connection, webhook_request, request_id)
@@ -76,23 +86,44 @@ class Quarantine:
         try:
             if body and not self.budget.admit(self.db, len(body)):
                 # Said first, so that it survives the reason's length cap.
-                detail = (f"body of {len(body)} bytes not kept: quarantine holds its budget of "
-                          f"{self.budget.limit_bytes} bytes (quarantine_max_bytes); {detail}")
-                log(logger, "quarantine_body_not_kept", logging.WARNING, request_id=request_id,
-                    provider=connection.provider, connection=connection.name, bytes=len(body))
+                detail = (
+                    f"body of {len(body)} bytes not kept: quarantine holds its budget of "
+                    f"{self.budget.limit_bytes} bytes (quarantine_max_bytes); {detail}"
+                )
+                log(
+                    logger,
+                    "quarantine_body_not_kept",
+                    logging.WARNING,
+                    request_id=request_id,
+                    provider=connection.provider,
+                    connection=connection.name,
+                    bytes=len(body),
+                )
                 body = b""
             with self.db.transaction() as session:
-                session.add(QuarantinedRequest(
-                    request_id=request_id, received_at=record.received_at, provider=connection.provider,
-                    connection=connection.name, tenant_id=connection.tenant, method=record.method,
-                    url=record.url, headers=record.headers, body=body, remote_addr=record.remote_addr,
-                    http_status=http_status, reason_code=reason_code, reason=detail[:2000]))
+                session.add(
+                    QuarantinedRequest(
+                        request_id=request_id,
+                        received_at=record.received_at,
+                        provider=connection.provider,
+                        connection=connection.name,
+                        tenant_id=connection.tenant,
+                        method=record.method,
+                        url=record.url,
+                        headers=record.headers,
+                        body=body,
+                        remote_addr=record.remote_addr,
+                        http_status=http_status,
+                        reason_code=reason_code,
+                        reason=detail[:2000],
+                    )
+                )
         except UNAVAILABLE_ERRORS as error:
-            log(logger, "quarantine_unavailable", logging.ERROR, request_id=request_id,
-                error=type(error).__name__)
+            log(logger, "quarantine_unavailable", logging.ERROR, request_id=request_id, error=type(error).__name__)
 
-    def entries(self, *, include_resolved: bool = False, provider: str | None = None,
-                limit: int = 50) -> list[QuarantinedRequest]:
+    def entries(
+        self, *, include_resolved: bool = False, provider: str | None = None, limit: int = 50
+    ) -> list[QuarantinedRequest]:
         """The newest entries first; unresolved ones only unless `include_resolved`."""
         query = sa.select(QuarantinedRequest).order_by(QuarantinedRequest.id.desc()).limit(limit)
         if not include_resolved:
@@ -109,5 +140,8 @@ class Quarantine:
     def resolve(self, entry_id: int, resolution: str) -> None:
         """Mark an entry replayed or discarded (it stays until `prune`)."""
         with self.db.transaction() as session:
-            session.execute(sa.update(QuarantinedRequest).where(QuarantinedRequest.id == entry_id)
-                            .values(resolved_at=datetime.now(timezone.utc), resolution=resolution))
+            session.execute(
+                sa.update(QuarantinedRequest)
+                .where(QuarantinedRequest.id == entry_id)
+                .values(resolved_at=datetime.now(UTC), resolution=resolution)
+            )

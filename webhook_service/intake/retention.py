@@ -1,6 +1,7 @@
 """How long the intake keeps whole requests: accepted raw requests and quarantined ones older than the
 retention period are deleted (`webhook-service prune`); the messages, statuses and attachments they
 produced stay."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ class Pruned:
 def prune_requests(db: Database, older_than: datetime) -> Pruned:
     with db.transaction() as session:
         raw = session.execute(sa.delete(RawRequest).where(RawRequest.received_at < older_than)).rowcount
-        quarantined = session.execute(sa.delete(QuarantinedRequest).where(
-            QuarantinedRequest.received_at < older_than)).rowcount
+        quarantined = session.execute(
+            sa.delete(QuarantinedRequest).where(QuarantinedRequest.received_at < older_than)
+        ).rowcount
     return Pruned(raw_requests=raw, quarantined_requests=quarantined)

@@ -1,5 +1,6 @@
 """Finding attachments for operators: the failed and rejected ones with their reasons, and the ids a
 bulk retry takes. (Retrying them is the pipeline's job: `AttachmentPipeline.retry`.)"""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -28,20 +29,35 @@ class AttachmentSummary:
     updated_at: datetime
 
 
-def list_attachments(db: Database, *, statuses: Sequence[str] = PROBLEM_STATES, reason_code: str | None = None,
-                     limit: int = 50) -> list[AttachmentSummary]:
+def list_attachments(
+    db: Database, *, statuses: Sequence[str] = PROBLEM_STATES, reason_code: str | None = None, limit: int = 50
+) -> list[AttachmentSummary]:
     """The most recently updated attachments in these states (and with this reason), newest first."""
-    query = (sa.select(Attachment, Message.id, Message.provider).join(Message)
-             .where(Attachment.status.in_(statuses))
-             .order_by(Attachment.updated_at.desc()).limit(limit))
+    query = (
+        sa.select(Attachment, Message.id, Message.provider)
+        .join(Message)
+        .where(Attachment.status.in_(statuses))
+        .order_by(Attachment.updated_at.desc())
+        .limit(limit)
+    )
     if reason_code:
         query = query.where(Attachment.reason_code == reason_code)
     with db.reading() as session:
-        return [AttachmentSummary(id=a.id, message_id=message_id, provider=provider, index=a.index,
-                                  status=a.status, reason_code=a.reason_code, reason=a.reason,
-                                  attempts=a.attempts, declared_content_type=a.declared_content_type,
-                                  updated_at=a.updated_at)
-                for a, message_id, provider in session.execute(query)]
+        return [
+            AttachmentSummary(
+                id=a.id,
+                message_id=message_id,
+                provider=provider,
+                index=a.index,
+                status=a.status,
+                reason_code=a.reason_code,
+                reason=a.reason,
+                attempts=a.attempts,
+                declared_content_type=a.declared_content_type,
+                updated_at=a.updated_at,
+            )
+            for a, message_id, provider in session.execute(query)
+        ]
 
 
 def retryable_ids(db: Database, *, reason_code: str | None = None) -> list[str]:

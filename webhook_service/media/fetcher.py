@@ -46,8 +46,8 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from typing import BinaryIO
 from urllib.parse import quote, urljoin, urlsplit
@@ -58,8 +58,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.ssl_match_hostname import CertificateError
 
-from webhook_service.model.credentials import Credentials, canonical_host_name
 from webhook_service.media.addresses import IPAddress, in_networks, is_cloud_metadata, parse_address, refusal_reason
+from webhook_service.model.credentials import Credentials, canonical_host_name
 
 __all__ = [
     "CHUNK_SIZE",
@@ -127,9 +127,7 @@ class FetchPolicy:
         object.__setattr__(
             self, "allow_private_hosts", frozenset(canonical_host_name(h) for h in self.allow_private_hosts)
         )
-        object.__setattr__(
-            self, "allow_private_networks", tuple(ip_network(n) for n in self.allow_private_networks)
-        )
+        object.__setattr__(self, "allow_private_networks", tuple(ip_network(n) for n in self.allow_private_networks))
 
 
 @dataclass(frozen=True)
@@ -158,8 +156,7 @@ class FetchError(Exception):
 
     def __repr__(self) -> str:
         return (
-            f"FetchError({self.code!r}, {self.message!r}, transient={self.transient}, "
-            f"http_status={self.http_status})"
+            f"FetchError({self.code!r}, {self.message!r}, transient={self.transient}, http_status={self.http_status})"
         )
 
 
@@ -212,9 +209,7 @@ def _parse_target(url: str) -> _Target:
     if parts.scheme not in _DEFAULT_PORTS:
         raise FetchError("scheme_not_allowed", f"Only http(s) media URLs are fetched, not {parts.scheme}:.")
     if "@" in parts.netloc:
-        raise FetchError(
-            "invalid_url", "Media URLs with embedded credentials (user:password@host) are refused."
-        )
+        raise FetchError("invalid_url", "Media URLs with embedded credentials (user:password@host) are refused.")
     if port == 0:
         raise FetchError("invalid_url", "The media URL names port 0.")
     host, address = _parse_host(parts.hostname)
@@ -503,9 +498,7 @@ class SafeFetcher:
 
     def _check_scheme_allowed(self, target: _Target) -> None:
         if target.scheme == "http" and not self._policy.allow_http:
-            raise FetchError(
-                "scheme_not_allowed", f"Refused to fetch {target.redacted}: only https is allowed."
-            )
+            raise FetchError("scheme_not_allowed", f"Refused to fetch {target.redacted}: only https is allowed.")
 
     def _checked_addresses(self, target: _Target) -> list[IPAddress]:
         """The addresses to connect to, each one allowed by the policy (one resolver call per hop)."""
@@ -668,9 +661,7 @@ class SafeFetcher:
                 for piece in decoder.finish(lambda: min(CHUNK_SIZE, writer.room)):
                     writer.write(piece)
         except zlib.error as exc:
-            raise FetchError(
-                "bad_response", f"{target.redacted} sent a body that does not decode ({exc})."
-            ) from exc
+            raise FetchError("bad_response", f"{target.redacted} sent a body that does not decode ({exc}).") from exc
 
     def _decoder_for(self, target: _Target, response: BaseHTTPResponse) -> _ZlibDecoder | None:
         """A decoder for a Content-Encoding the server used although we asked for identity."""
@@ -680,9 +671,7 @@ class SafeFetcher:
             return None
         if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
             return _ZlibDecoder(codings[0])
-        raise FetchError(
-            "bad_response", f"{target.redacted} sent an unsupported Content-Encoding ({header[:40]})."
-        )
+        raise FetchError("bad_response", f"{target.redacted} sent an unsupported Content-Encoding ({header[:40]}).")
 
     def _read(self, target: _Target, response: BaseHTTPResponse, deadline: _Deadline, amount: int) -> bytes:
         """The next raw body bytes, as soon as any arrive; b"" at the end of the body."""

@@ -129,8 +129,9 @@ class _Picture:
 def decodable_image_types() -> frozenset[str]:
     """Image types this process can decode (HEIC appears once a HEIF plugin is registered)."""
     Image.init()
-    return frozenset(content_type for content_type, pillow_format in _PILLOW_FORMAT_BY_TYPE.items()
-                     if pillow_format in Image.OPEN)
+    return frozenset(
+        content_type for content_type, pillow_format in _PILLOW_FORMAT_BY_TYPE.items() if pillow_format in Image.OPEN
+    )
 
 
 def reencode_image(
@@ -209,8 +210,9 @@ def _decode_animation(opened: Image.Image, target_format: str, limits: ImageLimi
         _check_pixels(frame.size, limits.max_pixels)
         decoded_pixels += frame.size[0] * frame.size[1]
         if decoded_pixels > limits.max_animation_pixels:
-            raise ImageTooLarge(f"Animation exceeds the maximum of {limits.max_animation_pixels:,} pixels"
-                                " across its frames")
+            raise ImageTooLarge(
+                f"Animation exceeds the maximum of {limits.max_animation_pixels:,} pixels across its frames"
+            )
         decoded = frame.copy()  # WebP sets the frame's duration only once the frame is decoded
         durations.append(frame.info.get("duration") or 0)
         frames.append(_fit_mode(_without_metadata(decoded), target_format))
@@ -278,10 +280,8 @@ def _gif_palette(frame: Image.Image) -> Image.Image:
     return quantized
 
 
-def _write(picture: _Picture, target_format: str, workdir: Path, limits: ImageLimits,
-           downscale: bool) -> EncodedImage:
-    descriptor, name = tempfile.mkstemp(prefix="media-", suffix=_EXTENSION_BY_OUTPUT_FORMAT[target_format],
-                                        dir=workdir)
+def _write(picture: _Picture, target_format: str, workdir: Path, limits: ImageLimits, downscale: bool) -> EncodedImage:
+    descriptor, name = tempfile.mkstemp(prefix="media-", suffix=_EXTENSION_BY_OUTPUT_FORMAT[target_format], dir=workdir)
     path = Path(name)
     try:
         with os.fdopen(descriptor, "w+b") as output:
@@ -292,8 +292,9 @@ def _write(picture: _Picture, target_format: str, workdir: Path, limits: ImageLi
     return EncodedImage(path, _TYPE_BY_OUTPUT_FORMAT[target_format], width, height)
 
 
-def _encode_within_limit(picture: _Picture, target_format: str, output: IO[bytes], limits: ImageLimits,
-                         downscale: bool) -> tuple[int, int]:
+def _encode_within_limit(
+    picture: _Picture, target_format: str, output: IO[bytes], limits: ImageLimits, downscale: bool
+) -> tuple[int, int]:
     """Encode at the configured quality, then with smaller settings, then (if allowed) smaller sizes.
 
     Returns the dimensions written. Downscaling starts from the original pixels each time (no blur
@@ -327,8 +328,7 @@ def _encoder_settings(target_format: str, quality: int) -> list[dict[str, Any]]:
     return [{}, {"optimize": True}]
 
 
-def _encode(picture: _Picture, target_format: str, setting: dict[str, Any], output: IO[bytes],
-            cap: int) -> int:
+def _encode(picture: _Picture, target_format: str, setting: dict[str, Any], output: IO[bytes], cap: int) -> int:
     """Write `picture` over `output`; return the encoded size, or `cap` if the encode was cut off there."""
     output.seek(0)
     output.truncate()

@@ -9,13 +9,14 @@
   to a fresh short-lived signed URL, so it outlives any backend cap, and it stops working when the
   upload is deleted, which a long-lived SAS could not.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from flask import has_request_context, request
@@ -57,24 +58,36 @@ class MediaLinks:
         return self._settings.storage.upload_url_ttl_seconds
 
     # Signed URLs ---------------------------------------------------------------------------------------
-    def signed_blob_url(self, *, blob_key: str, content_type: str | None, filename: str | None,
-                        ttl: int) -> SignedUrl:
+    def signed_blob_url(self, *, blob_key: str, content_type: str | None, filename: str | None, ttl: int) -> SignedUrl:
         """A SignedUrl (absolute url + expiry) for one stored object."""
-        signed = self._blob_store.signed_url(blob_key, expires_in=ttl, filename=filename,
-                                             content_type=content_type, disposition=disposition_for(content_type))
+        signed = self._blob_store.signed_url(
+            blob_key,
+            expires_in=ttl,
+            filename=filename,
+            content_type=content_type,
+            disposition=disposition_for(content_type),
+        )
         return dataclasses.replace(signed, url=self.absolute(signed.url))
 
     def attachment_url(self, attachment: Attachment) -> str | None:
         """A stored attachment's signed URL; None until it is stored."""
         if attachment.status != "stored" or not attachment.blob_key:
             return None
-        return self.signed_blob_url(blob_key=attachment.blob_key, content_type=attachment.content_type,
-                                    filename=attachment.name, ttl=self.url_ttl(attachment.tenant_id)).url
+        return self.signed_blob_url(
+            blob_key=attachment.blob_key,
+            content_type=attachment.content_type,
+            filename=attachment.name,
+            ttl=self.url_ttl(attachment.tenant_id),
+        ).url
 
     def upload_url(self, upload: MediaUpload, *, ttl: int | None = None) -> SignedUrl:
         """An upload's signed URL; `ttl` defaults to the tenant's upload URL lifetime."""
-        return self.signed_blob_url(blob_key=upload.blob_key, content_type=upload.content_type,
-                                    filename=upload.file_name, ttl=ttl or self.upload_url_ttl(upload.tenant_id))
+        return self.signed_blob_url(
+            blob_key=upload.blob_key,
+            content_type=upload.content_type,
+            filename=upload.file_name,
+            ttl=ttl or self.upload_url_ttl(upload.tenant_id),
+        )
 
     def redirect_target(self, upload: MediaUpload) -> SignedUrl:
         """Where the stable URL sends a client: a signed URL of the ordinary, short media URL lifetime; it
@@ -89,7 +102,7 @@ class MediaLinks:
         query = {"expires": str(expires)} if expires else {}
         query["sig"] = self._stable_signer.sign(upload.id, expires)
         url = self.absolute(f"{STABLE_URL_PREFIX}{upload.id}?{urlencode(query)}")
-        expires_at = datetime.fromtimestamp(expires, timezone.utc) if expires else None
+        expires_at = datetime.fromtimestamp(expires, UTC) if expires else None
         return StableUrl(url, expires_at)
 
     def verify_stable_link(self, upload_id: str, query: Mapping[str, str], now: float | None = None) -> bool:

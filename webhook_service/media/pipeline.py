@@ -8,6 +8,7 @@ final write is conditional on still holding the claim. Transient failures (timeo
 after the webhook, storage outages) put the row back to pending with a due time (exponential backoff
 with jitter); permanent ones end it `rejected`; an exhausted retry budget ends it `failed`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +20,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -65,12 +66,16 @@ class _Permanent(_Transient):
 def fetch_policy(media: MediaSettings) -> FetchPolicy:
     fetch = media.fetch
     return FetchPolicy(
-        max_bytes=media.max_bytes, allow_http=fetch.allow_http,
-        max_redirects=fetch.max_redirects, connect_timeout=fetch.connect_timeout,
-        read_timeout=fetch.read_timeout, total_timeout=fetch.total_timeout,
+        max_bytes=media.max_bytes,
+        allow_http=fetch.allow_http,
+        max_redirects=fetch.max_redirects,
+        connect_timeout=fetch.connect_timeout,
+        read_timeout=fetch.read_timeout,
+        total_timeout=fetch.total_timeout,
         allow_private_hosts=frozenset(host.lower() for host in fetch.allow_private_hosts),
         allow_private_networks=tuple(ipaddress.ip_network(n, strict=False) for n in fetch.allow_private_networks),
-        tls_ca_file=fetch.tls_ca_file)
+        tls_ca_file=fetch.tls_ca_file,
+    )
 
 
 def blob_key(tenant_id: str, day: datetime, message_id: str, index: int) -> str:
@@ -87,22 +92,40 @@ def backoff_delay(attempt: int, base: float, ceiling: float) -> float:
 
 # Statements built once (building them per call cost more than running them). Bound parameter names
 # differ from column names, which SQLAlchemy reserves for the SET clause.
-CLAIM = (sa.update(ATTACHMENTS)
-         .where(ATTACHMENTS.c.id == sa.bindparam("attachment_id"), ATTACHMENTS.c.status == "pending",
-                sa.or_(ATTACHMENTS.c.claimed_until.is_(None), ATTACHMENTS.c.claimed_until < sa.bindparam("now")),
-                sa.or_(ATTACHMENTS.c.next_attempt_at.is_(None),
-                       ATTACHMENTS.c.next_attempt_at <= sa.bindparam("due_by")))
-         .values(claimed_until=sa.bindparam("lease_until"), claim_token=sa.bindparam("token"),
-                 attempts=ATTACHMENTS.c.attempts + 1, updated_at=sa.bindparam("now"))
-         .returning(*ATTACHMENTS.c))
-CLAIMED_MESSAGE = sa.select(MESSAGES.c.id, MESSAGES.c.provider, MESSAGES.c.connection,
-                            MESSAGES.c.received_at).where(MESSAGES.c.seq == sa.bindparam("seq"))
-HELD_BY_CLAIM = sa.and_(ATTACHMENTS.c.id == sa.bindparam("attachment_id"),
-                        ATTACHMENTS.c.claim_token == sa.bindparam("token"))
-RELEASE_FOR_RETRY = (sa.update(ATTACHMENTS).where(HELD_BY_CLAIM)
-                     .values(next_attempt_at=sa.bindparam("due"), claimed_until=None, claim_token=None,
-                             reason_code=sa.bindparam("code"), reason=sa.bindparam("reason"),
-                             updated_at=sa.bindparam("now")))
+CLAIM = (
+    sa.update(ATTACHMENTS)
+    .where(
+        ATTACHMENTS.c.id == sa.bindparam("attachment_id"),
+        ATTACHMENTS.c.status == "pending",
+        sa.or_(ATTACHMENTS.c.claimed_until.is_(None), ATTACHMENTS.c.claimed_until < sa.bindparam("now")),
+        sa.or_(ATTACHMENTS.c.next_attempt_at.is_(None), ATTACHMENTS.c.next_attempt_at <= sa.bindparam("due_by")),
+    )
+    .values(
+        claimed_until=sa.bindparam("lease_until"),
+        claim_token=sa.bindparam("token"),
+        attempts=ATTACHMENTS.c.attempts + 1,
+        updated_at=sa.bindparam("now"),
+    )
+    .returning(*ATTACHMENTS.c)
+)
+CLAIMED_MESSAGE = sa.select(MESSAGES.c.id, MESSAGES.c.provider, MESSAGES.c.connection, MESSAGES.c.received_at).where(
+    MESSAGES.c.seq == sa.bindparam("seq")
+)
+HELD_BY_CLAIM = sa.and_(
+    ATTACHMENTS.c.id == sa.bindparam("attachment_id"), ATTACHMENTS.c.claim_token == sa.bindparam("token")
+)
+RELEASE_FOR_RETRY = (
+    sa.update(ATTACHMENTS)
+    .where(HELD_BY_CLAIM)
+    .values(
+        next_attempt_at=sa.bindparam("due"),
+        claimed_until=None,
+        claim_token=None,
+        reason_code=sa.bindparam("code"),
+        reason=sa.bindparam("reason"),
+        updated_at=sa.bindparam("now"),
+    )
+)
 # Two forms, as a stored attachment also gets its type, size, hash and key; both built here once
 # rather than per outcome with .values(), whose new statement costs a cache-key walk on every call.
 _FINISH_VALUES = ("status", "reason_code", "reason", "completed_at")
@@ -110,28 +133,56 @@ _STORED_VALUES = ("content_type", "size", "sha256", "blob_key")
 
 
 def _finish_statement(columns: tuple[str, ...]) -> sa.Update:
-    return (sa.update(ATTACHMENTS).where(HELD_BY_CLAIM, ATTACHMENTS.c.status == "pending")
-            .values({name: sa.bindparam(f"new_{name}") for name in columns} | {
-                "claimed_until": None, "claim_token": None, "next_attempt_at": None,
-                "updated_at": sa.bindparam("new_completed_at")})
-            .returning(*ATTACHMENTS.c))
+    return (
+        sa.update(ATTACHMENTS)
+        .where(HELD_BY_CLAIM, ATTACHMENTS.c.status == "pending")
+        .values(
+            {name: sa.bindparam(f"new_{name}") for name in columns}
+            | {
+                "claimed_until": None,
+                "claim_token": None,
+                "next_attempt_at": None,
+                "updated_at": sa.bindparam("new_completed_at"),
+            }
+        )
+        .returning(*ATTACHMENTS.c)
+    )
 
 
 FINISH = _finish_statement(_FINISH_VALUES)
 FINISH_STORED = _finish_statement(_FINISH_VALUES + _STORED_VALUES)
-RESET_FOR_RETRY = (sa.update(ATTACHMENTS)
-                   .where(ATTACHMENTS.c.id.in_(sa.bindparam("ids", expanding=True)),
-                          ATTACHMENTS.c.status.in_(("failed", "rejected")))
-                   .values(status="pending", attempts=0, next_attempt_at=sa.bindparam("now"), reason_code=None,
-                           reason=None, completed_at=None, claimed_until=None, claim_token=None,
-                           updated_at=sa.bindparam("now"))
-                   .returning(ATTACHMENTS.c.id))
+RESET_FOR_RETRY = (
+    sa.update(ATTACHMENTS)
+    .where(ATTACHMENTS.c.id.in_(sa.bindparam("ids", expanding=True)), ATTACHMENTS.c.status.in_(("failed", "rejected")))
+    .values(
+        status="pending",
+        attempts=0,
+        next_attempt_at=sa.bindparam("now"),
+        reason_code=None,
+        reason=None,
+        completed_at=None,
+        claimed_until=None,
+        claim_token=None,
+        updated_at=sa.bindparam("now"),
+    )
+    .returning(ATTACHMENTS.c.id)
+)
 
 
 class AttachmentPipeline:
-    def __init__(self, db: Database, blob_store: BlobStore, connections: ConnectionDirectory, *,
-                 media: MediaSettings, policy: MediaPolicy, credentials_for: Mapping[str, CredentialsFor],
-                 enqueue: Enqueue, work_dir: Path, resolver: Resolver | None = None):
+    def __init__(
+        self,
+        db: Database,
+        blob_store: BlobStore,
+        connections: ConnectionDirectory,
+        *,
+        media: MediaSettings,
+        policy: MediaPolicy,
+        credentials_for: Mapping[str, CredentialsFor],
+        enqueue: Enqueue,
+        work_dir: Path,
+        resolver: Resolver | None = None,
+    ):
         """`credentials_for` maps a provider name to its adapter's media_credentials; `enqueue` wakes the
         workers; `resolver` resolves media hosts (None: the system's; tests substitute their own)."""
         self.db = db
@@ -170,15 +221,26 @@ class AttachmentPipeline:
             outcome = self._finish(attachment, message, token, "stored", None, None, stored)
         metrics.ATTACHMENTS.labels(outcome, reason or "none").inc()
         metrics.ATTACHMENT_SECONDS.observe(time.monotonic() - started)
-        log(logger, "attachment", logging.INFO if outcome in ("stored", "retry") else logging.WARNING,
-            attachment_id=attachment.id, message_id=message.id, provider=message.provider,
-            connection=message.connection, index=attachment.index, outcome=outcome, reason=reason,
-            attempts=attachment.attempts, host=urlsplit(attachment.source_url).hostname,
-            duration_ms=round((time.monotonic() - started) * 1000, 1))
+        log(
+            logger,
+            "attachment",
+            logging.INFO if outcome in ("stored", "retry") else logging.WARNING,
+            attachment_id=attachment.id,
+            message_id=message.id,
+            provider=message.provider,
+            connection=message.connection,
+            index=attachment.index,
+            outcome=outcome,
+            reason=reason,
+            attempts=attachment.attempts,
+            host=urlsplit(attachment.source_url).hostname,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
         return outcome
 
-    def _fetch_check_store(self, attachment: sa.Row[Any], message: sa.Row[Any], connection: Connection | None,
-                           max_bytes: int) -> dict[str, Any]:
+    def _fetch_check_store(
+        self, attachment: sa.Row[Any], message: sa.Row[Any], connection: Connection | None, max_bytes: int
+    ) -> dict[str, Any]:
         credentials_for = self._credentials_for.get(message.provider)
         credentials = credentials_for(connection, attachment.source_url) if credentials_for and connection else None
         work = Path(tempfile.mkdtemp(prefix="attachment-", dir=self._work_dir))
@@ -186,28 +248,42 @@ class AttachmentPipeline:
         try:
             try:
                 with download.open("wb") as sink:
-                    fetched = self._fetcher.fetch(attachment.source_url, sink, credentials=credentials,
-                                                  max_bytes=max_bytes)
+                    fetched = self._fetcher.fetch(
+                        attachment.source_url, sink, credentials=credentials, max_bytes=max_bytes
+                    )
             except FetchError as error:
                 raise self._classify(error, message) from None
             try:
-                checked = check_media(download, declared_content_type=attachment.declared_content_type,
-                                      policy=self._policy_for(max_bytes), workdir=work, source_sha256=fetched.sha256)
+                checked = check_media(
+                    download,
+                    declared_content_type=attachment.declared_content_type,
+                    policy=self._policy_for(max_bytes),
+                    workdir=work,
+                    source_sha256=fetched.sha256,
+                )
             except MediaRejected as rejection:
                 raise _Permanent(rejection.code, rejection.message) from None
             key = blob_key(attachment.tenant_id, message.received_at, message.id, attachment.index)
             disposition = content_disposition(disposition_for(checked.content_type), attachment.name)
             try:
-                self.blob_store.put_file(key, checked.path, content_type=checked.content_type,
-                                         metadata={"attachment_id": attachment.id, "message_id": message.id,
-                                                   "sha256": checked.sha256},
-                                         content_disposition=disposition, consume=True)
+                self.blob_store.put_file(
+                    key,
+                    checked.path,
+                    content_type=checked.content_type,
+                    metadata={"attachment_id": attachment.id, "message_id": message.id, "sha256": checked.sha256},
+                    content_disposition=disposition,
+                    consume=True,
+                )
             except StorageUnavailable as error:
                 raise _Transient("storage_unavailable", f"blob store unavailable: {error}") from None
             except StorageError as error:
                 raise _Transient("storage_error", f"blob store refused the object: {error}") from None
-            return {"content_type": checked.content_type, "size": checked.size, "sha256": checked.sha256,
-                    "blob_key": key}
+            return {
+                "content_type": checked.content_type,
+                "size": checked.size,
+                "sha256": checked.sha256,
+                "blob_key": key,
+            }
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -218,7 +294,7 @@ class AttachmentPipeline:
         return dataclasses.replace(self.policy, max_bytes=max_bytes)
 
     def _classify(self, error: FetchError, message: sa.Row[Any]) -> _Transient:
-        age = (datetime.now(timezone.utc) - message.received_at).total_seconds()
+        age = (datetime.now(UTC) - message.received_at).total_seconds()
         if error.http_status == 404 and age < self.media.not_found_grace_seconds:
             # The provider may still be propagating the file (Twilio documents this): try again shortly.
             return _Transient("not_found_yet", error.message)
@@ -228,30 +304,48 @@ class AttachmentPipeline:
 
     # Database steps --------------------------------------------------------------------------------
     def _claim(self, attachment_id: str) -> tuple[sa.Row[Any], sa.Row[Any], str] | None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         token = str(uuid.uuid4())
         # Not durable: a claim lost in a crash of the machine is a lease that never happened, and the row
         # is still pending. Skipping the flush matters because, while other downloads write their files,
         # a flush waits for the disk and everyone else waits for the database.
         with self.db.writing(durable=False) as conn:
-            claimed = conn.execute(CLAIM, {
-                "attachment_id": attachment_id, "now": now, "due_by": now + timedelta(seconds=1),
-                "lease_until": now + timedelta(seconds=self._lease_seconds), "token": token}).first()
+            claimed = conn.execute(
+                CLAIM,
+                {
+                    "attachment_id": attachment_id,
+                    "now": now,
+                    "due_by": now + timedelta(seconds=1),
+                    "lease_until": now + timedelta(seconds=self._lease_seconds),
+                    "token": token,
+                },
+            ).first()
             if claimed is None:
                 return None
             message = conn.execute(CLAIMED_MESSAGE, {"seq": claimed.message_seq}).one()
         return claimed, message, token
 
-    def _retry_or_fail(self, attachment: sa.Row[Any], message: sa.Row[Any], token: str,
-                       problem: _Transient) -> str:
+    def _retry_or_fail(self, attachment: sa.Row[Any], message: sa.Row[Any], token: str, problem: _Transient) -> str:
         media = self.media
         if attachment.attempts >= media.retry_max_attempts:
-            return self._finish(attachment, message, token, "failed", problem.code,
-                                f"{problem.message} (gave up after {attachment.attempts} attempts)")
+            return self._finish(
+                attachment,
+                message,
+                token,
+                "failed",
+                problem.code,
+                f"{problem.message} (gave up after {attachment.attempts} attempts)",
+            )
         delay = backoff_delay(attachment.attempts, media.retry_base_delay_seconds, media.retry_max_delay_seconds)
-        due = datetime.now(timezone.utc) + timedelta(seconds=delay)
-        parameters = {"attachment_id": attachment.id, "token": token, "due": due, "code": problem.code,
-                      "reason": problem.message[:2000], "now": datetime.now(timezone.utc)}
+        due = datetime.now(UTC) + timedelta(seconds=delay)
+        parameters = {
+            "attachment_id": attachment.id,
+            "token": token,
+            "due": due,
+            "code": problem.code,
+            "reason": problem.message[:2000],
+            "now": datetime.now(UTC),
+        }
 
         def release(conn: sa.Connection) -> None:
             conn.execute(RELEASE_FOR_RETRY, parameters)
@@ -260,11 +354,20 @@ class AttachmentPipeline:
         self._enqueue([attachment.id], due)
         return "retry"
 
-    def _finish(self, attachment: sa.Row[Any], message: sa.Row[Any], token: str, status: str, code: str | None,
-                reason: str | None, stored: dict[str, Any] | None = None) -> str:
-        now = datetime.now(timezone.utc)
-        values = dict(status=status, reason_code=code, reason=reason and reason[:2000], completed_at=now,
-                      **(stored or {}))
+    def _finish(
+        self,
+        attachment: sa.Row[Any],
+        message: sa.Row[Any],
+        token: str,
+        status: str,
+        code: str | None,
+        reason: str | None,
+        stored: dict[str, Any] | None = None,
+    ) -> str:
+        now = datetime.now(UTC)
+        values = dict(
+            status=status, reason_code=code, reason=reason and reason[:2000], completed_at=now, **(stored or {})
+        )
         parameters = {f"new_{name}": value for name, value in values.items()}
         parameters.update(attachment_id=attachment.id, token=token)
         statement = FINISH_STORED if stored else FINISH
@@ -275,9 +378,19 @@ class AttachmentPipeline:
                 return "lost_claim"  # the lease ran out and another worker took over; it will record the outcome
             data = attachment_json(row)
             data["messageId"] = message.id
-            feed.append(conn, [{"tenant_id": attachment.tenant_id, "type": f"attachment.{status}",
-                                "message_id": message.id, "attachment_id": attachment.id, "created_at": now,
-                                "data": data}])
+            feed.append(
+                conn,
+                [
+                    {
+                        "tenant_id": attachment.tenant_id,
+                        "type": f"attachment.{status}",
+                        "message_id": message.id,
+                        "attachment_id": attachment.id,
+                        "created_at": now,
+                        "data": data,
+                    }
+                ],
+            )
             return status
 
         # Committed together with the outcomes other download threads are recording at the same moment:
@@ -289,14 +402,21 @@ class AttachmentPipeline:
     def sweep(self) -> int:
         """Enqueue attachments that should have been worked on a while ago and are not claimed: a lost
         enqueue, a crashed worker or a restart delays an attachment by minutes, never loses it."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         overdue = now - timedelta(seconds=self.media.sweep_after_seconds)
         with self.db.reading() as session:
-            ids = list(session.scalars(
-                sa.select(Attachment.id).where(
-                    Attachment.status == "pending", Attachment.next_attempt_at <= overdue,
-                    sa.or_(Attachment.claimed_until.is_(None), Attachment.claimed_until < now))
-                .order_by(Attachment.next_attempt_at).limit(SWEEP_BATCH)))
+            ids = list(
+                session.scalars(
+                    sa.select(Attachment.id)
+                    .where(
+                        Attachment.status == "pending",
+                        Attachment.next_attempt_at <= overdue,
+                        sa.or_(Attachment.claimed_until.is_(None), Attachment.claimed_until < now),
+                    )
+                    .order_by(Attachment.next_attempt_at)
+                    .limit(SWEEP_BATCH)
+                )
+            )
         if ids:
             self._enqueue(ids, None)
         return len(ids)
@@ -305,8 +425,7 @@ class AttachmentPipeline:
         """Put failed or rejected attachments back to pending with a fresh retry budget (operator action).
         Returns the ids that were reset."""
         with self.db.writing() as conn:
-            reset = [row.id for row in conn.execute(RESET_FOR_RETRY, {"ids": attachment_ids,
-                                                                      "now": datetime.now(timezone.utc)})]
+            reset = [row.id for row in conn.execute(RESET_FOR_RETRY, {"ids": attachment_ids, "now": datetime.now(UTC)})]
         if reset:
             self._enqueue(reset, None)
         return reset

@@ -1,11 +1,12 @@
 """Uploaded media for outbound MMS: checked with the inbound attachments' rules, stored in the blob store
 under a key the service makes, recorded in `media_uploads`, and revoked on request."""
+
 from __future__ import annotations
 
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -20,8 +21,12 @@ from webhook_service.media.validation import CheckedMedia, MediaPolicy, check_me
 
 UPLOADS = MediaUpload.__table__
 # File name extensions of the types a conversion writes, the usual one first.
-_EXTENSIONS = {"image/jpeg": (".jpg", ".jpeg", ".jpe", ".jfif"), "image/png": (".png",),
-               "image/gif": (".gif",), "image/webp": (".webp",)}
+_EXTENSIONS = {
+    "image/jpeg": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    "image/png": (".png",),
+    "image/gif": (".gif",),
+    "image/webp": (".webp",),
+}
 
 
 @dataclass(frozen=True)
@@ -42,34 +47,67 @@ class MediaUploads:
         self.links = links
         self.policy = policy
 
-    def check(self, source: Path, *, declared_content_type: str | None, convert: bool, source_sha256: str | None,
-              workdir: Path) -> CheckedMedia:
+    def check(
+        self,
+        source: Path,
+        *,
+        declared_content_type: str | None,
+        convert: bool,
+        source_sha256: str | None,
+        workdir: Path,
+    ) -> CheckedMedia:
         """The inbound attachments' checks (MediaRejected when the file is refused); with `convert`, images
         carriers refuse are converted and images over the limit scaled down instead."""
         if convert:
-            return convert_for_carriers(source, declared_content_type=declared_content_type, policy=self.policy,
-                                        workdir=workdir)
-        return check_media(source, declared_content_type=declared_content_type, policy=self.policy,
-                           workdir=workdir, source_sha256=source_sha256)
+            return convert_for_carriers(
+                source, declared_content_type=declared_content_type, policy=self.policy, workdir=workdir
+            )
+        return check_media(
+            source,
+            declared_content_type=declared_content_type,
+            policy=self.policy,
+            workdir=workdir,
+            source_sha256=source_sha256,
+        )
 
-    def store(self, checked: CheckedMedia, *, file_name: str, number: PhoneNumber, converted: bool,
-              tenant_id: str, created_by: str) -> StoredUpload:
+    def store(
+        self,
+        checked: CheckedMedia,
+        *,
+        file_name: str,
+        number: PhoneNumber,
+        converted: bool,
+        tenant_id: str,
+        created_by: str,
+    ) -> StoredUpload:
         """Put the checked file in the blob store (taking the file over) and record it. Storage and
         database errors propagate; a blob whose record could not be written is removed again."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if converted:
             file_name = named_after_type(file_name, checked.content_type)
         upload = MediaUpload(
-            id=str(uuid.uuid4()), tenant_id=tenant_id, phone_number=number.number, phone_number_id=number.id,
-            file_name=file_name, content_type=checked.content_type,
-            declared_content_type=checked.declared_content_type, size=checked.size, sha256=checked.sha256,
-            created_at=now, revoked_at=None, created_by=created_by)
+            id=str(uuid.uuid4()),
+            tenant_id=tenant_id,
+            phone_number=number.number,
+            phone_number_id=number.id,
+            file_name=file_name,
+            content_type=checked.content_type,
+            declared_content_type=checked.declared_content_type,
+            size=checked.size,
+            sha256=checked.sha256,
+            created_at=now,
+            revoked_at=None,
+            created_by=created_by,
+        )
         upload.blob_key = upload_blob_key(tenant_id, now, upload.id)
         self.blob_store.put_file(
-            upload.blob_key, checked.path, content_type=checked.content_type,
+            upload.blob_key,
+            checked.path,
+            content_type=checked.content_type,
             metadata={"upload_id": upload.id, "sha256": checked.sha256},
             content_disposition=content_disposition(disposition_for(checked.content_type), file_name),
-            consume=True)
+            consume=True,
+        )
         try:
             url = self.links.upload_url(upload)
             upload.expires_at = url.expires_at
@@ -95,8 +133,10 @@ class MediaUploads:
         self.blob_store.delete(upload.blob_key)
         with self.db.writing() as connection:
             revoked = connection.execute(
-                sa.update(UPLOADS).where(UPLOADS.c.id == upload.id, UPLOADS.c.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(timezone.utc))).rowcount
+                sa.update(UPLOADS)
+                .where(UPLOADS.c.id == upload.id, UPLOADS.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            ).rowcount
         return bool(revoked)
 
     def _delete_quietly(self, key: str) -> None:

@@ -24,12 +24,23 @@ from PIL import Image
 from webhook_service.media import images
 
 # Seed 001's supported formats.
-DEFAULT_ALLOWED_TYPES = frozenset({
-    "image/jpeg", "image/png", "image/gif", "image/webp",
-    "video/mp4", "video/quicktime", "video/x-msvideo",
-    "audio/mpeg", "audio/wav", "audio/aac",
-    "application/pdf", "text/plain", "text/vcard",
-})
+DEFAULT_ALLOWED_TYPES = frozenset(
+    {
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/webp",
+        "video/mp4",
+        "video/quicktime",
+        "video/x-msvideo",
+        "audio/mpeg",
+        "audio/wav",
+        "audio/aac",
+        "application/pdf",
+        "text/plain",
+        "text/vcard",
+    }
+)
 
 # Other spellings of the same types, from libmagic (audio/x-wav, audio/x-hx-aac-adts, image/x-ms-bmp on
 # older releases), from senders and providers, and from deprecated registrations.
@@ -103,8 +114,9 @@ class MediaPolicy:
 
     def __post_init__(self) -> None:
         # Configuration may spell types with aliases, capitals or parameters; only canonical forms compare.
-        object.__setattr__(self, "allowed_types",
-                           frozenset(canonical_content_type(name) for name in self.allowed_types))
+        object.__setattr__(
+            self, "allowed_types", frozenset(canonical_content_type(name) for name in self.allowed_types)
+        )
         for setting in ("max_bytes", "max_image_pixels", "max_animation_pixels", "max_concurrent_decodes"):
             if getattr(self, setting) < 1:
                 raise ValueError(f"MediaPolicy.{setting} must be positive")
@@ -113,8 +125,9 @@ class MediaPolicy:
         # Pillow checks its own limit inside Image.open, before this policy's limit can be applied: with a
         # higher policy limit, Pillow would warn about or refuse images this policy lets through.
         if Image.MAX_IMAGE_PIXELS is not None and self.max_image_pixels > Image.MAX_IMAGE_PIXELS:
-            raise ValueError(f"MediaPolicy.max_image_pixels must not exceed PIL.Image.MAX_IMAGE_PIXELS "
-                             f"({Image.MAX_IMAGE_PIXELS:,})")
+            raise ValueError(
+                f"MediaPolicy.max_image_pixels must not exceed PIL.Image.MAX_IMAGE_PIXELS ({Image.MAX_IMAGE_PIXELS:,})"
+            )
 
 
 class MediaRejected(Exception):
@@ -163,8 +176,14 @@ def sniff_content_type(path: Path) -> str:
     return content_type
 
 
-def check_media(source: Path, *, declared_content_type: str | None, policy: MediaPolicy,
-                workdir: Path, source_sha256: str | None = None) -> CheckedMedia:
+def check_media(
+    source: Path,
+    *,
+    declared_content_type: str | None,
+    policy: MediaPolicy,
+    workdir: Path,
+    source_sha256: str | None = None,
+) -> CheckedMedia:
     """Check `source` against `policy`; raise MediaRejected, or say what to store.
 
     JPEG, PNG, GIF and WebP images come back as a new file in `workdir` that the caller owns (store it,
@@ -181,8 +200,14 @@ def check_media(source: Path, *, declared_content_type: str | None, policy: Medi
     return _unchanged(source, content_type, declared, source_sha256)
 
 
-def convert_for_carriers(source: Path, *, declared_content_type: str | None, policy: MediaPolicy,
-                         workdir: Path, max_input_bytes: int | None = None) -> CheckedMedia:
+def convert_for_carriers(
+    source: Path,
+    *,
+    declared_content_type: str | None,
+    policy: MediaPolicy,
+    workdir: Path,
+    max_input_bytes: int | None = None,
+) -> CheckedMedia:
     """Like check_media, but fix images instead of refusing them (the upload API's `convert: true`).
 
     Images of a type outside the allowlist that Pillow can read (BMP, TIFF, ICO, AVIF; HEIC with a HEIF
@@ -303,22 +328,44 @@ def _declared(declared_content_type: str | None) -> str | None:
     return (declared_content_type or "").strip() or None
 
 
-def _unchanged(source: Path, content_type: str, declared: str | None,
-               known_sha256: str | None = None) -> CheckedMedia:
+def _unchanged(source: Path, content_type: str, declared: str | None, known_sha256: str | None = None) -> CheckedMedia:
     size, sha256 = (source.stat().st_size, known_sha256) if known_sha256 else _size_and_sha256(source)
-    return CheckedMedia(path=source, content_type=content_type, declared_content_type=declared, size=size,
-                        sha256=sha256, sanitized=False)
+    return CheckedMedia(
+        path=source,
+        content_type=content_type,
+        declared_content_type=declared,
+        size=size,
+        sha256=sha256,
+        sanitized=False,
+    )
 
 
-def _reencoded(source: Path, content_type: str, declared: str | None, policy: MediaPolicy, workdir: Path,
-               *, keep_format: bool, downscale: bool) -> CheckedMedia:
-    limits = images.ImageLimits(max_pixels=policy.max_image_pixels,
-                                max_animation_pixels=policy.max_animation_pixels,
-                                max_bytes=policy.max_bytes, quality=policy.jpeg_quality,
-                                max_concurrent_decodes=policy.max_concurrent_decodes)
+def _reencoded(
+    source: Path,
+    content_type: str,
+    declared: str | None,
+    policy: MediaPolicy,
+    workdir: Path,
+    *,
+    keep_format: bool,
+    downscale: bool,
+) -> CheckedMedia:
+    limits = images.ImageLimits(
+        max_pixels=policy.max_image_pixels,
+        max_animation_pixels=policy.max_animation_pixels,
+        max_bytes=policy.max_bytes,
+        quality=policy.jpeg_quality,
+        max_concurrent_decodes=policy.max_concurrent_decodes,
+    )
     try:
-        encoded = images.reencode_image(source, content_type=content_type, limits=limits, workdir=workdir,
-                                        keep_format=keep_format, downscale=downscale)
+        encoded = images.reencode_image(
+            source,
+            content_type=content_type,
+            limits=limits,
+            workdir=workdir,
+            keep_format=keep_format,
+            downscale=downscale,
+        )
     except images.ImageTooLarge as exc:
         raise MediaRejected("image_too_large", str(exc), content_type) from exc
     except images.ImageUnreadable as exc:
@@ -334,8 +381,16 @@ def _reencoded(source: Path, content_type: str, declared: str | None, policy: Me
     except BaseException:
         encoded.path.unlink(missing_ok=True)
         raise
-    return CheckedMedia(path=encoded.path, content_type=encoded.content_type, declared_content_type=declared,
-                        size=size, sha256=sha256, sanitized=True, width=encoded.width, height=encoded.height)
+    return CheckedMedia(
+        path=encoded.path,
+        content_type=encoded.content_type,
+        declared_content_type=declared,
+        size=size,
+        sha256=sha256,
+        sanitized=True,
+        width=encoded.width,
+        height=encoded.height,
+    )
 
 
 def _size_and_sha256(path: Path) -> tuple[int, str]:

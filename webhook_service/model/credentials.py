@@ -1,5 +1,6 @@
 """Credentials for downloading a provider's media: request headers, and the only hosts allowed to receive
 them. Adapters make them; the fetcher sends them to those hosts and nowhere else."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -31,6 +32,5 @@ class Credentials:
     def applies_to(self, host: str) -> bool:
         host = canonical_host_name(host)
         return any(
-            host.endswith(pattern[1:]) if pattern.startswith("*.") else host == pattern
-            for pattern in self.hosts
+            host.endswith(pattern[1:]) if pattern.startswith("*.") else host == pattern for pattern in self.hosts
         )

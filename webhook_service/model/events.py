@@ -1,10 +1,11 @@
 """The canonical events every provider adapter produces. The intake stores only these (plus the raw
 request), so the rest of the service never needs to know which provider a message came from."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Union
+from typing import Literal
 
 Direction = Literal["inbound", "outbound"]
 
@@ -12,15 +13,17 @@ Direction = Literal["inbound", "outbound"]
 @dataclass(frozen=True)
 class MediaRef:
     """An attachment as the provider announced it; downloaded and checked later by the worker."""
+
     url: str
-    content_type: str | None = None      # declared by the provider; the sniffed type decides
+    content_type: str | None = None  # declared by the provider; the sniffed type decides
     name: str | None = None
-    size: int | None = None              # declared; the downloaded size decides
+    size: int | None = None  # declared; the downloaded size decides
 
 
 @dataclass(frozen=True)
 class MessageEvent:
     """A message with its content: an inbound message, or an outbound one a provider reports in full."""
+
     provider_message_id: str
     direction: Direction
     from_: str | None
@@ -36,8 +39,9 @@ class MessageEvent:
 @dataclass(frozen=True)
 class StatusEvent:
     """A delivery report for one message."""
+
     provider_message_id: str
-    status: str                          # canonical, see statuses.py
+    status: str  # canonical, see statuses.py
     provider_status: str
     occurred_at: datetime | None = None
     error_code: str | None = None
@@ -50,4 +54,4 @@ class StatusEvent:
     to: tuple[str, ...] = ()
 
 
-Event = Union[MessageEvent, StatusEvent]
+Event = MessageEvent | StatusEvent

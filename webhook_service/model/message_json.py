@@ -1,8 +1,9 @@
 """The canonical JSON shapes consumers read (camelCase, as the seeds use)."""
+
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 
 from webhook_service.database.tables import Attachment, Message, StatusEventRow
 
@@ -43,8 +44,9 @@ def status_json(row: StatusEventRow) -> dict:
     }
 
 
-def message_json(message: Message, attachments: list[Attachment], history: list[StatusEventRow],
-                 url: AttachmentUrl | None = None) -> dict:
+def message_json(
+    message: Message, attachments: list[Attachment], history: list[StatusEventRow], url: AttachmentUrl | None = None
+) -> dict:
     return {
         "id": message.id,
         "provider": message.provider,

@@ -1,4 +1,5 @@
 """Phone numbers: E.164 normalization for storage, masking for logs."""
+
 from __future__ import annotations
 
 import functools
@@ -40,7 +41,6 @@ def _normalize_e164(value: str, region: str) -> str | None:
         if phonenumbers.is_possible_number(parsed):
             return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     return None
-
 
 
 def normalize_address(value: str | None, region: str = DEFAULT_REGION) -> str | None:

@@ -4,6 +4,7 @@ Providers deliver reports late, twice and out of order. The current status there
 a report applies only if it is further along than what we have, terminal states stay terminal, and the
 one exception is delivered -> read. Every report is still kept in the message's history.
 """
+
 from __future__ import annotations
 
 RECEIVED = "received"
@@ -17,10 +18,19 @@ _IN_FLIGHT_RANK = {
     "sending": 40,
     "sent": 50,
 }
-TERMINAL = frozenset({
-    "delivered", "undelivered", "failed", "rejected", "expired", "canceled", "deleted", "read",
-    RECEIVED,
-})
+TERMINAL = frozenset(
+    {
+        "delivered",
+        "undelivered",
+        "failed",
+        "rejected",
+        "expired",
+        "canceled",
+        "deleted",
+        "read",
+        RECEIVED,
+    }
+)
 CANONICAL = frozenset(_IN_FLIGHT_RANK) | TERMINAL | {UNKNOWN}
 
 

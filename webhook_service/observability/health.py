@@ -1,4 +1,5 @@
 """GET /healthz (the process is alive), /readyz (its dependencies answer), /metrics (Prometheus)."""
+
 from __future__ import annotations
 
 import logging
@@ -30,7 +31,7 @@ def health_blueprint(probes: Mapping[str, Probe]) -> Blueprint:
             try:
                 probe()
                 checks[name] = "ok"
-            except Exception as error:  # a readiness probe reports every failure rather than raising
+            except Exception as error:  # noqa: BLE001  # a readiness probe reports every failure rather than raising
                 log(logger, "readiness_check_failed", logging.WARNING, check=name, error=type(error).__name__)
                 checks[name] = f"unavailable: {type(error).__name__}"
         ready = all(value == "ok" for value in checks.values())

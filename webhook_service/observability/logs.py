@@ -3,12 +3,13 @@
 Callers pass facts as keyword fields (`log(logger, "webhook", outcome="accepted", ...)`). Secrets,
 signatures and message bodies are never passed; phone numbers go through `phone.mask` first.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _FIELDS = "fields"
 
@@ -16,7 +17,7 @@ _FIELDS = "fields"
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
@@ -44,6 +45,5 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("huey.consumer").setLevel(logging.INFO)  # start-up and shutdown lines
 
 
-def log(logger: logging.Logger, event: str, level: int = logging.INFO, *, exc_info: bool = False,
-        **fields) -> None:
+def log(logger: logging.Logger, event: str, level: int = logging.INFO, *, exc_info: bool = False, **fields) -> None:
     logger.log(level, event, exc_info=exc_info, extra={_FIELDS: fields})

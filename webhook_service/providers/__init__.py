@@ -3,6 +3,7 @@
 The registry is also where connections are checked against the adapters: a connection must name a
 registered provider, and its options must be ones that adapter takes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -41,8 +42,10 @@ def check_connections(connections: Iterable[Connection]) -> None:
     for index, connection in enumerate(connections):
         adapter = ADAPTERS.get(connection.provider)
         if adapter is None:
-            raise ConfigError(f"connections[{index}].provider: unknown provider {connection.provider!r} "
-                              f"(known: {', '.join(sorted(ADAPTERS))})")
+            raise ConfigError(
+                f"connections[{index}].provider: unknown provider {connection.provider!r} "
+                f"(known: {', '.join(sorted(ADAPTERS))})"
+            )
         problem = adapter.validate_options(connection)
         if problem:
             raise ConfigError(f"connections[{index}] ({connection.key}): {problem}")

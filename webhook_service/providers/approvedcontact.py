@@ -31,6 +31,7 @@ Assumptions, each made tolerant (the intake keeps the raw request whatever this 
   outbound report may list its media as `mediaUrls` (the send API's name) instead of `attachments`.
 - The acknowledgement is {"success": true} as application/json, as seed 001's example receiver answers.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,8 @@ from pydantic import (
     field_validator,
 )
 
-from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.config.model import Connection
+from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.statuses import canonical
 from webhook_service.providers.base import (
     ParseFailed,
@@ -86,8 +87,17 @@ STATUS_MAP = {
 
 # X-AC-WebhookEvent values, compared lower-case without punctuation. Only MessageReceived is documented.
 INBOUND_EVENTS = frozenset({"messagereceived", "inboundmessage", "messageinbound", "incomingmessage"})
-STATUS_EVENTS = frozenset({"messagestatus", "messagestatusupdated", "messagestatuschanged",
-                           "statusupdated", "statuschanged", "deliveryreport", "deliverystatus"})
+STATUS_EVENTS = frozenset(
+    {
+        "messagestatus",
+        "messagestatusupdated",
+        "messagestatuschanged",
+        "statusupdated",
+        "statuschanged",
+        "deliveryreport",
+        "deliverystatus",
+    }
+)
 # Event names that say the status themselves.
 STATUS_OF_EVENT = {
     "messagequeued": "queued",
@@ -96,8 +106,14 @@ STATUS_OF_EVENT = {
     "messagefailed": "failed",
 }
 
-MESSAGE_TYPES = {"0": "inbound", "inbound": "inbound", "1": "outbound", "outbound": "outbound",
-                 "2": "system", "system": "system"}
+MESSAGE_TYPES = {
+    "0": "inbound",
+    "inbound": "inbound",
+    "1": "outbound",
+    "outbound": "outbound",
+    "2": "system",
+    "system": "system",
+}
 # Provider facts kept on the message (scalars only).
 EXTRA_FIELDS = ("tenantId", "phoneNumberId", "threadId", "segmentCount", "tag")
 
@@ -114,16 +130,19 @@ class _Payload(BaseModel):
     @field_validator("*")
     @classmethod
     def _storable(cls, value: Any) -> Any:
-        if any(isinstance(text, str) and _UNSTORABLE.search(text)
-               for text in (value if isinstance(value, list) else [value])):
+        if any(
+            isinstance(text, str) and _UNSTORABLE.search(text)
+            for text in (value if isinstance(value, list) else [value])
+        ):
             raise ValueError("contains a NUL character or an unpaired surrogate, which cannot be stored")
         return value
 
 
 class _Attachment(_Payload):
     url: str = Field(min_length=1, max_length=4096)
-    content_type: str | None = Field(default=None, max_length=255,
-                                     validation_alias=AliasChoices("contentType", "mimeType", "content_type"))
+    content_type: str | None = Field(
+        default=None, max_length=255, validation_alias=AliasChoices("contentType", "mimeType", "content_type")
+    )
     name: str | None = Field(default=None, max_length=255, validation_alias=AliasChoices("name", "fileName"))
     size: int | None = Field(default=None, ge=0, le=2**53)
 
@@ -145,15 +164,19 @@ class _Body(_Payload):
     attachments: list[_Attachment] = Field(default_factory=list, max_length=20)
     media_urls: list[str] = Field(default_factory=list, max_length=20, validation_alias="mediaUrls")
     sent_date: str | None = Field(default=None, max_length=64, validation_alias="sentDate")
-    status: str | None = Field(default=None, max_length=64,
-                               validation_alias=AliasChoices("status", "messageStatus", "deliveryStatus"))
-    error_code: str | None = Field(default=None, max_length=64,
-                                   validation_alias=AliasChoices("errorCode", "error_code"))
+    status: str | None = Field(
+        default=None, max_length=64, validation_alias=AliasChoices("status", "messageStatus", "deliveryStatus")
+    )
+    error_code: str | None = Field(
+        default=None, max_length=64, validation_alias=AliasChoices("errorCode", "error_code")
+    )
     error: _Error | str | None = Field(default=None)
-    error_message: str | None = Field(default=None,
-                                      validation_alias=AliasChoices("errorMessage", "errorDescription"))
-    status_date: str | None = Field(default=None, max_length=64, validation_alias=AliasChoices(
-        "statusDate", "updatedAt", "statusUpdatedAt", "timestamp"))
+    error_message: str | None = Field(default=None, validation_alias=AliasChoices("errorMessage", "errorDescription"))
+    status_date: str | None = Field(
+        default=None,
+        max_length=64,
+        validation_alias=AliasChoices("statusDate", "updatedAt", "statusUpdatedAt", "timestamp"),
+    )
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -168,8 +191,9 @@ class _Body(_Payload):
     @property
     def media(self) -> tuple[MediaRef, ...]:
         if self.attachments:
-            return tuple(MediaRef(url=a.url, content_type=a.content_type, name=a.name, size=a.size)
-                         for a in self.attachments)
+            return tuple(
+                MediaRef(url=a.url, content_type=a.content_type, name=a.name, size=a.size) for a in self.attachments
+            )
         return tuple(MediaRef(url=url) for url in self.media_urls if url)
 
 
@@ -185,8 +209,10 @@ class ApprovedContactAdapter(ProviderAdapter):
         offered = _decode_signature(signature)
         signed = timestamp.encode() + b"." + request.body
         # Every secret is tried (rotation) without stopping at the first match.
-        matches = [constant_time_equal(hmac.new(secret.encode(), signed, hashlib.sha256).digest(), offered)
-                   for secret in connection.secrets]
+        matches = [
+            constant_time_equal(hmac.new(secret.encode(), signed, hashlib.sha256).digest(), offered)
+            for secret in connection.secrets
+        ]
         if not any(matches):
             raise VerificationFailed("invalid_signature", f"{SIGNATURE_HEADER} matches no configured secret")
 
@@ -194,7 +220,7 @@ class ApprovedContactAdapter(ProviderAdapter):
         try:
             body = _Body.model_validate(request.json_object())
         except ValidationError as error:
-            raise invalid_payload(error)
+            raise invalid_payload(error) from None
         event_name = _NOT_ALPHANUMERIC.sub("", (request.headers.get(EVENT_HEADER) or "").lower())
         if _is_status_report(body, event_name):
             return [_status_event(body, event_name)]
@@ -260,6 +286,10 @@ def _status_event(body: _Body, event_name: str) -> StatusEvent:
 
 def _extra(body: _Body) -> dict:
     extras = body.model_extra or {}
-    return {name: extras[name] for name in EXTRA_FIELDS
-            if isinstance(extras.get(name), (str, int, float, bool)) and len(str(extras[name])) <= 255
-            and not _UNSTORABLE.search(str(extras[name]))}
+    return {
+        name: extras[name]
+        for name in EXTRA_FIELDS
+        if isinstance(extras.get(name), (str, int, float, bool))
+        and len(str(extras[name])) <= 255
+        and not _UNSTORABLE.search(str(extras[name]))
+    }

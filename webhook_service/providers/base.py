@@ -1,6 +1,7 @@
 """What every provider adapter is: verify a request, parse it into canonical events, and (optionally)
 say how to authenticate media downloads. Everything else (connection lookup, body limits, Basic auth,
 persistence, idempotency, logging, responses) is the intake's job, done once for all providers."""
+
 from __future__ import annotations
 
 import abc
@@ -9,7 +10,7 @@ import binascii
 import hmac
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -21,11 +22,9 @@ from defusedxml import DefusedXmlException
 from pydantic import BaseModel, ValidationError
 from werkzeug.datastructures import Headers
 
-from webhook_service.model.events import Event
 from webhook_service.config.model import Connection
 from webhook_service.model.credentials import Credentials
-
-
+from webhook_service.model.events import Event
 
 # Credentials that must never be stored or logged as received (adapters may add their own).
 REDACTED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -54,12 +53,13 @@ class ParseFailed(Exception):
 class WebhookRequest:
     """A provider's request as received, independent of Flask, so that the same code verifies live
     requests and operator replays of stored ones."""
+
     method: str
     # The URL as the provider called it (scheme, public host, path, raw query): what signatures cover.
     url: str
     headers: Headers
     body: bytes
-    received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     remote_addr: str | None = None
 
     @property
@@ -80,7 +80,7 @@ class WebhookRequest:
         try:
             return self.body.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise ParseFailed("invalid_encoding", f"body is not UTF-8 ({error.reason} at byte {error.start})")
+            raise ParseFailed("invalid_encoding", f"body is not UTF-8 ({error.reason} at byte {error.start})") from None
 
     def form(self) -> list[tuple[str, str]]:
         """The body as application/x-www-form-urlencoded pairs, in order, values kept exactly."""
@@ -88,16 +88,16 @@ class WebhookRequest:
         try:
             return parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=5000)
         except ValueError as error:
-            raise ParseFailed("invalid_form", f"body is not form-encoded: {error}")
+            raise ParseFailed("invalid_form", f"body is not form-encoded: {error}") from None
 
     def json(self) -> Any:
         text = self.text()
         try:
             return json.loads(text)
         except ValueError as error:
-            raise ParseFailed("invalid_json", f"body is not JSON: {error}")
+            raise ParseFailed("invalid_json", f"body is not JSON: {error}") from None
         except RecursionError:
-            raise ParseFailed("invalid_json", "body nests JSON too deeply")
+            raise ParseFailed("invalid_json", "body nests JSON too deeply") from None
 
     def json_object(self) -> dict[str, Any]:
         data = self.json()
@@ -111,9 +111,9 @@ class WebhookRequest:
         try:
             return SafeElementTree.fromstring(self.body, forbid_dtd=True)
         except DefusedXmlException as error:
-            raise ParseFailed("xml_forbidden", f"XML uses a forbidden construct ({type(error).__name__})")
+            raise ParseFailed("xml_forbidden", f"XML uses a forbidden construct ({type(error).__name__})") from None
         except XMLParseError as error:
-            raise ParseFailed("invalid_xml", f"body is not XML: {error}")
+            raise ParseFailed("invalid_xml", f"body is not XML: {error}") from None
 
 
 class ProviderAdapter(abc.ABC):
@@ -191,6 +191,7 @@ class ProviderAdapter(abc.ABC):
 
 # Helpers for adapters ----------------------------------------------------------------------
 
+
 def first_validation_error(error: ValidationError) -> tuple[str, str]:
     """Where and what pydantic's first complaint is, worded for an operator."""
     first = error.errors()[0]
@@ -225,7 +226,7 @@ def decode_base64(value: str, what: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise VerificationFailed("malformed_signature", f"{what} is not valid base64")
+        raise VerificationFailed("malformed_signature", f"{what} is not valid base64") from None
 
 
 def check_timestamp(value: str, request: WebhookRequest, tolerance: int, what: str = "timestamp") -> int:
@@ -235,10 +236,11 @@ def check_timestamp(value: str, request: WebhookRequest, tolerance: int, what: s
         timestamp = int(value.strip())
         age = request.received_at.timestamp() - timestamp
     except (ValueError, AttributeError, OverflowError):
-        raise VerificationFailed("malformed_timestamp", f"{str(value)[:32]!r} is not a unix time ({what})")
+        raise VerificationFailed("malformed_timestamp", f"{str(value)[:32]!r} is not a unix time ({what})") from None
     if abs(age) > tolerance:
-        raise VerificationFailed("stale_timestamp",
-                                 f"{what} is {age:.0f} s from the arrival time (tolerance {tolerance} s)")
+        raise VerificationFailed(
+            "stale_timestamp", f"{what} is {age:.0f} s from the arrival time (tolerance {tolerance} s)"
+        )
     return timestamp
 
 
@@ -252,7 +254,7 @@ def parse_time(value: Any) -> datetime | None:
             number = float(value)
             if number > 1e11:  # milliseconds
                 number /= 1000
-            return datetime.fromtimestamp(number, timezone.utc)
+            return datetime.fromtimestamp(number, UTC)
         text = str(value).strip().replace("Z", "+00:00").replace("z", "+00:00")
         parsed = datetime.fromisoformat(text)
     except (ValueError, OverflowError, OSError):
@@ -263,7 +265,7 @@ def parse_time(value: Any) -> datetime | None:
 def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def field_text(fields: dict[str, Any], name: str, max_length: int | None = None) -> str | None:

@@ -36,6 +36,7 @@ Assumptions (not documented by Bird):
   media_auth (e.g. kind "header", header "Authorization", value "AccessKey ...") is sent only to the
   hosts listed in media_auth.hosts; none are assumed, since Bird's media host is not documented either.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +45,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.config.model import Connection
+from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.statuses import canonical
 from webhook_service.providers.base import (
     ProviderAdapter,
@@ -114,6 +115,7 @@ class _Metadata(_Payload):
 
 class _Content(_Payload):
     """body.text, body.image or body.file: the text, the media of that type, the subject."""
+
     text: str | None = None
     attachments: list[_Media] = Field(default_factory=list)
     images: list[_Media] = Field(default_factory=list)
@@ -166,8 +168,7 @@ class BirdAdapter(ProviderAdapter):
         signature = decode_base64(require_header(request, SIGNATURE_HEADER, max_length=256), SIGNATURE_HEADER)
         timestamp = require_header(request, TIMESTAMP_HEADER, max_length=32)
         check_timestamp(timestamp, request, self.tolerance(connection), TIMESTAMP_HEADER)
-        signed_content = b"\n".join([timestamp.encode(), request.url.encode(),
-                                     hashlib.sha256(request.body).digest()])
+        signed_content = b"\n".join([timestamp.encode(), request.url.encode(), hashlib.sha256(request.body).digest()])
         for secret in connection.secrets:
             expected = hmac.new(secret.encode(), signed_content, hashlib.sha256).digest()
             if constant_time_equal(expected, signature):
@@ -181,7 +182,7 @@ class BirdAdapter(ProviderAdapter):
                 return []
             message = _Message.model_validate(envelope.payload)
         except ValidationError as error:
-            raise invalid_payload(error)
+            raise invalid_payload(error) from None
         sender = message.sender or _Party()
         receiver = message.receiver or _Party()
         inbound = envelope.event == INBOUND_EVENT
@@ -205,23 +206,31 @@ class BirdAdapter(ProviderAdapter):
         if inbound or not message.status:
             return [content]
         failure = message.failure or _Failure()
-        return [content, StatusEvent(
-            provider_message_id=message.id,
-            status=canonical(STATUSES, message.status),
-            provider_status=message.status,
-            occurred_at=parse_time(message.last_status_at) or parse_time(message.updated_at),
-            error_code=text_or_none(failure.source.code) if failure.source else None,
-            error_message=failure.description,
-            from_=content.from_,
-            to=content.to,
-        )]
+        return [
+            content,
+            StatusEvent(
+                provider_message_id=message.id,
+                status=canonical(STATUSES, message.status),
+                provider_status=message.status,
+                occurred_at=parse_time(message.last_status_at) or parse_time(message.updated_at),
+                error_code=text_or_none(failure.source.code) if failure.source else None,
+                error_message=failure.description,
+                from_=content.from_,
+                to=content.to,
+            ),
+        ]
 
 
 def _media(content: _Content) -> tuple[MediaRef, ...]:
-    return tuple(MediaRef(url=item.media_url, content_type=item.content_type, name=item.filename)
-                 for item in [*content.images, *content.files, *content.attachments])
+    return tuple(
+        MediaRef(url=item.media_url, content_type=item.content_type, name=item.filename)
+        for item in [*content.images, *content.files, *content.attachments]
+    )
 
 
 def _values(identifiers: list[_Identifier | None]) -> list[str]:
-    return [identifier.identifier_value for identifier in identifiers
-            if identifier is not None and identifier.identifier_value]
+    return [
+        identifier.identifier_value
+        for identifier in identifiers
+        if identifier is not None and identifier.identifier_value
+    ]

@@ -76,6 +76,7 @@ Acknowledgement: `acknowledgement.body` and `.content_type` (default "OK", text/
 acknowledgement_for(connection). A token's query parameter or header is redacted before the request is
 stored (secret_query_params_for / secret_headers_for).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -83,7 +84,7 @@ import hmac
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 from xml.etree.ElementTree import Element
 
 from pydantic import (
@@ -95,8 +96,8 @@ from pydantic import (
     model_validator,
 )
 
-from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.config.model import Connection
+from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.statuses import CANONICAL, RECEIVED, canonical
 from webhook_service.providers.base import (
     ParseFailed,
@@ -126,8 +127,18 @@ MAX_RECIPIENTS = 100
 MAX_MEDIA = 20
 MAX_XML_DEPTH = 32
 # Longest value accepted per field (the body itself is capped by the intake).
-FIELD_LIMITS = {"message_id": 255, "event_id": 255, "from": 64, "to": 64, "status": 64, "error_code": 64,
-                "media_url": 4096, "media_content_type": 255, "media_name": 255, "occurred_at": 64}
+FIELD_LIMITS = {
+    "message_id": 255,
+    "event_id": 255,
+    "from": 64,
+    "to": 64,
+    "status": 64,
+    "error_code": 64,
+    "media_url": 4096,
+    "media_content_type": 255,
+    "media_name": 255,
+    "occurred_at": 64,
+}
 JSON_TYPES = ("application/json", "text/json")
 FORM_TYPES = ("application/x-www-form-urlencoded",)
 XML_TYPES = ("application/xml", "text/xml")
@@ -140,17 +151,18 @@ _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 # Paths -------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Step:
     key: str
-    every: bool = False          # name[]
-    index: int | None = None     # name[i]
+    every: bool = False  # name[]
+    index: int | None = None  # name[i]
 
 
 @dataclass(frozen=True)
 class FieldPath:
     source: Literal["body", "header", "query"]
-    name: str                    # the header or query parameter name
+    name: str  # the header or query parameter name
     steps: tuple[_Step, ...]
 
 
@@ -158,7 +170,7 @@ class FieldPath:
 def compile_path(text: str) -> FieldPath:
     for source in ("header", "query"):
         if text.startswith(source + ":"):
-            name = text[len(source) + 1:].strip()
+            name = text[len(source) + 1 :].strip()
             if not name:
                 raise ValueError(f"{text!r} names no {source}")
             return FieldPath(source, name, ())
@@ -182,11 +194,13 @@ def _checked_paths(paths: list[str]) -> list[str]:
     return paths
 
 
-Paths = Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]],
-                  BeforeValidator(_path_list), Field(max_length=16)]
+Paths = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=256)]], BeforeValidator(_path_list), Field(max_length=16)
+]
 
 
 # Options -----------------------------------------------------------------------------------
+
 
 class _Options(BaseModel):
     # An unknown option is a typo: refuse it rather than ignore a setting.
@@ -202,8 +216,12 @@ class FieldPaths(_Options):
     text: Paths = ["text", "body", "message"]
     subject: Paths = ["subject"]
     media_url: Paths = ["media[].url", "attachments[].url", "mediaUrls"]
-    media_content_type: Paths = ["media[].contentType", "media[].content_type",
-                                 "attachments[].contentType", "attachments[].content_type"]
+    media_content_type: Paths = [
+        "media[].contentType",
+        "media[].content_type",
+        "attachments[].contentType",
+        "attachments[].content_type",
+    ]
     media_name: Paths = ["media[].name", "attachments[].name"]
     media_size: Paths = ["media[].size", "attachments[].size"]
     status: Paths = ["status"]
@@ -248,7 +266,7 @@ class EventKind(_Options):
         return [value.strip().lower() for value in values]
 
     @model_validator(mode="after")
-    def _values_for_paths(self) -> "EventKind":
+    def _values_for_paths(self) -> EventKind:
         if self.paths and not (self.inbound or self.outbound or self.status):
             raise ValueError("paths are set but no inbound, outbound or status values to compare with")
         return self
@@ -272,7 +290,7 @@ class TokenAuth(_Options):
     scheme: str | None = Field(default=None, min_length=1, max_length=32)
 
     @model_validator(mode="after")
-    def _one_place(self) -> "TokenAuth":
+    def _one_place(self) -> TokenAuth:
         if (self.query_parameter is None) == (self.header is None):
             raise ValueError("set exactly one of query_parameter and header")
         if self.scheme and not self.header:
@@ -290,7 +308,7 @@ class HmacAuth(_Options):
     timestamp_header: str | None = Field(default=None, min_length=1, max_length=64)
 
     @model_validator(mode="after")
-    def _timestamp(self) -> "HmacAuth":
+    def _timestamp(self) -> HmacAuth:
         if self.signed_content == "timestamp.body" and not self.timestamp_header:
             raise ValueError("signed_content 'timestamp.body' needs timestamp_header")
         if self.signed_content == "body" and self.timestamp_header:
@@ -308,7 +326,7 @@ class MappingOptions(_Options):
     fields: FieldPaths = FieldPaths()
     event_kind: EventKind = EventKind()
     status_map: dict[str, str] = {}
-    auth: Annotated[Union[NoAuth, TokenAuth, HmacAuth], Field(discriminator="kind")] = NoAuth(kind="none")
+    auth: Annotated[NoAuth | TokenAuth | HmacAuth, Field(discriminator="kind")] = NoAuth(kind="none")
     acknowledgement: Acknowledgement = Acknowledgement()
 
     @field_validator("status_map")
@@ -316,12 +334,15 @@ class MappingOptions(_Options):
     def _canonical(cls, mapping: dict[str, str]) -> dict[str, str]:
         for provider_status, status in mapping.items():
             if status not in CANONICAL:
-                raise ValueError(f"{provider_status!r} maps to {status!r}, which is not a canonical status "
-                                 f"(one of {', '.join(sorted(CANONICAL))})")
+                raise ValueError(
+                    f"{provider_status!r} maps to {status!r}, which is not a canonical status "
+                    f"(one of {', '.join(sorted(CANONICAL))})"
+                )
         return {provider_status.strip().lower(): status for provider_status, status in mapping.items()}
 
 
 # The adapter -------------------------------------------------------------------------------
+
 
 class MappingAdapter(ProviderAdapter):
     name = "mapping"
@@ -392,10 +413,11 @@ def _over(base: Any, own: Any) -> Any:
 
 def _auth_problem(auth: NoAuth | TokenAuth | HmacAuth, connection: Connection) -> str | None:
     if isinstance(auth, NoAuth) and connection.secrets:
-        return ("options.auth.kind: 'none' checks no secret, but the connection lists secrets; "
-                "use kind 'token' or 'hmac', or remove the secrets")
-    if isinstance(auth, TokenAuth) and auth.header and auth.header.lower() == "authorization" \
-            and connection.basic_auth:
+        return (
+            "options.auth.kind: 'none' checks no secret, but the connection lists secrets; "
+            "use kind 'token' or 'hmac', or remove the secrets"
+        )
+    if isinstance(auth, TokenAuth) and auth.header and auth.header.lower() == "authorization" and connection.basic_auth:
         return "options.auth.header: Authorization already carries the connection's basic_auth"
     return None
 
@@ -421,13 +443,13 @@ def _verify_token(auth: TokenAuth, request: WebhookRequest, connection: Connecti
 
 def _verify_hmac(auth: HmacAuth, request: WebhookRequest, connection: Connection, tolerance: int) -> None:
     signature = require_header(request, auth.header, max_length=1024)
-    if auth.prefix and signature[:len(auth.prefix)].lower() == auth.prefix.lower():
-        signature = signature[len(auth.prefix):]
+    if auth.prefix and signature[: len(auth.prefix)].lower() == auth.prefix.lower():
+        signature = signature[len(auth.prefix) :]
     if auth.encoding == "hex":
         try:
             offered = bytes.fromhex(signature)
         except ValueError:
-            raise VerificationFailed("malformed_signature", f"{auth.header} is not hex")
+            raise VerificationFailed("malformed_signature", f"{auth.header} is not hex") from None
     else:
         offered = decode_base64(signature, auth.header)
     signed = request.body
@@ -436,13 +458,16 @@ def _verify_hmac(auth: HmacAuth, request: WebhookRequest, connection: Connection
         check_timestamp(timestamp, request, tolerance, auth.timestamp_header)
         signed = timestamp.encode() + b"." + request.body
     digest = getattr(hashlib, auth.algorithm)
-    matches = [constant_time_equal(hmac.new(secret.encode(), signed, digest).digest(), offered)
-               for secret in connection.secrets]
+    matches = [
+        constant_time_equal(hmac.new(secret.encode(), signed, digest).digest(), offered)
+        for secret in connection.secrets
+    ]
     if not any(matches):
         raise VerificationFailed("invalid_signature", f"{auth.header} matches no configured secret")
 
 
 # Bodies as documents -------------------------------------------------------------------------
+
 
 def _document(request: WebhookRequest, body_format: str) -> dict[str, Any]:
     if not request.body.strip():
@@ -512,6 +537,7 @@ def _local_name(tag: Any) -> str:
 
 # From a document to events --------------------------------------------------------------------
 
+
 class _Extraction:
     """One request's document read through one connection's options."""
 
@@ -556,8 +582,11 @@ class _Extraction:
             subject=self._one("subject", self.fields.subject),
             media=self._media(),
             occurred_at=parse_time(self._one("occurred_at", self.fields.occurred_at)),
-            extra={name: value for name, paths in self.fields.extra.items()
-                   if (value := self._one(f"extra.{name}", paths)) is not None},
+            extra={
+                name: value
+                for name, paths in self.fields.extra.items()
+                if (value := self._one(f"extra.{name}", paths)) is not None
+            },
         )
 
     def _status(self) -> StatusEvent:
@@ -602,8 +631,14 @@ class _Extraction:
         for index, url in enumerate(urls):
             if url is None:
                 continue
-            media.append(MediaRef(url=url, content_type=_at(types, index), name=_at(names, index),
-                                  size=_declared_size(_at(sizes, index))))
+            media.append(
+                MediaRef(
+                    url=url,
+                    content_type=_at(types, index),
+                    name=_at(names, index),
+                    size=_declared_size(_at(sizes, index)),
+                )
+            )
         return tuple(media)
 
     # Reading values --------------------------------------------------------------------------

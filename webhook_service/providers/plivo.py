@@ -35,6 +35,7 @@ Assumptions (not verified against live traffic):
 - Media downloads: Plivo documents no authentication for media.plivo.com; a connection's media_auth,
   when configured, is sent there (and only there) by default.
 """
+
 from __future__ import annotations
 
 import base64
@@ -45,8 +46,8 @@ import re
 from collections import defaultdict
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.config.model import Connection
+from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.statuses import canonical
 from webhook_service.providers.base import (
     ParseFailed,
@@ -65,7 +66,7 @@ STATUS_MAP = {
     "delivered": "delivered",
     "undelivered": "undelivered",
     "failed": "failed",
-    "rejected": "rejected",   # in older versions of Plivo's status list
+    "rejected": "rejected",  # in older versions of Plivo's status list
     "read": "read",
     "received": "received",
 }
@@ -107,12 +108,15 @@ class PlivoAdapter(ProviderAdapter):
         try:
             parameters = request.form()
         except ParseFailed as error:
-            raise VerificationFailed("invalid_signature",
-                                     f"body is not form-encoded, so it cannot be the signed parameters ({error.code})")
+            raise VerificationFailed(
+                "invalid_signature", f"body is not form-encoded, so it cannot be the signed parameters ({error.code})"
+            ) from None
         signed_forms = _encodings(f"{_base_string(request.url, parameters)}.{nonce}")
         matches = [
             constant_time_equal(hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest(), candidate)
-            for secret in connection.secrets for signed in signed_forms for candidate in offered
+            for secret in connection.secrets
+            for signed in signed_forms
+            for candidate in offered
         ]
         if not any(matches):
             raise VerificationFailed("invalid_signature", f"{SIGNATURE_HEADER} matches no configured auth token")
@@ -133,27 +137,37 @@ class PlivoAdapter(ProviderAdapter):
         recipient = field_text(fields, "To", MAX_ADDRESS)
         recipients = (recipient,) if recipient else ()
         if inbound_status and has_content:
-            return [MessageEvent(
-                provider_message_id=message_id, direction="inbound", from_=sender, to=recipients,
-                text=_message_text(fields), media=_media(fields))]
+            return [
+                MessageEvent(
+                    provider_message_id=message_id,
+                    direction="inbound",
+                    from_=sender,
+                    to=recipients,
+                    text=_message_text(fields),
+                    media=_media(fields),
+                )
+            ]
         if status is None:
             raise ParseFailed("missing_status", "no Status, and no message content")
         if inbound_status:
             return []
         error_code = field_text(fields, "ErrorCode", MAX_STATUS)
         time_field = STATUS_TIME_FIELDS.get(status.strip().lower())
-        return [StatusEvent(
-            provider_message_id=message_id,
-            status=canonical(STATUS_MAP, status),
-            provider_status=status,
-            occurred_at=parse_time(fields.get(time_field)) if time_field else None,
-            error_code=None if error_code == NO_ERROR_CODE else error_code,
-            from_=sender,
-            to=recipients,
-        )]
+        return [
+            StatusEvent(
+                provider_message_id=message_id,
+                status=canonical(STATUS_MAP, status),
+                provider_status=status,
+                occurred_at=parse_time(fields.get(time_field)) if time_field else None,
+                error_code=None if error_code == NO_ERROR_CODE else error_code,
+                from_=sender,
+                to=recipients,
+            )
+        ]
 
 
 # Verification -------------------------------------------------------------------------------------
+
 
 def _offered_signatures(header: str) -> list[bytes]:
     offered = []
@@ -173,11 +187,13 @@ def _base_string(url: str, body_parameters: list[tuple[str, str]]) -> str:
     try:
         parts = urlsplit(url)
     except ValueError as error:  # e.g. an unbalanced "[" from a forged Host header
-        raise VerificationFailed("invalid_url", f"the request URL cannot be parsed ({error})")
+        raise VerificationFailed("invalid_url", f"the request URL cannot be parsed ({error})") from None
     base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-    query = "&".join(f"{name}={value}"
-                     for name, values in _sorted_values(parse_qsl(parts.query, keep_blank_values=True))
-                     for value in values)
+    query = "&".join(
+        f"{name}={value}"
+        for name, values in _sorted_values(parse_qsl(parts.query, keep_blank_values=True))
+        for value in values
+    )
     if query or body_parameters:
         base += "?" + query
     if query and body_parameters:
@@ -202,6 +218,7 @@ def _sorted_values(pairs: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
 
 
 # Parsing ------------------------------------------------------------------------------------------
+
 
 def _message_text(fields: dict[str, str]) -> str | None:
     """SMS text is `Text`, MMS text is `Body`; either is read when the other is absent."""

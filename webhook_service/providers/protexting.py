@@ -25,6 +25,7 @@ in JSON or XML (`<response><Id>...</Id><DeliveryReportUrl>...</DeliveryReportUrl
 A connection may override any of this in its options, exactly as for the mapping adapter: `fields`
 and `status_map` merge key by key with the preset, any other option replaces the preset's.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar

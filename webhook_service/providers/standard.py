@@ -14,9 +14,10 @@ Body:
                                         "providerStatus": "DELIVRD", "errorCode": null,
                                         "errorMessage": null, "occurredAt": "2026-01-01T00:00:00Z"}}
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -93,7 +94,9 @@ class StandardAdapter(ProviderAdapter):
         try:
             body = request.body.decode("utf-8")
         except UnicodeDecodeError:
-            raise VerificationFailed("invalid_signature", "body is not UTF-8, so it cannot be the signed content")
+            raise VerificationFailed(
+                "invalid_signature", "body is not UTF-8, so it cannot be the signed content"
+            ) from None
         offered = []
         for item in signatures.split(" "):
             version, _, signature = item.partition(",")
@@ -101,7 +104,7 @@ class StandardAdapter(ProviderAdapter):
                 offered.append(decode_base64(signature, "webhook-signature"))
         if not offered:
             raise VerificationFailed("malformed_signature", "webhook-signature has no v1 signature")
-        signed_at = datetime.fromtimestamp(int(timestamp), timezone.utc)
+        signed_at = datetime.fromtimestamp(int(timestamp), UTC)
         for secret in connection.secrets:
             try:
                 expected = Webhook(secret).sign(msg_id=webhook_id, timestamp=signed_at, data=body)
@@ -117,28 +120,34 @@ class StandardAdapter(ProviderAdapter):
             envelope = _Envelope.model_validate(request.json_object())
             if envelope.type == "message.status":
                 status = _Status.model_validate(envelope.data)
-                return [StatusEvent(
-                    provider_message_id=status.provider_message_id,
-                    status=status.status,
-                    provider_status=status.provider_status or status.status,
-                    occurred_at=as_utc(status.occurred_at),
-                    error_code=status.error_code,
-                    error_message=status.error_message,
-                    event_id=request.headers.get("webhook-id"),
-                    from_=status.from_,
-                    to=tuple(status.to),
-                )]
+                return [
+                    StatusEvent(
+                        provider_message_id=status.provider_message_id,
+                        status=status.status,
+                        provider_status=status.provider_status or status.status,
+                        occurred_at=as_utc(status.occurred_at),
+                        error_code=status.error_code,
+                        error_message=status.error_message,
+                        event_id=request.headers.get("webhook-id"),
+                        from_=status.from_,
+                        to=tuple(status.to),
+                    )
+                ]
             message = _Message.model_validate(envelope.data)
         except ValidationError as error:
-            raise invalid_payload(error)
-        return [MessageEvent(
-            provider_message_id=message.provider_message_id,
-            direction="inbound" if envelope.type == "message.received" else "outbound",
-            from_=message.from_,
-            to=tuple(message.to),
-            text=message.text,
-            subject=message.subject,
-            media=tuple(MediaRef(url=a.url, content_type=a.content_type, name=a.name, size=a.size)
-                        for a in message.attachments),
-            occurred_at=as_utc(message.occurred_at),
-        )]
+            raise invalid_payload(error) from None
+        return [
+            MessageEvent(
+                provider_message_id=message.provider_message_id,
+                direction="inbound" if envelope.type == "message.received" else "outbound",
+                from_=message.from_,
+                to=tuple(message.to),
+                text=message.text,
+                subject=message.subject,
+                media=tuple(
+                    MediaRef(url=a.url, content_type=a.content_type, name=a.name, size=a.size)
+                    for a in message.attachments
+                ),
+                occurred_at=as_utc(message.occurred_at),
+            )
+        ]

@@ -35,6 +35,7 @@ Assumptions (not stated by Telnyx's documentation):
 - A message's time is `payload.received_at` (when Telnyx received it), else the event's `occurred_at`; a
   status report's time is the event's `occurred_at`, else `completed_at` or `sent_at`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -45,8 +46,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.config.model import Connection
+from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.statuses import canonical
 from webhook_service.providers.base import (
     ProviderAdapter,
@@ -140,8 +141,9 @@ class TelnyxAdapter(ProviderAdapter):
     def verify(self, request: WebhookRequest, connection: Connection) -> None:
         signature = decode_base64(require_header(request, SIGNATURE_HEADER, max_length=256), SIGNATURE_HEADER)
         if len(signature) != ED25519_SIGNATURE_BYTES:
-            raise VerificationFailed("malformed_signature",
-                                     f"{SIGNATURE_HEADER} is {len(signature)} bytes, not {ED25519_SIGNATURE_BYTES}")
+            raise VerificationFailed(
+                "malformed_signature", f"{SIGNATURE_HEADER} is {len(signature)} bytes, not {ED25519_SIGNATURE_BYTES}"
+            )
         timestamp = require_header(request, TIMESTAMP_HEADER, max_length=32)
         check_timestamp(timestamp, request, self.tolerance(connection), TIMESTAMP_HEADER)
         signed_content = timestamp.encode() + b"|" + request.body
@@ -163,7 +165,7 @@ class TelnyxAdapter(ProviderAdapter):
                 return []
             message = _Message.model_validate(event.payload)
         except ValidationError as error:
-            raise invalid_payload(error)
+            raise invalid_payload(error) from None
         inbound = event.event_type == INBOUND_EVENT
         content = MessageEvent(
             provider_message_id=message.id,
@@ -172,8 +174,9 @@ class TelnyxAdapter(ProviderAdapter):
             to=tuple(address.phone_number for address in message.to + message.cc if address.phone_number),
             text=message.text,
             subject=message.subject,
-            media=tuple(MediaRef(url=media.url, content_type=media.content_type, size=media.size)
-                        for media in message.media),
+            media=tuple(
+                MediaRef(url=media.url, content_type=media.content_type, size=media.size) for media in message.media
+            ),
             occurred_at=parse_time(message.received_at) or parse_time(event.occurred_at),
         )
         if inbound:
@@ -184,8 +187,7 @@ class TelnyxAdapter(ProviderAdapter):
 def _status_events(event: _Event, message: _Message, content: MessageEvent) -> list[StatusEvent]:
     recipients = [address for address in message.to if address.status]
     error = message.errors[0] if message.errors else None
-    occurred_at = (parse_time(event.occurred_at) or parse_time(message.completed_at)
-                   or parse_time(message.sent_at))
+    occurred_at = parse_time(event.occurred_at) or parse_time(message.completed_at) or parse_time(message.sent_at)
     return [
         StatusEvent(
             provider_message_id=message.id,

@@ -38,6 +38,7 @@ Media URLs (https://api.twilio.com/2010-04-01/Accounts/AC.../Messages/MM.../Medi
 Basic auth: the AccountSid from the URL with the connection's auth token (its first secret), sent to
 api.twilio.com only. A connection with media_auth configured uses that instead.
 """
+
 from __future__ import annotations
 
 import base64
@@ -45,13 +46,13 @@ import hashlib
 import hmac
 import re
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
-from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.config.model import Connection
 from webhook_service.model.credentials import Credentials
+from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.statuses import canonical
 from webhook_service.providers.base import (
     ParseFailed,
@@ -63,7 +64,6 @@ from webhook_service.providers.base import (
     field_text,
     require_header,
 )
-
 
 STATUS_MAP = {
     "accepted": "accepted",
@@ -98,8 +98,10 @@ MAX_ERROR_MESSAGE = 2000
 
 _MEDIA_URL_FIELD = re.compile(r"^MediaUrl([0-9]{1,4})$")
 _DLR_DONE_DATE = re.compile(r"^[0-9]{10}([0-9]{2})?$")
-_MEDIA_PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Messages/[A-Za-z0-9]{1,64}"
-                         r"/Media/[A-Za-z0-9]{1,64}/?$")
+_MEDIA_PATH = re.compile(
+    r"^/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Messages/[A-Za-z0-9]{1,64}"
+    r"/Media/[A-Za-z0-9]{1,64}/?$"
+)
 
 
 class TwilioAdapter(ProviderAdapter):
@@ -111,8 +113,10 @@ class TwilioAdapter(ProviderAdapter):
     def verify(self, request: WebhookRequest, connection: Connection) -> None:
         offered = decode_base64(require_header(request, SIGNATURE_HEADER, max_length=256), SIGNATURE_HEADER)
         parts = _split_url(request.url)
-        body_hash = next((value for name, value in parse_qsl(parts.query, keep_blank_values=True)
-                          if name == BODY_HASH_PARAMETER), None)
+        body_hash = next(
+            (value for name, value in parse_qsl(parts.query, keep_blank_values=True) if name == BODY_HASH_PARAMETER),
+            None,
+        )
         if body_hash is not None:
             actual = hashlib.sha256(request.body).hexdigest()
             if not constant_time_equal(actual, body_hash.strip().lower()):
@@ -123,17 +127,23 @@ class TwilioAdapter(ProviderAdapter):
         urls = _url_variants(request.url, parts)
         matches = [
             constant_time_equal(_sign(secret, url + parameters), offered)
-            for secret in connection.secrets for url in urls for parameters in parameter_strings
+            for secret in connection.secrets
+            for url in urls
+            for parameters in parameter_strings
         ]
         if not any(matches):
-            raise VerificationFailed("invalid_signature",
-                                     f"{SIGNATURE_HEADER} matches no configured auth token for {len(urls)} "
-                                     "URL form(s) of the public URL")
+            raise VerificationFailed(
+                "invalid_signature",
+                f"{SIGNATURE_HEADER} matches no configured auth token for {len(urls)} URL form(s) of the public URL",
+            )
 
     def parse(self, request: WebhookRequest, connection: Connection) -> list[Event]:
         fields = _fields(request)
-        message_id = (field_text(fields, "MessageSid", MAX_ID) or field_text(fields, "SmsMessageSid", MAX_ID)
-                      or field_text(fields, "SmsSid", MAX_ID))
+        message_id = (
+            field_text(fields, "MessageSid", MAX_ID)
+            or field_text(fields, "SmsMessageSid", MAX_ID)
+            or field_text(fields, "SmsSid", MAX_ID)
+        )
         if message_id is None:
             raise ParseFailed("missing_message_id", "no MessageSid, SmsMessageSid or SmsSid")
         status = field_text(fields, "MessageStatus", MAX_STATUS) or field_text(fields, "SmsStatus", MAX_STATUS)
@@ -143,23 +153,32 @@ class TwilioAdapter(ProviderAdapter):
         recipient = field_text(fields, "To", MAX_ADDRESS)
         recipients = (recipient,) if recipient else ()
         if inbound_status and has_content:
-            return [MessageEvent(
-                provider_message_id=message_id, direction="inbound", from_=sender, to=recipients,
-                text=field_text(fields, "Body"), media=_media(fields))]
+            return [
+                MessageEvent(
+                    provider_message_id=message_id,
+                    direction="inbound",
+                    from_=sender,
+                    to=recipients,
+                    text=field_text(fields, "Body"),
+                    media=_media(fields),
+                )
+            ]
         if status is None:
             raise ParseFailed("missing_status", "no MessageStatus or SmsStatus, and no message content")
         if inbound_status:
             return []
-        return [StatusEvent(
-            provider_message_id=message_id,
-            status=canonical(STATUS_MAP, status),
-            provider_status=status,
-            occurred_at=_dlr_done_date(field_text(fields, "RawDlrDoneDate", MAX_STATUS)),
-            error_code=field_text(fields, "ErrorCode", MAX_STATUS),
-            error_message=_truncated(field_text(fields, "ErrorMessage"), MAX_ERROR_MESSAGE),
-            from_=sender,
-            to=recipients,
-        )]
+        return [
+            StatusEvent(
+                provider_message_id=message_id,
+                status=canonical(STATUS_MAP, status),
+                provider_status=status,
+                occurred_at=_dlr_done_date(field_text(fields, "RawDlrDoneDate", MAX_STATUS)),
+                error_code=field_text(fields, "ErrorCode", MAX_STATUS),
+                error_message=_truncated(field_text(fields, "ErrorMessage"), MAX_ERROR_MESSAGE),
+                from_=sender,
+                to=recipients,
+            )
+        ]
 
     def media_credentials(self, connection: Connection, url: str) -> Credentials | None:
         if connection.media_auth is not None:
@@ -173,6 +192,7 @@ class TwilioAdapter(ProviderAdapter):
 
 # Verification -------------------------------------------------------------------------------------
 
+
 def _sign(secret: str, data: str) -> bytes:
     return hmac.new(secret.encode("utf-8"), data.encode("utf-8"), hashlib.sha1).digest()
 
@@ -184,15 +204,16 @@ def _signed_parameter_strings(request: WebhookRequest) -> list[str]:
     try:
         pairs = request.form()
     except ParseFailed as error:
-        raise VerificationFailed("invalid_signature",
-                                 f"body is not form-encoded, so it cannot be the signed parameters ({error.code})")
+        raise VerificationFailed(
+            "invalid_signature", f"body is not form-encoded, so it cannot be the signed parameters ({error.code})"
+        ) from None
     values_by_name: dict[str, list[str]] = defaultdict(list)
     for name, value in pairs:
         values_by_name[name].append(value)
-    every_value = "".join(name + value for name in sorted(values_by_name)
-                          for value in sorted(values_by_name[name]))
-    distinct_values = "".join(name + value for name in sorted(values_by_name)
-                              for value in sorted(set(values_by_name[name])))
+    every_value = "".join(name + value for name in sorted(values_by_name) for value in sorted(values_by_name[name]))
+    distinct_values = "".join(
+        name + value for name in sorted(values_by_name) for value in sorted(set(values_by_name[name]))
+    )
     return [every_value] if every_value == distinct_values else [every_value, distinct_values]
 
 
@@ -200,7 +221,7 @@ def _split_url(url: str) -> SplitResult:
     try:
         return urlsplit(url)
     except ValueError as error:  # e.g. an unbalanced "[" from a forged Host header
-        raise VerificationFailed("invalid_url", f"the request URL cannot be parsed ({error})")
+        raise VerificationFailed("invalid_url", f"the request URL cannot be parsed ({error})") from None
 
 
 def _url_variants(url: str, parts: SplitResult) -> list[str]:
@@ -217,12 +238,13 @@ def _url_variants(url: str, parts: SplitResult) -> list[str]:
         if default and host_port:
             variants.append(urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host_port}:{default}")))
     else:
-        host = host_port[:host_port.rfind(":")]
+        host = host_port[: host_port.rfind(":")]
         variants.append(urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}")))
     return variants
 
 
 # Parsing ------------------------------------------------------------------------------------------
+
 
 def _fields(request: WebhookRequest) -> dict[str, Any]:
     """The request's parameters by name; the first value wins when a name repeats."""
@@ -262,10 +284,11 @@ def _dlr_done_date(value: str | None) -> datetime | None:
         parsed = datetime.strptime(value, "%y%m%d%H%M%S" if len(value) == 12 else "%y%m%d%H%M")
     except ValueError:
         return None
-    return parsed.replace(tzinfo=timezone.utc)
+    return parsed.replace(tzinfo=UTC)
 
 
 # Media ---------------------------------------------------------------------------------------------
+
 
 def _media_account_sid(url: str) -> str | None:
     """The AccountSid in a Twilio media URL, or None for any other URL."""

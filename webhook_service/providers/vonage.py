@@ -50,6 +50,7 @@ Assumptions (not stated by Vonage):
 - Vonage may, after an internal error, send a Messages API callback unsigned; it is refused (401) and
   kept in quarantine, from where an operator can replay it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -58,13 +59,13 @@ import hashlib
 import hmac
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.config.model import Connection
+from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.phone import MAX_ADDRESS_LENGTH
 from webhook_service.model.statuses import canonical
 from webhook_service.providers.base import (
@@ -80,8 +81,8 @@ from webhook_service.providers.base import (
 
 # SMS API delivery receipt `status` -> canonical status.
 SMS_STATUSES = {
-    "accepted": "sent",       # accepted by the downstream carrier
-    "buffered": "sent",       # held by the carrier, e.g. while the handset is off
+    "accepted": "sent",  # accepted by the downstream carrier
+    "buffered": "sent",  # held by the carrier, e.g. while the handset is off
     "delivered": "delivered",
     "expired": "expired",
     "failed": "undelivered",  # reported by the carrier: it could not deliver
@@ -134,7 +135,7 @@ class VonageAdapter(ProviderAdapter):
         try:
             params = _signed_params(request)
         except ParseFailed as failure:
-            raise VerificationFailed("unsigned_body", f"no signed parameters: {failure.detail}")
+            raise VerificationFailed("unsigned_body", f"no signed parameters: {failure.detail}") from None
         offered = params.pop("sig", None)
         if not offered:
             raise VerificationFailed("missing_signature", "parameter sig is missing")
@@ -144,8 +145,9 @@ class VonageAdapter(ProviderAdapter):
             raise VerificationFailed("missing_signature", "parameter timestamp is missing")
         self._check_time(params["timestamp"], request, connection, "parameter timestamp")
         method = self.options(connection).signature_method
-        signed_content = "".join(f"&{key}={value.replace('&', '_').replace('=', '_')}"
-                                 for key, value in sorted(params.items())).encode()
+        signed_content = "".join(
+            f"&{key}={value.replace('&', '_').replace('=', '_')}" for key, value in sorted(params.items())
+        ).encode()
         for secret in connection.secrets:
             if constant_time_equal(_sms_digest(method, secret.encode(), signed_content), offered.lower()):
                 return
@@ -165,8 +167,10 @@ class VonageAdapter(ProviderAdapter):
             raise VerificationFailed("malformed_signature", "JWT signature is missing or not base64url")
         signature = _base64url(segments[2], "JWT signature")
         signing_input = f"{segments[0]}.{segments[1]}".encode()
-        if not any(constant_time_equal(hmac.new(secret.encode(), signing_input, hashlib.sha256).digest(), signature)
-                   for secret in connection.secrets):
+        if not any(
+            constant_time_equal(hmac.new(secret.encode(), signing_input, hashlib.sha256).digest(), signature)
+            for secret in connection.secrets
+        ):
             raise VerificationFailed("invalid_signature", "JWT signature matches no configured signature secret")
         claims = _jwt_object(segments[1], "JWT claims")
         payload_hash = claims.get("payload_hash")
@@ -202,11 +206,15 @@ class VonageAdapter(ProviderAdapter):
 
 # SMS API ----------------------------------------------------------------------------------------
 
+
 def _inbound_sms(params: dict[str, str | None]) -> MessageEvent:
     extra: dict[str, Any] = {}
     if params.get("concat-ref") is not None:
-        extra.update(concatRef=params["concat-ref"], concatTotal=_integer(params.get("concat-total")),
-                     concatPart=_integer(params.get("concat-part")))
+        extra.update(
+            concatRef=params["concat-ref"],
+            concatTotal=_integer(params.get("concat-total")),
+            concatPart=_integer(params.get("concat-part")),
+        )
     binary = params.get("type") == "binary"
     if binary:
         extra.update(binaryData=params.get("data"), udh=params.get("udh"))
@@ -237,6 +245,7 @@ def _delivery_receipt(params: dict[str, str | None]) -> StatusEvent:
 
 
 # Messages API -----------------------------------------------------------------------------------
+
 
 def _messages_api_event(body: dict[str, Any]) -> Event:
     message_uuid = _text(_scalar_text(body.get("message_uuid")), "message_uuid", MAX_ID_LENGTH, required=True)
@@ -291,6 +300,7 @@ def _messages_error_code(error: dict[str, Any]) -> str | None:
 
 # Shared -----------------------------------------------------------------------------------------
 
+
 def _is_json(request: WebhookRequest) -> bool:
     content_type = request.content_type
     return content_type == "application/json" or content_type.endswith("+json")
@@ -325,7 +335,7 @@ def _jwt_object(segment: str, what: str) -> dict[str, Any]:
     try:
         value = json.loads(_base64url(segment, what))
     except (ValueError, RecursionError):
-        raise VerificationFailed("malformed_signature", f"{what} is not JSON")
+        raise VerificationFailed("malformed_signature", f"{what} is not JSON") from None
     if not isinstance(value, dict):
         raise VerificationFailed("malformed_signature", f"{what} is not a JSON object")
     return value
@@ -335,7 +345,7 @@ def _base64url(segment: str, what: str) -> bytes:
     try:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
-        raise VerificationFailed("malformed_signature", f"{what} is not base64url")
+        raise VerificationFailed("malformed_signature", f"{what} is not base64url") from None
 
 
 def _scalar_text(value: Any) -> str | None:
@@ -370,6 +380,6 @@ def _scts(value: str | None) -> datetime | None:
     if value is None or not _SCTS.fullmatch(value):
         return None
     try:
-        return datetime.strptime(value, "%y%m%d%H%M").replace(tzinfo=timezone.utc)
+        return datetime.strptime(value, "%y%m%d%H%M").replace(tzinfo=UTC)
     except ValueError:
         return None

@@ -1,6 +1,7 @@
 """The queue consumer: huey's, with idle threads that wake each other (and the other consumer
 processes, through `wake.py`) as soon as one of them finds work, instead of each polling on its own
 growing delay."""
+
 from __future__ import annotations
 
 import functools

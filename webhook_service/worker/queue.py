@@ -1,6 +1,7 @@
 """The queue (Huey) that wakes download workers: SQLite storage under the data directory by default,
 Redis when REDIS_URL is set. It carries attachment ids only; the database says what is to be done, so
 a lost or duplicated task is harmless (the sweep re-enqueues, the claim makes duplicates no-ops)."""
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,15 @@ class DownloadQueue:
     """The Huey instance with this service's two tasks registered on it: `process` an attachment by id,
     and `sweep` (every minute) for attachments whose wake-up was lost."""
 
-    def __init__(self, settings: QueueSettings, *, data_dir: Path, redis_url: str | None,
-                 process: Callable[[str], object], sweep: Callable[[], int]):
+    def __init__(
+        self,
+        settings: QueueSettings,
+        *,
+        data_dir: Path,
+        redis_url: str | None,
+        process: Callable[[str], object],
+        sweep: Callable[[], int],
+    ):
         name = settings.name
         if settings.immediate:
             # Tasks run inline when enqueued: for tests and one-off CLI use, never for serving.
@@ -36,8 +44,9 @@ class DownloadQueue:
         else:
             data_dir.mkdir(parents=True, exist_ok=True)
             # fsync off: the queue holds only wake-ups that the sweep can recreate from the database.
-            self.huey = _EmbeddedHuey(name, filename=str((data_dir / "queue.db").resolve()),
-                                      results=False, fsync=False, timeout=10)
+            self.huey = _EmbeddedHuey(
+                name, filename=str((data_dir / "queue.db").resolve()), results=False, fsync=False, timeout=10
+            )
 
         @self.huey.task(name="download_attachment")
         def download_attachment(attachment_id: str) -> None:
@@ -54,8 +63,7 @@ class DownloadQueue:
         # Consumers of the embedded queue in other processes (`worker` runs one per CPU) are woken
         # through sockets here, by a consumer that starts a task and by whoever enqueues one; each
         # consumer process wakes its own threads directly.
-        self._wake_directory = None if self.huey.storage.blocking or settings.immediate \
-            else data_dir.resolve() / "wake"
+        self._wake_directory = None if self.huey.storage.blocking or settings.immediate else data_dir.resolve() / "wake"
         self._wake_sender: socket.socket | None = None
         self._wake_sender_pid = 0
 
@@ -91,9 +99,17 @@ class DownloadQueue:
         # Idle workers poll the embedded queue at most a second apart (huey's default backs off to
         # 10 s): a webhook's attachments should start downloading at once, and some providers' media
         # links are short-lived. (The Redis queue blocks on the list instead of polling.)
-        return SiblingWakingConsumer(self.huey, wake_directory=self._wake_directory, workers=threads,
-                                     worker_type="thread", periodic=periodic, check_worker_health=True,
-                                     initial_delay=0.05, backoff=1.5, max_delay=1.0)
+        return SiblingWakingConsumer(
+            self.huey,
+            wake_directory=self._wake_directory,
+            workers=threads,
+            worker_type="thread",
+            periodic=periodic,
+            check_worker_health=True,
+            initial_delay=0.05,
+            backoff=1.5,
+            max_delay=1.0,
+        )
 
 
 class _EmbeddedQueueStorage(SqliteStorage):

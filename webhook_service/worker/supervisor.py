@@ -9,6 +9,7 @@ The supervisor only starts, watches and stops its children: a child that dies is
 a pause that grows while it keeps dying young), a stop signal is passed on and waited for. Only the
 first child runs the periodic sweep, so it is enqueued once a minute, not once per process.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,17 @@ def split_threads(threads: int, processes: int | None = None) -> list[int]:
 
 
 def child_command(threads: int, periodic: bool) -> list[str]:
-    command = [sys.executable, "-m", "webhook_service.cli", "worker", "--threads", str(threads),
-               "--processes", "1", "--supervised"]
+    command = [
+        sys.executable,
+        "-m",
+        "webhook_service.cli",
+        "worker",
+        "--threads",
+        str(threads),
+        "--processes",
+        "1",
+        "--supervised",
+    ]
     return command if periodic else [*command, "--no-periodic"]
 
 
@@ -76,8 +86,9 @@ class WorkerProcesses:
     """Runs one consumer process per share of threads until a stop signal, then stops them all."""
 
     def __init__(self, shares: list[int], *, stop_timeout: float = _STOP_TIMEOUT):
-        self._children = [_Child(index, threads, child_command(threads, periodic=index == 0))
-                          for index, threads in enumerate(shares)]
+        self._children = [
+            _Child(index, threads, child_command(threads, periodic=index == 0)) for index, threads in enumerate(shares)
+        ]
         self._stop_timeout = stop_timeout
         self._stop_signal: int | None = None
 
@@ -87,8 +98,12 @@ class WorkerProcesses:
             signal.signal(number, self._on_signal)
         for child in self._children:
             self._start(child)
-        log(logger, "worker_processes_started", processes=len(self._children),
-            threads=[child.threads for child in self._children])
+        log(
+            logger,
+            "worker_processes_started",
+            processes=len(self._children),
+            threads=[child.threads for child in self._children],
+        )
         while self._stop_signal is None:
             self._watch()
             time.sleep(_POLL_SECONDS)
@@ -124,8 +139,16 @@ class WorkerProcesses:
             lived = now - child.started_at
             if lived >= _HEALTHY_SECONDS:
                 child.restart_delay = _FIRST_RESTART_DELAY
-            log(logger, "worker_process_exited", logging.ERROR, process=child.index, pid=child.process.pid,
-                exit_code=code, ran_seconds=round(lived, 1), restart_in_seconds=child.restart_delay)
+            log(
+                logger,
+                "worker_process_exited",
+                logging.ERROR,
+                process=child.index,
+                pid=child.process.pid,
+                exit_code=code,
+                ran_seconds=round(lived, 1),
+                restart_in_seconds=child.restart_delay,
+            )
             child.restart_at = now + child.restart_delay
             child.restart_delay = min(child.restart_delay * 2, _MAX_RESTART_DELAY)
 
@@ -145,7 +168,13 @@ class WorkerProcesses:
             try:
                 child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log(logger, "worker_process_killed", logging.WARNING, process=child.index,
-                    pid=child.process.pid, waited_seconds=self._stop_timeout)
+                log(
+                    logger,
+                    "worker_process_killed",
+                    logging.WARNING,
+                    process=child.index,
+                    pid=child.process.pid,
+                    waited_seconds=self._stop_timeout,
+                )
                 child.process.kill()
                 child.process.wait()

@@ -5,6 +5,7 @@ task sends a byte to every socket there, and each receiving process wakes its ow
 it, the other processes would find a burst only when their own polling delay ran out, up to a second
 later. A socket left by a process that died refuses datagrams and is removed by the next sender.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,7 +50,9 @@ class WakeChannel:
         self._directory = directory
         self._path = directory / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         if len(os.fsencode(self._path)) > self.MAX_PATH_BYTES:
-            raise OSError(f"socket path too long for a Unix socket ({len(os.fsencode(self._path))} bytes): {self._path}")
+            raise OSError(
+                f"socket path too long for a Unix socket ({len(os.fsencode(self._path))} bytes): {self._path}"
+            )
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._receiver.bind(str(self._path))
