@@ -30,15 +30,7 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
-from .base import (
-    BlobInfo,
-    BlobNotFound,
-    BlobStore,
-    SignedUrl,
-    StorageError,
-    StorageUnavailable,
-    check_url_lifetime,
-)
+from .base import BlobInfo, BlobNotFound, BlobStore, SignedUrl, StorageError, StorageUnavailable, check_url_lifetime
 from .headers import check_header_value, normalize_metadata
 from .headers import content_disposition as build_content_disposition
 from .keys import normalize_prefix, validate_key

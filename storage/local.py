@@ -20,24 +20,9 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
-from .base import (
-    BlobInfo,
-    BlobNotFound,
-    BlobStore,
-    SignedUrl,
-    StorageError,
-    StorageUnavailable,
-    check_url_lifetime,
-)
-from .headers import (
-    DISPOSITIONS,
-    check_header_value,
-    normalize_metadata,
-    sanitize_filename,
-)
-from .headers import (
-    content_disposition as build_content_disposition,
-)
+from .base import BlobInfo, BlobNotFound, BlobStore, SignedUrl, StorageError, StorageUnavailable, check_url_lifetime
+from .headers import DISPOSITIONS, check_header_value, normalize_metadata, sanitize_filename
+from .headers import content_disposition as build_content_disposition
 from .keys import validate_key
 from .signing import MIN_KEY_BYTES, UrlSigner
 from .streams import CHUNK_SIZE, SourceReader

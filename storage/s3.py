@@ -15,15 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from .base import (
-    BlobInfo,
-    BlobNotFound,
-    BlobStore,
-    SignedUrl,
-    StorageError,
-    StorageUnavailable,
-    check_url_lifetime,
-)
+from .base import BlobInfo, BlobNotFound, BlobStore, SignedUrl, StorageError, StorageUnavailable, check_url_lifetime
 from .headers import check_header_value, normalize_metadata
 from .headers import content_disposition as build_content_disposition
 from .keys import normalize_prefix, validate_key

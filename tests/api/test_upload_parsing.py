@@ -96,16 +96,7 @@ class TestFileForms:
 
     @pytest.mark.parametrize(
         "encoded",
-        [
-            "not base64!",
-            "AQI=AQI=",
-            "A",
-            "AQ==A",
-            "=AQI",
-            "AQ-_",
-            "AQ\u00e9I",
-            "data:text/plain,hello",
-        ],
+        ["not base64!", "AQI=AQI=", "A", "AQ==A", "=AQI", "AQ-_", "AQ\u00e9I", "data:text/plain,hello"],
         ids=[
             "punctuation",
             "two glued encodings",

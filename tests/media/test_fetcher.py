@@ -24,13 +24,7 @@ from tests.fixtures.media_server import (
     loopback_resolver,
 )
 from tests.fixtures.services import free_port
-from webhook_service.media.fetcher import (
-    CHUNK_SIZE,
-    FetchError,
-    FetchPolicy,
-    FetchResult,
-    SafeFetcher,
-)
+from webhook_service.media.fetcher import CHUNK_SIZE, FetchError, FetchPolicy, FetchResult, SafeFetcher
 from webhook_service.model.credentials import Credentials
 
 MiB = 1024 * 1024
@@ -194,9 +188,7 @@ def test_a_gzip_bomb_is_decoded_in_bounded_memory_and_refused(media_server: Medi
         pytest.param("x-gzip", gzip.compress, id="x-gzip"),
         pytest.param("deflate", zlib.compress, id="deflate"),
         pytest.param(
-            "gzip",
-            lambda data: gzip.compress(data[:5000]) + gzip.compress(data[5000:]),
-            id="gzip-two-members",
+            "gzip", lambda data: gzip.compress(data[:5000]) + gzip.compress(data[5000:]), id="gzip-two-members"
         ),
     ],
 )
@@ -556,8 +548,7 @@ def test_credentials_are_dropped_after_a_cross_host_redirect(media_server: Media
 
 def test_credentials_cannot_override_the_request_framing(media_server: MediaServer) -> None:
     credentials = Credentials(
-        {"Authorization": "Bearer k", "Accept-Encoding": "gzip", "Host": "evil.example"},
-        frozenset({MEDIA_HOST}),
+        {"Authorization": "Bearer k", "Accept-Encoding": "gzip", "Host": "evil.example"}, frozenset({MEDIA_HOST})
     )
     url = media_server.serve("/framing.jpg", b"x")
     fetch(url, credentials=credentials)

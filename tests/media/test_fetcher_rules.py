@@ -314,12 +314,7 @@ def test_policy_normalizes_exemptions_from_configuration_strings() -> None:
 
 @pytest.mark.parametrize(
     "settings",
-    [
-        {"max_bytes": -1},
-        {"max_redirects": -1},
-        {"total_timeout": 0},
-        {"allow_private_networks": ("10.0.0.1/8",)},
-    ],
+    [{"max_bytes": -1}, {"max_redirects": -1}, {"total_timeout": 0}, {"allow_private_networks": ("10.0.0.1/8",)}],
 )
 def test_policy_refuses_bad_settings(settings: dict) -> None:
     with pytest.raises(ValueError):
@@ -333,9 +328,4 @@ def test_the_default_resolver_is_the_system_one_and_is_checked_too() -> None:
 
 def test_fetch_errors_survive_pickling() -> None:
     error = pickle.loads(pickle.dumps(FetchError("http_error", "HTTP 503.", transient=True, http_status=503)))
-    assert (error.code, error.message, error.transient, error.http_status) == (
-        "http_error",
-        "HTTP 503.",
-        True,
-        503,
-    )
+    assert (error.code, error.message, error.transient, error.http_status) == ("http_error", "HTTP 503.", True, 503)

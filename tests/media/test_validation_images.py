@@ -12,13 +12,7 @@ import pytest
 from PIL import Image, ImageSequence, features
 
 from tests.media import samples
-from webhook_service.media.validation import (
-    CheckedMedia,
-    MediaPolicy,
-    MediaRejected,
-    check_media,
-    convert_for_carriers,
-)
+from webhook_service.media.validation import CheckedMedia, MediaPolicy, MediaRejected, check_media, convert_for_carriers
 
 
 @pytest.fixture

@@ -312,14 +312,7 @@ PARSE_CASES = [
         "undelivered with error code and RawDlrDoneDate",
         _status_body("undelivered", "&ErrorCode=30003&RawDlrDoneDate=2601020304"),
         FORM,
-        [
-            _status(
-                "undelivered",
-                "undelivered",
-                error_code="30003",
-                occurred_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC),
-            )
-        ],
+        [_status("undelivered", "undelivered", error_code="30003", occurred_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC))],
     ),
     (
         "RawDlrDoneDate with seconds",

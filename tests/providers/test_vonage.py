@@ -82,7 +82,7 @@ def settings_overrides() -> dict:
                 "secrets": secrets,
                 "options": {"signature_method": "md5hash"},
             },
-        ],
+        ]
     }
 
 

@@ -50,13 +50,7 @@ def test_non_string_keys_are_refused(key):
 
 @pytest.mark.parametrize(
     ("prefix", "normalized"),
-    [
-        ("", ""),
-        ("/", ""),
-        ("media", "media/"),
-        ("/media/", "media/"),
-        ("env/prod", "env/prod/"),
-    ],
+    [("", ""), ("/", ""), ("media", "media/"), ("/media/", "media/"), ("env/prod", "env/prod/")],
 )
 def test_prefixes_are_normalized(prefix, normalized):
     assert normalize_prefix(prefix) == normalized

@@ -21,7 +21,7 @@ from webhook_service.media.links import MediaLinks
 from webhook_service.model import statuses
 from webhook_service.model.message_json import iso, message_json
 from webhook_service.model.phone import normalize_address
-from webhook_service.providers.base import parse_time
+from webhook_service.providers.fields import parse_time
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200

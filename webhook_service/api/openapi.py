@@ -83,10 +83,7 @@ def _list_messages() -> dict[str, Any]:
             _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}),
             _query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"}, "The `nextCursor` of the previous page."),
         ],
-        "responses": {
-            "200": _json_response("A page of messages.", _ref("MessagePage")),
-            **_errors(400, 401),
-        },
+        "responses": {"200": _json_response("A page of messages.", _ref("MessagePage")), **_errors(400, 401)},
     }
 
 
@@ -230,10 +227,7 @@ _FILE_DATA: Schema = {
 def _schemas() -> dict[str, Schema]:
     return {
         "Error": _object(
-            {
-                "error": _object({"code": _STRING, "message": _STRING}, required=["code", "message"]),
-            },
-            required=["error"],
+            {"error": _object({"code": _STRING, "message": _STRING}, required=["code", "message"])}, required=["error"]
         ),
         "StatusEvent": _object(
             {
@@ -301,10 +295,7 @@ def _schemas() -> dict[str, Schema]:
             }
         ),
         "EventPage": _object(
-            {
-                "events": {"type": "array", "items": _ref("Event")},
-                "nextCursor": _STRING,
-            },
+            {"events": {"type": "array", "items": _ref("Event")}, "nextCursor": _STRING},
             required=["events", "nextCursor"],
         ),
         "UploadRequest": _object(

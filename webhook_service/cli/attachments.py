@@ -3,12 +3,12 @@ retried with a fresh budget (the pipeline's own retry, `AttachmentPipeline.retry
 
 from __future__ import annotations
 
-import json
 import sys
+from typing import Any
 
 import click
 
-from webhook_service.cli.context import command_runtime
+from webhook_service.cli.context import command_runtime, echo_listing
 from webhook_service.database.tables import ATTACHMENT_STATES
 from webhook_service.media.attachments import PROBLEM_STATES, list_attachments, retryable_ids
 
@@ -43,16 +43,7 @@ def attachments_list(status: tuple[str, ...], reason: str | None, limit: int, as
         }
         for a in found
     ]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        click.echo(
-            f"{row['id']}  {row['status']:<8}  {row['provider']:<15} attempts={row['attempts']}  "
-            f"{row['reasonCode']}: {row['reason']}"
-        )
-    if not rows:
-        click.echo("nothing to show")
+    echo_listing(rows, as_json=as_json, line=_attachment_line, empty="nothing to show")
 
 
 @attachments.command("retry")
@@ -75,4 +66,11 @@ def attachments_retry(attachment_ids: tuple[str, ...], all_failed: bool, reason:
     click.echo(
         f"queued {len(reset)} of {len(ids)} for another attempt"
         + ("" if len(reset) == len(ids) else " (the others are not failed or rejected)")
+    )
+
+
+def _attachment_line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['id']}  {row['status']:<8}  {row['provider']:<15} attempts={row['attempts']}  "
+        f"{row['reasonCode']}: {row['reason']}"
     )

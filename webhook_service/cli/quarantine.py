@@ -3,12 +3,12 @@ discard. The same operations as the intake's own (`Quarantine`, `Intake.replay`)
 
 from __future__ import annotations
 
-import json
 import sys
+from typing import Any
 
 import click
 
-from webhook_service.cli.context import command_runtime
+from webhook_service.cli.context import command_runtime, echo_listing
 
 
 @click.group()
@@ -38,16 +38,7 @@ def quarantine_list(show_all: bool, provider: str | None, limit: int, as_json: b
         }
         for r in rows
     ]
-    if as_json:
-        click.echo(json.dumps(entries, indent=2))
-        return
-    for e in entries:
-        click.echo(
-            f"{e['id']:>8}  {e['receivedAt'][:19]}  {e['provider']}/{e['connection']}  {e['status']}  "
-            f"{e['reason']}: {e['detail']}" + (f"  [{e['resolution']}]" if e["resolution"] else "")
-        )
-    if not entries:
-        click.echo("quarantine is empty")
+    echo_listing(entries, as_json=as_json, line=_entry_line, empty="quarantine is empty")
 
 
 @quarantine.command("show")
@@ -99,3 +90,11 @@ def quarantine_discard(entry_ids: tuple[int, ...]) -> None:
     for entry_id in entry_ids:
         runtime.quarantine.resolve(entry_id, "discarded")
     click.echo(f"discarded {len(entry_ids)}")
+
+
+def _entry_line(e: dict[str, Any]) -> str:
+    resolution = f"  [{e['resolution']}]" if e["resolution"] else ""
+    return (
+        f"{e['id']:>8}  {e['receivedAt'][:19]}  {e['provider']}/{e['connection']}  {e['status']}  "
+        f"{e['reason']}: {e['detail']}{resolution}"
+    )

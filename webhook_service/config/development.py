@@ -35,11 +35,7 @@ def add_development_defaults(data: dict[str, Any], provider_names: Iterable[str]
     tenant_id = data["tenants"][0].get("id", DEFAULT_TENANT_ID)
     if not data.get("api_users") and not data.get("api_keys"):
         data["api_users"] = [
-            {
-                "username": DEVELOPMENT_USERNAME,
-                "password_hash": _development_password_hash(),
-                "tenant": tenant_id,
-            }
+            {"username": DEVELOPMENT_USERNAME, "password_hash": _development_password_hash(), "tenant": tenant_id}
         ]
         data["api_keys"] = [
             {

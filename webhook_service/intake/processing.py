@@ -22,13 +22,8 @@ from webhook_service.intake.redaction import stored_form
 from webhook_service.model.events import Event
 from webhook_service.model.phone import mask, normalize_address
 from webhook_service.observability.logs import log
-from webhook_service.providers.base import (
-    ParseFailed,
-    ProviderAdapter,
-    VerificationFailed,
-    WebhookRequest,
-    constant_time_equal,
-)
+from webhook_service.providers.base import ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest
+from webhook_service.providers.signatures import constant_time_equal
 
 logger = logging.getLogger("webhook_service.intake")
 
@@ -82,33 +77,23 @@ class Intake:
         quarantine_refused: bool = True,
     ) -> IntakeResult:
         """Verify, parse and store one request. Also used by operators to replay a quarantined one."""
+        adapter_bug: Exception | None = None
         try:
             events, refused = _verified_events(adapter, connection, webhook_request, check)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001  # re-raised below, once the request is kept
             # An adapter bug: keep the request (an operator replays it once the bug is fixed), then let
             # the app's error handler log the traceback and answer 500, so the provider retries too.
-            if quarantine_refused:
-                self.quarantine.keep(
-                    adapter,
-                    connection,
-                    webhook_request,
-                    request_id,
-                    500,
-                    "adapter_error",
-                    f"{type(error).__name__} in the {adapter.name} adapter: {error}",
-                )
-            raise
+            adapter_bug = error
+            detail = f"{type(error).__name__} in the {adapter.name} adapter: {error}"
+            events, refused = [], IntakeResult(500, "adapter_error", "adapter_error", detail=detail)
         if refused is not None:
             if quarantine_refused:
+                reason_code = refused.reason_code or refused.outcome
                 self.quarantine.keep(
-                    adapter,
-                    connection,
-                    webhook_request,
-                    request_id,
-                    refused.status,
-                    refused.reason_code or refused.outcome,
-                    refused.detail or "",
+                    adapter, connection, webhook_request, request_id, refused.status, reason_code, refused.detail or ""
                 )
+            if adapter_bug is not None:
+                raise adapter_bug
             return refused
         provider_ids = list(dict.fromkeys(event.provider_message_id for event in events))
         senders = list(dict.fromkeys(mask(normalize_address(e.from_, self.region)) for e in events if e.from_))

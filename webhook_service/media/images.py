@@ -135,13 +135,7 @@ def decodable_image_types() -> frozenset[str]:
 
 
 def reencode_image(
-    source: Path,
-    *,
-    content_type: str,
-    limits: ImageLimits,
-    workdir: Path,
-    keep_format: bool,
-    downscale: bool,
+    source: Path, *, content_type: str, limits: ImageLimits, workdir: Path, keep_format: bool, downscale: bool
 ) -> EncodedImage:
     """Decode `source` (sniffed as `content_type`) and write its pixels to a new file in `workdir`.
 

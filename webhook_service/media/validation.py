@@ -21,26 +21,11 @@ from pathlib import Path
 import magic
 from PIL import Image
 
+from webhook_service.config.model import DEFAULT_ALLOWED_MEDIA_TYPES
 from webhook_service.media import images
 
-# Seed 001's supported formats.
-DEFAULT_ALLOWED_TYPES = frozenset(
-    {
-        "image/jpeg",
-        "image/png",
-        "image/gif",
-        "image/webp",
-        "video/mp4",
-        "video/quicktime",
-        "video/x-msvideo",
-        "audio/mpeg",
-        "audio/wav",
-        "audio/aac",
-        "application/pdf",
-        "text/plain",
-        "text/vcard",
-    }
-)
+# Seed 001's supported formats (the configuration's default).
+DEFAULT_ALLOWED_TYPES = frozenset(DEFAULT_ALLOWED_MEDIA_TYPES)
 
 # Other spellings of the same types, from libmagic (audio/x-wav, audio/x-hx-aac-adts, image/x-ms-bmp on
 # older releases), from senders and providers, and from deprecated registrations.

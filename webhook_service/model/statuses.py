@@ -11,25 +11,9 @@ RECEIVED = "received"
 UNKNOWN = "unknown"
 
 # Progress of an outbound message before it reaches a final state.
-_IN_FLIGHT_RANK = {
-    "accepted": 10,
-    "scheduled": 20,
-    "queued": 30,
-    "sending": 40,
-    "sent": 50,
-}
+_IN_FLIGHT_RANK = {"accepted": 10, "scheduled": 20, "queued": 30, "sending": 40, "sent": 50}
 TERMINAL = frozenset(
-    {
-        "delivered",
-        "undelivered",
-        "failed",
-        "rejected",
-        "expired",
-        "canceled",
-        "deleted",
-        "read",
-        RECEIVED,
-    }
+    {"delivered", "undelivered", "failed", "rejected", "expired", "canceled", "deleted", "read", RECEIVED}
 )
 CANONICAL = frozenset(_IN_FLIGHT_RANK) | TERMINAL | {UNKNOWN}
 

@@ -39,30 +39,14 @@ import hmac
 import re
 from typing import Any
 
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-)
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from webhook_service.config.model import Connection
 from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.statuses import canonical
-from webhook_service.providers.base import (
-    ParseFailed,
-    ProviderAdapter,
-    VerificationFailed,
-    WebhookRequest,
-    check_timestamp,
-    constant_time_equal,
-    decode_base64,
-    invalid_payload,
-    parse_time,
-    require_header,
-)
+from webhook_service.providers.base import ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest
+from webhook_service.providers.fields import invalid_payload, parse_time
+from webhook_service.providers.signatures import check_timestamp, constant_time_equal, decode_base64, require_header
 
 SIGNATURE_HEADER = "X-AC-Signature"
 TIMESTAMP_HEADER = "X-AC-Timestamp"

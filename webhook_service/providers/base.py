@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import abc
 import base64
-import binascii
-import hmac
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -189,7 +187,7 @@ class ProviderAdapter(abc.ABC):
         return Credentials(headers=headers, hosts=hosts)
 
 
-# Helpers for adapters ----------------------------------------------------------------------
+# Shared by adapters ----------------------------------------------------------------------
 
 
 def first_validation_error(error: ValidationError) -> tuple[str, str]:
@@ -197,95 +195,3 @@ def first_validation_error(error: ValidationError) -> tuple[str, str]:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
     return where, first["msg"].removeprefix("Value error, ")
-
-
-def invalid_payload(error: ValidationError) -> ParseFailed:
-    """A body that parsed but does not have the provider's shape."""
-    where, message = first_validation_error(error)
-    return ParseFailed("invalid_payload", f"{where or 'body'}: {message}")
-
-
-def constant_time_equal(expected: bytes | str, received: bytes | str) -> bool:
-    if isinstance(expected, str):
-        expected = expected.encode()
-    if isinstance(received, str):
-        received = received.encode("utf-8", "surrogateescape")
-    return hmac.compare_digest(expected, received)
-
-
-def require_header(request: WebhookRequest, name: str, max_length: int = 1024) -> str:
-    value = request.headers.get(name)
-    if not value:
-        raise VerificationFailed("missing_signature", f"header {name} is missing")
-    if len(value) > max_length:
-        raise VerificationFailed("malformed_signature", f"header {name} is {len(value)} characters long")
-    return value.strip()
-
-
-def decode_base64(value: str, what: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise VerificationFailed("malformed_signature", f"{what} is not valid base64") from None
-
-
-def check_timestamp(value: str, request: WebhookRequest, tolerance: int, what: str = "timestamp") -> int:
-    """The signed unix timestamp, if within `tolerance` seconds of when the request arrived (both ways:
-    a timestamp from the future is as suspicious as a stale one)."""
-    try:
-        timestamp = int(value.strip())
-        age = request.received_at.timestamp() - timestamp
-    except (ValueError, AttributeError, OverflowError):
-        raise VerificationFailed("malformed_timestamp", f"{str(value)[:32]!r} is not a unix time ({what})") from None
-    if abs(age) > tolerance:
-        raise VerificationFailed(
-            "stale_timestamp", f"{what} is {age:.0f} s from the arrival time (tolerance {tolerance} s)"
-        )
-    return timestamp
-
-
-def parse_time(value: Any) -> datetime | None:
-    """Provider timestamps: ISO 8601 (with Z or offset) or unix seconds/milliseconds; None if absent or
-    unreadable (a bad timestamp is not worth refusing a message over)."""
-    if value in (None, ""):
-        return None
-    try:
-        if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
-            number = float(value)
-            if number > 1e11:  # milliseconds
-                number /= 1000
-            return datetime.fromtimestamp(number, UTC)
-        text = str(value).strip().replace("Z", "+00:00").replace("z", "+00:00")
-        parsed = datetime.fromisoformat(text)
-    except (ValueError, OverflowError, OSError):
-        return None
-    return as_utc(parsed)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def field_text(fields: dict[str, Any], name: str, max_length: int | None = None) -> str | None:
-    """A body parameter as text, None when absent or empty; ParseFailed when it has the wrong type
-    (JSON bodies may carry numbers, never objects) or an impossible length."""
-    value = fields.get(name)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ParseFailed("invalid_payload", f"{name} must be a string, not {type(value).__name__}")
-    text = str(value)
-    if max_length is not None and len(text) > max_length:
-        raise ParseFailed("invalid_payload", f"{name} is {len(text)} characters long (at most {max_length})")
-    return text
-
-
-def text_or_none(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, (dict, list)):
-        return None
-    text = str(value)
-    return text if text != "" else None

@@ -48,18 +48,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from webhook_service.config.model import Connection
 from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.statuses import canonical
-from webhook_service.providers.base import (
-    ProviderAdapter,
-    VerificationFailed,
-    WebhookRequest,
-    check_timestamp,
-    constant_time_equal,
-    decode_base64,
-    invalid_payload,
-    parse_time,
-    require_header,
-    text_or_none,
-)
+from webhook_service.providers.base import ProviderAdapter, VerificationFailed, WebhookRequest
+from webhook_service.providers.fields import invalid_payload, parse_time, text_or_none
+from webhook_service.providers.signatures import check_timestamp, constant_time_equal, decode_base64, require_header
 
 # payload.status (seed 002) -> canonical status.
 STATUSES = {

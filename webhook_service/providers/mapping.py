@@ -87,30 +87,14 @@ from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal
 from xml.etree.ElementTree import Element
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from webhook_service.config.model import Connection
 from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.statuses import CANONICAL, RECEIVED, canonical
-from webhook_service.providers.base import (
-    ParseFailed,
-    ProviderAdapter,
-    VerificationFailed,
-    WebhookRequest,
-    check_timestamp,
-    constant_time_equal,
-    decode_base64,
-    parse_time,
-    require_header,
-    text_or_none,
-)
+from webhook_service.providers.base import ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest
+from webhook_service.providers.fields import parse_time, text_or_none
+from webhook_service.providers.signatures import check_timestamp, constant_time_equal, decode_base64, require_header
 
 # Used after a connection's status_map: the canonical words themselves and SMPP receipt states.
 DEFAULT_STATUS_MAP = {

@@ -49,16 +49,9 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from webhook_service.config.model import Connection
 from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.statuses import canonical
-from webhook_service.providers.base import (
-    ParseFailed,
-    ProviderAdapter,
-    VerificationFailed,
-    WebhookRequest,
-    constant_time_equal,
-    field_text,
-    parse_time,
-    require_header,
-)
+from webhook_service.providers.base import ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest
+from webhook_service.providers.fields import field_text, form_addresses, parse_time
+from webhook_service.providers.signatures import constant_time_equal, require_header
 
 STATUS_MAP = {
     "queued": "queued",
@@ -133,18 +126,11 @@ class PlivoAdapter(ProviderAdapter):
         status = field_text(fields, "Status", MAX_STATUS)
         inbound_status = status is None or status.strip().lower() == INBOUND_STATUS
         has_content = any(name in fields for name in _CONTENT_FIELDS) or any(map(_MEDIA_FIELD.match, fields))
-        sender = field_text(fields, "From", MAX_ADDRESS)
-        recipient = field_text(fields, "To", MAX_ADDRESS)
-        recipients = (recipient,) if recipient else ()
+        sender, recipients = form_addresses(fields, MAX_ADDRESS)
         if inbound_status and has_content:
             return [
                 MessageEvent(
-                    provider_message_id=message_id,
-                    direction="inbound",
-                    from_=sender,
-                    to=recipients,
-                    text=_message_text(fields),
-                    media=_media(fields),
+                    message_id, "inbound", sender, recipients, text=_message_text(fields), media=_media(fields)
                 )
             ]
         if status is None:

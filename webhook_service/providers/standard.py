@@ -25,17 +25,9 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.statuses import CANONICAL
-from webhook_service.providers.base import (
-    ProviderAdapter,
-    VerificationFailed,
-    WebhookRequest,
-    as_utc,
-    check_timestamp,
-    constant_time_equal,
-    decode_base64,
-    invalid_payload,
-    require_header,
-)
+from webhook_service.providers.base import ProviderAdapter, VerificationFailed, WebhookRequest
+from webhook_service.providers.fields import as_utc, invalid_payload
+from webhook_service.providers.signatures import check_timestamp, constant_time_equal, decode_base64, require_header
 
 
 class _Payload(BaseModel):

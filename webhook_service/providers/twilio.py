@@ -54,16 +54,9 @@ from webhook_service.config.model import Connection
 from webhook_service.model.credentials import Credentials
 from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.statuses import canonical
-from webhook_service.providers.base import (
-    ParseFailed,
-    ProviderAdapter,
-    VerificationFailed,
-    WebhookRequest,
-    constant_time_equal,
-    decode_base64,
-    field_text,
-    require_header,
-)
+from webhook_service.providers.base import ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest
+from webhook_service.providers.fields import field_text, form_addresses
+from webhook_service.providers.signatures import constant_time_equal, decode_base64, require_header
 
 STATUS_MAP = {
     "accepted": "accepted",
@@ -149,18 +142,11 @@ class TwilioAdapter(ProviderAdapter):
         status = field_text(fields, "MessageStatus", MAX_STATUS) or field_text(fields, "SmsStatus", MAX_STATUS)
         inbound_status = status is None or status.strip().lower() in INBOUND_STATUSES
         has_content = "Body" in fields or "NumMedia" in fields
-        sender = field_text(fields, "From", MAX_ADDRESS)
-        recipient = field_text(fields, "To", MAX_ADDRESS)
-        recipients = (recipient,) if recipient else ()
+        sender, recipients = form_addresses(fields, MAX_ADDRESS)
         if inbound_status and has_content:
             return [
                 MessageEvent(
-                    provider_message_id=message_id,
-                    direction="inbound",
-                    from_=sender,
-                    to=recipients,
-                    text=field_text(fields, "Body"),
-                    media=_media(fields),
+                    message_id, "inbound", sender, recipients, text=field_text(fields, "Body"), media=_media(fields)
                 )
             ]
         if status is None:

@@ -68,16 +68,9 @@ from webhook_service.config.model import Connection
 from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.phone import MAX_ADDRESS_LENGTH
 from webhook_service.model.statuses import canonical
-from webhook_service.providers.base import (
-    ParseFailed,
-    ProviderAdapter,
-    VerificationFailed,
-    WebhookRequest,
-    check_timestamp,
-    constant_time_equal,
-    parse_time,
-    text_or_none,
-)
+from webhook_service.providers.base import ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest
+from webhook_service.providers.fields import parse_time, text_or_none
+from webhook_service.providers.signatures import check_timestamp, constant_time_equal
 
 # SMS API delivery receipt `status` -> canonical status.
 SMS_STATUSES = {
