@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from azure.core.exceptions import (
     AzureError,
@@ -138,8 +138,9 @@ class AzureBlobStore(BlobStore):
         try:
             # No length: the SDK then reads the stream block by block (with a length it would read
             # that many bytes at once) and our reader sees the end, so it can check a declared size.
+            stream = cast(BinaryIO, reader)  # the SDK only calls read() on it
             self._container.upload_blob(
-                name, reader, overwrite=True, content_settings=settings, metadata=normalized_metadata, max_concurrency=1
+                name, stream, overwrite=True, content_settings=settings, metadata=normalized_metadata, max_concurrency=1
             )
         except Exception as error:
             reader.reraise_source_failure()
@@ -200,29 +201,28 @@ class AzureBlobStore(BlobStore):
     ) -> SignedUrl:
         name = self._name(key)
         check_url_lifetime(expires_in)
-        overrides = {"content_disposition": build_content_disposition(disposition, filename)}
-        if content_type is not None:
-            overrides["content_type"] = check_header_value("content_type", content_type)
+        response_disposition = build_content_disposition(disposition, filename)
+        response_type = check_header_value("content_type", content_type) if content_type is not None else None
         # Whole seconds: the SAS expiry is written without fractions.
         now = datetime.now(UTC).replace(microsecond=0)
         expires_at = now + timedelta(seconds=expires_in)
-        if self._account_key:
-            signing = {"account_key": self._account_key}
-        else:
+        delegation_key = None  # signed with the account key when there is one
+        if not self._account_key:
             delegation_key, key_expires_at = self._user_delegation_key(
                 min(expires_at, now + timedelta(seconds=USER_DELEGATION_MAX_SECONDS) - _CLOCK_SKEW)
             )
             expires_at = min(expires_at, key_expires_at)
-            signing = {"user_delegation_key": delegation_key}
         sas = generate_blob_sas(
-            self._service.account_name,
+            str(self._service.account_name),
             self.container,
             name,
+            account_key=self._account_key or None,
+            user_delegation_key=delegation_key,
             permission=BlobSasPermissions(read=True),
             expiry=expires_at,
             protocol=self._sas_protocol,
-            **signing,
-            **overrides,
+            content_disposition=response_disposition,
+            content_type=response_type,
         )
         return SignedUrl(url=f"{self._container.get_blob_client(name).url}?{sas}", expires_at=expires_at)
 

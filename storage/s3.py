@@ -100,9 +100,10 @@ class S3BlobStore(BlobStore):
         content_disposition: str | None = None,
     ) -> BlobInfo:
         name = self._name(key)
-        extra_args = {
+        normalized_metadata = normalize_metadata(metadata)
+        extra_args: dict[str, object] = {
             "ContentType": check_header_value("content_type", content_type),
-            "Metadata": normalize_metadata(metadata),
+            "Metadata": normalized_metadata,
         }
         if content_disposition is not None:
             extra_args["ContentDisposition"] = check_header_value("content_disposition", content_disposition)
@@ -118,7 +119,7 @@ class S3BlobStore(BlobStore):
             key=key,
             size=reader.bytes_read,
             content_type=content_type,
-            metadata=extra_args["Metadata"],
+            metadata=normalized_metadata,
             content_disposition=content_disposition,
         )
 

@@ -131,4 +131,4 @@ def translated_stream(
     close_body: Callable[[], None] | None = None,
 ) -> BinaryIO:
     raw = _TranslatingRawReader(body, backend_errors=backend_errors, translate=translate, close_body=close_body)
-    return io.BufferedReader(raw, buffer_size=CHUNK_SIZE)  # type: ignore[return-value]
+    return io.BufferedReader(raw, buffer_size=CHUNK_SIZE)

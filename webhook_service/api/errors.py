@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app
-from werkzeug.exceptions import HTTPException
+from typing import Any
+
+from flask import Response, jsonify
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 
 class ApiError(Exception):
     """Raised by API views for a precise 4xx; rendered by the app-wide handler."""
 
-    def __init__(self, status: int, code: str, message: str, **extra):
+    def __init__(self, status: int, code: str, message: str, **extra: Any):
         super().__init__(message)
         self.status = status
         self.code = code
@@ -17,9 +19,8 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def api_error(status: int, code: str, message: str, **extra) -> Response:
-    body = {"error": {"code": code, "message": message, **extra}}
-    response = current_app.json.response(body)
+def api_error(status: int, code: str, message: str, **extra: Any) -> Response:
+    response = jsonify({"error": {"code": code, "message": message, **extra}})
     response.status_code = status
     return response
 
@@ -44,6 +45,6 @@ def render_http_exception(error: HTTPException) -> Response:
     """Werkzeug's own 4xx (unknown route, wrong method, body too large) in the same JSON shape."""
     status = error.code or 500
     response = api_error(status, _CODES.get(status, "error"), error.description or error.name)
-    if status == 405 and error.valid_methods:
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
         response.headers["Allow"] = ", ".join(error.valid_methods)
     return response

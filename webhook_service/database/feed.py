@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from webhook_service.database.tables import FeedEvent
+from webhook_service.database.tables import EVENTS
 
-EVENTS = FeedEvent.__table__
 INSERT_EVENTS = sa.insert(EVENTS)
 LOCK_FEED = sa.text("SELECT pg_advisory_xact_lock(:key)")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -244,3 +245,12 @@ class MediaUpload(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The API user or key that uploaded it.
     created_by: Mapped[str] = mapped_column(sa.String(255))
+
+
+# The tables as Core objects, for the hot paths that run Core statements instead of ORM units of work.
+RAW_REQUESTS = cast(sa.Table, RawRequest.__table__)
+MESSAGES = cast(sa.Table, Message.__table__)
+STATUS_EVENTS = cast(sa.Table, StatusEventRow.__table__)
+ATTACHMENTS = cast(sa.Table, Attachment.__table__)
+EVENTS = cast(sa.Table, FeedEvent.__table__)
+MEDIA_UPLOADS = cast(sa.Table, MediaUpload.__table__)

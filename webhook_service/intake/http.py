@@ -13,7 +13,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.datastructures import Headers
 
 from webhook_service.config.model import Connection
@@ -118,7 +118,7 @@ def _request_id() -> str:
 
 
 def _json_error(status: int, code: str, message: str, request_id: str) -> Response:
-    response = current_app.json.response({"error": {"code": code, "message": message}})
+    response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
     response.headers["X-Request-Id"] = request_id
     return response

@@ -17,6 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from webhook_service.config.model import Connection
 from webhook_service.database import feed
 from webhook_service.database.engine import Database, DiscardUnit
-from webhook_service.database.tables import Attachment, Message, RawRequest, StatusEventRow, new_id, storable
+from webhook_service.database.tables import ATTACHMENTS, MESSAGES, RAW_REQUESTS, STATUS_EVENTS, new_id, storable
 from webhook_service.model import statuses
 from webhook_service.model.events import Event, MessageEvent, StatusEvent
 from webhook_service.model.message_json import iso, message_json
@@ -35,10 +36,6 @@ MAX_ATTACHMENTS_PER_MESSAGE = 20
 # A declared size beyond this is nonsense (and would overflow the column); it is recorded as unknown.
 MAX_DECLARED_SIZE = 2**53
 
-MESSAGES = Message.__table__
-STATUS_EVENTS = StatusEventRow.__table__
-ATTACHMENTS = Attachment.__table__
-RAW_REQUESTS = RawRequest.__table__
 MESSAGE_KEY = ["tenant_id", "provider", "provider_message_id"]
 
 # Statements are built once and given their values at execution: building them per request (values(),
@@ -207,9 +204,10 @@ class _Recorder:
         content = dict(item.content, raw_request_id=raw_id)
         inbound = event.direction == "inbound"
         received_status = {"status": statuses.RECEIVED, "status_updated_at": event.occurred_at or self.now}
-        row = {
+        message_id = new_id()
+        row: dict[str, Any] = {
             **self._key(event.provider_message_id),
-            "id": new_id(),
+            "id": message_id,
             "received_at": self.now,
             "updated_at": self.now,
             "status": None,
@@ -219,7 +217,7 @@ class _Recorder:
             **(received_status if inbound else {}),
         }
         seq = conn.execute(self.statements.insert_message, row).scalar()
-        history: list = []
+        history: list[Any] = []
         if seq is None:
             existing = self._locked(conn, event.provider_message_id)
             if existing.has_content:
@@ -230,9 +228,9 @@ class _Recorder:
                 update.update(received_status)
             conn.execute(sa.update(MESSAGES).where(MESSAGES.c.seq == existing.seq).values(update))
             row = {**existing._asdict(), **update}
-            seq = existing.seq
+            message_id, seq = existing.id, existing.seq
             history = list(conn.execute(SELECT_HISTORY, {"seq": seq}))
-        self._saw(row["id"])
+        self._saw(message_id)
         attachments = [dict(a, message_seq=seq) for a in item.attachments]
         if attachments:
             conn.execute(INSERT_ATTACHMENTS, attachments)
@@ -247,7 +245,7 @@ class _Recorder:
                 ],
                 history,
             )
-            self.feed_rows.append(self._feed_row(feed.MESSAGE_RECEIVED, row["id"], snapshot))
+            self.feed_rows.append(self._feed_row(feed.MESSAGE_RECEIVED, message_id, snapshot))
 
     def _record_status(self, conn: sa.Connection, item: SimpleNamespace, raw_id: int) -> None:
         event: StatusEvent = item.event

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from werkzeug.datastructures import Authorization, Headers
 
@@ -30,10 +30,10 @@ logger = logging.getLogger("webhook_service.intake")
 MAX_PROVIDER_MESSAGE_ID = 255
 
 # How much of a request is verified.
-CHECK_ALL = "all"  # live requests: Basic auth and the provider's signature
-CHECK_SIGNATURE = "signature"  # replays of stored requests, whose credentials were redacted
-CHECK_NOTHING = "none"  # an operator vouches for the request
 Check = Literal["all", "signature", "none"]
+CHECK_ALL: Final = "all"  # live requests: Basic auth and the provider's signature
+CHECK_SIGNATURE: Final = "signature"  # replays of stored requests, whose credentials were redacted
+CHECK_NOTHING: Final = "none"  # an operator vouches for the request
 
 
 @dataclass
@@ -96,7 +96,8 @@ class Intake:
                 raise adapter_bug
             return refused
         provider_ids = list(dict.fromkeys(event.provider_message_id for event in events))
-        senders = list(dict.fromkeys(mask(normalize_address(e.from_, self.region)) for e in events if e.from_))
+        masked = (mask(normalize_address(event.from_, self.region)) for event in events)
+        senders = [sender for sender in dict.fromkeys(masked) if sender]
         try:
             stored = store_webhook(
                 self.db, connection, stored_form(adapter, connection, webhook_request, request_id), events, self.region

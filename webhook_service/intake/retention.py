@@ -20,9 +20,9 @@ class Pruned:
 
 
 def prune_requests(db: Database, older_than: datetime) -> Pruned:
-    with db.transaction() as session:
-        raw = session.execute(sa.delete(RawRequest).where(RawRequest.received_at < older_than)).rowcount
-        quarantined = session.execute(
+    with db.writing() as connection:
+        raw = connection.execute(sa.delete(RawRequest).where(RawRequest.received_at < older_than)).rowcount
+        quarantined = connection.execute(
             sa.delete(QuarantinedRequest).where(QuarantinedRequest.received_at < older_than)
         ).rowcount
     return Pruned(raw_requests=raw, quarantined_requests=quarantined)

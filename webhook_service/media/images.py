@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from PIL import Image, ImageCms, ImageOps, ImageSequence
 
@@ -226,7 +226,9 @@ def _in_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
             # A fresh sRGB profile per call: LittleCMS profile handles are not meant to be shared
             # between threads, and building one costs microseconds.
             srgb = ImageCms.createProfile("sRGB")
-            return ImageCms.profileToProfile(image, source_profile, srgb, outputMode=output_mode)
+            converted = ImageCms.profileToProfile(image, source_profile, srgb, outputMode=output_mode)
+            if converted is not None:  # None only for in-place conversions, which this is not
+                return converted
         except (ImageCms.PyCMSError, OSError, ValueError):
             pass  # an unusable profile is dropped like any other metadata
     if image.mode == "CMYK":
@@ -332,7 +334,9 @@ def _encode(picture: _Picture, target_format: str, setting: dict[str, Any], outp
         if picture.loop is not None:
             options["loop"] = picture.loop
     try:
-        picture.frames[0].save(_CappedWriter(output, cap), format=target_format, **options)
+        # A file object by duck typing: write, seek, tell and flush, but deliberately no fileno().
+        capped = cast(IO[bytes], _CappedWriter(output, cap))
+        picture.frames[0].save(capped, format=target_format, **options)
     except _OutputOverCap:
         return cap
     output.flush()

@@ -15,11 +15,11 @@ from storage import BlobStore, SignedUrl, StorageError, content_disposition, dis
 from storage.headers import sanitize_filename
 from webhook_service.config.model import PhoneNumber
 from webhook_service.database.engine import Database
+from webhook_service.database.tables import MEDIA_UPLOADS as UPLOADS
 from webhook_service.database.tables import MediaUpload
 from webhook_service.media.links import MediaLinks
 from webhook_service.media.validation import CheckedMedia, MediaPolicy, check_media, convert_for_carriers
 
-UPLOADS = MediaUpload.__table__
 # File name extensions of the types a conversion writes, the usual one first.
 _EXTENSIONS = {
     "image/jpeg": (".jpg", ".jpeg", ".jpe", ".jfif"),

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from webhook_service.database.tables import Attachment, Message, StatusEventRow
-
+# A message, attachment or status report with its table's columns as attributes: an ORM object when read
+# back, a Core row in the worker, a namespace while the intake builds the feed snapshot of its own insert.
+Row = Any
 # Signs a stored attachment's URL at read time (URLs expire, so they are never stored).
-AttachmentUrl = Callable[[Attachment], "str | None"]
+AttachmentUrl = Callable[[Row], "str | None"]
 
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def attachment_json(attachment: Attachment, url: AttachmentUrl | None = None) -> dict:
+def attachment_json(attachment: Row, url: AttachmentUrl | None = None) -> dict[str, Any]:
     return {
         "id": attachment.id,
         "index": attachment.index,
@@ -32,7 +34,7 @@ def attachment_json(attachment: Attachment, url: AttachmentUrl | None = None) ->
     }
 
 
-def status_json(row: StatusEventRow) -> dict:
+def status_json(row: Row) -> dict[str, Any]:
     return {
         "status": row.status,
         "providerStatus": row.provider_status,
@@ -45,8 +47,8 @@ def status_json(row: StatusEventRow) -> dict:
 
 
 def message_json(
-    message: Message, attachments: list[Attachment], history: list[StatusEventRow], url: AttachmentUrl | None = None
-) -> dict:
+    message: Row, attachments: list[Row], history: list[Row], url: AttachmentUrl | None = None
+) -> dict[str, Any]:
     return {
         "id": message.id,
         "provider": message.provider,

@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -90,7 +90,9 @@ STATUS_OF_EVENT = {
     "messagefailed": "failed",
 }
 
-MESSAGE_TYPES = {
+# A message's `type`: a direction, or a system notice with nothing to store.
+MessageType = Literal["inbound", "outbound", "system"]
+MESSAGE_TYPES: dict[str, MessageType] = {
     "0": "inbound",
     "inbound": "inbound",
     "1": "outbound",

@@ -120,8 +120,9 @@ class ProviderAdapter(abc.ABC):
     name: ClassVar[str]
     # Hosts that may receive the connection's media credentials when media_auth lists none.
     media_hosts: ClassVar[tuple[str, ...]] = ()
-    # Default window for schemes that sign a timestamp; a connection may override it.
-    timestamp_tolerance: ClassVar[int | None] = None
+    # The window for schemes that sign a timestamp (five minutes unless the adapter says otherwise); a
+    # connection may override it. Adapters whose scheme signs no timestamp never consult it.
+    timestamp_tolerance: ClassVar[int] = 300
     # Validates Connection.options at start; None means the adapter takes no options.
     options_model: ClassVar[type[BaseModel] | None] = None
     # Query parameters that carry credentials: redacted before the request is stored or logged.
@@ -166,7 +167,7 @@ class ProviderAdapter(abc.ABC):
     def secret_headers_for(self, connection: Connection) -> frozenset[str]:
         return REDACTED_HEADERS
 
-    def tolerance(self, connection: Connection) -> int | None:
+    def tolerance(self, connection: Connection) -> int:
         return connection.timestamp_tolerance_seconds or self.timestamp_tolerance
 
     def media_credentials(self, connection: Connection, url: str) -> Credentials | None:
@@ -181,10 +182,10 @@ class ProviderAdapter(abc.ABC):
             return None  # credentials with no host allowed to receive them are never sent
         if auth.kind == "basic":
             token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
-            headers = {"Authorization": f"Basic {token}"}
-        else:
-            headers = {auth.header: auth.value}
-        return Credentials(headers=headers, hosts=hosts)
+            return Credentials(headers={"Authorization": f"Basic {token}"}, hosts=hosts)
+        if auth.header and auth.value:  # the settings' validation requires both for kind "header"
+            return Credentials(headers={auth.header: auth.value}, hosts=hosts)
+        return None
 
 
 # Shared by adapters ----------------------------------------------------------------------

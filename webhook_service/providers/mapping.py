@@ -90,7 +90,7 @@ from xml.etree.ElementTree import Element
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from webhook_service.config.model import Connection
-from webhook_service.model.events import Event, MediaRef, MessageEvent, StatusEvent
+from webhook_service.model.events import Direction, Event, MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.statuses import CANONICAL, RECEIVED, canonical
 from webhook_service.providers.base import ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest
 from webhook_service.providers.fields import parse_time, text_or_none
@@ -131,6 +131,10 @@ _SEGMENT = re.compile(r"(?P<key>[^.\[\]]+)(?:\[(?P<index>\d{0,4})\])?")
 _MISSING = object()
 # Valid JSON escapes that no database text column accepts ("\u0000", "\ud800").
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+# What a request is: a message in either direction, or a status report.
+RequestKind = Literal["inbound", "outbound", "status"]
 
 
 # Paths -------------------------------------------------------------------------------------
@@ -255,12 +259,10 @@ class EventKind(_Options):
             raise ValueError("paths are set but no inbound, outbound or status values to compare with")
         return self
 
-    def kind_of(self, value: str) -> str | None:
+    def kind_of(self, value: str) -> RequestKind | None:
         folded = value.strip().lower()
-        for kind in ("inbound", "outbound", "status"):
-            if folded in getattr(self, kind):
-                return kind
-        return None
+        kinds: tuple[RequestKind, ...] = ("inbound", "outbound", "status")
+        return next((kind for kind in kinds if folded in getattr(self, kind)), None)
 
 
 class NoAuth(_Options):
@@ -411,8 +413,9 @@ def _verify_token(auth: TokenAuth, request: WebhookRequest, connection: Connecti
         offered = request.query_value(auth.query_parameter)
         where = f"query parameter {auth.query_parameter}"
     else:
-        offered = request.headers.get(auth.header)
-        where = f"header {auth.header}"
+        header = auth.header or ""  # TokenAuth's validation makes it set when query_parameter is not
+        offered = request.headers.get(header)
+        where = f"header {header}"
         if offered is not None and auth.scheme:
             scheme, _, token = offered.strip().partition(" ")
             offered = token.strip() if scheme.lower() == auth.scheme.lower() else None
@@ -537,12 +540,12 @@ class _Extraction:
             return []
         if kind == "status":
             return [self._status()]
-        message = self._message(kind)
+        message = self._message("outbound" if kind == "outbound" else "inbound")
         if kind == "outbound" and self._one("status", self.fields.status):
             return [message, self._status()]
         return [message]
 
-    def _kind(self) -> str | None:
+    def _kind(self) -> RequestKind | None:
         rule = self.options.event_kind
         if rule.paths:
             value = self._one("event_kind", rule.paths)
@@ -555,7 +558,7 @@ class _Extraction:
         has_content = self._one("text", self.fields.text) or self._media()
         return "inbound" if has_content else "status"
 
-    def _message(self, direction: str) -> MessageEvent:
+    def _message(self, direction: Direction) -> MessageEvent:
         inbound = direction == "inbound"
         return MessageEvent(
             provider_message_id=self._message_id(),
@@ -671,7 +674,7 @@ def _resolve(path: FieldPath, document: dict[str, Any], request: WebhookRequest)
             child = value.get(step.key, _MISSING) if isinstance(value, dict) else _MISSING
             if step.every or step.index is not None:
                 items = child if isinstance(child, list) else [child]
-                if step.every:
+                if step.index is None:
                     stepped.extend(items)
                 else:
                     stepped.append(items[step.index] if step.index < len(items) else _MISSING)

@@ -219,6 +219,6 @@ def _media(fields: dict[str, str]) -> tuple[MediaRef, ...]:
     for name in fields:
         match = _MEDIA_FIELD.match(name)
         url = field_text(fields, name, MAX_URL) if match else None
-        if url is not None:
+        if match and url is not None:
             found.append(((int(match.group(1)), match.group(1)), MediaRef(url=url)))
     return tuple(media for _, media in sorted(found, key=lambda item: item[0]))

@@ -177,14 +177,15 @@ class TelnyxAdapter(ProviderAdapter):
 
 
 def _status_events(event: _Event, message: _Message, content: MessageEvent) -> list[StatusEvent]:
-    recipients = [address for address in message.to if address.status]
+    # Only the recipients the report gives a status for: (address, status).
+    recipients = [(address, address.status) for address in message.to if address.status]
     error = message.errors[0] if message.errors else None
     occurred_at = parse_time(event.occurred_at) or parse_time(message.completed_at) or parse_time(message.sent_at)
     return [
         StatusEvent(
             provider_message_id=message.id,
-            status=canonical(STATUSES, recipient.status),
-            provider_status=recipient.status,
+            status=canonical(STATUSES, status),
+            provider_status=status,
             occurred_at=occurred_at,
             error_code=text_or_none(error.code) if error else None,
             error_message=(error.detail or error.title) if error else None,
@@ -192,7 +193,7 @@ def _status_events(event: _Event, message: _Message, content: MessageEvent) -> l
             from_=content.from_,
             to=(recipient.phone_number,) if recipient.phone_number else content.to,
         )
-        for recipient in recipients
+        for recipient, status in recipients
     ]
 
 

@@ -53,6 +53,12 @@ class IdleWorkers:
 
 
 class _SiblingWakingWorker(Worker):
+    # huey's Worker sets these; declared for the type checker (huey ships no type information).
+    delay: float
+    default_delay: float
+    max_delay: float
+    backoff: float
+
     def __init__(self, *args: Any, idle_workers: IdleWorkers, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.idle_workers = idle_workers

@@ -76,7 +76,7 @@ class _Child:
     index: int
     threads: int
     command: list[str]
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restart_delay: float = _FIRST_RESTART_DELAY
     restart_at: float | None = None
@@ -133,8 +133,9 @@ class WorkerProcesses:
                 if now >= child.restart_at and self._stop_signal is None:
                     self._start(child)
                 continue
-            code = child.process.poll()
-            if code is None:
+            process = child.process
+            code = process.poll() if process is not None else None
+            if process is None or code is None:
                 continue
             lived = now - child.started_at
             if lived >= _HEALTHY_SECONDS:
@@ -144,7 +145,7 @@ class WorkerProcesses:
                 "worker_process_exited",
                 logging.ERROR,
                 process=child.index,
-                pid=child.process.pid,
+                pid=process.pid,
                 exit_code=code,
                 ran_seconds=round(lived, 1),
                 restart_in_seconds=child.restart_delay,

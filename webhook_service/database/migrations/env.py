@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run against the URL db.alembic_config() puts in the config."""
+"""Alembic environment: migrations run against the URL database.migrate.alembic_config() puts in the config."""
 
 from alembic import context
 
@@ -10,6 +10,8 @@ config = context.config
 
 def run_migrations() -> None:
     url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no sqlalchemy.url: run migrations through webhook_service.database.migrate")
     if context.is_offline_mode():
         context.configure(
             url=url, target_metadata=Base.metadata, literal_binds=True, render_as_batch=url.startswith("sqlite")
