@@ -1,5 +1,8 @@
 """Telnyx Messaging (API v2) webhooks: JSON events signed with Ed25519.
 
+Verified with the cryptography package's Ed25519 directly rather than the telnyx SDK (a REST client with
+its own dependency tree around the same call); the Ed25519 vector in the tests pins the scheme.
+
 Envelope (https://developers.telnyx.com/docs/messaging/messages/receiving-webhooks):
     {"data": {"event_type": "message.received" | "message.sent" | "message.finalized",
               "id": "<event uuid>", "occurred_at": "...", "record_type": "event",

@@ -1,5 +1,8 @@
 """Twilio Programmable Messaging: incoming-message webhooks and outbound status callbacks.
 
+Verified here rather than with the twilio package's RequestValidator: that package is a REST client with
+its own dependency tree for one HMAC, and Twilio's published vector pins this code to its algorithm.
+
 Both arrive form-encoded on the same URL. An incoming message carries `Body` and `NumMedia` with
 `SmsStatus`/`MessageStatus` "received"; a status callback carries `MessageStatus` (and its deprecated
 copy `SmsStatus`), `ErrorCode`/`ErrorMessage` on failed/undelivered, and sometimes `RawDlrDoneDate`.
