@@ -1,3 +1,4 @@
+# Hand-written, not pydantic-settings: its env source reads only os.environ (no injected environ), JSON-decodes only list and table fields, drops variables naming no field, and nothing runs between its merge and validation (env: references, development defaults).
 """Where settings come from, later sources winning:
 
 1. built-in defaults (the schema's, in `model.py`: an embedded setup under ``./data`` that needs no servers);
