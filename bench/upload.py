@@ -11,8 +11,8 @@ keep-alive connection, in each request form a client may use:
 The main file is a PDF of exactly the limit, stored as it is, so the numbers measure the upload path
 (parse, decode, sniff, hash, store, record); a 4.9 MiB photographic JPEG run adds what re-encoding an
 image costs. Each form runs in a fresh gunicorn; peak RSS is the largest VmHWM among its workers, and
-"idle" is the same after one small warm-up upload. Goal (DESIGN.md): a 5 MiB base64 upload validated and
-stored in well under a second.
+"idle" is the same after one small warm-up upload. Goal (docs/benchmarks.md): a 5 MiB base64 upload
+validated and stored in well under a second.
 """
 
 from __future__ import annotations

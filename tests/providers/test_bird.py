@@ -1,5 +1,5 @@
-"""Bird adapter: the providers.md HMAC vector, the parsing table, the security suite (with Bird's wide
-retry window), and the webhook end to end through the read API."""
+"""Bird adapter: the HMAC vector of docs/providers.md, the parsing table, the security suite (with Bird's
+wide retry window), and the webhook end to end through the read API."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ AUTH_A = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()
 UTC = UTC
 NINE_HOURS = 9 * 3600
 
-# providers.md, "Bird": self-computed from Bird's published algorithm and example values.
+# docs/providers.md, "Bird": self-computed from Bird's published algorithm and example values.
 VECTOR = {
     "key": "secureSigningKey",
     "url": "https://domain.com/webhook/bird",

@@ -28,7 +28,7 @@ AUTH_A = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()
 UUID = "1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b"
 MEDIA = [f"https://media.plivo.com/Account/MAXXXXXXXXXXXXXXXXXX/Message/{UUID}/Media/{n}" for n in range(3)]
 
-# providers.md, "Plivo (brief)".
+# docs/providers.md, "Plivo": self-computed from the V3 algorithm as read there.
 VECTOR = {
     "token": "my_auth_token",
     "nonce": "12345",

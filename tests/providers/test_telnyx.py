@@ -1,5 +1,5 @@
-"""Telnyx adapter: the providers.md Ed25519 vector, the parsing table, the security suite, and the
-webhook end to end through the read API."""
+"""Telnyx adapter: the Ed25519 vector of docs/providers.md, the parsing table, the security suite, and
+the webhook end to end through the read API."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ ADAPTER = ADAPTERS["telnyx"]
 AUTH_A = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()).decode()}
 UTC = UTC
 
-# providers.md, "Telnyx": self-computed from the private seed bytes(range(32)).
+# docs/providers.md, "Telnyx": self-computed from the private seed bytes(range(32)).
 VECTOR = {
     "public_key": VECTOR_PUBLIC_KEY,
     "timestamp": "1700000000",

@@ -43,7 +43,7 @@ MEDIA = [
     media_url(MMS_SID, "ME" + "0c" * 16),
 ]
 
-# Twilio's documentation (providers.md): auth token 12345.
+# Twilio's documentation (docs/providers.md, "Twilio"): auth token 12345.
 VECTOR_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
 VECTOR_PARAMS = [
     ("CallSid", "CA1234567890ABCDE"),

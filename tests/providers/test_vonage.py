@@ -1,4 +1,4 @@
-"""Vonage adapter: the providers.md and SDK signature vectors, the Messages API JWT, the parsing table
+"""Vonage adapter: the SDK signature vectors of docs/providers.md, the Messages API JWT, the parsing table
 (SMS API form and JSON, delivery receipts, Messages API), both security suites, and the webhooks end to
 end through the read API."""
 
@@ -46,7 +46,7 @@ FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 WINDOW = 25 * 3600
 
-# providers.md, "Vonage (verified)".
+# docs/providers.md, "Vonage": the sha256 vector of Vonage's Python HTTP client tests (sign_params).
 VECTOR = {
     "secret": "signature_secret",
     "timestamp": 1234567890,

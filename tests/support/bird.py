@@ -2,7 +2,7 @@
 base64(HMAC-SHA256(key, "{timestamp}\\n{subscription URL}\\n" + sha256(body) as raw bytes)).
 
 The signer is written from Bird's published description, independently of the adapter, and is pinned
-by the providers.md vector in tests/providers/test_bird.py.
+by the vector of docs/providers.md in tests/providers/test_bird.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-# The providers.md vector's key doubles as the tests' configured signing key.
+# The key of the docs/providers.md vector doubles as the tests' configured signing key.
 BIRD_SIGNING_KEY = "secureSigningKey"
 PUBLIC_BASE_URL = "https://hooks.example.com"
 CHANNEL_ID = "5f3e4c4a-2b8d-4f8e-9a61-0c2f1a6b9d10"

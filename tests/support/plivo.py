@@ -1,7 +1,7 @@
 """Building Plivo requests the way Plivo does: form-encoded parameters signed with X-Plivo-Signature-V3.
 
 The signer is written from Plivo's description, independently of the adapter, and is pinned by the
-providers.md vector in tests/providers/test_plivo.py.
+vector of docs/providers.md in tests/providers/test_plivo.py.
 """
 
 from __future__ import annotations

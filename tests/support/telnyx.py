@@ -2,7 +2,7 @@
 "{telnyx-timestamp}|{raw body}".
 
 The signer is written from Telnyx's published description, independently of the adapter, and is pinned
-by the providers.md vector in tests/providers/test_telnyx.py.
+by the vector of docs/providers.md in tests/providers/test_telnyx.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-# The providers.md vector: its private seed signs the tests' requests, its public key is configured.
+# The vector of docs/providers.md: its private seed signs the tests' requests, its public key is configured.
 VECTOR_SEED = bytes(range(32))
 VECTOR_PUBLIC_KEY = "A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="
 EVENT_ID = "0ccc7b54-4df3-4bca-a65a-3da1ecc777f0"

@@ -6,7 +6,7 @@ parameters, "&" and "=" in values replaced by "_" (HMAC with the signature secre
 `Authorization: Bearer <HS256 JWT>` whose claims carry the body's sha256 as payload_hash.
 
 The signers are written from Vonage's published description, independently of the adapter, and are
-pinned by the providers.md and Vonage SDK vectors in tests/providers/test_vonage.py.
+pinned by the Vonage SDK vectors of docs/providers.md in tests/providers/test_vonage.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 import uuid
 from urllib.parse import urlencode
 
-VONAGE_SIGNATURE_SECRET = "signature_secret"  # the providers.md vector's secret
+VONAGE_SIGNATURE_SECRET = "signature_secret"  # the sha256 vector's secret (docs/providers.md)
 API_KEY = "abcd1234"
 APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
 

@@ -1,7 +1,7 @@
 """The one HTTP client used for every outbound media download.
 
 URLs in webhook payloads are chosen by whoever sent the webhook, so every download follows the SSRF
-rules of DESIGN.md ("Attachment pipeline rules"):
+rules of docs/architecture.md ("Attachments: the SSRF rules"):
 
 - http(s) only, https unless the policy allows http. URLs carrying credentials (`user:pass@host`) are
   refused rather than stripped: silently dropping part of a URL would fetch something other than what

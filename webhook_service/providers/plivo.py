@@ -11,7 +11,7 @@ base64(HMAC-SHA256(auth token, base + "." + nonce)). For a POST, base = scheme:/
 "?" + the URL's query parameters sorted by name and written `name=value` joined by "&" (when there is
 a query or a body), then "." when there are both, then the body parameters sorted by name written
 `namevalue` with nothing between them; a name's repeated values are sorted. This is our reading of
-Plivo's documentation and SDK, and it reproduces the vector in providers.md. The header may hold
+Plivo's documentation and SDK, and it reproduces the vector in docs/providers.md. The header may hold
 several comma-separated signatures (Plivo signs with each of the account's tokens while one is being
 rotated): any one matching is enough. Beyond ASCII, the signed string is tried both as UTF-8 and as
 UTF-8 encoded twice, because Plivo's own SDKs disagree there (see _encodings). The nonce is random,
