@@ -67,10 +67,11 @@ Auth, on top of the intake's Basic auth (connection.basic_auth):
   is redacted whenever the request is stored, so no token is ever kept in clear. (Being redacted, a
   stored request's token cannot be checked again: an operator replays such a request with --trust, as
   one authenticated by Basic auth.)
-- hmac: `header` carries HMAC-`algorithm` (sha1|sha256|sha512) of the raw body, or of
-  "{timestamp}.{raw body}" with the timestamp from `timestamp_header` (unix seconds, within 300 s or the
-  connection's timestamp_tolerance_seconds), `encoding` hex|base64, an optional `prefix` ("sha256=")
-  stripped when present.
+- hmac: `header` carries HMAC-`algorithm` (sha1|sha256|sha512) of the raw body (`signed_content =
+  "body"`, the default), or with `signed_content = "timestamp.body"` of "{timestamp}.{raw body}" with the
+  timestamp from `timestamp_header` (required then: unix seconds, within 300 s or the connection's
+  timestamp_tolerance_seconds), `encoding` hex|base64, an optional `prefix` ("sha256=") stripped when
+  present.
 
 Acknowledgement: `acknowledgement.body` and `.content_type` (default "OK", text/plain), returned by
 acknowledgement_for(connection). A token's query parameter or header is redacted before the request is
