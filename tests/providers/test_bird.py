@@ -97,7 +97,7 @@ def _vector_request(url: str = VECTOR["url"], age: int = 10) -> WebhookRequest:
     )
 
 
-class TestOfficialVector:
+class TestPinnedVector:
     def test_the_vector_verifies(self):
         ADAPTER.verify(_vector_request(), _connection(VECTOR["key"]))
 
