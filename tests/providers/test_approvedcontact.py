@@ -11,7 +11,14 @@ import pytest
 from werkzeug.datastructures import Headers
 
 from tests.fixtures.app import TENANT_A, USER_A
-from tests.support.approvedcontact import AC_SECRET, SEED_001_INBOUND_MMS, ac_headers, post_ac, status_body
+from tests.support.approvedcontact import (
+    AC_SECRET,
+    SEED_001_INBOUND_MMS,
+    ac_headers,
+    ac_signature,
+    post_ac,
+    status_body,
+)
 from webhook_service.config.model import Connection
 from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
 from webhook_service.providers import ADAPTERS, ParseFailed, VerificationFailed, WebhookRequest
@@ -64,6 +71,12 @@ def _connection(*secrets: str) -> Connection:
 
 
 class TestSignatureVector:
+    def test_the_tests_signer_reproduces_the_vector(self):
+        assert ac_signature(VECTOR["body"], VECTOR["timestamp"], VECTOR["secret"]) == VECTOR["hex"]
+        assert (
+            ac_signature(VECTOR["body"], VECTOR["timestamp"], VECTOR["secret"], encoding="base64") == VECTOR["base64"]
+        )
+
     AT_SIGNING = datetime.fromtimestamp(int(VECTOR["timestamp"]) + 5, UTC)
 
     @pytest.mark.parametrize(

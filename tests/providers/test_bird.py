@@ -17,6 +17,7 @@ from tests.support.bird import (
     BIRD_SIGNING_KEY,
     PUBLIC_BASE_URL,
     bird_headers,
+    bird_signature,
     envelope,
     message,
     post_bird,
@@ -98,6 +99,10 @@ def _vector_request(url: str = VECTOR["url"], age: int = 10) -> WebhookRequest:
 
 
 class TestPinnedVector:
+    def test_the_tests_signer_reproduces_the_vector(self):
+        signature = bird_signature(VECTOR["body"], url=VECTOR["url"], timestamp=VECTOR["timestamp"], key=VECTOR["key"])
+        assert signature == VECTOR["signature"]
+
     def test_the_vector_verifies(self):
         ADAPTER.verify(_vector_request(), _connection(VECTOR["key"]))
 

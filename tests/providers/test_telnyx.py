@@ -99,6 +99,10 @@ def _vector_request(signature: str = VECTOR["signature"], timestamp: str = VECTO
 
 
 class TestPinnedVector:
+    def test_the_tests_signer_reproduces_the_vector(self):
+        headers = telnyx_headers(VECTOR["body"], timestamp=int(VECTOR["timestamp"]))
+        assert headers["telnyx-signature-ed25519"] == VECTOR["signature"]
+
     def test_the_seed_gives_the_vector_public_key_and_signature(self):
         private_key = Ed25519PrivateKey.from_private_bytes(VECTOR_SEED)
         public_key = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
