@@ -71,6 +71,12 @@ def test_a_record_without_fields_or_arguments_of_its_own():
     }
 
 
+def test_another_librarys_extra_attributes_are_keys_after_the_event():
+    record = logging.LogRecord("gunicorn.error", logging.DEBUG, __file__, 1, "gunicorn.workers", (), None)
+    record.metric, record.value = "gunicorn.workers", 2
+    assert list(json.loads(JsonFormatter().format(record))) == ["ts", "level", "logger", "event", "metric", "value"]
+
+
 # gunicorn applies logconfig_dict with its Logger; a subprocess keeps that configuration out of this one.
 GUNICORN_LOGGER = """
 from gunicorn.config import Config

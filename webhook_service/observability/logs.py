@@ -5,7 +5,9 @@ signatures and message bodies are never passed; phone numbers go through `phone.
 
 A line reads `{"ts", "level", "logger", "event", ...the caller's fields..., "exception"}`: ts in ISO 8601
 UTC with milliseconds, level in lower case, values JSON cannot hold as their str(), non-ASCII as it is.
-python-json-logger does the formatting; the subclass below only names our keys and orders them.
+python-json-logger does the formatting; the subclass below only names our keys and orders them. As
+the library does, a record that another library logs with `extra=` attributes carries them as keys too
+(gunicorn's statsd metrics at debug are the only ones among our dependencies).
 """
 
 from __future__ import annotations
