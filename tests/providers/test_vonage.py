@@ -10,6 +10,7 @@ import hmac
 import json
 import socket
 import time
+import warnings
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
@@ -112,6 +113,10 @@ def _connection(*secrets: str, method: str | None = None) -> Connection:
     return Connection(
         provider="vonage", name="t", secrets=list(secrets), options={"signature_method": method} if method else {}
     )
+
+
+def _segment(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _at(timestamp: int) -> datetime:
@@ -227,6 +232,43 @@ class TestMessagesApiJwt:
     )
     def test_malformed_tokens(self, token):
         assert self._refused(token) in {"malformed_signature", "unsupported_algorithm"}
+
+    def test_a_second_spelling_of_a_genuine_token_is_refused(self):
+        genuine = messages_jwt(self.BODY)
+        header, claims, signature = genuine.split(".")
+        assert self._refused(f"{genuine}=") == "malformed_signature"  # padded
+        # The last character of a 32-byte signature carries 4 bits and 2 zero bits: the next character of
+        # the alphabet spells the same bytes with a trailing bit set.
+        respelt = f"{header}.{claims}.{signature[:-1]}{chr(ord(signature[-1]) + 1)}"
+        assert self._refused(respelt) == "malformed_signature"
+
+    def test_deeply_nested_json_is_malformed_not_an_error(self):
+        nested = _segment(b"[" * 1400 + b"]" * 1400)  # deeper than the json module recurses; under 4096
+        assert self._refused(f"{nested}.e30.c2ln") == "malformed_signature"
+        signing_input = _segment(json.dumps({"alg": "HS256"}).encode()) + "." + nested
+        signature = hmac.new(VONAGE_SIGNATURE_SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+        assert self._refused(f"{signing_input}.{_segment(signature)}") == "malformed_signature"
+
+    def test_a_short_secret_verifies_as_vonage_signs_with_it_and_warns_of_nothing(self):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            self._verify(messages_jwt(self.BODY, secret="k3y"), secrets=("k3y",))
+
+    def test_a_secret_pyjwt_will_not_take_as_an_hmac_key_leaves_the_others_to_verify(self):
+        pem_shaped = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----"
+        self._verify(messages_jwt(self.BODY), secrets=(pem_shaped, VONAGE_SIGNATURE_SECRET))
+        with pytest.raises(VerificationFailed) as failure:
+            self._verify(messages_jwt(self.BODY), secrets=(pem_shaped,))
+        assert failure.value.code == "invalid_signature"
+
+    def test_the_window_is_measured_from_the_arrival_time(self):
+        """An operator's replay of a quarantined request verifies at the time it first arrived; exp and nbf
+        (which Vonage does not send) are not checked against the clock either."""
+        issued = int(time.time()) - 3 * WINDOW
+        token = messages_jwt(self.BODY, iat=issued, claims={"exp": issued + 60, "nbf": issued + 3600})
+        arrived = _request(self.BODY, JSON, {"Authorization": f"Bearer {token}"}, received_at=_at(issued))
+        ADAPTER.verify(arrived, _connection(VONAGE_SIGNATURE_SECRET))
+        assert self._refused(token) == "stale_timestamp"
 
 
 # Table-driven parsing -----------------------------------------------------------------------------

@@ -2,30 +2,53 @@
 
 Callers pass facts as keyword fields (`log(logger, "webhook", outcome="accepted", ...)`). Secrets,
 signatures and message bodies are never passed; phone numbers go through `phone.mask` first.
+
+A line reads `{"ts", "level", "logger", "event", ...the caller's fields..., "exception"}`: ts in ISO 8601
+UTC with milliseconds, level in lower case, values JSON cannot hold as their str(), non-ASCII as it is.
+python-json-logger does the formatting; the subclass below only names our keys and orders them. As
+the library does, a record that another library logs with `extra=` attributes carries them as keys too
+(gunicorn's statsd metrics at debug are the only ones among our dependencies).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
+from pythonjsonlogger import json as json_logger
+
+# The caller's fields travel in this one record attribute, not as attributes of their own: `extra` may
+# not name a LogRecord attribute, and callers use names such as `process`.
 _FIELDS = "fields"
+# LogRecord attribute -> our key, in the order the keys open every line.
+_KEYS = {"asctime": "ts", "levelname": "level", "name": "logger", "message": "event"}
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "event": record.getMessage(),
-        }
-        entry.update(getattr(record, _FIELDS, {}))
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+class JsonFormatter(json_logger.JsonFormatter):
+    """Takes no arguments: gunicorn's logging config builds it by name ("()" in a dictConfig)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            " ".join(f"%({attribute})s" for attribute in _KEYS),
+            rename_fields={**_KEYS, "exc_info": "exception"},
+            json_default=str,
+            json_ensure_ascii=False,
+        )
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        # The library puts the exception before the record's extra attributes and keeps our fields
+        # nested under their attribute's name: lift them to the top and leave the traceback last.
+        log_data["level"] = log_data["level"].lower()
+        exception = log_data.pop("exception", None)
+        log_data.update(log_data.pop(_FIELDS, {}))
+        if exception is not None:
+            log_data["exception"] = exception
+        return log_data
 
 
 def configure_logging(level: str = "INFO") -> None:
