@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -308,11 +309,12 @@ class Settings(Strict):
         _unique("connections", [c.key for c in self.connections], label="provider/name")
         _unique("api_users", [u.username for u in self.api_users], label="username")
         known = set(tenant_ids)
-        for section, items in (
+        owned: tuple[tuple[str, Sequence[ApiUser | ApiKey | Connection]], ...] = (
             ("api_users", self.api_users),
             ("api_keys", self.api_keys),
             ("connections", self.connections),
-        ):
+        )
+        for section, items in owned:
             for index, item in enumerate(items):
                 if item.tenant not in known:
                     raise _located(f"{section}[{index}].tenant", f"unknown tenant {item.tenant!r}")

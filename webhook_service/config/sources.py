@@ -93,8 +93,8 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
             _set_path(data, path, environ[variable])
     for variable, raw in environ.items():
         if variable.startswith(NESTED_PREFIX) and len(variable) > len(NESTED_PREFIX):
-            path = tuple(part.lower() for part in variable[len(NESTED_PREFIX) :].split("__"))
-            _set_path(data, path, _parse_env_value(raw))
+            nested = tuple(part.lower() for part in variable[len(NESTED_PREFIX) :].split("__"))
+            _set_path(data, nested, _parse_env_value(raw))
 
 
 def _parse_env_value(raw: str) -> Any:

@@ -158,7 +158,7 @@ class VonageAdapter(ProviderAdapter):
         if "timestamp" not in params:
             raise VerificationFailed("missing_signature", "parameter timestamp is missing")
         self._check_time(params["timestamp"], request, connection, "parameter timestamp")
-        method = self.options(connection).signature_method
+        method = VonageOptions.model_validate(connection.options).signature_method
         signed_content = "".join(
             f"&{key}={value.replace('&', '_').replace('=', '_')}" for key, value in sorted(params.items())
         ).encode()
@@ -222,7 +222,7 @@ def _inbound_sms(params: dict[str, str | None]) -> MessageEvent:
     if binary:
         extra.update(binaryData=params.get("data"), udh=params.get("udh"))
     return MessageEvent(
-        provider_message_id=_text(params.get("messageId"), "messageId", MAX_ID_LENGTH, required=True),
+        provider_message_id=_required_text(params.get("messageId"), "messageId", MAX_ID_LENGTH),
         direction="inbound",
         from_=_text(params.get("msisdn"), "msisdn", MAX_ADDRESS_LENGTH),
         to=_present(_text(params.get("to"), "to", MAX_ADDRESS_LENGTH)),
@@ -236,7 +236,7 @@ def _delivery_receipt(params: dict[str, str | None]) -> StatusEvent:
     provider_status = _text(params.get("status"), "status", MAX_STATUS_LENGTH) or ""
     error_code = params.get("err-code")
     return StatusEvent(
-        provider_message_id=_text(params.get("messageId"), "messageId", MAX_ID_LENGTH, required=True),
+        provider_message_id=_required_text(params.get("messageId"), "messageId", MAX_ID_LENGTH),
         status=canonical(SMS_STATUSES, provider_status),
         provider_status=provider_status,
         occurred_at=_scts(params.get("scts")) or parse_time(params.get("message-timestamp")),
@@ -251,13 +251,14 @@ def _delivery_receipt(params: dict[str, str | None]) -> StatusEvent:
 
 
 def _messages_api_event(body: dict[str, Any]) -> Event:
-    message_uuid = _text(_scalar_text(body.get("message_uuid")), "message_uuid", MAX_ID_LENGTH, required=True)
+    message_uuid = _required_text(_scalar_text(body.get("message_uuid")), "message_uuid", MAX_ID_LENGTH)
     sender = _address(body.get("from"), "from")
     recipient = _address(body.get("to"), "to")
     occurred_at = parse_time(body.get("timestamp"))
     if "status" in body:
         provider_status = _text(_scalar_text(body.get("status")), "status", MAX_STATUS_LENGTH) or ""
-        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        reported = body.get("error")
+        error: dict[str, Any] = reported if isinstance(reported, dict) else {}
         return StatusEvent(
             provider_message_id=message_uuid,
             status=canonical(MESSAGES_STATUSES, provider_status),
@@ -371,10 +372,15 @@ def _scalar_text(value: Any) -> str | None:
     return None
 
 
-def _text(value: str | None, name: str, max_length: int, *, required: bool = False) -> str | None:
-    text = text_or_none(value)
-    if text is None and required:
+def _required_text(value: str | None, name: str, max_length: int) -> str:
+    text = _text(value, name, max_length)
+    if text is None:
         raise ParseFailed("invalid_payload", f"{name} is missing")
+    return text
+
+
+def _text(value: str | None, name: str, max_length: int) -> str | None:
+    text = text_or_none(value)
     if text is not None and len(text) > max_length:
         raise ParseFailed("invalid_payload", f"{name} is {len(text)} characters long (at most {max_length})")
     return text
