@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, current_app
 
-from webhook_service.api.messages import DEFAULT_EVENTS, DEFAULT_PAGE, MAX_EVENTS, MAX_PAGE
+from webhook_service.api.read_params import DEFAULT_EVENTS, DEFAULT_PAGE, MAX_EVENTS, MAX_PAGE
 from webhook_service.api.upload_body import max_body_bytes
 from webhook_service.config.model import DEFAULT_PHONE_NUMBER, DEFAULT_TENANT_ID
 from webhook_service.database import feed
