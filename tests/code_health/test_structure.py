@@ -21,7 +21,7 @@ BIN = Path(sys.executable).parent
 # function hides a dependency (often a cycle) from the reader and from the import rules.
 DEFERRED_IMPORTS = {
     # azure-identity is an optional extra; without it, the store explains what to install.
-    ("storage/azure.py", "azure.identity"),
+    ("storage/azure.py", "azure.identity")
 }
 
 
@@ -118,10 +118,18 @@ TEXT_SUFFIXES = {".py", ".md", ".toml", ".sh", ".cfg", ".txt", ".json", ".yml", 
 
 
 def repository_files() -> list[Path]:
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True)
-    return [ROOT / name for name in listed.stdout.splitlines() if (ROOT / name).suffix in TEXT_SUFFIXES
-            and (ROOT / name).is_file() and not name.startswith("node_modules/")]
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [
+        ROOT / name
+        for name in listed.stdout.splitlines()
+        if (ROOT / name).suffix in TEXT_SUFFIXES and (ROOT / name).is_file() and not name.startswith("node_modules/")
+    ]
 
 
 @pytest.mark.parametrize("path", repository_files(), ids=lambda path: path.relative_to(ROOT).as_posix())
