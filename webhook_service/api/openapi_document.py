@@ -120,22 +120,18 @@ def _operation(operation: Operation, refs: Mapping[type[BaseModel], Schema]) -> 
     if documented:
         document["parameters"] = documented
     if operation.bodies:
-        document["requestBody"] = {
-            "required": True,
-            "content": {
-                media_type: {
-                    "schema": refs[model],
-                    **(
-                        {"example": operation.body_examples[media_type]}
-                        if media_type in operation.body_examples
-                        else {}
-                    ),
-                }
-                for media_type, model in operation.bodies.items()
-            },
-        }
+        document["requestBody"] = _request_body(operation, refs)
     document["responses"] = {str(status): _answer(answer, refs) for status, answer in operation.answers.items()}
     return document
+
+
+def _request_body(operation: Operation, refs: Mapping[type[BaseModel], Schema]) -> Schema:
+    content: dict[str, Schema] = {}
+    for media_type, model in operation.bodies.items():
+        content[media_type] = {"schema": refs[model]}
+        if media_type in operation.body_examples:
+            content[media_type]["example"] = operation.body_examples[media_type]
+    return {"required": True, "content": content}
 
 
 def _answer(answer: Answer, refs: Mapping[type[BaseModel], Schema]) -> Schema:

@@ -53,7 +53,7 @@ def _comma_separated(value: Any) -> Any:
 
 
 def _unknown_event_type(value: str) -> str:
-    unknown = sorted(set(_comma_separated(value)) - set(feed.TYPES))
+    unknown = sorted(set(_comma_separated(value)) - set(feed.TYPES)) or [value]
     return f"type: unknown event type {unknown[0]!r}; use {', '.join(feed.TYPES)}"
 
 
