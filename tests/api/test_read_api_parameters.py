@@ -6,6 +6,8 @@ answered exactly as before the models (code, message, the first bad parameter in
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlsplit
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -104,16 +106,14 @@ def test_credentials_are_checked_before_parameters(client, query):
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda mode: mode.value)
 def test_documented_values_are_accepted_and_others_refused(app, client, mode):
     """Positive: no value the document allows gets a 400. Negative: no value it rules out gets an answer
-    other than an error. An empty value is left out, not ruled out: the API has always read it so."""
+    other than an error, except what the API has always read as left out rather than wrong."""
     post_standard(client, inbound_body("m-1"))
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     read_operations = [operation for operation in operations if operation.path in {p for p, _ in READ_OPERATIONS}]
     assert len(read_operations) == len(READ_OPERATIONS)
     for operation in read_operations:
-        strategy = operation.as_strategy(generation_mode=mode).filter(
-            lambda case: "" not in (case.query or {}).values()
-        )
+        strategy = operation.as_strategy(generation_mode=mode)
 
         @settings(
             max_examples=EXAMPLES,
@@ -126,7 +126,19 @@ def test_documented_values_are_accepted_and_others_refused(app, client, mode):
         @given(case=strategy)
         def call(case):
             case.call_and_validate(
-                headers=A, checks=[not_a_server_error, positive_data_acceptance, negative_data_rejection]
+                headers=A, checks=[not_a_server_error, positive_data_acceptance, _negative_data_rejection]
             )
 
         call()
+
+
+def _negative_data_rejection(ctx, response, case):
+    """schemathesis's negative_data_rejection, except for an answer to a request that sent a value empty
+    or a list with an empty item (type=,message.received): the read API has always taken those as left
+    out, which a schema cannot say."""
+    sent: dict[str, str] = {}
+    for name, value in parse_qsl(urlsplit(response.request.url).query, keep_blank_values=True):
+        sent.setdefault(name, value)  # the first of a repeated parameter is the one read
+    if any(value == "" or (name == "type" and "" in value.split(",")) for name, value in sent.items()):
+        return None
+    return negative_data_rejection(ctx, response, case)
