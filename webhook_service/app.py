@@ -9,11 +9,12 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from webhook_service.api.docs_page import docs_blueprint
 from webhook_service.api.errors import ApiError, api_error, render_api_error, render_http_exception
 from webhook_service.api.local_media import local_media_blueprint
 from webhook_service.api.media import media_api_blueprint
 from webhook_service.api.messages import read_api_blueprint
-from webhook_service.api.openapi import openapi_blueprint
+from webhook_service.api.openapi import DOCUMENT_PATH, DOCUMENT_TITLE, openapi_blueprint
 from webhook_service.config.model import Settings
 from webhook_service.intake.http import webhooks_blueprint
 from webhook_service.observability.health import health_blueprint
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             max_file_bytes=runtime.media_policy.max_bytes, allowed_types=sorted(runtime.media_policy.allowed_types)
         )
     )
+    app.register_blueprint(docs_blueprint(document_path=DOCUMENT_PATH, title=DOCUMENT_TITLE))
     app.register_blueprint(local_media_blueprint(runtime.blob_store))
     app.register_blueprint(
         health_blueprint(

@@ -6,7 +6,8 @@ DELETE /api/v1/media/<id>   revoke: the blob is deleted, so its URLs stop workin
 GET /m/<id>?sig=...         the upload's stable URL: a redirect to a fresh signed URL (302; 410 once deleted)
 
 Uploads are checked exactly as inbound attachments are (webhook_service.media.validation), scoped to the
-caller's tenant (another tenant's upload is a 404), and logged one line each.
+caller's tenant (another tenant's upload is a 404), and logged one line each. URL variables are named
+as the OpenAPI document names them (api/media_models.py has the models it is generated from).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from storage import SignedUrl, StorageError
 from webhook_service.api.auth import ApiAuthenticator, Principal, current_principal
 from webhook_service.api.errors import ApiError, api_error, render_api_error
+from webhook_service.api.media_models import MediaPath
+from webhook_service.api.parameters import validated
 from webhook_service.api.upload_body import (
     CONVERT_FIELD,
     SizeLimits,
@@ -96,16 +99,16 @@ def media_api_blueprint(
         response.headers["Location"] = f"/api/v1/media/{stored.upload.id}"
         return response
 
-    @blueprint.get("/api/v1/media/<upload_id>")
+    @blueprint.get("/api/v1/media/<mediaId>")
     @auth.required
-    def get_media(upload_id: str) -> Response:
-        upload = _own_live_upload(uploads, upload_id)
+    def get_media(**path_values: str) -> Response:
+        upload = _own_live_upload(uploads, validated(MediaPath, path_values).media_id)
         return current_app.json.response(_upload_json(links, upload, links.upload_url(upload)))
 
-    @blueprint.delete("/api/v1/media/<upload_id>")
+    @blueprint.delete("/api/v1/media/<mediaId>")
     @auth.required
-    def delete_media(upload_id: str) -> Response:
-        upload = _own_live_upload(uploads, upload_id)
+    def delete_media(**path_values: str) -> Response:
+        upload = _own_live_upload(uploads, validated(MediaPath, path_values).media_id)
         if not uploads.revoke(upload):
             raise _not_found()
         log(
@@ -117,9 +120,10 @@ def media_api_blueprint(
         )
         return Response(status=204)
 
-    @blueprint.route("/m/<upload_id>", methods=["GET", "HEAD"])
-    def follow_stable_url(upload_id: str) -> Response:
+    @blueprint.route("/m/<mediaId>", methods=["GET", "HEAD"])
+    def follow_stable_url(**path_values: str) -> Response:
         """No credentials: the signature is the permission, as with any signed URL."""
+        upload_id = validated(MediaPath, path_values).media_id
         # A repeated parameter is ambiguous (which one was signed?): refuse rather than pick one.
         repeated = any(len(values) > 1 for values in request.args.listvalues())
         if repeated or not _UPLOAD_ID.fullmatch(upload_id) or not links.verify_stable_link(upload_id, request.args):

@@ -1,11 +1,11 @@
 """GET /api/v1/messages, /api/v1/messages/<id>, /api/v1/providers/<p>/messages/<provider id>, and the
 event feed GET /api/v1/events. Everything is scoped to the caller's tenant: another tenant's message is
-simply not found."""
+simply not found. Parameters are checked, after authentication, by the models of api/read_params.py,
+which the OpenAPI document is generated from; URL variables are named as the document names them."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,19 +14,14 @@ from sqlalchemy.orm import Session
 
 from webhook_service.api.auth import ApiAuthenticator, current_principal
 from webhook_service.api.errors import ApiError
+from webhook_service.api.parameters import validated
+from webhook_service.api.read_params import EventQuery, MessagePath, MessageQuery, ProviderMessagePath
 from webhook_service.database import feed
 from webhook_service.database.engine import Database
 from webhook_service.database.tables import Attachment, FeedEvent, Message, StatusEventRow, storable
 from webhook_service.media.links import MediaLinks
-from webhook_service.model import statuses
 from webhook_service.model.message_json import iso, message_json
 from webhook_service.model.phone import normalize_address
-from webhook_service.providers.fields import parse_time
-
-DEFAULT_PAGE = 50
-MAX_PAGE = 200
-DEFAULT_EVENTS = 100
-MAX_EVENTS = 1000
 
 
 def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, *, region: str) -> Blueprint:
@@ -36,12 +31,12 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
     @auth.required
     def list_messages():
         tenant_id = current_principal().tenant_id
-        limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        asked = validated(MessageQuery, request.args)
+        limit = asked.limit
         query = sa.select(Message).where(Message.tenant_id == tenant_id)
-        cursor = request.args.get("cursor")
-        if cursor:
-            query = query.where(Message.seq < _cursor_value(cursor))
-        query = _apply_filters(query, region)
+        if asked.cursor:
+            query = query.where(Message.seq < int(asked.cursor))
+        query = _apply_filters(query, asked, region)
         query = query.order_by(Message.seq.desc()).limit(limit + 1)
         with db.reading() as session:
             rows = list(session.scalars(query))
@@ -51,19 +46,21 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
                 "nextCursor": str(page[-1].seq) if len(rows) > limit else None,
             }
 
-    @blueprint.get("/messages/<message_id>")
+    @blueprint.get("/messages/<messageId>")
     @auth.required
-    def get_message(message_id: str):
-        return _one(db, links, Message.id == storable(message_id))
+    def get_message(**path_values: str):
+        path = validated(MessagePath, path_values)
+        return _one(db, links, Message.id == storable(path.message_id))
 
-    @blueprint.get("/providers/<provider>/messages/<path:provider_message_id>")
+    @blueprint.get("/providers/<provider>/messages/<path:providerMessageId>")
     @auth.required
-    def get_message_by_provider_id(provider: str, provider_message_id: str):
+    def get_message_by_provider_id(**path_values: str):
+        path = validated(ProviderMessagePath, path_values)
         return _one(
             db,
             links,
-            Message.provider == storable(provider),
-            Message.provider_message_id == storable(provider_message_id),
+            Message.provider == storable(path.provider),
+            Message.provider_message_id == storable(path.provider_message_id),
         )
 
     @blueprint.get("/events")
@@ -71,22 +68,16 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
     def list_events():
         """The ordered feed. Pass back `nextCursor` as `after` to continue; an empty page means caught up."""
         tenant_id = current_principal().tenant_id
-        after = _cursor_value(request.args.get("after") or "0")
-        limit = _int_arg("limit", DEFAULT_EVENTS, 1, MAX_EVENTS)
+        asked = validated(EventQuery, request.args)
+        after = int(asked.after)
         query = (
             sa.select(FeedEvent)
             .where(FeedEvent.tenant_id == tenant_id, FeedEvent.id > after)
             .order_by(FeedEvent.id)
-            .limit(limit)
+            .limit(asked.limit)
         )
-        kinds = [k for k in request.args.get("type", "").split(",") if k]
-        if kinds:
-            unknown = sorted(set(kinds) - set(feed.TYPES))
-            if unknown:
-                raise ApiError(
-                    400, "invalid_parameter", f"type: unknown event type {unknown[0]!r}; use {', '.join(feed.TYPES)}"
-                )
-            query = query.where(FeedEvent.type.in_(kinds))
+        if asked.types:
+            query = query.where(FeedEvent.type.in_(asked.types))
         with db.reading() as session:
             events = list(session.scalars(query))
             stored_ids = [e.attachment_id for e in events if e.type == feed.ATTACHMENT_STORED]
@@ -136,59 +127,28 @@ def _render(session: Session, messages: list[Message], links: MediaLinks) -> lis
     return [message_json(m, attachments[m.seq], history[m.seq], links.attachment_url) for m in messages]
 
 
-def _apply_filters(query: sa.Select[Any], region: str) -> sa.Select[Any]:
-    args = request.args
-    direction = args.get("direction")
-    if direction:
-        if direction not in ("inbound", "outbound"):
-            raise ApiError(400, "invalid_parameter", "direction: use inbound or outbound")
-        query = query.where(Message.direction == direction)
-    status = args.get("status")
-    if status:
-        if status not in statuses.CANONICAL:
-            raise ApiError(400, "invalid_parameter", f"status: unknown status {status[:32]!r}")
-        query = query.where(Message.status == status)
-    for name, column in (
-        ("provider", Message.provider),
-        ("connection", Message.connection),
-        ("providerMessageId", Message.provider_message_id),
+def _apply_filters(query: sa.Select[Any], asked: MessageQuery, region: str) -> sa.Select[Any]:
+    if asked.direction:
+        query = query.where(Message.direction == asked.direction)
+    if asked.status:
+        query = query.where(Message.status == asked.status)
+    for value, column in (
+        (asked.provider, Message.provider),
+        (asked.connection, Message.connection),
+        (asked.provider_message_id, Message.provider_message_id),
     ):
-        if args.get(name):
+        if value:
             # Values are stored with the characters no database holds (NUL) replaced; so are lookups.
-            query = query.where(column == storable(args[name]))
-    if args.get("from"):
-        query = query.where(Message.from_number == storable(normalize_address(args["from"], region)))
-    if args.get("to"):
-        number = storable(normalize_address(args["to"], region) or "")
+            query = query.where(column == storable(value))
+    if asked.sender:
+        query = query.where(Message.from_number == storable(normalize_address(asked.sender, region)))
+    if asked.recipient:
+        number = storable(normalize_address(asked.recipient, region) or "")
         # Addresses are stored as a JSON list; its text contains each one as a quoted string.
         pattern = '%"' + number.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + '"%'
         query = query.where(sa.cast(Message.to_numbers, sa.Text).like(pattern, escape="\\"))
-    if args.get("since"):
-        query = query.where(Message.received_at >= _time_arg("since"))
-    if args.get("until"):
-        query = query.where(Message.received_at < _time_arg("until"))
+    if asked.since:
+        query = query.where(Message.received_at >= asked.since)
+    if asked.until:
+        query = query.where(Message.received_at < asked.until)
     return query
-
-
-def _time_arg(name: str) -> datetime:
-    value = request.args.get(name, "")
-    moment = parse_time(value)
-    if moment is None:
-        raise ApiError(400, "invalid_parameter", f"{name}: expected an ISO 8601 time such as 2026-01-31T12:00:00Z")
-    return moment
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    value = request.args.get(name)
-    if value is None or value == "":
-        return default
-    # isascii: str.isdigit() also accepts digits int() refuses ("²"); 9 digits is past any limit here.
-    if not (value.isascii() and value.isdigit()) or len(value) > 9 or not low <= int(value) <= high:
-        raise ApiError(400, "invalid_parameter", f"{name}: expected an integer from {low} to {high}")
-    return int(value)
-
-
-def _cursor_value(value: str) -> int:
-    if not (value.isascii() and value.isdigit()) or len(value) > 18:
-        raise ApiError(400, "invalid_parameter", "cursor: not a cursor this API returned")
-    return int(value)
