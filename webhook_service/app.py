@@ -43,10 +43,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     # The one place forwarded headers are believed: as many proxies as configured, none by default.
     proxy = settings.proxy
     if any((proxy.x_for, proxy.x_proto, proxy.x_host, proxy.x_port, proxy.x_prefix)):
-        app.wsgi_app = ProxyFix(
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]  # Flask's documented way to add middleware
             app.wsgi_app,
             x_for=proxy.x_for,
-            x_proto=proxy.x_proto,  # type: ignore[method-assign]
+            x_proto=proxy.x_proto,
             x_host=proxy.x_host,
             x_port=proxy.x_port,
             x_prefix=proxy.x_prefix,

@@ -5,7 +5,7 @@ time low. Everything here works on the raw bytes, chunk by chunk, without parsin
 from __future__ import annotations
 
 import re
-from typing import BinaryIO
+from typing import IO
 
 from webhook_service.api.errors import ApiError
 
@@ -44,7 +44,7 @@ class JsonBodyStream:
       still be large).
     """
 
-    def __init__(self, stream: BinaryIO):
+    def __init__(self, stream: IO[bytes]):
         self._stream = stream
         self._size = SMALL_READ_BYTES
         self._integers = _IntegerLengthGuard()

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, redirect, request
+from flask import Blueprint, Response, jsonify, redirect, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.wrappers import Response as BaseResponse
 
 from storage import SignedUrl, StorageError
 from webhook_service.api.auth import ApiAuthenticator, Principal, current_principal
@@ -94,7 +95,7 @@ def media_api_blueprint(
         finally:
             shutil.rmtree(work, ignore_errors=True)
             _log_upload(principal, attempt, outcome, status, started)
-        response = current_app.json.response(_upload_json(links, stored.upload, stored.url))
+        response = jsonify(_upload_json(links, stored.upload, stored.url))
         response.status_code = 201
         response.headers["Location"] = f"/api/v1/media/{stored.upload.id}"
         return response
@@ -103,7 +104,7 @@ def media_api_blueprint(
     @auth.required
     def get_media(**path_values: str) -> Response:
         upload = _own_live_upload(uploads, validated(MediaPath, path_values).media_id)
-        return current_app.json.response(_upload_json(links, upload, links.upload_url(upload)))
+        return jsonify(_upload_json(links, upload, links.upload_url(upload)))
 
     @blueprint.delete("/api/v1/media/<mediaId>")
     @auth.required
@@ -121,7 +122,7 @@ def media_api_blueprint(
         return Response(status=204)
 
     @blueprint.route("/m/<mediaId>", methods=["GET", "HEAD"])
-    def follow_stable_url(**path_values: str) -> Response:
+    def follow_stable_url(**path_values: str) -> BaseResponse:
         """No credentials: the signature is the permission, as with any signed URL."""
         upload_id = validated(MediaPath, path_values).media_id
         # A repeated parameter is ambiguous (which one was signed?): refuse rather than pick one.

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import ijson
 from werkzeug.datastructures import FileStorage, MultiDict
@@ -114,7 +114,7 @@ def parse_flag(name: str, value: str) -> bool:
 # JSON ------------------------------------------------------------------------------------------------
 
 
-def read_json_upload(stream: BinaryIO, destination: Path, *, limits: SizeLimits, convert: bool) -> UploadBody:
+def read_json_upload(stream: IO[bytes], destination: Path, *, limits: SizeLimits, convert: bool) -> UploadBody:
     """Parse a JSON upload from `stream`, writing the file to `destination`. `convert` is what the query
     string asked for; a `convert` field in the body counts too, and raises the size limit for the file
     when it comes before the file's field (the file is written as it streams by)."""
