@@ -9,7 +9,6 @@ import re
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
 from openapi_schema_validator import OAS31Validator
 from openapi_schema_validator import validate as validate_schema
 from openapi_spec_validator import validate
@@ -24,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.media import samples
 from tests.support.media_uploads import A, seed_001_body, upload
+from tests.support.schema_runs import call_and_validate
 from tests.support.standard import inbound_body, post_standard, status_body
 
 CHECKS = [
@@ -89,21 +89,5 @@ def test_schemathesis_finds_nothing(app, client, mode):
     for operation in operations:
         if mode is GenerationMode.POSITIVE:  # the spec's own examples (a real upload) first
             for strategy in operation.get_strategies_from_examples():
-                _call_and_validate(strategy, examples=1)
-        _call_and_validate(operation.as_strategy(generation_mode=mode), examples=EXAMPLES)
-
-
-def _call_and_validate(strategy, *, examples: int) -> None:
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(case=strategy)
-    def call(case):
-        case.call_and_validate(headers=A, checks=CHECKS)
-
-    call()
+                call_and_validate(strategy, examples=1, checks=CHECKS)
+        call_and_validate(operation.as_strategy(generation_mode=mode), examples=EXAMPLES, checks=CHECKS)

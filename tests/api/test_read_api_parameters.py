@@ -10,12 +10,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from tests.support.media_uploads import A
+from tests.support.schema_runs import call_and_validate
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.api.openapi_document import DocumentSchemas
 from webhook_service.api.read_params import EventQuery, MessagePath, MessageQuery, ProviderMessagePath
@@ -113,23 +113,11 @@ def test_documented_values_are_accepted_and_others_refused(app, client, mode):
     read_operations = [operation for operation in operations if operation.path in {p for p, _ in READ_OPERATIONS}]
     assert len(read_operations) == len(READ_OPERATIONS)
     for operation in read_operations:
-        strategy = operation.as_strategy(generation_mode=mode)
-
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            phases=[Phase.explicit, Phase.generate],
-            suppress_health_check=list(HealthCheck),
+        call_and_validate(
+            operation.as_strategy(generation_mode=mode),
+            examples=EXAMPLES,
+            checks=[not_a_server_error, positive_data_acceptance, _negative_data_rejection],
         )
-        @given(case=strategy)
-        def call(case):
-            case.call_and_validate(
-                headers=A, checks=[not_a_server_error, positive_data_acceptance, _negative_data_rejection]
-            )
-
-        call()
 
 
 def _negative_data_rejection(ctx, response, case):
