@@ -209,7 +209,7 @@ secrets = ["{SECRET}"]
     budget = int(max(args.rate, 3000) * args.duration * 2) + 1000
     servers = {
         "bare Flask 200": ("bench.bare_app:app", "/hook"),
-        "webhook intake": ("webhook_service.app:create_app()", "/webhooks/standard/bench"),
+        "webhook intake": ("webhook_service.wsgi:app", "/webhooks/standard/bench"),
     }
     report = {}
     for label, (target, path) in servers.items():

@@ -86,7 +86,7 @@ def start_service(work: Path, label: str) -> tuple[subprocess.Popen, int]:
             "gunicorn",
             "--config",
             "python:webhook_service.gunicorn_config",
-            "webhook_service.app:create_app()",
+            "webhook_service.wsgi:app",
         ],
         env=env,
         cwd=ROOT,
