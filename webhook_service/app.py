@@ -10,7 +10,14 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from webhook_service.api.docs_page import docs_blueprint
-from webhook_service.api.errors import ApiError, api_error, render_api_error, render_http_exception
+from webhook_service.api.errors import (
+    OUTAGE_ERRORS,
+    ApiError,
+    api_error,
+    render_api_error,
+    render_http_exception,
+    render_outage,
+)
 from webhook_service.api.local_media import local_media_blueprint
 from webhook_service.api.media import media_api_blueprint
 from webhook_service.api.messages import read_api_blueprint
@@ -77,6 +84,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
 
     app.register_error_handler(ApiError, render_api_error)
+    # Registered once for every blueprint, so that the read API, the media API and local media URLs all
+    # answer a database or blob store outage with the same 503 and Retry-After. (The intake answers its
+    # own 503 in the shape providers get, with its request id; it never lets one reach this handler.)
+    for outage in OUTAGE_ERRORS:
+        app.register_error_handler(outage, render_outage)
     app.register_error_handler(HTTPException, render_http_exception)
     app.register_error_handler(Exception, _unexpected_error)
     return app

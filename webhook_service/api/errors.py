@@ -1,4 +1,5 @@
-"""The JSON error shape every API answer uses: {"error": {"code": ..., "message": ...}}."""
+"""The JSON error shape every API answer uses: {"error": {"code": ..., "message": ...}}, and the one
+mapping of outages (database, blob store) to 503 answers, which the app registers for every blueprint."""
 
 from __future__ import annotations
 
@@ -6,6 +7,16 @@ from typing import Any
 
 from flask import Response, jsonify
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from storage import StorageError
+from webhook_service.database.engine import UNAVAILABLE_ERRORS
+
+# What a view raises when something it depends on is down rather than when the request is wrong. A
+# blob store error of any kind counts: the request was fine, the store could not serve it.
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (StorageError, *UNAVAILABLE_ERRORS)
+# Seconds a client is asked to wait before trying again: outages worth a 503 are expected to pass
+# (a database failover, a restart), and sooner would only add load to a service that is recovering.
+RETRY_AFTER_SECONDS = 5
 
 
 class ApiError(Exception):
@@ -47,4 +58,23 @@ def render_http_exception(error: HTTPException) -> Response:
     response = api_error(status, _CODES.get(status, "error"), error.description or error.name)
     if isinstance(error, MethodNotAllowed) and error.valid_methods:
         response.headers["Allow"] = ", ".join(error.valid_methods)
+    return response
+
+
+def outage_error(error: Exception) -> ApiError | None:
+    """The 503 an outage is answered with, or None when `error` is no outage."""
+    if isinstance(error, StorageError):
+        return ApiError(503, "storage_unavailable", "The media store is unavailable; try again shortly.")
+    if isinstance(error, UNAVAILABLE_ERRORS):
+        return ApiError(503, "unavailable", "The database is unavailable; try again shortly.")
+    return None
+
+
+def render_outage(error: Exception) -> Response:
+    """The app-wide handler for OUTAGE_ERRORS, so that every API answers an outage alike, with the time
+    to wait before retrying."""
+    outage = outage_error(error)
+    assert outage is not None  # registered for exactly these errors
+    response = render_api_error(outage)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response

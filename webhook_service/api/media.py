@@ -27,9 +27,9 @@ from flask import Blueprint, Response, jsonify, redirect, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
-from storage import SignedUrl, StorageError
+from storage import SignedUrl
 from webhook_service.api.auth import ApiAuthenticator, Principal, current_principal
-from webhook_service.api.errors import ApiError, api_error, render_api_error
+from webhook_service.api.errors import ApiError, api_error, outage_error
 from webhook_service.api.media_models import MediaPath
 from webhook_service.api.parameters import validated
 from webhook_service.api.upload_body import (
@@ -44,7 +44,6 @@ from webhook_service.api.upload_body import (
 )
 from webhook_service.api.upload_fields import UploadFields, check_upload_fields
 from webhook_service.config.model import Settings
-from webhook_service.database.engine import UNAVAILABLE_ERRORS
 from webhook_service.database.tables import MediaUpload
 from webhook_service.media.links import MediaLinks
 from webhook_service.media.uploads import MediaUploads, StoredUpload
@@ -139,8 +138,6 @@ def media_api_blueprint(
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    for error_class in (StorageError, *UNAVAILABLE_ERRORS):
-        blueprint.register_error_handler(error_class, _render_unavailable)
     return blueprint
 
 
@@ -242,10 +239,11 @@ def _read_body(limits: SizeLimits, source: Path) -> UploadBody:
 
 
 def _outcome_of(error: Exception) -> tuple[str, int]:
+    """The upload's outcome for its log line, as the app's error handlers will answer it."""
     if isinstance(error, ApiError):
         return error.code, error.status
-    unavailable = _unavailable(error)
-    return (unavailable.code, unavailable.status) if unavailable else ("internal_error", 500)
+    outage = outage_error(error)
+    return (outage.code, outage.status) if outage else ("internal_error", 500)
 
 
 def _log_upload(principal: Principal, attempt: _Attempt, outcome: str, status: int, started: float) -> None:
@@ -324,19 +322,3 @@ def _warnings(upload: MediaUpload) -> list[str]:
             "which is what the URL serves."
         ]
     return []
-
-
-def _unavailable(error: Exception) -> ApiError | None:
-    if isinstance(error, StorageError):
-        return ApiError(503, "storage_unavailable", "The media store is unavailable; try again shortly.")
-    if isinstance(error, UNAVAILABLE_ERRORS):
-        return ApiError(503, "unavailable", "The database is unavailable; try again shortly.")
-    return None
-
-
-def _render_unavailable(error: Exception) -> Response:
-    unavailable = _unavailable(error)
-    assert unavailable is not None  # registered for exactly these errors
-    response = render_api_error(unavailable)
-    response.headers["Retry-After"] = "5"
-    return response

@@ -19,8 +19,15 @@ from sqlalchemy.orm import Session, sessionmaker
 # commit flushes them anyway.
 READ_ONLY = "webhook_service_read_only"
 NOT_DURABLE = "webhook_service_not_durable"
+
+
+class DatabaseUnavailable(Exception):
+    """A file the database needs could not be opened (SQLite's write lock, when the database's directory
+    is gone or no longer writable): the database is not there, as when a server does not answer."""
+
+
 # Errors that mean "the database is not there right now", answered 503 so providers retry.
-UNAVAILABLE_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+UNAVAILABLE_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, DatabaseUnavailable)
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -108,7 +115,11 @@ class SqliteWriteLock:
     def _open(self) -> int:
         # A descriptor inherited across fork() would share its lock with the parent: reopen per process.
         if self._descriptor is None or self._pid != os.getpid():
-            self._descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                self._descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as error:
+                # Beside the database file: whatever keeps this from opening keeps SQLite from it too.
+                raise DatabaseUnavailable(f"cannot open {self._path}: {error.strerror}") from error
             self._pid = os.getpid()
         return self._descriptor
 

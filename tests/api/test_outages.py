@@ -1,0 +1,121 @@
+"""Every API answers a database or blob store outage alike: 503 with `Retry-After` and
+{"error": {"code": "unavailable" | "storage_unavailable", ...}}, never a 500. One mapping in the app
+serves every blueprint (the intake keeps its own 503, tested in tests/intake/)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.app import API_KEY_A, base_test_config
+from tests.fixtures.services import free_port
+from tests.media import samples
+from tests.support.media_uploads import local, seed_000_body
+from tests.support.standard import inbound_body, post_standard
+from webhook_service.app import create_app
+from webhook_service.database.tables import MediaUpload
+from webhook_service.runtime import Runtime
+from webhook_service.settings import load_settings
+
+BEARER = {"Authorization": f"Bearer {API_KEY_A}"}
+# Fixed, not random: pytest-xdist requires every worker to collect the same test ids.
+SOME_ID = "5b0f6c1e-8a9d-4f4e-9b7a-3c2d1e0f9a8b"
+
+
+def _closed_postgres_port(tmp_path: Path) -> str:
+    # Nothing listens there: every connection is refused at once.
+    return f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing"
+
+
+def _unreachable_sqlite_file(tmp_path: Path) -> str:
+    # The engine makes the file's directory when it is built; a file takes the directory's place before
+    # the first connection, so SQLite cannot open the database (as when a volume goes away).
+    return f"sqlite:///{tmp_path / 'gone' / 'service.db'}"
+
+
+@pytest.fixture(params=[_closed_postgres_port, _unreachable_sqlite_file], ids=["postgresql", "sqlite"])
+def down_runtime(request, tmp_path):
+    runtime = Runtime(load_settings(environ={}, overrides=base_test_config(tmp_path / "data", request.param(tmp_path))))
+    gone = tmp_path / "gone"
+    if gone.is_dir():
+        gone.rmdir()
+        gone.write_bytes(b"not a directory")
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def down_client(down_runtime):
+    return create_app(runtime=down_runtime).test_client()
+
+
+def _stable_link(runtime: Runtime) -> str:
+    """A correctly signed stable URL, so that the request gets as far as looking the upload up."""
+    upload = MediaUpload(id=SOME_ID, created_at=datetime.now(UTC))
+    return local(runtime.links.stable_url(upload).url)
+
+
+def _assert_unavailable(response, code: str) -> None:
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.get_json()["error"]["code"] == code
+    assert response.get_json()["error"]["message"]
+    assert int(response.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/api/v1/messages"),
+        ("GET", f"/api/v1/messages/{SOME_ID}"),
+        ("GET", "/api/v1/providers/standard/messages/SM123"),
+        ("GET", "/api/v1/events"),
+        ("GET", f"/api/v1/media/{SOME_ID}"),
+        ("DELETE", f"/api/v1/media/{SOME_ID}"),
+    ],
+)
+def test_every_api_endpoint_answers_503_while_the_database_is_down(down_client, method, path):
+    _assert_unavailable(down_client.open(path, method=method, headers=BEARER), "unavailable")
+
+
+def test_an_upload_answers_503_while_the_database_is_down(down_client, down_runtime):
+    body = seed_000_body(samples.pdf(2048), mimeType="application/pdf", fileName="terms.pdf")
+    _assert_unavailable(down_client.post("/api/v1/media", json=body, headers=BEARER), "unavailable")
+    # The blob stored before the record failed is removed again, and no scratch file is left.
+    assert not any(path.is_file() for path in (down_runtime.settings.local_blob_dir / "objects").rglob("*"))
+    assert list(down_runtime.work_dir.iterdir()) == []
+
+
+def test_a_stable_url_answers_503_while_the_database_is_down(down_client, down_runtime):
+    _assert_unavailable(down_client.get(_stable_link(down_runtime)), "unavailable")
+
+
+def test_a_local_media_url_answers_503_while_the_blob_store_is_down(client, runtime):
+    key = "tenant/2026/01/01/message/0"
+    runtime.blob_store.put(key, io.BytesIO(samples.png()), content_type="image/png")
+    url = local(runtime.blob_store.signed_url(key, expires_in=60).url)
+    assert client.get(url).status_code == 200
+    # The store's volume goes away: its objects directory is no longer one.
+    objects = runtime.settings.local_blob_dir / "objects"
+    (objects / key).unlink()
+    for directory in sorted((path for path in objects.rglob("*") if path.is_dir()), reverse=True):
+        directory.rmdir()
+    objects.rmdir()
+    objects.write_bytes(b"not a directory")
+    _assert_unavailable(client.get(url), "storage_unavailable")
+
+
+def test_authentication_still_comes_first_while_the_database_is_down(down_client):
+    """Credentials are checked without the database: a wrong password is a 401, not a 503."""
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"nobody:wrong").decode()}
+    assert down_client.get("/api/v1/messages", headers=wrong).status_code == 401
+
+
+def test_the_intake_keeps_its_own_503(down_client):
+    response = post_standard(down_client, inbound_body("m-outage"))
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.get_json()["error"]["code"] == "unavailable"
+    assert response.headers["Retry-After"] and response.headers["X-Request-Id"]
