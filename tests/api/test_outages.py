@@ -10,11 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.fixtures.app import API_KEY_A, base_test_config
 from tests.fixtures.services import free_port
 from tests.media import samples
-from tests.support.media_uploads import local, seed_000_body
+from tests.support.media_uploads import local, seed_000_body, seed_001_body
+from tests.support.scratch_space import fill_scratch_space, remove_scratch_directory
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.app import create_app
 from webhook_service.database.tables import MediaUpload
@@ -119,3 +121,26 @@ def test_the_intake_keeps_its_own_503(down_client):
     assert response.status_code == 503, response.get_data(as_text=True)
     assert response.get_json()["error"]["code"] == "unavailable"
     assert response.headers["Retry-After"] and response.headers["X-Request-Id"]
+
+
+@pytest.mark.parametrize(
+    "failure", ["disk_full_while_receiving", "disk_full_while_re_encoding", "scratch_directory_gone"]
+)
+def test_an_upload_whose_scratch_file_cannot_be_written_answers_503(failure, client, runtime, monkeypatch, caplog):
+    caplog.set_level("INFO", logger="webhook_service.media_api")
+    work_dir = runtime.settings.data_dir / "tmp"
+    if failure == "disk_full_while_receiving":
+        fill_scratch_space(monkeypatch, work_dir)
+    elif failure == "disk_full_while_re_encoding":
+        fill_scratch_space(monkeypatch, work_dir, names="media-*")  # the re-encoded image's file
+    else:
+        remove_scratch_directory(work_dir)
+    body = seed_001_body(samples.png(), fileName="logo.png", contentType="image/png", as_byte_values=False)
+    response = client.post("/api/v1/media", json=body, headers=BEARER)
+    _assert_unavailable(response, "storage_unavailable")
+    [line] = [record for record in caplog.records if record.getMessage() == "media_upload"]
+    assert (line.fields["outcome"], line.fields["status"]) == ("storage_unavailable", 503)
+    with runtime.db.reading() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(MediaUpload)) == 0
+    if work_dir.is_dir():
+        assert list(work_dir.iterdir()) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,11 +16,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import sqlalchemy as sa
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from tests.fixtures.app import USER_A
 from tests.fixtures.media_server import loopback_resolver
 from tests.fixtures.services import free_port
 from tests.media import samples
+from tests.support.scratch_space import fill_scratch_space, remove_scratch_directory
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.database.tables import Attachment, Message
 from webhook_service.media.pipeline import backoff_delay
@@ -319,6 +322,71 @@ class TestRetries:
         assert runtime.attachments.retry([only_attachment(client)["id"]]) == [only_attachment(client)["id"]]
         # The queue runs inline in tests, so the retry has already happened.
         assert only_attachment(client)["status"] == "stored"
+
+
+class TestScratchSpace:
+    """A disk that fills (or goes away) under the scratch directory is this machine's passing trouble,
+    not the media's: the attachment is released at once for a retry with backoff, and ends `failed`
+    with the reason once the retries are spent."""
+
+    @staticmethod
+    def counted(outcome: str) -> float:
+        labels = {"outcome": outcome, "reason": "scratch_space_unavailable"}
+        return REGISTRY.get_sample_value("attachment_outcomes_total", labels) or 0.0
+
+    @pytest.mark.parametrize(
+        "failure, reason",
+        [
+            ("disk_full_while_downloading", "while writing download: No space left on device"),
+            ("disk_full_while_re_encoding", r"while writing media-\w+\.png: No space left on device"),
+            ("scratch_directory_gone", "while making a directory in tmp/: Not a directory"),
+        ],
+    )
+    def test_retried_with_a_reason_then_failed(
+        self, failure, reason, client, media_server, runtime, monkeypatch, caplog
+    ):
+        caplog.set_level("INFO", logger="webhook_service.media")
+        work_dir = runtime.settings.data_dir / "tmp"
+        if failure == "disk_full_while_downloading":
+            fill_scratch_space(monkeypatch, work_dir)
+        elif failure == "disk_full_while_re_encoding":
+            fill_scratch_space(monkeypatch, work_dir, names="media-*")  # the re-encoded image's file
+        else:
+            remove_scratch_directory(work_dir)
+        retries_before, failures_before = self.counted("retry"), self.counted("failed")
+
+        send(client, media_server.serve("/full.png", samples.png(), content_type="image/png"))
+        attachment = only_attachment(client)
+        assert (attachment["status"], attachment["reasonCode"]) == ("pending", "scratch_space_unavailable")
+        assert re.match(f"scratch space is unavailable {reason}", attachment["reason"]), attachment["reason"]
+        assert str(work_dir) not in attachment["reason"], "no server path in what API consumers read"
+        # Released at once (no lease left to run out), due again after the backoff.
+        with runtime.db.reading() as session:
+            row = session.scalars(sa.select(Attachment)).one()
+            assert row.claimed_until is None and row.claim_token is None
+            assert row.next_attempt_at > datetime.now(UTC)
+        [line] = [r for r in caplog.records if r.getMessage() == "attachment"]
+        assert (line.fields["outcome"], line.fields["reason"]) == ("retry", "scratch_space_unavailable")
+        assert self.counted("retry") == retries_before + 1
+
+        for _ in range(runtime.settings.media.retry_max_attempts - 1):
+            assert retry(runtime, attachment["id"]) in ("retry", "failed")
+        attachment = only_attachment(client)
+        assert (attachment["status"], attachment["reasonCode"]) == ("failed", "scratch_space_unavailable")
+        assert "gave up after 4 attempts" in attachment["reason"]
+        [event] = client.get("/api/v1/events?type=attachment.failed", headers=AUTH).get_json()["events"]
+        assert (event["data"]["id"], event["data"]["reasonCode"]) == (attachment["id"], "scratch_space_unavailable")
+        assert self.counted("failed") == failures_before + 1
+        assert caplog.records[-1].fields["outcome"] == "failed"
+        if work_dir.is_dir():
+            assert list(work_dir.iterdir()) == [], "every attempt removes its scratch files"
+
+    def test_once_there_is_room_again_the_retry_stores_it(self, client, media_server, runtime, monkeypatch):
+        with monkeypatch.context() as full:
+            fill_scratch_space(full, runtime.settings.data_dir / "tmp")
+            send(client, media_server.serve("/later.png", samples.png(), content_type="image/png"))
+            assert only_attachment(client)["reasonCode"] == "scratch_space_unavailable"
+        assert retry(runtime, only_attachment(client)["id"]) == "stored"
 
 
 class TestNothingIsLost:

@@ -1,5 +1,6 @@
 """The JSON error shape every API answer uses: {"error": {"code": ..., "message": ...}}, and the one
-mapping of outages (database, blob store) to 503 answers, which the app registers for every blueprint."""
+mapping of outages (database, blob store, scratch space) to 503 answers, which the app registers for
+every blueprint."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from storage import StorageError
 from webhook_service.database.engine import UNAVAILABLE_ERRORS
+from webhook_service.media.scratch import ScratchSpaceUnavailable
 
 # What a view raises when something it depends on is down rather than when the request is wrong. A
-# blob store error of any kind counts: the request was fine, the store could not serve it.
-OUTAGE_ERRORS: tuple[type[Exception], ...] = (StorageError, *UNAVAILABLE_ERRORS)
+# blob store error of any kind counts: the request was fine, the store could not serve it. So does
+# scratch space that cannot be written (a full disk under an upload): storage too, from the caller's side.
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (StorageError, ScratchSpaceUnavailable, *UNAVAILABLE_ERRORS)
 # Seconds a client is asked to wait before trying again: outages worth a 503 are expected to pass
 # (a database failover, a restart), and sooner would only add load to a service that is recovering.
 RETRY_AFTER_SECONDS = 5
@@ -65,6 +68,8 @@ def outage_error(error: Exception) -> ApiError | None:
     """The 503 an outage is answered with, or None when `error` is no outage."""
     if isinstance(error, StorageError):
         return ApiError(503, "storage_unavailable", "The media store is unavailable; try again shortly.")
+    if isinstance(error, ScratchSpaceUnavailable):
+        return ApiError(503, "storage_unavailable", "The upload cannot be written right now; try again shortly.")
     if isinstance(error, UNAVAILABLE_ERRORS):
         return ApiError(503, "unavailable", "The database is unavailable; try again shortly.")
     return None

@@ -16,7 +16,6 @@ import functools
 import logging
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from webhook_service.api.upload_body import (
 from webhook_service.api.upload_fields import UploadFields, check_upload_fields
 from webhook_service.config.model import Settings
 from webhook_service.database.tables import MediaUpload
+from webhook_service.media import scratch
 from webhook_service.media.links import MediaLinks
 from webhook_service.media.uploads import MediaUploads, StoredUpload
 from webhook_service.media.validation import MediaRejected, canonical_content_type
@@ -83,16 +83,18 @@ def media_api_blueprint(
         principal = current_principal()
         started = time.monotonic()
         attempt = _Attempt()
-        work = Path(tempfile.mkdtemp(prefix="upload-", dir=work_dir))
+        work: Path | None = None
         outcome, status = "internal_error", 500
         try:
+            work = scratch.make_directory(work_dir, "upload-")
             stored = _receive_upload(uploads, settings, limits, principal, work, attempt)
             outcome, status = "stored", 201
         except Exception as error:
             outcome, status = _outcome_of(error)
             raise
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            if work is not None:
+                shutil.rmtree(work, ignore_errors=True)
             _log_upload(principal, attempt, outcome, status, started)
         response = jsonify(_upload_json(links, stored.upload, stored.url))
         response.status_code = 201

@@ -28,6 +28,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 
 from webhook_service.api.errors import ApiError
 from webhook_service.api.json_stream import SMALL_READ_BYTES, JsonBodyStream
+from webhook_service.media import scratch
 from webhook_service.media.validation import CONVERT_INPUT_FACTOR, MediaPolicy, too_large_rejection
 
 # Text fields of both documented shapes; anything else in a body is ignored.
@@ -352,7 +353,8 @@ class _FileWriter:
         self.size = 0
 
     def __enter__(self) -> _FileWriter:
-        self._file = self._path.open("wb")
+        # A scratch file: a full disk is ScratchSpaceUnavailable, answered 503 like any storage outage.
+        self._file = scratch.create(self._path)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -13,7 +13,6 @@ import functools
 import math
 import os
 import struct
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from PIL import Image, ImageCms, ImageOps, ImageSequence
+
+from webhook_service.media import scratch
 
 # A file only ever reaches the Pillow decoder of the type libmagic found in it, never whichever of
 # Pillow's many plugins would claim it: that keeps rarely used, rarely fuzzed decoders out of reach.
@@ -277,10 +278,11 @@ def _gif_palette(frame: Image.Image) -> Image.Image:
 
 
 def _write(picture: _Picture, target_format: str, workdir: Path, limits: ImageLimits, downscale: bool) -> EncodedImage:
-    descriptor, name = tempfile.mkstemp(prefix="media-", suffix=_EXTENSION_BY_OUTPUT_FORMAT[target_format], dir=workdir)
-    path = Path(name)
+    # A scratch file: a disk that fills while it is written raises ScratchSpaceUnavailable, not the
+    # OSError that would read as a corrupt image.
+    path, output = scratch.create_unique(workdir, "media-", _EXTENSION_BY_OUTPUT_FORMAT[target_format])
     try:
-        with os.fdopen(descriptor, "w+b") as output:
+        with output:
             width, height = _encode_within_limit(picture, target_format, output, limits, downscale)
     except BaseException:
         path.unlink(missing_ok=True)
@@ -326,8 +328,9 @@ def _encoder_settings(target_format: str, quality: int) -> list[dict[str, Any]]:
 
 def _encode(picture: _Picture, target_format: str, setting: dict[str, Any], output: IO[bytes], cap: int) -> int:
     """Write `picture` over `output`; return the encoded size, or `cap` if the encode was cut off there."""
-    output.seek(0)
-    output.truncate()
+    if output.tell():  # an earlier, larger try: start over (the first try writes to the file as it is)
+        output.seek(0)
+        output.truncate()
     options = dict(setting)
     if len(picture.frames) > 1:
         options.update(save_all=True, append_images=picture.frames[1:], duration=picture.durations)

@@ -5,8 +5,9 @@ claim -> safe fetch (to a temp file) -> sniff + validate (+ re-encode images) ->
 The database row is the truth; queue tasks only say "look at attachment X". A worker first claims the
 row (a lease with a token), so two workers never process one attachment at the same time, and its
 final write is conditional on still holding the claim. Transient failures (timeouts, 5xx, a 404 just
-after the webhook, storage outages) put the row back to pending with a due time (exponential backoff
-with jitter); permanent ones end it `rejected`; an exhausted retry budget ends it `failed`.
+after the webhook, storage outages, scratch space that cannot be written) put the row back to pending
+with a due time (exponential backoff with jitter); permanent ones end it `rejected`; an exhausted retry
+budget ends it `failed`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import ipaddress
 import logging
 import random
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -33,6 +33,7 @@ from webhook_service.config.model import Connection, MediaSettings
 from webhook_service.database import feed
 from webhook_service.database.engine import Database
 from webhook_service.database.tables import ATTACHMENTS, MESSAGES, Attachment
+from webhook_service.media import scratch
 from webhook_service.media.fetcher import FetchError, FetchPolicy, Resolver, SafeFetcher
 from webhook_service.media.validation import MediaPolicy, MediaRejected, check_media
 from webhook_service.model.credentials import Credentials
@@ -51,6 +52,9 @@ Row = Any
 logger = logging.getLogger("webhook_service.media")
 
 SWEEP_BATCH = 500
+# The reason code of a download or re-encode that could not write its scratch files (a full disk): kept
+# apart from the blob store's storage_unavailable, as the cure is on the worker's own disk.
+SCRATCH_SPACE_UNAVAILABLE = "scratch_space_unavailable"
 
 
 class _Transient(Exception):
@@ -242,51 +246,55 @@ class AttachmentPipeline:
     def _fetch_check_store(
         self, attachment: Row, message: Row, connection: Connection | None, max_bytes: int
     ) -> dict[str, Any]:
+        try:
+            work = scratch.make_directory(self._work_dir, "attachment-")
+            try:
+                return self._fetch_check_store_in(work, attachment, message, connection, max_bytes)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        except scratch.ScratchSpaceUnavailable as error:
+            # This machine's disk, not the media: released for a retry with backoff like any outage, and
+            # `failed` with this reason if the disk stays full past the retry budget.
+            raise _Transient(SCRATCH_SPACE_UNAVAILABLE, str(error)) from None
+
+    def _fetch_check_store_in(
+        self, work: Path, attachment: Row, message: Row, connection: Connection | None, max_bytes: int
+    ) -> dict[str, Any]:
+        """Fetch, check and store, with `work` (removed by the caller) for the files in between."""
         credentials_for = self._credentials_for.get(message.provider)
         credentials = credentials_for(connection, attachment.source_url) if credentials_for and connection else None
-        work = Path(tempfile.mkdtemp(prefix="attachment-", dir=self._work_dir))
         download = work / "download"
         try:
-            try:
-                with download.open("wb") as sink:
-                    fetched = self._fetcher.fetch(
-                        attachment.source_url, sink, credentials=credentials, max_bytes=max_bytes
-                    )
-            except FetchError as error:
-                raise self._classify(error, message) from None
-            try:
-                checked = check_media(
-                    download,
-                    declared_content_type=attachment.declared_content_type,
-                    policy=self._policy_for(max_bytes),
-                    workdir=work,
-                    source_sha256=fetched.sha256,
-                )
-            except MediaRejected as rejection:
-                raise _Permanent(rejection.code, rejection.message) from None
-            key = blob_key(attachment.tenant_id, message.received_at, message.id, attachment.index)
-            disposition = content_disposition(disposition_for(checked.content_type), attachment.name)
-            try:
-                self.blob_store.put_file(
-                    key,
-                    checked.path,
-                    content_type=checked.content_type,
-                    metadata={"attachment_id": attachment.id, "message_id": message.id, "sha256": checked.sha256},
-                    content_disposition=disposition,
-                    consume=True,
-                )
-            except StorageUnavailable as error:
-                raise _Transient("storage_unavailable", f"blob store unavailable: {error}") from None
-            except StorageError as error:
-                raise _Transient("storage_error", f"blob store refused the object: {error}") from None
-            return {
-                "content_type": checked.content_type,
-                "size": checked.size,
-                "sha256": checked.sha256,
-                "blob_key": key,
-            }
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+            with scratch.create(download) as sink:
+                fetched = self._fetcher.fetch(attachment.source_url, sink, credentials=credentials, max_bytes=max_bytes)
+        except FetchError as error:
+            raise self._classify(error, message) from None
+        try:
+            checked = check_media(
+                download,
+                declared_content_type=attachment.declared_content_type,
+                policy=self._policy_for(max_bytes),
+                workdir=work,
+                source_sha256=fetched.sha256,
+            )
+        except MediaRejected as rejection:
+            raise _Permanent(rejection.code, rejection.message) from None
+        key = blob_key(attachment.tenant_id, message.received_at, message.id, attachment.index)
+        disposition = content_disposition(disposition_for(checked.content_type), attachment.name)
+        try:
+            self.blob_store.put_file(
+                key,
+                checked.path,
+                content_type=checked.content_type,
+                metadata={"attachment_id": attachment.id, "message_id": message.id, "sha256": checked.sha256},
+                content_disposition=disposition,
+                consume=True,
+            )
+        except StorageUnavailable as error:
+            raise _Transient("storage_unavailable", f"blob store unavailable: {error}") from None
+        except StorageError as error:
+            raise _Transient("storage_error", f"blob store refused the object: {error}") from None
+        return {"content_type": checked.content_type, "size": checked.size, "sha256": checked.sha256, "blob_key": key}
 
     def _policy_for(self, max_bytes: int) -> MediaPolicy:
         """The configured policy, with a connection's own size limit when it has one."""
