@@ -4,7 +4,6 @@ a lost or duplicated task is harmless (the sweep re-enqueues, the claim makes du
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from collections.abc import Callable
@@ -15,16 +14,14 @@ from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from huey.storage import SqliteStorage
 
 from webhook_service.config.model import QueueSettings
-from webhook_service.observability.logs import log
 from webhook_service.worker.consumer import SiblingWakingConsumer
 from webhook_service.worker.wake import wake_consumers, wake_sender
-
-logger = logging.getLogger("webhook_service.worker")
 
 
 class DownloadQueue:
     """The Huey instance with this service's two tasks registered on it: `process` an attachment by id,
-    and `sweep` (every minute) for attachments whose wake-up was lost."""
+    and `sweep` (every minute) for attachments whose wake-up was lost, told how many tasks the queue
+    already holds."""
 
     def __init__(
         self,
@@ -33,7 +30,7 @@ class DownloadQueue:
         data_dir: Path,
         redis_url: str | None,
         process: Callable[[str], object],
-        sweep: Callable[[], int],
+        sweep: Callable[[int], int],
     ):
         name = settings.name
         if settings.immediate:
@@ -54,9 +51,7 @@ class DownloadQueue:
 
         @self.huey.periodic_task(crontab(minute="*"), name="sweep_pending_attachments")
         def sweep_pending_attachments() -> None:
-            count = sweep()
-            if count:
-                log(logger, "sweep_enqueued", attachments=count)
+            sweep(self.waiting())
 
         self._download = download_attachment
         self.sweep = sweep_pending_attachments
@@ -93,7 +88,12 @@ class DownloadQueue:
 
     def ping(self) -> None:
         """Raise when the queue's storage cannot be reached."""
-        self.huey.storage.queue_size()
+        self.waiting()
+
+    def waiting(self) -> int:
+        """How many tasks wait in the queue now (scheduled retries not counted: they are not due)."""
+        count: int = self.huey.pending_count()
+        return count
 
     def consumer(self, threads: int, periodic: bool = True) -> SiblingWakingConsumer:
         # Idle workers poll the embedded queue at most a second apart (huey's default backs off to
