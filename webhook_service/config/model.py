@@ -251,6 +251,10 @@ class QueueSettings(Strict):
     worker_processes: int | None = Field(default=None, ge=1, le=64)
     # Embedded default: tasks run in this process' consumer. "immediate" runs them inline (tests).
     immediate: bool = False
+    # How long an enqueue (and the readiness check) waits on Redis before giving up. An enqueue is only a
+    # trigger that the sweep makes again, so a frozen or unreachable Redis must never hold a webhook; a
+    # healthy Redis answers in well under a millisecond, so this is plenty even across hosts.
+    enqueue_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
 
 
 class Settings(Strict):

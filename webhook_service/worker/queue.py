@@ -12,10 +12,13 @@ from pathlib import Path
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from huey.storage import SqliteStorage
+from redis import ConnectionPool
 
 from webhook_service.config.model import QueueSettings
 from webhook_service.worker.consumer import SiblingWakingConsumer
 from webhook_service.worker.wake import wake_consumers, wake_sender
+
+DOWNLOAD_TASK = "download_attachment"
 
 
 class DownloadQueue:
@@ -37,6 +40,8 @@ class DownloadQueue:
             # Tasks run inline when enqueued: for tests and one-off CLI use, never for serving.
             self.huey: Huey = MemoryHuey(name, immediate=True, results=False)
         elif redis_url:
+            # The consumers' connection: their blocking reads wait up to a second for work, longer than
+            # the enqueue timeout, so it keeps redis-py's own timeouts.
             self.huey = RedisHuey(name, url=redis_url, results=False)
         else:
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -44,16 +49,26 @@ class DownloadQueue:
             self.huey = _EmbeddedHuey(
                 name, filename=str((data_dir / "queue.db").resolve()), results=False, fsync=False, timeout=10
             )
+        # Enqueues and the readiness check go through a connection of their own with short timeouts: an
+        # enqueue is only a trigger, which the sweep makes again from the database, so a frozen Redis
+        # (which accepts connections and never answers) must not hold a webhook for redis-py's 5 s.
+        self._enqueuer = (
+            RedisHuey(name, connection_pool=_enqueue_pool(redis_url, settings.enqueue_timeout_seconds), results=False)
+            if redis_url and not settings.immediate
+            else self.huey
+        )
 
-        @self.huey.task(name="download_attachment")
         def download_attachment(attachment_id: str) -> None:
             process(attachment_id)
+
+        self._download = self._enqueuer.task(name=DOWNLOAD_TASK)(download_attachment)
+        if self._enqueuer is not self.huey:
+            self.huey.task(name=DOWNLOAD_TASK)(download_attachment)  # what the consumers run
 
         @self.huey.periodic_task(crontab(minute="*"), name="sweep_pending_attachments")
         def sweep_pending_attachments() -> None:
             sweep(self.waiting())
 
-        self._download = download_attachment
         self.sweep = sweep_pending_attachments
         # Consumers of the embedded queue in other processes (`worker` runs one per CPU) are woken
         # through sockets here, by a consumer that starts a task and by whoever enqueues one; each
@@ -87,12 +102,12 @@ class DownloadQueue:
             self._wake_sender = None
 
     def ping(self) -> None:
-        """Raise when the queue's storage cannot be reached."""
+        """Raise when the queue's storage cannot be reached (within the enqueue timeout, on Redis)."""
         self.waiting()
 
     def waiting(self) -> int:
         """How many tasks wait in the queue now (scheduled retries not counted: they are not due)."""
-        count: int = self.huey.pending_count()
+        count: int = self._enqueuer.pending_count()
         return count
 
     def consumer(self, threads: int, periodic: bool = True) -> SiblingWakingConsumer:
@@ -123,3 +138,8 @@ class _EmbeddedQueueStorage(SqliteStorage):
 
 class _EmbeddedHuey(SqliteHuey):
     storage_class = _EmbeddedQueueStorage
+
+
+def _enqueue_pool(redis_url: str, timeout: float) -> ConnectionPool:
+    # Connecting and each answer get the same short bound; redis-py retries nothing unless asked to.
+    return ConnectionPool.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
