@@ -459,6 +459,8 @@ class AttachmentPipeline:
         while True:
             ids = self._sweep_one_batch()
             if ids:
+                # If this fails (the queue is down), the run ends here and the batch, marked but not
+                # enqueued, looks lost again sweep_after_seconds later: a delay, never a loss.
                 self._enqueue(ids, None)
                 enqueued += len(ids)
                 batches += 1
