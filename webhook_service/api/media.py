@@ -44,7 +44,7 @@ from webhook_service.api.upload_body import (
 )
 from webhook_service.api.upload_fields import UploadFields, check_upload_fields
 from webhook_service.config.model import Settings
-from webhook_service.database.engine import UNAVAILABLE_ERRORS
+from webhook_service.database.outage import UNAVAILABLE_ERRORS
 from webhook_service.database.tables import MediaUpload
 from webhook_service.media.links import MediaLinks
 from webhook_service.media.uploads import MediaUploads, StoredUpload
