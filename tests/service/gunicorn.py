@@ -34,6 +34,17 @@ class Served:
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:]
 
+    def workers(self, count: int, timeout: float = 30) -> list[int]:
+        """The master's `count` worker processes, once it has forked them all."""
+        master = self.process.pid
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            children = [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+            if len(children) >= count:
+                return children
+            time.sleep(0.05)
+        raise AssertionError(f"gunicorn did not start {count} workers: {self.log_tail()}")
+
 
 def serve(config: Path, port: int, *, timeout: float = 60) -> Served:
     """Start gunicorn with the service configuration in `config` (which must say `port`) and wait until
@@ -62,16 +73,17 @@ def serve(config: Path, port: int, *, timeout: float = 60) -> Served:
 
 def stop(served: Served) -> None:
     """SIGTERM to the whole session (master and workers), then SIGKILL to whatever is left."""
-    try:
-        os.killpg(served.process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+    _signal_session(served, signal.SIGTERM)
     try:
         served.process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         pass
-    try:
-        os.killpg(served.process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    _signal_session(served, signal.SIGKILL)  # workers a dead master left behind
     served.process.wait(timeout=10)
+
+
+def _signal_session(served: Served, number: int) -> None:
+    try:
+        os.killpg(served.process.pid, number)
+    except ProcessLookupError:
+        pass  # nothing left in it
