@@ -17,6 +17,7 @@ from webhook_service.api.local_media import LOCAL_MEDIA_PREFIX
 from webhook_service.config.connections import ConnectionDirectory
 from webhook_service.config.model import ConfigError, Settings
 from webhook_service.database.engine import Database
+from webhook_service.database.limits import DatabaseLimits
 from webhook_service.intake.processing import Intake
 from webhook_service.intake.quarantine import Quarantine, QuarantineBudget
 from webhook_service.media.fetcher import Resolver
@@ -37,7 +38,7 @@ class Runtime:
         is not theirs to run)."""
         self.settings = settings
         self.resolver = resolver
-        self.db = Database(settings.effective_database_url)
+        self.db = Database(settings.effective_database_url, _database_limits(settings))
         self.connections = ConnectionDirectory(settings.connections)
         # Built now so that a bad media or storage setting stops the service at start, not at the
         # first download.
@@ -123,6 +124,15 @@ class Runtime:
         if "queue" in self.__dict__:  # made on first use
             self.queue.close()
         self.db.dispose()
+
+
+def _database_limits(settings: Settings) -> DatabaseLimits:
+    database = settings.database
+    return DatabaseLimits(
+        connect_timeout=database.connect_timeout_seconds,
+        statement_timeout=database.statement_timeout_seconds,
+        pool_timeout=database.pool_timeout_seconds,
+    )
 
 
 def _media_policy(settings: Settings) -> MediaPolicy:

@@ -97,6 +97,11 @@ BAD_SETTINGS = [
         "connections[0].secrets[0]: environment variable NOT_SET_ANYWHERE is not set",
     ),
     ("not TOML", "this is = = not toml", "not valid TOML"),
+    (
+        "database connect timeout",
+        "[database]\nconnect_timeout_seconds = 1",
+        "database.connect_timeout_seconds: Input should be greater than or equal to 2",
+    ),
 ]
 
 

@@ -10,7 +10,7 @@ from flask import Response, jsonify
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from storage import StorageError
-from webhook_service.database.engine import UNAVAILABLE_ERRORS
+from webhook_service.database.outage import UNAVAILABLE_ERRORS
 from webhook_service.media.scratch import ScratchSpaceUnavailable
 
 # What a view raises when something it depends on is down rather than when the request is wrong. A

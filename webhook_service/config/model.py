@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from storage.base import MAX_URL_LIFETIME_SECONDS
+from webhook_service.database.limits import DEFAULT_LIMITS, STATEMENT_TIMEOUT_SECONDS
 from webhook_service.model.phone import normalize_e164
 
 DEFAULT_TENANT_ID = "00000000-0000-0000-0000-000000000000"
@@ -257,6 +258,19 @@ class QueueSettings(Strict):
     enqueue_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
 
 
+class DatabaseSettings(Strict):
+    """How long the service waits for PostgreSQL (the reasons: database/limits.py). SQLite is a local file
+    and needs none of them."""
+
+    # libpq takes whole seconds, and no fewer than 2.
+    connect_timeout_seconds: int = Field(default=DEFAULT_LIMITS.connect_timeout, ge=2, le=60)
+    # The server cancels a statement running longer; the client abandons a connection that has not
+    # answered for one second more.
+    statement_timeout_seconds: float = Field(default=STATEMENT_TIMEOUT_SECONDS, gt=0, le=3600)
+    # A request waiting this long for a free pooled connection gets a 503.
+    pool_timeout_seconds: float = Field(default=DEFAULT_LIMITS.pool_timeout, gt=0, le=60)
+
+
 class Settings(Strict):
     environment: Literal["development", "production"] = "development"
     data_dir: Path = Path("data")
@@ -278,6 +292,7 @@ class Settings(Strict):
     # Bodies of refused requests kept in quarantine, all together; past it only their headers and
     # reasons are (anyone can send refused requests, and a full disk would refuse valid ones too).
     quarantine_max_bytes: int = Field(default=1024 * MIB, gt=0)
+    database: DatabaseSettings = DatabaseSettings()
     proxy: ProxySettings = ProxySettings()
     media: MediaSettings = MediaSettings()
     storage: StorageSettings = StorageSettings()

@@ -14,6 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from webhook_service.database.limits import DEFAULT_LIMITS, DatabaseLimits
+from webhook_service.database.outage import UNAVAILABLE_ERRORS, DatabaseUnavailable, OutageHold
+from webhook_service.database.postgres import postgres_engine
+
 # Execution options. Read-only transactions take no write lock. Transactions whose loss in a crash is
 # harmless (a lease that simply never happened) skip the flush to disk at commit; the next durable
 # commit flushes them anyway.
@@ -21,27 +25,10 @@ READ_ONLY = "webhook_service_read_only"
 NOT_DURABLE = "webhook_service_not_durable"
 
 
-class DatabaseUnavailable(Exception):
-    """A file the database needs could not be opened (SQLite's write lock, when the database's directory
-    is gone or no longer writable): the database is not there, as when a server does not answer."""
-
-
-# Errors that mean "the database is not there right now", answered 503 so providers retry.
-UNAVAILABLE_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, DatabaseUnavailable)
-
-
-def make_engine(url: str) -> sa.Engine:
+def make_engine(url: str, limits: DatabaseLimits = DEFAULT_LIMITS) -> sa.Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    engine = sa.create_engine(
-        url,
-        pool_pre_ping=True,
-        pool_size=5,
-        max_overflow=10,
-        pool_timeout=5,
-        # Fail fast when the server is down instead of hanging the provider's request.
-        connect_args={"connect_timeout": 3} if url.startswith("postgresql") else {},
-    )
+    engine = postgres_engine(url, limits)
 
     @event.listens_for(engine, "begin")
     def _begin(connection):
@@ -234,11 +221,13 @@ class GroupCommit:
 
 class Database:
     """One engine, and separate session factories for writing and reading (on SQLite a reader must
-    not take the write lock; on PostgreSQL the two are the same)."""
+    not take the write lock; on PostgreSQL the two are the same). Every unit of work goes through the
+    outage hold: while the database is known not to answer, it fails at once."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, limits: DatabaseLimits = DEFAULT_LIMITS):
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, limits)
+        self.outage = OutageHold()
         self.dialect = self.engine.dialect.name
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         self._reader = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
@@ -252,7 +241,7 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work that writes: commit on success, roll back on any error."""
-        with self._write_turn(), self._writer() as session, session.begin():
+        with self.outage.guard(), self._write_turn(), self._writer() as session, session.begin():
             yield session
 
     @contextlib.contextmanager
@@ -261,13 +250,13 @@ class Database:
         `durable=False` for a transaction a crash may lose without harm: its commit does not wait for
         the disk, which under heavy writes elsewhere can take tens of milliseconds."""
         engine = self.engine if durable else self._not_durable
-        with self._write_turn(), engine.begin() as connection:
+        with self.outage.guard(), self._write_turn(), engine.begin() as connection:
             yield connection
 
     @contextlib.contextmanager
     def write_connection(self) -> Iterator[sa.Connection]:
         """A connection during this writer's turn, its transaction left to the caller."""
-        with self._write_turn(), self.engine.connect() as connection:
+        with self.outage.guard(), self._write_turn(), self.engine.connect() as connection:
             yield connection
 
     def _write_turn(self):
@@ -275,11 +264,11 @@ class Database:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:
-        with self._reader() as session, session.begin():
+        with self.outage.guard(), self._reader() as session, session.begin():
             yield session
 
     def ping(self) -> None:
-        with self.engine.connect() as connection:
+        with self.outage.guard(), self.engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
 
     def dispose(self) -> None:

@@ -14,7 +14,8 @@ from werkzeug.datastructures import Authorization, Headers
 
 from webhook_service.config.connections import ConnectionDirectory
 from webhook_service.config.model import Connection
-from webhook_service.database.engine import UNAVAILABLE_ERRORS, Database
+from webhook_service.database.engine import Database
+from webhook_service.database.outage import UNAVAILABLE_ERRORS
 from webhook_service.database.tables import storable
 from webhook_service.intake.message_store import StoreResult, store_webhook
 from webhook_service.intake.quarantine import Quarantine

@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from webhook_service.config.model import Connection
-from webhook_service.database.engine import UNAVAILABLE_ERRORS, Database
+from webhook_service.database.engine import Database
+from webhook_service.database.outage import UNAVAILABLE_ERRORS
 from webhook_service.database.tables import QuarantinedRequest
 from webhook_service.intake.redaction import stored_form
 from webhook_service.observability.logs import log

@@ -10,7 +10,11 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from webhook_service.database.engine import Database
-from webhook_service.database.tables import QuarantinedRequest, RawRequest
+from webhook_service.database.tables import QuarantinedRequest, RawRequest, RequestRecord
+
+# Rows deleted per statement (and transaction): every statement stays well inside the database's
+# statement timeout however much has built up, and no transaction holds thousands of row locks.
+PRUNE_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -20,9 +24,18 @@ class Pruned:
 
 
 def prune_requests(db: Database, older_than: datetime) -> Pruned:
-    with db.writing() as connection:
-        raw = connection.execute(sa.delete(RawRequest).where(RawRequest.received_at < older_than)).rowcount
-        quarantined = connection.execute(
-            sa.delete(QuarantinedRequest).where(QuarantinedRequest.received_at < older_than)
-        ).rowcount
-    return Pruned(raw_requests=raw, quarantined_requests=quarantined)
+    return Pruned(
+        raw_requests=_delete_older(db, RawRequest, older_than),
+        quarantined_requests=_delete_older(db, QuarantinedRequest, older_than),
+    )
+
+
+def _delete_older(db: Database, table: type[RequestRecord], older_than: datetime) -> int:
+    deleted = 0
+    while True:
+        batch = sa.select(table.id).where(table.received_at < older_than).limit(PRUNE_BATCH).scalar_subquery()
+        with db.writing() as connection:
+            count = connection.execute(sa.delete(table).where(table.id.in_(batch))).rowcount
+        deleted += count
+        if count < PRUNE_BATCH:
+            return deleted

@@ -3,6 +3,7 @@
 from alembic import context
 
 from webhook_service.database.engine import make_engine
+from webhook_service.database.limits import DatabaseLimits
 from webhook_service.database.tables import Base
 
 config = context.config
@@ -19,7 +20,8 @@ def run_migrations() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = make_engine(url)
+    # No statement limit: a migration may rewrite a large table, and an operator is watching it.
+    engine = make_engine(url, DatabaseLimits(statement_timeout=None))
     try:
         with engine.connect() as connection:
             context.configure(

@@ -1,0 +1,119 @@
+"""PostgreSQL engines whose every wait is bounded (the limits and their reasons: database/limits.py).
+
+- Connecting: libpq's connect_timeout.
+- A server that is gone (host down, network dropping packets): TCP keepalives find a dead idle
+  connection in the pool within about 13 s, and tcp_user_timeout drops a connection whose sent data
+  stays unacknowledged longer than answer_timeout.
+- A server that is alive but slow, or a statement waiting for a lock: statement_timeout, set at connect,
+  so the server cancels the statement and the connection stays usable.
+- A server that is there but does not answer (stopped, stalled): none of the above fires (its kernel
+  acknowledges everything), so every request to the server goes through the answer watchdog, which
+  abandons the connection after answer_timeout.
+- Waiting for a pooled connection: the pool's timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from webhook_service.database.answer_watchdog import AnswerWatchdog, socket_identity
+from webhook_service.database.limits import DatabaseLimits
+
+T = TypeVar("T")
+
+# An idle connection is probed after this many seconds, then every KEEPALIVE_INTERVAL; with
+# tcp_user_timeout set, the kernel drops it once a probe stays unanswered for that long. Short enough
+# that a pool rarely hands out a connection to a server that vanished, long enough to cost nothing.
+KEEPALIVE_IDLE_SECONDS = 10
+KEEPALIVE_INTERVAL_SECONDS = 2
+KEEPALIVE_COUNT = 3
+
+
+class NoAnswer(psycopg.OperationalError):
+    """The server did not answer within answer_timeout; the connection was abandoned."""
+
+
+class BoundedConnection(psycopg.Connection):
+    """A psycopg connection whose requests to the server (through its cursors, commit and rollback) are
+    watched by an AnswerWatchdog."""
+
+    watchdog: AnswerWatchdog
+    descriptor: int  # the socket's, which stays the same for the connection's life
+    inode: int
+
+    def commit(self) -> None:
+        _answered(self, super().commit)
+
+    def rollback(self) -> None:
+        _answered(self, super().rollback)
+
+
+class BoundedCursor(psycopg.Cursor):
+    """The cursor of a BoundedConnection: execute and executemany are what SQLAlchemy uses (and its
+    pre-ping), and results are fetched with them (client-side cursors)."""
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return _answered(
+            cast(BoundedConnection, self.connection), lambda: super(BoundedCursor, self).execute(*args, **kwargs)
+        )
+
+    def executemany(self, *args: Any, **kwargs: Any) -> None:
+        _answered(
+            cast(BoundedConnection, self.connection), lambda: super(BoundedCursor, self).executemany(*args, **kwargs)
+        )
+
+
+def _answered(connection: BoundedConnection, request: Callable[[], T]) -> T:
+    watchdog = connection.watchdog
+    wait = watchdog.begin(connection.descriptor, connection.inode)
+    try:
+        return request()
+    except psycopg.OperationalError as error:
+        if wait.abandoned:
+            raise NoAnswer(f"the database server did not answer within {watchdog.seconds:g} s") from error
+        raise
+    finally:
+        watchdog.end(wait)
+
+
+def postgres_engine(url: str, limits: DatabaseLimits) -> sa.Engine:
+    connect_args: dict[str, Any] = {
+        "connect_timeout": limits.connect_timeout,
+        "keepalives": 1,
+        "keepalives_idle": KEEPALIVE_IDLE_SECONDS,
+        "keepalives_interval": KEEPALIVE_INTERVAL_SECONDS,
+        "keepalives_count": KEEPALIVE_COUNT,
+    }
+    answer_timeout = limits.answer_timeout
+    if limits.statement_timeout is not None and answer_timeout is not None:
+        connect_args["tcp_user_timeout"] = round(answer_timeout * 1000)
+        # After any options the URL sets (which connect_args would replace): the setting wins.
+        given = sa.engine.make_url(url).query.get("options", ())
+        options = [given] if isinstance(given, str) else list(given)
+        connect_args["options"] = " ".join([*options, f"-c statement_timeout={round(limits.statement_timeout * 1000)}"])
+    engine = sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=limits.pool_timeout,
+        connect_args=connect_args,
+    )
+    if answer_timeout is not None and engine.dialect.driver == "psycopg":
+        watchdog = AnswerWatchdog(answer_timeout)
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(_dialect, _record, cargs, cparams):
+            connection = BoundedConnection.connect(*cargs, **cparams)
+            connection.watchdog = watchdog
+            connection.descriptor = connection.fileno()
+            connection.inode = socket_identity(connection.descriptor)
+            connection.cursor_factory = BoundedCursor
+            return connection
+
+    return engine
