@@ -1,17 +1,20 @@
 """Webhook bodies that fault testing (issue 16) found answered with a 500: times whose offset moves them
-out of the years a datetime holds. Each is either accepted or refused with a 400 that quarantine keeps;
-never a 500, and never lost."""
+out of the years a datetime holds, and lone surrogates in the text a status report's dedupe key is made
+of. Each is either accepted or refused with a 4xx that quarantine keeps; never a 500, and never lost."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import sqlalchemy as sa
 
+from tests.fixtures.app import TENANT_A
 from tests.providers.security_suite import count
 from tests.support.unsigned_connections import unsigned_connections, webhook_url
-from webhook_service.database.tables import Message, QuarantinedRequest
+from tests.support.vonage import VONAGE_SIGNATURE_SECRET
+from webhook_service.database.tables import Message, QuarantinedRequest, RawRequest, StatusEventRow
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -23,7 +26,8 @@ AFTER_YEAR_9999 = "9999-12-31T23:59:59-05:00"
 
 @pytest.fixture
 def settings_overrides() -> dict:
-    return {"connections": unsigned_connections()}
+    signed = {"provider": "vonage", "name": "signed", "tenant": TENANT_A, "secrets": [VONAGE_SIGNATURE_SECRET]}
+    return {"connections": [*unsigned_connections(), signed]}
 
 
 def _post(client, provider: str, name: str, body: bytes | str, content_type: str):
@@ -137,3 +141,29 @@ class TestTimesOutsideTheYearsADatetimeHolds:
         assert response.status_code == 200, response.get_data(as_text=True)
         assert _only(runtime, Message).occurred_at is None
         assert count(runtime, QuarantinedRequest) == 0
+
+
+class TestLoneSurrogatesInAStatusReport:
+    """JSON may escape a lone surrogate ("\\ud800"); no database can hold one, so the report is stored
+    with it replaced (storable), and its dedupe key is made without raising."""
+
+    @pytest.mark.parametrize("field", ["status", "err-code"])
+    def test_stored_with_the_character_replaced(self, client, runtime, field):
+        report = {"messageId": "m-1", "msisdn": "15550001111", "to": "ACME", "status": "failed", "err-code": "5"}
+        response = _post(client, "vonage", "open", _json({**report, field: "\ud800"}), JSON)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        row = _only(runtime, StatusEventRow)
+        assert "\ufffd" in (row.provider_status if field == "status" else row.error_code)
+        assert count(runtime, RawRequest) == 1
+
+    def test_a_retry_is_a_duplicate(self, client, runtime):
+        body = _json({"messageId": "m-1", "status": "\ud800", "err-code": "\udfff"})
+        assert [_post(client, "vonage", "open", body, JSON).status_code for _ in range(2)] == [200, 200]
+        assert count(runtime, StatusEventRow) == 1
+
+    def test_a_signed_connection_refuses_it_as_unverifiable(self, client, runtime):
+        # Vonage signs the UTF-8 of its parameters, which a lone surrogate has none of: no signature
+        # can match, and the request is kept in quarantine.
+        body = {"messageId": "m-1", "status": "\ud800", "timestamp": str(int(time.time())), "sig": "\ud800"}
+        assert _post(client, "vonage", "signed", _json(body), JSON).status_code == 401
+        assert _only(runtime, QuarantinedRequest).reason_code == "invalid_signature"
