@@ -1,6 +1,7 @@
 """Webhook bodies that fault testing (issue 16) found answered with a 500: times whose offset moves them
-out of the years a datetime holds, and lone surrogates in the text a status report's dedupe key is made
-of. Each is either accepted or refused with a 4xx that quarantine keeps; never a 500, and never lost."""
+out of the years a datetime holds, lone surrogates in the text a status report's dedupe key is made of,
+and XML declarations that name an encoding expat cannot read. Each is either accepted or refused with a
+4xx that quarantine keeps; never a 500, and never lost."""
 
 from __future__ import annotations
 
@@ -167,3 +168,21 @@ class TestLoneSurrogatesInAStatusReport:
         body = {"messageId": "m-1", "status": "\ud800", "timestamp": str(int(time.time())), "sig": "\ud800"}
         assert _post(client, "vonage", "signed", _json(body), JSON).status_code == 401
         assert _only(runtime, QuarantinedRequest).reason_code == "invalid_signature"
+
+
+class TestXmlDeclaringAnEncodingThatCannotBeRead:
+    @pytest.mark.parametrize("provider, name", [("protexting", "open"), ("mapping", "acme")])
+    def test_refused_as_invalid_xml_and_kept(self, client, runtime, provider, name):
+        body = '<?xml version="1.0" encoding="bogus"?><r/>'
+        response = _post(client, provider, name, body, XML)
+        assert response.status_code == 400
+        kept = _only(runtime, QuarantinedRequest)
+        assert (kept.http_status, kept.reason_code, kept.body) == (400, "invalid_xml", body.encode())
+        assert "bogus" in kept.reason
+
+    # Known to Python but not usable by expat: multi-byte, a codec that is not text, one that fails.
+    @pytest.mark.parametrize("encoding", ["UTF-32", "rot13", "idna"])
+    def test_other_encodings_expat_cannot_use(self, client, runtime, encoding):
+        body = f'<?xml version="1.0" encoding="{encoding}"?><r><Id>\u00e9</Id></r>'.encode("latin-1")
+        assert _post(client, "protexting", "open", body, XML).status_code == 400
+        assert _only(runtime, QuarantinedRequest).reason_code == "invalid_xml"
