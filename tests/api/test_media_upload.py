@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import logging
 import textwrap
 from datetime import UTC, datetime, timedelta
@@ -279,6 +280,19 @@ class TestRefusals:
 
     def test_convert_query_must_be_a_flag(self, client):
         assert error_of(upload(client, seed_001_body(PHOTO), query="?convert=maybe"))[:2] == (400, "invalid_field")
+
+    @pytest.mark.parametrize("field", ["phoneNumber", "fileName", "contentType", "tenantId", "data", "unknown", None])
+    @pytest.mark.parametrize(
+        "encoded", [b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80"], ids=["surrogate", "overlong", "past U+10FFFF"]
+    )
+    def test_a_string_that_is_not_utf_8_is_an_invalid_body(self, client, field, encoded):
+        # Bytes that the JSON parser lets through but that decode to no text: a lone surrogate (ED A0 80),
+        # an overlong form, a code point past U+10FFFF. In a value, or (None) in a member's name.
+        body = json.dumps(seed_001_body(PHOTO, as_byte_values=False, unknown="x", **{"x" * 9: "x"})).encode()
+        target = f'"{field}": "'.encode() if field else b'"xxxxxxxxx'
+        body = body.replace(target, target + encoded, 1)
+        response = client.post(UPLOADS, data=body, headers=A, content_type="application/json")
+        assert error_of(response) == (400, "invalid_body", "The body is not valid JSON (a string is not valid UTF-8).")
 
     @pytest.mark.parametrize(
         "form, expected",

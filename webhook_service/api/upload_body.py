@@ -124,6 +124,10 @@ def read_json_upload(stream: IO[bytes], destination: Path, *, limits: SizeLimits
         return reader.read()
     except ijson.JSONError as error:
         raise ApiError(400, "invalid_body", f"The body is not valid JSON ({_first_line(error)}).") from None
+    except UnicodeDecodeError:
+        # yajl checks UTF-8 only loosely: an encoded surrogate (ED A0 80), an overlong form or a code point
+        # past U+10FFFF passes it, and ijson's decoding of the string (a value or a member's name) fails.
+        raise ApiError(400, "invalid_body", "The body is not valid JSON (a string is not valid UTF-8).") from None
 
 
 def _first_line(error: Exception) -> str:
