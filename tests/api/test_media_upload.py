@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import logging
 import textwrap
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from prometheus_client import REGISTRY
 from tests.fixtures.app import API_KEY_A, NUMBER_A, NUMBER_A_ID, NUMBER_B, NUMBER_B_ID, TENANT_A, TENANT_B, USER_A
 from tests.media import samples
 from tests.support.media_uploads import UPLOADS, A, basic, error_of, local, seed_000_body, seed_001_body, upload
+from webhook_service.api.upload_body import INVALID_TEXT
 from webhook_service.database.tables import MediaUpload
 
 MIB = 1024 * 1024
@@ -279,6 +281,22 @@ class TestRefusals:
 
     def test_convert_query_must_be_a_flag(self, client):
         assert error_of(upload(client, seed_001_body(PHOTO), query="?convert=maybe"))[:2] == (400, "invalid_field")
+
+    @pytest.mark.parametrize("field", ["phoneNumber", "fileName", "contentType", "tenantId", "data", "unknown", None])
+    @pytest.mark.parametrize(
+        "encoded",
+        [b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80", b"\\udfff"],
+        ids=["surrogate", "overlong", "past U+10FFFF", "escaped low surrogate"],
+    )
+    def test_a_string_that_is_not_utf_8_is_an_invalid_body(self, client, field, encoded):
+        # What the JSON parser lets through but cannot decode to text: a lone surrogate (ED A0 80), an
+        # overlong form, a code point past U+10FFFF, and the escape of a lone low surrogate, which the
+        # parser writes as ED BF BF (found by the fuzz test). In a value, or (None) in a member's name.
+        body = json.dumps(seed_001_body(PHOTO, as_byte_values=False, unknown="x", **{"x" * 9: "x"})).encode()
+        target = f'"{field}": "'.encode() if field else b'"xxxxxxxxx'
+        body = body.replace(target, target + encoded, 1)
+        response = client.post(UPLOADS, data=body, headers=A, content_type="application/json")
+        assert error_of(response) == (400, "invalid_body", INVALID_TEXT)
 
     @pytest.mark.parametrize(
         "form, expected",

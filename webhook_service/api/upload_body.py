@@ -54,6 +54,10 @@ _BASE64_IGNORED = b" \t\r\n\f\v"  # GNU base64 wraps its output at 76 columns
 _DATA_URI_PREFIX = re.compile(r"data:(?P<type>[^,;]*)(?:;[^,;]*)*;base64,", re.IGNORECASE)
 _DATA_URI_SCAN_CHARS = 1024
 
+# The answer to a string that is not text, whether sent as bytes that are not UTF-8 or as the escape of
+# a lone surrogate: neither can be a file name, a phone number or any other field.
+INVALID_TEXT = "The body is not valid JSON (a string is not valid UTF-8 text)."
+
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
 
@@ -125,6 +129,11 @@ def read_json_upload(stream: IO[bytes], destination: Path, *, limits: SizeLimits
         return reader.read()
     except ijson.JSONError as error:
         raise ApiError(400, "invalid_body", f"The body is not valid JSON ({_first_line(error)}).") from None
+    except UnicodeDecodeError:
+        # yajl checks UTF-8 only loosely: an encoded surrogate (ED A0 80), an overlong form or a code point
+        # past U+10FFFF passes it, and so does the escape of a lone low surrogate ("\udfff"), which yajl
+        # writes as ED BF BF; ijson's decoding of the string (a value or a member's name) then fails.
+        raise ApiError(400, "invalid_body", INVALID_TEXT) from None
 
 
 def _first_line(error: Exception) -> str:

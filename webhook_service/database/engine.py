@@ -30,6 +30,9 @@ def make_engine(url: str, limits: DatabaseLimits = DEFAULT_LIMITS) -> sa.Engine:
         return _sqlite_engine(url)
     engine = postgres_engine(url, limits)
 
+    if url.startswith("postgresql"):
+        event.listen(engine, "connect", _session_in_utc)
+
     @event.listens_for(engine, "begin")
     def _begin(connection):
         if connection.get_execution_options().get(NOT_DURABLE):
@@ -37,6 +40,16 @@ def make_engine(url: str, limits: DatabaseLimits = DEFAULT_LIMITS) -> sa.Engine:
             connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
     return engine
+
+
+def _session_in_utc(dbapi_connection, _record) -> None:
+    """Times are written and compared in UTC (UTCDateTime); the session's time zone only decides how they
+    come back. In a zone east or west of UTC, a time a provider may well send (a .NET DateTime.MinValue,
+    0001-01-01T00:00:00Z) would come back in year 0 or 10000, which the driver cannot represent, and every
+    read of that message would fail. Committed, so that no rollback by the pool undoes it."""
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'UTC'")
+    dbapi_connection.commit()
 
 
 def _sqlite_engine(url: str) -> sa.Engine:

@@ -30,6 +30,7 @@ from webhook_service.model import statuses
 from webhook_service.model.events import Event, MessageEvent, StatusEvent
 from webhook_service.model.message_json import iso, message_json
 from webhook_service.model.phone import normalize_address
+from webhook_service.providers.signatures import caller_bytes
 
 # Providers send at most 10; more is a malformed or hostile payload. The raw request keeps them all.
 MAX_ATTACHMENTS_PER_MESSAGE = 20
@@ -369,4 +370,7 @@ def _derived_dedupe_key(event: StatusEvent) -> str:
     """Retries of one report are identical; different reports differ in status, error or time."""
     occurred = event.occurred_at.isoformat() if event.occurred_at else ""
     basis = f"{event.provider_status}|{event.error_code or ''}|{occurred}"
-    return "d:" + hashlib.sha256(basis.encode()).hexdigest()[:40]
+    # caller_bytes, not str.encode(): a JSON body can carry a lone surrogate ("\ud800"), which strict UTF-8
+    # refuses to encode, and the report would be neither stored nor quarantined. Distinct reports keep
+    # distinct keys, and any text that encoded before keeps its key.
+    return "d:" + hashlib.sha256(caller_bytes(basis)).hexdigest()[:40]

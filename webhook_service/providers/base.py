@@ -112,6 +112,11 @@ class WebhookRequest:
             raise ParseFailed("xml_forbidden", f"XML uses a forbidden construct ({type(error).__name__})") from None
         except XMLParseError as error:
             raise ParseFailed("invalid_xml", f"body is not XML: {error}") from None
+        except (LookupError, ValueError) as error:
+            # The XML declaration names an encoding expat cannot use: one Python does not know
+            # (LookupError), a multi-byte one (ValueError) or a codec that fails (UnicodeError, a ValueError).
+            # DefusedXmlException is a ValueError too, which is why it is caught first.
+            raise ParseFailed("invalid_xml", f"body is not XML in an encoding that can be read: {error}") from None
 
 
 class ProviderAdapter(abc.ABC):

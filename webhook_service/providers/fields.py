@@ -36,9 +36,18 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def as_utc(value: datetime | None) -> datetime | None:
+    """`value` in UTC (a naive one is taken to be UTC already); None when absent, or when its offset
+    moves it out of the years 1 to 9999 a datetime holds (0001-01-01T00:00:00+05:00 is in year 0 in UTC):
+    such a time is unknown, like any other unreadable one, rather than an OverflowError for every
+    caller to remember."""
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def field_text(fields: dict[str, Any], name: str, max_length: int | None = None) -> str | None:

@@ -14,8 +14,16 @@ def constant_time_equal(expected: bytes | str, received: bytes | str) -> bool:
     if isinstance(expected, str):
         expected = expected.encode()
     if isinstance(received, str):
-        received = received.encode("utf-8", "surrogateescape")
+        received = caller_bytes(received)
     return hmac.compare_digest(expected, received)
+
+
+def caller_bytes(text: str) -> bytes:
+    """Text from a request as bytes to sign, hash or compare: UTF-8, and never an exception. A JSON body
+    can carry any lone surrogate ("\ud800"), which strict UTF-8 refuses to encode (surrogateescape covers
+    only U+DC80..U+DCFF); surrogatepass encodes each as itself. No genuine sender signed such bytes, so a
+    signature over them fails (401, quarantined) instead of raising; a key made of them stays distinct."""
+    return text.encode("utf-8", "surrogatepass")
 
 
 def require_header(request: WebhookRequest, name: str, max_length: int = 1024) -> str:

@@ -70,7 +70,7 @@ from webhook_service.model.phone import MAX_ADDRESS_LENGTH
 from webhook_service.model.statuses import canonical
 from webhook_service.providers.base import ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest
 from webhook_service.providers.fields import parse_time, text_or_none
-from webhook_service.providers.signatures import check_timestamp, constant_time_equal
+from webhook_service.providers.signatures import caller_bytes, check_timestamp, constant_time_equal
 
 # SMS API delivery receipt `status` -> canonical status.
 SMS_STATUSES = {
@@ -159,9 +159,9 @@ class VonageAdapter(ProviderAdapter):
             raise VerificationFailed("missing_signature", "parameter timestamp is missing")
         self._check_time(params["timestamp"], request, connection, "parameter timestamp")
         method = VonageOptions.model_validate(connection.options).signature_method
-        signed_content = "".join(
-            f"&{key}={value.replace('&', '_').replace('=', '_')}" for key, value in sorted(params.items())
-        ).encode()
+        signed_content = caller_bytes(
+            "".join(f"&{key}={value.replace('&', '_').replace('=', '_')}" for key, value in sorted(params.items()))
+        )
         for secret in connection.secrets:
             if constant_time_equal(_sms_digest(method, secret.encode(), signed_content), offered.lower()):
                 return
