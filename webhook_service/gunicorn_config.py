@@ -8,6 +8,7 @@ import sys
 
 from prometheus_client import multiprocess
 
+from webhook_service.gunicorn_worker import ClientLimits, request_buffering_worker
 from webhook_service.settings import load_settings
 
 _settings = load_settings()
@@ -15,8 +16,17 @@ _settings = load_settings()
 _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
 bind = [f"{_host}:{_settings.port}"]
 workers = _settings.web_workers
-# Threads overlap the database fsync of one request with the parsing of the next.
-worker_class = "gthread"
+# Threads overlap the database fsync of one request with the parsing of the next. gthread's own worker
+# gives each connection a thread before its request has arrived: slow and idle clients could take them
+# all. This one reads request heads, and bodies up to the webhook cap, in its poller first.
+worker_class = request_buffering_worker(
+    ClientLimits(
+        header_seconds=_settings.web_header_timeout_seconds,
+        body_seconds=_settings.web_body_timeout_seconds,
+        body_min_bytes_per_second=_settings.web_body_min_bytes_per_second,
+        buffered_body_bytes=_settings.webhook_max_body_bytes,
+    )
+)
 threads = _settings.web_threads
 # Providers give up after 2-15 s; a request still running after 30 s is stuck, not slow.
 timeout = 30

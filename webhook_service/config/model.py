@@ -284,6 +284,12 @@ class Settings(Strict):
     web_workers: int = Field(default=2, ge=1, le=64)
     # Threads let one process group-commit several webhooks into one durable transaction.
     web_threads: int = Field(default=8, ge=1, le=64)
+    # Slow and idle clients (gunicorn_worker.py): a request head must be complete this long after the
+    # connection (or the next request's first byte); a body gets web_body_timeout_seconds plus one second
+    # per web_body_min_bytes_per_second, and each read of one waits at most web_body_timeout_seconds.
+    web_header_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    web_body_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    web_body_min_bytes_per_second: int = Field(default=32 * 1024, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     phone_default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
     webhook_max_body_bytes: int = Field(default=MIB, gt=0)
