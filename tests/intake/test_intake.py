@@ -4,6 +4,7 @@ body cap, 404s, 503 when the database is down, and the status model."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import threading
 
@@ -284,6 +285,25 @@ class TestRefusals:
             environ_overrides={"wsgi.input_terminated": True},
         )
         assert response.status_code == 413
+
+    def test_a_body_that_stops_arriving_is_400_and_recorded_without_its_body(self, client, runtime):
+        class Stalled(io.BytesIO):
+            """A chunked body as gunicorn presents it once the client stops sending: the web worker's
+            read deadline passes (gunicorn_worker.ClientTooSlow is an OSError), or the client is gone."""
+
+            def read(self, size: int | None = -1) -> bytes:
+                raise OSError("the client sent its request too slowly")
+
+        response = client.post(
+            "/webhooks/standard/open",
+            input_stream=Stalled(),
+            headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+        assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad_request"
+        with runtime.db.reading() as session:
+            row = session.scalars(sa.select(QuarantinedRequest)).one()
+        assert row.http_status == 400 and row.body == b"" and "stopped arriving" in row.reason
 
     def test_database_down_is_503_with_retry_after(self, tmp_path):
         from tests.fixtures.app import base_test_config

@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, request
@@ -42,29 +43,22 @@ def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: 
             _log(intake, result, request_id, provider, connection_name, started)
             return _json_error(404, "not_found", "No such webhook endpoint.", request_id)
 
-        body = _read_capped_body(max_body_bytes)
+        body, unread = _read_body(max_body_bytes)
         webhook_request = WebhookRequest(
             method=request.method,
             url=_public_url(public_base_url, connection),
             headers=Headers(request.headers),
-            body=body if body is not None else b"",
+            body=body,
             received_at=datetime.now(UTC),
             remote_addr=request.remote_addr,
         )
-        if body is None:
-            result = IntakeResult(413, "too_large", "body_too_large")
-            declared = request.content_length if request.content_length is not None else "absent"
+        if unread is not None:
+            result = IntakeResult(unread.status, unread.outcome, unread.reason_code)
             intake.quarantine.keep(
-                adapter,
-                connection,
-                webhook_request,
-                request_id,
-                413,
-                "body_too_large",
-                f"body exceeds the {max_body_bytes}-byte limit (Content-Length: {declared}); body not kept",
+                adapter, connection, webhook_request, request_id, unread.status, unread.reason_code, unread.detail
             )
             _log(intake, result, request_id, provider, connection.name, started)
-            return _json_error(413, "payload_too_large", f"Body exceeds {max_body_bytes} bytes.", request_id)
+            return _json_error(unread.status, unread.error_code, unread.message, request_id)
 
         result = intake.process(adapter, connection, webhook_request, request_id)
         _log(intake, result, request_id, provider, connection.name, started)
@@ -83,6 +77,37 @@ def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: 
         return response
 
     return blueprint
+
+
+@dataclass(frozen=True)
+class _UnreadBody:
+    """Why a body was not read whole: the request is refused, kept in quarantine without its body."""
+
+    status: int
+    outcome: str
+    reason_code: str
+    error_code: str
+    message: str
+    detail: str  # for operators
+
+
+def _read_body(cap: int) -> tuple[bytes, _UnreadBody | None]:
+    try:
+        body = _read_capped_body(cap)
+    except OSError:
+        # The body stopped arriving: the client went away, or sent it slower than the web worker's read
+        # limits allow (web_body_timeout_seconds, web_body_min_bytes_per_second).
+        detail = "the body stopped arriving (the client went away, or sent it too slowly); body not kept"
+        return b"", _UnreadBody(
+            400, "bad_request", "body_incomplete", "bad_request", "The body did not arrive.", detail
+        )
+    if body is None:
+        declared = request.content_length if request.content_length is not None else "absent"
+        detail = f"body exceeds the {cap}-byte limit (Content-Length: {declared}); body not kept"
+        return b"", _UnreadBody(
+            413, "too_large", "body_too_large", "payload_too_large", f"Body exceeds {cap} bytes.", detail
+        )
+    return body, None
 
 
 def _read_capped_body(cap: int) -> bytes | None:
