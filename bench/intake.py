@@ -2,7 +2,7 @@
 synchronous=FULL, so every 200 is a durable commit) against a bare Flask endpoint that returns 200,
 on the same gunicorn settings, measured in the same run.
 
-    .venv/bin/python bench/intake.py [--duration 10] [--concurrency 16] [--rate 100]
+    .venv/bin/python bench/intake.py [--duration 10] [--concurrency 16] [--rate 100] [--worker-class gthread]
 
 Two measurements per server:
 - throughput: `concurrency` closed-loop clients on keep-alive connections, as fast as answers come;
@@ -54,7 +54,13 @@ def wait_for(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
     raise SystemExit(f"nothing listening on {port} after {timeout} s")
 
 
-def gunicorn(target: str, port: int, workers: int, threads: int, env: dict, log: Path) -> subprocess.Popen:
+# The service's own (webhook_service/gunicorn_worker.py, with its default limits); "gthread" is gunicorn's.
+SERVICE_WORKER = "webhook_service.gunicorn_worker.RequestBufferingWorker"
+
+
+def gunicorn(
+    target: str, port: int, workers: int, threads: int, worker_class: str, env: dict, log: Path
+) -> subprocess.Popen:
     command = [
         sys.executable,
         "-m",
@@ -64,7 +70,7 @@ def gunicorn(target: str, port: int, workers: int, threads: int, env: dict, log:
         "--workers",
         str(workers),
         "--worker-class",
-        "gthread",
+        worker_class,
         "--threads",
         str(threads),
         "--keep-alive",
@@ -185,6 +191,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="requests/s for the latency measurement")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both servers)")
     parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (both servers)")
+    parser.add_argument("--worker-class", default=SERVICE_WORKER, help="gunicorn worker class (both servers)")
     args = parser.parse_args()
 
     from webhook_service.database.migrate import migrate
@@ -214,7 +221,8 @@ secrets = ["{SECRET}"]
     report = {}
     for label, (target, path) in servers.items():
         port = free_port()
-        process = gunicorn(target, port, args.workers, args.threads, env, work / f"{label.split()[0]}.log")
+        log = work / f"{label.split()[0]}.log"
+        process = gunicorn(target, port, args.workers, args.threads, args.worker_class, env, log)
         try:
             warmup = load(port, path, build_requests(200, f"warm-{label[:4]}"), 4, 1.0, None)
             throughput = load(
@@ -238,7 +246,8 @@ secrets = ["{SECRET}"]
         raw = db.execute("select count(*) from raw_requests").fetchone()[0]
 
     print(
-        f"\nwebhook intake benchmark: gunicorn {args.workers} workers x {args.threads} threads (gthread), "
+        f"\nwebhook intake benchmark: gunicorn {args.workers} workers x {args.threads} threads "
+        f"({args.worker_class.rsplit('.', 1)[-1]}), "
         f"{args.duration:.0f} s per measurement, {os.cpu_count()} CPUs"
     )
     print(f"{'server':<16} {'throughput':>14} {'errors':>7} {'p50 @load':>10} {'p99 @load':>10} {'load':>9}")
