@@ -2,10 +2,10 @@
 worker's threads only once its request has arrived, so that slow and idle clients cannot take them all.
 
 gthread gives every new connection a thread, which waits up to 5 s for the first bytes and then reads the
-request head and body with blocking reads that have no deadline: 20 silent connections, or 20 clients
-sending a byte a second, held every thread of the served configuration (2 workers x 8 threads), and
-webhooks waited behind them for a minute and more. Closing such connections after a while would not be
-enough: a client reconnects and holds a thread again. So here the worker's poller, its main thread, reads
+request head and body with blocking reads that have no deadline: on the served configuration (2 workers
+x 8 threads), 200 silent connections made a webhook wait 65 s, and a client sending a byte a second held
+a thread for as long as it liked. Closing such connections after a while would not be enough: a client
+reconnects and holds a thread again. So here the worker's poller, its main thread, reads
 with non-blocking reads into a buffer per connection, and hands the connection to a thread only with
 
 - the request head, which must be complete within `ClientLimits.header_seconds` of the connection (on a
