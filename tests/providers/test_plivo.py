@@ -313,7 +313,7 @@ def test_configured_media_auth_goes_to_plivo_media_host_by_default():
         provider="plivo",
         name="t",
         secrets=[PLIVO_TOKEN],
-        media_auth=MediaAuth(kind="basic", username="MAXXXX", password="token"),
+        media_auth=MediaAuth(kind="basic", username="MA0123456789ABCDEFGH", password="token"),
     )
     credentials = ADAPTER.media_credentials(connection, MEDIA[0])
     assert credentials.hosts == frozenset({"media.plivo.com"})
