@@ -5,12 +5,10 @@ which the OpenAPI document is generated from; URL variables are named as the doc
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, request
-from sqlalchemy.orm import Session
 
 from webhook_service.api.auth import ApiAuthenticator, current_principal
 from webhook_service.api.errors import ApiError
@@ -18,9 +16,9 @@ from webhook_service.api.parameters import validated
 from webhook_service.api.read_params import EventQuery, MessagePath, MessageQuery, ProviderMessagePath
 from webhook_service.database import feed
 from webhook_service.database.engine import Database
-from webhook_service.database.tables import Attachment, FeedEvent, Message, StatusEventRow, storable
+from webhook_service.database.tables import Attachment, FeedEvent, Message, storable
 from webhook_service.media.links import MediaLinks
-from webhook_service.model.message_json import iso, message_json
+from webhook_service.model.message_json import iso, render_messages
 from webhook_service.model.phone import normalize_address
 
 
@@ -42,7 +40,7 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
             rows = list(session.scalars(query))
             page = rows[:limit]
             return {
-                "messages": _render(session, page, links),
+                "messages": render_messages(session, page, links.attachment_url),
                 "nextCursor": str(page[-1].seq) if len(rows) > limit else None,
             }
 
@@ -106,25 +104,7 @@ def _one(db: Database, links: MediaLinks, *conditions: Any) -> dict[str, Any]:
         message = session.scalars(query.limit(1)).first()
         if message is None:
             raise ApiError(404, "not_found", "No such message.")
-        return _render(session, [message], links)[0]
-
-
-def _render(session: Session, messages: list[Message], links: MediaLinks) -> list[dict[str, Any]]:
-    """Messages with their attachments and status history, in two queries for the whole page."""
-    if not messages:
-        return []
-    seqs = [m.seq for m in messages]
-    attachments: dict[int, list[Attachment]] = defaultdict(list)
-    for attachment in session.scalars(
-        sa.select(Attachment).where(Attachment.message_seq.in_(seqs)).order_by(Attachment.message_seq, Attachment.index)
-    ):
-        attachments[attachment.message_seq].append(attachment)
-    history: dict[int, list[StatusEventRow]] = defaultdict(list)
-    for row in session.scalars(
-        sa.select(StatusEventRow).where(StatusEventRow.message_seq.in_(seqs)).order_by(StatusEventRow.id)
-    ):
-        history[row.message_seq].append(row)
-    return [message_json(m, attachments[m.seq], history[m.seq], links.attachment_url) for m in messages]
+        return render_messages(session, [message], links.attachment_url)[0]
 
 
 def _apply_filters(query: sa.Select[Any], asked: MessageQuery, region: str) -> sa.Select[Any]:

@@ -1,10 +1,17 @@
-"""The canonical JSON shapes consumers read (camelCase, as the seeds use)."""
+"""The canonical JSON shapes consumers read (camelCase, as the seeds use), and the one function that
+renders stored messages that way: the read API's answers and push deliveries' payloads are the same."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from webhook_service.database.tables import Attachment, Message, StatusEventRow
 
 # A message, attachment or status report with its table's columns as attributes: an ORM object when read
 # back, a Core row in the worker, a namespace while the intake builds the feed snapshot of its own insert.
@@ -72,3 +79,22 @@ def message_json(
         "attachments": [attachment_json(a, url) for a in attachments],
         "statusHistory": [status_json(row) for row in history],
     }
+
+
+def render_messages(session: Session, messages: list[Message], url: AttachmentUrl) -> list[dict[str, Any]]:
+    """Stored messages as consumers read them, with their attachments (URLs signed by `url`) and status
+    history, in two queries for the whole list."""
+    if not messages:
+        return []
+    seqs = [m.seq for m in messages]
+    attachments: dict[int, list[Attachment]] = defaultdict(list)
+    for attachment in session.scalars(
+        sa.select(Attachment).where(Attachment.message_seq.in_(seqs)).order_by(Attachment.message_seq, Attachment.index)
+    ):
+        attachments[attachment.message_seq].append(attachment)
+    history: dict[int, list[StatusEventRow]] = defaultdict(list)
+    for row in session.scalars(
+        sa.select(StatusEventRow).where(StatusEventRow.message_seq.in_(seqs)).order_by(StatusEventRow.id)
+    ):
+        history[row.message_seq].append(row)
+    return [message_json(m, attachments[m.seq], history[m.seq], url) for m in messages]

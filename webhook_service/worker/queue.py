@@ -1,6 +1,7 @@
-"""The queue (Huey) that wakes download workers: SQLite storage under the data directory by default,
-Redis when REDIS_URL is set. It carries attachment ids only; the database says what is to be done, so
-a lost or duplicated task is harmless (the sweep re-enqueues, the claim makes duplicates no-ops)."""
+"""The queue (Huey) that wakes the workers: SQLite storage under the data directory by default, Redis
+when REDIS_URL is set. It carries attachment ids (a download) and endpoint ids (a turn of push delivery)
+only; the database says what is to be done, so a lost or duplicated task is harmless (the sweeps
+re-enqueue, the claims make duplicates no-ops)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import socket
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from huey.storage import SqliteStorage
@@ -19,12 +21,13 @@ from webhook_service.worker.consumer import SiblingWakingConsumer
 from webhook_service.worker.wake import wake_consumers, wake_sender
 
 DOWNLOAD_TASK = "download_attachment"
+DELIVERY_TASK = "deliver_to_endpoint"
 
 
 class DownloadQueue:
-    """The Huey instance with this service's two tasks registered on it: `process` an attachment by id,
-    and `sweep` (every minute) for attachments whose wake-up was lost, told how many tasks the queue
-    already holds."""
+    """The Huey instance with this service's tasks registered on it: `process` an attachment by id, and
+    `sweep` (every minute) for attachments whose wake-up was lost, told how many tasks the queue already
+    holds; with `deliver`, a delivery turn for an endpoint by id, and `sweep_deliveries` every minute."""
 
     def __init__(
         self,
@@ -34,6 +37,8 @@ class DownloadQueue:
         redis_url: str | None,
         process: Callable[[str], object],
         sweep: Callable[[int], int],
+        deliver: Callable[[str], object] | None = None,
+        sweep_deliveries: Callable[[], object] | None = None,
     ):
         name = settings.name
         if settings.immediate:
@@ -61,15 +66,26 @@ class DownloadQueue:
         def download_attachment(attachment_id: str) -> None:
             process(attachment_id)
 
-        self._download = self._enqueuer.task(name=DOWNLOAD_TASK)(download_attachment)
-        if self._enqueuer is not self.huey:
-            self.huey.task(name=DOWNLOAD_TASK)(download_attachment)  # what the consumers run
+        self._download = self._task(DOWNLOAD_TASK, download_attachment)
 
         @self.huey.periodic_task(crontab(minute="*"), name="sweep_pending_attachments")
         def sweep_pending_attachments() -> None:
             sweep(self.waiting())
 
         self.sweep = sweep_pending_attachments
+        self._deliver: Any = None
+        if deliver is not None:
+
+            def deliver_to_endpoint(endpoint_id: str) -> None:
+                deliver(endpoint_id)
+
+            self._deliver = self._task(DELIVERY_TASK, deliver_to_endpoint)
+        if sweep_deliveries is not None:
+
+            @self.huey.periodic_task(crontab(minute="*"), name="sweep_deliveries")
+            def sweep_pending_deliveries() -> None:
+                sweep_deliveries()
+
         # Consumers of the embedded queue in other processes (`worker` runs one per CPU) are woken
         # through sockets here, by a consumer that starts a task and by whoever enqueues one; each
         # consumer process wakes its own threads directly.
@@ -77,13 +93,29 @@ class DownloadQueue:
         self._wake_sender: socket.socket | None = None
         self._wake_sender_pid = 0
 
+    def _task(self, name: str, function: Callable[[str], None]) -> Any:
+        """`function` as the task `name`: enqueued through the enqueuer, run by the consumers."""
+        task = self._enqueuer.task(name=name)(function)
+        if self._enqueuer is not self.huey:
+            self.huey.task(name=name)(function)  # what the consumers run
+        return task
+
     def enqueue(self, attachment_ids: list[str], eta: datetime | None = None) -> None:
-        for attachment_id in attachment_ids:
+        self._enqueue(self._download, attachment_ids, eta)
+
+    def enqueue_deliveries(self, endpoint_ids: list[str], eta: datetime | None = None) -> None:
+        """Ask for a delivery turn for each endpoint, now or at `eta`."""
+        if self._deliver is None:
+            raise RuntimeError("this queue was made without deliveries")
+        self._enqueue(self._deliver, endpoint_ids, eta)
+
+    def _enqueue(self, task: Any, ids: list[str], eta: datetime | None) -> None:
+        for item in ids:
             if eta is None:
-                self._download(attachment_id)
+                task(item)
             else:
-                self._download.schedule(args=(attachment_id,), eta=eta)
-        if attachment_ids and eta is None and self._wake_directory is not None:
+                task.schedule(args=(item,), eta=eta)
+        if ids and eta is None and self._wake_directory is not None:
             # Idle consumers would find the work only on their next poll, up to a second from now.
             try:
                 wake_consumers(self._wake_directory, self._sender())
