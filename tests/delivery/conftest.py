@@ -12,7 +12,7 @@ import pytest
 
 from tests.delivery.receiver import HOOKS_HOST, Receiver
 from tests.fixtures.app import USER_A, USER_B
-from tests.fixtures.media_server import StaticResolver
+from tests.fixtures.media_server import MEDIA_HOST, StaticResolver
 
 A = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()).decode()}
 B = {"Authorization": "Basic " + base64.b64encode(":".join(USER_B).encode()).decode()}
@@ -48,12 +48,18 @@ def receiver(receiver_session: Receiver) -> Iterator[Receiver]:
 
 @pytest.fixture
 def resolver() -> ChangingResolver:
-    return ChangingResolver({HOOKS_HOST: ["127.0.0.1"], "public.test": ["93.184.216.34"]})
+    return ChangingResolver({HOOKS_HOST: ["127.0.0.1"], MEDIA_HOST: ["127.0.0.1"], "public.test": ["93.184.216.34"]})
 
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"delivery": dict(LOOPBACK_DELIVERY)}
+    # Media from the loopback media server, for the attachment events; the local store's URLs made by the
+    # worker (no request to take the host from) are absolute only with public_base_url.
+    return {
+        "public_base_url": "http://localhost",
+        "delivery": dict(LOOPBACK_DELIVERY),
+        "media": {"fetch": {"allow_http": True, "allow_private_hosts": [MEDIA_HOST]}},
+    }
 
 
 def register(client, url: str, headers: dict[str, str] = A, **fields: Any) -> dict[str, Any]:

@@ -38,7 +38,7 @@ FEED_HEAD = sa.select(sa.func.coalesce(sa.func.max(EVENTS.c.id), 0))
 # Pending deliveries of an endpoint that stops being enabled: they will not be attempted.
 GIVE_UP_PENDING = (
     sa.update(DELIVERIES)
-    .where(DELIVERIES.c.endpoint_id == sa.bindparam("endpoint_id"), DELIVERIES.c.status == "pending")
+    .where(DELIVERIES.c.endpoint_id == sa.bindparam("of_endpoint"), DELIVERIES.c.status == "pending")
     .values(status="failed", last_error=ENDPOINT_DISABLED, next_attempt_at=None, completed_at=sa.bindparam("now"))
 )
 # Health and disabled state cleared: an endpoint (re-)enabled or pointed at a new URL starts afresh.
@@ -104,7 +104,7 @@ def disable(conn: sa.Connection, endpoint: Row, reason: str, now: datetime, *, a
         .where(ENDPOINTS.c.id == endpoint.id)
         .values(enabled=False, disabled_at=now, disabled_reason=reason, paused_until=None, updated_at=now)
     )
-    conn.execute(GIVE_UP_PENDING, {"endpoint_id": endpoint.id, "now": now})
+    conn.execute(GIVE_UP_PENDING, {"of_endpoint": endpoint.id, "now": now})
     if announce:
         data = {**endpoint_json(endpoint), "enabled": False, "disabledAt": iso(now), "disabledReason": reason}
         feed.append(
@@ -335,5 +335,5 @@ def _enabled_change(conn: sa.Connection, endpoint: Row, enabled: bool | None, no
         return {}
     if enabled:
         return {"enabled": True, "feed_position": conn.scalar(FEED_HEAD), **_FRESH_START}
-    conn.execute(GIVE_UP_PENDING, {"endpoint_id": endpoint.id, "now": now})
+    conn.execute(GIVE_UP_PENDING, {"of_endpoint": endpoint.id, "now": now})
     return {"enabled": False, "disabled_at": now, "disabled_reason": "Disabled by its owner.", "paused_until": None}
