@@ -18,13 +18,14 @@ that no task is on its way for, so a lost task, a killed worker or a Redis outag
 loses none.
 
 Failures. A non-2xx answer, a timeout or any connection error is retried after the next wait of
-delivery.retry_schedule_seconds (with jitter); once they are spent the delivery is `failed`. 410 Gone
-disables the endpoint at once; failing every attempt for delivery.disable_after_hours disables it too.
-Both announce it with an endpoint.disabled event. So that a dead endpoint costs one attempt per wait
-rather than one per pending event, PAUSE_AFTER failures in a row pause the endpoint: nothing is sent to it
-until the pause (the same schedule) is over, and then its oldest due delivery goes first; a success ends
-the pause. A dead endpoint therefore never holds a worker for more than a few timeouts, and other
-endpoints' turns go on meanwhile on the other threads.
+delivery.retry_schedule_seconds (with jitter), in a later turn (a delivery gets at most one attempt per
+turn); once the waits are spent the delivery is `failed`. 410 Gone disables the endpoint at once;
+failing every attempt for delivery.disable_after_hours disables it too. Both announce it with an
+endpoint.disabled event. So that a dead endpoint costs one attempt per wait rather than one per pending
+event, an attempt that got no answer at all (timeout, refused connection), or PAUSE_AFTER failed answers
+in a row, pause the endpoint: nothing is sent to it until the pause (the same schedule) is over, and
+then its oldest due delivery goes first; a success ends the pause. A dead endpoint therefore holds a
+worker for one timeout per pause, and other endpoints' turns go on meanwhile on the other threads.
 
 Ordering. Deliveries to an endpoint are attempted one at a time in feed order, so while the endpoint
 answers 2xx it receives every event in feed order (the events of one message included: message.received
@@ -95,6 +96,7 @@ class _LostClaim(Exception):
 class _Turn:
     endpoint: Row  # as claimed
     token: str
+    started_at: datetime
     ends_at: float  # time.monotonic()
     position: int
     failing_since: datetime | None
@@ -246,6 +248,10 @@ class DeliveryEngine:
                 DELIVERIES.c.endpoint_id == sa.bindparam("endpoint_id"),
                 DELIVERIES.c.status == "pending",
                 DELIVERIES.c.next_attempt_at <= sa.bindparam("now"),
+                # At most one attempt per delivery in a turn: a retry that falls due meanwhile waits for the next.
+                sa.or_(
+                    DELIVERIES.c.last_attempt_at.is_(None), DELIVERIES.c.last_attempt_at < sa.bindparam("turn_started")
+                ),
             )
             .order_by(DELIVERIES.c.event_id)
             .limit(batch)
@@ -319,6 +325,7 @@ class DeliveryEngine:
         return _Turn(
             endpoint=endpoint,
             token=token,
+            started_at=now,
             ends_at=time.monotonic() + self.settings.turn_seconds,
             position=endpoint.feed_position,
             failing_since=endpoint.failing_since,
@@ -364,7 +371,12 @@ class DeliveryEngine:
 
     def _due_deliveries(self, turn: _Turn) -> tuple[list[Row], dict[int, bytes]]:
         with self.db.reading() as session:
-            due = list(session.execute(self._due, {"endpoint_id": turn.endpoint.id, "now": datetime.now(UTC)}))
+            due = list(
+                session.execute(
+                    self._due,
+                    {"endpoint_id": turn.endpoint.id, "now": datetime.now(UTC), "turn_started": turn.started_at},
+                )
+            )
             bodies = render_payloads(session, due, self._attachment_url) if due else {}
         return due, bodies
 
@@ -466,8 +478,9 @@ class DeliveryEngine:
                 f"Every attempt failed for {self.settings.disable_after_hours:g} hours "
                 f"(since {turn.failing_since.isoformat()})."
             )
-        elif turn.consecutive_failures >= PAUSE_AFTER:
-            step = min(turn.consecutive_failures - PAUSE_AFTER, len(self._schedule) - 1)
+        elif turn.consecutive_failures >= PAUSE_AFTER or answer.http_status is None:
+            # No answer at all (a timeout, a refused connection) is a host that is down: paused at once.
+            step = min(max(0, turn.consecutive_failures - PAUSE_AFTER), len(self._schedule) - 1)
             turn.paused_until = sent_at + timedelta(seconds=jittered(self._schedule[step]))
 
     def _record(self, turn: _Turn, outcomes: list[_Outcome]) -> None:
