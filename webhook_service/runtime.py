@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -153,10 +154,19 @@ class Runtime:
     def sweep_deliveries(self) -> int:
         """The minute's delivery sweep; first, until it has worked once in this process, the endpoints
         declared in the configuration are made to match it."""
+        self._sync_declared_endpoints()
+        return self.deliveries.sweep()
+
+    def catch_up_deliveries(self) -> int:
+        """When a worker starts: every endpoint with work is woken, however recent (the feed watch takes
+        over from there)."""
+        self._sync_declared_endpoints()
+        return self.deliveries.sweep(grace=timedelta(0))
+
+    def _sync_declared_endpoints(self) -> None:
         if not self._declared_endpoints_synced:
             self.endpoints.sync_declared(self.settings.delivery.endpoints)
             self._declared_endpoints_synced = True
-        return self.deliveries.sweep()
 
     def close(self) -> None:
         if "queue" in self.__dict__:  # made on first use

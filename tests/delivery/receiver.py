@@ -3,12 +3,13 @@ every request with the official `standardwebhooks` library, as a consumer would,
 
     receiver.expect("/hook", secret)             verify requests to /hook with this secret
     url = receiver.url("/hook")                  http://hooks.test:<port>/hook (hooks.test: see RESOLVER)
-    receiver.answer("/hook", status=500)         how /hook answers (default 204); see the other behaviours
+    receiver.answer("/hook", status=500)         how /hook answers (default 204), optionally after a delay
     receiver.wait_for(3, "/hook")                the first three requests to /hook (fails after a timeout)
 
 Behaviours (per path): a status with a body; redirect; hang (say nothing until the client leaves);
 drip (a byte of the status line every interval); huge (200 with 10 MB); close (half a status line,
-then the connection closed). Every request is recorded, verified or not, with its arrival time.
+then the connection closed). Every request is recorded, verified or not, with its arrival time, and
+`most_at_once(path)` says how many requests to a path were ever being answered at the same time.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class _Route:
     status: int = 204
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
     # Called with each verified payload before answering (e.g. to change the behaviour).
     hook: Callable[[Any], None] | None = None
 
@@ -56,6 +58,8 @@ class Receiver:
         self._routes: dict[str, _Route] = {}
         self._secrets: dict[str, list[str]] = {}
         self._log: list[Received] = []
+        self._in_flight: dict[str, int] = {}
+        self._most_at_once: dict[str, int] = {}
         self.stopping = threading.Event()
         self._server = _Server(self)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
@@ -73,8 +77,17 @@ class Receiver:
         with self._lock:
             self._secrets[path] = list(secrets)
 
-    def answer(self, path: str, status: int = 204, body: bytes = b"", **headers: str) -> None:
-        self._set(path, _Route("status", status, body, dict(headers)))
+    def answer(self, path: str, status: int = 204, body: bytes = b"", delay: float = 0.0, **headers: str) -> None:
+        self._set(path, _Route("status", status, body, dict(headers), delay))
+
+    def most_at_once(self, path: str) -> int:
+        with self._lock:
+            return self._most_at_once.get(path, 0)
+
+    def answering(self, path: str, change: int) -> None:
+        with self._lock:
+            self._in_flight[path] = self._in_flight.get(path, 0) + change
+            self._most_at_once[path] = max(self._most_at_once.get(path, 0), self._in_flight[path])
 
     def behave(self, path: str, behaviour: str) -> None:
         """redirect, hang, drip, huge or close (see the module docstring)."""
@@ -105,6 +118,8 @@ class Receiver:
             self._routes.clear()
             self._secrets.clear()
             self._log.clear()
+            self._in_flight.clear()
+            self._most_at_once.clear()
 
     def close(self) -> None:
         self.stopping.set()
@@ -147,11 +162,17 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         receiver = self.server.receiver
-        route = receiver.record(self, body)
+        path = self.path.split("?", 1)[0]
+        receiver.answering(path, +1)
         try:
+            route = receiver.record(self, body)
+            if route.delay:
+                receiver.stopping.wait(route.delay)
             self._behave(route, receiver)
         except OSError:
             pass  # the client left, as several behaviours make it do
+        finally:
+            receiver.answering(path, -1)
 
     def _behave(self, route: _Route, receiver: Receiver) -> None:
         if route.behaviour == "status":

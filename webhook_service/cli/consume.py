@@ -21,7 +21,7 @@ def consume(threads: int, no_periodic: bool, supervised: bool) -> None:
     if not no_periodic:
         FeedWatcher(
             runtime.deliveries.wake_for_new_events,
-            runtime.sweep_deliveries,
+            runtime.catch_up_deliveries,
             runtime.settings.delivery.poll_interval_seconds,
         ).start()
     runtime.queue.consumer(threads, periodic=not no_periodic).run()

@@ -543,13 +543,13 @@ class DeliveryEngine:
         metrics.DELIVERY_BACKLOG_AGE.labels(endpoint_id).set(max(0.0, age))
 
     # Waking endpoints ----------------------------------------------------------------------------
-    def wake_for_new_events(self, seen: int | None) -> int | None:
+    def wake_for_new_events(self, seen: int | None) -> int:
         """Ask for turns for the endpoints of events added to the feed after id `seen`; returns the id to
         pass next time. (Called every delivery.poll_interval_seconds by one thread per worker host; the
         first call only finds where the feed ends.)"""
         with self.db.reading() as session:
-            head = session.scalar(FEED_HEAD)
-            if seen is None or head is None or head <= seen:
+            head = session.scalar(FEED_HEAD) or 0
+            if seen is None or head <= seen:
                 return head if seen is None else seen
             kinds: dict[str, set[str]] = {}
             for tenant_id, event_type in session.execute(NEW_EVENT_KINDS, {"after": seen, "head": head}):
@@ -560,13 +560,14 @@ class DeliveryEngine:
             self._enqueue(wanted, None)
         return head
 
-    def sweep(self) -> int:
+    def sweep(self, grace: timedelta = SWEEP_GRACE) -> int:
         """Ask for turns for the endpoints that have work no task may be on its way for (a lost
-        enqueue, a killed worker, a restart), and update every endpoint's backlog age. Returns how
-        many were woken."""
+        enqueue, a killed worker, a restart): work that has waited longer than `grace` (0 when a worker
+        starts: nothing is on its way then). Updates every endpoint's backlog age. Returns how many
+        endpoints were woken."""
         now = datetime.now(UTC)
         with self.db.reading() as session:
-            ids = list(session.scalars(SWEEP, {"now": now, "overdue": now - SWEEP_GRACE}))
+            ids = list(session.scalars(SWEEP, {"now": now, "overdue": now - grace}))
             enabled = session.execute(ENABLED_ENDPOINTS).all()
         if ids:
             self._enqueue(ids, None)

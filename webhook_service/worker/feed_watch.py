@@ -20,7 +20,8 @@ Look = Callable[["int | None"], "int | None"]
 
 class FeedWatcher:
     def __init__(self, look: Look, catch_up: Callable[[], object], interval: float):
-        """`catch_up` runs once first (the backlog a restart left behind), then `look` every `interval`."""
+        """`look` runs every `interval`; `catch_up` once, after the first look has found where the feed
+        ends, for what arrived before (the backlog a restart left behind)."""
         self._look = look
         self._catch_up = catch_up
         self._interval = interval
@@ -36,14 +37,14 @@ class FeedWatcher:
 
     def _run(self) -> None:
         seen: int | None = None
+        caught_up = False
         failing = False
-        first = True
         while not self._stop.is_set():
             try:
-                if first:
-                    self._catch_up()
-                    first = False
                 seen = self._look(seen)
+                if not caught_up:
+                    self._catch_up()
+                    caught_up = True
                 if failing:
                     log(logger, "feed_watch_recovered")
                 failing = False
