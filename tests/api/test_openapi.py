@@ -33,9 +33,9 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-# The blueprints the document describes; the others (webhooks, health, local media, the document and
+# The blueprints the document describes (the read, media and endpoints APIs); the others (webhooks, health, local media, the document and
 # its page) are not part of it.
-DOCUMENTED_BLUEPRINTS = {"read_api", "media_api"}
+DOCUMENTED_BLUEPRINTS = {"read_api", "media_api", "endpoints_api"}
 # Per operation and generation mode: enough to reach every parameter and error path, few enough that
 # the whole run takes seconds.
 EXAMPLES = 25
@@ -85,7 +85,7 @@ def test_schemathesis_finds_nothing(app, client, mode):
     assert upload(client, seed_001_body(samples.jpeg())).status_code == 201
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 8
+    assert len(operations) == 16
     for operation in operations:
         if mode is GenerationMode.POSITIVE:  # the spec's own examples (a real upload) first
             for strategy in operation.get_strategies_from_examples():

@@ -307,7 +307,7 @@ class EndpointStore:
                 values.update(_enabled_change(conn, current, declaration.enabled, now))
                 if any(getattr(current, name) != value for name, value in values.items()):
                     conn.execute(
-                        sa.update(ENDPOINTS).where(ENDPOINTS.c.id == current.id).values(values, updated_at=now)
+                        sa.update(ENDPOINTS).where(ENDPOINTS.c.id == current.id).values({**values, "updated_at": now})
                     )
                     woken.append(current.id)
         if woken:

@@ -102,7 +102,7 @@ def parse_target(url: str, what: str = "media URL") -> Target:
     if parts.scheme not in DEFAULT_PORTS:
         raise OutboundError("scheme_not_allowed", f"Only http(s) {what}s are allowed, not {parts.scheme}:.")
     if "@" in parts.netloc:
-        raise OutboundError("invalid_url", f"A {what} with embedded credentials (user:password@host) is refused.")
+        raise OutboundError("invalid_url", f"{what[0].upper()}{what[1:]}s with embedded credentials are refused.")
     if port == 0:
         raise OutboundError("invalid_url", f"The {what} names port 0.")
     host, address = _parse_host(parts.hostname, what)
