@@ -142,6 +142,18 @@ class EndpointStore:
         with self.db.reading() as session:
             return endpoint_json(self._row(session.connection(), tenant_id, endpoint_id))
 
+    def tenant_of(self, endpoint_id: str) -> str:
+        """The tenant an endpoint belongs to (operators name endpoints by id alone)."""
+        with self.db.reading() as session:
+            tenant_id = session.scalar(sa.select(ENDPOINTS.c.tenant_id).where(ENDPOINTS.c.id == endpoint_id))
+        if tenant_id is None:
+            raise EndpointNotFound(endpoint_id)
+        return tenant_id
+
+    def wake(self, endpoint_ids: list[str]) -> None:
+        if endpoint_ids:
+            self._wake(endpoint_ids)
+
     def row(self, tenant_id: str, endpoint_id: str) -> Row:
         with self.db.reading() as session:
             return self._row(session.connection(), tenant_id, endpoint_id)

@@ -144,9 +144,18 @@ def list_deliveries(db: Database, where: DeliveryFilter, limit: int) -> list[Row
         return list(session.execute(query))
 
 
+def failed_ids(db: Database, endpoint_id: str | None = None) -> list[int]:
+    """Every failed delivery (of one endpoint), oldest event first: what an operator retries at once."""
+    query = sa.select(DELIVERIES.c.id).where(DELIVERIES.c.status == "failed").order_by(DELIVERIES.c.event_id)
+    if endpoint_id:
+        query = query.where(DELIVERIES.c.endpoint_id == endpoint_id)
+    with db.reading() as session:
+        return list(session.scalars(query))
+
+
 def retry_failed(db: Database, delivery_ids: Sequence[int]) -> list[str]:
     """Put failed deliveries of enabled endpoints back to pending with a fresh retry budget (an operator's
-    retry). Returns the endpoints to wake, one per endpoint that had any."""
+    retry). Returns the endpoint of each delivery put back (the endpoints to wake)."""
     statement = (
         sa.update(DELIVERIES)
         .where(
@@ -158,4 +167,4 @@ def retry_failed(db: Database, delivery_ids: Sequence[int]) -> list[str]:
         .returning(DELIVERIES.c.endpoint_id)
     )
     with db.writing() as conn:
-        return sorted(set(conn.scalars(statement, {"now": datetime.now(UTC)})))
+        return list(conn.scalars(statement, {"now": datetime.now(UTC)}))
