@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
 
 from tests.delivery.conftest import LOOPBACK_DELIVERY, RETRY_SCHEDULE, A, B, listen
@@ -303,3 +304,26 @@ class TestEnabling:
         assert client.delete(f"/api/v1/endpoints/{endpoint['id']}", headers=A).status_code == 204
         assert deliver(runtime, endpoint) is None
         assert client.get(f"/api/v1/endpoints/{endpoint['id']}", headers=A).status_code == 404
+
+
+class TestMetrics:
+    def test_attempts_latency_and_backlog_age_are_exported(self, client, runtime, receiver):
+        endpoint = listen(client, receiver)
+        receiver.answer("/hook", 503)
+
+        def sample(name: str, **labels: str) -> float:
+            return REGISTRY.get_sample_value(name, labels) or 0.0
+
+        before = sample("delivery_attempts_total", outcome="retry", reason="http_5xx")
+        latencies = sample("delivery_attempt_seconds_count")
+        post_standard(client, inbound_body("m-1"))
+        deliver(runtime, endpoint)
+        assert sample("delivery_attempts_total", outcome="retry", reason="http_5xx") == before + 1
+        assert sample("delivery_attempt_seconds_count") == latencies + 1
+        assert sample("delivery_backlog_age_seconds", endpoint=endpoint["id"]) > 0  # the event waits
+        receiver.answer("/hook", 204)
+        deliver_after_waiting(runtime, endpoint)
+        assert sample("delivery_backlog_age_seconds", endpoint=endpoint["id"]) == 0
+        scraped = client.get("/metrics").get_data(as_text=True)
+        assert f'delivery_backlog_age_seconds{{endpoint="{endpoint["id"]}"}} 0.0' in scraped
+        assert 'delivery_attempts_total{outcome="delivered",reason="none"}' in scraped
