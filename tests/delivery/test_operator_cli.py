@@ -50,6 +50,7 @@ def test_list_retry_and_replay(client, runtime, receiver, run):
     assert shown["id"] == endpoint["id"] and shown["failingSince"]
 
     receiver.answer("/hook", 204)
+    time.sleep(RETRY_SCHEDULE[0] * 1.15)  # the pause the last failures began
     result = run("deliveries", "retry", "--all-failed")
     assert result.exit_code == 0 and "queued 1 of 1" in result.output
     assert runtime.deliveries.drain(endpoint["id"]) == {"delivered": 1}

@@ -11,6 +11,9 @@ nothing is due or its time (delivery.turn_seconds) is up:
    endpoint's rate limit, each signed with the endpoint's active secrets (sender.py, payloads.py);
 3. records the outcomes, the attempts and the endpoint's health in one transaction.
 
+From a turn's second batch on, reading the next batch and recording the last one happen on a thread of
+the turn's own while the current one is sent (_Books), so the database work overlaps the receiver's.
+
 It then releases the endpoint and asks the queue for the next turn: at once if work is left, at the next
 due retry or the end of a pause otherwise. The queue is only a trigger: a worker watching the feed wakes
 endpoints when events arrive (wake_for_new_events), and the minute's sweep wakes any endpoint with work
@@ -36,11 +39,13 @@ recorded (a worker killed mid-turn) is made again, with the same webhook-id.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -96,15 +101,20 @@ class _LostClaim(Exception):
 class _Turn:
     endpoint: Row  # as claimed
     token: str
-    started_at: datetime
     ends_at: float  # time.monotonic()
     position: int
     failing_since: datetime | None
     consecutive_failures: int
     paused_until: datetime | None
     disabled_reason: str | None = None
+    # The feed id of the last delivery taken in this turn: each is attempted at most once per turn (a
+    # retry that falls due meanwhile waits for the next).
+    cursor: int = 0
     cut_short: bool = False  # stopped with work left (its time was up)
     outcomes: dict[str, int] = field(default_factory=dict)
+
+    def health(self) -> _Health:
+        return _Health(self.failing_since, self.consecutive_failures, self.paused_until, self.disabled_reason)
 
     def paused(self, now: datetime) -> bool:
         return self.paused_until is not None and self.paused_until > now
@@ -113,6 +123,48 @@ class _Turn:
         if time.monotonic() >= self.ends_at:
             self.cut_short = True
         return self.cut_short
+
+
+@dataclass(frozen=True)
+class _Health:
+    """The endpoint's health after a batch, as recorded with it."""
+
+    failing_since: datetime | None
+    consecutive_failures: int
+    paused_until: datetime | None
+    disabled_reason: str | None
+
+
+class _Books:
+    """A turn's database work beside its sending: from its second batch on, the next batch is read and
+    the last one recorded on a thread of the turn's own while this one is sent, so that neither waits for
+    the other. A turn of one batch (the usual one when traffic is light) starts no thread: its work runs
+    inline."""
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._executor is not None
+
+    def start(self) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery-books")
+
+    def run(self, function: Callable[..., Any], *arguments: Any) -> Future[Any]:
+        if self._executor is not None:
+            return self._executor.submit(function, *arguments)
+        done: Future[Any] = Future()
+        try:
+            done.set_result(function(*arguments))
+        except BaseException as error:  # noqa: BLE001  # handed to whoever waits for the result, as the thread would
+            done.set_exception(error)
+        return done
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
 
 @dataclass(frozen=True)
@@ -248,10 +300,7 @@ class DeliveryEngine:
                 DELIVERIES.c.endpoint_id == sa.bindparam("endpoint_id"),
                 DELIVERIES.c.status == "pending",
                 DELIVERIES.c.next_attempt_at <= sa.bindparam("now"),
-                # At most one attempt per delivery in a turn: a retry that falls due meanwhile waits for the next.
-                sa.or_(
-                    DELIVERIES.c.last_attempt_at.is_(None), DELIVERIES.c.last_attempt_at < sa.bindparam("turn_started")
-                ),
+                DELIVERIES.c.event_id > sa.bindparam("cursor"),
             )
             .order_by(DELIVERIES.c.event_id)
             .limit(batch)
@@ -304,13 +353,43 @@ class DeliveryEngine:
             return _RefusedSession(error)
 
     def _run(self, turn: _Turn, session: EndpointSession | _RefusedSession) -> None:
-        while turn.disabled_reason is None and not turn.paused(datetime.now(UTC)):
-            caught_up = self._take_new_events(turn)
-            due, bodies = self._due_deliveries(turn)
-            if due:
-                self._deliver(turn, session, due, bodies)
-            if turn.out_of_time() or (not due and caught_up):
-                return
+        books = _Books()
+        try:
+            batch = books.run(self._next_batch, turn)
+            recorded: Future[None] | None = None
+            while True:
+                due, bodies, caught_up = batch.result()
+                prefetched = False
+                if due:
+                    turn.cursor = due[-1].id
+                    if len(due) == self.settings.batch_size:
+                        books.start()  # more is likely waiting: read it while this batch is sent
+                    if books.started:
+                        batch, prefetched = books.run(self._next_batch, turn), True
+                    outcomes = self._send(turn, session, due, bodies)
+                    if recorded is not None:
+                        recorded.result()
+                    recorded = books.run(self._record, turn, outcomes, turn.health())
+                if (
+                    turn.disabled_reason is not None
+                    or turn.paused(datetime.now(UTC))
+                    or turn.out_of_time()
+                    or (not due and caught_up)
+                ):
+                    break
+                if not prefetched:
+                    batch = books.run(self._next_batch, turn)
+            if recorded is not None:
+                recorded.result()
+        finally:
+            books.close()
+
+    def _next_batch(self, turn: _Turn) -> tuple[list[Row], dict[int, bytes], bool]:
+        """The next due deliveries after the turn's cursor with their bodies, once the next batch of new
+        events has its deliveries; and whether the endpoint has caught up with the feed."""
+        caught_up = self._take_new_events(turn)
+        due, bodies = self._due_deliveries(turn)
+        return due, bodies, caught_up
 
     def _claim(self, endpoint_id: str) -> _Turn | None:
         now = datetime.now(UTC)
@@ -325,7 +404,6 @@ class DeliveryEngine:
         return _Turn(
             endpoint=endpoint,
             token=token,
-            started_at=now,
             ends_at=time.monotonic() + self.settings.turn_seconds,
             position=endpoint.feed_position,
             failing_since=endpoint.failing_since,
@@ -373,16 +451,17 @@ class DeliveryEngine:
         with self.db.reading() as session:
             due = list(
                 session.execute(
-                    self._due,
-                    {"endpoint_id": turn.endpoint.id, "now": datetime.now(UTC), "turn_started": turn.started_at},
+                    self._due, {"endpoint_id": turn.endpoint.id, "now": datetime.now(UTC), "cursor": turn.cursor}
                 )
             )
             bodies = render_payloads(session, due, self._attachment_url) if due else {}
         return due, bodies
 
-    def _deliver(
+    def _send(
         self, turn: _Turn, session: EndpointSession | _RefusedSession, due: Sequence[Row], bodies: dict[int, bytes]
-    ) -> None:
+    ) -> list[_Outcome]:
+        """Attempt the due deliveries in order until the endpoint is paused or disabled or the turn's
+        time is up; the outcomes, to record."""
         outcomes: list[_Outcome] = []
         for row in due:
             if turn.out_of_time() or turn.paused(datetime.now(UTC)):
@@ -402,7 +481,7 @@ class DeliveryEngine:
             outcomes.append(self._judge(turn, row, answer, sent_at))
             if turn.disabled_reason is not None:
                 break
-        self._record(turn, outcomes)
+        return outcomes
 
     def _pace(self, endpoint: Row) -> None:
         """Wait as long as the endpoint's rate limit asks since the last delivery to it."""
@@ -441,7 +520,7 @@ class DeliveryEngine:
         error = answer.error
         reason = error.code if error else f"http_{answer.http_status}"
         turn.outcomes[outcome] = turn.outcomes.get(outcome, 0) + 1
-        metrics.DELIVERY_ATTEMPTS.labels(outcome, "none" if answer.delivered else _reason_label(answer)).inc()
+        _attempts_counter(outcome, "none" if answer.delivered else _reason_label(answer)).inc()
         metrics.DELIVERY_SECONDS.observe(answer.seconds)
         return _Outcome(
             delivery={
@@ -483,25 +562,25 @@ class DeliveryEngine:
             step = min(max(0, turn.consecutive_failures - PAUSE_AFTER), len(self._schedule) - 1)
             turn.paused_until = sent_at + timedelta(seconds=jittered(self._schedule[step]))
 
-    def _record(self, turn: _Turn, outcomes: list[_Outcome]) -> None:
+    def _record(self, turn: _Turn, outcomes: list[_Outcome], health: _Health) -> None:
+        """The outcomes, their attempts and the endpoint's health as it was after them."""
         if not outcomes:
             return
         endpoint = turn.endpoint
-        health = {
+        values = {
             "endpoint_id": endpoint.id,
-            "new_failing_since": turn.failing_since,
-            "new_consecutive_failures": turn.consecutive_failures,
-            "new_paused_until": turn.paused_until,
+            "new_failing_since": health.failing_since,
+            "new_consecutive_failures": health.consecutive_failures,
+            "new_paused_until": health.paused_until,
         }
 
         def record(conn: sa.Connection) -> None:
             conn.execute(FINISH, [outcome.delivery for outcome in outcomes])
             conn.execute(INSERT_ATTEMPTS, [outcome.attempt for outcome in outcomes])
-            conn.execute(HEALTH, health)
-            if turn.disabled_reason is not None:
-                now = datetime.now(UTC)
-                current = SimpleNamespace(**{**endpoint._asdict(), "failing_since": turn.failing_since})
-                disable(conn, current, turn.disabled_reason, now, announce=True)
+            conn.execute(HEALTH, values)
+            if health.disabled_reason is not None:
+                current = SimpleNamespace(**{**endpoint._asdict(), "failing_since": health.failing_since})
+                disable(conn, current, health.disabled_reason, datetime.now(UTC), announce=True)
 
         # Committed together with what the other delivery and download threads record at the moment.
         self.db.group_commit.run(record)
@@ -589,6 +668,13 @@ class _RefusedSession:
 
     def close(self) -> None:
         pass
+
+
+@functools.cache
+def _attempts_counter(outcome: str, reason: str) -> Any:
+    """The counter of one outcome and reason (few of each), looked up once: labels() takes a lock and
+    hashes its arguments on every call."""
+    return metrics.DELIVERY_ATTEMPTS.labels(outcome, reason)
 
 
 def _reason_label(answer: Answer) -> str:

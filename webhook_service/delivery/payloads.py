@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from webhook_service.database import feed
-from webhook_service.database.tables import Attachment, Message
+from webhook_service.database.tables import ATTACHMENTS, MESSAGES
 from webhook_service.model.message_json import AttachmentUrl, attachment_json, iso, render_messages
 
 # A feed event as a Core row: id, tenant_id, type, message_id, attachment_id, created_at, data.
@@ -30,11 +30,11 @@ def render_payloads(session: Session, events: Sequence[Event], attachment_url: A
     attachment_ids = {e.attachment_id for e in events if e.type in _ATTACHMENT_EVENTS and e.attachment_id}
     messages: dict[str, dict[str, Any]] = {}
     if message_ids:
-        rows = list(session.scalars(sa.select(Message).where(Message.id.in_(message_ids))))
+        rows = list(session.execute(sa.select(MESSAGES).where(MESSAGES.c.id.in_(message_ids))))
         messages = {m["id"]: m for m in render_messages(session, rows, attachment_url)}
     attachments: dict[str, dict[str, Any]] = {}
     if attachment_ids:
-        for attachment in session.scalars(sa.select(Attachment).where(Attachment.id.in_(attachment_ids))):
+        for attachment in session.execute(sa.select(ATTACHMENTS).where(ATTACHMENTS.c.id.in_(attachment_ids))):
             attachments[attachment.id] = attachment_json(attachment, attachment_url)
     bodies = {}
     for event in events:

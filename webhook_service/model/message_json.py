@@ -4,14 +4,14 @@ renders stored messages that way: the read API's answers and push deliveries' pa
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from webhook_service.database.tables import Attachment, Message, StatusEventRow
+from webhook_service.database.tables import ATTACHMENTS, STATUS_EVENTS
 
 # A message, attachment or status report with its table's columns as attributes: an ORM object when read
 # back, a Core row in the worker, a namespace while the intake builds the feed snapshot of its own insert.
@@ -81,20 +81,23 @@ def message_json(
     }
 
 
-def render_messages(session: Session, messages: list[Message], url: AttachmentUrl) -> list[dict[str, Any]]:
-    """Stored messages as consumers read them, with their attachments (URLs signed by `url`) and status
-    history, in two queries for the whole list."""
+def render_messages(session: Session, messages: Sequence[Row], url: AttachmentUrl) -> list[dict[str, Any]]:
+    """Stored messages (ORM objects or Core rows) as consumers read them, with their attachments (URLs
+    signed by `url`) and status history, in two queries for the whole list. Those two read Core rows:
+    building ORM objects cost several times more, for JSON made from their attributes alike."""
     if not messages:
         return []
     seqs = [m.seq for m in messages]
-    attachments: dict[int, list[Attachment]] = defaultdict(list)
-    for attachment in session.scalars(
-        sa.select(Attachment).where(Attachment.message_seq.in_(seqs)).order_by(Attachment.message_seq, Attachment.index)
+    attachments: dict[int, list[Row]] = defaultdict(list)
+    for attachment in session.execute(
+        sa.select(ATTACHMENTS)
+        .where(ATTACHMENTS.c.message_seq.in_(seqs))
+        .order_by(ATTACHMENTS.c.message_seq, ATTACHMENTS.c.index)
     ):
         attachments[attachment.message_seq].append(attachment)
-    history: dict[int, list[StatusEventRow]] = defaultdict(list)
-    for row in session.scalars(
-        sa.select(StatusEventRow).where(StatusEventRow.message_seq.in_(seqs)).order_by(StatusEventRow.id)
+    history: dict[int, list[Row]] = defaultdict(list)
+    for row in session.execute(
+        sa.select(STATUS_EVENTS).where(STATUS_EVENTS.c.message_seq.in_(seqs)).order_by(STATUS_EVENTS.c.id)
     ):
         history[row.message_seq].append(row)
     return [message_json(m, attachments[m.seq], history[m.seq], url) for m in messages]
