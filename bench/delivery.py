@@ -138,7 +138,7 @@ def write_config(work: Path, receiver_port: int, web_port: int, database_url: st
     database = f'database_url = "{database_url}"\n' if database_url else ""
     config.write_text(f"""
 data_dir = "{work / "data"}"
-{database}log_level = "WARNING"
+{database}log_level = "{os.environ.get("BENCH_LOG_LEVEL", "WARNING")}"
 secret_key = "bench-secret-key-0123456789abcdef0123456789"
 public_base_url = "http://127.0.0.1:{web_port}"
 port = {web_port}

@@ -136,10 +136,10 @@ class _Health:
 
 
 class _Books:
-    """A turn's database work beside its sending: from its second batch on, the next batch is read and
-    the last one recorded on a thread of the turn's own while this one is sent, so that neither waits for
-    the other. A turn of one batch (the usual one when traffic is light) starts no thread: its work runs
-    inline."""
+    """A turn's database work beside its sending: from a full batch or the second one on, the next batch
+    is read and the last one recorded on a thread of the turn's own while this one is sent, so that
+    neither waits for the other. A turn of one small batch (the usual one when traffic is light) starts no
+    thread: its work runs inline."""
 
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
@@ -362,8 +362,8 @@ class DeliveryEngine:
                 prefetched = False
                 if due:
                     turn.cursor = due[-1].id
-                    if len(due) == self.settings.batch_size:
-                        books.start()  # more is likely waiting: read it while this batch is sent
+                    if len(due) == self.settings.batch_size or turn.outcomes:
+                        books.start()  # a full batch, or a second one: more is likely to follow
                     if books.started:
                         batch, prefetched = books.run(self._next_batch, turn), True
                     outcomes = self._send(turn, session, due, bodies)
