@@ -182,7 +182,12 @@ CLAIM = (
 )
 _HELD = sa.and_(ENDPOINTS.c.id == sa.bindparam("endpoint_id"), ENDPOINTS.c.claim_token == sa.bindparam("token"))
 RELEASE = sa.update(ENDPOINTS).where(_HELD).values(claimed_until=None, claim_token=None)
-ADVANCE = sa.update(ENDPOINTS).where(_HELD).values(feed_position=sa.bindparam("position"))
+# Only while the endpoint is still claimed by this turn and enabled: disabled meanwhile (by its owner),
+# it takes no more events.
+ADVANCE = (
+    sa.update(ENDPOINTS).where(_HELD, ENDPOINTS.c.enabled.is_(True)).values(feed_position=sa.bindparam("position"))
+)
+STILL_THERE = sa.select(ENDPOINTS.c.id).where(ENDPOINTS.c.id == sa.bindparam("endpoint_id"))
 HEALTH = (
     sa.update(ENDPOINTS)
     .where(ENDPOINTS.c.id == sa.bindparam("endpoint_id"))
@@ -192,9 +197,14 @@ HEALTH = (
         paused_until=sa.bindparam("new_paused_until"),
     )
 )
+# A delivery given up meanwhile (its endpoint disabled) stays given up, unless this attempt delivered it:
+# that happened, and is recorded.
 FINISH = (
     sa.update(DELIVERIES)
-    .where(DELIVERIES.c.id == sa.bindparam("delivery_id"), DELIVERIES.c.status == "pending")
+    .where(
+        DELIVERIES.c.id == sa.bindparam("delivery_id"),
+        sa.or_(DELIVERIES.c.status == "pending", sa.bindparam("new_status", type_=sa.String) == "delivered"),
+    )
     .values(
         status=sa.bindparam("new_status"),
         attempts=sa.bindparam("new_attempts"),
@@ -323,7 +333,9 @@ class DeliveryEngine:
         try:
             self._run(turn, session)
         except _LostClaim:
-            log(logger, "delivery_claim_lost", logging.WARNING, endpoint_id=endpoint_id)
+            # Taken over by another worker (the lease ran out), or disabled or deleted meanwhile.
+            log(logger, "delivery_turn_ended", endpoint_id=endpoint_id, reason="claim_lost_or_disabled")
+            self._release(turn)
             return turn.outcomes
         finally:
             session.close()
@@ -437,13 +449,11 @@ class DeliveryEngine:
         position = events[-1].id
         # Not durable: the deliveries and the new place are lost together in a crash, and made again.
         with self.db.writing(durable=False) as conn:
+            moved = conn.execute(ADVANCE, {"endpoint_id": endpoint.id, "token": turn.token, "position": position})
+            if moved.rowcount != 1:
+                raise _LostClaim()  # rolls the transaction back
             if deliveries:
                 conn.execute(self._insert_deliveries, deliveries)
-            if (
-                conn.execute(ADVANCE, {"endpoint_id": endpoint.id, "token": turn.token, "position": position}).rowcount
-                != 1
-            ):
-                raise _LostClaim()
         turn.position = position
         return len(events) < self.settings.batch_size
 
@@ -575,6 +585,8 @@ class DeliveryEngine:
         }
 
         def record(conn: sa.Connection) -> None:
+            if conn.execute(STILL_THERE, {"endpoint_id": endpoint.id}).first() is None:
+                return  # deleted during the turn, its deliveries with it
             conn.execute(FINISH, [outcome.delivery for outcome in outcomes])
             conn.execute(INSERT_ATTEMPTS, [outcome.attempt for outcome in outcomes])
             conn.execute(HEALTH, values)
