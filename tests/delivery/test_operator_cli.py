@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from tests.delivery.conftest import RETRY_SCHEDULE, A, listen
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.cli.main import cli
+from webhook_service.database.tables import DELIVERIES
+from webhook_service.delivery import history
 
 
 @pytest.fixture
@@ -70,3 +74,17 @@ def test_list_retry_and_replay(client, runtime, receiver, run):
     assert run("deliveries", "replay", "--endpoint", endpoint["id"]).exit_code == 2
     assert run("deliveries", "replay", "--endpoint", endpoint["id"], "--since", "yesterday").exit_code == 2
     assert client.get(f"/api/v1/endpoints/{endpoint['id']}", headers=A).get_json()["failingSince"] is None
+
+
+def test_prune_removes_old_attempts_and_finished_deliveries_but_not_pending_ones(client, runtime, receiver, run):
+    endpoint = listen(client, receiver)
+    post_standard(client, inbound_body("m-1"))
+    runtime.deliveries.drain(endpoint["id"])  # delivered
+    receiver.answer("/hook", 500)
+    post_standard(client, inbound_body("m-2"))
+    runtime.deliveries.drain(endpoint["id"])  # pending, to be retried
+    assert "deleted 0 delivery attempts and 0 finished deliveries" in run("prune", "--days", "1").output
+    pruned = history.prune_history(runtime.db, datetime.now(UTC) + timedelta(seconds=1))
+    assert (pruned.attempts, pruned.deliveries) == (2, 1)
+    with runtime.db.reading() as session:
+        assert [row.status for row in session.execute(sa.select(DELIVERIES.c.status))] == ["pending"]

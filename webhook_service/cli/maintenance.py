@@ -7,14 +7,15 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from webhook_service.cli.context import command_runtime
+from webhook_service.delivery.history import prune_history
 from webhook_service.intake.retention import prune_requests
 
 
 @click.command()
 @click.option("--days", type=int, help="Keep this many days (default: settings.retention_days).")
 def prune(days: int | None) -> None:
-    """Delete accepted raw requests and quarantined requests older than the retention period.
-    Messages, statuses and attachments are kept."""
+    """Delete accepted raw requests and quarantined requests older than the retention period, and push
+    deliveries' attempts and finished deliveries as old. Messages, statuses and attachments are kept."""
     runtime = command_runtime()
     cutoff = datetime.now(UTC) - timedelta(days=days or runtime.settings.retention_days)
     pruned = prune_requests(runtime.db, cutoff)
@@ -22,3 +23,5 @@ def prune(days: int | None) -> None:
         f"deleted {pruned.raw_requests} raw requests and {pruned.quarantined_requests} quarantined "
         f"requests older than {cutoff:%Y-%m-%d}"
     )
+    deliveries = prune_history(runtime.db, cutoff)
+    click.echo(f"deleted {deliveries.attempts} delivery attempts and {deliveries.deliveries} finished deliveries")

@@ -334,6 +334,7 @@ class DeliveryAttempt(Base):
 
 # The tables as Core objects, for the hot paths that run Core statements instead of ORM units of work.
 RAW_REQUESTS = cast(sa.Table, RawRequest.__table__)
+QUARANTINED_REQUESTS = cast(sa.Table, QuarantinedRequest.__table__)
 MESSAGES = cast(sa.Table, Message.__table__)
 STATUS_EVENTS = cast(sa.Table, StatusEventRow.__table__)
 ATTACHMENTS = cast(sa.Table, Attachment.__table__)

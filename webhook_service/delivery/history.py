@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from webhook_service.database.engine import Database
+from webhook_service.database.pruning import delete_in_batches
 from webhook_service.database.tables import DELIVERIES, DELIVERY_ATTEMPTS, ENDPOINTS, EVENTS
 from webhook_service.model.message_json import iso
 
@@ -151,6 +152,23 @@ def failed_ids(db: Database, endpoint_id: str | None = None) -> list[int]:
         query = query.where(DELIVERIES.c.endpoint_id == endpoint_id)
     with db.reading() as session:
         return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class PrunedDeliveries:
+    attempts: int
+    deliveries: int
+
+
+def prune_history(db: Database, older_than: datetime) -> PrunedDeliveries:
+    """Delete attempts made, and finished deliveries completed, before `older_than` (`webhook-service
+    prune`). Pending deliveries stay whatever their age; a pruned event can still be replayed."""
+    return PrunedDeliveries(
+        attempts=delete_in_batches(db, DELIVERY_ATTEMPTS, DELIVERY_ATTEMPTS.c.attempted_at < older_than),
+        deliveries=delete_in_batches(
+            db, DELIVERIES, DELIVERIES.c.status != "pending", DELIVERIES.c.completed_at < older_than
+        ),
+    )
 
 
 def retry_failed(db: Database, delivery_ids: Sequence[int]) -> list[str]:

@@ -7,14 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import sqlalchemy as sa
-
 from webhook_service.database.engine import Database
-from webhook_service.database.tables import QuarantinedRequest, RawRequest, RequestRecord
-
-# Rows deleted per statement (and transaction): every statement stays well inside the database's
-# statement timeout however much has built up, and no transaction holds thousands of row locks.
-PRUNE_BATCH = 1000
+from webhook_service.database.pruning import delete_in_batches
+from webhook_service.database.tables import QUARANTINED_REQUESTS, RAW_REQUESTS
 
 
 @dataclass(frozen=True)
@@ -25,17 +20,8 @@ class Pruned:
 
 def prune_requests(db: Database, older_than: datetime) -> Pruned:
     return Pruned(
-        raw_requests=_delete_older(db, RawRequest, older_than),
-        quarantined_requests=_delete_older(db, QuarantinedRequest, older_than),
+        raw_requests=delete_in_batches(db, RAW_REQUESTS, RAW_REQUESTS.c.received_at < older_than),
+        quarantined_requests=delete_in_batches(
+            db, QUARANTINED_REQUESTS, QUARANTINED_REQUESTS.c.received_at < older_than
+        ),
     )
-
-
-def _delete_older(db: Database, table: type[RequestRecord], older_than: datetime) -> int:
-    deleted = 0
-    while True:
-        batch = sa.select(table.id).where(table.received_at < older_than).limit(PRUNE_BATCH).scalar_subquery()
-        with db.writing() as connection:
-            count = connection.execute(sa.delete(table).where(table.id.in_(batch))).rowcount
-        deleted += count
-        if count < PRUNE_BATCH:
-            return deleted
