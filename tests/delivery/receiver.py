@@ -164,15 +164,21 @@ class _Handler(BaseHTTPRequestHandler):
         receiver = self.server.receiver
         path = self.path.split("?", 1)[0]
         receiver.answering(path, +1)
+        answering = True
         try:
             route = receiver.record(self, body)
             if route.delay:
                 receiver.stopping.wait(route.delay)
+            # Done with the request before the answer goes out: once a client has its answer, its next
+            # request (or another worker's, after this one's turn) must not find this one still counted.
+            receiver.answering(path, -1)
+            answering = False
             self._behave(route, receiver)
         except OSError:
             pass  # the client left, as several behaviours make it do
         finally:
-            receiver.answering(path, -1)
+            if answering:
+                receiver.answering(path, -1)
 
     def _behave(self, route: _Route, receiver: Receiver) -> None:
         if route.behaviour == "status":
