@@ -18,7 +18,7 @@ from webhook_service.database.engine import Database
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
 from webhook_service.database.tables import storable
 from webhook_service.intake.message_store import StoreResult, store_webhook
-from webhook_service.intake.quarantine import Quarantine
+from webhook_service.intake.quarantine import Quarantine, body_was_kept
 from webhook_service.intake.redaction import stored_form
 from webhook_service.model.events import Event
 from webhook_service.model.phone import mask, normalize_address
@@ -40,7 +40,8 @@ CHECK_NOTHING: Final = "none"  # an operator vouches for the request
 @dataclass
 class IntakeResult:
     status: int
-    outcome: str  # accepted | duplicate | unauthorized | bad_request | too_large | unavailable | not_found
+    # accepted | duplicate | unauthorized | bad_request | too_large | unavailable | not_found | body_not_kept
+    outcome: str
     reason_code: str | None = None
     detail: str | None = None  # for operators only, never sent to the caller
     store: StoreResult | None = None
@@ -122,12 +123,15 @@ class Intake:
         """Run a quarantined request through the intake again and, once stored, mark it replayed. Its
         signature is re-checked against the current secrets at its original arrival time; its stored
         credentials were redacted, so Basic-auth or token-only connections need `trust` (the operator
-        vouches for it). None when the entry, or its connection, no longer exists."""
+        vouches for it). None when the entry, or its connection, no longer exists; a 409 `body_not_kept`,
+        changing nothing, for an entry kept without its body (there is nothing to replay)."""
         row = self.quarantine.get(entry_id)
         adapter = self.adapters.get(row.provider) if row else None
         connection = self.connections.find(row.provider, row.connection) if row and adapter else None
         if row is None or adapter is None or connection is None:
             return None
+        if not body_was_kept(row):
+            return IntakeResult(409, "body_not_kept", "body_not_kept", detail=f"its body was not kept ({row.reason})")
         webhook_request = WebhookRequest(
             method=row.method,
             url=row.url,
