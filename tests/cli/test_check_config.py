@@ -5,21 +5,23 @@ LOG_LEVEL in any case; and with --connect, whether the database, blob store and 
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
+from alembic import command
 from click.testing import CliRunner, Result
 
 from tests.fixtures.blob_servers import MOTO_CREDENTIALS, unique_bucket_name
 from tests.fixtures.services import free_port
 from webhook_service.cli.main import cli
+from webhook_service.database.migrate import alembic_config
 
 
 @pytest.fixture
 def check_config(tmp_path, monkeypatch):
     """check-config with this file (TOML text) and these variables, in an environment of its own."""
-    monkeypatch.delenv("WEBHOOK_SERVICE_CONFIG", raising=False)
+    config = tmp_path / "service.toml"
+    # --config sets this variable for the commands it runs: set here first, it is restored afterwards.
+    monkeypatch.setenv("WEBHOOK_SERVICE_CONFIG", str(config))
 
     def invoke(toml: str = "", *arguments: str, **variables: str) -> Result:
-        config = tmp_path / "service.toml"
         config.write_text(f'data_dir = "{tmp_path / "data"}"\n{toml}')
         for name, value in variables.items():
             monkeypatch.setenv(name, value)
@@ -135,9 +137,12 @@ def test_connect_checks_the_database_blob_store_and_queue(run):
 
 
 def test_connect_reports_a_database_that_lacks_migrations(run, runtime, database_url):
-    with runtime.db.writing() as connection:
-        connection.execute(sa.text("UPDATE alembic_version SET version_num = '0002'"))
-    result = run("check-config", "--connect")
+    config = alembic_config(database_url)
+    command.downgrade(config, "0002")
+    try:
+        result = run("check-config", "--connect")
+    finally:
+        command.upgrade(config, "head")  # the database is shared with the tests that follow
     assert result.exit_code == 1
     assert (
         "check database: FAILED, reachable, schema at revision 0002 lacks 1 migration (0003): "

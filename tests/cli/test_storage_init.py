@@ -14,10 +14,11 @@ from webhook_service.cli.main import cli
 
 @pytest.fixture
 def storage_init(tmp_path, monkeypatch):
-    monkeypatch.delenv("WEBHOOK_SERVICE_CONFIG", raising=False)
+    config = tmp_path / "service.toml"
+    # --config sets this variable for the commands it runs: set here first, it is restored afterwards.
+    monkeypatch.setenv("WEBHOOK_SERVICE_CONFIG", str(config))
 
     def invoke(storage_toml: str) -> Result:
-        config = tmp_path / "service.toml"
         config.write_text(f'data_dir = "{tmp_path / "data"}"\n{storage_toml}')
         return CliRunner().invoke(cli, ["--config", str(config), "storage", "init"], catch_exceptions=False)
 
