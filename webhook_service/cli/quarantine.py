@@ -101,6 +101,7 @@ def quarantine_discard(entry_ids: tuple[int, ...]) -> None:
 
 def _entry_line(e: dict[str, Any]) -> str:
     resolution = f"  [{e['resolution']}]" if e["resolution"] else ""
+    resolution += "" if e["bodyKept"] else "  (body not kept)"
     return (
         f"{e['id']:>8}  {e['receivedAt'][:19]}  {e['provider']}/{e['connection']}  {e['status']}  "
         f"{e['reason']}: {e['detail']}{resolution}"
