@@ -8,6 +8,7 @@ import sys
 
 from prometheus_client import multiprocess
 
+from webhook_service.gunicorn_logging import json_access_logger
 from webhook_service.gunicorn_worker import ClientLimits, request_buffering_worker
 from webhook_service.settings import load_settings
 
@@ -32,8 +33,10 @@ threads = _settings.web_threads
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
-# The app logs one structured line per webhook; gunicorn's access log would repeat it unstructured.
+# The app logs one line per webhook. gunicorn's access line, when `access_log` is on, is JSON with the
+# query's secrets hidden (gunicorn_logging.py); its own would be written whenever logconfig_dict is set.
 accesslog = None
+logger_class = json_access_logger(enabled=_settings.access_log)
 errorlog = "-"
 logconfig_dict = {
     "version": 1,
