@@ -27,6 +27,7 @@ from webhook_service.intake.http import webhooks_blueprint
 from webhook_service.media.links import SIGNATURE_QUERY_PARAMS
 from webhook_service.observability.health import health_blueprint
 from webhook_service.observability.logs import configure_logging, log
+from webhook_service.observability.metrics_sharing import web_scrape_directories
 from webhook_service.observability.request_ids import RequestIds
 from webhook_service.providers.base import REDACTED_QUERY_PARAMS
 from webhook_service.runtime import Runtime
@@ -88,7 +89,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(local_media_blueprint(runtime.blob_store))
     app.register_blueprint(
         health_blueprint(
-            {"database": runtime.db.ping, "queue": lambda: runtime.queue.ping(), "blobStore": runtime.blob_store.check}
+            {"database": runtime.db.ping, "queue": lambda: runtime.queue.ping(), "blobStore": runtime.blob_store.check},
+            metrics_directories=web_scrape_directories(
+                settings.data_dir, worker_serves_its_own=bool(settings.worker_metrics_port)
+            ),
         )
     )
 

@@ -463,7 +463,9 @@ class AttachmentPipeline:
         alone: the workers have work, and what looks lost is most likely waiting in that queue (webhooks'
         own tasks, or an earlier run's); enqueueing it again would only pile copies on the backlog. The
         run after the queue drains below a batch takes up what is still pending."""
+        metrics.QUEUE_WAITING.set(queued)
         if queued >= SWEEP_BATCH:
+            metrics.SWEEP_RUNS.labels("deferred").inc()
             log(logger, "sweep_deferred", queued=queued)
             return 0
         started = time.monotonic()
@@ -479,6 +481,9 @@ class AttachmentPipeline:
             done = len(ids) < SWEEP_BATCH
             if done or time.monotonic() - started >= SWEEP_TIME_BUDGET_SECONDS:
                 break
+        stopped = "done" if done else "time_budget"
+        metrics.SWEEP_RUNS.labels(stopped).inc()
+        metrics.SWEEP_ENQUEUED.inc(enqueued)
         if enqueued:
             log(
                 logger,
@@ -486,7 +491,7 @@ class AttachmentPipeline:
                 attachments=enqueued,
                 batches=batches,
                 queued=queued,
-                stopped="done" if done else "time_budget",
+                stopped=stopped,
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
             )
         return enqueued
