@@ -36,10 +36,10 @@ class JsonAccessLogger(Logger):
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
         if not self.access_enabled:
             return
-        log(self.access_log, "access", logging.INFO, **access_fields(resp, environ, request_time))
+        log(self.access_log, "access", logging.INFO, **access_fields(resp, req, environ, request_time))
 
 
-def access_fields(resp: Any, environ: dict[str, Any], request_time: timedelta) -> dict[str, Any]:
+def access_fields(resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> dict[str, Any]:
     query = environ.get("QUERY_STRING", "")
     secret = environ.get(SECRET_QUERY_PARAMS)
     if query:
@@ -47,7 +47,8 @@ def access_fields(resp: Any, environ: dict[str, Any], request_time: timedelta) -
     status = str(resp.status).split(None, 1)[0]
     return {
         "method": _bounded(environ.get("REQUEST_METHOD")),
-        "path": _bounded(environ.get("PATH_INFO")),
+        # (A request gunicorn refused has no PATH_INFO; its parsed request still has the path.)
+        "path": _bounded(environ.get("PATH_INFO") or getattr(req, "path", None)),
         "query": _bounded(query) or None,
         "status": int(status) if status.isdigit() else status,
         "duration_ms": round(request_time.total_seconds() * 1000, 2),

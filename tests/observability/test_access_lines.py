@@ -12,6 +12,7 @@ from webhook_service.gunicorn_logging import access_fields
 from webhook_service.observability.request_ids import REQUEST_ID, SECRET_QUERY_PARAMS
 
 ANSWER = SimpleNamespace(status="400 Bad Request", sent=11)
+REQUEST = SimpleNamespace(path="/webhooks/protexting")
 
 
 def environ(**more):
@@ -19,19 +20,20 @@ def environ(**more):
 
 
 def test_a_request_the_app_never_saw_has_its_whole_query_hidden():
-    fields = access_fields(ANSWER, environ(QUERY_STRING="access_token=abc&x=1"), timedelta(milliseconds=3))
-    assert fields["query"] == "[redacted]"
+    refused = {"REQUEST_METHOD": "GET", "QUERY_STRING": "access_token=abc&x=1", "REMOTE_ADDR": "127.0.0.1"}
+    fields = access_fields(ANSWER, REQUEST, refused, timedelta(milliseconds=3))
+    assert (fields["query"], fields["path"]) == ("[redacted]", "/webhooks/protexting")
     assert (fields["status"], fields["bytes"], fields["duration_ms"], fields["request_id"]) == (400, 11, 3.0, None)
 
 
 def test_named_parameters_are_hidden_and_the_rest_kept():
     more = {"QUERY_STRING": "token=abc&page=2", SECRET_QUERY_PARAMS: frozenset({"token"}), REQUEST_ID: "r-1"}
-    fields = access_fields(ANSWER, environ(**more), timedelta(0))
+    fields = access_fields(ANSWER, REQUEST, environ(**more), timedelta(0))
     assert (fields["query"], fields["request_id"]) == ("token=%5Bredacted%5D&page=2", "r-1")
 
 
 def test_no_query_is_none():
-    assert access_fields(ANSWER, environ(QUERY_STRING=""), timedelta(0))["query"] is None
+    assert access_fields(ANSWER, REQUEST, environ(QUERY_STRING=""), timedelta(0))["query"] is None
 
 
 def test_long_fields_are_bounded():
@@ -41,5 +43,5 @@ def test_long_fields_are_bounded():
         "QUERY_STRING": "x=" + "q" * 5000,
         SECRET_QUERY_PARAMS: frozenset(),
     }
-    fields = access_fields(ANSWER, environ(**more), timedelta(0))
+    fields = access_fields(ANSWER, REQUEST, environ(**more), timedelta(0))
     assert len(fields["path"]) == len(fields["user_agent"]) == len(fields["query"]) == 1024
