@@ -25,6 +25,7 @@ from webhook_service.media.links import MediaLinks
 from webhook_service.media.pipeline import AttachmentPipeline
 from webhook_service.media.uploads import MediaUploads
 from webhook_service.media.validation import MediaPolicy
+from webhook_service.observability import metrics
 from webhook_service.observability.logs import log
 from webhook_service.providers import ADAPTERS
 from webhook_service.worker.queue import DownloadQueue
@@ -118,6 +119,7 @@ class Runtime:
         try:
             self.queue.enqueue(attachment_ids)
         except Exception as error:  # noqa: BLE001  # the queue is only a trigger; never fail the webhook over it
+            metrics.ENQUEUE_FAILURES.inc(len(attachment_ids))
             log(logger, "enqueue_failed", logging.WARNING, attachments=len(attachment_ids), error=type(error).__name__)
 
     def close(self) -> None:

@@ -8,9 +8,7 @@ quarantine), 503 with Retry-After when the database is down. Nothing a caller ca
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,11 +19,10 @@ from webhook_service.config.model import Connection
 from webhook_service.intake.processing import Intake, IntakeResult
 from webhook_service.observability import metrics
 from webhook_service.observability.logs import log
+from webhook_service.observability.request_ids import add_secret_query_params, request_id_for
 from webhook_service.providers.base import WebhookRequest
 
 logger = logging.getLogger("webhook_service.intake")
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: str | None) -> Blueprint:
@@ -35,10 +32,13 @@ def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: 
     @blueprint.post("/webhooks/<provider>/<connection_name>")
     def receive(provider: str, connection_name: str | None = None) -> Response:
         started = time.perf_counter()
-        request_id = _request_id()
+        request_id = request_id_for(request.environ)
         adapter = intake.adapters.get(provider)
         connection = intake.connections.find(provider, connection_name) if adapter else None
-        if adapter is None or connection is None:
+        if adapter is not None and connection is not None:
+            # The access line hides what this connection's requests carry as credentials.
+            add_secret_query_params(request.environ, adapter.secret_query_params_for(connection))
+        else:
             result = IntakeResult(404, "not_found", "unknown_provider" if adapter is None else "unknown_connection")
             _log(intake, result, request_id, provider, connection_name, started)
             return _json_error(404, "not_found", "No such webhook endpoint.", request_id)
@@ -137,16 +137,16 @@ def _public_url(public_base_url: str | None, connection: Connection) -> str:
     return f"{base}?{query}" if query else base
 
 
-def _request_id() -> str:
-    offered = request.headers.get("X-Request-Id", "")
-    return offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
-
-
 def _json_error(status: int, code: str, message: str, request_id: str) -> Response:
     response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
     response.headers["X-Request-Id"] = request_id
     return response
+
+
+# Accepted (and duplicates) at info; refused (401, 400, 404, 413) at warning, so that a provider whose
+# every request is refused stands out; a 503 (the database is down) at error.
+_LEVELS = {2: logging.INFO, 4: logging.WARNING}
 
 
 def _log(
@@ -158,7 +158,7 @@ def _log(
     log(
         logger,
         "webhook",
-        logging.INFO if result.status < 500 else logging.ERROR,
+        _LEVELS.get(result.status // 100, logging.ERROR),
         request_id=request_id,
         provider=provider[:32],
         connection=connection and connection[:64],

@@ -23,6 +23,7 @@ from webhook_service.intake.redaction import stored_form
 from webhook_service.model.events import Event
 from webhook_service.model.phone import mask, normalize_address
 from webhook_service.observability.logs import log
+from webhook_service.observability.request_ids import request_id_bound
 from webhook_service.providers.base import ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest
 from webhook_service.providers.signatures import constant_time_equal
 
@@ -136,14 +137,16 @@ class Intake:
             received_at=row.received_at,
             remote_addr=row.remote_addr,
         )
-        result = self.process(
-            adapter,
-            connection,
-            webhook_request,
-            f"replay-{entry_id}",
-            check=CHECK_NOTHING if trust else CHECK_SIGNATURE,
-            quarantine_refused=False,
-        )
+        request_id = f"replay-{entry_id}"
+        with request_id_bound(request_id):  # the replay's lines, as the stored request, carry its own id
+            result = self.process(
+                adapter,
+                connection,
+                webhook_request,
+                request_id,
+                check=CHECK_NOTHING if trust else CHECK_SIGNATURE,
+                quarantine_refused=False,
+            )
         if result.status == 200:
             self.quarantine.resolve(entry_id, "replayed")
         return result

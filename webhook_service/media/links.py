@@ -27,6 +27,9 @@ from webhook_service.config.model import Settings
 from webhook_service.database.tables import Attachment, MediaUpload
 
 STABLE_URL_PREFIX = "/m/"
+# The query parameters that make a URL this service signs work: the local store's `signature`
+# (storage/local.py) and a stable URL's `sig`. Whoever reads one can fetch the file, so logs hide them.
+SIGNATURE_QUERY_PARAMS = frozenset({"signature", "sig"})
 # Bound into every stable URL's signature, so a MAC made with the same key for another purpose never passes.
 _STABLE_URL_PURPOSE = "media-upload.stable-url/v1"
 _EXPIRES = re.compile(r"[1-9][0-9]{0,11}")

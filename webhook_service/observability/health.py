@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from flask import Blueprint, Response
 
@@ -16,8 +17,9 @@ logger = logging.getLogger("webhook_service.health")
 Probe = Callable[[], object]
 
 
-def health_blueprint(probes: Mapping[str, Probe]) -> Blueprint:
-    """The health endpoints; `probes` name each dependency /readyz checks, in the order reported."""
+def health_blueprint(probes: Mapping[str, Probe], *, metrics_directories: Sequence[Path] = ()) -> Blueprint:
+    """The health endpoints; `probes` name each dependency /readyz checks, in the order reported;
+    /metrics adds up the values processes wrote under `metrics_directories` (none: this process's)."""
     blueprint = Blueprint("health", __name__)
 
     @blueprint.get("/healthz")
@@ -39,7 +41,7 @@ def health_blueprint(probes: Mapping[str, Probe]) -> Blueprint:
 
     @blueprint.get("/metrics")
     def prometheus_metrics():
-        body, content_type = metrics.render()
+        body, content_type = metrics.render(metrics_directories)
         return Response(body, content_type=content_type)
 
     return blueprint
