@@ -61,6 +61,12 @@ logconfig_dict = {
 forwarded_allow_ips = ""
 secure_scheme_headers: dict[str, str] = {}
 forwarder_headers = ""
+# gunicorn 27 opens a control socket for `gunicornc` at $XDG_RUNTIME_DIR/gunicorn.ctl or
+# ~/.gunicorn/gunicorn.ctl: one path for every gunicorn the user runs, so each new server takes it over and
+# the first to stop deletes it under the others. The service is stopped and reloaded by signals (its
+# process manager's, or `webhook-service run`'s) and uses none of gunicornc's commands: no socket at all,
+# rather than one per data directory, which several web processes sharing it would fight over the same way.
+control_socket_disable = True
 
 
 # prctl(2): the signal the kernel sends this process when its parent ends.
