@@ -79,7 +79,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(local_media_blueprint(runtime.blob_store))
     app.register_blueprint(
         health_blueprint(
-            {"database": runtime.db.ping, "queue": lambda: runtime.queue.ping(), "blobStore": runtime.blob_store.check}
+            {"database": runtime.db.ping, "queue": lambda: runtime.queue.ping(), "blobStore": runtime.blob_store.check},
+            spool=runtime.spool.report if runtime.spool else None,
         )
     )
 

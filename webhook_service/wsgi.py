@@ -6,13 +6,20 @@ import sys
 
 from webhook_service.app import create_app
 from webhook_service.config.model import ConfigError
+from webhook_service.runtime import Runtime
+from webhook_service.settings import load_settings
 
 try:
-    app = create_app()
+    runtime = Runtime(load_settings())
+    app = create_app(runtime=runtime)
 except ConfigError as error:
     # One clear line instead of a traceback from every gunicorn worker.
     sys.stderr.write(f"configuration error: {error}\n")
     raise SystemExit(2) from None
+
+# Each gunicorn worker loads this module after it is forked (no preload), so the thread is its own. The
+# spool's drain lock lets one process at a time drain.
+runtime.start_spool_drainer()
 
 # Everything loaded so far (modules, the app, the runtime) lives as long as the process: moved out of the
 # collector's generations, it is no longer scanned on every full collection while requests are served.

@@ -17,4 +17,6 @@ def consume(threads: int, no_periodic: bool, supervised: bool) -> None:
     runtime = command_runtime()
     if supervised:
         stop_when_orphaned()
+    # Worker processes drain the spool of their data directory too (one process at a time drains it).
+    runtime.start_spool_drainer()
     runtime.queue.consumer(threads, periodic=not no_periodic).run()

@@ -43,6 +43,17 @@ MESSAGE_KEY = ["tenant_id", "provider", "provider_message_id"]
 # cache keys) cost more than running them.
 INSERT_RAW_REQUEST = sa.insert(RAW_REQUESTS).returning(RAW_REQUESTS.c.id)
 INSERT_ATTACHMENTS = sa.insert(ATTACHMENTS)
+# A spooled request's raw row, found by its arrival time (indexed) and request id: see raw_request_stored.
+SELECT_STORED_RAW_REQUEST = (
+    sa.select(RAW_REQUESTS.c.id)
+    .where(
+        RAW_REQUESTS.c.received_at == sa.bindparam("received_at"),
+        RAW_REQUESTS.c.request_id == sa.bindparam("request_id"),
+        RAW_REQUESTS.c.provider == sa.bindparam("provider"),
+        RAW_REQUESTS.c.connection == sa.bindparam("connection"),
+    )
+    .limit(1)
+)
 SELECT_HISTORY = (
     sa.select(STATUS_EVENTS).where(STATUS_EVENTS.c.message_seq == sa.bindparam("seq")).order_by(STATUS_EVENTS.c.id)
 )
@@ -132,6 +143,25 @@ def store_webhook(
 
     # Committed together with whatever other webhooks this process is storing at the same moment.
     return db.group_commit.run(record)
+
+
+def raw_request_stored(db: Database, connection: Connection, raw: RawRequestRecord) -> bool:
+    """Whether this very request (same arrival time and request id) is stored already: its transaction
+    committed although its caller was told it failed (the server went away before answering the COMMIT),
+    or a spool drainer stored it and crashed before noting so. The raw request is written in the same
+    transaction as everything else the request changes, so it being there means all of it is. (A request
+    that only repeats what is stored leaves no raw row, and storing it again changes nothing either.)"""
+    with db.reading() as session:
+        found = session.execute(
+            SELECT_STORED_RAW_REQUEST,
+            {
+                "received_at": raw.received_at,
+                "request_id": raw.request_id,
+                "provider": connection.provider,
+                "connection": connection.name,
+            },
+        ).first()
+    return found is not None
 
 
 class _Recorder:

@@ -27,6 +27,7 @@ from webhook_service.config.model import Connection
 from webhook_service.database.engine import Database
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
 from webhook_service.database.tables import QuarantinedRequest
+from webhook_service.intake.message_store import RawRequestRecord
 from webhook_service.intake.redaction import stored_form
 from webhook_service.observability.logs import log
 from webhook_service.providers.base import ProviderAdapter, WebhookRequest
@@ -101,26 +102,57 @@ class Quarantine:
                     bytes=len(body),
                 )
                 body = b""
-            with self.db.transaction() as session:
-                session.add(
-                    QuarantinedRequest(
-                        request_id=request_id,
-                        received_at=record.received_at,
-                        provider=connection.provider,
-                        connection=connection.name,
-                        tenant_id=connection.tenant,
-                        method=record.method,
-                        url=record.url,
-                        headers=record.headers,
-                        body=body,
-                        remote_addr=record.remote_addr,
-                        http_status=http_status,
-                        reason_code=reason_code,
-                        reason=detail[:2000],
-                    )
-                )
+            self._insert(
+                connection.provider, connection.name, connection.tenant, record, body, http_status, reason_code, detail
+            )
         except UNAVAILABLE_ERRORS as error:
             log(logger, "quarantine_unavailable", logging.ERROR, request_id=request_id, error=type(error).__name__)
+
+    def keep_verified(
+        self,
+        provider: str,
+        connection_name: str,
+        tenant: str,
+        record: RawRequestRecord,
+        http_status: int,
+        reason_code: str,
+        detail: str,
+    ) -> None:
+        """Record a request that was verified and acknowledged but cannot be stored as a message (a
+        spooled request whose connection is gone, or that no longer parses): whole, outside the budget
+        for refused requests (the spool's own budget bounded it), and raising UNAVAILABLE_ERRORS when
+        the database cannot take it, so that the caller keeps it."""
+        self._insert(provider, connection_name, tenant, record, record.body, http_status, reason_code, detail)
+
+    def _insert(
+        self,
+        provider: str,
+        connection_name: str,
+        tenant: str,
+        record: RawRequestRecord,
+        body: bytes,
+        http_status: int,
+        reason_code: str,
+        detail: str,
+    ) -> None:
+        with self.db.transaction() as session:
+            session.add(
+                QuarantinedRequest(
+                    request_id=record.request_id,
+                    received_at=record.received_at,
+                    provider=provider,
+                    connection=connection_name,
+                    tenant_id=tenant,
+                    method=record.method,
+                    url=record.url,
+                    headers=record.headers,
+                    body=body,
+                    remote_addr=record.remote_addr,
+                    http_status=http_status,
+                    reason_code=reason_code,
+                    reason=detail[:2000],
+                )
+            )
 
     def entries(
         self, *, include_resolved: bool = False, provider: str | None = None, limit: int = 50
