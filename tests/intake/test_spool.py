@@ -223,11 +223,20 @@ class TestSpooling:
         assert _drain(runtime).outcomes == {"duplicate": 4}
         assert {table: count(runtime, table) for table in stored} == stored
 
-    def test_a_drain_while_the_database_is_still_down_loses_nothing(self, down, runtime):
+    def test_a_drain_while_the_database_is_still_down_loses_nothing(self, down, runtime, caplog):
+        caplog.set_level(logging.INFO, logger="webhook_service")
         assert post_standard(down.client, inbound_body("m-wait")).status_code == 200
         assert _drain(down.runtime).outcomes == {}
         assert down.runtime.spool.status().depth == 1
+        # The log says what waits, and since when.
+        [waiting] = [r.fields for r in caplog.records if r.getMessage() == "spool_waiting"]
+        assert waiting["depth"] == 1 and waiting["oldest_age_seconds"] > 0 and waiting["bytes"] > 0
+
         assert _drain(runtime).outcomes == {"accepted": 1}
+        [drained] = [r.fields for r in caplog.records if r.getMessage() == "spool_drained"]
+        assert (drained["outcomes"], drained["depth_before"], drained["depth"]) == ({"accepted": 1}, 1, 0)
+        [stored] = [r.fields for r in caplog.records if r.getMessage() == "spooled_request_stored"]
+        assert stored["outcome"] == "accepted" and stored["provider"] == "standard"
 
     def test_one_drainer_at_a_time(self, down, runtime):
         assert post_standard(down.client, inbound_body("m-one")).status_code == 200

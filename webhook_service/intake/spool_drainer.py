@@ -49,7 +49,7 @@ class SpoolDrainer:
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._status_logged_at = 0.0
+        self._status_logged_at = float("-inf")  # the first pass that finds requests waiting says so
 
     def start(self) -> None:
         """Drain in a thread of this process from now on (daemon: a process that ends mid-drain loses
