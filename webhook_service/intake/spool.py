@@ -227,9 +227,6 @@ class RequestSpool:
     @contextlib.contextmanager
     def drain_turn(self) -> Iterator[bool]:
         """True for the one drainer at work; False when another process (or thread) drains."""
-        if not self.directory.is_dir():
-            yield False
-            return
         with self._drain_lock.held(wait=False) as mine:
             yield mine
 

@@ -76,6 +76,8 @@ class SpoolDrainer:
     def drain(self) -> DrainReport | None:
         """Store what the spool holds, until it is empty or the database fails again. None when another
         drainer is at work on this spool."""
+        if not self.spool.directory.is_dir():
+            return DrainReport(finished=True)  # nothing was ever spooled here
         with self.spool.drain_turn() as mine:
             if not mine:
                 return None
