@@ -39,7 +39,7 @@ from webhook_service.database.tables import (
     StatusEventRow,
 )
 from webhook_service.intake.message_store import RawRequestRecord
-from webhook_service.intake.spool_format import FILE_HEADER_BYTES, SpooledRequest, encode
+from webhook_service.intake.spool_format import FILE_HEADER_BYTES, FILE_MAGIC, SpooledRequest, encode
 from webhook_service.providers import ADAPTERS
 from webhook_service.runtime import Runtime
 from webhook_service.settings import load_settings
@@ -92,6 +92,13 @@ def _drain(runtime: Runtime):
 def _spool_file(runtime: Runtime):
     assert runtime.spool is not None
     return runtime.spool.path
+
+
+def _as_a_killed_drainer_left_it(runtime: Runtime, saved: bytes) -> None:
+    """The spool file as it was before a drain, and nothing noted as drained: a drainer killed after
+    storing everything, before noting any of it."""
+    _spool_file(runtime).write_bytes(saved)
+    runtime.spool.mark_drained(saved[len(FILE_MAGIC) : FILE_HEADER_BYTES], FILE_HEADER_BYTES)
 
 
 def _raw_requests(runtime) -> list[RawRequest]:
@@ -217,9 +224,7 @@ class TestSpooling:
         stored = {table: count(runtime, table) for table in (RawRequest, Message, StatusEventRow, FeedEvent)}
         assert stored[RawRequest] == 4
 
-        # The spool as the killed drainer left it: nothing noted as stored.
-        _spool_file(runtime).write_bytes(saved)
-        runtime.spool.mark_drained(saved[8:FILE_HEADER_BYTES], FILE_HEADER_BYTES)
+        _as_a_killed_drainer_left_it(runtime, saved)
         assert _drain(runtime).outcomes == {"duplicate": 4}
         assert {table: count(runtime, table) for table in stored} == stored
 
@@ -333,7 +338,11 @@ class TestBadInput:
         remaining = [c for c in settings.model_dump(mode="json")["connections"] if c["name"] != "main"]
         reconfigured = _runtime_like(settings, connections=remaining)
         try:
+            saved = _spool_file(reconfigured).read_bytes()
             assert _drain(reconfigured).outcomes == {"quarantined": 1}
+            # A drainer killed before noting so: the request is in quarantine once.
+            _as_a_killed_drainer_left_it(reconfigured, saved)
+            assert _drain(reconfigured).outcomes == {"duplicate": 1}
             assert count(reconfigured, Message) == 0
             with reconfigured.db.reading() as session:
                 entry = session.scalars(sa.select(QuarantinedRequest)).one()

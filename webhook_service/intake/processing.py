@@ -171,6 +171,8 @@ class Intake:
         adapter = self.adapters.get(spooled.provider)
         connection = self.connections.find(spooled.provider, spooled.connection) if adapter else None
         try:
+            if self.quarantine.holds(spooled.provider, spooled.connection, record):
+                return IntakeResult(SPOOLED_ANSWER_STATUS, "duplicate", "already_quarantined")
             if adapter is None or connection is None:
                 return self._quarantine_spooled(
                     spooled,

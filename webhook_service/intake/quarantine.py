@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from webhook_service.config.model import Connection
 from webhook_service.database.engine import Database
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
-from webhook_service.database.tables import QuarantinedRequest
+from webhook_service.database.tables import QUARANTINED_REQUESTS, QuarantinedRequest, one_request
 from webhook_service.intake.message_store import RawRequestRecord
 from webhook_service.intake.redaction import stored_form
 from webhook_service.observability.logs import log
@@ -35,6 +35,7 @@ from webhook_service.providers.base import ProviderAdapter, WebhookRequest
 logger = logging.getLogger("webhook_service.intake")
 
 REFRESH_SECONDS = 10.0
+SELECT_QUARANTINED_REQUEST = one_request(QUARANTINED_REQUESTS)
 STORED_BODY_BYTES = sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(QuarantinedRequest.body)), 0))
 
 
@@ -165,6 +166,16 @@ class Quarantine:
             query = query.where(QuarantinedRequest.provider == provider)
         with self.db.reading() as session:
             return list(session.scalars(query))
+
+    def holds(self, provider: str, connection_name: str, record: RawRequestRecord) -> bool:
+        """Whether this very request (same arrival time and request id) is in quarantine already: a spool
+        drainer that kept it there and was killed before noting so must not keep it twice."""
+        parameters = {"received_at": record.received_at, "request_id": record.request_id}
+        with self.db.reading() as session:
+            found = session.execute(
+                SELECT_QUARANTINED_REQUEST, {**parameters, "provider": provider, "connection": connection_name}
+            ).first()
+        return found is not None
 
     def get(self, entry_id: int) -> QuarantinedRequest | None:
         with self.db.reading() as session:

@@ -2,10 +2,10 @@
 through the intake's own path (`Intake.store_spooled`).
 
 Every web and worker process runs one (a thread that looks at the spool every second); the spool's drain
-lock lets one of them at a time work on a spool. After each request is stored (or put in quarantine),
-the drainer notes its progress durably, so a drainer killed at any moment resumes where it was: the one
-request it may have stored without noting so is found stored and not stored again (the intake's
-idempotency: `raw_request_stored`, and the unique keys of messages and reports). A damaged region (a
+lock lets one of them at a time work on a spool. Every few requests stored (or put in quarantine), the
+drainer notes its progress durably, so a drainer killed at any moment resumes close to where it was: the
+requests it stored without noting so are found stored and not stored again (the intake's idempotency:
+`raw_request_stored`, `Quarantine.holds`, and the unique keys of messages and reports). A damaged region (a
 record a crash cut off) is set aside under the spool's damaged/ directory with a log line, and the drain
 goes on with the next good record. While the database still cannot be reached the drain stops where it
 is and tries again a second later.
@@ -26,6 +26,9 @@ from webhook_service.observability.logs import log
 logger = logging.getLogger("webhook_service.intake")
 
 DRAIN_INTERVAL_SECONDS = 1.0
+# Progress is noted (fsynced) after this many records: a drainer killed in between stores at most as
+# many again, which the intake finds stored already (one indexed read each).
+NOTE_PROGRESS_EVERY = 16
 # While requests wait in the spool, a line says how many and for how long, this often.
 STATUS_LOG_SECONDS = 30.0
 
@@ -113,24 +116,32 @@ class SpoolDrainer:
             if start >= view.end:
                 report.finished = self.spool.retire(view)
                 return not report.finished  # False: retired; True: appended meanwhile, go on
-            for item in scan(view.data, start, view.end):
-                if isinstance(item, Damage):
-                    kept = self.spool.set_aside(view, item)
-                    log(
-                        logger,
-                        "spool_record_damaged",
-                        logging.ERROR,
-                        offset=item.offset,
-                        bytes=item.end - item.offset,
-                        kept_as=str(kept),
-                    )
-                    report.set_aside += 1
-                else:
-                    outcome = self._store(view, item)
-                    if outcome is None:
-                        return False  # the database is still away: stop here, retry later
-                    report.count(outcome)
-                self.spool.mark_drained(view.generation, item.end)
+            done, unnoted = start, 0
+            try:
+                for item in scan(view.data, start, view.end):
+                    if isinstance(item, Damage):
+                        kept = self.spool.set_aside(view, item)
+                        log(
+                            logger,
+                            "spool_record_damaged",
+                            logging.ERROR,
+                            offset=item.offset,
+                            bytes=item.end - item.offset,
+                            kept_as=str(kept),
+                        )
+                        report.set_aside += 1
+                    else:
+                        outcome = self._store(view, item)
+                        if outcome is None:
+                            return False  # the database is still away: stop here, retry later
+                        report.count(outcome)
+                    done, unnoted = item.end, unnoted + 1
+                    if unnoted == NOTE_PROGRESS_EVERY:
+                        self.spool.mark_drained(view.generation, done)
+                        unnoted = 0
+            finally:
+                if unnoted:
+                    self.spool.mark_drained(view.generation, done)
             return True
 
     def _store(self, view: SpoolView, frame: Frame) -> str | None:

@@ -139,7 +139,7 @@ def scan(data: Buffer, start: int, end: int) -> Iterator[Frame | Damage]:
     (the file's size while no writer is appending), so a record that does not fit is damaged."""
     position = start
     while position < end:
-        frame = _frame_at(data, position, end)
+        frame = frame_at(data, position, end)
         if frame is not None:
             yield frame
             position = frame.end
@@ -149,7 +149,8 @@ def scan(data: Buffer, start: int, end: int) -> Iterator[Frame | Damage]:
         position = resume
 
 
-def _frame_at(data: Buffer, position: int, end: int) -> Frame | None:
+def frame_at(data: Buffer, position: int, end: int) -> Frame | None:
+    """The record at `position`, if one that checks out begins there."""
     if end - position < RECORD_HEADER_BYTES:
         return None
     magic, length, checksum = _RECORD_HEADER.unpack_from(data, position)
@@ -168,7 +169,7 @@ def _next_frame(data: Buffer, position: int, end: int) -> int:
         found = data.find(RECORD_MAGIC, position, end)
         if found < 0:
             return end
-        if _frame_at(data, found, end) is not None:
+        if frame_at(data, found, end) is not None:
             return found
         position = found + 1
     return end
