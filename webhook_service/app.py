@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             metrics_directories=web_scrape_directories(
                 settings.data_dir, worker_serves_its_own=bool(settings.worker_metrics_port)
             ),
+            spool=runtime.spool.report if runtime.spool else None,
         )
     )
 

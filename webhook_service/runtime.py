@@ -20,6 +20,8 @@ from webhook_service.database.engine import Database
 from webhook_service.database.limits import DatabaseLimits
 from webhook_service.intake.processing import Intake
 from webhook_service.intake.quarantine import Quarantine, QuarantineBudget
+from webhook_service.intake.spool import RequestSpool
+from webhook_service.intake.spool_drainer import SpoolDrainer
 from webhook_service.media.fetcher import Resolver
 from webhook_service.media.links import MediaLinks
 from webhook_service.media.pipeline import AttachmentPipeline
@@ -47,6 +49,10 @@ class Runtime:
         self.blob_store = _blob_store(settings, self.secret_key)
         self.links = MediaLinks(self.blob_store, settings, self.secret_key)
         self.quarantine = Quarantine(self.db, QuarantineBudget(settings.quarantine_max_bytes))
+        # Made lazily: nothing is written under data_dir until a request is spooled.
+        self.spool = (
+            RequestSpool(settings.spool_dir, max_bytes=settings.spool_max_bytes) if settings.spool_max_bytes else None
+        )
         self.intake = Intake(
             self.db,
             ADAPTERS,
@@ -54,6 +60,7 @@ class Runtime:
             self.quarantine,
             region=settings.phone_default_region,
             on_new_attachments=self.schedule_downloads,
+            spool=self.spool,
         )
         self.uploads = MediaUploads(self.db, self.blob_store, self.links, self.media_policy)
         self.attachments = AttachmentPipeline(
@@ -105,6 +112,16 @@ class Runtime:
             sweep=self.attachments.sweep,
         )
 
+    @cached_property
+    def spool_drainer(self) -> SpoolDrainer | None:
+        """Stores what the spool kept once the database answers again (None without a spool). The web
+        and worker processes start it (`start_spool_drainer`); tests call its `drain()`."""
+        return SpoolDrainer(self.spool, self.intake) if self.spool else None
+
+    def start_spool_drainer(self) -> None:
+        if self.spool_drainer is not None:
+            self.spool_drainer.start()
+
     @property
     def work_dir(self) -> Path:
         """Scratch space for downloads and uploads in progress (same filesystem as the local store, so
@@ -123,6 +140,9 @@ class Runtime:
             log(logger, "enqueue_failed", logging.WARNING, attachments=len(attachment_ids), error=type(error).__name__)
 
     def close(self) -> None:
+        drainer = self.__dict__.get("spool_drainer")  # made on first use
+        if drainer is not None:
+            drainer.stop()
         if "queue" in self.__dict__:  # made on first use
             self.queue.close()
         self.db.dispose()

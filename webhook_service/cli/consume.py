@@ -28,4 +28,6 @@ def consume(threads: int, no_periodic: bool, supervised: bool) -> None:
         # the one that runs the sweep serves it.
         shared = os.environ.get(MULTIPROCESS_VARIABLE)
         metrics.serve(port, runtime.settings.host, [Path(shared)] if shared else [])
+    # Worker processes drain the spool of their data directory too (one process at a time drains it).
+    runtime.start_spool_drainer()
     runtime.queue.consumer(threads, periodic=not no_periodic).run()

@@ -304,6 +304,9 @@ class Settings(Strict):
     # Bodies of refused requests kept in quarantine, all together; past it only their headers and
     # reasons are (anyone can send refused requests, and a full disk would refuse valid ones too).
     quarantine_max_bytes: int = Field(default=1024 * MIB, gt=0)
+    # Verified webhooks kept on this host's disk (data_dir/spool) while the database cannot be reached,
+    # and acknowledged; past this size they are answered 503 again. 0 turns the spool off.
+    spool_max_bytes: int = Field(default=1024 * MIB, ge=0)
     database: DatabaseSettings = DatabaseSettings()
     proxy: ProxySettings = ProxySettings()
     media: MediaSettings = MediaSettings()
@@ -367,6 +370,10 @@ class Settings(Strict):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'service.db').resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        return (self.data_dir / "spool").resolve()
 
     @property
     def local_blob_dir(self) -> Path:

@@ -57,11 +57,28 @@ SWEEP_RUNS = Counter(
 SWEEP_ENQUEUED = Counter(
     "attachment_sweep_enqueued_total", "Attachments the sweep enqueued again (their wake-up was lost or late)"
 )
+# The intake's spool on this host (every process of a data directory sees the same spool, so the value
+# most recently read is the one shown).
+SPOOL_DEPTH = Gauge(
+    "webhook_spool_depth", "Webhooks spooled during a database outage, not yet stored", multiprocess_mode="mostrecent"
+)
+SPOOL_BYTES = Gauge("webhook_spool_bytes", "Size of the spool file", multiprocess_mode="mostrecent")
+SPOOL_OLDEST_AGE = Gauge(
+    "webhook_spool_oldest_age_seconds",
+    "How long the oldest spooled webhook has waited since it arrived (0 when none waits)",
+    multiprocess_mode="mostrecent",
+)
 
 
 def observe_webhook(provider: str, outcome: str, seconds: float) -> None:
     WEBHOOKS.labels(provider, outcome).inc()
     WEBHOOK_SECONDS.labels(provider).observe(seconds)
+
+
+def observe_spool(depth: int, size: int, oldest_age_seconds: float) -> None:
+    SPOOL_DEPTH.set(depth)
+    SPOOL_BYTES.set(size)
+    SPOOL_OLDEST_AGE.set(oldest_age_seconds)
 
 
 def render(directories: Sequence[Path] = ()) -> tuple[bytes, str]:
