@@ -26,6 +26,8 @@ from webhook_service.providers.base import WebhookRequest
 logger = logging.getLogger("webhook_service.intake")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+UNAUTHORIZED_MESSAGE = "The request could not be verified."
+BASIC_CHALLENGE = 'Basic realm="webhooks", charset="UTF-8"'
 
 
 def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: str | None) -> Blueprint:
@@ -66,8 +68,7 @@ def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: 
             body_text, mimetype = adapter.acknowledgement_for(connection)
             response = Response(body_text, status=200, mimetype=mimetype)
         elif result.status == 401:
-            # Nothing in the answer says why: the reason is for operators, in quarantine and the log.
-            response = Response("", status=401)
+            response = _unauthorized(connection, request_id)
         elif result.status == 400:
             response = _json_error(400, "bad_request", "The request body could not be understood.", request_id)
         else:
@@ -140,6 +141,17 @@ def _public_url(public_base_url: str | None, connection: Connection) -> str:
 def _request_id() -> str:
     offered = request.headers.get("X-Request-Id", "")
     return offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+
+
+def _unauthorized(connection: Connection, request_id: str) -> Response:
+    """The same short JSON error for every refusal: nothing in it says why (the reason is for operators,
+    in quarantine and the log). A connection that takes Basic credentials also gets the challenge, which
+    is what makes Twilio send the credentials of a https://user:password@host/... webhook URL: its first
+    request goes without them, and it retries with them only after a 401 with WWW-Authenticate."""
+    response = _json_error(401, "unauthorized", UNAUTHORIZED_MESSAGE, request_id)
+    if connection.basic_auth:
+        response.headers["WWW-Authenticate"] = BASIC_CHALLENGE
+    return response
 
 
 def _json_error(status: int, code: str, message: str, request_id: str) -> Response:
