@@ -794,7 +794,7 @@ class TestEndToEnd:
         assert message["text"] == "Hello"
         assert [(a["declaredContentType"], a["name"], a["status"]) for a in message["attachments"]] == [
             ("image/jpeg", "1.jpg", "pending"),
-            ("application/pdf", None, "pending"),
+            ("application/pdf", "2.pdf", "pending"),  # unnamed: the URL's last segment
         ]
         assert client.get(f"/api/v1/messages/{message['id']}", headers=AUTH_A).get_json()["text"] == "Hello"
 

@@ -25,6 +25,7 @@ from storage import BlobStore, SignedUrl, disposition_for
 from storage.signing import UrlSigner
 from webhook_service.config.model import Settings
 from webhook_service.database.tables import Attachment, MediaUpload
+from webhook_service.model.message_json import file_name
 
 STABLE_URL_PREFIX = "/m/"
 # Bound into every stable URL's signature, so a MAC made with the same key for another purpose never passes.
@@ -76,7 +77,7 @@ class MediaLinks:
         return self.signed_blob_url(
             blob_key=attachment.blob_key,
             content_type=attachment.content_type,
-            filename=attachment.name,
+            filename=file_name(attachment),
             ttl=self.url_ttl(attachment.tenant_id),
         ).url
 
