@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import schemathesis
 from openapi_schema_validator import OAS31Validator
 from openapi_schema_validator import validate as validate_schema
@@ -67,6 +68,9 @@ def test_real_upload_answers_match_the_documented_schema(client):
     validate_schema(fetched, upload_schema, cls=OAS31Validator, format_checker=OAS31Validator.FORMAT_CHECKER)
 
 
+# Once, on SQLite: the run is about the document and the HTTP answers, which the database does not
+# change (every other API test runs on both), and twice would take it past a minute.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_schemathesis_with_every_check_finds_nothing(app, client, live_server):
     """What `schemathesis run --checks all` does, through its Python API (its engine: the examples, the
     coverage phase with its boundary and empty values, fuzzing with valid and invalid data, and the
