@@ -26,8 +26,6 @@ from webhook_service.providers.base import WebhookRequest
 logger = logging.getLogger("webhook_service.intake")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-UNAUTHORIZED_MESSAGE = "The request could not be verified."
-BASIC_CHALLENGE = 'Basic realm="webhooks", charset="UTF-8"'
 
 
 def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: str | None) -> Blueprint:
@@ -141,6 +139,10 @@ def _public_url(public_base_url: str | None, connection: Connection) -> str:
 def _request_id() -> str:
     offered = request.headers.get("X-Request-Id", "")
     return offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+
+
+UNAUTHORIZED_MESSAGE = "The request could not be verified."
+BASIC_CHALLENGE = 'Basic realm="webhooks", charset="UTF-8"'
 
 
 def _unauthorized(connection: Connection, request_id: str) -> Response:
