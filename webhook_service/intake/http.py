@@ -141,21 +141,6 @@ def _request_id() -> str:
     return offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
 
 
-UNAUTHORIZED_MESSAGE = "The request could not be verified."
-BASIC_CHALLENGE = 'Basic realm="webhooks", charset="UTF-8"'
-
-
-def _unauthorized(connection: Connection, request_id: str) -> Response:
-    """The same short JSON error for every refusal: nothing in it says why (the reason is for operators,
-    in quarantine and the log). A connection that takes Basic credentials also gets the challenge, which
-    is what makes Twilio send the credentials of a https://user:password@host/... webhook URL: its first
-    request goes without them, and it retries with them only after a 401 with WWW-Authenticate."""
-    response = _json_error(401, "unauthorized", UNAUTHORIZED_MESSAGE, request_id)
-    if connection.basic_auth:
-        response.headers["WWW-Authenticate"] = BASIC_CHALLENGE
-    return response
-
-
 def _json_error(status: int, code: str, message: str, request_id: str) -> Response:
     response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
@@ -185,3 +170,18 @@ def _log(
         attachments_pending=(len(result.store.new_attachment_ids) if result.store else 0),
         duration_ms=duration_ms,
     )
+
+
+UNAUTHORIZED_MESSAGE = "The request could not be verified."
+BASIC_CHALLENGE = 'Basic realm="webhooks", charset="UTF-8"'
+
+
+def _unauthorized(connection: Connection, request_id: str) -> Response:
+    """The same short JSON error for every refusal: nothing in it says why (the reason is for operators,
+    in quarantine and the log). A connection that takes Basic credentials also gets the challenge, which
+    is what makes Twilio send the credentials of a https://user:password@host/... webhook URL: its first
+    request goes without them, and it retries with them only after a 401 with WWW-Authenticate."""
+    response = _json_error(401, "unauthorized", UNAUTHORIZED_MESSAGE, request_id)
+    if connection.basic_auth:
+        response.headers["WWW-Authenticate"] = BASIC_CHALLENGE
+    return response
