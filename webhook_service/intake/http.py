@@ -66,8 +66,7 @@ def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: 
             body_text, mimetype = adapter.acknowledgement_for(connection)
             response = Response(body_text, status=200, mimetype=mimetype)
         elif result.status == 401:
-            # Nothing in the answer says why: the reason is for operators, in quarantine and the log.
-            response = Response("", status=401)
+            response = _unauthorized(connection, request_id)
         elif result.status == 400:
             response = _json_error(400, "bad_request", "The request body could not be understood.", request_id)
         else:
@@ -171,3 +170,18 @@ def _log(
         attachments_pending=(len(result.store.new_attachment_ids) if result.store else 0),
         duration_ms=duration_ms,
     )
+
+
+UNAUTHORIZED_MESSAGE = "The request could not be verified."
+BASIC_CHALLENGE = 'Basic realm="webhooks", charset="UTF-8"'
+
+
+def _unauthorized(connection: Connection, request_id: str) -> Response:
+    """The same short JSON error for every refusal: nothing in it says why (the reason is for operators,
+    in quarantine and the log). A connection that takes Basic credentials also gets the challenge, which
+    is what makes Twilio send the credentials of a https://user:password@host/... webhook URL: its first
+    request goes without them, and it retries with them only after a 401 with WWW-Authenticate."""
+    response = _json_error(401, "unauthorized", UNAUTHORIZED_MESSAGE, request_id)
+    if connection.basic_auth:
+        response.headers["WWW-Authenticate"] = BASIC_CHALLENGE
+    return response

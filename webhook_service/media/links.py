@@ -25,6 +25,7 @@ from storage import BlobStore, SignedUrl, disposition_for
 from storage.signing import UrlSigner
 from webhook_service.config.model import Settings
 from webhook_service.database.tables import Attachment, MediaUpload
+from webhook_service.model.message_json import file_name
 
 STABLE_URL_PREFIX = "/m/"
 # The query parameters that make a URL this service signs work: the local store's `signature`
@@ -79,7 +80,7 @@ class MediaLinks:
         return self.signed_blob_url(
             blob_key=attachment.blob_key,
             content_type=attachment.content_type,
-            filename=attachment.name,
+            filename=file_name(attachment),
             ttl=self.url_ttl(attachment.tenant_id),
         ).url
 

@@ -37,6 +37,7 @@ from webhook_service.media import scratch
 from webhook_service.media.fetcher import FetchError, FetchPolicy, Resolver, SafeFetcher
 from webhook_service.media.validation import MediaPolicy, MediaRejected, check_media
 from webhook_service.model.credentials import Credentials
+from webhook_service.model.file_names import attachment_file_name
 from webhook_service.model.message_json import attachment_json
 from webhook_service.observability import metrics
 from webhook_service.observability.logs import log
@@ -325,7 +326,10 @@ class AttachmentPipeline:
         except MediaRejected as rejection:
             raise _Permanent(rejection.code, rejection.message) from None
         key = blob_key(attachment.tenant_id, message.received_at, message.id, attachment.index)
-        disposition = content_disposition(disposition_for(checked.content_type), attachment.name)
+        name = attachment_file_name(
+            name=attachment.name, url=attachment.source_url, index=attachment.index, content_type=checked.content_type
+        )
+        disposition = content_disposition(disposition_for(checked.content_type), name)
         try:
             self.blob_store.put_file(
                 key,
