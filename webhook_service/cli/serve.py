@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -13,7 +12,6 @@ import time
 import click
 
 from webhook_service.cli.context import plural
-from webhook_service.config.model import Settings
 from webhook_service.database.migrate import UnknownRevision, migrate
 from webhook_service.settings import load_settings
 from webhook_service.worker.supervisor import split_threads
@@ -27,7 +25,8 @@ def run(host: str | None, port: int | None) -> None:
     settings = load_settings()
     host, port = host or settings.host, port or settings.port
     migrate(settings.effective_database_url)
-    environment = _serving_environment(settings, host, port)
+    # Each of web and worker sets up where its processes' metrics go itself (metrics_sharing.py).
+    environment = dict(os.environ, HOST=host, PORT=str(port))
     web = subprocess.Popen([sys.executable, "-m", "webhook_service.cli", "web"], env=environment)
     worker = subprocess.Popen([sys.executable, "-m", "webhook_service.cli", "worker"], env=environment)
     children = [web, worker]
@@ -53,15 +52,6 @@ def run(host: str | None, port: int | None) -> None:
     stop()
     codes = [child.wait(timeout=30) for child in children]
     sys.exit(next((code for code in codes if code), 0))
-
-
-def _serving_environment(settings: Settings, host: str, port: int) -> dict[str, str]:
-    environment = dict(os.environ, HOST=host, PORT=str(port))
-    metrics_dir = settings.data_dir.resolve() / "prometheus"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    environment.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-    return environment
 
 
 def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float = 60) -> bool:

@@ -311,6 +311,12 @@ class Settings(Strict):
     web_body_timeout_seconds: float = Field(default=10, gt=0, le=300)
     web_body_min_bytes_per_second: int = Field(default=32 * 1024, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # One JSON line per HTTP request from gunicorn (method, path, query with secrets hidden, status,
+    # time, bytes, client, request id). Off: the intake's own line per webhook says more.
+    access_log: bool = False
+    # The worker serves GET /metrics on this port (at `host`) for its consumer processes; unset, the web
+    # process on the same host (sharing data_dir) includes them in its own /metrics.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     phone_default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
     webhook_max_body_bytes: int = Field(default=MIB, gt=0)
     # Quarantined and accepted raw requests older than this are removed by `webhook-service prune`.
@@ -318,6 +324,9 @@ class Settings(Strict):
     # Bodies of refused requests kept in quarantine, all together; past it only their headers and
     # reasons are (anyone can send refused requests, and a full disk would refuse valid ones too).
     quarantine_max_bytes: int = Field(default=1024 * MIB, gt=0)
+    # Verified webhooks kept on this host's disk (data_dir/spool) while the database cannot be reached,
+    # and acknowledged; past this size they are answered 503 again. 0 turns the spool off.
+    spool_max_bytes: int = Field(default=1024 * MIB, ge=0)
     database: DatabaseSettings = DatabaseSettings()
     proxy: ProxySettings = ProxySettings()
     media: MediaSettings = MediaSettings()
@@ -387,6 +396,10 @@ class Settings(Strict):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'service.db').resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        return (self.data_dir / "spool").resolve()
 
     @property
     def local_blob_dir(self) -> Path:

@@ -93,6 +93,21 @@ class RequestRecord:
     remote_addr: Mapped[str | None] = mapped_column(sa.String(64))
 
 
+def one_request(table: sa.Table) -> sa.Select:
+    """The row of one given request in a table of kept requests (raw or quarantined), found by its arrival
+    time (indexed) and request id, with the provider and connection it came on."""
+    return (
+        sa.select(table.c.id)
+        .where(
+            table.c.received_at == sa.bindparam("received_at"),
+            table.c.request_id == sa.bindparam("request_id"),
+            table.c.provider == sa.bindparam("provider"),
+            table.c.connection == sa.bindparam("connection"),
+        )
+        .limit(1)
+    )
+
+
 class RawRequest(RequestRecord, Base):
     """Every accepted webhook, kept whole so nothing a provider sent is ever lost."""
 
@@ -265,4 +280,5 @@ STATUS_EVENTS = cast(sa.Table, StatusEventRow.__table__)
 ATTACHMENTS = cast(sa.Table, Attachment.__table__)
 EVENTS = cast(sa.Table, FeedEvent.__table__)
 MEDIA_UPLOADS = cast(sa.Table, MediaUpload.__table__)
+QUARANTINED_REQUESTS = cast(sa.Table, QuarantinedRequest.__table__)
 LEASES = cast(sa.Table, LeaseRecord.__table__)

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from webhook_service.model.file_names import attachment_file_name
+
 # A message, attachment or status report with its table's columns as attributes: an ORM object when read
 # back, a Core row in the worker, a namespace while the intake builds the feed snapshot of its own insert.
 Row = Any
@@ -17,11 +19,18 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+def file_name(attachment: Row) -> str:
+    """The name consumers save the attachment under (model/file_names.py): never null, never a path."""
+    return attachment_file_name(
+        name=attachment.name, url=attachment.source_url, index=attachment.index, content_type=attachment.content_type
+    )
+
+
 def attachment_json(attachment: Row, url: AttachmentUrl | None = None) -> dict[str, Any]:
     return {
         "id": attachment.id,
         "index": attachment.index,
-        "name": attachment.name,
+        "name": file_name(attachment),
         "declaredContentType": attachment.declared_content_type,
         "contentType": attachment.content_type,
         "size": attachment.size,
