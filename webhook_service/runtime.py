@@ -17,6 +17,7 @@ from webhook_service.api.local_media import LOCAL_MEDIA_PREFIX
 from webhook_service.config.connections import ConnectionDirectory
 from webhook_service.config.model import ConfigError, Settings
 from webhook_service.database.engine import Database
+from webhook_service.database.leases import Lease
 from webhook_service.database.limits import DatabaseLimits
 from webhook_service.intake.processing import Intake
 from webhook_service.intake.quarantine import Quarantine, QuarantineBudget
@@ -30,7 +31,7 @@ from webhook_service.media.validation import MediaPolicy
 from webhook_service.observability import metrics
 from webhook_service.observability.logs import log
 from webhook_service.providers import ADAPTERS
-from webhook_service.worker.queue import DownloadQueue
+from webhook_service.worker.queue import SWEEP_LEASE_SECONDS, SWEEP_TASK, DownloadQueue
 
 logger = logging.getLogger("webhook_service.runtime")
 
@@ -110,6 +111,7 @@ class Runtime:
             redis_url=settings.redis_url,
             process=self.attachments.process,
             sweep=self.attachments.sweep,
+            sweep_lease=Lease(self.db, SWEEP_TASK, SWEEP_LEASE_SECONDS),
         )
 
     @cached_property

@@ -1,5 +1,4 @@
-"""Running the service: `run` (migrate, then web and worker together), `web` (gunicorn), `migrate`, and
-`check-config`."""
+"""Running the service: `run` (migrate, then web and worker together), `web` (gunicorn) and `migrate`."""
 
 from __future__ import annotations
 
@@ -11,9 +10,9 @@ import sys
 import time
 
 import click
-import sqlalchemy as sa
 
-from webhook_service.database.migrate import migrate
+from webhook_service.cli.context import plural
+from webhook_service.database.migrate import UnknownRevision, migrate
 from webhook_service.settings import load_settings
 from webhook_service.worker.supervisor import split_threads
 
@@ -87,25 +86,15 @@ def web() -> None:
 def migrate_command() -> None:
     """Apply database migrations (the run command does this itself)."""
     settings = load_settings()
-    migrate(settings.effective_database_url)
-    click.echo("database is up to date")
-
-
-@click.command("check-config")
-def check_config() -> None:
-    """Validate the configuration and summarize it (no secrets)."""
-    settings = load_settings()
-    click.echo(f"environment: {settings.environment}")
-    click.echo(f"database: {sa.engine.make_url(settings.effective_database_url).render_as_string()}")
-    click.echo(f"queue: {'Redis' if settings.redis_url else 'SQLite'}; storage: {settings.storage.backend}")
+    try:
+        found = migrate(settings.effective_database_url)
+    except UnknownRevision as error:
+        raise click.ClickException(str(error)) from None
+    if not found.pending:
+        click.echo(f"database is up to date (revision {found.head}); nothing applied")
+        return
+    was = f"from revision {found.current}" if found.current else "to an empty database"
     click.echo(
-        f"tenants: {len(settings.tenants)}, API users: {len(settings.api_users)}, API keys: {len(settings.api_keys)}"
+        f"applied {plural(len(found.pending), 'migration')} {was} ({', '.join(found.pending)}): "
+        f"database now at revision {found.head}"
     )
-    for connection in settings.connections:
-        checks = [
-            name
-            for name, present in (("signature", connection.secrets), ("basic auth", connection.basic_auth))
-            if present
-        ]
-        state = ", ".join(checks) if connection.verify else "UNSIGNED (development)"
-        click.echo(f"  /webhooks/{connection.provider}/{connection.name}  tenant={connection.tenant}  [{state}]")

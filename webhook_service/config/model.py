@@ -43,7 +43,12 @@ DEFAULT_ALLOWED_MEDIA_TYPES = (
 
 
 class ConfigError(Exception):
-    """A setting is missing or wrong. The message is one line and names the setting."""
+    """A setting is missing or wrong. The message is one line and names the setting; `problems` has a
+    line for every one found (`check-config` shows them all)."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()):
+        super().__init__(message)
+        self.problems = list(problems) or [message]
 
 
 class Strict(BaseModel):
@@ -244,8 +249,10 @@ class StorageSettings(Strict):
 
 
 class QueueSettings(Strict):
-    # Distinguishes this deployment's queue from others sharing one Redis database.
-    name: str = Field(default="webhook-service", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    # Distinguishes this deployment's queue from others sharing one Redis database. Letters, digits and
+    # "_" only: huey drops every other character from the Redis key, so "acme-prod" and "acme.prod"
+    # would share one queue. The default is the key the earlier default, "webhook-service", had.
+    name: str = Field(default="webhookservice", min_length=1, max_length=64)
     # Concurrent downloads of `webhook-service worker`, spread over worker_processes processes.
     worker_threads: int = Field(default=4, ge=1, le=64)
     # None: one process per CPU, at most one per thread (see worker_processes.py for why).
@@ -256,6 +263,19 @@ class QueueSettings(Strict):
     # trigger that the sweep makes again, so a frozen or unreachable Redis must never hold a webhook; a
     # healthy Redis answers in well under a millisecond, so this is plenty even across hosts.
     enqueue_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
+
+    @field_validator("name")
+    @classmethod
+    def _kept_by_huey(cls, value: str) -> str:
+        kept = re.sub(r"[^A-Za-z0-9_]", "", value)
+        if kept != value:
+            suggestion = f"write {kept!r} (the queue it has used so far) or another name" if kept else "use a name"
+            raise ValueError(
+                f"{value!r} has characters the queue drops from its Redis key (only letters, digits and _ "
+                f"are kept), so it would share a queue with any name that differs only in them; "
+                f"{suggestion} of letters, digits and _"
+            )
+        return value
 
 
 class DatabaseSettings(Strict):
@@ -316,6 +336,12 @@ class Settings(Strict):
     api_users: list[ApiUser] = []
     api_keys: list[ApiKey] = []
     connections: list[Connection] = []
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: Any) -> Any:
+        # LOG_LEVEL=debug is how most tools spell it.
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("public_base_url")
     @classmethod

@@ -262,6 +262,17 @@ class MediaUpload(Base):
     created_by: Mapped[str] = mapped_column(sa.String(255))
 
 
+class LeaseRecord(Base):
+    """A named lease (see leases.py): work that one process of the whole deployment should do at a time,
+    such as the minute's sweep, is done by whoever holds it until it expires."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # Who took it last (host, process id): for operators reading the table; never compared.
+    holder: Mapped[str] = mapped_column(sa.String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 # The tables as Core objects, for the hot paths that run Core statements instead of ORM units of work.
 RAW_REQUESTS = cast(sa.Table, RawRequest.__table__)
 MESSAGES = cast(sa.Table, Message.__table__)
@@ -270,3 +281,4 @@ ATTACHMENTS = cast(sa.Table, Attachment.__table__)
 EVENTS = cast(sa.Table, FeedEvent.__table__)
 MEDIA_UPLOADS = cast(sa.Table, MediaUpload.__table__)
 QUARANTINED_REQUESTS = cast(sa.Table, QuarantinedRequest.__table__)
+LEASES = cast(sa.Table, LeaseRecord.__table__)

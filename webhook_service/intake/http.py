@@ -17,6 +17,7 @@ from werkzeug.datastructures import Headers
 
 from webhook_service.config.model import Connection
 from webhook_service.intake.processing import Intake, IntakeResult
+from webhook_service.intake.quarantine import BODY_INCOMPLETE, BODY_TOO_LARGE
 from webhook_service.observability import metrics
 from webhook_service.observability.logs import log
 from webhook_service.observability.request_ids import add_secret_query_params, request_id_for
@@ -97,14 +98,12 @@ def _read_body(cap: int) -> tuple[bytes, _UnreadBody | None]:
         # The body stopped arriving: the client went away, or sent it slower than the web worker's read
         # limits allow (web_body_timeout_seconds, web_body_min_bytes_per_second).
         detail = "the body stopped arriving (the client went away, or sent it too slowly); body not kept"
-        return b"", _UnreadBody(
-            400, "bad_request", "body_incomplete", "bad_request", "The body did not arrive.", detail
-        )
+        return b"", _UnreadBody(400, "bad_request", BODY_INCOMPLETE, "bad_request", "The body did not arrive.", detail)
     if body is None:
         declared = request.content_length if request.content_length is not None else "absent"
         detail = f"body exceeds the {cap}-byte limit (Content-Length: {declared}); body not kept"
         return b"", _UnreadBody(
-            413, "too_large", "body_too_large", "payload_too_large", f"Body exceeds {cap} bytes.", detail
+            413, "too_large", BODY_TOO_LARGE, "payload_too_large", f"Body exceeds {cap} bytes.", detail
         )
     return body, None
 

@@ -20,7 +20,7 @@ from webhook_service.database.engine import Database
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
 from webhook_service.database.tables import RequestRecord, storable
 from webhook_service.intake.message_store import RawRequestRecord, StoreResult, raw_request_stored, store_webhook
-from webhook_service.intake.quarantine import Quarantine
+from webhook_service.intake.quarantine import Quarantine, body_was_kept
 from webhook_service.intake.redaction import stored_form
 from webhook_service.intake.spool import RequestSpool, SpoolUnavailable
 from webhook_service.intake.spool_format import SpooledRequest
@@ -47,8 +47,8 @@ CHECK_NOTHING: Final = "none"  # an operator vouches for the request
 @dataclass
 class IntakeResult:
     status: int
-    # accepted | duplicate | spooled | unauthorized | bad_request | too_large | unavailable | not_found
-    # (and, for spooled requests when drained, quarantined)
+    # accepted | duplicate | spooled | unauthorized | bad_request | too_large | unavailable | not_found |
+    # body_not_kept (and, for spooled requests when drained, quarantined)
     outcome: str
     reason_code: str | None = None
     detail: str | None = None  # for operators only, never sent to the caller
@@ -222,12 +222,15 @@ class Intake:
         """Run a quarantined request through the intake again and, once stored, mark it replayed. Its
         signature is re-checked against the current secrets at its original arrival time; its stored
         credentials were redacted, so Basic-auth or token-only connections need `trust` (the operator
-        vouches for it). None when the entry, or its connection, no longer exists."""
+        vouches for it). None when the entry, or its connection, no longer exists; a 409 `body_not_kept`,
+        changing nothing, for an entry kept without its body (there is nothing to replay)."""
         row = self.quarantine.get(entry_id)
         adapter = self.adapters.get(row.provider) if row else None
         connection = self.connections.find(row.provider, row.connection) if row and adapter else None
         if row is None or adapter is None or connection is None:
             return None
+        if not body_was_kept(row):
+            return IntakeResult(409, "body_not_kept", "body_not_kept", detail=f"its body was not kept ({row.reason})")
         request_id = f"replay-{entry_id}"
         with request_id_bound(request_id):  # the replay's lines, as the stored request, carry its own id
             result = self.process(

@@ -16,6 +16,7 @@ counts between reads: together they may overshoot by what they admit within one 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,12 @@ from webhook_service.providers.base import ProviderAdapter, WebhookRequest
 logger = logging.getLogger("webhook_service.intake")
 
 REFRESH_SECONDS = 10.0
+# Reason codes of requests whose body was never read whole (http.py): kept without it.
+BODY_TOO_LARGE = "body_too_large"
+BODY_INCOMPLETE = "body_incomplete"
+# How the reason of an entry kept without its body, past the budget, begins.
+_BUDGET_NOTE = "body of {size} bytes not kept: "
+_BUDGET_NOTE_PATTERN = re.compile(r"body of \d+ bytes not kept: ")
 SELECT_QUARANTINED_REQUEST = one_request(QUARANTINED_REQUESTS)
 STORED_BODY_BYTES = sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(QuarantinedRequest.body)), 0))
 
@@ -90,8 +97,8 @@ class Quarantine:
             if body and not self.budget.admit(self.db, len(body)):
                 # Said first, so that it survives the reason's length cap.
                 detail = (
-                    f"body of {len(body)} bytes not kept: quarantine holds its budget of "
-                    f"{self.budget.limit_bytes} bytes (quarantine_max_bytes); {detail}"
+                    _BUDGET_NOTE.format(size=len(body))
+                    + f"quarantine holds its budget of {self.budget.limit_bytes} bytes (quarantine_max_bytes); {detail}"
                 )
                 log(
                     logger,
@@ -189,3 +196,12 @@ class Quarantine:
                 .where(QuarantinedRequest.id == entry_id)
                 .values(resolved_at=datetime.now(UTC), resolution=resolution)
             )
+
+
+def body_was_kept(entry: QuarantinedRequest) -> bool:
+    """Whether the entry holds the body as it came: not when the request was too large, its body never
+    arrived whole, or quarantine was past its budget (an empty body that was sent empty was kept)."""
+    if entry.body:
+        return True
+    unread = entry.reason_code in (BODY_TOO_LARGE, BODY_INCOMPLETE)
+    return not (unread or _BUDGET_NOTE_PATTERN.match(entry.reason))
