@@ -1,6 +1,6 @@
 """Blob store on Azure Blob Storage (Azurite in the tests).
 
-The container is not created implicitly: `ensure_container()` does that (deployment or tests), while
+The container is not created implicitly: `create_if_missing()` does that (deployment or tests), while
 `check()` only reads, so a readiness probe never creates resources.
 """
 
@@ -107,14 +107,15 @@ class AzureBlobStore(BlobStore):
         self._delegation_lock = threading.Lock()
         self._cached_delegation_key: tuple[UserDelegationKey, datetime] | None = None
 
-    def ensure_container(self) -> None:
-        """Create the container if it does not exist yet."""
+    def create_if_missing(self) -> bool:
         try:
             with _azure_errors(None):
                 self._container.create_container()
         except StorageError as error:
-            if not isinstance(error.__cause__, ResourceExistsError):
-                raise
+            if isinstance(error.__cause__, ResourceExistsError):
+                return False
+            raise
+        return True
 
     def put(
         self,
@@ -233,7 +234,7 @@ class AzureBlobStore(BlobStore):
         except StorageError as error:
             if isinstance(error.__cause__, ResourceNotFoundError):
                 raise StorageError(
-                    f"Azure container {self.container!r} does not exist (ensure_container() creates it)"
+                    f"Azure container {self.container!r} does not exist (create_if_missing() creates it)"
                 ) from error.__cause__
             raise
 

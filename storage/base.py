@@ -131,6 +131,12 @@ class BlobStore(ABC):
         A backend with a shorter maximum lifetime clamps `expires_in`; `expires_at` tells the truth."""
 
     @abstractmethod
+    def create_if_missing(self) -> bool:
+        """Create where the objects are kept (the S3 bucket, the Azure container) unless it exists; True
+        when this call created it. Idempotent. Made for deployment (`webhook-service storage init`): the
+        service itself never creates it, and check() only reads."""
+
+    @abstractmethod
     def check(self) -> None:
         """Readiness probe: StorageUnavailable when the backend cannot be reached, StorageError when it
         answers but is unusable (a missing bucket or container, refused credentials)."""

@@ -178,6 +178,32 @@ class S3BlobStore(BlobStore):
             url = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=lifetime)
         return SignedUrl(url=url, expires_at=signed_at + timedelta(seconds=lifetime))
 
+    def create_if_missing(self) -> bool:
+        try:
+            with _s3_errors(None):
+                self.client.head_bucket(Bucket=self.bucket)
+            return False
+        except BlobNotFound:
+            pass
+        region = self.client.meta.region_name
+        # us-east-1 is the one region S3 refuses a location constraint for.
+        location = (
+            {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        )
+        try:
+            with _s3_errors(None):
+                self.client.create_bucket(Bucket=self.bucket, **location)
+        except StorageError as error:
+            code = _error_code(error.__cause__)
+            if code == "BucketAlreadyOwnedByYou":
+                return False  # made meanwhile, by another run of this
+            if code == "BucketAlreadyExists":
+                raise StorageError(
+                    f"S3 bucket {self.bucket!r} belongs to another account (bucket names are global): choose another name"
+                ) from error.__cause__
+            raise
+        return True
+
     def check(self) -> None:
         try:
             with _s3_errors(None):
@@ -202,9 +228,13 @@ def _s3_errors(key: str | None) -> Iterator[None]:
         raise _translate(error, key) from error
 
 
+def _error_code(error: BaseException | None) -> str:
+    return str(error.response.get("Error", {}).get("Code", "")) if isinstance(error, ClientError) else ""
+
+
 def _translate(error: Exception, key: str | None) -> StorageError:
     if isinstance(error, ClientError):
-        code = str(error.response.get("Error", {}).get("Code", ""))
+        code = _error_code(error)
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code in _NOT_FOUND_CODES:
             return BlobNotFound(key)

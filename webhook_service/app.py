@@ -25,8 +25,12 @@ from webhook_service.api.messages import read_api_blueprint
 from webhook_service.api.openapi import DOCUMENT_PATH, DOCUMENT_TITLE, openapi_blueprint
 from webhook_service.config.model import Settings
 from webhook_service.intake.http import webhooks_blueprint
+from webhook_service.media.links import SIGNATURE_QUERY_PARAMS
 from webhook_service.observability.health import health_blueprint
 from webhook_service.observability.logs import configure_logging, log
+from webhook_service.observability.metrics_sharing import web_scrape_directories
+from webhook_service.observability.request_ids import RequestIds
+from webhook_service.providers.base import REDACTED_QUERY_PARAMS
 from webhook_service.runtime import Runtime
 from webhook_service.settings import load_settings
 
@@ -59,6 +63,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             x_port=proxy.x_port,
             x_prefix=proxy.x_prefix,
         )
+    # Every request gets its id (in its log lines and its X-Request-Id answer header). The access line
+    # hides these parameters' values on every path: credentials, and signed URLs' signatures (anyone who
+    # reads one could fetch the file); the intake adds each connection's own.
+    app.wsgi_app = RequestIds(  # type: ignore[method-assign]
+        app.wsgi_app, secret_query_params=REDACTED_QUERY_PARAMS | SIGNATURE_QUERY_PARAMS
+    )
 
     app.register_blueprint(
         webhooks_blueprint(
@@ -81,7 +91,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(local_media_blueprint(runtime.blob_store))
     app.register_blueprint(
         health_blueprint(
-            {"database": runtime.db.ping, "queue": lambda: runtime.queue.ping(), "blobStore": runtime.blob_store.check}
+            {"database": runtime.db.ping, "queue": lambda: runtime.queue.ping(), "blobStore": runtime.blob_store.check},
+            metrics_directories=web_scrape_directories(
+                settings.data_dir, worker_serves_its_own=bool(settings.worker_metrics_port)
+            ),
+            spool=runtime.spool.report if runtime.spool else None,
         )
     )
 

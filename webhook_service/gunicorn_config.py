@@ -6,12 +6,17 @@ import os
 import signal
 import sys
 
-from prometheus_client import multiprocess
-
+from webhook_service.gunicorn_logging import json_access_logger
 from webhook_service.gunicorn_worker import ClientLimits, request_buffering_worker
+from webhook_service.observability.metrics_sharing import WEB, share_metrics, start_fresh
 from webhook_service.settings import load_settings
 
 _settings = load_settings()
+# The workers' metrics go to files that every worker's /metrics adds up (and, on one host, the worker's
+# too: observability/metrics_sharing.py). prometheus_client reads where when it is first imported, so
+# only now; the workers, forked from this process, inherit it as imported here.
+_metrics_directory = share_metrics(_settings.data_dir, WEB)
+from prometheus_client import multiprocess  # noqa: E402
 
 _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
 bind = [f"{_host}:{_settings.port}"]
@@ -32,8 +37,10 @@ threads = _settings.web_threads
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
-# The app logs one structured line per webhook; gunicorn's access log would repeat it unstructured.
+# The app logs one line per webhook. gunicorn's access line, when `access_log` is on, is JSON with the
+# query's secrets hidden (gunicorn_logging.py); its own would be written whenever logconfig_dict is set.
 accesslog = None
+logger_class = json_access_logger(enabled=_settings.access_log)
 errorlog = "-"
 logconfig_dict = {
     "version": 1,
@@ -54,6 +61,12 @@ logconfig_dict = {
 forwarded_allow_ips = ""
 secure_scheme_headers: dict[str, str] = {}
 forwarder_headers = ""
+# gunicorn 27 opens a control socket for `gunicornc` at $XDG_RUNTIME_DIR/gunicorn.ctl or
+# ~/.gunicorn/gunicorn.ctl: one path for every gunicorn the user runs, so each new server takes it over and
+# the first to stop deletes it under the others. The service is stopped and reloaded by signals (its
+# process manager's, or `webhook-service run`'s) and uses none of gunicornc's commands: no socket at all,
+# rather than one per data directory, which several web processes sharing it would fight over the same way.
+control_socket_disable = True
 
 
 # prctl(2): the signal the kernel sends this process when its parent ends.
@@ -86,7 +99,11 @@ def _end_with_parent(master: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def on_starting(server):
+    # The master starts: the values of the workers of a previous run are history.
+    start_fresh(_metrics_directory)
+
+
 def child_exit(server, worker):
-    # Prometheus multiprocess mode: drop the gauges of a worker that is gone.
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(worker.pid)
+    # A worker that is gone: its live gauges no longer count (its counters do).
+    multiprocess.mark_process_dead(worker.pid)

@@ -18,21 +18,25 @@ from webhook_service.api.local_media import LOCAL_MEDIA_PREFIX
 from webhook_service.config.connections import ConnectionDirectory
 from webhook_service.config.model import ConfigError, Settings
 from webhook_service.database.engine import Database
+from webhook_service.database.leases import Lease
 from webhook_service.database.limits import DatabaseLimits
 from webhook_service.delivery.endpoints import EndpointStore
 from webhook_service.delivery.engine import DeliveryEngine
 from webhook_service.delivery.urls import EndpointUrls, delivery_rules
 from webhook_service.intake.processing import Intake
 from webhook_service.intake.quarantine import Quarantine, QuarantineBudget
+from webhook_service.intake.spool import RequestSpool
+from webhook_service.intake.spool_drainer import SpoolDrainer
 from webhook_service.media.fetcher import Resolver
 from webhook_service.media.links import MediaLinks
 from webhook_service.media.pipeline import AttachmentPipeline
 from webhook_service.media.uploads import MediaUploads
 from webhook_service.media.validation import MediaPolicy
 from webhook_service.network.targets import OutboundError
+from webhook_service.observability import metrics
 from webhook_service.observability.logs import log
 from webhook_service.providers import ADAPTERS
-from webhook_service.worker.queue import DownloadQueue
+from webhook_service.worker.queue import DELIVERY_SWEEP_TASK, SWEEP_LEASE_SECONDS, SWEEP_TASK, DownloadQueue
 
 logger = logging.getLogger("webhook_service.runtime")
 
@@ -51,6 +55,10 @@ class Runtime:
         self.blob_store = _blob_store(settings, self.secret_key)
         self.links = MediaLinks(self.blob_store, settings, self.secret_key)
         self.quarantine = Quarantine(self.db, QuarantineBudget(settings.quarantine_max_bytes))
+        # Made lazily: nothing is written under data_dir until a request is spooled.
+        self.spool = (
+            RequestSpool(settings.spool_dir, max_bytes=settings.spool_max_bytes) if settings.spool_max_bytes else None
+        )
         self.intake = Intake(
             self.db,
             ADAPTERS,
@@ -58,6 +66,7 @@ class Runtime:
             self.quarantine,
             region=settings.phone_default_region,
             on_new_attachments=self.schedule_downloads,
+            spool=self.spool,
         )
         self.uploads = MediaUploads(self.db, self.blob_store, self.links, self.media_policy)
         self.attachments = AttachmentPipeline(
@@ -123,9 +132,20 @@ class Runtime:
             redis_url=settings.redis_url,
             process=self.attachments.process,
             sweep=self.attachments.sweep,
+            sweep_lease=Lease(self.db, SWEEP_TASK, SWEEP_LEASE_SECONDS),
             deliver=self.deliveries.drain,
             sweep_deliveries=self.sweep_deliveries,
         )
+
+    @cached_property
+    def spool_drainer(self) -> SpoolDrainer | None:
+        """Stores what the spool kept once the database answers again (None without a spool). The web
+        and worker processes start it (`start_spool_drainer`); tests call its `drain()`."""
+        return SpoolDrainer(self.spool, self.intake) if self.spool else None
+
+    def start_spool_drainer(self) -> None:
+        if self.spool_drainer is not None:
+            self.spool_drainer.start()
 
     @property
     def work_dir(self) -> Path:
@@ -141,6 +161,7 @@ class Runtime:
         try:
             self.queue.enqueue(attachment_ids)
         except Exception as error:  # noqa: BLE001  # the queue is only a trigger; never fail the webhook over it
+            metrics.ENQUEUE_FAILURES.inc(len(attachment_ids))
             log(logger, "enqueue_failed", logging.WARNING, attachments=len(attachment_ids), error=type(error).__name__)
 
     def wake_deliveries(self, endpoint_ids: list[str]) -> None:
@@ -152,8 +173,11 @@ class Runtime:
             log(logger, "enqueue_failed", logging.WARNING, endpoints=len(endpoint_ids), error=type(error).__name__)
 
     def sweep_deliveries(self) -> int:
-        """The minute's delivery sweep; first, until it has worked once in this process, the endpoints
-        declared in the configuration are made to match it."""
+        """The minute's delivery sweep, run by whichever worker takes its lease (as the attachments'
+        sweep); first, until it has worked once in this process, the endpoints declared in the
+        configuration are made to match it."""
+        if not Lease(self.db, DELIVERY_SWEEP_TASK, SWEEP_LEASE_SECONDS).take():
+            return 0
         self._sync_declared_endpoints()
         return self.deliveries.sweep()
 
@@ -169,6 +193,9 @@ class Runtime:
             self._declared_endpoints_synced = True
 
     def close(self) -> None:
+        drainer = self.__dict__.get("spool_drainer")  # made on first use
+        if drainer is not None:
+            drainer.stop()
         if "queue" in self.__dict__:  # made on first use
             self.queue.close()
         self.db.dispose()

@@ -20,9 +20,9 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Read, merge and validate the configuration. Raises ConfigError with a one-line message."""
-    data = read_configuration(path, environ, overrides)
-    if is_development(data):
-        add_development_defaults(data, provider_names=ADAPTERS)
-    settings = validated(data)
+    configuration = read_configuration(path, environ, overrides)
+    if is_development(configuration.data):
+        add_development_defaults(configuration.data, provider_names=ADAPTERS)
+    settings = validated(configuration)
     check_connections(settings.connections)
     return settings

@@ -1,7 +1,8 @@
-"""The media-upload client examples of seeds 000 and 001, as the documentation prints them (the text
-extraction lost the Python indentation, restored here). Tests run them against the live app after
-replacing only SEED_HOST with its URL, and, in seed 000's curl example, the placeholder for the data.
-Each reads `image.jpg` from the directory it runs in."""
+"""The client examples of seeds 000 and 001, as the documentation prints them (the text extraction lost
+the Python indentation, restored here): the media uploads, which tests run against the live app after
+replacing only SEED_HOST with its URL (and, in seed 000's curl example, the placeholder for the data),
+each reading `image.jpg` from the directory it runs in; and seed 001's download of received media, which
+tests run on the attachments the read API returns."""
 
 from __future__ import annotations
 
@@ -84,4 +85,42 @@ headers: { 'Authorization': `Basic ${credentials}` }
 .then(response => {
 console.log(`Uploaded: ${response.data.uri}`);
 });
+"""
+
+# Seed 001, "Downloading Received Media": Python (the Flask handler around it is left out; its loop is
+# the tests' harness).
+SEED_001_PYTHON_DOWNLOAD = """\
+import requests
+from pathlib import Path
+def download_media(attachment):
+    response = requests.get(attachment['url'])
+    if response.status_code == 200:
+        # Save to disk
+        file_path = Path('downloads') / attachment['name']
+        file_path.parent.mkdir(exist_ok=True)
+        with open(file_path, 'wb') as f:
+            f.write(response.content)
+        print(f"Downloaded: {file_path}")
+        return file_path
+    return None
+"""
+
+# Seed 001, "Downloading Received Media": Node (likewise without its Express handler).
+SEED_001_NODE_DOWNLOAD = """\
+const fs = require('fs');
+const path = require('path');
+const axios = require('axios');
+async function downloadMedia(attachment) {
+const response = await axios.get(attachment.url, {
+responseType: 'arraybuffer'
+});
+const dir = 'downloads';
+if (!fs.existsSync(dir)) {
+fs.mkdirSync(dir, { recursive: true });
+}
+const filePath = path.join(dir, attachment.name);
+fs.writeFileSync(filePath, response.data);
+console.log(`Downloaded: ${filePath}`);
+return filePath;
+}
 """

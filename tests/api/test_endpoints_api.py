@@ -158,6 +158,7 @@ class TestBadBodies:
             ({"url": GOOD_URL, "rateLimitPerSecond": 0}, "rateLimitPerSecond: expected an integer from 1"),
             ({"url": GOOD_URL, "rateLimitPerSecond": "5"}, "rateLimitPerSecond: expected an integer"),
             ({"url": GOOD_URL, "rateLimitPerSecond": 2.5}, "rateLimitPerSecond: expected an integer"),
+            ({"url": GOOD_URL, "rateLimitPerSecond": True}, "rateLimitPerSecond: expected an integer"),
             ({"url": GOOD_URL, "description": "x" * 1025}, "description: expected text of at most 1024"),
             ({"url": GOOD_URL, "secret": "whsec_mine"}, "secret: not a field of this request"),
             ({"url": 5}, "url: expected an absolute http(s) URL"),
@@ -189,7 +190,9 @@ class TestBadBodies:
         [
             ({}, "exactly one of since and eventIds"),
             ({"since": "2026-01-01T00:00:00Z", "eventIds": ["1"]}, "exactly one of since and eventIds"),
-            ({"since": "yesterday"}, "since: expected an ISO 8601 time"),
+            ({"since": "yesterday"}, "since: expected an RFC 3339 time"),
+            ({"since": "2026-01-01T00:00:00"}, "since: expected an RFC 3339 time"),  # no offset: which zone?
+            ({"since": None}, "since: expected an RFC 3339 time"),
             ({"eventIds": []}, "eventIds: expected a list of 1 to 1000"),
             ({"eventIds": ["abc"]}, "eventIds: expected a list of 1 to 1000"),
             ({"eventIds": [5]}, "eventIds: expected a list of 1 to 1000"),
@@ -210,12 +213,16 @@ class TestBadBodies:
         response = client.get(f"/api/v1/endpoints/{created['id']}/attempts?{query}", headers=A)
         assert message in error(response, 400, "invalid_parameter")
 
-    def test_a_naive_replay_time_is_utc(self, client):
+    @pytest.mark.parametrize("since", ["2026-01-01T00:00:00Z", "2026-01-01T01:00:00+01:00", "1767225600"])
+    def test_replay_times_are_rfc_3339_or_unix_seconds(self, client, since):
         created = create(client).get_json()
-        response = client.post(
-            f"/api/v1/endpoints/{created['id']}/replay", json={"since": "2026-01-01T00:00:00"}, headers=A
-        )
+        response = client.post(f"/api/v1/endpoints/{created['id']}/replay", json={"since": since}, headers=A)
         assert response.status_code == 202 and response.get_json() == {"replayed": 0}
+
+    def test_a_rate_limit_written_as_a_whole_float_is_an_integer(self, client):
+        assert create(client, rateLimitPerSecond=5.0).get_json()["rateLimitPerSecond"] == 5
+        for refused in (5.5, True, "5"):
+            error(create(client, rateLimitPerSecond=refused), 400, "invalid_field")
 
 
 @pytest.fixture

@@ -246,7 +246,9 @@ class TestRefusals:
             ({"fileName": 7}, (400, "invalid_field")),
             ({"phoneNumber": None}, (400, "missing_field")),
             ({"phoneNumber": "call me"}, (400, "invalid_phone_number")),
-            ({"phoneNumber": "+1555"}, (400, "invalid_phone_number")),
+            # Written like a phone number, but no possible one: certainly not the tenant's.
+            ({"phoneNumber": "+1555"}, (403, "forbidden")),
+            ({"phoneNumber": "+1 555 123 4567 ext. 9"}, (400, "invalid_phone_number")),
             ({"phoneNumber": "+1" + "5" * 100}, (400, "invalid_phone_number")),
             ({"phoneNumber": "+15550009999"}, (403, "forbidden")),
             ({"phoneNumber": NUMBER_B}, (403, "forbidden")),

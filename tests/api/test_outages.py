@@ -41,7 +41,10 @@ def _unreachable_sqlite_file(tmp_path: Path) -> str:
 
 @pytest.fixture(params=[_closed_postgres_port, _unreachable_sqlite_file], ids=["postgresql", "sqlite"])
 def down_runtime(request, tmp_path):
-    runtime = Runtime(load_settings(environ={}, overrides=base_test_config(tmp_path / "data", request.param(tmp_path))))
+    config = base_test_config(tmp_path / "data", request.param(tmp_path))
+    # No spool, so that the intake's own 503 is seen too (with one, webhooks are spooled: test_spool.py).
+    config["spool_max_bytes"] = 0
+    runtime = Runtime(load_settings(environ={}, overrides=config))
     gone = tmp_path / "gone"
     if gone.is_dir():
         gone.rmdir()

@@ -6,8 +6,6 @@ answered exactly as before the models (code, message, the first bad parameter in
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
-
 import pytest
 import schemathesis
 from schemathesis import GenerationMode
@@ -17,7 +15,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from tests.support.media_uploads import A
 from tests.support.schema_runs import call_and_validate
 from tests.support.standard import inbound_body, post_standard
-from webhook_service.api.openapi_document import DocumentSchemas
+from webhook_service.api.openapi_document import DocumentSchemas, allowing_empty
 from webhook_service.api.read_params import EventQuery, MessagePath, MessageQuery, ProviderMessagePath
 
 READ_OPERATIONS = {
@@ -45,13 +43,14 @@ def test_documented_parameters_are_the_fields_of_the_validating_model(client, pa
     properties = model.model_json_schema(schema_generator=DocumentSchemas)["properties"]
     for name, parameter in documented.items():
         expected = {key: value for key, value in properties[name].items() if key != "description"}
-        assert parameter["schema"] == expected, name
+        assert parameter["schema"] == (allowing_empty(expected) if location == "query" else expected), name
 
 
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("/api/v1/messages?limit=5.0", "limit: expected an integer from 1 to 200"),
+        ("/api/v1/messages?limit=5.5", "limit: expected an integer from 1 to 200"),
+        ("/api/v1/messages?limit=5.", "limit: expected an integer from 1 to 200"),
         ("/api/v1/messages?limit=%205", "limit: expected an integer from 1 to 200"),
         ("/api/v1/messages?limit=%2B5", "limit: expected an integer from 1 to 200"),
         ("/api/v1/messages?limit=%C2%B2", "limit: expected an integer from 1 to 200"),
@@ -118,17 +117,5 @@ def test_documented_values_are_accepted_and_others_refused(app, client, mode):
         call_and_validate(
             operation.as_strategy(generation_mode=mode),
             examples=EXAMPLES,
-            checks=[not_a_server_error, positive_data_acceptance, _negative_data_rejection],
+            checks=[not_a_server_error, positive_data_acceptance, negative_data_rejection],
         )
-
-
-def _negative_data_rejection(ctx, response, case):
-    """schemathesis's negative_data_rejection, except for an answer to a request that sent a value empty
-    or a list with an empty item (type=,message.received): the read API has always taken those as left
-    out, which a schema cannot say."""
-    sent: dict[str, str] = {}
-    for name, value in parse_qsl(urlsplit(response.request.url).query, keep_blank_values=True):
-        sent.setdefault(name, value)  # the first of a repeated parameter is the one read
-    if any(value == "" or (name == "type" and "" in value.split(",")) for name, value in sent.items()):
-        return None
-    return negative_data_rejection(ctx, response, case)

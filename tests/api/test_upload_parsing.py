@@ -61,6 +61,11 @@ class TestFileForms:
         parse(array_json(FILE, separator=","), tmp_path)
         assert (tmp_path / "file").read_bytes() == FILE
 
+    def test_whole_byte_values_written_with_a_fraction_or_an_exponent(self, tmp_path):
+        """JSON Schema counts 153.0 as an integer, so the document's byte values include it."""
+        parse(b'{"fileName": "x.bin", "data": [153.0, 1e2, 2.55E+2, 0.0, 1.00, 7]}', tmp_path)
+        assert (tmp_path / "file").read_bytes() == bytes([153, 100, 255, 0, 1, 7])
+
     def test_base64_string_as_csharp_writes_it(self, tmp_path):
         body = parse({"content": base64.b64encode(FILE).decode(), "mimeType": "image/jpeg"}, tmp_path)
         assert (tmp_path / "file").read_bytes() == FILE
@@ -123,7 +128,7 @@ class TestFileForms:
         assert refusal({"data": "AQ==AQ=="}, tmp_path).code == "invalid_base64"
 
     @pytest.mark.parametrize(
-        "value", ["300", "-1", "1.0", "1e2", "true", "null", '"7"', "[1]", "{}", "99999999999999999999999"]
+        "value", ["300", "-1", "1.5", "2.56e2", "-0.5", "true", "null", '"7"', "[1]", "{}", "99999999999999999999999"]
     )
     def test_anything_but_a_byte_value_in_the_array_is_refused(self, tmp_path, value):
         error = refusal(b'{"data": [1, ' + value.encode() + b", 2]}", tmp_path)

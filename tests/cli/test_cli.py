@@ -6,28 +6,11 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
-from werkzeug.security import check_password_hash
 
 from tests.fixtures.app import STANDARD_SECRET
 from tests.media import samples
 from tests.support.standard import inbound_body, post_standard, standard_headers
-from webhook_service.cli.main import cli
 from webhook_service.database.tables import Attachment, Message, QuarantinedRequest, RawRequest
-
-
-@pytest.fixture
-def run(settings, monkeypatch):
-    """Invoke `webhook-service ...` configured like the test app, through WEBHOOK__<KEY> variables
-    (the configuration's own environment mechanism), so both share one database."""
-    monkeypatch.delenv("WEBHOOK_SERVICE_CONFIG", raising=False)
-    for key, value in settings.model_dump(mode="json", exclude_none=True).items():
-        monkeypatch.setenv(f"WEBHOOK__{key.upper()}", json.dumps(value))
-
-    def invoke(*arguments: str, input: str | None = None):
-        return CliRunner().invoke(cli, list(arguments), input=input, catch_exceptions=False)
-
-    return invoke
 
 
 class TestQuarantine:
@@ -106,15 +89,6 @@ class TestAttachments:
 
 
 class TestKeysAndHousekeeping:
-    def test_hash_password_and_new_api_key(self, run):
-        hashed = run("hash-password", input="s3cret-pass\ns3cret-pass\n")
-        assert hashed.exit_code == 0
-        assert check_password_hash(hashed.output.strip().splitlines()[-1], "s3cret-pass")
-        key = run("new-api-key").output.splitlines()
-        import hashlib
-
-        assert hashlib.sha256(key[0].split()[-1].encode()).hexdigest() == key[1].split()[-1]
-
     def test_check_config_names_connections_without_secrets(self, run):
         output = run("check-config").output
         assert "/webhooks/standard/main" in output and "UNSIGNED (development)" in output
@@ -123,7 +97,7 @@ class TestKeysAndHousekeeping:
     def test_prune_removes_old_raw_and_quarantined_requests(self, client, runtime, run):
         post_standard(client, inbound_body("p-1"))
         post_standard(client, b"{bad")
-        assert "deleted 0 raw requests and 0 quarantined" in run("prune").output
+        assert "deleted 0 raw requests and 0 resolved quarantined requests" in run("prune").output
         with runtime.db.transaction() as session:
             for model in (RawRequest, QuarantinedRequest):
                 session.execute(
@@ -131,6 +105,8 @@ class TestKeysAndHousekeeping:
                     if runtime.db.dialect == "postgresql"
                     else sa.update(model).values(received_at=sa.text("datetime('now', '-40 days')"))
                 )
-        assert "deleted 1 raw requests and 1 quarantined" in run("prune").output
+        pruned = run("prune").output
+        assert "deleted 1 raw request and 0 resolved quarantined requests" in pruned
+        assert "kept 1 unresolved quarantined request" in pruned
         with runtime.db.reading() as session:
             assert session.scalar(sa.select(sa.func.count()).select_from(Message)) == 1

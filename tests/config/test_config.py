@@ -56,7 +56,8 @@ def test_toml_file_and_environment_overrides(tmp_path):
 
 
 BAD_SETTINGS = [
-    ("unknown key", "colour = 'blue'", "colour: Extra inputs are not permitted"),
+    ("unknown key", "colour = 'blue'", "colour: no such setting"),
+    ("typo in a key", "[media]\nmax_byte = 1", "media.max_byte: no such setting; did you mean media.max_bytes?"),
     ("bad type", "[media]\nmax_bytes = 'big'", "media.max_bytes: Input should be a valid integer"),
     (
         "typo in provider",

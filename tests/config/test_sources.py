@@ -71,9 +71,9 @@ def test_an_empty_shortcut_variable_is_not_a_value(tmp_path):
 
 
 def test_section_and_key_names_are_case_insensitive():
-    settings = load_settings(environ={"WEBHOOK__Media__Max_Bytes": "1048576", "WEBHOOK__queue__NAME": "q-1"})
+    settings = load_settings(environ={"WEBHOOK__Media__Max_Bytes": "1048576", "WEBHOOK__queue__NAME": "q_1"})
     assert settings.media.max_bytes == 1048576
-    assert settings.queue.name == "q-1"
+    assert settings.queue.name == "q_1"
 
 
 def test_webhook_values_are_json_when_they_parse():
@@ -171,9 +171,19 @@ def test_without_an_injected_environment_the_real_one_is_read(monkeypatch):
 # Typos ------------------------------------------------------------------------------------------------
 
 UNKNOWN = [
-    ("WEBHOOK__COLOUR", "blue", "colour: Extra inputs are not permitted"),
-    ("WEBHOOK__MEDIA__MAX_BYTE", "1048576", "media.max_byte: Extra inputs are not permitted"),
-    ("WEBHOOK__MEDIA__FETCH__ALLOW_HTTPS", "true", "media.fetch.allow_https: Extra inputs are not permitted"),
+    ("WEBHOOK__COLOUR", "blue", "colour (from the environment variable WEBHOOK__COLOUR): no such setting"),
+    (
+        "WEBHOOK__MEDIA__MAX_BYTE",
+        "1048576",
+        "media.max_byte (from the environment variable WEBHOOK__MEDIA__MAX_BYTE): no such setting; "
+        "did you mean WEBHOOK__MEDIA__MAX_BYTES?",
+    ),
+    (
+        "WEBHOOK__MEDIA__FETCH__ALLOW_HTTPS",
+        "true",
+        "media.fetch.allow_https (from the environment variable WEBHOOK__MEDIA__FETCH__ALLOW_HTTPS): no such "
+        "setting; did you mean WEBHOOK__MEDIA__FETCH__ALLOW_HTTP?",
+    ),
 ]
 
 

@@ -14,8 +14,7 @@ from click.testing import CliRunner
 from tests.delivery.conftest import RETRY_SCHEDULE, A, listen
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.cli.main import cli
-from webhook_service.database.tables import DELIVERIES
-from webhook_service.delivery import history
+from webhook_service.database.tables import DELIVERIES, DELIVERY_ATTEMPTS
 
 
 @pytest.fixture
@@ -83,8 +82,13 @@ def test_prune_removes_old_attempts_and_finished_deliveries_but_not_pending_ones
     receiver.answer("/hook", 500)
     post_standard(client, inbound_body("m-2"))
     runtime.deliveries.drain(endpoint["id"])  # pending, to be retried
-    assert "deleted 0 delivery attempts and 0 finished deliveries" in run("prune", "--days", "1").output
-    pruned = history.prune_history(runtime.db, datetime.now(UTC) + timedelta(seconds=1))
-    assert (pruned.attempts, pruned.deliveries) == (2, 1)
+    assert "deleted 0 delivery attempts and 0 finished deliveries" in run("prune").output
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    with runtime.db.writing() as conn:
+        conn.execute(sa.update(DELIVERY_ATTEMPTS).values(attempted_at=long_ago))
+        conn.execute(sa.update(DELIVERIES).values(completed_at=long_ago).where(DELIVERIES.c.status != "pending"))
+    assert "would delete 2 delivery attempts and 1 finished delivery" in run("prune", "--dry-run").output
+    assert "deleted 2 delivery attempts and 1 finished delivery" in run("prune").output
     with runtime.db.reading() as session:
         assert [row.status for row in session.execute(sa.select(DELIVERIES.c.status))] == ["pending"]
+        assert session.execute(sa.select(DELIVERY_ATTEMPTS)).all() == []

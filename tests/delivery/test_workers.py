@@ -36,7 +36,7 @@ def queue_backend(request) -> dict[str, Any]:
     if request.param == "embedded":
         return {}
     # The shared Redis: a queue name of this test's own, so no other test or helper shares its tasks.
-    return {"redis_url": request.getfixturevalue("redis_url"), "queue": {"name": f"delivery-{uuid.uuid4().hex[:12]}"}}
+    return {"redis_url": request.getfixturevalue("redis_url"), "queue": {"name": f"delivery_{uuid.uuid4().hex[:12]}"}}
 
 
 @pytest.fixture

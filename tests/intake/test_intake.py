@@ -310,6 +310,7 @@ class TestRefusals:
         from webhook_service.settings import load_settings
 
         config = base_test_config(tmp_path, "postgresql+psycopg://postgres@127.0.0.1:9/nothing")
+        config["spool_max_bytes"] = 0  # no spool: the outage reaches the provider (tests/intake/test_spool.py)
         runtime = Runtime(load_settings(environ={}, overrides=config))
         try:
             client = create_app(runtime=runtime).test_client()

@@ -124,7 +124,7 @@ class TestBlobStoreOutage:
 class TestRedisQueue:
     @pytest.fixture
     def settings_overrides(self, redis_url):
-        return {"redis_url": redis_url, "queue": {"name": f"test-{uuid.uuid4().hex}"}, "media": {"fetch": FETCH}}
+        return {"redis_url": redis_url, "queue": {"name": f"test_{uuid.uuid4().hex}"}, "media": {"fetch": FETCH}}
 
     def test_webhook_enqueues_in_redis_and_a_worker_stores_it(self, client, media_server, runtime):
         url = media_server.serve("/queued.png", samples.png(), content_type="image/png")

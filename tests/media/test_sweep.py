@@ -4,6 +4,7 @@ without enqueueing twice what already waits in the queue."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.fixtures.app import TENANT_A
-from webhook_service.database.tables import ATTACHMENTS, MESSAGES, new_id
+from webhook_service.database.tables import ATTACHMENTS, LEASES, MESSAGES, new_id
 from webhook_service.media import pipeline
 from webhook_service.media.pipeline import SWEEP_BATCH
 from webhook_service.runtime import Runtime
@@ -124,7 +125,39 @@ def test_the_queues_minutely_task_tells_the_sweep_how_much_already_waits(runtime
     [deferred] = [record for record in caplog.records if record.getMessage() == "sweep_deferred"]
     assert deferred.fields["queued"] == SWEEP_BATCH
     queue.huey.flush()
+    next_minute(runtime)
     queue.sweep.call_local()
     assert queue.huey.pending_count() == len(backlog)
     [swept] = [record for record in caplog.records if record.getMessage() == "sweep_enqueued"]
     assert (swept.fields["attachments"], swept.fields["queued"], swept.fields["stopped"]) == (5, 0, "done")
+
+
+def next_minute(runtime: Runtime) -> None:
+    """As if the sweep's lease had run its term (a minute later)."""
+    with runtime.db.writing() as connection:
+        connection.execute(sa.update(LEASES).values(expires_at=AN_HOUR_AGO))
+
+
+def test_of_two_workers_minutely_tasks_one_sweeps(runtime, settings, caplog):
+    # Two `worker` commands (or two hosts) each schedule the sweep every minute; one runs it.
+    caplog.set_level("DEBUG", logger="webhook_service")
+    backlog = pending_attachments(runtime, 3)
+    other = Runtime(settings)
+    try:
+        runtime.queue.sweep.call_local()
+        other.queue.sweep.call_local()
+        swept = [record for record in caplog.records if record.getMessage() == "sweep_enqueued"]
+        [skipped] = [record for record in caplog.records if record.getMessage() == "sweep_skipped"]
+        assert [record.fields["attachments"] for record in swept] == [len(backlog)]
+        assert skipped.fields["lease_holder"].endswith(f":{os.getpid()}")
+        # The next minute, whichever comes first sweeps (here the other one), and only it.
+        next_minute(runtime)
+        with runtime.db.writing() as connection:
+            connection.execute(sa.update(ATTACHMENTS).values(next_attempt_at=AN_HOUR_AGO))
+        other.queue.sweep.call_local()
+        runtime.queue.sweep.call_local()
+        swept = [record for record in caplog.records if record.getMessage() == "sweep_enqueued"]
+        assert len(swept) == 2
+        assert len([record for record in caplog.records if record.getMessage() == "sweep_skipped"]) == 2
+    finally:
+        other.close()

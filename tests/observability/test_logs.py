@@ -11,6 +11,7 @@ import sys
 from decimal import Decimal
 
 from webhook_service.observability.logs import JsonFormatter, log
+from webhook_service.observability.request_ids import request_id_bound
 
 # 2023-11-14T22:13:20.123456 UTC
 CREATED = 1700000000.123456
@@ -96,3 +97,26 @@ def test_gunicorn_lines_come_out_as_json():
     assert list(entry) == ["ts", "level", "logger", "event"]
     assert entry["logger"] == "gunicorn.error" and entry["level"] == "info"
     assert entry["event"] == "Listening at: http://127.0.0.1:1 (7)"
+
+
+def test_a_line_written_for_a_request_carries_its_id_after_the_event():
+    record = _record("enqueue_failed", logging.WARNING, attachments=2)
+    with request_id_bound("req-1"):
+        inside = json.loads(JsonFormatter().format(record))
+    assert list(inside) == ["ts", "level", "logger", "event", "request_id", "attachments"]
+    assert inside["request_id"] == "req-1"
+    assert "request_id" not in json.loads(JsonFormatter().format(record))  # outside any request
+
+
+def test_a_request_id_the_caller_passes_wins_and_keeps_its_place():
+    record = _record("webhook", logging.WARNING, provider="twilio", request_id="own")
+    with request_id_bound("bound"):
+        entry = json.loads(JsonFormatter().format(record))
+    assert list(entry) == ["ts", "level", "logger", "event", "provider", "request_id"]
+    assert entry["request_id"] == "own"
+
+
+def test_gunicorns_own_lines_carry_the_request_id_too():
+    record = logging.LogRecord("gunicorn.error", logging.ERROR, __file__, 1, "Error handling request", (), None)
+    with request_id_bound("req-2"):
+        assert json.loads(JsonFormatter().format(record))["request_id"] == "req-2"

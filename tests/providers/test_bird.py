@@ -472,7 +472,7 @@ class TestEndToEnd:
         assert message_json["text"] == "The recording"
         assert [(a["declaredContentType"], a["name"], a["status"]) for a in message_json["attachments"]] == [
             ("video/mp4", "v.mp4", "pending"),
-            ("audio/mpeg", None, "pending"),
+            ("audio/mpeg", "a.mp3", "pending"),  # unnamed: the URL's last segment
         ]
         by_id = client.get(f"/api/v1/messages/{message_json['id']}", headers=AUTH_A).get_json()
         assert by_id["providerMessageId"] == "e2e-mms"

@@ -46,16 +46,26 @@ class Served:
         raise AssertionError(f"gunicorn did not start {count} workers: {self.log_tail()}")
 
 
-def serve(config: Path, port: int, *, timeout: float = 60) -> Served:
+def serve(
+    config: Path,
+    port: int,
+    *,
+    timeout: float = 60,
+    command: list[str] = PROCFILE_WEB,
+    environment: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Served:
     """Start gunicorn with the service configuration in `config` (which must say `port`) and wait until
-    /healthz answers. Its log goes to a file beside `config`."""
-    environment = dict(os.environ, WEBHOOK_SERVICE_CONFIG=str(config))
+    /healthz answers. Its log goes to a file beside `config`. `command` is the Procfile's unless told
+    (`webhook-service web` starts the same gunicorn); `environment` replaces this process's own, `cwd` its
+    working directory."""
+    environment = dict(os.environ if environment is None else environment, WEBHOOK_SERVICE_CONFIG=str(config))
     environment.pop("FORWARDED_ALLOW_IPS", None)  # gunicorn's own default would trust 127.0.0.1
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = config.with_suffix(".log")
     with log.open("wb") as stderr:
         process = subprocess.Popen(
-            PROCFILE_WEB, env=environment, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+            command, env=environment, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
         )
     served = Served(f"http://127.0.0.1:{port}", port, process, log)
     deadline = time.monotonic() + timeout

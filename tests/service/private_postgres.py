@@ -4,7 +4,8 @@
 The machine's `initdb` and `pg_ctl` make it in a temporary directory on a free port, run as the `postgres`
 user when the tests run as root (PostgreSQL refuses to run as root). `freeze()` stops the postmaster and
 every backend with SIGSTOP: the kernel still accepts connections and acknowledges data for them, but no
-process answers, as when the server's machine stalls.
+process answers, as when the server's machine stalls. `halt()` and `resume()` stop and start the server
+as an operator or a failover does: nothing listens on its port in between.
 """
 
 from __future__ import annotations
@@ -54,12 +55,20 @@ class PrivateCluster:
 
     def start(self) -> None:
         self._run(self._initdb, "-D", self.data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
+        self.resume()
+        migrate(self.url)
+
+    def halt(self) -> None:
+        """Stop the server as an operator or a failover does (fast shutdown: sessions are ended, nothing
+        answers on the port until `resume`)."""
+        self._run(self._pg_ctl, "-D", self.data, "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
         options = (
             f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c max_connections=30 -c shared_buffers=16MB"
         )
         self._run(self._pg_ctl, "-D", self.data, "-o", options, "-l", self.directory / "server.log", "-w", "start")
-        migrate(self.url)
 
     def processes(self) -> list[int]:
         """The postmaster, then its children (backends and background processes)."""

@@ -29,6 +29,8 @@ data_dir = "{tmp_path / "data"}"
 database_url = "{database_url}"
 web_workers = 1
 web_threads = 2
+# No spool: this test is about the 503 a frozen database gives without one (test_spool_outage.py: with).
+spool_max_bytes = 0
 [[tenants]]
 id = "{TENANT_A}"
 phone_numbers = [{{id = "n1", number = "{NUMBER_A}"}}]

@@ -124,8 +124,13 @@ def test_run_serves_webhooks_and_the_worker_stores_attachments(service, media_se
     assert len(download.content) == attachment["size"]
     events = requests.get(f"{base}/api/v1/events", auth=USER_A, timeout=10).json()["events"]
     assert [e["type"] for e in events] == ["message.received", "attachment.stored"]
-    metrics = requests.get(f"{base}/metrics", timeout=10).text
-    assert 'webhook_requests_total{outcome="accepted",provider="standard"}' in metrics
+    # One scrape target on one host: the web's /metrics adds up the worker's processes too.
+    stored = 'attachment_outcomes_total{outcome="stored",reason="none"} 1.0'
+    deadline = time.monotonic() + 10
+    while stored not in (metrics := requests.get(f"{base}/metrics", timeout=10).text) and time.monotonic() < deadline:
+        time.sleep(0.1)  # counted just after the outcome is committed
+    assert 'webhook_requests_total{outcome="accepted",provider="standard"} 1.0' in metrics
+    assert stored in metrics and "attachment_processing_seconds_count 1.0" in metrics
 
     os.killpg(process.pid, signal.SIGTERM)
     assert process.wait(timeout=30) == 0

@@ -106,7 +106,7 @@ def test_azure_user_delegation_sas_is_capped_at_seven_days(azurite_oauth_blob_en
     endpoint = azurite_oauth_blob_endpoint
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(endpoint.ca_bundle))  # trusted by the SDK's HTTP client
     store = AzureBlobStore(unique_bucket_name(), account_url=endpoint.account_url, credential=endpoint.credential)
-    store.ensure_container()
+    store.create_if_missing()
     before = datetime.now(UTC).replace(microsecond=0)
 
     capped = store.signed_url(KEY, expires_in=30 * 24 * 3600, filename="a.pdf", content_type="application/pdf")
@@ -131,7 +131,7 @@ def test_s3_check_reports_a_missing_bucket_as_an_error_not_an_outage(make_s3_sto
     assert not isinstance(raised.value, StorageUnavailable)
 
 
-def test_azure_container_is_created_by_ensure_container_only(azurite_blob_endpoint):
+def test_azure_container_is_created_by_create_if_missing_only(azurite_blob_endpoint):
     store = AzureBlobStore(unique_bucket_name(), connection_string=azurite_blob_endpoint)
     with pytest.raises(StorageError) as raised:
         store.check()
@@ -139,8 +139,8 @@ def test_azure_container_is_created_by_ensure_container_only(azurite_blob_endpoi
     with pytest.raises(StorageError):
         store.put(KEY, io.BytesIO(b"x"), content_type="text/plain")
 
-    store.ensure_container()
-    store.ensure_container()  # idempotent
+    assert store.create_if_missing() is True
+    assert store.create_if_missing() is False  # idempotent
     store.check()
 
 

@@ -72,7 +72,7 @@ def private_redis() -> Iterator[PrivateRedis]:
 
 @pytest.fixture
 def settings_overrides(private_redis):
-    return {"redis_url": private_redis.url, "queue": {"name": f"outage-{uuid.uuid4().hex[:8]}"}}
+    return {"redis_url": private_redis.url, "queue": {"name": f"outage_{uuid.uuid4().hex[:8]}"}}
 
 
 def timed_webhook(client, message_id: str) -> tuple[int, float]:

@@ -4,12 +4,9 @@ dies is started again, and a stop signal stops them all."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,14 +16,13 @@ import sqlalchemy as sa
 
 from tests.fixtures.app import TENANT_A
 from tests.media import samples
+from tests.support.worker_process import CLI, WorkerUnderTest
 from webhook_service.database.tables import Attachment
 from webhook_service.intake.message_store import RawRequestRecord, store_webhook
 from webhook_service.model.events import MediaRef, MessageEvent
 from webhook_service.runtime import Runtime
 from webhook_service.settings import load_settings
 from webhook_service.worker.supervisor import split_threads
-
-CLI = [sys.executable, "-m", "webhook_service.cli"]
 
 
 @pytest.mark.parametrize(
@@ -43,58 +39,6 @@ CLI = [sys.executable, "-m", "webhook_service.cli"]
 def test_threads_are_shared_out_evenly(threads, processes, shares):
     assert split_threads(threads, processes) == shares
     assert sum(shares) == threads
-
-
-class WorkerUnderTest:
-    """The real `webhook-service worker` in its own session, its log lines collected as they come."""
-
-    def __init__(self, config: Path, *arguments: str):
-        environment = dict(os.environ, WEBHOOK_SERVICE_CONFIG=str(config))
-        environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.process = subprocess.Popen(
-            [*CLI, "worker", *arguments],
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: list[dict] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stderr:
-            try:
-                self.lines.append(json.loads(line))
-            except ValueError:
-                self.lines.append({"event": line.rstrip()})
-
-    def events(self, needle: str) -> list[dict]:
-        return [line for line in self.lines if needle in str(line.get("event", ""))]
-
-    def wait_for(self, needle: str, count: int = 1, timeout: float = 60) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.events(needle)
-            if len(found) >= count:
-                return found
-            assert self.process.poll() is None, f"the worker exited: {self.lines[-5:]}"
-            time.sleep(0.05)
-        raise AssertionError(f"no {count} x {needle!r} within {timeout} s: {self.lines[-5:]}")
-
-    def children(self) -> list[int]:
-        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(pid) for pid in path.read_text().split()]
-
-    def stop(self, number: int = signal.SIGTERM, timeout: float = 30) -> int:
-        self.process.send_signal(number)
-        return self.process.wait(timeout=timeout)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
 
 @pytest.fixture

@@ -7,13 +7,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, WrapValidator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    StrictBool,
+    StrictStr,
+    WithJsonSchema,
+    WrapValidator,
+)
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from webhook_service.api.parameters import ascii_digits, refused_as
+from webhook_service.api.read_params import TIME_EXAMPLE, TIME_SCHEMA, Cursor, moment
 from webhook_service.database import feed
-from webhook_service.providers.fields import parse_time
 
 MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION_LENGTH = 1024
@@ -53,14 +63,6 @@ def _event_types(value: Any, handler: Any) -> Any:
         raise PydanticCustomError(_FIELD, "{message}", {"message": message}) from None
 
 
-def _moment(value: Any) -> datetime:
-    # As the read API reads times: ISO 8601 with Z or an offset (none: UTC), or unix (milli)seconds.
-    moment = parse_time(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
-    if moment is None:
-        raise ValueError("not a time")
-    return moment
-
-
 Url = Annotated[
     StrictStr,
     Field(min_length=1, max_length=MAX_URL_LENGTH, description="https (unless the service allows http)."),
@@ -76,9 +78,20 @@ Description = Annotated[
     Field(max_length=MAX_DESCRIPTION_LENGTH),
     _worded(f"description: expected text of at most {MAX_DESCRIPTION_LENGTH} characters, or null"),
 ]
+
+
+def _whole_number(value: Any) -> Any:
+    # A JSON Schema integer is any number without a fraction: 5.0 is one; true and "5" are not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("not a whole number")
+    return value
+
+
 RatePerSecond = Annotated[
-    StrictInt | None,
-    Field(ge=1, le=MAX_RATE_PER_SECOND, description="At most this many deliveries a second; null: no limit."),
+    Annotated[int, Field(ge=1, le=MAX_RATE_PER_SECOND), BeforeValidator(_whole_number)] | None,
+    Field(description="At most this many deliveries a second; null: no limit."),
     _worded(f"rateLimitPerSecond: expected an integer from 1 to {MAX_RATE_PER_SECOND}, or null"),
 ]
 
@@ -105,25 +118,25 @@ class EndpointUpdate(_Body):
     rateLimitPerSecond: RatePerSecond = None
 
 
-class ReplayRequest(_Body):
-    """Exactly one of the two."""
+class ReplaySince(_Body):
+    since: Annotated[
+        datetime,
+        BeforeValidator(moment),
+        _worded(f"since: expected an RFC 3339 time such as {TIME_EXAMPLE}, or unix seconds"),
+        WithJsonSchema(TIME_SCHEMA),
+    ] = Field(description="Every event (of the endpoint's types) at or after this time.")
 
-    since: (
-        Annotated[
-            datetime, BeforeValidator(_moment), _worded("since: expected an ISO 8601 time such as 2026-01-31T12:00:00Z")
-        ]
-        | SkipJsonSchema[None]
-    ) = Field(None, description="Every event (of the endpoint's types) at or after this time.")
-    eventIds: (
-        Annotated[
-            list[EventId],
-            Field(min_length=1, max_length=MAX_REPLAY_EVENT_IDS),
-            _worded(
-                f"eventIds: expected a list of 1 to {MAX_REPLAY_EVENT_IDS} event ids (digits, as the feed gives them)"
-            ),
-        ]
-        | SkipJsonSchema[None]
-    ) = Field(None, description="These events.")
+
+class ReplayEvents(_Body):
+    eventIds: Annotated[
+        list[EventId],
+        Field(min_length=1, max_length=MAX_REPLAY_EVENT_IDS),
+        _worded(f"eventIds: expected a list of 1 to {MAX_REPLAY_EVENT_IDS} event ids (digits, as the feed gives them)"),
+    ] = Field(description="These events.")
+
+
+class ReplayRequest(RootModel[ReplaySince | ReplayEvents]):
+    """Exactly one of `since` and `eventIds`."""
 
 
 class EndpointPath(BaseModel):
@@ -141,14 +154,11 @@ class AttemptQuery(BaseModel):
         ascii_digits(9),
         refused_as(lambda _: f"limit: expected an integer from 1 to {MAX_ATTEMPTS_PAGE}"),
     ] = DEFAULT_ATTEMPTS
-    cursor: Annotated[
-        str | SkipJsonSchema[None],
-        Field(pattern=r"^[0-9]{1,18}$"),
-        refused_as(lambda _: "cursor: not a cursor this API returned"),
-    ] = Field(None, description="The `nextCursor` of the previous page.")
+    cursor: Annotated[Cursor | SkipJsonSchema[None], refused_as(lambda _: "cursor: not a cursor this API returned")] = (
+        Field(None, description="The `nextCursor` of the previous page.")
+    )
     event_id: Annotated[
-        str | SkipJsonSchema[None],
-        Field(pattern=r"^[0-9]{1,18}$"),
+        Annotated[str, Field(pattern=r"^[0-9]{1,18}$")] | SkipJsonSchema[None],
         refused_as(lambda _: "eventId: expected a feed event's id (digits)"),
     ] = Field(None, alias="eventId", description="Only the attempts of this event.")
 

@@ -27,7 +27,8 @@ from webhook_service.api.endpoint_models import (
     EndpointCreate,
     EndpointPath,
     EndpointUpdate,
-    ReplayRequest,
+    ReplayEvents,
+    ReplaySince,
 )
 from webhook_service.api.errors import ApiError
 from webhook_service.api.parameters import validated
@@ -134,15 +135,16 @@ def endpoints_api_blueprint(store: EndpointStore, auth: ApiAuthenticator) -> Blu
     @auth.required
     def replay(**path_values: str):
         endpoint_id = _endpoint_id(path_values)
-        body = _body(ReplayRequest)
-        if (body.since is None) == (body.eventIds is None):
+        data = _json_object()
+        if ("since" in data) == ("eventIds" in data):
             raise ApiError(400, "invalid_field", "Give exactly one of since and eventIds.")
+        asked = _validated(ReplaySince if "since" in data else ReplayEvents, data)
         with _errors():
             count = store.replay(
                 current_principal().tenant_id,
                 endpoint_id,
-                since=body.since,
-                event_ids=[int(event_id) for event_id in body.eventIds or ()],
+                since=asked.since if isinstance(asked, ReplaySince) else None,
+                event_ids=[int(event_id) for event_id in asked.eventIds] if isinstance(asked, ReplayEvents) else [],
             )
         response = jsonify({"replayed": count})
         response.status_code = 202
@@ -157,10 +159,18 @@ def _endpoint_id(path_values: dict[str, str]) -> str:
 
 def _body(model: type[Body]) -> Body:
     """The request's JSON object checked by `model`; 400 with the first refused field's message."""
+    return _validated(model, _json_object())
+
+
+def _json_object() -> dict[str, Any]:
     request.max_content_length = MAX_BODY_BYTES
     data = request.get_json(silent=True) if request.is_json else None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object, sent as application/json.")
+    return data
+
+
+def _validated(model: type[Body], data: dict[str, Any]) -> Body:
     try:
         return model.model_validate(data)
     except ValidationError as error:

@@ -6,8 +6,10 @@ Generated here (api/openapi_document.py), not by flask-openapi3: it validates a 
 view's own decorators run (a 400 before the 401), documents a body as JSON or multipart but not both,
 and would read the upload body that api/upload_body.py streams.
 
-The suite runs schemathesis against the document, so it must say exactly what the code answers, error
-codes included; tests/api/test_openapi.py also checks that every operation here is a route of the app."""
+The suite runs schemathesis against the document with every check (tests/api/test_openapi.py), so it
+must say exactly what the code takes (an empty query value, a JSON null, a blank form field: left out;
+the upload fields' patterns are upload_fields.py's own) and what it answers, error codes included; the
+same test module checks that every operation here is a route of the app."""
 
 from __future__ import annotations
 

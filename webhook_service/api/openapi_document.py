@@ -102,9 +102,23 @@ def _parameters(model: type[BaseModel], location: str) -> list[Schema]:
         if value_schema.get("type") == "array":
             # This API's lists are comma-separated (type=a,b), not the parameter repeated (type=a&type=b).
             parameter["explode"] = False
-        parameter["schema"] = value_schema
+        parameter["schema"] = allowing_empty(value_schema) if location == "query" else value_schema
         documented.append(parameter)
     return documented
+
+
+def allowing_empty(schema: Schema) -> Schema:
+    """A query parameter's schema that also allows the empty value: in this API `?after=` is the
+    parameter left out (api/parameters.py), and the document must not call it invalid."""
+    constraints = set(schema) - {"type", "default", "title", "description", "examples"}
+    if schema.get("type") == "string" and not constraints:
+        return schema  # any string, "" included
+    alternatives = {name: value for name, value in schema.items() if name != "default"}
+    choices = alternatives["anyOf"] if set(alternatives) == {"anyOf"} else [alternatives]
+    either: Schema = {"anyOf": [*choices, {"type": "string", "maxLength": 0}]}
+    if "default" in schema:
+        either["default"] = schema["default"]
+    return either
 
 
 def _operation(operation: Operation, refs: Mapping[type[BaseModel], Schema]) -> Schema:

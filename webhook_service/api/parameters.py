@@ -53,13 +53,17 @@ def refused_as(message: Callable[[str], str]) -> WrapValidator:
 
 def ascii_digits(max_digits: int) -> BeforeValidator:
     """Annotated metadata for a whole number written in ASCII digits, nothing else: int() and pydantic
-    also take "5.0", " 5", "+5" and digits of other scripts ("²", "١"). Nine digits are past any limit
-    here and well below the length at which int() itself refuses."""
+    also take " 5", "+5" and digits of other scripts ("²", "١"). Nine digits are past any limit here and
+    well below the length at which int() itself refuses. A fraction of zeros ("5.0") is taken: the
+    document says integer, and JSON Schema counts 5.0 as one."""
 
     def validate(value: Any) -> int:
-        if not (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= max_digits):
+        whole, point, fraction = value.partition(".") if isinstance(value, str) else ("", "", "")
+        if point and not (fraction and fraction.strip("0") == ""):
+            raise ValueError("not a whole number")
+        if not (whole.isascii() and whole.isdigit() and len(whole) <= max_digits):
             raise ValueError("not a whole number in ASCII digits")
-        return int(value)
+        return int(whole)
 
     return BeforeValidator(validate)
 

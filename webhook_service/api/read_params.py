@@ -4,10 +4,11 @@ message is the answer's. An empty value is the same as an absent one."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
 from webhook_service.api.parameters import OptionalText, ascii_digits, refused_as
@@ -23,22 +24,48 @@ MAX_EVENTS = 1000
 # The `nextCursor` this API hands out: a position, in digits; 18 of them hold any 64-bit id.
 Cursor = Annotated[str, Field(pattern=r"^[0-9]{1,18}$")]
 _NOT_A_CURSOR = refused_as(lambda _: "cursor: not a cursor this API returned")
-_TIME_EXAMPLE = "2026-01-31T12:00:00Z"
+TIME_EXAMPLE = "2026-01-31T12:00:00Z"
 
 
-def _moment(value: Any) -> datetime:
-    # The same reading as providers' timestamps: ISO 8601 with Z or an offset, or unix (milli)seconds.
-    moment = parse_time(value)
-    if moment is None:
+# What the document says a time is, and all the API takes: an RFC 3339 date-time (JSON Schema's
+# "date-time"), or unix seconds or milliseconds (above 1e11) in at most 14 digits, each of which is a time
+# a datetime holds.
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+_UNIX_TIME = "[0-9]{1,14}"
+TIME_SCHEMA = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "pattern": f"^{_UNIX_TIME}$"}]}
+_EARLIEST, _LATEST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+
+
+def moment(value: Any) -> datetime:
+    """A time as this API takes one (see TIME_SCHEMA), in UTC; ValueError for anything else."""
+    if not isinstance(value, str):
         raise ValueError("not a time")
-    return moment
+    if re.fullmatch(_UNIX_TIME, value):
+        moment = parse_time(value)  # the same reading as providers' unix timestamps
+        if moment is None:
+            raise ValueError("not a time")
+        return moment
+    if not _DATE_TIME.fullmatch(value):
+        raise ValueError("not a time")
+    # A leap second (23:59:60, valid RFC 3339) is read as the second before it: a datetime has none.
+    text = value[:17] + "59" + value[19:] if value[17:19] == "60" else value
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # Before year 1 or after 9999 once in UTC (0001-01-01T00:00:00+05:00): as a bound, the earliest
+        # or latest time there is.
+        return _EARLIEST if parsed.year < 5000 else _LATEST
 
 
 def _time(name: str) -> Any:
     return Annotated[
         datetime | SkipJsonSchema[None],  # type: ignore[misc]
-        BeforeValidator(_moment),
-        refused_as(lambda _: f"{name}: expected an ISO 8601 time such as {_TIME_EXAMPLE}"),
+        BeforeValidator(moment),
+        refused_as(lambda _: f"{name}: expected an ISO 8601 time such as {TIME_EXAMPLE}"),
+        WithJsonSchema(TIME_SCHEMA),
     ]
 
 
@@ -50,6 +77,11 @@ def _page_size(high: int) -> Any:
 
 def _comma_separated(value: Any) -> Any:
     return [item for item in value.split(",") if item] if isinstance(value, str) else value
+
+
+# The `type` filter as the URL carries it: event types separated by commas, empty items skipped.
+_EVENT_TYPE = "(?:" + "|".join(re.escape(kind) for kind in feed.TYPES) + ")"
+_EVENT_TYPES_SCHEMA = {"type": "string", "pattern": f"^{_EVENT_TYPE}?(?:,{_EVENT_TYPE}?)*$"}
 
 
 def _unknown_event_type(value: str) -> str:
@@ -81,8 +113,12 @@ class MessageQuery(BaseModel):
         None, alias="from", description="Sender; phone numbers in any format are normalized to E.164."
     )
     recipient: OptionalText = Field(None, alias="to", description="A recipient; normalized like `from`.")
-    since: _time("since") = Field(None, description="Received at or after (ISO 8601).")  # type: ignore[valid-type]
-    until: _time("until") = Field(None, description="Received before (ISO 8601).")  # type: ignore[valid-type]
+    since: _time("since") = Field(  # type: ignore[valid-type]
+        None, description="Received at or after: an RFC 3339 time (2026-01-31T12:00:00Z) or unix seconds."
+    )
+    until: _time("until") = Field(  # type: ignore[valid-type]
+        None, description="Received before: an RFC 3339 time or unix seconds."
+    )
 
 
 class EventQuery(BaseModel):
@@ -97,7 +133,12 @@ class EventQuery(BaseModel):
         list[Literal[feed.TYPES]],  # type: ignore[valid-type]
         BeforeValidator(_comma_separated),
         refused_as(_unknown_event_type),
-    ] = Field(default_factory=list, alias="type", description="Event types; all of them when left out.")
+        WithJsonSchema(_EVENT_TYPES_SCHEMA),
+    ] = Field(
+        default_factory=list,
+        alias="type",
+        description=f"Event types, separated by commas ({', '.join(feed.TYPES)}); all of them when left out.",
+    )
 
 
 class MessagePath(BaseModel):

@@ -45,7 +45,14 @@ class StatusEvent(_Answer):
 class Attachment(_Answer):
     id: str
     index: int
-    name: str | None
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        description=(
+            "A file name to save it under, never a path: the provider's, the URL's last segment or "
+            "attachment-<index>; with the sniffed type's extension once stored."
+        ),
+    )
     declaredContentType: str | None
     contentType: str | None
     size: int | None

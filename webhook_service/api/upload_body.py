@@ -20,6 +20,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
@@ -236,8 +237,10 @@ class _JsonUploadReader:
         self._body.sha256 = writer.sha256
 
     def _write_byte_values(self, key: str, writer: _FileWriter) -> None:
-        """The array's numbers, each checked by bytearray.append itself: a float or a value outside
-        0..255 raises. The loop is kept this small because it runs once per byte of the file."""
+        """The array's numbers, each checked by bytearray.append itself: a fraction or a value outside
+        0..255 raises. The loop is kept this small because it runs once per byte of the file; a whole
+        number written with a fraction or an exponent (153.0, 1.53e2: a JSON Schema integer all the
+        same) takes the slow path."""
         buffer = bytearray()
         for event, value in self._events:
             if event != "number":
@@ -248,11 +251,18 @@ class _JsonUploadReader:
             try:
                 buffer.append(value)  # type: ignore[arg-type]
             except (TypeError, ValueError):
-                raise _invalid_byte(key) from None
+                buffer.append(_whole_byte(key, value))
             if len(buffer) >= _WRITE_CHUNK_BYTES:
                 writer.write(buffer)
                 buffer.clear()
         raise ApiError(400, "invalid_body", "The body ended inside the array of byte values.")
+
+
+def _whole_byte(key: str, value: object) -> int:
+    """A byte value ijson read as a Decimal (it had a fraction or an exponent), if it is a whole one."""
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value() and 0 <= value <= 255:
+        return int(value)
+    raise _invalid_byte(key)
 
 
 def _invalid_byte(key: str) -> ApiError:
@@ -326,7 +336,8 @@ def read_multipart_upload(
             raise ApiError(400, "invalid_body", f"{name} appears more than once.")
         if values and name == CONVERT_FIELD:
             body.convert = parse_flag(name, values[0])
-        elif values:
+        elif values and values[0]:
+            # A form sends its blank fields as empty values: one left blank is one left out.
             body.fields[name] = values[0]
     body.convert = body.convert or convert
     parts = [part for name in MULTIPART_FILE_PARTS for part in files.getlist(name)]

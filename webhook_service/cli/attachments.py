@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from webhook_service.cli.context import command_runtime, echo_listing
+from webhook_service.cli.context import command_runtime, echo_listing, plural
 from webhook_service.database.tables import ATTACHMENT_STATES
-from webhook_service.media.attachments import PROBLEM_STATES, list_attachments, retryable_ids
+from webhook_service.media.attachments import PROBLEM_STATES, attachment_states, list_attachments, retryable_ids
 
 _RETRY_BATCH = 200
 
@@ -23,7 +23,7 @@ def attachments() -> None:
 @attachments.command("list")
 @click.option("--status", type=click.Choice(ATTACHMENT_STATES), multiple=True, help="Default: failed and rejected.")
 @click.option("--reason", help="Only this reason code (e.g. timeout, type_not_allowed).")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def attachments_list(status: tuple[str, ...], reason: str | None, limit: int, as_json: bool) -> None:
     runtime = command_runtime()
@@ -39,6 +39,8 @@ def attachments_list(status: tuple[str, ...], reason: str | None, limit: int, as
             "reason": a.reason,
             "attempts": a.attempts,
             "declaredContentType": a.declared_content_type,
+            "contentType": a.content_type,
+            "size": a.size,
             "updatedAt": a.updated_at.isoformat(),
         }
         for a in found
@@ -51,26 +53,57 @@ def attachments_list(status: tuple[str, ...], reason: str | None, limit: int, as
 @click.option("--all-failed", is_flag=True, help="Every failed attachment.")
 @click.option("--reason", help="With --all-failed: only this reason code; also selects rejected ones.")
 def attachments_retry(attachment_ids: tuple[str, ...], all_failed: bool, reason: str | None) -> None:
-    """Put failed/rejected attachments back in the queue with a fresh retry budget."""
-    runtime = command_runtime()
-    ids = list(attachment_ids)
-    if all_failed:
-        ids += retryable_ids(runtime.db, reason_code=reason)
-    if not ids:
+    """Put failed/rejected attachments back in the queue with a fresh retry budget. Exits 1 when a named
+    attachment does not exist or is not failed or rejected."""
+    if not attachment_ids and not all_failed:
         raise click.UsageError("name attachment ids, or use --all-failed")
+    if reason and not all_failed:
+        raise click.UsageError("--reason selects attachments for --all-failed; named ids are retried as named")
+    runtime = command_runtime()
+    named = list(dict.fromkeys(attachment_ids))
+    states = attachment_states(runtime.db, named)
+    refused = 0
+    for attachment_id in named:
+        state = states.get(attachment_id)
+        if state is None:
+            click.echo(f"{attachment_id}: no such attachment", err=True)
+        elif state not in PROBLEM_STATES:
+            click.echo(f"{attachment_id}: {state}, not failed or rejected: nothing to retry", err=True)
+        else:
+            continue
+        refused += 1
+    ids = [attachment_id for attachment_id in named if states.get(attachment_id) in PROBLEM_STATES]
+    if all_failed:
+        chosen = set(ids)
+        ids += [
+            attachment_id
+            for attachment_id in retryable_ids(runtime.db, reason_code=reason)
+            if attachment_id not in chosen
+        ]
+    if not ids:
+        selection = f"failed or rejected with reason {reason}" if reason else "failed"
+        click.echo("nothing to retry" + (f": no attachment is {selection}" if all_failed else ""))
+        sys.exit(1 if refused else 0)
     reset = []
     batches = [ids[start : start + _RETRY_BATCH] for start in range(0, len(ids), _RETRY_BATCH)]
-    with click.progressbar(batches, label=f"retrying {len(ids)} attachments", file=sys.stderr) as progress:
+    with click.progressbar(batches, label=f"retrying {plural(len(ids), 'attachment')}", file=sys.stderr) as progress:
         for batch in progress:
             reset += runtime.attachments.retry(batch)
+    # An attachment can leave failed/rejected between the look and the retry (another operator's retry
+    # made it pending, or it is stored already): not this command's failure.
+    moved = len(ids) - len(reset)
     click.echo(
-        f"queued {len(reset)} of {len(ids)} for another attempt"
-        + ("" if len(reset) == len(ids) else " (the others are not failed or rejected)")
+        f"queued {len(reset)} of {plural(len(ids), 'attachment')} for another attempt"
+        + (f" ({moved} no longer failed or rejected)" if moved else "")
     )
+    sys.exit(1 if refused else 0)
 
 
 def _attachment_line(row: dict[str, Any]) -> str:
-    return (
-        f"{row['id']}  {row['status']:<8}  {row['provider']:<15} attempts={row['attempts']}  "
-        f"{row['reasonCode']}: {row['reason']}"
-    )
+    if row["reasonCode"]:
+        outcome = f"{row['reasonCode']}: {row['reason']}"
+    elif row["status"] == "stored":
+        outcome = f"{row['contentType']}, {plural(row['size'], 'byte')}"
+    else:
+        outcome = ""
+    return f"{row['id']}  {row['status']:<8}  {row['provider']:<15} attempts={row['attempts']}  {outcome}".rstrip()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 from webhook_service.cli.context import command_runtime
+from webhook_service.observability import metrics
+from webhook_service.observability.metrics_sharing import MULTIPROCESS_VARIABLE
 from webhook_service.worker.feed_watch import FeedWatcher
 from webhook_service.worker.supervisor import stop_when_orphaned
 
@@ -18,7 +23,16 @@ def consume(threads: int, no_periodic: bool, supervised: bool) -> None:
     runtime = command_runtime()
     if supervised:
         stop_when_orphaned()
+    port = runtime.settings.worker_metrics_port
+    if port and not no_periodic:
+        # One scrape target for all the worker's processes (their shared directory, set up by `worker`):
+        # the one that runs the sweep serves it.
+        shared = os.environ.get(MULTIPROCESS_VARIABLE)
+        metrics.serve(port, runtime.settings.host, [Path(shared)] if shared else [])
+    # Worker processes drain the spool of their data directory too (one process at a time drains it).
+    runtime.start_spool_drainer()
     if not no_periodic:
+        # New feed events reach push delivery within a poll interval (one watch per host is enough).
         FeedWatcher(
             runtime.deliveries.wake_for_new_events,
             runtime.catch_up_deliveries,

@@ -31,3 +31,8 @@ def echo_listing(
         click.echo(line(row))
     if not rows:
         click.echo(empty)
+
+
+def plural(count: int, singular: str, plural: str | None = None) -> str:
+    """ "1 attachment", "2 attachments"."""
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import sys
 
 import click
 from werkzeug.security import generate_password_hash
 
 
 @click.command("hash-password")
-@click.password_option()
-def hash_password(password: str) -> None:
-    """Print a password hash for an [[api_users]] entry."""
+def hash_password() -> None:
+    """Print a password hash for an [[api_users]] entry. On a terminal it asks for the password twice,
+    without echoing it; otherwise it reads one line from standard input (echo "$PASSWORD" | ...). Never
+    from the command line, where other users and the shell's history could read it."""
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise click.UsageError("the password is empty")
     click.echo(generate_password_hash(password))
 
 

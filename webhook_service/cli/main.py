@@ -2,7 +2,9 @@
 
     webhook-service run                 migrate, then start web (gunicorn) and worker together
     webhook-service web | worker        one of them (Procfile)
-    webhook-service migrate | check-config | hash-password | new-api-key | prune
+    webhook-service migrate | check-config [--connect] | hash-password | new-api-key
+    webhook-service prune [--days N] [--include-unresolved] [--dry-run] [--yes]
+    webhook-service storage init        create the configured bucket or container
     webhook-service quarantine list | show ID | replay ID... | discard ID...
     webhook-service attachments list | retry ID... | retry --all-failed
     webhook-service deliveries list | endpoints | retry ID... | retry --all-failed | replay --endpoint ID ...
@@ -28,13 +30,14 @@ COMMANDS = {
     "worker": "webhook_service.cli.worker:worker",
     "consume": "webhook_service.cli.consume:consume",
     "migrate": "webhook_service.cli.serve:migrate_command",
-    "check-config": "webhook_service.cli.serve:check_config",
+    "check-config": "webhook_service.cli.check_config:check_config",
     "hash-password": "webhook_service.cli.keys:hash_password",
     "new-api-key": "webhook_service.cli.keys:new_api_key",
     "prune": "webhook_service.cli.maintenance:prune",
     "quarantine": "webhook_service.cli.quarantine:quarantine",
     "attachments": "webhook_service.cli.attachments:attachments",
     "deliveries": "webhook_service.cli.deliveries:deliveries",
+    "storage": "webhook_service.cli.storage:storage_group",
 }
 
 

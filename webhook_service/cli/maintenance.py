@@ -1,4 +1,12 @@
-"""`webhook-service prune`: the retention period, applied."""
+"""`webhook-service prune`: the retention period, applied.
+
+What it deletes, received before the cutoff (`retention_days`, or `--days`, ago): accepted raw requests,
+quarantined requests an operator has resolved (replayed or discarded), and push deliveries' attempts and
+finished deliveries. Quarantined requests nobody
+has reviewed stay, and are counted, unless `--include-unresolved`. Messages, statuses and attachments are
+never deleted. Deleting more than the configuration says (a shorter `--days`, or unreviewed requests)
+asks first, or needs `--yes`; within it, it asks nothing, so it can run from cron.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +14,60 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from webhook_service.cli.context import command_runtime
+from webhook_service.cli.context import command_runtime, plural
 from webhook_service.delivery.history import prune_history
-from webhook_service.intake.retention import prune_requests
+from webhook_service.intake.retention import Pruned, prune_requests
 
 
 @click.command()
-@click.option("--days", type=int, help="Keep this many days (default: settings.retention_days).")
-def prune(days: int | None) -> None:
-    """Delete accepted raw requests and quarantined requests older than the retention period, and push
-    deliveries' attempts and finished deliveries as old. Messages, statuses and attachments are kept."""
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    help="Delete what was received more than this many days ago (at least 1; default: retention_days).",
+)
+@click.option(
+    "--include-unresolved", is_flag=True, help="Also delete quarantined requests nobody replayed or discarded."
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted, and delete nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting more than retention_days says.")
+def prune(days: int | None, include_unresolved: bool, dry_run: bool, yes: bool) -> None:
+    """Delete accepted raw requests and resolved (replayed or discarded) quarantined requests received
+    more than retention_days (or --days) ago. Unresolved quarantined requests are kept unless
+    --include-unresolved; messages, statuses and attachments are always kept."""
     runtime = command_runtime()
-    cutoff = datetime.now(UTC) - timedelta(days=days or runtime.settings.retention_days)
-    pruned = prune_requests(runtime.db, cutoff)
+    retention_days = runtime.settings.retention_days
+    days = retention_days if days is None else days
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    when = f"received before {cutoff:%Y-%m-%d %H:%M:%S} UTC ({plural(days, 'day')} ago)"
+    beyond_configuration = days < retention_days or include_unresolved
+    if beyond_configuration and not dry_run and not yes:
+        preview = prune_requests(runtime.db, cutoff, include_unresolved=include_unresolved, dry_run=True)
+        click.echo(f"would delete {_what(preview, include_unresolved)} {when}")
+        why = [f"--days {days} is shorter than retention_days ({retention_days})"] if days < retention_days else []
+        why += ["--include-unresolved deletes requests nobody has reviewed"] if include_unresolved else []
+        click.echo("; ".join(why))
+        try:
+            click.confirm("Delete them?", abort=True, err=True)
+        except click.Abort:
+            raise click.ClickException("nothing deleted: not confirmed (--yes deletes without asking)") from None
+    pruned = prune_requests(runtime.db, cutoff, include_unresolved=include_unresolved, dry_run=dry_run)
+    click.echo(f"{'would delete' if dry_run else 'deleted'} {_what(pruned, include_unresolved)} {when}")
+    deliveries = prune_history(runtime.db, cutoff, dry_run=dry_run)
     click.echo(
-        f"deleted {pruned.raw_requests} raw requests and {pruned.quarantined_requests} quarantined "
-        f"requests older than {cutoff:%Y-%m-%d}"
+        f"{'would delete' if dry_run else 'deleted'} {plural(deliveries.attempts, 'delivery attempt')} and "
+        f"{plural(deliveries.deliveries, 'finished delivery', 'finished deliveries')} from before then"
     )
-    deliveries = prune_history(runtime.db, cutoff)
-    click.echo(f"deleted {deliveries.attempts} delivery attempts and {deliveries.deliveries} finished deliveries")
+    if pruned.unresolved_quarantined and not include_unresolved:
+        click.echo(
+            f"kept {plural(pruned.unresolved_quarantined, 'unresolved quarantined request')} from before then: "
+            "review them (quarantine list), or delete them too with --include-unresolved"
+        )
+
+
+def _what(pruned: Pruned, include_unresolved: bool) -> str:
+    quarantined = pruned.resolved_quarantined
+    label = "resolved quarantined request"
+    if include_unresolved:
+        quarantined += pruned.unresolved_quarantined
+        label = "quarantined request"
+    return f"{plural(pruned.raw_requests, 'raw request')} and {plural(quarantined, label)}"

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from webhook_service.cli.context import command_runtime, echo_listing
+from webhook_service.intake.quarantine import body_was_kept
 
 
 @click.group()
@@ -19,7 +20,7 @@ def quarantine() -> None:
 @quarantine.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include resolved entries.")
 @click.option("--provider")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def quarantine_list(show_all: bool, provider: str | None, limit: int, as_json: bool) -> None:
     runtime = command_runtime()
@@ -34,6 +35,7 @@ def quarantine_list(show_all: bool, provider: str | None, limit: int, as_json: b
             "reason": r.reason_code,
             "detail": r.reason,
             "bytes": len(r.body),
+            "bodyKept": body_was_kept(r),
             "resolution": r.resolution,
         }
         for r in rows
@@ -64,7 +66,9 @@ def quarantine_show(entry_id: int) -> None:
 def quarantine_replay(entry_ids: tuple[int, ...], trust: bool) -> None:
     """Run requests through the intake again. Signatures are re-checked against the current secrets
     and the original arrival time; stored credentials were redacted, so Basic-auth or token-only
-    connections need --trust."""
+    connections need --trust. An entry kept without its body (too large, cut off, or past
+    quarantine_max_bytes) cannot be replayed: it is reported and left as it is. Exits 1 unless every
+    entry was replayed."""
     runtime = command_runtime()
     failures = 0
     with click.progressbar(entry_ids, label="replaying", file=sys.stderr) as ids:
@@ -73,6 +77,9 @@ def quarantine_replay(entry_ids: tuple[int, ...], trust: bool) -> None:
             if result is None:
                 click.echo(f"\n{entry_id}: not found, or its connection no longer exists", err=True)
                 failures += 1
+            elif result.outcome == "body_not_kept":
+                failures += 1
+                click.echo(f"\n{entry_id}: cannot be replayed, {result.detail}; nothing changed", err=True)
             elif result.status != 200:
                 failures += 1
                 click.echo(
@@ -94,6 +101,7 @@ def quarantine_discard(entry_ids: tuple[int, ...]) -> None:
 
 def _entry_line(e: dict[str, Any]) -> str:
     resolution = f"  [{e['resolution']}]" if e["resolution"] else ""
+    resolution += "" if e["bodyKept"] else "  (body not kept)"
     return (
         f"{e['id']:>8}  {e['receivedAt'][:19]}  {e['provider']}/{e['connection']}  {e['status']}  "
         f"{e['reason']}: {e['detail']}{resolution}"

@@ -1,10 +1,8 @@
-"""Running the service: `run` (migrate, then web and worker together), `web` (gunicorn), `migrate`, and
-`check-config`."""
+"""Running the service: `run` (migrate, then web and worker together), `web` (gunicorn) and `migrate`."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -12,10 +10,9 @@ import sys
 import time
 
 import click
-import sqlalchemy as sa
 
-from webhook_service.config.model import Settings
-from webhook_service.database.migrate import migrate
+from webhook_service.cli.context import plural
+from webhook_service.database.migrate import UnknownRevision, migrate
 from webhook_service.settings import load_settings
 from webhook_service.worker.supervisor import split_threads
 
@@ -28,7 +25,8 @@ def run(host: str | None, port: int | None) -> None:
     settings = load_settings()
     host, port = host or settings.host, port or settings.port
     migrate(settings.effective_database_url)
-    environment = _serving_environment(settings, host, port)
+    # Each of web and worker sets up where its processes' metrics go itself (metrics_sharing.py).
+    environment = dict(os.environ, HOST=host, PORT=str(port))
     web = subprocess.Popen([sys.executable, "-m", "webhook_service.cli", "web"], env=environment)
     worker = subprocess.Popen([sys.executable, "-m", "webhook_service.cli", "worker"], env=environment)
     children = [web, worker]
@@ -54,15 +52,6 @@ def run(host: str | None, port: int | None) -> None:
     stop()
     codes = [child.wait(timeout=30) for child in children]
     sys.exit(next((code for code in codes if code), 0))
-
-
-def _serving_environment(settings: Settings, host: str, port: int) -> dict[str, str]:
-    environment = dict(os.environ, HOST=host, PORT=str(port))
-    metrics_dir = settings.data_dir.resolve() / "prometheus"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    environment.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-    return environment
 
 
 def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float = 60) -> bool:
@@ -97,25 +86,15 @@ def web() -> None:
 def migrate_command() -> None:
     """Apply database migrations (the run command does this itself)."""
     settings = load_settings()
-    migrate(settings.effective_database_url)
-    click.echo("database is up to date")
-
-
-@click.command("check-config")
-def check_config() -> None:
-    """Validate the configuration and summarize it (no secrets)."""
-    settings = load_settings()
-    click.echo(f"environment: {settings.environment}")
-    click.echo(f"database: {sa.engine.make_url(settings.effective_database_url).render_as_string()}")
-    click.echo(f"queue: {'Redis' if settings.redis_url else 'SQLite'}; storage: {settings.storage.backend}")
+    try:
+        found = migrate(settings.effective_database_url)
+    except UnknownRevision as error:
+        raise click.ClickException(str(error)) from None
+    if not found.pending:
+        click.echo(f"database is up to date (revision {found.head}); nothing applied")
+        return
+    was = f"from revision {found.current}" if found.current else "to an empty database"
     click.echo(
-        f"tenants: {len(settings.tenants)}, API users: {len(settings.api_users)}, API keys: {len(settings.api_keys)}"
+        f"applied {plural(len(found.pending), 'migration')} {was} ({', '.join(found.pending)}): "
+        f"database now at revision {found.head}"
     )
-    for connection in settings.connections:
-        checks = [
-            name
-            for name, present in (("signature", connection.secrets), ("basic auth", connection.basic_auth))
-            if present
-        ]
-        state = ", ".join(checks) if connection.verify else "UNSIGNED (development)"
-        click.echo(f"  /webhooks/{connection.provider}/{connection.name}  tenant={connection.tenant}  [{state}]")

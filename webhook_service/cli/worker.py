@@ -8,6 +8,7 @@ import sys
 import click
 
 from webhook_service.observability.logs import configure_logging
+from webhook_service.observability.metrics_sharing import WORKER, share_metrics, start_fresh
 from webhook_service.settings import load_settings
 from webhook_service.worker.supervisor import WorkerProcesses, split_threads
 
@@ -34,6 +35,11 @@ def worker(
     if (threads is not None and threads < 1) or (processes is not None and processes < 1):
         raise click.UsageError("--threads and --processes must be at least 1")
     settings = load_settings()
+    # The consumers' metrics go to files the web's /metrics (or, with worker_metrics_port, the first
+    # consumer's) adds up; decided before anything imports prometheus_client (`consume` does).
+    metrics_directory = share_metrics(settings.data_dir, WORKER)
+    if not supervised:
+        start_fresh(metrics_directory)
     shares = split_threads(threads or settings.queue.worker_threads, processes or settings.queue.worker_processes)
     if len(shares) > 1:
         configure_logging(settings.log_level)

@@ -46,7 +46,12 @@ DEFAULT_ALLOWED_MEDIA_TYPES = (
 
 
 class ConfigError(Exception):
-    """A setting is missing or wrong. The message is one line and names the setting."""
+    """A setting is missing or wrong. The message is one line and names the setting; `problems` has a
+    line for every one found (`check-config` shows them all)."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()):
+        super().__init__(message)
+        self.problems = list(problems) or [message]
 
 
 class Strict(BaseModel):
@@ -247,8 +252,10 @@ class StorageSettings(Strict):
 
 
 class QueueSettings(Strict):
-    # Distinguishes this deployment's queue from others sharing one Redis database.
-    name: str = Field(default="webhook-service", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    # Distinguishes this deployment's queue from others sharing one Redis database. Letters, digits and
+    # "_" only: huey drops every other character from the Redis key, so "acme-prod" and "acme.prod"
+    # would share one queue. The default is the key the earlier default, "webhook-service", had.
+    name: str = Field(default="webhookservice", min_length=1, max_length=64)
     # Concurrent downloads of `webhook-service worker`, spread over worker_processes processes.
     worker_threads: int = Field(default=4, ge=1, le=64)
     # None: one process per CPU, at most one per thread (see worker_processes.py for why).
@@ -259,6 +266,19 @@ class QueueSettings(Strict):
     # trigger that the sweep makes again, so a frozen or unreachable Redis must never hold a webhook; a
     # healthy Redis answers in well under a millisecond, so this is plenty even across hosts.
     enqueue_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
+
+    @field_validator("name")
+    @classmethod
+    def _kept_by_huey(cls, value: str) -> str:
+        kept = re.sub(r"[^A-Za-z0-9_]", "", value)
+        if kept != value:
+            suggestion = f"write {kept!r} (the queue it has used so far) or another name" if kept else "use a name"
+            raise ValueError(
+                f"{value!r} has characters the queue drops from its Redis key (only letters, digits and _ "
+                f"are kept), so it would share a queue with any name that differs only in them; "
+                f"{suggestion} of letters, digits and _"
+            )
+        return value
 
 
 # Svix's schedule: the waits after the first, second... failed attempt; the event fails after the last.
@@ -375,6 +395,12 @@ class Settings(Strict):
     web_body_timeout_seconds: float = Field(default=10, gt=0, le=300)
     web_body_min_bytes_per_second: int = Field(default=32 * 1024, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # One JSON line per HTTP request from gunicorn (method, path, query with secrets hidden, status,
+    # time, bytes, client, request id). Off: the intake's own line per webhook says more.
+    access_log: bool = False
+    # The worker serves GET /metrics on this port (at `host`) for its consumer processes; unset, the web
+    # process on the same host (sharing data_dir) includes them in its own /metrics.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     phone_default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
     webhook_max_body_bytes: int = Field(default=MIB, gt=0)
     # Quarantined and accepted raw requests older than this are removed by `webhook-service prune`.
@@ -382,6 +408,9 @@ class Settings(Strict):
     # Bodies of refused requests kept in quarantine, all together; past it only their headers and
     # reasons are (anyone can send refused requests, and a full disk would refuse valid ones too).
     quarantine_max_bytes: int = Field(default=1024 * MIB, gt=0)
+    # Verified webhooks kept on this host's disk (data_dir/spool) while the database cannot be reached,
+    # and acknowledged; past this size they are answered 503 again. 0 turns the spool off.
+    spool_max_bytes: int = Field(default=1024 * MIB, ge=0)
     database: DatabaseSettings = DatabaseSettings()
     proxy: ProxySettings = ProxySettings()
     media: MediaSettings = MediaSettings()
@@ -392,6 +421,12 @@ class Settings(Strict):
     api_users: list[ApiUser] = []
     api_keys: list[ApiKey] = []
     connections: list[Connection] = []
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: Any) -> Any:
+        # LOG_LEVEL=debug is how most tools spell it.
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("public_base_url")
     @classmethod
@@ -450,6 +485,10 @@ class Settings(Strict):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'service.db').resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        return (self.data_dir / "spool").resolve()
 
     @property
     def local_blob_dir(self) -> Path:

@@ -17,11 +17,13 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from webhook_service.config.model import ConfigError, Settings
+from webhook_service.config.problems import Location, describe, dotted, keys_at
 
 CONFIG_PATH_VARIABLE = "WEBHOOK_SERVICE_CONFIG"
 # Plain environment variables that map onto one setting each (the names platforms conventionally set).
@@ -39,62 +41,89 @@ ENVIRONMENT_SHORTCUTS = {
 NESTED_PREFIX = "WEBHOOK__"
 
 
+@dataclass
+class Configuration:
+    """The merged configuration tree, not yet validated, and which environment variable set what."""
+
+    data: dict[str, Any]
+    # A setting's (or table's) location -> the variable that set it; "" for a value set in code.
+    origins: dict[Location, str] = field(default_factory=dict)
+
+
 def read_configuration(
     path: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> Configuration:
     """The file, the environment and `overrides` merged into one tree, with every "env:NAME" replaced by
     the variable's value; not yet validated. Raises ConfigError with a one-line message."""
     environ = os.environ if environ is None else environ
     path = path or environ.get(CONFIG_PATH_VARIABLE) or None
-    data: dict[str, Any] = {}
+    configuration = Configuration({})
     if path:
         try:
             with open(path, "rb") as handle:
-                data = tomllib.load(handle)
+                configuration.data = tomllib.load(handle)
         except FileNotFoundError:
             raise ConfigError(f"{CONFIG_PATH_VARIABLE}: no such file {str(path)!r}") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    _apply_environment(data, environ)
+    _apply_environment(configuration, environ)
     if overrides:
-        _deep_merge(data, dict(overrides))
-    _resolve_env_references(data, environ, location="")
-    return data
+        _deep_merge(configuration.data, dict(overrides))
+        for location in _leaves(dict(overrides), ()):
+            configuration.origins[location] = ""
+    _resolve_env_references(configuration, configuration.data, environ, ())
+    return configuration
 
 
-def validated(data: Mapping[str, Any]) -> Settings:
+def validated(configuration: Configuration) -> Settings:
     try:
-        return Settings.model_validate(data)
+        return Settings.model_validate(configuration.data)
     except ValidationError as error:
-        raise ConfigError(describe(error)) from None
+        problems = describe(error, configuration.origins)
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more, problems) from None
 
 
-def describe(error: ValidationError) -> str:
-    """pydantic's first complaint as one line that names the setting: `connections[2].name: ...`."""
-    first = error.errors()[0]
-    location = ""
-    for part in first["loc"]:
-        location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
-    message = first["msg"]
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if message.startswith(prefix):
-            message = message[len(prefix) :]
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    if location:
-        return f"{location}: {message}{more}"
-    return f"{message}{more}"
+def unread_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Warnings for environment variables that look meant for this service but that it does not read
+    (WEBHOOK_MEDIA__MAX_BYTES, webhook__port...), each with the variable it reads when one fits."""
+    environ = os.environ if environ is None else environ
+    warnings = []
+    for variable in sorted(environ):
+        read = variable in ENVIRONMENT_SHORTCUTS or variable == CONFIG_PATH_VARIABLE
+        read = read or (variable.startswith(NESTED_PREFIX) and len(variable) > len(NESTED_PREFIX))
+        if read or not variable.upper().startswith("WEBHOOK"):
+            continue
+        guess = _meant_variable(variable.upper())
+        hint = f"; did you mean {guess}?" if guess else f" (it reads {NESTED_PREFIX}<SECTION>__<KEY> variables)"
+        warnings.append(f"the environment variable {variable} is not read by this service{hint}")
+    return warnings
 
 
-def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _meant_variable(upper: str) -> str | None:
+    """The variable an unread WEBHOOK... one was probably meant to be: the same setting, spelt right."""
+    if upper in ENVIRONMENT_SHORTCUTS or upper == CONFIG_PATH_VARIABLE:
+        return upper  # the right name in the wrong case
+    rest = upper[len("WEBHOOK") :].lstrip("_")
+    for candidate in (rest, rest.removeprefix("SERVICE_"), rest.removeprefix("S_")):
+        location = tuple(part.lower() for part in candidate.split("__"))
+        if all(location) and location[-1] in keys_at(location[:-1]):
+            return NESTED_PREFIX + candidate
+    return None
+
+
+def _apply_environment(configuration: Configuration, environ: Mapping[str, str]) -> None:
     for variable, path in ENVIRONMENT_SHORTCUTS.items():
         if environ.get(variable):
-            _set_path(data, path, environ[variable])
+            _set_path(configuration.data, path, environ[variable])
+            configuration.origins[path] = variable
     for variable, raw in environ.items():
         if variable.startswith(NESTED_PREFIX) and len(variable) > len(NESTED_PREFIX):
             nested = tuple(part.lower() for part in variable[len(NESTED_PREFIX) :].split("__"))
-            _set_path(data, nested, _parse_env_value(raw))
+            _set_path(configuration.data, nested, _parse_env_value(raw))
+            configuration.origins[nested] = variable
 
 
 def _parse_env_value(raw: str) -> Any:
@@ -121,16 +150,25 @@ def _deep_merge(target: dict[str, Any], source: dict[str, Any]) -> None:
             target[key] = value
 
 
-def _resolve_env_references(node: Any, environ: Mapping[str, str], location: str) -> Any:
+def _leaves(tree: dict[str, Any], location: Location) -> list[Location]:
+    found: list[Location] = []
+    for key, value in tree.items():
+        found += _leaves(value, (*location, key)) if isinstance(value, dict) else [(*location, key)]
+    return found
+
+
+def _resolve_env_references(
+    configuration: Configuration, node: Any, environ: Mapping[str, str], location: Location
+) -> None:
     """Replace every "env:NAME" string by the variable's value, in place."""
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     for key, value in list(items):
-        here = f"{location}.{key}" if isinstance(key, str) else f"{location}[{key}]"
+        here = (*location, key)
         if isinstance(value, str) and value.startswith("env:"):
             name = value[4:]
             if name not in environ:
-                raise ConfigError(f"{here.lstrip('.')}: environment variable {name} is not set")
+                raise ConfigError(f"{dotted(here)}: environment variable {name} is not set")
             node[key] = environ[name]
+            configuration.origins[here] = name
         elif isinstance(value, (dict, list)):
-            _resolve_env_references(value, environ, here)
-    return node
+            _resolve_env_references(configuration, value, environ, here)

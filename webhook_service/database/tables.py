@@ -93,6 +93,21 @@ class RequestRecord:
     remote_addr: Mapped[str | None] = mapped_column(sa.String(64))
 
 
+def one_request(table: sa.Table) -> sa.Select:
+    """The row of one given request in a table of kept requests (raw or quarantined), found by its arrival
+    time (indexed) and request id, with the provider and connection it came on."""
+    return (
+        sa.select(table.c.id)
+        .where(
+            table.c.received_at == sa.bindparam("received_at"),
+            table.c.request_id == sa.bindparam("request_id"),
+            table.c.provider == sa.bindparam("provider"),
+            table.c.connection == sa.bindparam("connection"),
+        )
+        .limit(1)
+    )
+
+
 class RawRequest(RequestRecord, Base):
     """Every accepted webhook, kept whole so nothing a provider sent is ever lost."""
 
@@ -332,6 +347,17 @@ class DeliveryAttempt(Base):
     response_body: Mapped[str | None] = mapped_column(sa.Text)
 
 
+class LeaseRecord(Base):
+    """A named lease (see leases.py): work that one process of the whole deployment should do at a time,
+    such as the minute's sweep, is done by whoever holds it until it expires."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # Who took it last (host, process id): for operators reading the table; never compared.
+    holder: Mapped[str] = mapped_column(sa.String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 # The tables as Core objects, for the hot paths that run Core statements instead of ORM units of work.
 RAW_REQUESTS = cast(sa.Table, RawRequest.__table__)
 QUARANTINED_REQUESTS = cast(sa.Table, QuarantinedRequest.__table__)
@@ -343,3 +369,4 @@ MEDIA_UPLOADS = cast(sa.Table, MediaUpload.__table__)
 ENDPOINTS = cast(sa.Table, Endpoint.__table__)
 DELIVERIES = cast(sa.Table, Delivery.__table__)
 DELIVERY_ATTEMPTS = cast(sa.Table, DeliveryAttempt.__table__)
+LEASES = cast(sa.Table, LeaseRecord.__table__)

@@ -160,15 +160,21 @@ class PrunedDeliveries:
     deliveries: int
 
 
-def prune_history(db: Database, older_than: datetime) -> PrunedDeliveries:
+def prune_history(db: Database, older_than: datetime, *, dry_run: bool = False) -> PrunedDeliveries:
     """Delete attempts made, and finished deliveries completed, before `older_than` (`webhook-service
-    prune`). Pending deliveries stay whatever their age; a pruned event can still be replayed."""
-    return PrunedDeliveries(
-        attempts=delete_in_batches(db, DELIVERY_ATTEMPTS, DELIVERY_ATTEMPTS.c.attempted_at < older_than),
-        deliveries=delete_in_batches(
-            db, DELIVERIES, DELIVERIES.c.status != "pending", DELIVERIES.c.completed_at < older_than
-        ),
-    )
+    prune`); `dry_run` counts them and deletes nothing. Pending deliveries stay whatever their age; a
+    pruned event can still be replayed."""
+    old_attempts = (DELIVERY_ATTEMPTS, DELIVERY_ATTEMPTS.c.attempted_at < older_than)
+    finished = (DELIVERIES, DELIVERIES.c.status != "pending", DELIVERIES.c.completed_at < older_than)
+    if dry_run:
+        with db.reading() as session:
+            return PrunedDeliveries(
+                *(
+                    int(session.scalar(sa.select(sa.func.count()).select_from(table).where(*conditions)) or 0)
+                    for table, *conditions in (old_attempts, finished)
+                )
+            )
+    return PrunedDeliveries(delete_in_batches(db, *old_attempts), delete_in_batches(db, *finished))
 
 
 def retry_failed(db: Database, delivery_ids: Sequence[int]) -> list[str]:

@@ -8,9 +8,7 @@ quarantine), 503 with Retry-After when the database is down. Nothing a caller ca
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,13 +17,13 @@ from werkzeug.datastructures import Headers
 
 from webhook_service.config.model import Connection
 from webhook_service.intake.processing import Intake, IntakeResult
+from webhook_service.intake.quarantine import BODY_INCOMPLETE, BODY_TOO_LARGE
 from webhook_service.observability import metrics
 from webhook_service.observability.logs import log
+from webhook_service.observability.request_ids import add_secret_query_params, request_id_for
 from webhook_service.providers.base import WebhookRequest
 
 logger = logging.getLogger("webhook_service.intake")
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: str | None) -> Blueprint:
@@ -35,10 +33,13 @@ def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: 
     @blueprint.post("/webhooks/<provider>/<connection_name>")
     def receive(provider: str, connection_name: str | None = None) -> Response:
         started = time.perf_counter()
-        request_id = _request_id()
+        request_id = request_id_for(request.environ)
         adapter = intake.adapters.get(provider)
         connection = intake.connections.find(provider, connection_name) if adapter else None
-        if adapter is None or connection is None:
+        if adapter is not None and connection is not None:
+            # The access line hides what this connection's requests carry as credentials.
+            add_secret_query_params(request.environ, adapter.secret_query_params_for(connection))
+        else:
             result = IntakeResult(404, "not_found", "unknown_provider" if adapter is None else "unknown_connection")
             _log(intake, result, request_id, provider, connection_name, started)
             return _json_error(404, "not_found", "No such webhook endpoint.", request_id)
@@ -66,8 +67,7 @@ def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: 
             body_text, mimetype = adapter.acknowledgement_for(connection)
             response = Response(body_text, status=200, mimetype=mimetype)
         elif result.status == 401:
-            # Nothing in the answer says why: the reason is for operators, in quarantine and the log.
-            response = Response("", status=401)
+            response = _unauthorized(connection, request_id)
         elif result.status == 400:
             response = _json_error(400, "bad_request", "The request body could not be understood.", request_id)
         else:
@@ -98,14 +98,12 @@ def _read_body(cap: int) -> tuple[bytes, _UnreadBody | None]:
         # The body stopped arriving: the client went away, or sent it slower than the web worker's read
         # limits allow (web_body_timeout_seconds, web_body_min_bytes_per_second).
         detail = "the body stopped arriving (the client went away, or sent it too slowly); body not kept"
-        return b"", _UnreadBody(
-            400, "bad_request", "body_incomplete", "bad_request", "The body did not arrive.", detail
-        )
+        return b"", _UnreadBody(400, "bad_request", BODY_INCOMPLETE, "bad_request", "The body did not arrive.", detail)
     if body is None:
         declared = request.content_length if request.content_length is not None else "absent"
         detail = f"body exceeds the {cap}-byte limit (Content-Length: {declared}); body not kept"
         return b"", _UnreadBody(
-            413, "too_large", "body_too_large", "payload_too_large", f"Body exceeds {cap} bytes.", detail
+            413, "too_large", BODY_TOO_LARGE, "payload_too_large", f"Body exceeds {cap} bytes.", detail
         )
     return body, None
 
@@ -137,16 +135,16 @@ def _public_url(public_base_url: str | None, connection: Connection) -> str:
     return f"{base}?{query}" if query else base
 
 
-def _request_id() -> str:
-    offered = request.headers.get("X-Request-Id", "")
-    return offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
-
-
 def _json_error(status: int, code: str, message: str, request_id: str) -> Response:
     response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
     response.headers["X-Request-Id"] = request_id
     return response
+
+
+# Accepted (and duplicates) at info; refused (401, 400, 404, 413) at warning, so that a provider whose
+# every request is refused stands out; a 503 (the database is down) at error.
+_LEVELS = {2: logging.INFO, 4: logging.WARNING}
 
 
 def _log(
@@ -158,7 +156,7 @@ def _log(
     log(
         logger,
         "webhook",
-        logging.INFO if result.status < 500 else logging.ERROR,
+        _LEVELS.get(result.status // 100, logging.ERROR),
         request_id=request_id,
         provider=provider[:32],
         connection=connection and connection[:64],
@@ -171,3 +169,18 @@ def _log(
         attachments_pending=(len(result.store.new_attachment_ids) if result.store else 0),
         duration_ms=duration_ms,
     )
+
+
+UNAUTHORIZED_MESSAGE = "The request could not be verified."
+BASIC_CHALLENGE = 'Basic realm="webhooks", charset="UTF-8"'
+
+
+def _unauthorized(connection: Connection, request_id: str) -> Response:
+    """The same short JSON error for every refusal: nothing in it says why (the reason is for operators,
+    in quarantine and the log). A connection that takes Basic credentials also gets the challenge, which
+    is what makes Twilio send the credentials of a https://user:password@host/... webhook URL: its first
+    request goes without them, and it retries with them only after a 401 with WWW-Authenticate."""
+    response = _json_error(401, "unauthorized", UNAUTHORIZED_MESSAGE, request_id)
+    if connection.basic_auth:
+        response.headers["WWW-Authenticate"] = BASIC_CHALLENGE
+    return response

@@ -25,7 +25,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from webhook_service.config.model import Connection
 from webhook_service.database import feed
 from webhook_service.database.engine import Database, DiscardUnit
-from webhook_service.database.tables import ATTACHMENTS, MESSAGES, RAW_REQUESTS, STATUS_EVENTS, new_id, storable
+from webhook_service.database.tables import (
+    ATTACHMENTS,
+    MESSAGES,
+    RAW_REQUESTS,
+    STATUS_EVENTS,
+    new_id,
+    one_request,
+    storable,
+)
 from webhook_service.model import statuses
 from webhook_service.model.events import Event, MessageEvent, StatusEvent
 from webhook_service.model.message_json import iso, message_json
@@ -43,6 +51,7 @@ MESSAGE_KEY = ["tenant_id", "provider", "provider_message_id"]
 # cache keys) cost more than running them.
 INSERT_RAW_REQUEST = sa.insert(RAW_REQUESTS).returning(RAW_REQUESTS.c.id)
 INSERT_ATTACHMENTS = sa.insert(ATTACHMENTS)
+SELECT_STORED_RAW_REQUEST = one_request(RAW_REQUESTS)
 SELECT_HISTORY = (
     sa.select(STATUS_EVENTS).where(STATUS_EVENTS.c.message_seq == sa.bindparam("seq")).order_by(STATUS_EVENTS.c.id)
 )
@@ -132,6 +141,20 @@ def store_webhook(
 
     # Committed together with whatever other webhooks this process is storing at the same moment.
     return db.group_commit.run(record)
+
+
+def raw_request_stored(db: Database, connection: Connection, raw: RawRequestRecord) -> bool:
+    """Whether this very request (same arrival time and request id) is stored already: its transaction
+    committed although its caller was told it failed (the server went away before answering the COMMIT),
+    or a spool drainer stored it and crashed before noting so. The raw request is written in the same
+    transaction as everything else the request changes, so it being there means all of it is. (A request
+    that only repeats what is stored leaves no raw row, and storing it again changes nothing either.)"""
+    key = {"received_at": raw.received_at, "request_id": raw.request_id}
+    with db.reading() as session:
+        found = session.execute(
+            SELECT_STORED_RAW_REQUEST, {**key, "provider": connection.provider, "connection": connection.name}
+        ).first()
+    return found is not None
 
 
 class _Recorder:

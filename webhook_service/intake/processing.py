@@ -1,13 +1,15 @@
-"""The intake's one procedure, shared by every provider and by operator replays: verify (Basic auth, then
-the provider's signature) -> parse -> store in one transaction. A refused request is kept in quarantine
-with the reason; a database outage is reported as such, so the caller answers 503 and the provider
-retries."""
+"""The intake's one procedure, shared by every provider, by operator replays and by the spool's drainer:
+verify (Basic auth, then the provider's signature) -> parse -> store in one transaction. A refused request
+is kept in quarantine with the reason. When the database cannot be reached, a live request that passed
+verification and parsing goes to the spool (spool.py) and is acknowledged; without a spool, or with the
+spool full, the outage is reported as such, so the caller answers 503 and the provider retries."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final, Literal
 
 from werkzeug.datastructures import Authorization, Headers
@@ -16,19 +18,24 @@ from webhook_service.config.connections import ConnectionDirectory
 from webhook_service.config.model import Connection
 from webhook_service.database.engine import Database
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
-from webhook_service.database.tables import storable
-from webhook_service.intake.message_store import StoreResult, store_webhook
-from webhook_service.intake.quarantine import Quarantine
+from webhook_service.database.tables import RequestRecord, storable
+from webhook_service.intake.message_store import RawRequestRecord, StoreResult, raw_request_stored, store_webhook
+from webhook_service.intake.quarantine import Quarantine, body_was_kept
 from webhook_service.intake.redaction import stored_form
+from webhook_service.intake.spool import RequestSpool, SpoolUnavailable
+from webhook_service.intake.spool_format import SpooledRequest
 from webhook_service.model.events import Event
 from webhook_service.model.phone import mask, normalize_address
 from webhook_service.observability.logs import log
+from webhook_service.observability.request_ids import request_id_bound
 from webhook_service.providers.base import ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest
 from webhook_service.providers.signatures import constant_time_equal
 
 logger = logging.getLogger("webhook_service.intake")
 
 MAX_PROVIDER_MESSAGE_ID = 255
+# What a spooled request was answered (the provider's acknowledgement), as its quarantine entry records.
+SPOOLED_ANSWER_STATUS = 200
 
 # How much of a request is verified.
 Check = Literal["all", "signature", "none"]
@@ -40,7 +47,9 @@ CHECK_NOTHING: Final = "none"  # an operator vouches for the request
 @dataclass
 class IntakeResult:
     status: int
-    outcome: str  # accepted | duplicate | unauthorized | bad_request | too_large | unavailable | not_found
+    # accepted | duplicate | spooled | unauthorized | bad_request | too_large | unavailable | not_found |
+    # body_not_kept (and, for spooled requests when drained, quarantined)
+    outcome: str
     reason_code: str | None = None
     detail: str | None = None  # for operators only, never sent to the caller
     store: StoreResult | None = None
@@ -58,12 +67,15 @@ class Intake:
         *,
         region: str,
         on_new_attachments: Callable[[list[str]], None],
+        spool: RequestSpool | None = None,
     ):
         self.db = db
         self.adapters = adapters
         self.connections = connections
         self.quarantine = quarantine
         self.region = region
+        # Where verified requests wait while the database cannot be reached (None: they are answered 503).
+        self.spool = spool
         # Wakes the download workers; the attachment rows are already committed as pending by then.
         self._on_new_attachments = on_new_attachments
 
@@ -76,8 +88,10 @@ class Intake:
         *,
         check: Check = CHECK_ALL,
         quarantine_refused: bool = True,
+        may_spool: bool = True,
     ) -> IntakeResult:
-        """Verify, parse and store one request. Also used by operators to replay a quarantined one."""
+        """Verify, parse and store one request. Also used by operators to replay a quarantined one, and
+        by the drainer to store a spooled one (neither goes back to the spool: `may_spool` False)."""
         adapter_bug: Exception | None = None
         try:
             events, refused = _verified_events(adapter, connection, webhook_request, check)
@@ -99,12 +113,13 @@ class Intake:
         provider_ids = list(dict.fromkeys(event.provider_message_id for event in events))
         masked = (mask(normalize_address(event.from_, self.region)) for event in events)
         senders = [sender for sender in dict.fromkeys(masked) if sender]
+        record = stored_form(adapter, connection, webhook_request, request_id)
         try:
-            stored = store_webhook(
-                self.db, connection, stored_form(adapter, connection, webhook_request, request_id), events, self.region
-            )
+            stored = store_webhook(self.db, connection, record, events, self.region)
         except UNAVAILABLE_ERRORS as error:
             log(logger, "database_unavailable", logging.ERROR, request_id=request_id, error=type(error).__name__)
+            if may_spool and self.spool is not None:
+                return self._spool(connection, record, provider_ids, senders)
             return IntakeResult(
                 503, "unavailable", "database_unavailable", provider_message_ids=provider_ids, senders=senders
             )
@@ -118,35 +133,129 @@ class Intake:
             senders=senders,
         )
 
+    def _spool(
+        self, connection: Connection, record: RawRequestRecord, provider_ids: list[str], senders: list[str]
+    ) -> IntakeResult:
+        """Keep a verified, parsed request the database could not take, to be stored once it answers."""
+        assert self.spool is not None
+        spooled = SpooledRequest(connection.provider, connection.name, connection.tenant, record, datetime.now(UTC))
+        try:
+            spool_bytes = self.spool.append(spooled)
+        except SpoolUnavailable as refusal:
+            log(
+                logger,
+                "spool_unavailable",
+                logging.ERROR,
+                request_id=record.request_id,
+                reason=refusal.reason_code,
+                detail=refusal.detail,
+            )
+            return IntakeResult(
+                503,
+                "unavailable",
+                refusal.reason_code,
+                refusal.detail,
+                provider_message_ids=provider_ids,
+                senders=senders,
+            )
+        log(logger, "spooled", logging.WARNING, request_id=record.request_id, spool_bytes=spool_bytes)
+        return IntakeResult(200, "spooled", "database_unavailable", provider_message_ids=provider_ids, senders=senders)
+
+    def store_spooled(self, spooled: SpooledRequest) -> IntakeResult:
+        """Store a request the spool kept during an outage, at its own arrival time and with its own
+        request id, through `process`: parsed again, not verified again (it was, before it was spooled,
+        and its signature's timestamp has expired since). Idempotent: a request stored already, in full
+        or as a duplicate, changes nothing. A request that can no longer be stored as a message (its
+        connection was removed, it no longer parses) goes to quarantine with the reason. A 503 result:
+        the database is still unreachable, and the request stays in the spool."""
+        record = spooled.record
+        adapter = self.adapters.get(spooled.provider)
+        connection = self.connections.find(spooled.provider, spooled.connection) if adapter else None
+        try:
+            if self.quarantine.holds(spooled.provider, spooled.connection, record):
+                return IntakeResult(SPOOLED_ANSWER_STATUS, "duplicate", "already_quarantined")
+            if adapter is None or connection is None:
+                return self._quarantine_spooled(
+                    spooled,
+                    "connection_removed",
+                    f"its connection {spooled.provider}/{spooled.connection} is no longer configured",
+                )
+            if raw_request_stored(self.db, connection, record):
+                return IntakeResult(200, "duplicate", "already_stored")
+            try:
+                result = self.process(
+                    adapter,
+                    connection,
+                    kept_request(record),
+                    record.request_id,
+                    check=CHECK_NOTHING,
+                    quarantine_refused=False,
+                    may_spool=False,
+                )
+            except UNAVAILABLE_ERRORS:
+                raise
+            except Exception as error:  # noqa: BLE001  # an adapter bug: the request is kept, the drain goes on
+                log(logger, "spooled_request_adapter_error", logging.ERROR, request_id=record.request_id, exc_info=True)
+                detail = f"{type(error).__name__} in the {adapter.name} adapter: {error}"
+                return self._quarantine_spooled(spooled, "adapter_error", detail)
+            if result.status in (400, 401):
+                return self._quarantine_spooled(spooled, result.reason_code or result.outcome, result.detail or "")
+            return result
+        except UNAVAILABLE_ERRORS as error:
+            log(logger, "database_unavailable", logging.ERROR, request_id=record.request_id, error=type(error).__name__)
+            return IntakeResult(503, "unavailable", "database_unavailable")
+
+    def _quarantine_spooled(self, spooled: SpooledRequest, reason_code: str, detail: str) -> IntakeResult:
+        detail = f"spooled during a database outage and acknowledged, then not stored: {detail}"
+        self.quarantine.keep_verified(
+            spooled.provider,
+            spooled.connection,
+            spooled.tenant,
+            spooled.record,
+            SPOOLED_ANSWER_STATUS,
+            reason_code,
+            detail,
+        )
+        return IntakeResult(SPOOLED_ANSWER_STATUS, "quarantined", reason_code, detail)
+
     def replay(self, entry_id: int, *, trust: bool = False) -> IntakeResult | None:
         """Run a quarantined request through the intake again and, once stored, mark it replayed. Its
         signature is re-checked against the current secrets at its original arrival time; its stored
         credentials were redacted, so Basic-auth or token-only connections need `trust` (the operator
-        vouches for it). None when the entry, or its connection, no longer exists."""
+        vouches for it). None when the entry, or its connection, no longer exists; a 409 `body_not_kept`,
+        changing nothing, for an entry kept without its body (there is nothing to replay)."""
         row = self.quarantine.get(entry_id)
         adapter = self.adapters.get(row.provider) if row else None
         connection = self.connections.find(row.provider, row.connection) if row and adapter else None
         if row is None or adapter is None or connection is None:
             return None
-        webhook_request = WebhookRequest(
-            method=row.method,
-            url=row.url,
-            headers=Headers(row.headers),
-            body=row.body,
-            received_at=row.received_at,
-            remote_addr=row.remote_addr,
-        )
-        result = self.process(
-            adapter,
-            connection,
-            webhook_request,
-            f"replay-{entry_id}",
-            check=CHECK_NOTHING if trust else CHECK_SIGNATURE,
-            quarantine_refused=False,
-        )
+        if not body_was_kept(row):
+            return IntakeResult(409, "body_not_kept", "body_not_kept", detail=f"its body was not kept ({row.reason})")
+        request_id = f"replay-{entry_id}"
+        with request_id_bound(request_id):  # the replay's lines, as the stored request, carry its own id
+            result = self.process(
+                adapter,
+                connection,
+                kept_request(row),
+                request_id,
+                check=CHECK_NOTHING if trust else CHECK_SIGNATURE,
+                quarantine_refused=False,
+            )
         if result.status == 200:
             self.quarantine.resolve(entry_id, "replayed")
         return result
+
+
+def kept_request(kept: RequestRecord | RawRequestRecord) -> WebhookRequest:
+    """A stored request (quarantined, or spooled) as the intake takes requests."""
+    return WebhookRequest(
+        method=kept.method,
+        url=kept.url,
+        headers=Headers([(name, value) for name, value in kept.headers]),
+        body=kept.body,
+        received_at=kept.received_at,
+        remote_addr=kept.remote_addr,
+    )
 
 
 def _verified_events(

@@ -16,6 +16,7 @@ counts between reads: together they may overshoot by what they admit within one 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,8 @@ import sqlalchemy as sa
 from webhook_service.config.model import Connection
 from webhook_service.database.engine import Database
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
-from webhook_service.database.tables import QuarantinedRequest
+from webhook_service.database.tables import QUARANTINED_REQUESTS, QuarantinedRequest, one_request
+from webhook_service.intake.message_store import RawRequestRecord
 from webhook_service.intake.redaction import stored_form
 from webhook_service.observability.logs import log
 from webhook_service.providers.base import ProviderAdapter, WebhookRequest
@@ -34,6 +36,13 @@ from webhook_service.providers.base import ProviderAdapter, WebhookRequest
 logger = logging.getLogger("webhook_service.intake")
 
 REFRESH_SECONDS = 10.0
+# Reason codes of requests whose body was never read whole (http.py): kept without it.
+BODY_TOO_LARGE = "body_too_large"
+BODY_INCOMPLETE = "body_incomplete"
+# How the reason of an entry kept without its body, past the budget, begins.
+_BUDGET_NOTE = "body of {size} bytes not kept: "
+_BUDGET_NOTE_PATTERN = re.compile(r"body of \d+ bytes not kept: ")
+SELECT_QUARANTINED_REQUEST = one_request(QUARANTINED_REQUESTS)
 STORED_BODY_BYTES = sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(QuarantinedRequest.body)), 0))
 
 
@@ -88,8 +97,8 @@ class Quarantine:
             if body and not self.budget.admit(self.db, len(body)):
                 # Said first, so that it survives the reason's length cap.
                 detail = (
-                    f"body of {len(body)} bytes not kept: quarantine holds its budget of "
-                    f"{self.budget.limit_bytes} bytes (quarantine_max_bytes); {detail}"
+                    _BUDGET_NOTE.format(size=len(body))
+                    + f"quarantine holds its budget of {self.budget.limit_bytes} bytes (quarantine_max_bytes); {detail}"
                 )
                 log(
                     logger,
@@ -101,26 +110,57 @@ class Quarantine:
                     bytes=len(body),
                 )
                 body = b""
-            with self.db.transaction() as session:
-                session.add(
-                    QuarantinedRequest(
-                        request_id=request_id,
-                        received_at=record.received_at,
-                        provider=connection.provider,
-                        connection=connection.name,
-                        tenant_id=connection.tenant,
-                        method=record.method,
-                        url=record.url,
-                        headers=record.headers,
-                        body=body,
-                        remote_addr=record.remote_addr,
-                        http_status=http_status,
-                        reason_code=reason_code,
-                        reason=detail[:2000],
-                    )
-                )
+            self._insert(
+                connection.provider, connection.name, connection.tenant, record, body, http_status, reason_code, detail
+            )
         except UNAVAILABLE_ERRORS as error:
             log(logger, "quarantine_unavailable", logging.ERROR, request_id=request_id, error=type(error).__name__)
+
+    def keep_verified(
+        self,
+        provider: str,
+        connection_name: str,
+        tenant: str,
+        record: RawRequestRecord,
+        http_status: int,
+        reason_code: str,
+        detail: str,
+    ) -> None:
+        """Record a request that was verified and acknowledged but cannot be stored as a message (a
+        spooled request whose connection is gone, or that no longer parses): whole, outside the budget
+        for refused requests (the spool's own budget bounded it), and raising UNAVAILABLE_ERRORS when
+        the database cannot take it, so that the caller keeps it."""
+        self._insert(provider, connection_name, tenant, record, record.body, http_status, reason_code, detail)
+
+    def _insert(
+        self,
+        provider: str,
+        connection_name: str,
+        tenant: str,
+        record: RawRequestRecord,
+        body: bytes,
+        http_status: int,
+        reason_code: str,
+        detail: str,
+    ) -> None:
+        with self.db.transaction() as session:
+            session.add(
+                QuarantinedRequest(
+                    request_id=record.request_id,
+                    received_at=record.received_at,
+                    provider=provider,
+                    connection=connection_name,
+                    tenant_id=tenant,
+                    method=record.method,
+                    url=record.url,
+                    headers=record.headers,
+                    body=body,
+                    remote_addr=record.remote_addr,
+                    http_status=http_status,
+                    reason_code=reason_code,
+                    reason=detail[:2000],
+                )
+            )
 
     def entries(
         self, *, include_resolved: bool = False, provider: str | None = None, limit: int = 50
@@ -134,6 +174,16 @@ class Quarantine:
         with self.db.reading() as session:
             return list(session.scalars(query))
 
+    def holds(self, provider: str, connection_name: str, record: RawRequestRecord) -> bool:
+        """Whether this very request (same arrival time and request id) is in quarantine already: a spool
+        drainer that kept it there and was killed before noting so must not keep it twice."""
+        parameters = {"received_at": record.received_at, "request_id": record.request_id}
+        with self.db.reading() as session:
+            found = session.execute(
+                SELECT_QUARANTINED_REQUEST, {**parameters, "provider": provider, "connection": connection_name}
+            ).first()
+        return found is not None
+
     def get(self, entry_id: int) -> QuarantinedRequest | None:
         with self.db.reading() as session:
             return session.get(QuarantinedRequest, entry_id)
@@ -146,3 +196,12 @@ class Quarantine:
                 .where(QuarantinedRequest.id == entry_id)
                 .values(resolved_at=datetime.now(UTC), resolution=resolution)
             )
+
+
+def body_was_kept(entry: QuarantinedRequest) -> bool:
+    """Whether the entry holds the body as it came: not when the request was too large, its body never
+    arrived whole, or quarantine was past its budget (an empty body that was sent empty was kept)."""
+    if entry.body:
+        return True
+    unread = entry.reason_code in (BODY_TOO_LARGE, BODY_INCOMPLETE)
+    return not (unread or _BUDGET_NOTE_PATTERN.match(entry.reason))

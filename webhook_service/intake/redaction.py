@@ -3,13 +3,12 @@ credentials it carried, which are replaced before anything is stored or logged."
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from webhook_service.config.model import Connection
 from webhook_service.intake.message_store import RawRequestRecord
+from webhook_service.observability.redaction import REDACTED, redact_query
 from webhook_service.providers.base import ProviderAdapter, WebhookRequest
-
-REDACTED = "[redacted]"
 
 
 def stored_form(
@@ -32,10 +31,5 @@ def stored_form(
 
 def redact_url(url: str, secret_params: set[str] | frozenset[str]) -> str:
     parts = urlsplit(url)
-    if not parts.query:
-        return url
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if not any(name.lower() in secret_params for name, _ in pairs):
-        return url
-    query = urlencode([(name, REDACTED if name.lower() in secret_params else value) for name, value in pairs])
-    return urlunsplit(parts._replace(query=query))
+    query = redact_query(parts.query, secret_params)
+    return url if query == parts.query else urlunsplit(parts._replace(query=query))

@@ -1,27 +1,50 @@
-"""How long the intake keeps whole requests: accepted raw requests and quarantined ones older than the
-retention period are deleted (`webhook-service prune`); the messages, statuses and attachments they
-produced stay."""
+"""How long the intake keeps whole requests (`webhook-service prune`): accepted raw requests, and
+quarantined ones an operator has resolved (replayed or discarded), received before the cutoff are
+deleted; the messages, statuses and attachments they produced stay. Quarantined requests nobody has
+reviewed yet are kept, and counted, unless the operator asks for them to go too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
+import sqlalchemy as sa
+
 from webhook_service.database.engine import Database
 from webhook_service.database.pruning import delete_in_batches
-from webhook_service.database.tables import QUARANTINED_REQUESTS, RAW_REQUESTS
+from webhook_service.database.tables import QuarantinedRequest, RawRequest, RequestRecord
 
 
 @dataclass(frozen=True)
 class Pruned:
+    """What a prune deleted (or, in a dry run, would delete) and what it left."""
+
     raw_requests: int
-    quarantined_requests: int
+    resolved_quarantined: int
+    # Deleted with `include_unresolved`; otherwise the ones past the cutoff that were kept.
+    unresolved_quarantined: int
 
 
-def prune_requests(db: Database, older_than: datetime) -> Pruned:
+def prune_requests(
+    db: Database, older_than: datetime, *, include_unresolved: bool = False, dry_run: bool = False
+) -> Pruned:
+    """Delete raw requests and resolved quarantine entries received before `older_than`, and the
+    unresolved entries too with `include_unresolved`. `dry_run` counts them and deletes nothing."""
+    apply = _count_older if dry_run else _delete_older
     return Pruned(
-        raw_requests=delete_in_batches(db, RAW_REQUESTS, RAW_REQUESTS.c.received_at < older_than),
-        quarantined_requests=delete_in_batches(
-            db, QUARANTINED_REQUESTS, QUARANTINED_REQUESTS.c.received_at < older_than
+        raw_requests=apply(db, RawRequest, older_than, sa.true()),
+        resolved_quarantined=apply(db, QuarantinedRequest, older_than, QuarantinedRequest.resolved_at.is_not(None)),
+        unresolved_quarantined=(apply if include_unresolved else _count_older)(
+            db, QuarantinedRequest, older_than, QuarantinedRequest.resolved_at.is_(None)
         ),
     )
+
+
+def _count_older(db: Database, table: type[RequestRecord], older_than: datetime, condition: sa.ColumnElement) -> int:
+    query = sa.select(sa.func.count()).select_from(table).where(table.received_at < older_than, condition)
+    with db.reading() as session:
+        return int(session.execute(query).scalar_one())
+
+
+def _delete_older(db: Database, table: type[RequestRecord], older_than: datetime, condition: sa.ColumnElement) -> int:
+    return delete_in_batches(db, sa.inspect(table).local_table, table.received_at < older_than, condition)

@@ -1,5 +1,6 @@
-"""Finding attachments for operators: the failed and rejected ones with their reasons, and the ids a
-bulk retry takes. (Retrying them is the pipeline's job: `AttachmentPipeline.retry`.)"""
+"""Finding attachments for operators: the failed and rejected ones with their reasons, the ids a bulk
+retry takes, and the states of named ones. (Retrying them is the pipeline's job:
+`AttachmentPipeline.retry`.)"""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ class AttachmentSummary:
     reason: str | None
     attempts: int
     declared_content_type: str | None
+    # The sniffed type and size of a stored one.
+    content_type: str | None
+    size: int | None
     updated_at: datetime
 
 
@@ -54,6 +58,8 @@ def list_attachments(
                 reason=a.reason,
                 attempts=a.attempts,
                 declared_content_type=a.declared_content_type,
+                content_type=a.content_type,
+                size=a.size,
                 updated_at=a.updated_at,
             )
             for a, message_id, provider in session.execute(query)
@@ -69,3 +75,12 @@ def retryable_ids(db: Database, *, reason_code: str | None = None) -> list[str]:
         query = query.where(Attachment.status == "failed")
     with db.reading() as session:
         return list(session.scalars(query))
+
+
+def attachment_states(db: Database, attachment_ids: Sequence[str]) -> dict[str, str]:
+    """The status of each of these attachments that exists, by id."""
+    if not attachment_ids:
+        return {}
+    query = sa.select(Attachment.id, Attachment.status).where(Attachment.id.in_(list(attachment_ids)))
+    with db.reading() as session:
+        return {row.id: row.status for row in session.execute(query)}

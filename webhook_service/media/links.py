@@ -25,8 +25,12 @@ from storage import BlobStore, SignedUrl, disposition_for
 from storage.signing import UrlSigner
 from webhook_service.config.model import Settings
 from webhook_service.database.tables import Attachment, MediaUpload
+from webhook_service.model.message_json import file_name
 
 STABLE_URL_PREFIX = "/m/"
+# The query parameters that make a URL this service signs work: the local store's `signature`
+# (storage/local.py) and a stable URL's `sig`. Whoever reads one can fetch the file, so logs hide them.
+SIGNATURE_QUERY_PARAMS = frozenset({"signature", "sig"})
 # Bound into every stable URL's signature, so a MAC made with the same key for another purpose never passes.
 _STABLE_URL_PURPOSE = "media-upload.stable-url/v1"
 _EXPIRES = re.compile(r"[1-9][0-9]{0,11}")
@@ -76,7 +80,7 @@ class MediaLinks:
         return self.signed_blob_url(
             blob_key=attachment.blob_key,
             content_type=attachment.content_type,
-            filename=attachment.name,
+            filename=file_name(attachment),
             ttl=self.url_ttl(attachment.tenant_id),
         ).url
 

@@ -32,21 +32,23 @@ from webhook_service.config.connections import ConnectionDirectory
 from webhook_service.config.model import Connection, MediaSettings
 from webhook_service.database import feed
 from webhook_service.database.engine import Database
-from webhook_service.database.tables import ATTACHMENTS, MESSAGES
+from webhook_service.database.tables import ATTACHMENTS, MESSAGES, RAW_REQUESTS
 from webhook_service.media import scratch
 from webhook_service.media.fetcher import FetchError, FetchPolicy, Resolver, SafeFetcher
 from webhook_service.media.validation import MediaPolicy, MediaRejected, check_media
 from webhook_service.model.credentials import Credentials
+from webhook_service.model.file_names import attachment_file_name
 from webhook_service.model.message_json import attachment_json
 from webhook_service.observability import metrics
 from webhook_service.observability.logs import log
+from webhook_service.observability.request_ids import request_id_bound
 
 # A connection's credentials for one media URL (the provider adapter's media_credentials).
 CredentialsFor = Callable[[Connection, str], "Credentials | None"]
 # Enqueue attachment ids for the workers, now or at a due time.
 Enqueue = Callable[[list[str], "datetime | None"], None]
-# A claimed attachment's row (every column) and its message's (id, provider, connection, received_at), as
-# Core rows read by attribute. (Typed loosely: to a type checker `row.index` is the tuple method.)
+# A claimed attachment's row (every column) and its message's (id, provider, connection, received_at,
+# and the request id of the webhook that brought the message's content), as Core rows read by attribute. (Typed loosely: to a type checker `row.index` is the tuple method.)
 Row = Any
 
 logger = logging.getLogger("webhook_service.media")
@@ -122,8 +124,14 @@ CLAIM = (
     )
     .returning(*ATTACHMENTS.c)
 )
-CLAIMED_MESSAGE = sa.select(MESSAGES.c.id, MESSAGES.c.provider, MESSAGES.c.connection, MESSAGES.c.received_at).where(
-    MESSAGES.c.seq == sa.bindparam("seq")
+# The message's raw request is the webhook that brought its content, and so its attachments (a later
+# status report never replaces it); pruned after retention_days, it leaves the request id None.
+CLAIMED_MESSAGE = (
+    sa.select(
+        MESSAGES.c.id, MESSAGES.c.provider, MESSAGES.c.connection, MESSAGES.c.received_at, RAW_REQUESTS.c.request_id
+    )
+    .select_from(MESSAGES.outerjoin(RAW_REQUESTS, RAW_REQUESTS.c.id == MESSAGES.c.raw_request_id))
+    .where(MESSAGES.c.seq == sa.bindparam("seq"))
 )
 HELD_BY_CLAIM = sa.and_(
     ATTACHMENTS.c.id == sa.bindparam("attachment_id"), ATTACHMENTS.c.claim_token == sa.bindparam("token")
@@ -244,6 +252,11 @@ class AttachmentPipeline:
         if claim is None:
             return None
         attachment, message, token = claim
+        # Every line about this download carries the id of the webhook that caused it.
+        with request_id_bound(message.request_id):
+            return self._process_claimed(attachment, message, token, started)
+
+    def _process_claimed(self, attachment: Row, message: Row, token: str, started: float) -> str:
         connection = self.connections.find(message.provider, message.connection)
         max_bytes = (connection.media_max_bytes if connection else None) or self.media.max_bytes
         reason = None
@@ -313,7 +326,10 @@ class AttachmentPipeline:
         except MediaRejected as rejection:
             raise _Permanent(rejection.code, rejection.message) from None
         key = blob_key(attachment.tenant_id, message.received_at, message.id, attachment.index)
-        disposition = content_disposition(disposition_for(checked.content_type), attachment.name)
+        name = attachment_file_name(
+            name=attachment.name, url=attachment.source_url, index=attachment.index, content_type=checked.content_type
+        )
+        disposition = content_disposition(disposition_for(checked.content_type), name)
         try:
             self.blob_store.put_file(
                 key,
@@ -451,7 +467,9 @@ class AttachmentPipeline:
         alone: the workers have work, and what looks lost is most likely waiting in that queue (webhooks'
         own tasks, or an earlier run's); enqueueing it again would only pile copies on the backlog. The
         run after the queue drains below a batch takes up what is still pending."""
+        metrics.QUEUE_WAITING.set(queued)
         if queued >= SWEEP_BATCH:
+            metrics.SWEEP_RUNS.labels("deferred").inc()
             log(logger, "sweep_deferred", queued=queued)
             return 0
         started = time.monotonic()
@@ -467,6 +485,9 @@ class AttachmentPipeline:
             done = len(ids) < SWEEP_BATCH
             if done or time.monotonic() - started >= SWEEP_TIME_BUDGET_SECONDS:
                 break
+        stopped = "done" if done else "time_budget"
+        metrics.SWEEP_RUNS.labels(stopped).inc()
+        metrics.SWEEP_ENQUEUED.inc(enqueued)
         if enqueued:
             log(
                 logger,
@@ -474,7 +495,7 @@ class AttachmentPipeline:
                 attachments=enqueued,
                 batches=batches,
                 queued=queued,
-                stopped="done" if done else "time_budget",
+                stopped=stopped,
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
             )
         return enqueued

@@ -19,14 +19,7 @@ from webhook_service.database.tables import MEDIA_UPLOADS as UPLOADS
 from webhook_service.database.tables import MediaUpload
 from webhook_service.media.links import MediaLinks
 from webhook_service.media.validation import CheckedMedia, MediaPolicy, check_media, convert_for_carriers
-
-# File name extensions of the types a conversion writes, the usual one first.
-_EXTENSIONS = {
-    "image/jpeg": (".jpg", ".jpeg", ".jpe", ".jfif"),
-    "image/png": (".png",),
-    "image/gif": (".gif",),
-    "image/webp": (".webp",),
-}
+from webhook_service.model.file_names import EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -150,7 +143,7 @@ class MediaUploads:
 def named_after_type(name: str, content_type: str) -> str:
     """A converted file's name follows its new type (photo.bmp becomes photo.png), so a phone that goes
     by the name opens it right."""
-    extensions = _EXTENSIONS.get(content_type)
+    extensions = EXTENSIONS.get(content_type)
     stem, extension = os.path.splitext(name)
     if not extensions or extension.lower() in extensions:
         return name

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from webhook_service.database.tables import ATTACHMENTS, STATUS_EVENTS
+from webhook_service.model.file_names import attachment_file_name
 
 # A message, attachment or status report with its table's columns as attributes: an ORM object when read
 # back, a Core row in the worker, a namespace while the intake builds the feed snapshot of its own insert.
@@ -24,11 +25,18 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+def file_name(attachment: Row) -> str:
+    """The name consumers save the attachment under (model/file_names.py): never null, never a path."""
+    return attachment_file_name(
+        name=attachment.name, url=attachment.source_url, index=attachment.index, content_type=attachment.content_type
+    )
+
+
 def attachment_json(attachment: Row, url: AttachmentUrl | None = None) -> dict[str, Any]:
     return {
         "id": attachment.id,
         "index": attachment.index,
-        "name": attachment.name,
+        "name": file_name(attachment),
         "declaredContentType": attachment.declared_content_type,
         "contentType": attachment.content_type,
         "size": attachment.size,

@@ -3,7 +3,9 @@
 Callers pass facts as keyword fields (`log(logger, "webhook", outcome="accepted", ...)`). Secrets,
 signatures and message bodies are never passed; phone numbers go through `phone.mask` first.
 
-A line reads `{"ts", "level", "logger", "event", ...the caller's fields..., "exception"}`: ts in ISO 8601
+A line reads `{"ts", "level", "logger", "event", "request_id", ...the caller's fields..., "exception"}`:
+request_id when the line is written while a request (or a download a webhook caused) is worked on and
+the caller did not pass it itself (`request_ids.py`); ts in ISO 8601
 UTC with milliseconds, level in lower case, values JSON cannot hold as their str(), non-ASCII as it is.
 python-json-logger does the formatting; the subclass below only names our keys and orders them. As
 the library does, a record that another library logs with `extra=` attributes carries them as keys too
@@ -18,6 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger import json as json_logger
+
+from webhook_service.observability.request_ids import current_request_id
 
 # The caller's fields travel in this one record attribute, not as attributes of their own: `extra` may
 # not name a LogRecord attribute, and callers use names such as `process`.
@@ -45,7 +49,11 @@ class JsonFormatter(json_logger.JsonFormatter):
         # nested under their attribute's name: lift them to the top and leave the traceback last.
         log_data["level"] = log_data["level"].lower()
         exception = log_data.pop("exception", None)
-        log_data.update(log_data.pop(_FIELDS, {}))
+        fields = log_data.pop(_FIELDS, {})
+        request_id = current_request_id()
+        if request_id is not None and "request_id" not in fields:
+            log_data["request_id"] = request_id
+        log_data.update(fields)
         if exception is not None:
             log_data["exception"] = exception
         return log_data

@@ -1,10 +1,12 @@
-"""Prometheus metrics. Under gunicorn several processes serve requests, so when
-PROMETHEUS_MULTIPROC_DIR is set (the run command sets it under the data directory) values are shared
-through files there and /metrics aggregates them."""
+"""Prometheus metrics. Under gunicorn, and in the worker's consumer processes, each process writes its
+values to files (`metrics_sharing.py` says where, and why it must be decided before prometheus_client is
+imported); a scrape adds up the files of the directories it is given. A process alone (tests, a CLI
+command) keeps them in memory and reports its own."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -14,8 +16,11 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
-    multiprocess,
+    start_http_server,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 WEBHOOKS = Counter("webhook_requests_total", "Webhook requests by provider and outcome", ["provider", "outcome"])
 WEBHOOK_SECONDS = Histogram(
@@ -33,6 +38,36 @@ ATTACHMENT_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 UPLOADS = Counter("media_uploads_total", "Media API uploads by outcome", ["outcome"])
+ENQUEUE_FAILURES = Counter(
+    "queue_enqueue_failures_total",
+    "Attachments whose enqueue gave up (the queue did not answer); the sweep enqueues them later",
+)
+# Set by the sweep, once a minute, in one process: the most recent value is the truth, whichever
+# process wrote it.
+QUEUE_WAITING = Gauge(
+    "queue_waiting_tasks",
+    "Tasks waiting in the download queue when the sweep last looked",
+    multiprocess_mode="mostrecent",
+)
+SWEEP_RUNS = Counter(
+    "attachment_sweep_runs_total",
+    "Runs of the minute's sweep by how they ended: done, time_budget, or deferred (the queue held a batch)",
+    ["stopped"],
+)
+SWEEP_ENQUEUED = Counter(
+    "attachment_sweep_enqueued_total", "Attachments the sweep enqueued again (their wake-up was lost or late)"
+)
+# The intake's spool on this host (every process of a data directory sees the same spool, so the value
+# most recently read is the one shown).
+SPOOL_DEPTH = Gauge(
+    "webhook_spool_depth", "Webhooks spooled during a database outage, not yet stored", multiprocess_mode="mostrecent"
+)
+SPOOL_BYTES = Gauge("webhook_spool_bytes", "Size of the spool file", multiprocess_mode="mostrecent")
+SPOOL_OLDEST_AGE = Gauge(
+    "webhook_spool_oldest_age_seconds",
+    "How long the oldest spooled webhook has waited since it arrived (0 when none waits)",
+    multiprocess_mode="mostrecent",
+)
 
 # Push delivery (delivery/engine.py).
 DELIVERY_ATTEMPTS = Counter(
@@ -59,9 +94,43 @@ def observe_webhook(provider: str, outcome: str, seconds: float) -> None:
     WEBHOOK_SECONDS.labels(provider).observe(seconds)
 
 
-def render() -> tuple[bytes, str]:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+def observe_spool(depth: int, size: int, oldest_age_seconds: float) -> None:
+    SPOOL_DEPTH.set(depth)
+    SPOOL_BYTES.set(size)
+    SPOOL_OLDEST_AGE.set(oldest_age_seconds)
+
+
+def render(directories: Sequence[Path] = ()) -> tuple[bytes, str]:
+    """The exposition of the values written under `directories`, or of this process's when none."""
+    return generate_latest(_registry(directories)), CONTENT_TYPE_LATEST
+
+
+def serve(port: int, host: str, directories: Sequence[Path]) -> None:
+    """Serve GET /metrics on `port` from a daemon thread (the worker's scrape target)."""
+    start_http_server(port, addr=host, registry=_registry(directories))
+
+
+def _registry(directories: Sequence[Path]) -> CollectorRegistry:
+    if not directories:
+        return REGISTRY
+    registry = CollectorRegistry()
+    registry.register(_SharedFiles(directories))
+    return registry
+
+
+class _SharedFiles(Collector):
+    """prometheus_client's multiprocess collector over several directories."""
+
+    def __init__(self, directories: Sequence[Path]):
+        self._directories = list(directories)
+
+    def collect(self) -> Iterable[Metric]:
+        for _ in range(2):
+            try:
+                return MultiProcessCollector.merge(self._files(), accumulate=True)
+            except FileNotFoundError:
+                pass  # a kind of process started and emptied its directory between the listing and the read
+        return MultiProcessCollector.merge(self._files(), accumulate=True)
+
+    def _files(self) -> list[str]:
+        return [str(path) for directory in self._directories for path in sorted(directory.glob("*.db"))]

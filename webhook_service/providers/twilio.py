@@ -19,6 +19,16 @@ any port removed. The URL is the public one the intake reconstructed (connection
 settings.public_base_url, or trusted proxy headers). There is no timestamp in the scheme, so a replay
 verifies: it is stored as a duplicate (same MessageSid, same status report) and changes nothing.
 
+Shared keys: a Twilio Webhook Rule can have a webhook signed with a SharedKey instead of the auth token.
+Twilio then adds `X-Twilio-Webhooks-Signature-Settings: key=<key id>,algorithm=HMAC_SHA256` and signs
+the same data with that key's secret and that algorithm (the twilio package's RequestValidator, 9.13,
+computes it; the tests use it). The connection lists its keys in `options.shared_keys`, each pinned to
+the algorithm of its Webhook Setting, so that the settings header, which is not signed, cannot choose:
+- with the header, only the shared keys are tried (never the auth token), only the named key when the
+  header names one, and only with the algorithm configured for it (a request that claims another one is
+  a downgrade or a mixup and is refused);
+- without the header, only the auth tokens with HMAC-SHA1 are tried (never a shared key's secret).
+
 Mapping choices:
 - `partially_delivered` -> `sent`: some of the message reached the handset and the rest did not (or
   not yet). The message did reach the carrier, but claiming `delivered` would be false and, being
@@ -50,8 +60,10 @@ import hmac
 import re
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from webhook_service.config.model import Connection
 from webhook_service.model.credentials import Credentials
@@ -79,6 +91,11 @@ STATUS_MAP = {
 INBOUND_STATUSES = frozenset({"received", "receiving"})
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
+SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+# The settings header without an algorithm means the auth token's scheme, as the twilio package reads it.
+DEFAULT_ALGORITHM = "HMAC_SHA1"
+HASHES = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
+MAX_SETTINGS = 512
 BODY_HASH_PARAMETER = "bodySHA256"
 DEFAULT_PORTS = {"https": "443", "http": "80"}
 MEDIA_HOST = "api.twilio.com"
@@ -100,14 +117,49 @@ _MEDIA_PATH = re.compile(
 )
 
 
+class SharedKey(BaseModel):
+    """A SharedKey a Twilio Webhook Setting signs with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # The key's id, as Twilio names it in the settings header (`key=`).
+    id: str = Field(min_length=1, max_length=255, pattern=r"^[^,=\s]+$")
+    secret: str = Field(min_length=1)
+    # The Webhook Setting's signing algorithm; a request claiming another one is refused.
+    algorithm: Literal["HMAC_SHA256", "HMAC_SHA1"] = "HMAC_SHA256"
+
+
+class TwilioOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shared_keys: list[SharedKey] = []
+
+    @field_validator("shared_keys")
+    @classmethod
+    def _distinct_ids(cls, keys: list[SharedKey]) -> list[SharedKey]:
+        ids = [key.id for key in keys]
+        repeated = sorted({key_id for key_id in ids if ids.count(key_id) > 1})
+        if repeated:
+            raise ValueError(f"key id {repeated[0]!r} is listed twice")
+        return keys
+
+
 class TwilioAdapter(ProviderAdapter):
     name = "twilio"
     media_hosts = (MEDIA_HOST,)
     # TwiML that tells Twilio to do nothing more (no auto-reply).
     acknowledgement = ("<Response/>", "text/xml")
+    options_model = TwilioOptions
+
+    def validate_options(self, connection: Connection) -> str | None:
+        problem = super().validate_options(connection)
+        if problem is None and connection.options.get("shared_keys") and not connection.secrets:
+            # The intake verifies only connections with secrets; and the auth token signs every webhook no
+            # Webhook Rule matches, and downloads media.
+            return "options.shared_keys: list the account's auth token in secrets as well"
+        return problem
 
     def verify(self, request: WebhookRequest, connection: Connection) -> None:
         offered = decode_base64(require_header(request, SIGNATURE_HEADER, max_length=256), SIGNATURE_HEADER)
+        keys = self._signing_keys(request, connection)
         parts = _split_url(request.url)
         body_hash = next(
             (value for name, value in parse_qsl(parts.query, keep_blank_values=True) if name == BODY_HASH_PARAMETER),
@@ -122,16 +174,45 @@ class TwilioAdapter(ProviderAdapter):
             parameter_strings = _signed_parameter_strings(request)
         urls = _url_variants(request.url, parts)
         matches = [
-            constant_time_equal(_sign(secret, url + parameters), offered)
-            for secret in connection.secrets
+            constant_time_equal(_sign(secret, algorithm, url + parameters), offered)
+            for secret, algorithm in keys
             for url in urls
             for parameters in parameter_strings
         ]
         if not any(matches):
+            signers = "configured auth token" if request.headers.get(SETTINGS_HEADER) is None else "shared key"
             raise VerificationFailed(
                 "invalid_signature",
-                f"{SIGNATURE_HEADER} matches no configured auth token for {len(urls)} URL form(s) of the public URL",
+                f"{SIGNATURE_HEADER} matches no {signers} for {len(urls)} URL form(s) of the public URL",
             )
+
+    def _signing_keys(self, request: WebhookRequest, connection: Connection) -> list[tuple[str, str]]:
+        """(secret, algorithm) pairs that may have signed the request: the auth tokens with HMAC-SHA1
+        without the settings header, the shared keys it allows with it."""
+        settings = request.headers.getlist(SETTINGS_HEADER)
+        if not settings:
+            return [(token, DEFAULT_ALGORITHM) for token in connection.secrets]
+        if len(settings) > 1:
+            raise VerificationFailed("malformed_signature_settings", f"{SETTINGS_HEADER} appears {len(settings)} times")
+        key_id, algorithm = _read_settings(settings[0])
+        keys = TwilioOptions.model_validate(connection.options).shared_keys
+        if key_id is not None:
+            keys = [key for key in keys if key.id == key_id]
+            if not keys:
+                raise VerificationFailed(
+                    "unknown_shared_key", f"{SETTINGS_HEADER} names a key not in options.shared_keys"
+                )
+        elif not keys:
+            raise VerificationFailed(
+                "unknown_shared_key", f"{SETTINGS_HEADER} is present but no shared key is configured"
+            )
+        allowed: list[tuple[str, str]] = [(key.secret, key.algorithm) for key in keys if key.algorithm == algorithm]
+        if not allowed:
+            raise VerificationFailed(
+                "signature_algorithm_mismatch",
+                f"{SETTINGS_HEADER} claims {algorithm}; the key is configured for {keys[0].algorithm}",
+            )
+        return allowed
 
     def parse(self, request: WebhookRequest, connection: Connection) -> list[Event]:
         fields = _fields(request)
@@ -182,8 +263,33 @@ class TwilioAdapter(ProviderAdapter):
 # Verification -------------------------------------------------------------------------------------
 
 
-def _sign(secret: str, data: str) -> bytes:
-    return hmac.new(secret.encode("utf-8"), data.encode("utf-8"), hashlib.sha1).digest()
+def _sign(secret: str, algorithm: str, data: str) -> bytes:
+    return hmac.new(secret.encode("utf-8"), data.encode("utf-8"), HASHES[algorithm]).digest()
+
+
+def _read_settings(value: str) -> tuple[str | None, str]:
+    """The key id (None when the header names none) and the algorithm (upper-cased, as the twilio package
+    compares it; HMAC_SHA1 when absent) of `key=<id>,algorithm=<name>`. Other names are ignored (Twilio
+    may add some); a part that is not name=value, a name given twice or an unknown algorithm is refused."""
+    if len(value) > MAX_SETTINGS:
+        raise VerificationFailed("malformed_signature_settings", f"{SETTINGS_HEADER} is {len(value)} characters long")
+    found: dict[str, str] = {}
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        name, equals, setting = part.partition("=")
+        name, setting = name.strip().lower(), setting.strip()
+        if not equals or not name or not setting or "=" in setting or name in found:
+            raise VerificationFailed(
+                "malformed_signature_settings", f"{SETTINGS_HEADER} is not distinct name=value pairs"
+            )
+        found[name] = setting
+    algorithm = found.get("algorithm", DEFAULT_ALGORITHM).upper()
+    if algorithm not in HASHES:
+        raise VerificationFailed(
+            "unsupported_signature_algorithm", f"{SETTINGS_HEADER} names {algorithm[:32]!r}; known: {', '.join(HASHES)}"
+        )
+    return found.get("key"), algorithm
 
 
 def _signed_parameter_strings(request: WebhookRequest) -> list[str]:

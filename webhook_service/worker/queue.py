@@ -5,6 +5,7 @@ re-enqueue, the claims make duplicates no-ops)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -17,17 +18,30 @@ from huey.storage import SqliteStorage
 from redis import ConnectionPool
 
 from webhook_service.config.model import QueueSettings
+from webhook_service.database.leases import Lease
+from webhook_service.observability.logs import log
 from webhook_service.worker.consumer import SiblingWakingConsumer
 from webhook_service.worker.wake import wake_consumers, wake_sender
 
+logger = logging.getLogger("webhook_service.worker")
+
 DOWNLOAD_TASK = "download_attachment"
 DELIVERY_TASK = "deliver_to_endpoint"
+SWEEP_TASK = "sweep_pending_attachments"
+DELIVERY_SWEEP_TASK = "sweep_deliveries"
+# Every worker schedules the sweep every minute (huey runs the periodic task on whichever consumer takes
+# it from the shared queue), and the one that takes this lease first runs it. Its term is shorter than
+# the minute between runs, so the next run finds it free, and longer than a run's 45 s budget
+# (media/pipeline.py), so runs never overlap; a worker that dies holding it delays the next run at most
+# that long.
+SWEEP_LEASE_SECONDS = 55.0
 
 
 class DownloadQueue:
     """The Huey instance with this service's tasks registered on it: `process` an attachment by id, and
-    `sweep` (every minute) for attachments whose wake-up was lost, told how many tasks the queue already
-    holds; with `deliver`, a delivery turn for an endpoint by id, and `sweep_deliveries` every minute."""
+    `sweep` (every minute, by whichever worker takes `sweep_lease`) for attachments whose wake-up was
+    lost, told how many tasks the queue already holds; with `deliver`, a delivery turn for an endpoint by
+    id, and `sweep_deliveries` every minute (which takes a lease of its own)."""
 
     def __init__(
         self,
@@ -37,6 +51,7 @@ class DownloadQueue:
         redis_url: str | None,
         process: Callable[[str], object],
         sweep: Callable[[int], int],
+        sweep_lease: Lease,
         deliver: Callable[[str], object] | None = None,
         sweep_deliveries: Callable[[], object] | None = None,
     ):
@@ -68,8 +83,18 @@ class DownloadQueue:
 
         self._download = self._task(DOWNLOAD_TASK, download_attachment)
 
-        @self.huey.periodic_task(crontab(minute="*"), name="sweep_pending_attachments")
+        @self.huey.periodic_task(crontab(minute="*"), name=SWEEP_TASK)
         def sweep_pending_attachments() -> None:
+            if not sweep_lease.take():
+                held = sweep_lease.state()
+                log(
+                    logger,
+                    "sweep_skipped",
+                    logging.DEBUG,
+                    lease_holder=held.holder if held else None,
+                    lease_expires_at=held.expires_at.isoformat() if held else None,
+                )
+                return
             sweep(self.waiting())
 
         self.sweep = sweep_pending_attachments
@@ -82,7 +107,7 @@ class DownloadQueue:
             self._deliver = self._task(DELIVERY_TASK, deliver_to_endpoint)
         if sweep_deliveries is not None:
 
-            @self.huey.periodic_task(crontab(minute="*"), name="sweep_deliveries")
+            @self.huey.periodic_task(crontab(minute="*"), name=DELIVERY_SWEEP_TASK)
             def sweep_pending_deliveries() -> None:
                 sweep_deliveries()
 

@@ -1,0 +1,176 @@
+"""`webhook-service check-config`: every problem named with the nearest known key for a typo and the
+environment variable a bad value came from; variables that look like ours but are not read pointed out;
+LOG_LEVEL in any case; and with --connect, whether the database, blob store and queue can be used."""
+
+from __future__ import annotations
+
+import pytest
+from alembic import command
+from click.testing import CliRunner, Result
+
+from tests.fixtures.blob_servers import MOTO_CREDENTIALS, unique_bucket_name
+from tests.fixtures.services import free_port
+from webhook_service.cli.main import cli
+from webhook_service.database.migrate import alembic_config
+
+
+@pytest.fixture
+def check_config(tmp_path, monkeypatch):
+    """check-config with this file (TOML text) and these variables, in an environment of its own."""
+    config = tmp_path / "service.toml"
+    # --config sets this variable for the commands it runs: set here first, it is restored afterwards.
+    monkeypatch.setenv("WEBHOOK_SERVICE_CONFIG", str(config))
+
+    def invoke(toml: str = "", *arguments: str, **variables: str) -> Result:
+        config.write_text(f'data_dir = "{tmp_path / "data"}"\n{toml}')
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        return CliRunner().invoke(cli, ["--config", str(config), "check-config", *arguments], catch_exceptions=False)
+
+    return invoke
+
+
+def test_a_typo_in_the_file_gets_the_nearest_key(check_config):
+    result = check_config("[media]\nmax_byte = 1000\n")
+    assert result.exit_code == 2
+    assert result.stderr == "configuration error: media.max_byte: no such setting; did you mean media.max_bytes?\n"
+
+
+def test_a_typo_in_a_variable_gets_the_variable_to_set(check_config):
+    result = check_config(WEBHOOK__MEDIA__FETCH__ALLOW_HTTPS="true")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "configuration error: media.fetch.allow_https (from the environment variable "
+        "WEBHOOK__MEDIA__FETCH__ALLOW_HTTPS): no such setting; did you mean WEBHOOK__MEDIA__FETCH__ALLOW_HTTP?\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("PORT", "eighty", "port (from the environment variable PORT): Input should be a valid integer"),
+        (
+            "WEBHOOK__MEDIA__MAX_BYTES",
+            "-1",
+            "media.max_bytes (from the environment variable WEBHOOK__MEDIA__MAX_BYTES)",
+        ),
+        (
+            "WEBHOOK__QUEUE",
+            '{"worker_threads": 0}',
+            "queue.worker_threads (from the environment variable WEBHOOK__QUEUE)",
+        ),
+        ("WEBHOOK_ENV", "staging", "environment (from the environment variable WEBHOOK_ENV): Input should be"),
+    ],
+)
+def test_a_bad_value_from_the_environment_names_the_variable(check_config, variable, value, problem):
+    result = check_config(**{variable: value})
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"configuration error: {problem}")
+
+
+def test_a_bad_value_read_through_env_names_that_variable(check_config):
+    result = check_config('redis_url = "env:QUEUE_REDIS"\nport = "env:SERVICE_PORT"\n', SERVICE_PORT="http")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == ["configuration error: redis_url: environment variable QUEUE_REDIS is not set"]
+    result = check_config('port = "env:SERVICE_PORT"\n', SERVICE_PORT="http")
+    assert "port (from the environment variable SERVICE_PORT): Input should be a valid integer" in result.stderr
+
+
+def test_every_problem_is_listed(check_config):
+    result = check_config("colour = 'blue'\nport = 0\n[media]\njpeg_quality = 101\n")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "configuration error: port: Input should be greater than or equal to 1",
+        "configuration error: media.jpeg_quality: Input should be less than or equal to 100",
+        "configuration error: colour: no such setting",
+    ]
+
+
+def test_variables_that_look_like_ours_but_are_not_read_are_pointed_out(check_config):
+    result = check_config(
+        WEBHOOK_MEDIA__MAX_BYTES="1048576",  # one underscore short
+        webhook__port="9000",  # the right name in lower case
+        WEBHOOK_LOGLEVEL="debug",
+    )
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        "warning: the environment variable WEBHOOK_LOGLEVEL is not read by this service "
+        "(it reads WEBHOOK__<SECTION>__<KEY> variables)",
+        "warning: the environment variable WEBHOOK_MEDIA__MAX_BYTES is not read by this service; "
+        "did you mean WEBHOOK__MEDIA__MAX_BYTES?",
+        "warning: the environment variable webhook__port is not read by this service; did you mean WEBHOOK__PORT?",
+    ]
+
+
+@pytest.mark.parametrize("level", ["debug", "Warning", "INFO"])
+def test_log_level_is_accepted_in_any_case(check_config, level):
+    assert check_config(LOG_LEVEL=level).exit_code == 0
+
+
+@pytest.mark.parametrize("name", ["acme-prod", "acme.prod", "acme prod"])
+def test_a_queue_name_that_would_share_a_redis_queue_is_refused(check_config, name):
+    # huey keeps only letters, digits and _ of the name in its Redis keys: acme-prod and acme.prod both
+    # became the queue acmeprod.
+    result = check_config(f'[queue]\nname = "{name}"\n')
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"configuration error: queue.name: {name!r} has characters the queue drops")
+    assert "write 'acmeprod' (the queue it has used so far)" in result.stderr
+
+
+def test_queue_names_huey_keeps_as_they_are_are_accepted(check_config):
+    assert check_config('[queue]\nname = "acme_prod"\n').exit_code == 0
+    assert (
+        "queue: Redis, queue 'acme_prod'"
+        in check_config('redis_url = "redis://127.0.0.1:1/0"\n[queue]\nname = "acme_prod"\n').output
+    )
+
+
+# --connect -----------------------------------------------------------------------------------------
+
+
+def test_connect_checks_the_database_blob_store_and_queue(run):
+    result = run("check-config", "--connect")
+    assert result.exit_code == 0, result.output
+    assert "check database: ok, reachable, schema up to date (revision 0003)" in result.output
+    assert "check blob store: ok, local store can be used" in result.output
+    assert "check queue: ok, embedded queue answers" in result.output
+
+
+def test_connect_reports_a_database_that_lacks_migrations(run, runtime, database_url):
+    config = alembic_config(database_url)
+    command.downgrade(config, "0002")
+    try:
+        result = run("check-config", "--connect")
+    finally:
+        command.upgrade(config, "head")  # the database is shared with the tests that follow
+    assert result.exit_code == 1
+    assert (
+        "check database: FAILED, reachable, schema at revision 0002 lacks 1 migration (0003): "
+        "run `webhook-service migrate`"
+    ) in result.output
+    assert "check blob store: ok" in result.output  # every check runs
+
+
+def test_connect_reports_what_cannot_be_reached(check_config):
+    closed = free_port()
+    result = check_config(
+        f'database_url = "postgresql://nobody@127.0.0.1:{closed}/x"\nredis_url = "redis://127.0.0.1:{closed}/0"\n',
+        "--connect",
+    )
+    assert result.exit_code == 1
+    assert "check database: FAILED, OperationalError: " in result.output
+    assert "check queue: FAILED, ConnectionError: " in result.output
+
+
+def test_connect_reports_a_missing_bucket_with_the_command_that_creates_it(check_config, moto_s3_endpoint):
+    bucket = unique_bucket_name()
+    result = check_config(
+        f'[storage]\nbackend = "s3"\n[storage.s3]\nbucket = "{bucket}"\nendpoint_url = "{moto_s3_endpoint}"\n'
+        f'access_key_id = "{MOTO_CREDENTIALS["access_key_id"]}"\n'
+        f'secret_access_key = "{MOTO_CREDENTIALS["secret_access_key"]}"\n',
+        "--connect",
+    )
+    assert result.exit_code == 1
+    assert (
+        f"check blob store: FAILED, S3 bucket '{bucket}' does not exist (`webhook-service storage init` creates it)"
+    ) in result.output

@@ -1,0 +1,83 @@
+"""`webhook-service migrate` says what it did: the revisions it applied to an empty or older database,
+nothing when it is up to date, and a clear refusal for a database a newer version migrated."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from click.testing import CliRunner, Result
+
+from tests.fixtures.services import POSTGRES_URL, service_unavailable, url_reachable, xdist_worker
+from webhook_service.cli.main import cli
+from webhook_service.database.migrate import alembic_config
+
+REVISIONS = ("0001", "0002", "0003")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    if not url_reachable(POSTGRES_URL, 5432):
+        service_unavailable("PostgreSQL", f"nothing listens at {POSTGRES_URL}")
+    name = f"wsvc_migrate_{xdist_worker()}_{os.getpid()}"
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield sa.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
+
+
+@pytest.fixture
+def migrate_command(empty_database_url, tmp_path, monkeypatch):
+    monkeypatch.delenv("WEBHOOK_SERVICE_CONFIG", raising=False)
+    monkeypatch.setenv("DATABASE_URL", empty_database_url)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+
+    def invoke() -> Result:
+        return CliRunner().invoke(cli, ["migrate"], catch_exceptions=False)
+
+    return invoke
+
+
+def test_an_empty_database_is_told_what_was_applied(migrate_command):
+    # It used to say "database is up to date" after applying every migration.
+    first = migrate_command()
+    assert first.exit_code == 0
+    assert first.output == (
+        f"applied 3 migrations to an empty database ({', '.join(REVISIONS)}): database now at revision 0003\n"
+    )
+    again = migrate_command()
+    assert again.exit_code == 0
+    assert again.output == "database is up to date (revision 0003); nothing applied\n"
+
+
+def test_an_older_database_is_told_which_revisions_it_got(migrate_command, empty_database_url):
+    command.upgrade(alembic_config(empty_database_url), "0002")
+    result = migrate_command()
+    assert result.exit_code == 0
+    assert result.output == "applied 1 migration from revision 0002 (0003): database now at revision 0003\n"
+
+
+def test_a_database_migrated_by_a_newer_version_is_refused_and_left_alone(migrate_command, empty_database_url):
+    command.upgrade(alembic_config(empty_database_url), "head")
+    engine = sa.create_engine(empty_database_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
+    result = migrate_command()
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: the database is at revision 0099, which this version does not have (its newest is 0003): "
+        "a newer version of the service migrated it\n"
+    )
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one() == "0099"
+    engine.dispose()

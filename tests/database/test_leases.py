@@ -1,0 +1,102 @@
+"""Leases (database/leases.py) on SQLite and PostgreSQL: of processes racing for one, exactly one gets it
+each term; nobody gets it while it is held; a holder that dies (SIGKILL, nothing released) is taken over
+once its term is over. And migration 0003, which makes the table."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from webhook_service.database.engine import Database, make_engine
+from webhook_service.database.leases import Lease
+from webhook_service.database.migrate import alembic_config
+from webhook_service.database.tables import Base
+
+TERM_SECONDS = 1.5
+
+
+def test_of_processes_racing_for_a_lease_exactly_one_gets_it_each_term(database_url):
+    # Two databases objects: two engines, so two connection pools, as two worker processes have.
+    databases = [Database(database_url), Database(database_url)]
+    contenders = [Lease(databases[index % 2], "race", TERM_SECONDS) for index in range(8)]
+    try:
+        for _term in range(3):
+            start = threading.Barrier(len(contenders))
+            won: list[bool] = [False] * len(contenders)
+
+            def contend(index: int) -> None:
+                start.wait()
+                won[index] = contenders[index].take()
+
+            threads = [threading.Thread(target=contend, args=(index,)) for index in range(len(contenders))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+            assert sum(won) == 1, won
+            assert not any(contender.take() for contender in contenders)  # held for the whole term
+            time.sleep(TERM_SECONDS + 0.1)
+    finally:
+        for database in databases:
+            database.dispose()
+
+
+def test_a_holder_that_dies_is_taken_over_once_its_term_is_over(database_url):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from webhook_service.database.engine import Database\n"
+            "from webhook_service.database.leases import Lease\n"
+            f"print(Lease(Database(sys.argv[1]), 'dying', {TERM_SECONDS * 2}).take(), flush=True)\n"
+            "time.sleep(600)\n",
+            database_url,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    database = Database(database_url)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "True\n"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        lease = Lease(database, "dying", TERM_SECONDS)
+        state = lease.state()
+        assert state is not None and state.holder.endswith(f":{holder.pid}")
+        assert not lease.take()  # dead, but its term is not over
+        while not lease.take():
+            assert time.time() < state.expires_at.timestamp() + 5, "never taken over"
+            time.sleep(0.05)
+        # Not before its term was over (the database's clock decides; allow it a little skew).
+        assert time.time() >= state.expires_at.timestamp() - 0.5
+        assert lease.state().holder.endswith(f":{os.getpid()}")
+    finally:
+        holder.kill()
+        holder.wait()
+        database.dispose()
+
+
+def test_0003_downgrades_upgrades_and_matches_the_models(database_url):
+    config = alembic_config(database_url)
+    engine = make_engine(database_url)
+    try:
+        command.downgrade(config, "0002")
+        try:
+            assert "leases" not in sa.inspect(engine).get_table_names()
+        finally:
+            command.upgrade(config, "head")
+        assert "leases" in sa.inspect(engine).get_table_names()
+        with engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    finally:
+        engine.dispose()

@@ -1,0 +1,117 @@
+"""`webhook-service check-config`: the configuration validated and summarized (no secrets), every problem
+in it named, environment variables that look meant for the service but are not read pointed out, and
+with `--connect` whether the database, the blob store and the queue can be used."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import click
+import sqlalchemy as sa
+
+from storage import StorageError, StorageUnavailable
+from webhook_service.cli.context import plural
+from webhook_service.config.model import ConfigError, Settings
+from webhook_service.config.sources import unread_variables
+from webhook_service.database.migrate import schema_state
+from webhook_service.runtime import Runtime
+from webhook_service.settings import load_settings
+
+
+class _NotReady(Exception):
+    """A dependency answers but the service could not run on it as it is."""
+
+
+@click.command("check-config")
+@click.option("--connect", is_flag=True, help="Also connect to the database, the blob store and the queue.")
+def check_config(connect: bool) -> None:
+    """Validate the configuration and summarize it (no secrets). Exits 2 when it is invalid; with
+    --connect, 1 when the database, blob store or queue cannot be used as configured."""
+    for warning in unread_variables():
+        click.echo(f"warning: {warning}", err=True)
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        for problem in error.problems:
+            click.echo(f"configuration error: {problem}", err=True)
+        sys.exit(2)
+    _summarize(settings)
+    if connect:
+        sys.exit(0 if _connect(settings) else 1)
+
+
+def _summarize(settings: Settings) -> None:
+    click.echo(f"environment: {settings.environment}")
+    click.echo(f"database: {sa.engine.make_url(settings.effective_database_url).render_as_string()}")
+    queue = f"Redis, queue {settings.queue.name!r}" if settings.redis_url else "SQLite (embedded)"
+    click.echo(f"queue: {queue}; storage: {settings.storage.backend}")
+    click.echo(
+        f"tenants: {len(settings.tenants)}, API users: {len(settings.api_users)}, API keys: {len(settings.api_keys)}"
+    )
+    for connection in settings.connections:
+        checks = [
+            name
+            for name, present in (("signature", connection.secrets), ("basic auth", connection.basic_auth))
+            if present
+        ]
+        state = ", ".join(checks) if connection.verify else "UNSIGNED (development)"
+        click.echo(f"  /webhooks/{connection.provider}/{connection.name}  tenant={connection.tenant}  [{state}]")
+
+
+def _connect(settings: Settings) -> bool:
+    """Each dependency tried in turn, one line each; True when all can be used."""
+    runtime = Runtime(settings)
+    checks: list[tuple[str, Callable[[], str]]] = [
+        ("database", lambda: _check_database(settings)),
+        ("blob store", lambda: _check_blob_store(runtime)),
+        ("queue", lambda: _check_queue(runtime)),
+    ]
+    usable = True
+    try:
+        for name, check in checks:
+            try:
+                click.echo(f"check {name}: ok, {check()}")
+            except Exception as error:  # noqa: BLE001  # a preflight reports every failure rather than stopping at one
+                usable = False
+                click.echo(f"check {name}: FAILED, {_reason(error)}")
+    finally:
+        runtime.close()
+    return usable
+
+
+def _check_database(settings: Settings) -> str:
+    state = schema_state(settings.effective_database_url)
+    if state.current is None:
+        raise _NotReady("reachable, but it has no schema yet: run `webhook-service migrate`")
+    if state.pending:
+        raise _NotReady(
+            f"reachable, schema at revision {state.current} lacks {plural(len(state.pending), 'migration')} "
+            f"({', '.join(state.pending)}): run `webhook-service migrate`"
+        )
+    return f"reachable, schema up to date (revision {state.current})"
+
+
+def _check_blob_store(runtime: Runtime) -> str:
+    store = runtime.blob_store
+    try:
+        store.check()
+    except StorageError as error:
+        if isinstance(error, StorageUnavailable) or store.backend == "local":
+            raise
+        raise _NotReady(f"{error} (`webhook-service storage init` creates it)") from error
+    return f"{store.backend} store can be used"
+
+
+def _check_queue(runtime: Runtime) -> str:
+    runtime.queue.ping()
+    return f"{'Redis' if runtime.settings.redis_url else 'embedded'} queue answers"
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, _NotReady):
+        return str(error)
+    # The driver's own words (the SQLAlchemy wrapper adds the statement and a link).
+    cause = error.orig if isinstance(error, sa.exc.DBAPIError) and error.orig is not None else error
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else 'no detail'}"
