@@ -131,7 +131,7 @@ def test_queue_names_huey_keeps_as_they_are_are_accepted(check_config):
 def test_connect_checks_the_database_blob_store_and_queue(run):
     result = run("check-config", "--connect")
     assert result.exit_code == 0, result.output
-    assert "check database: ok, reachable, schema up to date (revision 0003)" in result.output
+    assert "check database: ok, reachable, schema up to date (revision 0005)" in result.output
     assert "check blob store: ok, local store can be used" in result.output
     assert "check queue: ok, embedded queue answers" in result.output
 
@@ -145,7 +145,7 @@ def test_connect_reports_a_database_that_lacks_migrations(run, runtime, database
         command.upgrade(config, "head")  # the database is shared with the tests that follow
     assert result.exit_code == 1
     assert (
-        "check database: FAILED, reachable, schema at revision 0002 lacks 1 migration (0003): "
+        "check database: FAILED, reachable, schema at revision 0002 lacks 2 migrations (0003, 0005): "
         "run `webhook-service migrate`"
     ) in result.output
     assert "check blob store: ok" in result.output  # every check runs

@@ -52,16 +52,16 @@ def prune(days: int | None, include_unresolved: bool, dry_run: bool, yes: bool) 
             raise click.ClickException("nothing deleted: not confirmed (--yes deletes without asking)") from None
     pruned = prune_requests(runtime.db, cutoff, include_unresolved=include_unresolved, dry_run=dry_run)
     click.echo(f"{'would delete' if dry_run else 'deleted'} {_what(pruned, include_unresolved)} {when}")
-    deliveries = prune_history(runtime.db, cutoff, dry_run=dry_run)
-    click.echo(
-        f"{'would delete' if dry_run else 'deleted'} {plural(deliveries.attempts, 'delivery attempt')} and "
-        f"{plural(deliveries.deliveries, 'finished delivery', 'finished deliveries')} from before then"
-    )
     if pruned.unresolved_quarantined and not include_unresolved:
         click.echo(
             f"kept {plural(pruned.unresolved_quarantined, 'unresolved quarantined request')} from before then: "
             "review them (quarantine list), or delete them too with --include-unresolved"
         )
+    deliveries = prune_history(runtime.db, cutoff, dry_run=dry_run)
+    click.echo(
+        f"{'would delete' if dry_run else 'deleted'} {plural(deliveries.attempts, 'delivery attempt')} and "
+        f"{plural(deliveries.deliveries, 'finished delivery', 'finished deliveries')} from before then"
+    )
 
 
 def _what(pruned: Pruned, include_unresolved: bool) -> str:
