@@ -165,6 +165,7 @@ def fresh_database(database_url: str | None) -> None:
     """An empty PostgreSQL database for the run (a SQLite one is new in each work directory)."""
     if not database_url:
         return
+    migrate(database_url)
     engine = sa.create_engine(database_url)
     with engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
