@@ -13,7 +13,7 @@ from tests.fixtures.app import STANDARD_SECRET
 from tests.media import samples
 from tests.support.standard import inbound_body, post_standard, standard_headers
 from webhook_service.cli.main import cli
-from webhook_service.database.tables import Attachment, Message, QuarantinedRequest, RawRequest
+from webhook_service.database.tables import Attachment, Message, QuarantinedRequest, RawRequest, RequestLogEntry
 
 
 @pytest.fixture
@@ -123,14 +123,14 @@ class TestKeysAndHousekeeping:
     def test_prune_removes_old_raw_and_quarantined_requests(self, client, runtime, run):
         post_standard(client, inbound_body("p-1"))
         post_standard(client, b"{bad")
-        assert "deleted 0 raw requests and 0 quarantined" in run("prune").output
+        assert "deleted 0 raw requests, 0 quarantined requests and 0 request log" in run("prune").output
         with runtime.db.transaction() as session:
-            for model in (RawRequest, QuarantinedRequest):
+            for model in (RawRequest, QuarantinedRequest, RequestLogEntry):
                 session.execute(
                     sa.update(model).values(received_at=sa.func.now() - sa.text("interval '40 days'"))
                     if runtime.db.dialect == "postgresql"
                     else sa.update(model).values(received_at=sa.text("datetime('now', '-40 days')"))
                 )
-        assert "deleted 1 raw requests and 1 quarantined" in run("prune").output
+        assert "deleted 1 raw requests, 1 quarantined requests and 2 request log" in run("prune").output
         with runtime.db.reading() as session:
             assert session.scalar(sa.select(sa.func.count()).select_from(Message)) == 1

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from webhook_service.cli.context import command_runtime, echo_listing
+from webhook_service.database.quarantine import QuarantineFilter, quarantine_entries, quarantine_entry, resolve_entry
 
 
 @click.group()
@@ -23,10 +24,13 @@ def quarantine() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def quarantine_list(show_all: bool, provider: str | None, limit: int, as_json: bool) -> None:
     runtime = command_runtime()
-    rows = runtime.quarantine.entries(include_resolved=show_all, provider=provider, limit=limit)
+    rows = quarantine_entries(
+        runtime.db, where=QuarantineFilter(include_resolved=show_all, provider=provider), limit=limit
+    )
     entries = [
         {
             "id": r.id,
+            "requestId": r.request_id,
             "receivedAt": r.received_at.isoformat(),
             "provider": r.provider,
             "connection": r.connection,
@@ -45,10 +49,11 @@ def quarantine_list(show_all: bool, provider: str | None, limit: int, as_json: b
 @click.argument("entry_id", type=int)
 def quarantine_show(entry_id: int) -> None:
     """Print one entry: reason, headers and the body exactly as received."""
-    row = command_runtime().quarantine.get(entry_id)
+    row = quarantine_entry(command_runtime().db, entry_id)
     if row is None:
         raise click.ClickException(f"no quarantined request {entry_id}")
     click.echo(f"{row.method} {row.url}\nreceived {row.received_at.isoformat()} from {row.remote_addr}")
+    click.echo(f"request id {row.request_id}")
     click.echo(f"refused {row.http_status} {row.reason_code}: {row.reason}\n")
     for name, value in row.headers:
         click.echo(f"{name}: {value}")
@@ -76,7 +81,7 @@ def quarantine_replay(entry_ids: tuple[int, ...], trust: bool) -> None:
             elif result.status != 200:
                 failures += 1
                 click.echo(
-                    f"\n{entry_id}: still refused ({result.status} {result.reason_code}: {result.detail})", err=True
+                    f"\n{entry_id}: not replayed ({result.status} {result.reason_code}: {result.detail})", err=True
                 )
     click.echo(f"replayed {len(entry_ids) - failures} of {len(entry_ids)}")
     sys.exit(1 if failures else 0)
@@ -88,13 +93,13 @@ def quarantine_discard(entry_ids: tuple[int, ...]) -> None:
     """Mark entries as reviewed and not to be replayed (they stay until `prune`)."""
     runtime = command_runtime()
     for entry_id in entry_ids:
-        runtime.quarantine.resolve(entry_id, "discarded")
+        resolve_entry(runtime.db, entry_id, "discarded")
     click.echo(f"discarded {len(entry_ids)}")
 
 
 def _entry_line(e: dict[str, Any]) -> str:
     resolution = f"  [{e['resolution']}]" if e["resolution"] else ""
     return (
-        f"{e['id']:>8}  {e['receivedAt'][:19]}  {e['provider']}/{e['connection']}  {e['status']}  "
+        f"{e['id']:>8}  {e['receivedAt'][:19]}  {e['requestId']}  {e['provider']}/{e['connection']}  {e['status']}  "
         f"{e['reason']}: {e['detail']}{resolution}"
     )

@@ -18,6 +18,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.datastructures import Headers
 
 from webhook_service.config.model import Connection
+from webhook_service.intake import request_log
 from webhook_service.intake.processing import Intake, IntakeResult
 from webhook_service.observability import metrics
 from webhook_service.observability.logs import log
@@ -40,6 +41,19 @@ def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: 
         connection = intake.connections.find(provider, connection_name) if adapter else None
         if adapter is None or connection is None:
             result = IntakeResult(404, "not_found", "unknown_provider" if adapter is None else "unknown_connection")
+            request_log.record_alone(
+                intake.db,
+                request_log.unknown_endpoint(
+                    request_id,
+                    provider,
+                    connection_name,
+                    result.reason_code or "not_found",
+                    method=request.method,
+                    path=request.path,
+                    headers=request.headers.items(),
+                    remote_addr=request.remote_addr,
+                ),
+            )
             _log(intake, result, request_id, provider, connection_name, started)
             return _json_error(404, "not_found", "No such webhook endpoint.", request_id)
 

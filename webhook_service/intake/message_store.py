@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,7 +25,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from webhook_service.config.model import Connection
 from webhook_service.database import feed
 from webhook_service.database.engine import Database, DiscardUnit
-from webhook_service.database.tables import ATTACHMENTS, MESSAGES, RAW_REQUESTS, STATUS_EVENTS, new_id, storable
+from webhook_service.database.tables import (
+    ATTACHMENTS,
+    MESSAGES,
+    RAW_REQUESTS,
+    REQUEST_LOG,
+    STATUS_EVENTS,
+    new_id,
+    storable,
+)
 from webhook_service.model import statuses
 from webhook_service.model.events import Event, MessageEvent, StatusEvent
 from webhook_service.model.message_json import iso, message_json
@@ -43,6 +51,8 @@ MESSAGE_KEY = ["tenant_id", "provider", "provider_message_id"]
 # cache keys) cost more than running them.
 INSERT_RAW_REQUEST = sa.insert(RAW_REQUESTS).returning(RAW_REQUESTS.c.id)
 INSERT_ATTACHMENTS = sa.insert(ATTACHMENTS)
+INSERT_LOG_ENTRY = sa.insert(REQUEST_LOG)
+DELETE_RAW_REQUEST = sa.delete(RAW_REQUESTS).where(RAW_REQUESTS.c.id == sa.bindparam("raw_id"))
 SELECT_HISTORY = (
     sa.select(STATUS_EVENTS).where(STATUS_EVENTS.c.message_seq == sa.bindparam("seq")).order_by(STATUS_EVENTS.c.id)
 )
@@ -98,10 +108,24 @@ class RawRequestRecord:
 
 
 def store_webhook(
-    db: Database, connection: Connection, raw: RawRequestRecord, events: list[Event], region: str
+    db: Database,
+    connection: Connection,
+    raw: RawRequestRecord,
+    events: list[Event],
+    region: str,
+    log_entry: dict[str, Any] | None = None,
 ) -> StoreResult:
+    """Store the request and its events. `log_entry` is its request log row (intake/request_log.py, with
+    the headers it keeps when the raw request does not), written in the same transaction with what the
+    request produced."""
     recorder = _Recorder(db, connection, raw.received_at, region)
     prepared = [recorder.prepare(event) for event in events]
+    if log_entry is not None:
+        log_entry = dict(
+            log_entry,
+            provider_message_ids=list(dict.fromkeys(event.provider_message_id for event in events)),
+            addresses=sorted(recorder.addresses),
+        )
     raw_row = {
         "request_id": raw.request_id,
         "received_at": raw.received_at,
@@ -121,7 +145,17 @@ def store_webhook(
             recorder.record(conn, item, raw_id)
         # A request with no events (a provider event type we do not map) is still kept whole.
         if events and not recorder.changed:
-            raise DiscardUnit(StoreResult(duplicate=True, message_ids=recorder.message_ids))
+            duplicate = StoreResult(duplicate=True, message_ids=recorder.message_ids)
+            if log_entry is None:
+                raise DiscardUnit(duplicate)
+            # Nothing refers to the raw request of a request that changed nothing: it goes, and the log
+            # row keeps the duplicate's headers instead.
+            conn.execute(DELETE_RAW_REQUEST, {"raw_id": raw_id})
+            _log(conn, log_entry, raw, outcome="duplicate", message_ids=recorder.message_ids)
+            return duplicate
+        if log_entry is not None:
+            # The raw request keeps the headers.
+            _log(conn, log_entry, raw, raw_request_id=raw_id, headers=None, message_ids=recorder.message_ids)
         feed.append(conn, recorder.feed_rows)
         return StoreResult(
             duplicate=False,
@@ -134,6 +168,13 @@ def store_webhook(
     return db.group_commit.run(record)
 
 
+def _log(conn: sa.Connection, log_entry: dict[str, Any], raw: RawRequestRecord, **produced: Any) -> None:
+    row = dict(log_entry, **produced)
+    if row["replay_of"] is None:  # a replay's received_at is its first arrival
+        row["latency_ms"] = round((datetime.now(UTC) - raw.received_at).total_seconds() * 1000, 2)
+    conn.execute(INSERT_LOG_ENTRY, row)
+
+
 class _Recorder:
     def __init__(self, db: Database, connection: Connection, now: datetime, region: str):
         self.statements = _STATEMENTS[db.dialect]
@@ -144,6 +185,7 @@ class _Recorder:
         self.feed_rows: list[dict] = []
         self.message_ids: list[str] = []
         self.new_attachment_ids: list[str] = []
+        self.addresses: set[str] = set()  # for the request log
 
     # Before the transaction ---------------------------------------------------------------------
     def prepare(self, event: Event) -> SimpleNamespace:
@@ -158,6 +200,7 @@ class _Recorder:
                 "extra": storable(dict(event.extra)),
                 "has_content": True,
             }
+            self._note_addresses(content["from_number"], content["to_numbers"])
             if len(event.media) > MAX_ATTACHMENTS_PER_MESSAGE:
                 content["extra"]["mediaNotFetched"] = len(event.media) - MAX_ATTACHMENTS_PER_MESSAGE
             attachments = [
@@ -180,7 +223,7 @@ class _Recorder:
                 for index, media in enumerate(event.media[:MAX_ATTACHMENTS_PER_MESSAGE])
             ]
             return SimpleNamespace(event=event, content=content, attachments=attachments)
-        return SimpleNamespace(
+        item = SimpleNamespace(
             event=event,
             dedupe_key=storable((event.event_id or _derived_dedupe_key(event))[:128]),
             from_number=storable(normalize_address(event.from_, self.region)),
@@ -189,9 +232,16 @@ class _Recorder:
             error_code=storable(event.error_code[:64]) if event.error_code else None,
             error_message=storable(event.error_message),
         )
+        self._note_addresses(item.from_number, item.to_numbers)
+        return item
 
     def _addresses(self, values) -> list[str]:
         return [address for address in (normalize_address(v, self.region) for v in values) if address]
+
+    def _note_addresses(self, sender: str | None, recipients: list[str]) -> None:
+        self.addresses.update(recipients)
+        if sender:
+            self.addresses.add(sender)
 
     # Inside the transaction ---------------------------------------------------------------------
     def record(self, conn: sa.Connection, item: SimpleNamespace, raw_id: int) -> None:
@@ -222,6 +272,7 @@ class _Recorder:
         if seq is None:
             existing = self._locked(conn, event.provider_message_id)
             if existing.has_content:
+                self._saw(existing.id)  # the message it repeats, for the log
                 return  # a retry or a second notification of a message we already have
             # Known so far only from status reports: fill in the content, keep its id and status.
             update = dict(content, updated_at=self.now)

@@ -16,7 +16,9 @@ from webhook_service.config.connections import ConnectionDirectory
 from webhook_service.config.model import Connection
 from webhook_service.database.engine import Database
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
+from webhook_service.database.quarantine import body_was_kept, quarantine_entry, resolve_entry
 from webhook_service.database.tables import storable
+from webhook_service.intake import request_log
 from webhook_service.intake.message_store import StoreResult, store_webhook
 from webhook_service.intake.quarantine import Quarantine
 from webhook_service.intake.redaction import stored_form
@@ -76,6 +78,7 @@ class Intake:
         *,
         check: Check = CHECK_ALL,
         quarantine_refused: bool = True,
+        replay_of: int | None = None,
     ) -> IntakeResult:
         """Verify, parse and store one request. Also used by operators to replay a quarantined one."""
         adapter_bug: Exception | None = None
@@ -99,12 +102,23 @@ class Intake:
         provider_ids = list(dict.fromkeys(event.provider_message_id for event in events))
         masked = (mask(normalize_address(event.from_, self.region)) for event in events)
         senders = [sender for sender in dict.fromkeys(masked) if sender]
+        record = stored_form(adapter, connection, webhook_request, request_id)
+        log_entry = request_log.entry(
+            record,
+            provider=connection.provider,
+            connection=connection.name,
+            tenant_id=connection.tenant,
+            outcome="accepted",
+            http_status=200,
+            keep_headers=True,  # for a duplicate or an outage; the raw request keeps an accepted one's
+        )
+        log_entry["replay_of"] = replay_of
         try:
-            stored = store_webhook(
-                self.db, connection, stored_form(adapter, connection, webhook_request, request_id), events, self.region
-            )
+            stored = store_webhook(self.db, connection, record, events, self.region, log_entry)
         except UNAVAILABLE_ERRORS as error:
             log(logger, "database_unavailable", logging.ERROR, request_id=request_id, error=type(error).__name__)
+            unavailable = dict(log_entry, outcome="unavailable", http_status=503, reason_code="database_unavailable")
+            request_log.record_alone(self.db, unavailable)
             return IntakeResult(
                 503, "unavailable", "database_unavailable", provider_message_ids=provider_ids, senders=senders
             )
@@ -122,12 +136,16 @@ class Intake:
         """Run a quarantined request through the intake again and, once stored, mark it replayed. Its
         signature is re-checked against the current secrets at its original arrival time; its stored
         credentials were redacted, so Basic-auth or token-only connections need `trust` (the operator
-        vouches for it). None when the entry, or its connection, no longer exists."""
-        row = self.quarantine.get(entry_id)
+        vouches for it). None when the entry, or its connection, no longer exists; a 422 when its body was
+        not kept (too large, cut short, or past the quarantine's budget)."""
+        row = quarantine_entry(self.db, entry_id)
         adapter = self.adapters.get(row.provider) if row else None
         connection = self.connections.find(row.provider, row.connection) if row and adapter else None
         if row is None or adapter is None or connection is None:
             return None
+        if not body_was_kept(row):
+            detail = f"its body was not kept, so it cannot be replayed ({row.reason})"
+            return IntakeResult(422, "not_replayable", "body_not_kept", detail=detail)
         webhook_request = WebhookRequest(
             method=row.method,
             url=row.url,
@@ -143,9 +161,10 @@ class Intake:
             f"replay-{entry_id}",
             check=CHECK_NOTHING if trust else CHECK_SIGNATURE,
             quarantine_refused=False,
+            replay_of=entry_id,
         )
         if result.status == 200:
-            self.quarantine.resolve(entry_id, "replayed")
+            resolve_entry(self.db, entry_id, "replayed")
         return result
 
 

@@ -19,7 +19,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -27,6 +26,7 @@ from webhook_service.config.model import Connection
 from webhook_service.database.engine import Database
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
 from webhook_service.database.tables import QuarantinedRequest
+from webhook_service.intake import request_log
 from webhook_service.intake.redaction import stored_form
 from webhook_service.observability.logs import log
 from webhook_service.providers.base import ProviderAdapter, WebhookRequest
@@ -34,6 +34,8 @@ from webhook_service.providers.base import ProviderAdapter, WebhookRequest
 logger = logging.getLogger("webhook_service.intake")
 
 REFRESH_SECONDS = 10.0
+# Refusals of a body that was not read whole (http.py): nothing of it is kept.
+UNREAD_BODY_REASONS = frozenset({"body_too_large", "body_incomplete"})
 STORED_BODY_BYTES = sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(QuarantinedRequest.body)), 0))
 
 
@@ -63,8 +65,8 @@ class QuarantineBudget:
 
 
 class Quarantine:
-    """Refused requests: kept (within the body budget) as they came, credentials redacted; listed, read and
-    marked resolved by operators."""
+    """Refused requests: kept (within the body budget) as they came, credentials redacted. Operators list,
+    read and resolve them through database/quarantine.py."""
 
     def __init__(self, db: Database, budget: QuarantineBudget):
         self.db = db
@@ -101,48 +103,36 @@ class Quarantine:
                     bytes=len(body),
                 )
                 body = b""
+            entry = QuarantinedRequest(
+                request_id=request_id,
+                received_at=record.received_at,
+                provider=connection.provider,
+                connection=connection.name,
+                tenant_id=connection.tenant,
+                method=record.method,
+                url=record.url,
+                headers=record.headers,
+                body=body,
+                remote_addr=record.remote_addr,
+                http_status=http_status,
+                reason_code=reason_code,
+                reason=detail[:2000],
+            )
+            log_entry = request_log.entry(
+                record,
+                provider=connection.provider,
+                connection=connection.name,
+                tenant_id=connection.tenant,
+                outcome=request_log.REFUSED_OUTCOMES.get(http_status, "refused"),
+                http_status=http_status,
+                reason_code=reason_code,
+            )
             with self.db.transaction() as session:
-                session.add(
-                    QuarantinedRequest(
-                        request_id=request_id,
-                        received_at=record.received_at,
-                        provider=connection.provider,
-                        connection=connection.name,
-                        tenant_id=connection.tenant,
-                        method=record.method,
-                        url=record.url,
-                        headers=record.headers,
-                        body=body,
-                        remote_addr=record.remote_addr,
-                        http_status=http_status,
-                        reason_code=reason_code,
-                        reason=detail[:2000],
-                    )
-                )
+                session.add(entry)
+                session.flush()  # gives the entry its id, for the request log row
+                log_entry.update(quarantine_id=entry.id, latency_ms=request_log.latency_ms(record.received_at))
+                if reason_code in UNREAD_BODY_REASONS:  # its size is unknown
+                    log_entry["body_bytes"] = None
+                session.execute(request_log.INSERT_ENTRY, log_entry)
         except UNAVAILABLE_ERRORS as error:
             log(logger, "quarantine_unavailable", logging.ERROR, request_id=request_id, error=type(error).__name__)
-
-    def entries(
-        self, *, include_resolved: bool = False, provider: str | None = None, limit: int = 50
-    ) -> list[QuarantinedRequest]:
-        """The newest entries first; unresolved ones only unless `include_resolved`."""
-        query = sa.select(QuarantinedRequest).order_by(QuarantinedRequest.id.desc()).limit(limit)
-        if not include_resolved:
-            query = query.where(QuarantinedRequest.resolved_at.is_(None))
-        if provider:
-            query = query.where(QuarantinedRequest.provider == provider)
-        with self.db.reading() as session:
-            return list(session.scalars(query))
-
-    def get(self, entry_id: int) -> QuarantinedRequest | None:
-        with self.db.reading() as session:
-            return session.get(QuarantinedRequest, entry_id)
-
-    def resolve(self, entry_id: int, resolution: str) -> None:
-        """Mark an entry replayed or discarded (it stays until `prune`)."""
-        with self.db.transaction() as session:
-            session.execute(
-                sa.update(QuarantinedRequest)
-                .where(QuarantinedRequest.id == entry_id)
-                .values(resolved_at=datetime.now(UTC), resolution=resolution)
-            )
