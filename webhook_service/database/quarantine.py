@@ -2,22 +2,19 @@
 `quarantined_requests`): the one set of queries the CLI, the intake's replays and the operator console
 use. Writing an entry is the intake's job (`intake/quarantine.py`).
 
-`tenants` scopes a query: a set of tenant ids, or None for every tenant (and entries of no tenant).
+`tenants` scopes a query (database/scope.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
 from webhook_service.database.engine import Database
+from webhook_service.database.scope import Tenants, visible, within
 from webhook_service.database.tables import QuarantinedRequest, storable
-
-# Who may see what: a set of tenant ids, or None for all of them.
-Tenants = Collection[str] | None
 
 RESOLUTIONS = ("replayed", "discarded")
 
@@ -63,7 +60,7 @@ def count_quarantined(db: Database, *, tenants: Tenants, where: QuarantineFilter
 def quarantine_entry(db: Database, entry_id: int, *, tenants: Tenants = None) -> QuarantinedRequest | None:
     with db.reading() as session:
         entry = session.get(QuarantinedRequest, entry_id)
-    if entry is None or (tenants is not None and entry.tenant_id not in tenants):
+    if entry is None or not visible(entry.tenant_id, tenants):
         return None
     return entry
 
@@ -86,7 +83,7 @@ def body_was_kept(entry: QuarantinedRequest) -> bool:
 
 def _filtered(query: sa.Select, tenants: Tenants, where: QuarantineFilter) -> sa.Select:
     if tenants is not None:
-        query = query.where(QuarantinedRequest.tenant_id.in_(list(tenants)))
+        query = query.where(within(QuarantinedRequest.tenant_id, tenants))
     if not where.include_resolved:
         query = query.where(QuarantinedRequest.resolved_at.is_(None))
     for value, column in (

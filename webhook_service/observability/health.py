@@ -26,14 +26,7 @@ def health_blueprint(probes: Mapping[str, Probe]) -> Blueprint:
 
     @blueprint.get("/readyz")
     def readyz():
-        checks = {}
-        for name, probe in probes.items():
-            try:
-                probe()
-                checks[name] = "ok"
-            except Exception as error:  # noqa: BLE001  # a readiness probe reports every failure rather than raising
-                log(logger, "readiness_check_failed", logging.WARNING, check=name, error=type(error).__name__)
-                checks[name] = f"unavailable: {type(error).__name__}"
+        checks = run_probes(probes)
         ready = all(value == "ok" for value in checks.values())
         return {"status": "ready" if ready else "unavailable", "checks": checks}, (200 if ready else 503)
 
@@ -43,3 +36,16 @@ def health_blueprint(probes: Mapping[str, Probe]) -> Blueprint:
         return Response(body, content_type=content_type)
 
     return blueprint
+
+
+def run_probes(probes: Mapping[str, Probe]) -> dict[str, str]:
+    """Each dependency's state: "ok", or "unavailable: <error>" (also shown by the operator console)."""
+    checks = {}
+    for name, probe in probes.items():
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as error:  # noqa: BLE001  # a readiness probe reports every failure rather than raising
+            log(logger, "readiness_check_failed", logging.WARNING, check=name, error=type(error).__name__)
+            checks[name] = f"unavailable: {type(error).__name__}"
+    return checks
