@@ -41,9 +41,7 @@ def csrf_token(page_html: str) -> str:
 
 def sign_in(client, operator: tuple[str, str]):
     token = csrf_token(client.get("/console/login").get_data(as_text=True))
-    return client.post(
-        "/console/login", data={"username": operator[0], "password": operator[1], "csrf_token": token}
-    )
+    return client.post("/console/login", data={"username": operator[0], "password": operator[1], "csrf_token": token})
 
 
 def post_form(client, url: str, data: dict | None = None, *, page: str = "/console/"):

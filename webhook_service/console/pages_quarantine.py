@@ -63,7 +63,7 @@ def register(blueprint: Blueprint, console: Console) -> None:
             bulk_limit=BULK_LIMIT,
         )
 
-    @blueprint.get("/quarantine/<int:entry_id>")
+    @blueprint.get(f"/quarantine/<{params.ROW_ID}:entry_id>")
     def quarantine_page(entry_id: int) -> Response:
         tenants = console.operator().tenants
         entry = quarantine_entry(parts.db, entry_id, tenants=tenants)
@@ -78,14 +78,14 @@ def register(blueprint: Blueprint, console: Console) -> None:
             log_entry=log_entry_for_request_id(parts.db, entry.request_id, tenants=tenants),
         )
 
-    @blueprint.get("/quarantine/<int:entry_id>/body")
+    @blueprint.get(f"/quarantine/<{params.ROW_ID}:entry_id>/body")
     def quarantine_body(entry_id: int) -> Response:
         entry = quarantine_entry(parts.db, entry_id, tenants=console.operator().tenants)
         if entry is None:
             return error_page(404, "Not found")
         return body_download(entry, f"quarantine-{entry_id}")
 
-    @blueprint.post("/quarantine/<int:entry_id>/<any(replay, replay_trusted, discard):action>")
+    @blueprint.post(f"/quarantine/<{params.ROW_ID}:entry_id>/<any(replay, replay_trusted, discard):action>")
     def act_on_entry(entry_id: int, action: str) -> Response:
         entry = quarantine_entry(parts.db, entry_id, tenants=console.operator().tenants)
         if entry is None:

@@ -51,7 +51,7 @@ def register(blueprint: Blueprint, console: Console) -> None:
         )
         return page("requests.html", entries=entries, next_before=next_before, outcomes=OUTCOMES)
 
-    @blueprint.get("/requests/<int:entry_id>")
+    @blueprint.get(f"/requests/<{params.ROW_ID}:entry_id>")
     def request_page(entry_id: int) -> Response:
         entry = request_log_entry(parts.db, entry_id, tenants=console.operator().tenants)
         if entry is None:
@@ -68,7 +68,7 @@ def register(blueprint: Blueprint, console: Console) -> None:
             replayable=isinstance(kept, QuarantinedRequest) and body_was_kept(kept),
         )
 
-    @blueprint.get("/requests/<int:entry_id>/body")
+    @blueprint.get(f"/requests/<{params.ROW_ID}:entry_id>/body")
     def request_body(entry_id: int) -> Response:
         entry = request_log_entry(parts.db, entry_id, tenants=console.operator().tenants)
         kept = kept_request(parts.db, entry) if entry is not None else None

@@ -11,6 +11,8 @@ from webhook_service.model.phone import normalize_address
 from webhook_service.providers.fields import parse_time
 
 MAX_TEXT = 255
+# The URL converter of a row id: a larger number is no row (404), not a number the database refuses.
+ROW_ID = "int(max=9223372036854775807)"
 PAGE_SIZE = 50
 
 
