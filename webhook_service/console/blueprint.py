@@ -76,7 +76,7 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
         if request.endpoint in _PUBLIC_ENDPOINTS or console.operators.signed_in() is not None:
             return None
         if request.method == "GET":
-            return redirect(url_for("console.sign_in", next=request.full_path), 303)
+            return redirect(url_for("console.sign_in", next=request.full_path.removesuffix("?")), 303)
         return redirect(url_for("console.sign_in"), 303)
 
     @blueprint.after_request
