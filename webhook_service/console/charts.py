@@ -59,7 +59,8 @@ def requests_over_time(
     for index in range(buckets):
         moment = datetime.fromtimestamp(start + index * bucket_seconds, UTC)
         if index % label_every == 0:
-            labels.append(Label(index * slot + slot / 2, moment.strftime("%H:%M")))
+            # Kept clear of the edges, where half the text would be cut off.
+            labels.append(Label(min(max(index * slot + slot / 2, 16), WIDTH - 16), moment.strftime("%H:%M")))
         top = float(plot)
         for outcome in _ordered(per_bucket.get(index, {})):
             value = per_bucket[index][outcome]
