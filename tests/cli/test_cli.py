@@ -9,11 +9,18 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from werkzeug.security import check_password_hash
 
-from tests.fixtures.app import STANDARD_SECRET
+from tests.fixtures.app import STANDARD_SECRET, TENANT_A
 from tests.media import samples
 from tests.support.standard import inbound_body, post_standard, standard_headers
 from webhook_service.cli.main import cli
-from webhook_service.database.tables import Attachment, Message, QuarantinedRequest, RawRequest, RequestLogEntry
+from webhook_service.database.tables import (
+    Attachment,
+    AuditEntry,
+    Message,
+    QuarantinedRequest,
+    RawRequest,
+    RequestLogEntry,
+)
 
 
 @pytest.fixture
@@ -70,6 +77,16 @@ class TestQuarantine:
         assert remaining == []
         everything = json.loads(run("quarantine", "list", "--all", "--json").output)
         assert sorted(e["resolution"] for e in everything) == ["discarded", "replayed"]
+        assert all(len(e["requestId"]) == 32 for e in everything)
+        # Every action is in the audit log, as the console's are.
+        with runtime.db.reading() as session:
+            audited = session.scalars(sa.select(AuditEntry).order_by(AuditEntry.id)).all()
+        assert [(a.action, a.target_id, a.result) for a in audited] == [
+            ("replay", str(refused["id"]), "failed"),
+            ("replay_trusted", str(refused["id"]), "ok"),
+            ("discard", str(other["id"]), "ok"),
+        ]
+        assert all(a.actor.startswith("cli") and a.tenant_id == TENANT_A for a in audited)
 
     def test_replay_re_verifies_at_the_original_arrival_time(self, client, runtime, run, settings):
         # Refused because the connection was down in config... here: a signature from the future
@@ -102,6 +119,7 @@ class TestAttachments:
         assert result.exit_code == 0 and "queued 1 of 1" in result.output
         with runtime.db.reading() as session:
             assert session.scalars(sa.select(Attachment.status)).one() == "stored"
+            assert session.scalars(sa.select(AuditEntry.action)).all() == ["retry"]
         assert run("attachments", "retry").exit_code == 2  # nothing named
 
 

@@ -14,7 +14,10 @@ from itsdangerous import URLSafeTimedSerializer
 from tests.console.conftest import ADMIN, ADMIN_A, ADMIN_B, OPERATORS, VIEWER, csrf_token, post_form, sign_in
 from tests.fixtures.app import TENANT_B
 from tests.support.standard import inbound_body, post_standard
+from webhook_service.app import create_app
+from webhook_service.config.model import Operator
 from webhook_service.database.tables import AuditEntry, QuarantinedRequest
+from webhook_service.runtime import Runtime
 
 PAGES = [
     "/console/",
@@ -253,3 +256,48 @@ class TestHeaders:
             assert "frame-ancestors 'none'" in policy and "form-action 'self'" in policy, url
             assert response.headers["X-Frame-Options"] == "DENY" and response.headers["Cache-Control"] == "no-store"
             assert "<script" not in response.get_data(as_text=True), url
+
+
+def _app_with(settings, **changes):
+    """Another process of the same deployment (same secret key), its configuration changed."""
+    return Runtime(settings.model_copy(update=changes))
+
+
+class TestOperatorChanges:
+    def test_a_changed_password_or_a_removed_operator_ends_their_sessions(self, client, settings):
+        sign_in(client, ADMIN)
+        cookie = client.get_cookie("console_session", path="/console").value
+        changed = [
+            Operator.model_validate(
+                dict(o, password_hash=OPERATORS[1]["password_hash"]) if o["username"] == ADMIN[0] else o
+            )
+            for o in OPERATORS
+        ]
+        unchanged = [Operator.model_validate(o) for o in OPERATORS]
+        for operators, status in ((changed, 303), (unchanged[1:], 303), (unchanged, 200)):
+            runtime = _app_with(settings, operators=operators)
+            try:
+                other = create_app(runtime=runtime).test_client()
+                other.set_cookie("console_session", cookie, path="/console")
+                assert other.get("/console/").status_code == status
+            finally:
+                runtime.close()
+
+
+class TestOutage:
+    def test_an_unreachable_database_is_a_503_page(self, client, settings):
+        sign_in(client, ADMIN)
+        cookie = client.get_cookie("console_session", path="/console").value
+        runtime = _app_with(settings, database_url="postgresql+psycopg://postgres@127.0.0.1:9/nothing")
+        try:
+            down = create_app(runtime=runtime).test_client()
+            down.set_cookie("console_session", cookie, path="/console")
+            for url in ("/console/", "/console/requests", "/console/messages/x", "/console/quarantine/1"):
+                response = down.get(url)
+                assert response.status_code == 503 and response.headers["Retry-After"] == "5", url
+                assert "text/html" in response.headers["Content-Type"]
+            # Signing in is recorded in the audit log first: no session without it.
+            response = sign_in(create_app(runtime=runtime).test_client(), ADMIN)
+            assert response.status_code == 503 and "console_session=" not in response.headers.get("Set-Cookie", "")
+        finally:
+            runtime.close()

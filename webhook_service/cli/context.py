@@ -3,6 +3,7 @@ the queue, a Runtime with logging configured; and how the listing commands print
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Callable
 from typing import Any
@@ -31,3 +32,11 @@ def echo_listing(
         click.echo(line(row))
     if not rows:
         click.echo(empty)
+
+
+def cli_actor() -> str:
+    """Who the audit log says acted from the command line."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        return "cli"

@@ -1,5 +1,6 @@
 """`webhook-service quarantine`: refused webhook requests, kept whole for review: list, show, replay,
-discard. The same operations as the intake's own (`Quarantine`, `Intake.replay`)."""
+discard. The same operations as the intake's own (`database/quarantine.py`, `Intake.replay`); replays and
+discards are written to the audit log, as the console's are."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 import click
 
-from webhook_service.cli.context import command_runtime, echo_listing
+from webhook_service.cli.context import cli_actor, command_runtime, echo_listing
+from webhook_service.database.audit import Action, record_actions
 from webhook_service.database.quarantine import QuarantineFilter, quarantine_entries, quarantine_entry, resolve_entry
 
 
@@ -72,17 +74,26 @@ def quarantine_replay(entry_ids: tuple[int, ...], trust: bool) -> None:
     connections need --trust."""
     runtime = command_runtime()
     failures = 0
+    done = []
     with click.progressbar(entry_ids, label="replaying", file=sys.stderr) as ids:
         for entry_id in ids:
+            entry = quarantine_entry(runtime.db, entry_id)
             result = runtime.intake.replay(entry_id, trust=trust)
             if result is None:
                 click.echo(f"\n{entry_id}: not found, or its connection no longer exists", err=True)
                 failures += 1
+                outcome, detail = "not_found", "not found, or its connection no longer exists"
             elif result.status != 200:
                 failures += 1
-                click.echo(
-                    f"\n{entry_id}: not replayed ({result.status} {result.reason_code}: {result.detail})", err=True
-                )
+                detail = f"not replayed ({result.status} {result.reason_code}: {result.detail})"
+                click.echo(f"\n{entry_id}: {detail}", err=True)
+                outcome = "failed"
+            else:
+                outcome, detail = "ok", "stored"
+            tenant = entry.tenant_id if entry else None
+            action = "replay_trusted" if trust else "replay"
+            done.append(Action(cli_actor(), action, "quarantine", str(entry_id), tenant, outcome, detail))
+    record_actions(runtime.db, done)
     click.echo(f"replayed {len(entry_ids) - failures} of {len(entry_ids)}")
     sys.exit(1 if failures else 0)
 
@@ -92,8 +103,14 @@ def quarantine_replay(entry_ids: tuple[int, ...], trust: bool) -> None:
 def quarantine_discard(entry_ids: tuple[int, ...]) -> None:
     """Mark entries as reviewed and not to be replayed (they stay until `prune`)."""
     runtime = command_runtime()
+    done = []
     for entry_id in entry_ids:
+        entry = quarantine_entry(runtime.db, entry_id)
         resolve_entry(runtime.db, entry_id, "discarded")
+        tenant = entry.tenant_id if entry else None
+        result = "ok" if entry else "not_found"
+        done.append(Action(cli_actor(), "discard", "quarantine", str(entry_id), tenant, result, "discarded"))
+    record_actions(runtime.db, done)
     click.echo(f"discarded {len(entry_ids)}")
 
 

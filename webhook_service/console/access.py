@@ -13,6 +13,7 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 
 from flask import g, session
 from limits import RateLimitItem, parse_many
@@ -49,13 +50,17 @@ class Operators:
     def __init__(self, operators: list[Operator], fingerprint_key: bytes):
         self._by_name = {operator.username: operator for operator in operators}
         self._fingerprint_key = fingerprint_key
-        # Checked when the username is unknown, so that the time taken does not tell which usernames exist;
-        # made with the configured hashes' method, so it costs the same.
-        method = next((o.password_hash.split("$", 1)[0] for o in operators), "scrypt")
+
+    @cached_property
+    def _decoy_hash(self) -> str:
+        """Checked when the username is unknown, so that the time taken does not tell which usernames
+        exist; made with the configured hashes' method, so it costs the same. (Made on first use: hashing
+        is slow on purpose, and most processes never see a sign-in.)"""
+        method = next((o.password_hash.split("$", 1)[0] for o in self._by_name.values()), "scrypt")
         try:
-            self._decoy_hash = generate_password_hash(secrets.token_urlsafe(16), method=method)
+            return generate_password_hash(secrets.token_urlsafe(16), method=method)
         except ValueError:
-            self._decoy_hash = generate_password_hash(secrets.token_urlsafe(16))
+            return generate_password_hash(secrets.token_urlsafe(16))
 
     def check_password(self, username: str, password: str) -> Operator | None:
         operator = self._by_name.get(username)

@@ -143,8 +143,9 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
             log(logger, "console_sign_in_failed", logging.WARNING, address=address)
             # The same answer whether the username exists or not.
             return page("sign_in.html", 401, next_page=next_page, error="Wrong username or password.")
-        console.operators.start_session(operator)
+        # Recorded first: no session begins that the audit log does not show.
         console.audit([Action(operator.username, "sign_in", "session", None, None, "ok", f"from {address}")])
+        console.operators.start_session(operator)
         return redirect(next_page, 303)
 
     @blueprint.post("/logout")

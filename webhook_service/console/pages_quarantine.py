@@ -93,10 +93,10 @@ def register(blueprint: Blueprint, console: Console) -> None:
         if not console.operator().is_admin:
             console.audit([console.action(action, "quarantine", str(entry_id), entry.tenant_id, "refused", "viewer")])
             return error_page(403, "Not allowed")
-        done = _act(console, [entry], action)[0]
-        if done.result == "ok" and action != "discard" and done.detail.startswith("message "):
+        [(done, message_id)] = _act(console, [entry], action)
+        if message_id is not None:
             flash(f"Replayed entry {entry_id}: stored.", "ok")
-            return redirect(url_for("console.message_page", message_id=done.detail.split()[1]), 303)
+            return redirect(url_for("console.message_page", message_id=message_id), 303)
         flash(f"Entry {entry_id}: {done.result}. {done.detail}", "ok" if done.result == "ok" else "error")
         return redirect(url_for("console.quarantine_page", entry_id=entry_id), 303)
 
@@ -118,44 +118,44 @@ def register(blueprint: Blueprint, console: Console) -> None:
             return error_page(403, "Not allowed")
         entries = [quarantine_entry(parts.db, entry_id, tenants=tenants) for entry_id in ids]
         done = _act(console, [entry for entry in entries if entry is not None], action)
-        succeeded = sum(1 for action_done in done if action_done.result == "ok")
+        succeeded = sum(1 for action_done, _ in done if action_done.result == "ok")
         flash(
             f"{action.replace('_', ' ')}: {succeeded} of {len(ids)} done.", "ok" if succeeded == len(ids) else "error"
         )
         return redirect(url_for("console.quarantine"), 303)
 
 
-def _act(console: Console, entries: list[QuarantinedRequest], action: str) -> list[Action]:
-    """Replay or discard entries, auditing each."""
-    done = []
+def _act(console: Console, entries: list[QuarantinedRequest], action: str) -> list[tuple[Action, str | None]]:
+    """Replay or discard entries, auditing each: what was done, and the message a replay stored."""
+    done: list[tuple[Action, str | None]] = []
     for entry in entries:
         target = str(entry.id)
         if entry.resolved_at is not None:
-            done.append(
-                console.action(action, "quarantine", target, entry.tenant_id, "refused", f"already {entry.resolution}")
-            )
+            detail = f"already {entry.resolution}"
+            done.append((console.action(action, "quarantine", target, entry.tenant_id, "refused", detail), None))
         elif action == "discard":
             resolve_entry(console.parts.db, entry.id, "discarded")
-            done.append(console.action(action, "quarantine", target, entry.tenant_id, "ok", "discarded"))
+            done.append((console.action(action, "quarantine", target, entry.tenant_id, "ok", "discarded"), None))
         else:
             done.append(_replay(console, entry, trust=action == "replay_trusted"))
-    console.audit(done)
+    console.audit([action_done for action_done, _ in done])
     return done
 
 
-def _replay(console: Console, entry: QuarantinedRequest, *, trust: bool) -> Action:
+def _replay(console: Console, entry: QuarantinedRequest, *, trust: bool) -> tuple[Action, str | None]:
     action = "replay_trusted" if trust else "replay"
     target = str(entry.id)
     if not body_was_kept(entry):
         detail = "Its body was not kept, so it cannot be replayed: " + entry.reason
-        return console.action(action, "quarantine", target, entry.tenant_id, "refused", detail)
+        return console.action(action, "quarantine", target, entry.tenant_id, "refused", detail), None
     result = console.parts.replay(entry.id, trust=trust)
     if result is None:
         detail = "The entry or its connection no longer exists."
-        return console.action(action, "quarantine", target, entry.tenant_id, "not_found", detail)
+        return console.action(action, "quarantine", target, entry.tenant_id, "not_found", detail), None
     if result.status != 200:
         detail = f"Still refused: {result.status} {result.reason_code}: {result.detail}"
-        return console.action(action, "quarantine", target, entry.tenant_id, "failed", detail)
+        return console.action(action, "quarantine", target, entry.tenant_id, "failed", detail), None
     message_ids = list(result.store.message_ids) if result.store else []
-    detail = f"message {message_ids[0]}" if message_ids else "stored (it carried no message)"
-    return console.action(action, "quarantine", target, entry.tenant_id, "ok", detail)
+    detail = f"stored as message {message_ids[0]}" if message_ids else "stored (it carried no message)"
+    stored = console.action(action, "quarantine", target, entry.tenant_id, "ok", detail)
+    return stored, (message_ids[0] if message_ids else None)
