@@ -18,6 +18,7 @@ from webhook_service.config.connections import ConnectionDirectory
 from webhook_service.config.model import ConfigError, Settings
 from webhook_service.database.engine import Database
 from webhook_service.database.limits import DatabaseLimits
+from webhook_service.database.request_counts import request_counts
 from webhook_service.intake.processing import Intake
 from webhook_service.intake.quarantine import Quarantine, QuarantineBudget
 from webhook_service.media.fetcher import Resolver
@@ -123,6 +124,7 @@ class Runtime:
     def close(self) -> None:
         if "queue" in self.__dict__:  # made on first use
             self.queue.close()
+        request_counts(self.db).close()
         self.db.dispose()
 
 

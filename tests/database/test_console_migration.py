@@ -19,11 +19,11 @@ def test_0004_downgrades_upgrades_and_matches_the_models(database_url):
     try:
         command.downgrade(config, "0002")
         try:
-            assert not {"request_log", "audit_log"} & set(sa.inspect(engine).get_table_names())
+            assert not {"request_log", "request_counts", "audit_log"} & set(sa.inspect(engine).get_table_names())
         finally:
             command.upgrade(config, "head")
         inspector = sa.inspect(engine)
-        assert {"request_log", "audit_log"} <= set(inspector.get_table_names())
+        assert {"request_log", "request_counts", "audit_log"} <= set(inspector.get_table_names())
         assert sorted(index["name"] for index in inspector.get_indexes("request_log")) == [
             "ix_request_log_received_at",
             "ix_request_log_request_id",

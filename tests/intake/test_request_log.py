@@ -5,12 +5,16 @@ log line and the X-Request-Id header carry."""
 from __future__ import annotations
 
 import logging
+import time
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
 from tests.providers.security_suite import count
 from tests.support.standard import inbound_body, post_standard, standard_headers, status_body
-from webhook_service.database.tables import Message, QuarantinedRequest, RawRequest, RequestLogEntry
+from webhook_service.database import request_counts
+from webhook_service.database.tables import Message, QuarantinedRequest, RawRequest, RequestCount, RequestLogEntry
+from webhook_service.intake.retention import prune_requests
 
 
 def _entries(runtime) -> list[RequestLogEntry]:
@@ -130,3 +134,28 @@ def test_the_json_log_line_carries_the_same_request_id(client, runtime, caplog):
     [line] = [r for r in caplog.records if r.getMessage() == "webhook"]
     [entry] = _entries(runtime)
     assert entry.request_id == response.headers["X-Request-Id"] == line.fields["request_id"]
+
+
+def test_every_row_is_counted_per_minute_for_the_overview(client, runtime):
+    post_standard(client, inbound_body("c-1"))
+    post_standard(client, inbound_body("c-1"))
+    post_standard(client, inbound_body("c-2"), secret="wrong")
+    client.post("/webhooks/nosuch", data=b"{}")
+    # The counts reach the table a second after the first one, without anyone asking.
+    time.sleep(request_counts.FLUSH_SECONDS + 1.5)
+    with runtime.db.reading() as session:
+        rows = session.execute(sa.select(RequestCount.outcome, RequestCount.tenant_id, RequestCount.count)).all()
+    totals = {(outcome, tenant): count for outcome, tenant, count in rows}
+    tenant = runtime.settings.connections[0].tenant
+    assert totals == {
+        ("accepted", tenant): 1,
+        ("duplicate", tenant): 1,
+        ("unauthorized", tenant): 1,
+        ("not_found", ""): 1,
+    }
+    since = datetime.now(UTC) - timedelta(hours=1)
+    assert sum(row[4] for row in request_counts.counted(runtime.db, tenants={tenant}, since=since)) == 3
+    assert sum(row[4] for row in request_counts.counted(runtime.db, tenants=None, since=since)) == 4
+    # Pruned with the log.
+    prune_requests(runtime.db, datetime.now(UTC) + timedelta(minutes=2))
+    assert request_counts.counted(runtime.db, tenants=None, since=since) == []

@@ -1,6 +1,7 @@
 """Reading the request log (`request_log`, one row per webhook request; the intake writes it, see
 intake/request_log.py): filtered pages, one entry with the request it keeps and the feed events it
-produced, and counts per outcome over time for the console's overview.
+produced, and counts per outcome over time for the console's overview (kept per minute as the rows are
+written: database/request_counts.py).
 
 `tenants` scopes a query (database/scope.py); rows of no tenant (requests to URLs no connection
 answers) are seen only by those who see every tenant.
@@ -8,14 +9,15 @@ answers) are seen only by those who see every tenant.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 
 from webhook_service.database.engine import Database
 from webhook_service.database.messages import json_list_contains
+from webhook_service.database.request_counts import counted
 from webhook_service.database.scope import Tenants, visible, within
 from webhook_service.database.tables import FeedEvent, QuarantinedRequest, RawRequest, RequestLogEntry, storable
 
@@ -103,34 +105,13 @@ class OutcomeCount:
 
 
 def outcome_counts(db: Database, *, tenants: Tenants, since: datetime, bucket_seconds: int) -> list[OutcomeCount]:
-    """Requests per time bucket, provider, connection and outcome since `since`, counted by the database."""
-    bucket = (_epoch_seconds(db.dialect) / bucket_seconds).label("bucket")
-    floor = sa.func.floor(bucket) if db.dialect == "postgresql" else sa.cast(bucket, sa.Integer)
-    query = (
-        sa.select(
-            floor.label("b"),
-            RequestLogEntry.provider,
-            RequestLogEntry.connection,
-            RequestLogEntry.outcome,
-            sa.func.count().label("n"),
-        )
-        .where(RequestLogEntry.received_at >= since)
-        .group_by("b", RequestLogEntry.provider, RequestLogEntry.connection, RequestLogEntry.outcome)
-    )
-    if tenants is not None:
-        query = query.where(within(RequestLogEntry.tenant_id, tenants))
-    with db.reading() as session:
-        return [
-            OutcomeCount(int(b) * bucket_seconds, provider, connection, outcome, n)
-            for b, provider, connection, outcome, n in session.execute(query)
-        ]
-
-
-def _epoch_seconds(dialect: str) -> Any:
-    if dialect == "postgresql":
-        return sa.extract("epoch", RequestLogEntry.received_at)
-    # SQLite keeps the UTC time as text: strftime('%s') reads it as UTC.
-    return sa.cast(sa.func.strftime("%s", RequestLogEntry.received_at), sa.Integer)
+    """Requests per time bucket, provider, connection and outcome since `since` (from the counts kept per
+    minute, database/request_counts.py)."""
+    totals: Counter[tuple[int, str, str | None, str]] = Counter()
+    for minute, provider, connection, outcome, count in counted(db, tenants=tenants, since=since):
+        bucket = minute * 60 // bucket_seconds * bucket_seconds
+        totals[bucket, provider, connection, outcome] += count
+    return [OutcomeCount(*key, count) for key, count in totals.items()]
 
 
 def _filtered(query: sa.Select, tenants: Tenants, where: RequestLogFilter, dialect: str) -> sa.Select:

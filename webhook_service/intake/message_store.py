@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from webhook_service.config.model import Connection
 from webhook_service.database import feed
 from webhook_service.database.engine import Database, DiscardUnit
+from webhook_service.database.request_counts import request_counts
 from webhook_service.database.tables import (
     ATTACHMENTS,
     MESSAGES,
@@ -165,7 +166,10 @@ def store_webhook(
         )
 
     # Committed together with whatever other webhooks this process is storing at the same moment.
-    return db.group_commit.run(record)
+    result: StoreResult = db.group_commit.run(record)
+    if log_entry is not None:
+        request_counts(db).add(dict(log_entry, outcome="duplicate" if result.duplicate else "accepted"))
+    return result
 
 
 def _log(conn: sa.Connection, log_entry: dict[str, Any], raw: RawRequestRecord, **produced: Any) -> None:

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from webhook_service.config.model import Connection
 from webhook_service.database.engine import Database
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
+from webhook_service.database.request_counts import request_counts
 from webhook_service.database.tables import QuarantinedRequest
 from webhook_service.intake import request_log
 from webhook_service.intake.redaction import stored_form
@@ -134,5 +135,6 @@ class Quarantine:
                 if reason_code in UNREAD_BODY_REASONS:  # its size is unknown
                     log_entry["body_bytes"] = None
                 session.execute(request_log.INSERT_ENTRY, log_entry)
+            request_counts(self.db).add(log_entry)
         except UNAVAILABLE_ERRORS as error:
             log(logger, "quarantine_unavailable", logging.ERROR, request_id=request_id, error=type(error).__name__)

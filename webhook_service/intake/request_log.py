@@ -6,6 +6,7 @@ Where each row is written, so that recording costs the hot path one INSERT and n
 - refused ones (401, 400, 413, an adapter's bug): with their quarantine entry (`quarantine.py`);
 - unknown endpoints (404) and database outages (503): alone, not waiting for the disk, and never failing
   the answer (an outage's row is most often lost with the outage, and the JSON log line keeps it).
+Each row written is also counted for the overview's charts (database/request_counts.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 
 from webhook_service.database.engine import Database
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
+from webhook_service.database.request_counts import request_counts
 from webhook_service.database.tables import REQUEST_LOG, storable
 from webhook_service.intake.message_store import RawRequestRecord
 from webhook_service.intake.redaction import REDACTED
@@ -97,6 +99,7 @@ def record_alone(db: Database, row: dict[str, Any]) -> None:
     try:
         with db.writing(durable=False) as connection:
             connection.execute(INSERT_ENTRY, row)
+        request_counts(db).add(row)
     except UNAVAILABLE_ERRORS as error:
         log(
             logger, "request_log_unavailable", logging.WARNING, request_id=row["request_id"], error=type(error).__name__

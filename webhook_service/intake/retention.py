@@ -10,6 +10,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from webhook_service.database.engine import Database
+from webhook_service.database.request_counts import prune_counts
 from webhook_service.database.tables import QuarantinedRequest, RawRequest, RequestLogEntry, RequestRecord
 
 # Rows deleted per statement (and transaction): every statement stays well inside the database's
@@ -28,8 +29,13 @@ def prune_requests(db: Database, older_than: datetime) -> Pruned:
     return Pruned(
         raw_requests=_delete_older(db, RawRequest, older_than),
         quarantined_requests=_delete_older(db, QuarantinedRequest, older_than),
-        request_log=_delete_older(db, RequestLogEntry, older_than),
+        request_log=_prune_log(db, older_than),
     )
+
+
+def _prune_log(db: Database, older_than: datetime) -> int:
+    prune_counts(db, older_than)  # what the overview charts of it
+    return _delete_older(db, RequestLogEntry, older_than)
 
 
 def _delete_older(db: Database, table: type[RequestRecord] | type[RequestLogEntry], older_than: datetime) -> int:

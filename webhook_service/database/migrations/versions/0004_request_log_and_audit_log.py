@@ -1,4 +1,5 @@
-"""request log and audit log: every webhook request with its outcome, and what operators did in the console
+"""request log, its counts per minute, and audit log: every webhook request with its outcome, and what
+operators did in the console
 
 Revision ID: 0004
 Revises: 0002
@@ -34,6 +35,18 @@ def upgrade() -> None:
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.create_index("ix_audit_log_tenant_id_id", ["tenant_id", "id"], unique=False)
 
+    op.create_table(
+        "request_counts",
+        sa.Column("minute", sa.BigInteger(), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("provider", sa.String(length=32), nullable=False),
+        sa.Column("connection", sa.String(length=64), nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "minute", "tenant_id", "provider", "connection", "outcome", name=op.f("pk_request_counts")
+        ),
+    )
     op.create_table(
         "request_log",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
@@ -83,6 +96,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_request_log_received_at"))
 
     op.drop_table("request_log")
+    op.drop_table("request_counts")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_log_tenant_id_id")
 
