@@ -119,21 +119,25 @@ def request_counts(db: Database) -> RequestCounts:
         return counts
 
 
-def counted(db: Database, *, tenants: Tenants, since: datetime) -> list[tuple[int, str, str | None, str, int]]:
-    """(minute, provider, connection, outcome, count) since `since`, this process's latest counts included."""
+def counted(
+    db: Database, *, tenants: Tenants, since: datetime, bucket_minutes: int = 1
+) -> list[tuple[int, str, str | None, str, int]]:
+    """(bucket's first minute, provider, connection, outcome, count) since `since`, in buckets of
+    `bucket_minutes` (added up by the database), this process's latest counts included."""
     request_counts(db).flush()
     table = REQUEST_COUNTS
+    bucket = (table.c.minute // bucket_minutes).label("bucket")
     query = (
-        sa.select(table.c.minute, table.c.provider, table.c.connection, table.c.outcome, sa.func.sum(table.c.count))
+        sa.select(bucket, table.c.provider, table.c.connection, table.c.outcome, sa.func.sum(table.c.count))
         .where(table.c.minute >= int(since.timestamp()) // 60)
-        .group_by(table.c.minute, table.c.provider, table.c.connection, table.c.outcome)
+        .group_by(bucket, table.c.provider, table.c.connection, table.c.outcome)
     )
     if tenants is not None:
         query = query.where(within(table.c.tenant_id, tenants))
     with db.reading() as session:
         return [
-            (minute, provider, connection or None, outcome, int(count))
-            for minute, provider, connection, outcome, count in session.execute(query)
+            (int(number) * bucket_minutes, provider, connection or None, outcome, int(count))
+            for number, provider, connection, outcome, count in session.execute(query)
         ]
 
 

@@ -108,7 +108,8 @@ def outcome_counts(db: Database, *, tenants: Tenants, since: datetime, bucket_se
     """Requests per time bucket, provider, connection and outcome since `since` (from the counts kept per
     minute, database/request_counts.py)."""
     totals: Counter[tuple[int, str, str | None, str]] = Counter()
-    for minute, provider, connection, outcome, count in counted(db, tenants=tenants, since=since):
+    counts = counted(db, tenants=tenants, since=since, bucket_minutes=max(1, bucket_seconds // 60))
+    for minute, provider, connection, outcome, count in counts:
         bucket = minute * 60 // bucket_seconds * bucket_seconds
         totals[bucket, provider, connection, outcome] += count
     return [OutcomeCount(*key, count) for key, count in totals.items()]
