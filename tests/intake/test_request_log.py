@@ -14,6 +14,7 @@ from tests.providers.security_suite import count
 from tests.support.standard import inbound_body, post_standard, standard_headers, status_body
 from webhook_service.database import request_counts
 from webhook_service.database.tables import Message, QuarantinedRequest, RawRequest, RequestCount, RequestLogEntry
+from webhook_service.intake import request_log
 from webhook_service.intake.retention import prune_requests
 
 
@@ -159,3 +160,13 @@ def test_every_row_is_counted_per_minute_for_the_overview(client, runtime):
     # Pruned with the log.
     prune_requests(runtime.db, datetime.now(UTC) + timedelta(minutes=2))
     assert request_counts.counted(runtime.db, tenants=None, since=since) == []
+
+
+def test_a_flood_of_requests_to_unknown_urls_is_counted_but_not_all_written(client, runtime, monkeypatch):
+    # A budget of 5 rows whose clock stands still: the sixth request on is only counted.
+    monkeypatch.setattr(request_log, "_unknown_endpoint_rows", request_log._Budget(5, clock=lambda: 0.0))
+    for _ in range(25):
+        assert client.post("/webhooks/flood", data=b"{}").status_code == 404
+    assert len(_entries(runtime)) == 5
+    since = datetime.now(UTC) - timedelta(hours=1)
+    assert [row[3:] for row in request_counts.counted(runtime.db, tenants=None, since=since)] == [("not_found", 25)]

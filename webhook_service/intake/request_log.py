@@ -12,7 +12,9 @@ Each row written is also counted for the overview's charts (database/request_cou
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,10 +94,41 @@ def bounded_headers(headers: Iterable[list[str]]) -> list[list[str]]:
     return kept
 
 
+class _Budget:
+    """At most `per_second` admissions a second (a token bucket), for this process."""
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic):
+        self._rate = per_second
+        self._clock = clock
+        self._tokens = per_second
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def admit(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
+            self._at = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
+# Anyone can POST to a URL no connection answers, and on SQLite each of those rows takes a turn at the
+# one writer webhooks wait for: past this many a second (per process), such requests are only counted
+# for the overview (and logged), as quarantine keeps no more bodies past its budget.
+UNKNOWN_ENDPOINT_ROWS_PER_SECOND = 20.0
+_unknown_endpoint_rows = _Budget(UNKNOWN_ENDPOINT_ROWS_PER_SECOND)
+
+
 def record_alone(db: Database, row: dict[str, Any]) -> None:
     """Write one row in a transaction of its own that does not wait for the disk (a row lost in a crash
     is a log line, not a request). Never raises for an outage: the answer is decided already."""
     row["latency_ms"] = latency_ms(row["received_at"])
+    if row["outcome"] == "not_found" and not _unknown_endpoint_rows.admit():
+        request_counts(db).add(row)
+        return
     try:
         with db.writing(durable=False) as connection:
             connection.execute(INSERT_ENTRY, row)
