@@ -4,6 +4,8 @@ selection, and retrying attachments one by one or by reason, through to a stored
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlalchemy as sa
 
@@ -161,4 +163,17 @@ def test_retry_every_attachment_of_a_reason(admin, client, runtime, media_server
     with runtime.db.reading() as session:
         assert set(session.scalars(sa.select(Attachment.status))) == {"stored"}
     assert [row[3] for row in _audit(runtime)] == ["ok", "ok"]
+    assert "Retry</button>" not in admin.get("/console/attachments").get_data(as_text=True)
+
+
+def test_one_attachment_retried_from_the_attachments_page(admin, client, runtime, media_server):
+    url = media_server.fail("/one.jpg", 503, times=1, then=samples.jpeg(), content_type="image/jpeg")
+    post_standard(client, inbound_body("m-one", attachments=[{"url": url}]))
+    listing = admin.get("/console/attachments").get_data(as_text=True)
+    [attachment_id] = re.findall(r"/console/attachments/([0-9a-f-]{36})/retry", listing)
+    assert (
+        post_form(admin, f"/console/attachments/{attachment_id}/retry", page="/console/attachments").status_code == 303
+    )
+    with runtime.db.reading() as session:
+        assert session.scalars(sa.select(Attachment.status)).one() == "stored"
     assert "No failed or rejected attachment." in admin.get("/console/attachments").get_data(as_text=True)
