@@ -11,6 +11,7 @@ loses at most its last second of counts; the request log itself is durable.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from collections import Counter
@@ -41,6 +42,7 @@ class RequestCounts:
         self._flushing = threading.Lock()
         self._pending: Counter[Key] = Counter()
         self._timer: threading.Timer | None = None
+        self._timer_pid = os.getpid()
         insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
         statement = insert(REQUEST_COUNTS)
         self._upsert = statement.on_conflict_do_update(
@@ -60,6 +62,8 @@ class RequestCounts:
         )
         with self._lock:
             self._pending[key] += 1
+            if self._timer_pid != os.getpid():  # forked: the parent's timer thread is not in this process
+                self._timer, self._timer_pid = None, os.getpid()
             if self._timer is None:
                 self._timer = threading.Timer(self._flush_seconds, self._flush_in_background)
                 self._timer.daemon = True
