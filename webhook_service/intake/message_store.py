@@ -39,6 +39,7 @@ from webhook_service.model import statuses
 from webhook_service.model.events import Event, MessageEvent, StatusEvent
 from webhook_service.model.message_json import iso, message_json
 from webhook_service.model.phone import normalize_address
+from webhook_service.providers.base import looks_secret
 from webhook_service.providers.signatures import caller_bytes
 
 # Providers send at most 10; more is a malformed or hostile payload. The raw request keeps them all.
@@ -47,6 +48,8 @@ MAX_ATTACHMENTS_PER_MESSAGE = 20
 MAX_DECLARED_SIZE = 2**53
 
 MESSAGE_KEY = ["tenant_id", "provider", "provider_message_id"]
+# A redacted value, as intake/redaction.py writes it (which imports this module, so it is spelt again).
+_REDACTED = "[redacted]"
 
 # Statements are built once and given their values at execution: building them per request (values(),
 # cache keys) cost more than running them.
@@ -116,9 +119,8 @@ def store_webhook(
     region: str,
     log_entry: dict[str, Any] | None = None,
 ) -> StoreResult:
-    """Store the request and its events. `log_entry` is its request log row (intake/request_log.py, with
-    the headers it keeps when the raw request does not), written in the same transaction with what the
-    request produced."""
+    """Store the request and its events. `log_entry` is its request log row (intake/request_log.py),
+    written in the same transaction with what the request produced."""
     recorder = _Recorder(db, connection, raw.received_at, region)
     prepared = [recorder.prepare(event) for event in events]
     if log_entry is not None:
@@ -150,13 +152,14 @@ def store_webhook(
             if log_entry is None:
                 raise DiscardUnit(duplicate)
             # Nothing refers to the raw request of a request that changed nothing: it goes, and the log
-            # row keeps the duplicate's headers instead.
+            # row keeps the duplicate's headers instead (a genuine provider's: bounded by the web worker).
             conn.execute(DELETE_RAW_REQUEST, {"raw_id": raw_id})
-            _log(conn, log_entry, raw, outcome="duplicate", message_ids=recorder.message_ids)
+            headers = [[name, _REDACTED if looks_secret(name) else value] for name, value in raw.headers]
+            _log(conn, log_entry, raw, outcome="duplicate", headers=headers, message_ids=recorder.message_ids)
             return duplicate
         if log_entry is not None:
             # The raw request keeps the headers.
-            _log(conn, log_entry, raw, raw_request_id=raw_id, headers=None, message_ids=recorder.message_ids)
+            _log(conn, log_entry, raw, raw_request_id=raw_id, message_ids=recorder.message_ids)
         feed.append(conn, recorder.feed_rows)
         return StoreResult(
             duplicate=False,

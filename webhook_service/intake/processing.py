@@ -110,7 +110,6 @@ class Intake:
             tenant_id=connection.tenant,
             outcome="accepted",
             http_status=200,
-            keep_headers=True,  # for a duplicate or an outage; the raw request keeps an accepted one's
         )
         log_entry["replay_of"] = replay_of
         try:
@@ -118,6 +117,7 @@ class Intake:
         except UNAVAILABLE_ERRORS as error:
             log(logger, "database_unavailable", logging.ERROR, request_id=request_id, error=type(error).__name__)
             unavailable = dict(log_entry, outcome="unavailable", http_status=503, reason_code="database_unavailable")
+            unavailable["headers"] = request_log.bounded_headers(record.headers)  # nothing else keeps them
             request_log.record_alone(self.db, unavailable)
             return IntakeResult(
                 503, "unavailable", "database_unavailable", provider_message_ids=provider_ids, senders=senders
