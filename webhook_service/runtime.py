@@ -19,6 +19,7 @@ from webhook_service.config.model import ConfigError, Settings
 from webhook_service.database.engine import Database
 from webhook_service.database.leases import Lease
 from webhook_service.database.limits import DatabaseLimits
+from webhook_service.database.request_counts import request_counts
 from webhook_service.intake.processing import Intake
 from webhook_service.intake.quarantine import Quarantine, QuarantineBudget
 from webhook_service.intake.spool import RequestSpool
@@ -147,6 +148,7 @@ class Runtime:
             drainer.stop()
         if "queue" in self.__dict__:  # made on first use
             self.queue.close()
+        request_counts(self.db).close()
         self.db.dispose()
 
 

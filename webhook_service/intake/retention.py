@@ -1,7 +1,7 @@
-"""How long the intake keeps whole requests (`webhook-service prune`): accepted raw requests, and
-quarantined ones an operator has resolved (replayed or discarded), received before the cutoff are
-deleted; the messages, statuses and attachments they produced stay. Quarantined requests nobody has
-reviewed yet are kept, and counted, unless the operator asks for them to go too."""
+"""How long the intake keeps whole requests (`webhook-service prune`): accepted raw requests, the
+request log, and quarantined requests an operator has resolved (replayed or discarded), received before
+the cutoff, are deleted; the messages, statuses and attachments they produced stay. Quarantined requests
+nobody has reviewed yet are kept, and counted, unless the operator asks for them to go too."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from webhook_service.database.engine import Database
-from webhook_service.database.tables import QuarantinedRequest, RawRequest, RequestRecord
+from webhook_service.database.request_counts import prune_counts
+from webhook_service.database.tables import QuarantinedRequest, RawRequest, RequestLogEntry, RequestRecord
 
 # Rows deleted per statement (and transaction): every statement stays well inside the database's
 # statement timeout however much has built up, and no transaction holds thousands of row locks.
 PRUNE_BATCH = 1000
+
+RetainedTable = type[RequestRecord] | type[RequestLogEntry]
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class Pruned:
     resolved_quarantined: int
     # Deleted with `include_unresolved`; otherwise the ones past the cutoff that were kept.
     unresolved_quarantined: int
+    request_log: int
 
 
 def prune_requests(
@@ -40,16 +44,22 @@ def prune_requests(
         unresolved_quarantined=(apply if include_unresolved else _count_older)(
             db, QuarantinedRequest, older_than, QuarantinedRequest.resolved_at.is_(None)
         ),
+        request_log=_count_older(db, RequestLogEntry, older_than, sa.true()) if dry_run else _prune_log(db, older_than),
     )
 
 
-def _count_older(db: Database, table: type[RequestRecord], older_than: datetime, condition: sa.ColumnElement) -> int:
+def _prune_log(db: Database, older_than: datetime) -> int:
+    prune_counts(db, older_than)  # what the overview charts of it
+    return _delete_older(db, RequestLogEntry, older_than, sa.true())
+
+
+def _count_older(db: Database, table: RetainedTable, older_than: datetime, condition: sa.ColumnElement) -> int:
     query = sa.select(sa.func.count()).select_from(table).where(table.received_at < older_than, condition)
     with db.reading() as session:
         return int(session.execute(query).scalar_one())
 
 
-def _delete_older(db: Database, table: type[RequestRecord], older_than: datetime, condition: sa.ColumnElement) -> int:
+def _delete_older(db: Database, table: RetainedTable, older_than: datetime, condition: sa.ColumnElement) -> int:
     deleted = 0
     while True:
         batch = (
