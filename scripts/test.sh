@@ -2,11 +2,21 @@
 # Install everything the tests need on a fresh machine, then run the whole suite.
 #   - Python packages (the service and its [test] extra) into ./.venv
 #   - Azurite (the Azure Storage emulator) and axios (seed 001's Node example) from npm into ./node_modules
+#   - Debian's chromium and chromium-driver, which the operator console's browser tests drive (as root;
+#     otherwise those tests skip, or fail under CI=true)
 # PostgreSQL (127.0.0.1:5432, database `test`) and Redis (127.0.0.1:6379) are expected to be
 # running; moto's S3 server and Azurite are started by the tests themselves on loopback.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k twilio -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+        echo "chromium is not installed and this is not root: the console's browser tests will not run" >&2
+    fi
+fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'

@@ -24,6 +24,8 @@ from webhook_service.api.media import media_api_blueprint
 from webhook_service.api.messages import read_api_blueprint
 from webhook_service.api.openapi import DOCUMENT_PATH, DOCUMENT_TITLE, openapi_blueprint
 from webhook_service.config.model import Settings
+from webhook_service.console.blueprint import console_blueprint
+from webhook_service.console.context import ConsoleParts
 from webhook_service.intake.http import webhooks_blueprint
 from webhook_service.media.links import SIGNATURE_QUERY_PARAMS
 from webhook_service.observability.health import health_blueprint
@@ -89,15 +91,26 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.register_blueprint(docs_blueprint(document_path=DOCUMENT_PATH, title=DOCUMENT_TITLE))
     app.register_blueprint(local_media_blueprint(runtime.blob_store))
+    probes = {"database": runtime.db.ping, "queue": lambda: runtime.queue.ping(), "blobStore": runtime.blob_store.check}
     app.register_blueprint(
         health_blueprint(
-            {"database": runtime.db.ping, "queue": lambda: runtime.queue.ping(), "blobStore": runtime.blob_store.check},
+            probes,
             metrics_directories=web_scrape_directories(
                 settings.data_dir, worker_serves_its_own=bool(settings.worker_metrics_port)
             ),
             spool=runtime.spool.report if runtime.spool else None,
         )
     )
+    console = ConsoleParts(
+        db=runtime.db,
+        links=runtime.links,
+        settings=settings,
+        replay=runtime.intake.replay,
+        retry=runtime.attachments.retry,
+        probes=probes,
+        queue_waiting=lambda: runtime.queue.waiting(),
+    )
+    app.register_blueprint(console_blueprint(console, secret_key=runtime.secret_key))
 
     app.register_error_handler(ApiError, render_api_error)
     # Registered once for every blueprint, so that the read API, the media API and local media URLs all

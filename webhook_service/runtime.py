@@ -20,6 +20,7 @@ from webhook_service.config.model import ConfigError, Settings
 from webhook_service.database.engine import Database
 from webhook_service.database.leases import Lease
 from webhook_service.database.limits import DatabaseLimits
+from webhook_service.database.request_counts import request_counts
 from webhook_service.delivery.endpoints import EndpointStore
 from webhook_service.delivery.engine import DeliveryEngine
 from webhook_service.delivery.urls import EndpointUrls, delivery_rules
@@ -198,6 +199,7 @@ class Runtime:
             drainer.stop()
         if "queue" in self.__dict__:  # made on first use
             self.queue.close()
+        request_counts(self.db).close()
         self.db.dispose()
 
 

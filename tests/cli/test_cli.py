@@ -7,10 +7,17 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from tests.fixtures.app import STANDARD_SECRET
+from tests.fixtures.app import STANDARD_SECRET, TENANT_A
 from tests.media import samples
 from tests.support.standard import inbound_body, post_standard, standard_headers
-from webhook_service.database.tables import Attachment, Message, QuarantinedRequest, RawRequest
+from webhook_service.database.tables import (
+    Attachment,
+    AuditEntry,
+    Message,
+    QuarantinedRequest,
+    RawRequest,
+    RequestLogEntry,
+)
 
 
 class TestQuarantine:
@@ -53,6 +60,16 @@ class TestQuarantine:
         assert remaining == []
         everything = json.loads(run("quarantine", "list", "--all", "--json").output)
         assert sorted(e["resolution"] for e in everything) == ["discarded", "replayed"]
+        assert all(len(e["requestId"]) == 32 for e in everything)
+        # Every action is in the audit log, as the console's are.
+        with runtime.db.reading() as session:
+            audited = session.scalars(sa.select(AuditEntry).order_by(AuditEntry.id)).all()
+        assert [(a.action, a.target_id, a.result) for a in audited] == [
+            ("replay", str(refused["id"]), "failed"),
+            ("replay_trusted", str(refused["id"]), "ok"),
+            ("discard", str(other["id"]), "ok"),
+        ]
+        assert all(a.actor.startswith("cli") and a.tenant_id == TENANT_A for a in audited)
 
     def test_replay_re_verifies_at_the_original_arrival_time(self, client, runtime, run, settings):
         # Refused because the connection was down in config... here: a signature from the future
@@ -85,6 +102,7 @@ class TestAttachments:
         assert result.exit_code == 0 and "queued 1 of 1" in result.output
         with runtime.db.reading() as session:
             assert session.scalars(sa.select(Attachment.status)).one() == "stored"
+            assert session.scalars(sa.select(AuditEntry.action)).all() == ["retry"]
         assert run("attachments", "retry").exit_code == 2  # nothing named
 
 
@@ -97,16 +115,18 @@ class TestKeysAndHousekeeping:
     def test_prune_removes_old_raw_and_quarantined_requests(self, client, runtime, run):
         post_standard(client, inbound_body("p-1"))
         post_standard(client, b"{bad")
-        assert "deleted 0 raw requests and 0 resolved quarantined requests" in run("prune").output
+        assert (
+            "deleted 0 raw requests, 0 request log entries and 0 resolved quarantined requests" in run("prune").output
+        )
         with runtime.db.transaction() as session:
-            for model in (RawRequest, QuarantinedRequest):
+            for model in (RawRequest, QuarantinedRequest, RequestLogEntry):
                 session.execute(
                     sa.update(model).values(received_at=sa.func.now() - sa.text("interval '40 days'"))
                     if runtime.db.dialect == "postgresql"
                     else sa.update(model).values(received_at=sa.text("datetime('now', '-40 days')"))
                 )
         pruned = run("prune").output
-        assert "deleted 1 raw request and 0 resolved quarantined requests" in pruned
+        assert "deleted 1 raw request, 2 request log entries and 0 resolved quarantined requests" in pruned
         assert "kept 1 unresolved quarantined request" in pruned
         with runtime.db.reading() as session:
             assert session.scalar(sa.select(sa.func.count()).select_from(Message)) == 1

@@ -12,10 +12,11 @@ from alembic import command
 from click.testing import CliRunner, Result
 
 from tests.fixtures.services import POSTGRES_URL, service_unavailable, url_reachable, xdist_worker
+from tests.support.migrations import REVISIONS, migrations
 from webhook_service.cli.main import cli
 from webhook_service.database.migrate import alembic_config
 
-REVISIONS = ("0001", "0002", "0003", "0005")
+HEAD = REVISIONS[-1]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -53,18 +54,21 @@ def test_an_empty_database_is_told_what_was_applied(migrate_command):
     first = migrate_command()
     assert first.exit_code == 0
     assert first.output == (
-        f"applied 4 migrations to an empty database ({', '.join(REVISIONS)}): database now at revision 0005\n"
+        f"applied {migrations(REVISIONS)} to an empty database ({', '.join(REVISIONS)}): database now at revision {HEAD}\n"
     )
     again = migrate_command()
     assert again.exit_code == 0
-    assert again.output == "database is up to date (revision 0005); nothing applied\n"
+    assert again.output == f"database is up to date (revision {HEAD}); nothing applied\n"
 
 
 def test_an_older_database_is_told_which_revisions_it_got(migrate_command, empty_database_url):
     command.upgrade(alembic_config(empty_database_url), "0002")
     result = migrate_command()
     assert result.exit_code == 0
-    assert result.output == "applied 2 migrations from revision 0002 (0003, 0005): database now at revision 0005\n"
+    newer = REVISIONS[REVISIONS.index("0002") + 1 :]
+    assert result.output == (
+        f"applied {migrations(newer)} from revision 0002 ({', '.join(newer)}): database now at revision {HEAD}\n"
+    )
 
 
 def test_a_database_migrated_by_a_newer_version_is_refused_and_left_alone(migrate_command, empty_database_url):
@@ -75,7 +79,7 @@ def test_a_database_migrated_by_a_newer_version_is_refused_and_left_alone(migrat
     result = migrate_command()
     assert result.exit_code == 1
     assert result.output == (
-        "Error: the database is at revision 0099, which this version does not have (its newest is 0005): "
+        f"Error: the database is at revision 0099, which this version does not have (its newest is {HEAD}): "
         "a newer version of the service migrated it\n"
     )
     with engine.connect() as connection:

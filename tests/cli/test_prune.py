@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.standard import inbound_body, post_standard
-from webhook_service.database.tables import Message, QuarantinedRequest, RawRequest
+from webhook_service.database.quarantine import resolve_entry
+from webhook_service.database.tables import Message, QuarantinedRequest, RawRequest, RequestLogEntry
 
 
 @pytest.fixture
@@ -27,10 +28,11 @@ def requests_of_all_ages(client, runtime):
         for name, days in ages.items():
             session.execute(sa.update(RawRequest).where(RawRequest.id == raw[name]).values(received_at=_ago(days)))
         session.execute(sa.update(QuarantinedRequest).values(received_at=_ago(40)))
+        session.execute(sa.update(RequestLogEntry).values(received_at=_ago(40)))  # the five requests' rows
         resolved = session.scalars(
             sa.select(QuarantinedRequest.id).where(QuarantinedRequest.body == b"{resolved")
         ).one()
-    runtime.quarantine.resolve(resolved, "discarded")
+    resolve_entry(runtime.db, resolved, "discarded")
 
 
 def _ago(days: int) -> datetime:
@@ -64,7 +66,9 @@ def test_by_default_it_deletes_what_the_retention_period_says_and_keeps_unreview
     result = run("prune")
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0].startswith("deleted 1 raw request and 1 resolved quarantined request received before ")
+    assert lines[0].startswith(
+        "deleted 1 raw request, 5 request log entries and 1 resolved quarantined request received before "
+    )
     assert lines[0].endswith(" UTC (30 days ago)")
     assert lines[1] == (
         "kept 1 unresolved quarantined request from before then: review them (quarantine list), "
@@ -72,20 +76,24 @@ def test_by_default_it_deletes_what_the_retention_period_says_and_keeps_unreview
     )
     assert _left(runtime) == (2, 0, 1, 3)  # messages are never pruned
     # Run again (cron): nothing more to do, and it says so.
-    assert run("prune").output.startswith("deleted 0 raw requests and 0 resolved quarantined requests")
+    assert run("prune").output.startswith(
+        "deleted 0 raw requests, 0 request log entries and 0 resolved quarantined requests"
+    )
 
 
 def test_a_dry_run_counts_and_deletes_nothing(run, runtime, requests_of_all_ages):
     result = run("prune", "--dry-run", "--days", "5", "--include-unresolved")
     assert result.exit_code == 0
-    assert result.output.startswith("would delete 2 raw requests and 2 quarantined requests received before ")
+    assert result.output.startswith(
+        "would delete 2 raw requests, 5 request log entries and 2 quarantined requests received before "
+    )
     assert _left(runtime) == (3, 1, 1, 3)
 
 
 def test_a_shorter_period_than_configured_is_confirmed_first(run, runtime, requests_of_all_ages):
     refused = run("prune", "--days", "5", input="n\n")
     assert refused.exit_code == 1
-    assert "would delete 2 raw requests and 1 resolved quarantined request" in refused.output
+    assert "would delete 2 raw requests, 5 request log entries and 1 resolved quarantined request" in refused.output
     assert "--days 5 is shorter than retention_days (30)" in refused.output
     assert "nothing deleted: not confirmed (--yes deletes without asking)" in refused.output
     assert _left(runtime) == (3, 1, 1, 3)
@@ -94,7 +102,10 @@ def test_a_shorter_period_than_configured_is_confirmed_first(run, runtime, reque
     assert _left(runtime) == (3, 1, 1, 3)
 
     confirmed = run("prune", "--days", "5", input="y\n")
-    assert confirmed.exit_code == 0 and "deleted 2 raw requests and 1 resolved quarantined request" in confirmed.output
+    assert (
+        confirmed.exit_code == 0
+        and "deleted 2 raw requests, 5 request log entries and 1 resolved quarantined request" in confirmed.output
+    )
     assert _left(runtime) == (1, 0, 1, 3)
 
 
@@ -103,6 +114,8 @@ def test_unreviewed_entries_go_only_when_asked_for_and_confirmed(run, runtime, r
     assert _left(runtime) == (3, 1, 1, 3)
     result = run("prune", "--include-unresolved", "--yes")
     assert result.exit_code == 0
-    assert result.output.startswith("deleted 1 raw request and 2 quarantined requests received before ")
+    assert result.output.startswith(
+        "deleted 1 raw request, 5 request log entries and 2 quarantined requests received before "
+    )
     assert "kept" not in result.output
     assert _left(runtime) == (2, 0, 0, 3)

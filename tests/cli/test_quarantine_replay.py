@@ -61,4 +61,4 @@ def test_a_body_that_came_empty_was_kept_and_is_replayed_as_such(client, runtime
     assert (entry["bytes"], entry["bodyKept"]) == (0, True)
     result = run("quarantine", "replay", "--trust", str(entry["id"]))
     assert result.exit_code == 1
-    assert "still refused (400" in result.stderr and "not kept" not in result.stderr
+    assert "not replayed (400" in result.stderr and "not kept" not in result.stderr

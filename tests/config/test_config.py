@@ -99,6 +99,32 @@ BAD_SETTINGS = [
     ),
     ("not TOML", "this is = = not toml", "not valid TOML"),
     (
+        "operator of an unknown tenant",
+        "[[tenants]]\nid='t'\n[[operators]]\nusername='o'\npassword_hash='h'\ntenants=['nope']",
+        "operators[0].tenants: unknown tenant 'nope'",
+    ),
+    (
+        "all tenants and more",
+        "[[tenants]]\nid='t'\n[[operators]]\nusername='o'\npassword_hash='h'\ntenants=['*', 't']",
+        'operators[0].tenants: ["*"] (all tenants) stands alone',
+    ),
+    (
+        "operator role",
+        "[[operators]]\nusername='o'\npassword_hash='h'\nrole='root'\ntenants=['*']",
+        "operators[0].role: Input should be 'admin' or 'viewer'",
+    ),
+    (
+        "duplicate operator",
+        "[[operators]]\nusername='o'\npassword_hash='h'\ntenants=['*']\n"
+        "[[operators]]\nusername='o'\npassword_hash='i'\ntenants=['*']",
+        "operators[1]: duplicate username 'o'",
+    ),
+    (
+        "sign-in limit",
+        "[console]\nlogin_limit_per_username = 'often'",
+        "console.login_limit_per_username: 'often' is not a rate limit",
+    ),
+    (
         "database connect timeout",
         "[database]\nconnect_timeout_seconds = 1",
         "database.connect_timeout_seconds: Input should be greater than or equal to 2",

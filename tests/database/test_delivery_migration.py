@@ -19,7 +19,7 @@ def test_0005_downgrades_upgrades_and_matches_the_models(database_url):
     config = alembic_config(database_url)
     engine = make_engine(database_url)
     try:
-        command.downgrade(config, "0003")
+        command.downgrade(config, "0004")
         try:
             assert not DELIVERY_TABLES & set(sa.inspect(engine).get_table_names())
         finally:

@@ -17,8 +17,8 @@ def test_prune_deletes_everything_old_in_batches(client, runtime, monkeypatch):
     for number in range(5):
         assert post_standard(client, inbound_body(f"old-{number}")).status_code == 200
     monkeypatch.setattr(pruning, "PRUNE_BATCH", 2)
-    assert prune_requests(runtime.db, datetime.now(UTC) - timedelta(days=1)) == Pruned(0, 0, 0)
-    assert prune_requests(runtime.db, datetime.now(UTC) + timedelta(seconds=1)) == Pruned(5, 0, 0)
+    assert prune_requests(runtime.db, datetime.now(UTC) - timedelta(days=1)) == Pruned(0, 0, 0, 0)
+    assert prune_requests(runtime.db, datetime.now(UTC) + timedelta(seconds=1)) == Pruned(5, 0, 0, 5)
     with runtime.db.reading() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(RawRequest)) == 0
         assert session.scalar(sa.select(sa.func.count()).select_from(Message)) == 5

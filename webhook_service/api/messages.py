@@ -16,9 +16,10 @@ from webhook_service.api.parameters import validated
 from webhook_service.api.read_params import EventQuery, MessagePath, MessageQuery, ProviderMessagePath
 from webhook_service.database import feed
 from webhook_service.database.engine import Database
+from webhook_service.database.messages import LoadedMessage, MessageFilter, find_message, find_messages
 from webhook_service.database.tables import Attachment, FeedEvent, Message, storable
 from webhook_service.media.links import MediaLinks
-from webhook_service.model.message_json import iso, render_messages
+from webhook_service.model.message_json import iso, message_json
 from webhook_service.model.phone import normalize_address
 
 
@@ -28,21 +29,18 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
     @blueprint.get("/messages")
     @auth.required
     def list_messages():
-        tenant_id = current_principal().tenant_id
         asked = validated(MessageQuery, request.args)
-        limit = asked.limit
-        query = sa.select(Message).where(Message.tenant_id == tenant_id)
-        if asked.cursor:
-            query = query.where(Message.seq < int(asked.cursor))
-        query = _apply_filters(query, asked, region)
-        query = query.order_by(Message.seq.desc()).limit(limit + 1)
-        with db.reading() as session:
-            rows = list(session.scalars(query))
-            page = rows[:limit]
-            return {
-                "messages": render_messages(session, page, links.attachment_url),
-                "nextCursor": str(page[-1].seq) if len(rows) > limit else None,
-            }
+        page = find_messages(
+            db,
+            tenants={current_principal().tenant_id},
+            where=_message_filter(asked, region),
+            before=int(asked.cursor) if asked.cursor else None,
+            limit=asked.limit,
+        )
+        return {
+            "messages": [_render(loaded, links) for loaded in page.messages],
+            "nextCursor": str(page.next_before) if page.next_before is not None else None,
+        }
 
     @blueprint.get("/messages/<messageId>")
     @auth.required
@@ -99,36 +97,26 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
 
 
 def _one(db: Database, links: MediaLinks, *conditions: Any) -> dict[str, Any]:
-    query = sa.select(Message).where(Message.tenant_id == current_principal().tenant_id, *conditions)
-    with db.reading() as session:
-        message = session.scalars(query.limit(1)).first()
-        if message is None:
-            raise ApiError(404, "not_found", "No such message.")
-        return render_messages(session, [message], links.attachment_url)[0]
+    loaded = find_message(db, *conditions, tenants={current_principal().tenant_id})
+    if loaded is None:
+        raise ApiError(404, "not_found", "No such message.")
+    return _render(loaded, links)
 
 
-def _apply_filters(query: sa.Select[Any], asked: MessageQuery, region: str) -> sa.Select[Any]:
-    if asked.direction:
-        query = query.where(Message.direction == asked.direction)
-    if asked.status:
-        query = query.where(Message.status == asked.status)
-    for value, column in (
-        (asked.provider, Message.provider),
-        (asked.connection, Message.connection),
-        (asked.provider_message_id, Message.provider_message_id),
-    ):
-        if value:
-            # Values are stored with the characters no database holds (NUL) replaced; so are lookups.
-            query = query.where(column == storable(value))
-    if asked.sender:
-        query = query.where(Message.from_number == storable(normalize_address(asked.sender, region)))
-    if asked.recipient:
-        number = storable(normalize_address(asked.recipient, region) or "")
-        # Addresses are stored as a JSON list; its text contains each one as a quoted string.
-        pattern = '%"' + number.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + '"%'
-        query = query.where(sa.cast(Message.to_numbers, sa.Text).like(pattern, escape="\\"))
-    if asked.since:
-        query = query.where(Message.received_at >= asked.since)
-    if asked.until:
-        query = query.where(Message.received_at < asked.until)
-    return query
+def _render(loaded: LoadedMessage, links: MediaLinks) -> dict[str, Any]:
+    return message_json(loaded.message, loaded.attachments, loaded.history, links.attachment_url)
+
+
+def _message_filter(asked: MessageQuery, region: str) -> MessageFilter:
+    # Addresses in any format are compared in the form they are stored (E.164 for phone numbers).
+    return MessageFilter(
+        direction=asked.direction,
+        status=asked.status,
+        provider=asked.provider,
+        connection=asked.connection,
+        provider_message_id=asked.provider_message_id,
+        sender=normalize_address(asked.sender, region) or "" if asked.sender else None,
+        recipient=normalize_address(asked.recipient, region) or "" if asked.recipient else None,
+        since=asked.since,
+        until=asked.until,
+    )

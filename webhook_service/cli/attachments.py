@@ -1,5 +1,6 @@
 """`webhook-service attachments`: downloads that failed or were rejected, listed with their reasons and
-retried with a fresh budget (the pipeline's own retry, `AttachmentPipeline.retry`)."""
+retried with a fresh budget (the pipeline's own retry, `AttachmentPipeline.retry`), each retry written to
+the audit log."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 import click
 
-from webhook_service.cli.context import command_runtime, echo_listing, plural
+from webhook_service.cli.context import cli_actor, command_runtime, echo_listing, plural
+from webhook_service.database.audit import Action, record_actions
 from webhook_service.database.tables import ATTACHMENT_STATES
 from webhook_service.media.attachments import PROBLEM_STATES, attachment_states, list_attachments, retryable_ids
 
@@ -89,6 +91,11 @@ def attachments_retry(attachment_ids: tuple[str, ...], all_failed: bool, reason:
     with click.progressbar(batches, label=f"retrying {plural(len(ids), 'attachment')}", file=sys.stderr) as progress:
         for batch in progress:
             reset += runtime.attachments.retry(batch)
+    retried = set(reset)
+    record_actions(
+        runtime.db,
+        [Action(cli_actor(), "retry", "attachment", i, None, "ok" if i in retried else "refused", "") for i in ids],
+    )
     # An attachment can leave failed/rejected between the look and the retry (another operator's retry
     # made it pending, or it is stored already): not this command's failure.
     moved = len(ids) - len(reset)

@@ -3,6 +3,7 @@ the queue, a Runtime with logging configured; and how the listing commands print
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Callable
 from typing import Any
@@ -36,3 +37,11 @@ def echo_listing(
 def plural(count: int, singular: str, plural: str | None = None) -> str:
     """ "1 attachment", "2 attachments"."""
     return f"{count} {singular if count == 1 else plural or singular + 's'}"
+
+
+def cli_actor() -> str:
+    """Who the audit log says acted from the command line."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        return "cli"

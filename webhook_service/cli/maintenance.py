@@ -31,8 +31,8 @@ from webhook_service.intake.retention import Pruned, prune_requests
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted, and delete nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting more than retention_days says.")
 def prune(days: int | None, include_unresolved: bool, dry_run: bool, yes: bool) -> None:
-    """Delete accepted raw requests and resolved (replayed or discarded) quarantined requests received
-    more than retention_days (or --days) ago. Unresolved quarantined requests are kept unless
+    """Delete accepted raw requests, the request log and resolved (replayed or discarded) quarantined
+    requests received more than retention_days (or --days) ago. Unresolved quarantined requests are kept unless
     --include-unresolved; messages, statuses and attachments are always kept."""
     runtime = command_runtime()
     retention_days = runtime.settings.retention_days
@@ -70,4 +70,7 @@ def _what(pruned: Pruned, include_unresolved: bool) -> str:
     if include_unresolved:
         quarantined += pruned.unresolved_quarantined
         label = "quarantined request"
-    return f"{plural(pruned.raw_requests, 'raw request')} and {plural(quarantined, label)}"
+    return (
+        f"{plural(pruned.raw_requests, 'raw request')}, {plural(pruned.request_log, 'request log entry', 'request log entries')} "
+        f"and {plural(quarantined, label)}"
+    )

@@ -1,5 +1,6 @@
 """`webhook-service quarantine`: refused webhook requests, kept whole for review: list, show, replay,
-discard. The same operations as the intake's own (`Quarantine`, `Intake.replay`)."""
+discard. The same operations as the intake's own (`database/quarantine.py`, `Intake.replay`); replays and
+discards are written to the audit log, as the console's are."""
 
 from __future__ import annotations
 
@@ -8,8 +9,15 @@ from typing import Any
 
 import click
 
-from webhook_service.cli.context import command_runtime, echo_listing
-from webhook_service.intake.quarantine import body_was_kept
+from webhook_service.cli.context import cli_actor, command_runtime, echo_listing
+from webhook_service.database.audit import Action, record_actions
+from webhook_service.database.quarantine import (
+    QuarantineFilter,
+    body_was_kept,
+    quarantine_entries,
+    quarantine_entry,
+    resolve_entry,
+)
 
 
 @click.group()
@@ -24,10 +32,13 @@ def quarantine() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def quarantine_list(show_all: bool, provider: str | None, limit: int, as_json: bool) -> None:
     runtime = command_runtime()
-    rows = runtime.quarantine.entries(include_resolved=show_all, provider=provider, limit=limit)
+    rows = quarantine_entries(
+        runtime.db, where=QuarantineFilter(include_resolved=show_all, provider=provider), limit=limit
+    )
     entries = [
         {
             "id": r.id,
+            "requestId": r.request_id,
             "receivedAt": r.received_at.isoformat(),
             "provider": r.provider,
             "connection": r.connection,
@@ -47,10 +58,11 @@ def quarantine_list(show_all: bool, provider: str | None, limit: int, as_json: b
 @click.argument("entry_id", type=int)
 def quarantine_show(entry_id: int) -> None:
     """Print one entry: reason, headers and the body exactly as received."""
-    row = command_runtime().quarantine.get(entry_id)
+    row = quarantine_entry(command_runtime().db, entry_id)
     if row is None:
         raise click.ClickException(f"no quarantined request {entry_id}")
     click.echo(f"{row.method} {row.url}\nreceived {row.received_at.isoformat()} from {row.remote_addr}")
+    click.echo(f"request id {row.request_id}")
     click.echo(f"refused {row.http_status} {row.reason_code}: {row.reason}\n")
     for name, value in row.headers:
         click.echo(f"{name}: {value}")
@@ -71,20 +83,30 @@ def quarantine_replay(entry_ids: tuple[int, ...], trust: bool) -> None:
     entry was replayed."""
     runtime = command_runtime()
     failures = 0
+    done = []
     with click.progressbar(entry_ids, label="replaying", file=sys.stderr) as ids:
         for entry_id in ids:
+            entry = quarantine_entry(runtime.db, entry_id)
             result = runtime.intake.replay(entry_id, trust=trust)
             if result is None:
-                click.echo(f"\n{entry_id}: not found, or its connection no longer exists", err=True)
                 failures += 1
+                outcome, detail = "not_found", "not found, or its connection no longer exists"
+                click.echo(f"\n{entry_id}: {detail}", err=True)
             elif result.outcome == "body_not_kept":
                 failures += 1
-                click.echo(f"\n{entry_id}: cannot be replayed, {result.detail}; nothing changed", err=True)
+                outcome, detail = "refused", f"cannot be replayed, {result.detail}; nothing changed"
+                click.echo(f"\n{entry_id}: {detail}", err=True)
             elif result.status != 200:
                 failures += 1
-                click.echo(
-                    f"\n{entry_id}: still refused ({result.status} {result.reason_code}: {result.detail})", err=True
-                )
+                detail = f"not replayed ({result.status} {result.reason_code}: {result.detail})"
+                click.echo(f"\n{entry_id}: {detail}", err=True)
+                outcome = "failed"
+            else:
+                outcome, detail = "ok", "stored"
+            tenant = entry.tenant_id if entry else None
+            action = "replay_trusted" if trust else "replay"
+            done.append(Action(cli_actor(), action, "quarantine", str(entry_id), tenant, outcome, detail))
+    record_actions(runtime.db, done)
     click.echo(f"replayed {len(entry_ids) - failures} of {len(entry_ids)}")
     sys.exit(1 if failures else 0)
 
@@ -94,8 +116,14 @@ def quarantine_replay(entry_ids: tuple[int, ...], trust: bool) -> None:
 def quarantine_discard(entry_ids: tuple[int, ...]) -> None:
     """Mark entries as reviewed and not to be replayed (they stay until `prune`)."""
     runtime = command_runtime()
+    done = []
     for entry_id in entry_ids:
-        runtime.quarantine.resolve(entry_id, "discarded")
+        entry = quarantine_entry(runtime.db, entry_id)
+        resolve_entry(runtime.db, entry_id, "discarded")
+        tenant = entry.tenant_id if entry else None
+        result = "ok" if entry else "not_found"
+        done.append(Action(cli_actor(), "discard", "quarantine", str(entry_id), tenant, result, "discarded"))
+    record_actions(runtime.db, done)
     click.echo(f"discarded {len(entry_ids)}")
 
 
@@ -103,6 +131,6 @@ def _entry_line(e: dict[str, Any]) -> str:
     resolution = f"  [{e['resolution']}]" if e["resolution"] else ""
     resolution += "" if e["bodyKept"] else "  (body not kept)"
     return (
-        f"{e['id']:>8}  {e['receivedAt'][:19]}  {e['provider']}/{e['connection']}  {e['status']}  "
+        f"{e['id']:>8}  {e['receivedAt'][:19]}  {e['requestId']}  {e['provider']}/{e['connection']}  {e['status']}  "
         f"{e['reason']}: {e['detail']}{resolution}"
     )

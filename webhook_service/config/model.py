@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from limits import parse_many
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from storage.base import MAX_URL_LIFETIME_SECONDS
@@ -95,6 +96,46 @@ class ApiKey(Strict):
     # Hex SHA-256 of the key (`webhook-service new-api-key` prints a key and its hash).
     key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     tenant: str
+
+
+class Operator(Strict):
+    """Someone who signs in to the operator console (/console/)."""
+
+    username: str = Field(min_length=1, max_length=255)
+    # A werkzeug password hash (`webhook-service hash-password` prints one).
+    password_hash: str = Field(min_length=1)
+    # admin: may replay, discard and retry; viewer: reads only.
+    role: Literal["admin", "viewer"] = "viewer"
+    # The tenants whose requests, messages and attachments the operator sees, or ["*"] for all of them
+    # (and for requests to URLs no connection answers, which belong to no tenant).
+    tenants: list[str] = Field(min_length=1)
+
+    @property
+    def all_tenants(self) -> bool:
+        return self.tenants == ["*"]
+
+
+def _rate_limits(value: str) -> str:
+    try:
+        if not parse_many(value):
+            raise ValueError("empty")
+    except ValueError:
+        raise ValueError(f"{value!r} is not a rate limit such as '5/minute;30/hour'") from None
+    return value
+
+
+class ConsoleSettings(Strict):
+    # How long a console sign-in lasts.
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)
+    # Sign-in attempts allowed per client address and per username (whether it exists or not), in the
+    # notation of the `limits` library: "5/minute;30/hour" allows 5 in any minute and 30 in any hour.
+    login_limit_per_address: str = "20/minute;100/hour"
+    login_limit_per_username: str = "5/minute;30/hour"
+    # Where attempts are counted: a `limits` storage URL ("memory://", "redis://host:6379/1"). None:
+    # redis_url when it is set (shared by every process), else each process's memory.
+    rate_limit_storage_url: str | None = None
+
+    _limits = field_validator("login_limit_per_address", "login_limit_per_username")(_rate_limits)
 
 
 class MediaAuth(Strict):
@@ -421,6 +462,8 @@ class Settings(Strict):
     api_users: list[ApiUser] = []
     api_keys: list[ApiKey] = []
     connections: list[Connection] = []
+    operators: list[Operator] = []
+    console: ConsoleSettings = ConsoleSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -467,6 +510,13 @@ class Settings(Strict):
             if endpoint.tenant not in known:
                 raise _located(f"delivery.endpoints[{index}].tenant", f"unknown tenant {endpoint.tenant!r}")
         _unique("delivery.endpoints", [f"{e.tenant}/{e.name}" for e in self.delivery.endpoints], label="tenant/name")
+        _unique("operators", [o.username for o in self.operators], label="username")
+        for index, operator in enumerate(self.operators):
+            if "*" in operator.tenants and len(operator.tenants) > 1:
+                raise _located(f"operators[{index}].tenants", '["*"] (all tenants) stands alone')
+            unknown = [tenant for tenant in operator.tenants if tenant != "*" and tenant not in known]
+            if unknown:
+                raise _located(f"operators[{index}].tenants", f"unknown tenant {unknown[0]!r}")
         for index, connection in enumerate(self.connections):
             where = f"connections[{index}] ({connection.key})"
             if not connection.verify and self.environment == "production":

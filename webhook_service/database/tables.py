@@ -126,6 +126,81 @@ class QuarantinedRequest(RequestRecord, Base):
     resolution: Mapped[str | None] = mapped_column(sa.String(32))
 
 
+class RequestLogEntry(Base):
+    """Every webhook request, whatever its outcome: when and where it came in, what it was answered, why,
+    how long that took and what it produced. Accepted requests point at their raw request, refused ones
+    at their quarantine entry (both keep the request whole); the others (duplicates, unknown endpoints,
+    outages) keep their redacted headers here. Written in the same transaction as the raw request or
+    the quarantine entry, and pruned with them (`retention_days`)."""
+
+    __tablename__ = "request_log"
+    __table_args__ = (sa.Index("ix_request_log_tenant_id_id", "tenant_id", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # The id of the request's JSON log lines and of its X-Request-Id answer header.
+    request_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    provider: Mapped[str] = mapped_column(sa.String(32))
+    connection: Mapped[str | None] = mapped_column(sa.String(64))
+    # None for a URL no connection answers (it belongs to no tenant).
+    tenant_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # accepted | duplicate | unauthorized | bad_request | too_large | unavailable | not_found | adapter_error
+    outcome: Mapped[str] = mapped_column(sa.String(16))
+    http_status: Mapped[int] = mapped_column(sa.Integer)
+    reason_code: Mapped[str | None] = mapped_column(sa.String(64))
+    # From arrival until the request's rows were written (the commit's flush to disk is not included;
+    # the JSON log line's duration_ms is the whole answer). None for replays.
+    latency_ms: Mapped[float | None] = mapped_column(sa.Float)
+    remote_addr: Mapped[str | None] = mapped_column(sa.String(64))
+    method: Mapped[str] = mapped_column(sa.String(8))
+    # As stored in raw requests and quarantine: credentials redacted.
+    url: Mapped[str] = mapped_column(sa.Text)
+    # Header name/value pairs, secrets redacted; only when no raw request or quarantine entry keeps them.
+    headers: Mapped[list | None] = mapped_column(JSONType)
+    body_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    raw_request_id: Mapped[int | None] = mapped_column(BigId)
+    quarantine_id: Mapped[int | None] = mapped_column(BigId)
+    # The quarantine entry an operator replayed, when this is a replay.
+    replay_of: Mapped[int | None] = mapped_column(BigId)
+    # What it produced (or, for a duplicate, the messages it repeated); its feed events are those of
+    # these messages created at received_at.
+    message_ids: Mapped[list] = mapped_column(JSONType, default=list)
+    provider_message_ids: Mapped[list] = mapped_column(JSONType, default=list)
+    # The senders' and recipients' numbers (E.164 where they are phone numbers), to find a number's requests.
+    addresses: Mapped[list] = mapped_column(JSONType, default=list)
+
+
+class RequestCount(Base):
+    """Request log rows per minute, tenant, provider, connection and outcome: what the console's overview
+    charts, without reading a day of requests (database/request_counts.py). "" stands for no tenant or
+    no connection, as a key cannot hold NULL."""
+
+    __tablename__ = "request_counts"
+    minute: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)  # since the epoch
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    connection: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    outcome: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class AuditEntry(Base):
+    """What an operator did in the console (replay, discard, retry, sign-in): who, what, when, result."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index("ix_audit_log_tenant_id_id", "tenant_id", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(sa.String(255))
+    action: Mapped[str] = mapped_column(sa.String(32))
+    # quarantine | attachment | session
+    target_type: Mapped[str] = mapped_column(sa.String(16))
+    target_id: Mapped[str | None] = mapped_column(sa.String(64))
+    tenant_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # ok | refused | failed | not_found
+    result: Mapped[str] = mapped_column(sa.String(16))
+    detail: Mapped[str] = mapped_column(sa.Text, default="")
+
+
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
@@ -370,3 +445,5 @@ ENDPOINTS = cast(sa.Table, Endpoint.__table__)
 DELIVERIES = cast(sa.Table, Delivery.__table__)
 DELIVERY_ATTEMPTS = cast(sa.Table, DeliveryAttempt.__table__)
 LEASES = cast(sa.Table, LeaseRecord.__table__)
+REQUEST_LOG = cast(sa.Table, RequestLogEntry.__table__)
+REQUEST_COUNTS = cast(sa.Table, RequestCount.__table__)

@@ -1,6 +1,7 @@
 """What a delivery carries: `{"type", "timestamp", "data"}`, where `data` is the event's object as the
 read API returns it when the attempt is made: for message events the message (GET
-/api/v1/messages/<id>, rendered by the same function, with freshly signed attachment URLs), for
+/api/v1/messages/<id>: loaded by the same queries, database/messages.py, and rendered by the same
+function, model/message_json.py, with freshly signed attachment URLs), for
 attachment events the attachment as messages show it, with its message's id. An object no longer
 stored (and endpoint.disabled) is sent as the feed recorded it."""
 
@@ -14,8 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from webhook_service.database import feed
-from webhook_service.database.tables import ATTACHMENTS, MESSAGES
-from webhook_service.model.message_json import AttachmentUrl, attachment_json, iso, render_messages
+from webhook_service.database.messages import load_messages
+from webhook_service.database.tables import ATTACHMENTS
+from webhook_service.model.message_json import AttachmentUrl, attachment_json, iso, message_json
 
 # A feed event as a Core row: id, tenant_id, type, message_id, attachment_id, created_at, data.
 Event = Any
@@ -28,10 +30,10 @@ def render_payloads(session: Session, events: Sequence[Event], attachment_url: A
     """The body of each event's delivery, by event id, in a few queries for the whole batch."""
     message_ids = {e.message_id for e in events if e.type in _MESSAGE_EVENTS and e.message_id}
     attachment_ids = {e.attachment_id for e in events if e.type in _ATTACHMENT_EVENTS and e.attachment_id}
-    messages: dict[str, dict[str, Any]] = {}
-    if message_ids:
-        rows = list(session.execute(sa.select(MESSAGES).where(MESSAGES.c.id.in_(message_ids))))
-        messages = {m["id"]: m for m in render_messages(session, rows, attachment_url)}
+    messages = {
+        loaded.message.id: message_json(loaded.message, loaded.attachments, loaded.history, attachment_url)
+        for loaded in load_messages(session, message_ids)
+    }
     attachments: dict[str, dict[str, Any]] = {}
     if attachment_ids:
         for attachment in session.execute(sa.select(ATTACHMENTS).where(ATTACHMENTS.c.id.in_(attachment_ids))):

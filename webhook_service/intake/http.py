@@ -16,8 +16,9 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.datastructures import Headers
 
 from webhook_service.config.model import Connection
+from webhook_service.database.quarantine import BODY_INCOMPLETE, BODY_TOO_LARGE
+from webhook_service.intake import request_log
 from webhook_service.intake.processing import Intake, IntakeResult
-from webhook_service.intake.quarantine import BODY_INCOMPLETE, BODY_TOO_LARGE
 from webhook_service.observability import metrics
 from webhook_service.observability.logs import log
 from webhook_service.observability.request_ids import add_secret_query_params, request_id_for
@@ -41,6 +42,19 @@ def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: 
             add_secret_query_params(request.environ, adapter.secret_query_params_for(connection))
         else:
             result = IntakeResult(404, "not_found", "unknown_provider" if adapter is None else "unknown_connection")
+            request_log.record_alone(
+                intake.db,
+                request_log.unknown_endpoint(
+                    request_id,
+                    provider,
+                    connection_name,
+                    result.reason_code or "not_found",
+                    method=request.method,
+                    path=request.path,
+                    headers=request.headers.items(),
+                    remote_addr=request.remote_addr,
+                ),
+            )
             _log(intake, result, request_id, provider, connection_name, started)
             return _json_error(404, "not_found", "No such webhook endpoint.", request_id)
 

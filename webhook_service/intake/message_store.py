@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,10 +25,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from webhook_service.config.model import Connection
 from webhook_service.database import feed
 from webhook_service.database.engine import Database, DiscardUnit
+from webhook_service.database.request_counts import request_counts
 from webhook_service.database.tables import (
     ATTACHMENTS,
     MESSAGES,
     RAW_REQUESTS,
+    REQUEST_LOG,
     STATUS_EVENTS,
     new_id,
     one_request,
@@ -38,6 +40,7 @@ from webhook_service.model import statuses
 from webhook_service.model.events import Event, MessageEvent, StatusEvent
 from webhook_service.model.message_json import iso, message_json
 from webhook_service.model.phone import normalize_address
+from webhook_service.providers.base import looks_secret
 from webhook_service.providers.signatures import caller_bytes
 
 # Providers send at most 10; more is a malformed or hostile payload. The raw request keeps them all.
@@ -46,12 +49,16 @@ MAX_ATTACHMENTS_PER_MESSAGE = 20
 MAX_DECLARED_SIZE = 2**53
 
 MESSAGE_KEY = ["tenant_id", "provider", "provider_message_id"]
+# A redacted value, as intake/redaction.py writes it (which imports this module, so it is spelt again).
+_REDACTED = "[redacted]"
 
 # Statements are built once and given their values at execution: building them per request (values(),
 # cache keys) cost more than running them.
 INSERT_RAW_REQUEST = sa.insert(RAW_REQUESTS).returning(RAW_REQUESTS.c.id)
 INSERT_ATTACHMENTS = sa.insert(ATTACHMENTS)
 SELECT_STORED_RAW_REQUEST = one_request(RAW_REQUESTS)
+INSERT_LOG_ENTRY = sa.insert(REQUEST_LOG)
+DELETE_RAW_REQUEST = sa.delete(RAW_REQUESTS).where(RAW_REQUESTS.c.id == sa.bindparam("raw_id"))
 SELECT_HISTORY = (
     sa.select(STATUS_EVENTS).where(STATUS_EVENTS.c.message_seq == sa.bindparam("seq")).order_by(STATUS_EVENTS.c.id)
 )
@@ -107,10 +114,23 @@ class RawRequestRecord:
 
 
 def store_webhook(
-    db: Database, connection: Connection, raw: RawRequestRecord, events: list[Event], region: str
+    db: Database,
+    connection: Connection,
+    raw: RawRequestRecord,
+    events: list[Event],
+    region: str,
+    log_entry: dict[str, Any] | None = None,
 ) -> StoreResult:
+    """Store the request and its events. `log_entry` is its request log row (intake/request_log.py),
+    written in the same transaction with what the request produced."""
     recorder = _Recorder(db, connection, raw.received_at, region)
     prepared = [recorder.prepare(event) for event in events]
+    if log_entry is not None:
+        log_entry = dict(
+            log_entry,
+            provider_message_ids=list(dict.fromkeys(event.provider_message_id for event in events)),
+            addresses=sorted(recorder.addresses),
+        )
     raw_row = {
         "request_id": raw.request_id,
         "received_at": raw.received_at,
@@ -130,7 +150,18 @@ def store_webhook(
             recorder.record(conn, item, raw_id)
         # A request with no events (a provider event type we do not map) is still kept whole.
         if events and not recorder.changed:
-            raise DiscardUnit(StoreResult(duplicate=True, message_ids=recorder.message_ids))
+            duplicate = StoreResult(duplicate=True, message_ids=recorder.message_ids)
+            if log_entry is None:
+                raise DiscardUnit(duplicate)
+            # Nothing refers to the raw request of a request that changed nothing: it goes, and the log
+            # row keeps the duplicate's headers instead (a genuine provider's: bounded by the web worker).
+            conn.execute(DELETE_RAW_REQUEST, {"raw_id": raw_id})
+            headers = [[name, _REDACTED if looks_secret(name) else value] for name, value in raw.headers]
+            _log(conn, log_entry, raw, outcome="duplicate", headers=headers, message_ids=recorder.message_ids)
+            return duplicate
+        if log_entry is not None:
+            # The raw request keeps the headers.
+            _log(conn, log_entry, raw, raw_request_id=raw_id, message_ids=recorder.message_ids)
         feed.append(conn, recorder.feed_rows)
         return StoreResult(
             duplicate=False,
@@ -140,7 +171,17 @@ def store_webhook(
         )
 
     # Committed together with whatever other webhooks this process is storing at the same moment.
-    return db.group_commit.run(record)
+    result: StoreResult = db.group_commit.run(record)
+    if log_entry is not None:
+        request_counts(db).add(dict(log_entry, outcome="duplicate" if result.duplicate else "accepted"))
+    return result
+
+
+def _log(conn: sa.Connection, log_entry: dict[str, Any], raw: RawRequestRecord, **produced: Any) -> None:
+    row = dict(log_entry, **produced)
+    if row["replay_of"] is None:  # a replay's received_at is its first arrival
+        row["latency_ms"] = round((datetime.now(UTC) - raw.received_at).total_seconds() * 1000, 2)
+    conn.execute(INSERT_LOG_ENTRY, row)
 
 
 def raw_request_stored(db: Database, connection: Connection, raw: RawRequestRecord) -> bool:
@@ -167,6 +208,7 @@ class _Recorder:
         self.feed_rows: list[dict] = []
         self.message_ids: list[str] = []
         self.new_attachment_ids: list[str] = []
+        self.addresses: set[str] = set()  # for the request log
 
     # Before the transaction ---------------------------------------------------------------------
     def prepare(self, event: Event) -> SimpleNamespace:
@@ -181,6 +223,7 @@ class _Recorder:
                 "extra": storable(dict(event.extra)),
                 "has_content": True,
             }
+            self._note_addresses(content["from_number"], content["to_numbers"])
             if len(event.media) > MAX_ATTACHMENTS_PER_MESSAGE:
                 content["extra"]["mediaNotFetched"] = len(event.media) - MAX_ATTACHMENTS_PER_MESSAGE
             attachments = [
@@ -203,7 +246,7 @@ class _Recorder:
                 for index, media in enumerate(event.media[:MAX_ATTACHMENTS_PER_MESSAGE])
             ]
             return SimpleNamespace(event=event, content=content, attachments=attachments)
-        return SimpleNamespace(
+        item = SimpleNamespace(
             event=event,
             dedupe_key=storable((event.event_id or _derived_dedupe_key(event))[:128]),
             from_number=storable(normalize_address(event.from_, self.region)),
@@ -212,9 +255,16 @@ class _Recorder:
             error_code=storable(event.error_code[:64]) if event.error_code else None,
             error_message=storable(event.error_message),
         )
+        self._note_addresses(item.from_number, item.to_numbers)
+        return item
 
     def _addresses(self, values) -> list[str]:
         return [address for address in (normalize_address(v, self.region) for v in values) if address]
+
+    def _note_addresses(self, sender: str | None, recipients: list[str]) -> None:
+        self.addresses.update(recipients)
+        if sender:
+            self.addresses.add(sender)
 
     # Inside the transaction ---------------------------------------------------------------------
     def record(self, conn: sa.Connection, item: SimpleNamespace, raw_id: int) -> None:
@@ -245,6 +295,7 @@ class _Recorder:
         if seq is None:
             existing = self._locked(conn, event.provider_message_id)
             if existing.has_content:
+                self._saw(existing.id)  # the message it repeats, for the log
                 return  # a retry or a second notification of a message we already have
             # Known so far only from status reports: fill in the content, keep its id and status.
             update = dict(content, updated_at=self.now)

@@ -18,9 +18,11 @@ from webhook_service.config.connections import ConnectionDirectory
 from webhook_service.config.model import Connection
 from webhook_service.database.engine import Database
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
+from webhook_service.database.quarantine import body_was_kept, quarantine_entry, resolve_entry
 from webhook_service.database.tables import RequestRecord, storable
+from webhook_service.intake import request_log
 from webhook_service.intake.message_store import RawRequestRecord, StoreResult, raw_request_stored, store_webhook
-from webhook_service.intake.quarantine import Quarantine, body_was_kept
+from webhook_service.intake.quarantine import Quarantine
 from webhook_service.intake.redaction import stored_form
 from webhook_service.intake.spool import RequestSpool, SpoolUnavailable
 from webhook_service.intake.spool_format import SpooledRequest
@@ -89,6 +91,7 @@ class Intake:
         check: Check = CHECK_ALL,
         quarantine_refused: bool = True,
         may_spool: bool = True,
+        replay_of: int | None = None,
     ) -> IntakeResult:
         """Verify, parse and store one request. Also used by operators to replay a quarantined one, and
         by the drainer to store a spooled one (neither goes back to the spool: `may_spool` False)."""
@@ -114,12 +117,25 @@ class Intake:
         masked = (mask(normalize_address(event.from_, self.region)) for event in events)
         senders = [sender for sender in dict.fromkeys(masked) if sender]
         record = stored_form(adapter, connection, webhook_request, request_id)
+        log_entry = request_log.entry(
+            record,
+            provider=connection.provider,
+            connection=connection.name,
+            tenant_id=connection.tenant,
+            outcome="accepted",
+            http_status=200,
+        )
+        log_entry["replay_of"] = replay_of
         try:
-            stored = store_webhook(self.db, connection, record, events, self.region)
+            stored = store_webhook(self.db, connection, record, events, self.region, log_entry)
         except UNAVAILABLE_ERRORS as error:
             log(logger, "database_unavailable", logging.ERROR, request_id=request_id, error=type(error).__name__)
             if may_spool and self.spool is not None:
+                # Its request log row is written when the drainer stores it.
                 return self._spool(connection, record, provider_ids, senders)
+            unavailable = dict(log_entry, outcome="unavailable", http_status=503, reason_code="database_unavailable")
+            unavailable["headers"] = request_log.bounded_headers(record.headers)  # nothing else keeps them
+            request_log.record_alone(self.db, unavailable)
             return IntakeResult(
                 503, "unavailable", "database_unavailable", provider_message_ids=provider_ids, senders=senders
             )
@@ -224,7 +240,7 @@ class Intake:
         credentials were redacted, so Basic-auth or token-only connections need `trust` (the operator
         vouches for it). None when the entry, or its connection, no longer exists; a 409 `body_not_kept`,
         changing nothing, for an entry kept without its body (there is nothing to replay)."""
-        row = self.quarantine.get(entry_id)
+        row = quarantine_entry(self.db, entry_id)
         adapter = self.adapters.get(row.provider) if row else None
         connection = self.connections.find(row.provider, row.connection) if row and adapter else None
         if row is None or adapter is None or connection is None:
@@ -240,9 +256,10 @@ class Intake:
                 request_id,
                 check=CHECK_NOTHING if trust else CHECK_SIGNATURE,
                 quarantine_refused=False,
+                replay_of=entry_id,
             )
         if result.status == 200:
-            self.quarantine.resolve(entry_id, "replayed")
+            resolve_entry(self.db, entry_id, "replayed")
         return result
 
 

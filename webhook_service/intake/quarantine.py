@@ -16,18 +16,19 @@ counts between reads: together they may overshoot by what they admit within one 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
 from webhook_service.config.model import Connection
 from webhook_service.database.engine import Database
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
+from webhook_service.database.quarantine import BUDGET_NOTE, UNREAD_BODY_REASONS
+from webhook_service.database.request_counts import request_counts
 from webhook_service.database.tables import QUARANTINED_REQUESTS, QuarantinedRequest, one_request
+from webhook_service.intake import request_log
 from webhook_service.intake.message_store import RawRequestRecord
 from webhook_service.intake.redaction import stored_form
 from webhook_service.observability.logs import log
@@ -36,12 +37,6 @@ from webhook_service.providers.base import ProviderAdapter, WebhookRequest
 logger = logging.getLogger("webhook_service.intake")
 
 REFRESH_SECONDS = 10.0
-# Reason codes of requests whose body was never read whole (http.py): kept without it.
-BODY_TOO_LARGE = "body_too_large"
-BODY_INCOMPLETE = "body_incomplete"
-# How the reason of an entry kept without its body, past the budget, begins.
-_BUDGET_NOTE = "body of {size} bytes not kept: "
-_BUDGET_NOTE_PATTERN = re.compile(r"body of \d+ bytes not kept: ")
 SELECT_QUARANTINED_REQUEST = one_request(QUARANTINED_REQUESTS)
 STORED_BODY_BYTES = sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(QuarantinedRequest.body)), 0))
 
@@ -72,8 +67,8 @@ class QuarantineBudget:
 
 
 class Quarantine:
-    """Refused requests: kept (within the body budget) as they came, credentials redacted; listed, read and
-    marked resolved by operators."""
+    """Refused requests: kept (within the body budget) as they came, credentials redacted. Operators list,
+    read and resolve them through database/quarantine.py."""
 
     def __init__(self, db: Database, budget: QuarantineBudget):
         self.db = db
@@ -97,7 +92,7 @@ class Quarantine:
             if body and not self.budget.admit(self.db, len(body)):
                 # Said first, so that it survives the reason's length cap.
                 detail = (
-                    _BUDGET_NOTE.format(size=len(body))
+                    BUDGET_NOTE.format(size=len(body))
                     + f"quarantine holds its budget of {self.budget.limit_bytes} bytes (quarantine_max_bytes); {detail}"
                 )
                 log(
@@ -110,8 +105,27 @@ class Quarantine:
                     bytes=len(body),
                 )
                 body = b""
+            log_entry = request_log.entry(
+                record,
+                provider=connection.provider,
+                connection=connection.name,
+                tenant_id=connection.tenant,
+                outcome=request_log.REFUSED_OUTCOMES.get(http_status, "refused"),
+                http_status=http_status,
+                reason_code=reason_code,
+            )
+            if reason_code in UNREAD_BODY_REASONS:  # its size is unknown
+                log_entry["body_bytes"] = None
             self._insert(
-                connection.provider, connection.name, connection.tenant, record, body, http_status, reason_code, detail
+                connection.provider,
+                connection.name,
+                connection.tenant,
+                record,
+                body,
+                http_status,
+                reason_code,
+                detail,
+                log_entry,
             )
         except UNAVAILABLE_ERRORS as error:
             log(logger, "quarantine_unavailable", logging.ERROR, request_id=request_id, error=type(error).__name__)
@@ -129,8 +143,9 @@ class Quarantine:
         """Record a request that was verified and acknowledged but cannot be stored as a message (a
         spooled request whose connection is gone, or that no longer parses): whole, outside the budget
         for refused requests (the spool's own budget bounded it), and raising UNAVAILABLE_ERRORS when
-        the database cannot take it, so that the caller keeps it."""
-        self._insert(provider, connection_name, tenant, record, record.body, http_status, reason_code, detail)
+        the database cannot take it, so that the caller keeps it. Its request log row was not written
+        (it was acknowledged while the database was down)."""
+        self._insert(provider, connection_name, tenant, record, record.body, http_status, reason_code, detail, None)
 
     def _insert(
         self,
@@ -142,37 +157,32 @@ class Quarantine:
         http_status: int,
         reason_code: str,
         detail: str,
+        log_entry: dict | None,
     ) -> None:
+        """The entry and, for a refused request, its request log row, in one transaction."""
+        entry = QuarantinedRequest(
+            request_id=record.request_id,
+            received_at=record.received_at,
+            provider=provider,
+            connection=connection_name,
+            tenant_id=tenant,
+            method=record.method,
+            url=record.url,
+            headers=record.headers,
+            body=body,
+            remote_addr=record.remote_addr,
+            http_status=http_status,
+            reason_code=reason_code,
+            reason=detail[:2000],
+        )
         with self.db.transaction() as session:
-            session.add(
-                QuarantinedRequest(
-                    request_id=record.request_id,
-                    received_at=record.received_at,
-                    provider=provider,
-                    connection=connection_name,
-                    tenant_id=tenant,
-                    method=record.method,
-                    url=record.url,
-                    headers=record.headers,
-                    body=body,
-                    remote_addr=record.remote_addr,
-                    http_status=http_status,
-                    reason_code=reason_code,
-                    reason=detail[:2000],
-                )
-            )
-
-    def entries(
-        self, *, include_resolved: bool = False, provider: str | None = None, limit: int = 50
-    ) -> list[QuarantinedRequest]:
-        """The newest entries first; unresolved ones only unless `include_resolved`."""
-        query = sa.select(QuarantinedRequest).order_by(QuarantinedRequest.id.desc()).limit(limit)
-        if not include_resolved:
-            query = query.where(QuarantinedRequest.resolved_at.is_(None))
-        if provider:
-            query = query.where(QuarantinedRequest.provider == provider)
-        with self.db.reading() as session:
-            return list(session.scalars(query))
+            session.add(entry)
+            if log_entry is not None:
+                session.flush()  # gives the entry its id, for the request log row
+                log_entry.update(quarantine_id=entry.id, latency_ms=request_log.latency_ms(record.received_at))
+                session.execute(request_log.INSERT_ENTRY, log_entry)
+        if log_entry is not None:
+            request_counts(self.db).add(log_entry)
 
     def holds(self, provider: str, connection_name: str, record: RawRequestRecord) -> bool:
         """Whether this very request (same arrival time and request id) is in quarantine already: a spool
@@ -183,25 +193,3 @@ class Quarantine:
                 SELECT_QUARANTINED_REQUEST, {**parameters, "provider": provider, "connection": connection_name}
             ).first()
         return found is not None
-
-    def get(self, entry_id: int) -> QuarantinedRequest | None:
-        with self.db.reading() as session:
-            return session.get(QuarantinedRequest, entry_id)
-
-    def resolve(self, entry_id: int, resolution: str) -> None:
-        """Mark an entry replayed or discarded (it stays until `prune`)."""
-        with self.db.transaction() as session:
-            session.execute(
-                sa.update(QuarantinedRequest)
-                .where(QuarantinedRequest.id == entry_id)
-                .values(resolved_at=datetime.now(UTC), resolution=resolution)
-            )
-
-
-def body_was_kept(entry: QuarantinedRequest) -> bool:
-    """Whether the entry holds the body as it came: not when the request was too large, its body never
-    arrived whole, or quarantine was past its budget (an empty body that was sent empty was kept)."""
-    if entry.body:
-        return True
-    unread = entry.reason_code in (BODY_TOO_LARGE, BODY_INCOMPLETE)
-    return not (unread or _BUDGET_NOTE_PATTERN.match(entry.reason))

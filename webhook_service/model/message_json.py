@@ -1,17 +1,11 @@
-"""The canonical JSON shapes consumers read (camelCase, as the seeds use), and the one function that
-renders stored messages that way: the read API's answers and push deliveries' payloads are the same."""
+"""The canonical JSON shapes consumers read (camelCase, as the seeds use)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
-
-from webhook_service.database.tables import ATTACHMENTS, STATUS_EVENTS
 from webhook_service.model.file_names import attachment_file_name
 
 # A message, attachment or status report with its table's columns as attributes: an ORM object when read
@@ -87,25 +81,3 @@ def message_json(
         "attachments": [attachment_json(a, url) for a in attachments],
         "statusHistory": [status_json(row) for row in history],
     }
-
-
-def render_messages(session: Session, messages: Sequence[Row], url: AttachmentUrl) -> list[dict[str, Any]]:
-    """Stored messages (ORM objects or Core rows) as consumers read them, with their attachments (URLs
-    signed by `url`) and status history, in two queries for the whole list. Those two read Core rows:
-    building ORM objects cost several times more, for JSON made from their attributes alike."""
-    if not messages:
-        return []
-    seqs = [m.seq for m in messages]
-    attachments: dict[int, list[Row]] = defaultdict(list)
-    for attachment in session.execute(
-        sa.select(ATTACHMENTS)
-        .where(ATTACHMENTS.c.message_seq.in_(seqs))
-        .order_by(ATTACHMENTS.c.message_seq, ATTACHMENTS.c.index)
-    ):
-        attachments[attachment.message_seq].append(attachment)
-    history: dict[int, list[Row]] = defaultdict(list)
-    for row in session.execute(
-        sa.select(STATUS_EVENTS).where(STATUS_EVENTS.c.message_seq.in_(seqs)).order_by(STATUS_EVENTS.c.id)
-    ):
-        history[row.message_seq].append(row)
-    return [message_json(m, attachments[m.seq], history[m.seq], url) for m in messages]

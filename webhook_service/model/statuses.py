@@ -39,3 +39,15 @@ def canonical(mapping: dict[str, str], provider_status: str | None) -> str:
     if not provider_status:
         return UNKNOWN
     return mapping.get(provider_status.strip().lower(), UNKNOWN)
+
+
+def why_not_applied(current: str | None, new: str) -> str:
+    """Why a report with status `new` left the current status as it was (for operators; `advances` is
+    the rule)."""
+    if new == UNKNOWN:
+        return f"an unmapped provider status does not replace {current!r}"
+    if current in TERMINAL:
+        return f"the message was already {current}, a final state"
+    if new == current:
+        return f"the message was already {current}"
+    return f"{new} comes before {current}: a late or out-of-order report"

@@ -38,14 +38,7 @@ def health_blueprint(
 
     @blueprint.get("/readyz")
     def readyz():
-        checks = {}
-        for name, probe in probes.items():
-            try:
-                probe()
-                checks[name] = "ok"
-            except Exception as error:  # noqa: BLE001  # a readiness probe reports every failure rather than raising
-                log(logger, "readiness_check_failed", logging.WARNING, check=name, error=type(error).__name__)
-                checks[name] = f"unavailable: {type(error).__name__}"
+        checks = run_probes(probes)
         body: dict = {"status": "ready", "checks": checks}
         failing = {name for name, value in checks.items() if value != "ok"}
         if spool is not None:
@@ -64,6 +57,19 @@ def health_blueprint(
         return Response(body, content_type=content_type)
 
     return blueprint
+
+
+def run_probes(probes: Mapping[str, Probe]) -> dict[str, str]:
+    """Each dependency's state: "ok", or "unavailable: <error>" (also shown by the operator console)."""
+    checks = {}
+    for name, probe in probes.items():
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as error:  # noqa: BLE001  # a readiness probe reports every failure rather than raising
+            log(logger, "readiness_check_failed", logging.WARNING, check=name, error=type(error).__name__)
+            checks[name] = f"unavailable: {type(error).__name__}"
+    return checks
 
 
 def _spool_report(spool: Callable[[], dict]) -> dict:

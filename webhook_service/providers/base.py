@@ -27,6 +27,15 @@ from webhook_service.model.events import Event
 # Credentials that must never be stored or logged as received (adapters may add their own).
 REDACTED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 REDACTED_QUERY_PARAMS = frozenset({"access_token", "token", "api_key", "apikey", "password", "secret"})
+# Parts of header names that say the value is a credential or a signature. Kept requests keep signatures
+# (a replay checks them again); wherever a request is shown, or kept where no replay reads it (the request
+# log), these are redacted too, as no adapter is asked which of its headers are secret.
+_SECRET_HEADER_PARTS = ("auth", "signature", "token", "secret", "key", "password", "cookie", "session")
+
+
+def looks_secret(header_name: str) -> bool:
+    lowered = header_name.lower()
+    return lowered in REDACTED_HEADERS or any(part in lowered for part in _SECRET_HEADER_PARTS)
 
 
 class VerificationFailed(Exception):

@@ -1,7 +1,7 @@
 """push delivery: endpoints, deliveries and their attempts
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-05 09:00:00
 """
 
@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 import webhook_service.database.tables
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

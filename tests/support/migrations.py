@@ -1,0 +1,18 @@
+"""The migrations this version has, oldest first, read from the migration scripts themselves, so that
+tests of what `migrate` and `check-config --connect` say stay true as migrations are added."""
+
+from __future__ import annotations
+
+from alembic.script import ScriptDirectory
+
+from webhook_service.database.migrate import alembic_config
+
+REVISIONS: tuple[str, ...] = tuple(
+    script.revision
+    for script in reversed(list(ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()))
+)
+
+
+def migrations(revisions: tuple[str, ...]) -> str:
+    """ "1 migration", "3 migrations", as the commands count them."""
+    return f"{len(revisions)} migration{'' if len(revisions) == 1 else 's'}"

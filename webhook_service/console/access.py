@@ -1,0 +1,132 @@
+"""Who may use the console and what they may see: operators from the configuration (`[[operators]]`),
+password checks that do not reveal which usernames exist, sign-in attempts counted per client address and
+per username, and the signed-in operator of a request.
+
+An operator's session holds their username and a fingerprint of their password hash: removing an operator
+or changing their password ends their sessions at the next request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from functools import cached_property
+
+from flask import g, session
+from limits import RateLimitItem, parse_many
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from webhook_service.config.model import ConsoleSettings, Operator
+from webhook_service.database.scope import Tenants
+from webhook_service.observability.logs import log
+
+logger = logging.getLogger("webhook_service.console")
+
+# A Redis that does not answer must not hold a sign-in for long (see SignInLimiter).
+_STORAGE_TIMEOUT_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """The operator of the current request."""
+
+    username: str
+    role: str
+    # None: every tenant (and rows of no tenant).
+    tenants: Tenants
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class Operators:
+    def __init__(self, operators: list[Operator], fingerprint_key: bytes):
+        self._by_name = {operator.username: operator for operator in operators}
+        self._fingerprint_key = fingerprint_key
+
+    @cached_property
+    def _decoy_hash(self) -> str:
+        """Checked when the username is unknown, so that the time taken does not tell which usernames
+        exist; made with the configured hashes' method, so it costs the same. (Made on first use: hashing
+        is slow on purpose, and most processes never see a sign-in.)"""
+        method = next((o.password_hash.split("$", 1)[0] for o in self._by_name.values()), "scrypt")
+        try:
+            return generate_password_hash(secrets.token_urlsafe(16), method=method)
+        except ValueError:
+            return generate_password_hash(secrets.token_urlsafe(16))
+
+    def check_password(self, username: str, password: str) -> Operator | None:
+        operator = self._by_name.get(username)
+        if operator is None:
+            check_password_hash(self._decoy_hash, password)
+            return None
+        return operator if check_password_hash(operator.password_hash, password) else None
+
+    def start_session(self, operator: Operator) -> None:
+        session.clear()  # nothing of a session from before the sign-in survives it (session fixation)
+        session["operator"] = operator.username
+        session["credential"] = self._fingerprint(operator)
+        session.permanent = True
+
+    def signed_in(self) -> SignedIn | None:
+        """The session's operator, while they are configured with the password they signed in with."""
+        if "signed_in" not in g:
+            g.signed_in = self._from_session()
+        result: SignedIn | None = g.signed_in
+        return result
+
+    def _from_session(self) -> SignedIn | None:
+        username = session.get("operator")
+        operator = self._by_name.get(username) if isinstance(username, str) else None
+        if operator is None:
+            return None
+        fingerprint = session.get("credential")
+        if not isinstance(fingerprint, str) or not hmac.compare_digest(fingerprint, self._fingerprint(operator)):
+            return None
+        tenants = None if operator.all_tenants else frozenset(operator.tenants)
+        return SignedIn(operator.username, operator.role, tenants)
+
+    def _fingerprint(self, operator: Operator) -> str:
+        return hmac.new(self._fingerprint_key, operator.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+class SignInLimiter:
+    """Sign-in attempts per client address and per username (any username, so that a refusal says nothing
+    about which exist), in a moving window, counted where `console.rate_limit_storage_url` says (Redis
+    shares the count between processes and hosts). If that storage fails, attempts are counted in this
+    process's memory meanwhile: a Redis outage must neither lock operators out nor lift the limit."""
+
+    def __init__(self, settings: ConsoleSettings, redis_url: str | None):
+        uri = settings.rate_limit_storage_url or redis_url or "memory://"
+        options: dict = {}
+        if uri.startswith(("redis://", "rediss://", "redis+unix://")):
+            options = {"socket_timeout": _STORAGE_TIMEOUT_SECONDS, "socket_connect_timeout": _STORAGE_TIMEOUT_SECONDS}
+        self._shared = MovingWindowRateLimiter(storage_from_string(uri, wrap_exceptions=True, **options))
+        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._per_address: list[RateLimitItem] = parse_many(settings.login_limit_per_address)
+        self._per_username: list[RateLimitItem] = parse_many(settings.login_limit_per_username)
+
+    def attempt(self, address: str, username: str) -> bool:
+        """Count one attempt; False when one of the limits is already used up."""
+        # The username is hashed: it is a caller's text of any length, and a Redis key.
+        user_key = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
+        checks = [(item, "address", address) for item in self._per_address]
+        checks += [(item, "username", user_key) for item in self._per_username]
+        allowed = True
+        for item, kind, key in checks:
+            allowed = self._hit(item, kind, key) and allowed
+        return allowed
+
+    def _hit(self, item: RateLimitItem, kind: str, key: str) -> bool:
+        try:
+            return self._shared.hit(item, "console-sign-in", kind, key)
+        except StorageError as error:
+            log(logger, "sign_in_limit_storage_unavailable", logging.WARNING, error=type(error.storage_error).__name__)
+            return self._local.hit(item, "console-sign-in", kind, key)

@@ -1,0 +1,134 @@
+"""Finding messages with their attachments and status history: the one set of queries the read API, the
+operator console and push delivery use (each renders the rows its own way).
+
+`tenants` scopes a query (database/scope.py): the read API passes its caller's tenant.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from webhook_service.database.engine import Database
+from webhook_service.database.scope import Tenants, within
+from webhook_service.database.tables import Attachment, Message, StatusEventRow, storable
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """All given conditions must hold. Addresses are compared as stored: normalize them first
+    (model/phone.py)."""
+
+    direction: str | None = None
+    status: str | None = None
+    provider: str | None = None
+    connection: str | None = None
+    provider_message_id: str | None = None
+    sender: str | None = None
+    recipient: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass
+class LoadedMessage:
+    message: Message
+    attachments: list[Attachment] = field(default_factory=list)
+    history: list[StatusEventRow] = field(default_factory=list)
+
+
+@dataclass
+class MessagePage:
+    messages: list[LoadedMessage]
+    # The `before` of the next page, or None on the last one.
+    next_before: int | None
+
+
+def find_messages(
+    db: Database, *, tenants: Tenants, where: MessageFilter, before: int | None = None, limit: int = 50
+) -> MessagePage:
+    """The newest messages first, `limit` at a time; `before` is the previous page's `next_before`."""
+    query = _filtered(sa.select(Message), tenants, where, db.dialect)
+    if before is not None:
+        query = query.where(Message.seq < before)
+    query = query.order_by(Message.seq.desc()).limit(limit + 1)
+    with db.reading() as session:
+        rows = list(session.scalars(query))
+        page = rows[:limit]
+        return MessagePage(_loaded(session, page), page[-1].seq if len(rows) > limit else None)
+
+
+def find_message(db: Database, *conditions: Any, tenants: Tenants) -> LoadedMessage | None:
+    """The one message matching `conditions` (e.g. `Message.id == ...`) within the tenants."""
+    query = sa.select(Message).where(*conditions)
+    if tenants is not None:
+        query = query.where(within(Message.tenant_id, tenants))
+    with db.reading() as session:
+        message = session.scalars(query.limit(1)).first()
+        return _loaded(session, [message])[0] if message is not None else None
+
+
+def load_messages(session: Session, message_ids: Collection[str]) -> list[LoadedMessage]:
+    """These messages (any tenant's: the caller scopes) with their attachments and status history, in
+    three queries however many: push delivery renders a batch's at once."""
+    if not message_ids:
+        return []
+    return _loaded(session, list(session.scalars(sa.select(Message).where(Message.id.in_(list(message_ids))))))
+
+
+def json_list_contains(column: Any, value: str, dialect: str) -> Any:
+    """A condition: the JSON list in `column` holds the string `value` (exactly: no pattern, any
+    characters)."""
+    if dialect == "postgresql":
+        return column.op("@>")(sa.func.jsonb_build_array(value))
+    items = sa.func.json_each(column).table_valued("value")
+    return sa.exists(sa.select(1).select_from(items).where(items.c.value == value))
+
+
+def _loaded(session: Session, messages: list[Message]) -> list[LoadedMessage]:
+    """Messages with their attachments and status history, in two queries for the whole page."""
+    if not messages:
+        return []
+    seqs = [m.seq for m in messages]
+    attachments: dict[int, list[Attachment]] = defaultdict(list)
+    for attachment in session.scalars(
+        sa.select(Attachment).where(Attachment.message_seq.in_(seqs)).order_by(Attachment.message_seq, Attachment.index)
+    ):
+        attachments[attachment.message_seq].append(attachment)
+    history: dict[int, list[StatusEventRow]] = defaultdict(list)
+    for row in session.scalars(
+        sa.select(StatusEventRow).where(StatusEventRow.message_seq.in_(seqs)).order_by(StatusEventRow.id)
+    ):
+        history[row.message_seq].append(row)
+    return [LoadedMessage(m, attachments[m.seq], history[m.seq]) for m in messages]
+
+
+def _filtered(query: sa.Select, tenants: Tenants, where: MessageFilter, dialect: str) -> sa.Select:
+    if tenants is not None:
+        query = query.where(within(Message.tenant_id, tenants))
+    if where.direction:
+        query = query.where(Message.direction == where.direction)
+    if where.status:
+        query = query.where(Message.status == where.status)
+    for value, column in (
+        (where.provider, Message.provider),
+        (where.connection, Message.connection),
+        (where.provider_message_id, Message.provider_message_id),
+        (where.sender, Message.from_number),
+    ):
+        if value is not None:
+            # Values are stored with the characters no database holds (NUL) replaced; so are lookups.
+            query = query.where(column == storable(value))
+    if where.recipient is not None:
+        query = query.where(json_list_contains(Message.to_numbers, storable(where.recipient), dialect))
+    if where.since:
+        query = query.where(Message.received_at >= where.since)
+    if where.until:
+        query = query.where(Message.received_at < where.until)
+    return query
