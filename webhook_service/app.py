@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from webhook_service.api.docs_page import docs_blueprint
+from webhook_service.api.endpoints import endpoints_api_blueprint
 from webhook_service.api.errors import (
     OUTAGE_ERRORS,
     ApiError,
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(
         media_api_blueprint(runtime.uploads, runtime.links, runtime.api_auth, settings, work_dir=runtime.work_dir)
     )
+    app.register_blueprint(endpoints_api_blueprint(runtime.endpoints, runtime.api_auth))
     app.register_blueprint(
         openapi_blueprint(
             max_file_bytes=runtime.media_policy.max_bytes, allowed_types=sorted(runtime.media_policy.allowed_types)

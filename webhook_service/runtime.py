@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from webhook_service.database.engine import Database
 from webhook_service.database.leases import Lease
 from webhook_service.database.limits import DatabaseLimits
 from webhook_service.database.request_counts import request_counts
+from webhook_service.delivery.endpoints import EndpointStore
+from webhook_service.delivery.engine import DeliveryEngine
+from webhook_service.delivery.urls import EndpointUrls, delivery_rules
 from webhook_service.intake.processing import Intake
 from webhook_service.intake.quarantine import Quarantine, QuarantineBudget
 from webhook_service.intake.spool import RequestSpool
@@ -29,18 +33,19 @@ from webhook_service.media.links import MediaLinks
 from webhook_service.media.pipeline import AttachmentPipeline
 from webhook_service.media.uploads import MediaUploads
 from webhook_service.media.validation import MediaPolicy
+from webhook_service.network.targets import OutboundError
 from webhook_service.observability import metrics
 from webhook_service.observability.logs import log
 from webhook_service.providers import ADAPTERS
-from webhook_service.worker.queue import SWEEP_LEASE_SECONDS, SWEEP_TASK, DownloadQueue
+from webhook_service.worker.queue import DELIVERY_SWEEP_TASK, SWEEP_LEASE_SECONDS, SWEEP_TASK, DownloadQueue
 
 logger = logging.getLogger("webhook_service.runtime")
 
 
 class Runtime:
     def __init__(self, settings: Settings, *, resolver: Resolver | None = None):
-        """`resolver` resolves media hosts for downloads (None: the system's; tests substitute one, as DNS
-        is not theirs to run)."""
+        """`resolver` resolves media hosts for downloads and endpoint hosts for deliveries (None: the
+        system's; tests substitute one, as DNS is not theirs to run)."""
         self.settings = settings
         self.resolver = resolver
         self.db = Database(settings.effective_database_url, _database_limits(settings))
@@ -76,6 +81,22 @@ class Runtime:
             work_dir=self.work_dir,
             resolver=resolver,
         )
+        self.endpoint_urls = EndpointUrls(delivery_rules(settings.delivery), resolver)
+        # A declared endpoint's URL that the rules refuse stops the service now, like any bad setting.
+        for index, declared in enumerate(settings.delivery.endpoints):
+            try:
+                self.endpoint_urls.check_form(declared.url)
+            except OutboundError as error:
+                raise ConfigError(f"delivery.endpoints[{index}].url: {error.message}") from None
+        self.endpoints = EndpointStore(self.db, self.endpoint_urls, wake=self.wake_deliveries)
+        self.deliveries = DeliveryEngine(
+            self.db,
+            settings.delivery,
+            attachment_url=self.links.attachment_url,
+            enqueue=lambda ids, eta: self.queue.enqueue_deliveries(ids, eta),
+            resolver=resolver,
+        )
+        self._declared_endpoints_synced = False
 
     @cached_property
     def secret_key(self) -> bytes:
@@ -113,6 +134,8 @@ class Runtime:
             process=self.attachments.process,
             sweep=self.attachments.sweep,
             sweep_lease=Lease(self.db, SWEEP_TASK, SWEEP_LEASE_SECONDS),
+            deliver=self.deliveries.drain,
+            sweep_deliveries=self.sweep_deliveries,
         )
 
     @cached_property
@@ -141,6 +164,34 @@ class Runtime:
         except Exception as error:  # noqa: BLE001  # the queue is only a trigger; never fail the webhook over it
             metrics.ENQUEUE_FAILURES.inc(len(attachment_ids))
             log(logger, "enqueue_failed", logging.WARNING, attachments=len(attachment_ids), error=type(error).__name__)
+
+    def wake_deliveries(self, endpoint_ids: list[str]) -> None:
+        """Ask for delivery turns for these endpoints now. Only a trigger: the delivery sweep finds
+        whatever a lost one leaves waiting."""
+        try:
+            self.queue.enqueue_deliveries(endpoint_ids)
+        except Exception as error:  # noqa: BLE001  # the queue is only a trigger; never fail the caller over it
+            log(logger, "enqueue_failed", logging.WARNING, endpoints=len(endpoint_ids), error=type(error).__name__)
+
+    def sweep_deliveries(self) -> int:
+        """The minute's delivery sweep, run by whichever worker takes its lease (as the attachments'
+        sweep); first, until it has worked once in this process, the endpoints declared in the
+        configuration are made to match it."""
+        if not Lease(self.db, DELIVERY_SWEEP_TASK, SWEEP_LEASE_SECONDS).take():
+            return 0
+        self._sync_declared_endpoints()
+        return self.deliveries.sweep()
+
+    def catch_up_deliveries(self) -> int:
+        """When a worker starts: every endpoint with work is woken, however recent (the feed watch takes
+        over from there)."""
+        self._sync_declared_endpoints()
+        return self.deliveries.sweep(grace=timedelta(0))
+
+    def _sync_declared_endpoints(self) -> None:
+        if not self._declared_endpoints_synced:
+            self.endpoints.sync_declared(self.settings.delivery.endpoints)
+            self._declared_endpoints_synced = True
 
     def close(self) -> None:
         drainer = self.__dict__.get("spool_drainer")  # made on first use

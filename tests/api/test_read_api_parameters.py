@@ -24,7 +24,9 @@ READ_OPERATIONS = {
     ("/api/v1/providers/{provider}/messages/{providerMessageId}", "path"): ProviderMessagePath,
     ("/api/v1/events", "query"): EventQuery,
 }
-EVENT_TYPES = "message.received, message.status, attachment.stored, attachment.rejected, attachment.failed"
+EVENT_TYPES = (
+    "message.received, message.status, attachment.stored, attachment.rejected, attachment.failed, endpoint.disabled"
+)
 EXAMPLES = 50
 
 

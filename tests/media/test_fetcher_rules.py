@@ -11,9 +11,9 @@ from ipaddress import ip_address, ip_network
 import pytest
 
 from tests.fixtures.media_server import StaticResolver
-from webhook_service.media.addresses import in_networks, is_cloud_metadata, refusal_reason
 from webhook_service.media.fetcher import FetchError, FetchPolicy, SafeFetcher
 from webhook_service.model.credentials import Credentials
+from webhook_service.network.addresses import in_networks, is_cloud_metadata, refusal_reason
 
 REFUSED_ADDRESSES = [
     "0.0.0.0",

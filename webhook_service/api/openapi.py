@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from webhook_service.api import media_models, read_params, response_models
+from webhook_service.api import endpoint_models, media_models, read_params, response_models
 from webhook_service.api.openapi_document import Answer, Operation, build_document
 from webhook_service.api.upload_body import max_body_bytes
 from webhook_service.config.model import DEFAULT_PHONE_NUMBER, DEFAULT_TENANT_ID
@@ -47,6 +47,7 @@ _ERROR_DESCRIPTIONS = {
     401: "Credentials are missing or wrong.",
     403: "Not the caller's tenant or phone number, or a signed link that is invalid or expired.",
     404: "No such object (or another tenant's).",
+    409: "The endpoint is declared in the configuration, or the tenant has as many endpoints as allowed.",
     410: "The upload was deleted.",
     413: "The file (or the request) is too large: Media file exceeds maximum size of 5MB.",
     415: "The file's type is not allowed: Unsupported media type: image/bmp.",
@@ -81,7 +82,7 @@ def build_spec(*, max_file_bytes: int, allowed_types: list[str]) -> dict[str, An
     return build_document(
         info=_INFO,
         security_schemes=_SECURITY_SCHEMES,
-        operations=[*_read_operations(), *_media_operations(max_file_bytes, allowed_types)],
+        operations=[*_read_operations(), *_media_operations(max_file_bytes, allowed_types), *_endpoint_operations()],
     )
 
 
@@ -202,3 +203,118 @@ def _upload_description(max_file_bytes: int, allowed_types: list[str]) -> str:
 
 def _errors(*statuses: int) -> dict[int, Answer]:
     return {status: Answer(_ERROR_DESCRIPTIONS[status], response_models.Error) for status in statuses}
+
+
+# Push delivery: the endpoints API (api/endpoints.py) ------------------------------------------------
+
+
+def _endpoint_operations() -> list[Operation]:
+    models = endpoint_models
+    path = "/api/v1/endpoints/{endpointId}"
+    one = models.EndpointPath
+    json_body = "application/json"
+    return [
+        Operation(
+            "POST",
+            "/api/v1/endpoints",
+            "createEndpoint",
+            "endpoints",
+            "Register a URL that every event of the tenant (or of the types named) is POSTed to.",
+            {
+                201: Answer(
+                    "Registered; the answer shows the signing secret, only this once.",
+                    models.EndpointWithSecret,
+                    {"Location": {"schema": _STRING, "description": "The endpoint's URL in this API."}},
+                ),
+                **_endpoint_errors(400, 401, 409, 413),
+            },
+            bodies={json_body: models.EndpointCreate},
+            description=_ENDPOINT_DESCRIPTION,
+        ),
+        Operation(
+            "GET",
+            "/api/v1/endpoints",
+            "listEndpoints",
+            "endpoints",
+            "The tenant's endpoints.",
+            {200: Answer("The endpoints.", models.EndpointList), **_errors(401)},
+        ),
+        Operation(
+            "GET",
+            path,
+            "getEndpoint",
+            "endpoints",
+            "One endpoint.",
+            {200: Answer("The endpoint.", models.Endpoint), **_errors(401, 404)},
+            path_parameters=one,
+        ),
+        Operation(
+            "PATCH",
+            path,
+            "updateEndpoint",
+            "endpoints",
+            "Change an endpoint: only the fields given change.",
+            {200: Answer("The endpoint as changed.", models.Endpoint), **_endpoint_errors(400, 401, 404, 409, 413)},
+            bodies={json_body: models.EndpointUpdate},
+            description=(
+                "Disabling gives up its pending deliveries; enabling again starts at the end of the event feed "
+                "(replay recovers what it missed). A new URL is checked as at registration."
+            ),
+            path_parameters=one,
+        ),
+        Operation(
+            "DELETE",
+            path,
+            "deleteEndpoint",
+            "endpoints",
+            "Remove an endpoint and its history.",
+            {204: Answer("Removed."), **_errors(401, 404, 409)},
+            path_parameters=one,
+        ),
+        Operation(
+            "POST",
+            f"{path}/rotate-secret",
+            "rotateEndpointSecret",
+            "endpoints",
+            "A new signing secret; for 24 hours deliveries are signed with both the old and the new one.",
+            {200: Answer("The new secret, shown only this once.", models.RotatedEndpoint), **_errors(401, 404, 409)},
+            path_parameters=one,
+        ),
+        Operation(
+            "GET",
+            f"{path}/attempts",
+            "listEndpointAttempts",
+            "endpoints",
+            "The endpoint's delivery attempts, newest first: HTTP status or error, latency, the answer's first KiB.",
+            {200: Answer("A page of attempts.", models.AttemptPage), **_errors(400, 401, 404)},
+            query=models.AttemptQuery,
+            path_parameters=one,
+        ),
+        Operation(
+            "POST",
+            f"{path}/replay",
+            "replayEndpointEvents",
+            "endpoints",
+            "Deliver events again: every one since a time, or those named (with the same webhook-id as before).",
+            {202: Answer("Queued for delivery.", models.ReplayResult), **_endpoint_errors(400, 401, 404, 413)},
+            bodies={json_body: models.ReplayRequest},
+            path_parameters=one,
+        ),
+    ]
+
+
+def _endpoint_errors(*statuses: int) -> dict[int, Answer]:
+    errors = _errors(*(status for status in statuses if status != 413))
+    if 413 in statuses:
+        errors[413] = Answer("The body is larger than 64 KiB.", response_models.Error)
+    return errors
+
+
+_ENDPOINT_DESCRIPTION = (
+    "Each event is POSTed as `{type, timestamp, data}`, `data` being the object as this API returns it, "
+    "with the Standard Webhooks headers `webhook-id` (the same for every attempt of one event to one "
+    "endpoint), `webhook-timestamp` and `webhook-signature`. Non-2xx answers are retried on a schedule; "
+    "410 Gone disables the endpoint. The URL must be https and reach a public address (the service's "
+    "configuration may allow http and private networks); loopback, private, link-local and metadata "
+    "addresses and URLs with credentials are refused."
+)

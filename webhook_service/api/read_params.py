@@ -24,7 +24,7 @@ MAX_EVENTS = 1000
 # The `nextCursor` this API hands out: a position, in digits; 18 of them hold any 64-bit id.
 Cursor = Annotated[str, Field(pattern=r"^[0-9]{1,18}$")]
 _NOT_A_CURSOR = refused_as(lambda _: "cursor: not a cursor this API returned")
-_TIME_EXAMPLE = "2026-01-31T12:00:00Z"
+TIME_EXAMPLE = "2026-01-31T12:00:00Z"
 
 
 # What the document says a time is, and all the API takes: an RFC 3339 date-time (JSON Schema's
@@ -34,11 +34,12 @@ _DATE_TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 _UNIX_TIME = "[0-9]{1,14}"
-_TIME_SCHEMA = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "pattern": f"^{_UNIX_TIME}$"}]}
+TIME_SCHEMA = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "pattern": f"^{_UNIX_TIME}$"}]}
 _EARLIEST, _LATEST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
 
 
-def _moment(value: Any) -> datetime:
+def moment(value: Any) -> datetime:
+    """A time as this API takes one (see TIME_SCHEMA), in UTC; ValueError for anything else."""
     if not isinstance(value, str):
         raise ValueError("not a time")
     if re.fullmatch(_UNIX_TIME, value):
@@ -62,9 +63,9 @@ def _moment(value: Any) -> datetime:
 def _time(name: str) -> Any:
     return Annotated[
         datetime | SkipJsonSchema[None],  # type: ignore[misc]
-        BeforeValidator(_moment),
-        refused_as(lambda _: f"{name}: expected an ISO 8601 time such as {_TIME_EXAMPLE}"),
-        WithJsonSchema(_TIME_SCHEMA),
+        BeforeValidator(moment),
+        refused_as(lambda _: f"{name}: expected an ISO 8601 time such as {TIME_EXAMPLE}"),
+        WithJsonSchema(TIME_SCHEMA),
     ]
 
 

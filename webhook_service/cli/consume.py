@@ -1,4 +1,4 @@
-"""`webhook-service consume` (internal: `worker` runs it): one consumer process of the download queue."""
+"""`webhook-service consume` (internal: `worker` runs it): one consumer process of the queue."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ import click
 from webhook_service.cli.context import command_runtime
 from webhook_service.observability import metrics
 from webhook_service.observability.metrics_sharing import MULTIPROCESS_VARIABLE
+from webhook_service.worker.feed_watch import FeedWatcher
 from webhook_service.worker.supervisor import stop_when_orphaned
 
 
 @click.command(hidden=True)
-@click.option("--threads", type=int, required=True, help="Concurrent downloads in this process.")
-@click.option("--no-periodic", is_flag=True, help="Leave the minute's sweep to another process.")
+@click.option("--threads", type=int, required=True, help="Concurrent downloads and deliveries in this process.")
+@click.option("--no-periodic", is_flag=True, help="Leave the minute's sweeps and the feed watch to another process.")
 @click.option("--supervised", is_flag=True, help="Started by a worker supervisor: stop when it is gone.")
 def consume(threads: int, no_periodic: bool, supervised: bool) -> None:
-    """One consumer process: downloads on `threads` threads until stopped."""
+    """One consumer process: downloads and deliveries on `threads` threads until stopped."""
     runtime = command_runtime()
     if supervised:
         stop_when_orphaned()
@@ -30,4 +31,11 @@ def consume(threads: int, no_periodic: bool, supervised: bool) -> None:
         metrics.serve(port, runtime.settings.host, [Path(shared)] if shared else [])
     # Worker processes drain the spool of their data directory too (one process at a time drains it).
     runtime.start_spool_drainer()
+    if not no_periodic:
+        # New feed events reach push delivery within a poll interval (one watch per host is enough).
+        FeedWatcher(
+            runtime.deliveries.wake_for_new_events,
+            runtime.catch_up_deliveries,
+            runtime.settings.delivery.poll_interval_seconds,
+        ).start()
     runtime.queue.consumer(threads, periodic=not no_periodic).run()

@@ -7,6 +7,7 @@
     webhook-service storage init        create the configured bucket or container
     webhook-service quarantine list | show ID | replay ID... | discard ID...
     webhook-service attachments list | retry ID... | retry --all-failed
+    webhook-service deliveries list | endpoints | retry ID... | retry --all-failed | replay --endpoint ID ...
 
 Each command's module is imported only when that command runs, so `worker` (which only supervises its
 consumer processes) does not load the web app, and `--help` is instant.
@@ -35,6 +36,7 @@ COMMANDS = {
     "prune": "webhook_service.cli.maintenance:prune",
     "quarantine": "webhook_service.cli.quarantine:quarantine",
     "attachments": "webhook_service.cli.attachments:attachments",
+    "deliveries": "webhook_service.cli.deliveries:deliveries",
     "storage": "webhook_service.cli.storage:storage_group",
 }
 

@@ -1,7 +1,8 @@
 """`webhook-service prune`: the retention period, applied.
 
 What it deletes, received before the cutoff (`retention_days`, or `--days`, ago): accepted raw requests,
-and quarantined requests an operator has resolved (replayed or discarded). Quarantined requests nobody
+quarantined requests an operator has resolved (replayed or discarded), and push deliveries' attempts and
+finished deliveries. Quarantined requests nobody
 has reviewed stay, and are counted, unless `--include-unresolved`. Messages, statuses and attachments are
 never deleted. Deleting more than the configuration says (a shorter `--days`, or unreviewed requests)
 asks first, or needs `--yes`; within it, it asks nothing, so it can run from cron.
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from webhook_service.cli.context import command_runtime, plural
+from webhook_service.delivery.history import prune_history
 from webhook_service.intake.retention import Pruned, prune_requests
 
 
@@ -55,6 +57,11 @@ def prune(days: int | None, include_unresolved: bool, dry_run: bool, yes: bool) 
             f"kept {plural(pruned.unresolved_quarantined, 'unresolved quarantined request')} from before then: "
             "review them (quarantine list), or delete them too with --include-unresolved"
         )
+    deliveries = prune_history(runtime.db, cutoff, dry_run=dry_run)
+    click.echo(
+        f"{'would delete' if dry_run else 'deleted'} {plural(deliveries.attempts, 'delivery attempt')} and "
+        f"{plural(deliveries.deliveries, 'finished delivery', 'finished deliveries')} from before then"
+    )
 
 
 def _what(pruned: Pruned, include_unresolved: bool) -> str:

@@ -6,6 +6,8 @@ Where the values come from (file, environment) is `sources.py`; the development 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ from limits import parse_many
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from storage.base import MAX_URL_LIFETIME_SECONDS
+from webhook_service.database import feed
 from webhook_service.database.limits import DEFAULT_LIMITS, STATEMENT_TIMEOUT_SECONDS
 from webhook_service.model.phone import normalize_e164
 
@@ -319,6 +322,87 @@ class QueueSettings(Strict):
         return value
 
 
+# Svix's schedule: the waits after the first, second... failed attempt; the event fails after the last.
+DEFAULT_DELIVERY_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+
+
+def _event_types(values: list[str]) -> list[str]:
+    unknown = sorted(set(values) - set(feed.TYPES))
+    if unknown:
+        raise ValueError(f"unknown event type {unknown[0]!r}; use {', '.join(feed.TYPES)}")
+    return list(dict.fromkeys(values))
+
+
+class DeclaredEndpoint(Strict):
+    """A push-delivery endpoint declared here, for deployments managed as code: the worker creates,
+    updates and removes the tenant's declared endpoints to match (the API cannot change them)."""
+
+    tenant: str
+    # Unique per tenant: what identifies the endpoint from one configuration to the next.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    url: str = Field(min_length=1, max_length=2048)
+    # A Standard Webhooks secret, "whsec_" and the base64 of 24 to 64 random bytes.
+    secret: str
+    event_types: list[str] = []
+    description: str | None = Field(default=None, max_length=1024)
+    enabled: bool = True
+    rate_limit_per_second: int | None = Field(default=None, ge=1, le=10_000)
+
+    _known_types = field_validator("event_types")(_event_types)
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: str) -> str:
+        try:
+            key = base64.b64decode(value.removeprefix("whsec_"), validate=True) if value.startswith("whsec_") else b""
+        except binascii.Error:
+            key = b""
+        if not 24 <= len(key) <= 64:
+            raise ValueError("must be whsec_ and the base64 of 24 to 64 random bytes (a Standard Webhooks secret)")
+        return value
+
+
+class DeliverySettings(Strict):
+    """Push delivery of feed events to consumers' endpoints (delivery/)."""
+
+    # Waits, in seconds, after each failed attempt (with jitter); after the last the event is `failed`
+    # for that endpoint.
+    retry_schedule_seconds: list[float] = Field(
+        default=list(DEFAULT_DELIVERY_RETRY_SCHEDULE), min_length=1, max_length=20
+    )
+    # An endpoint that has failed every attempt for this long is disabled (endpoint.disabled).
+    disable_after_hours: float = Field(default=120, gt=0)
+    # A 2xx must come within this long of starting the attempt (connecting included).
+    timeout_seconds: float = Field(default=15, gt=0, le=120)
+    # Explicit exemptions from the SSRF rules endpoint URLs follow (as media.fetch's): plain http, and
+    # private addresses in these networks (cloud metadata addresses stay refused).
+    allow_http: bool = False
+    allow_private_networks: list[str] = []
+    # A PEM bundle to trust instead of the system store (a private endpoint's CA).
+    tls_ca_file: str | None = None
+    # Events one worker turn on an endpoint takes at most, and how long the turn may go on before it
+    # makes way for other endpoints.
+    batch_size: int = Field(default=100, ge=1, le=1000)
+    turn_seconds: float = Field(default=10, gt=0, le=300)
+    # How often a worker looks at the end of the event feed for new events to deliver.
+    poll_interval_seconds: float = Field(default=0.1, gt=0, le=60)
+    endpoints: list[DeclaredEndpoint] = []
+
+    @field_validator("retry_schedule_seconds")
+    @classmethod
+    def _schedule(cls, values: list[float]) -> list[float]:
+        if any(value <= 0 for value in values):
+            raise ValueError("every wait must be positive")
+        return values
+
+    @field_validator("allow_private_networks")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            ipaddress.ip_network(value, strict=False)
+        return values
+
+
 class DatabaseSettings(Strict):
     """How long the service waits for PostgreSQL (the reasons: database/limits.py). SQLite is a local file
     and needs none of them."""
@@ -373,6 +457,7 @@ class Settings(Strict):
     media: MediaSettings = MediaSettings()
     storage: StorageSettings = StorageSettings()
     queue: QueueSettings = QueueSettings()
+    delivery: DeliverySettings = DeliverySettings()
     tenants: list[Tenant] = []
     api_users: list[ApiUser] = []
     api_keys: list[ApiKey] = []
@@ -421,6 +506,10 @@ class Settings(Strict):
             for index, item in enumerate(items):
                 if item.tenant not in known:
                     raise _located(f"{section}[{index}].tenant", f"unknown tenant {item.tenant!r}")
+        for index, endpoint in enumerate(self.delivery.endpoints):
+            if endpoint.tenant not in known:
+                raise _located(f"delivery.endpoints[{index}].tenant", f"unknown tenant {endpoint.tenant!r}")
+        _unique("delivery.endpoints", [f"{e.tenant}/{e.name}" for e in self.delivery.endpoints], label="tenant/name")
         _unique("operators", [o.username for o in self.operators], label="username")
         for index, operator in enumerate(self.operators):
             if "*" in operator.tenants and len(operator.tenants) > 1:

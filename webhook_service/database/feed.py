@@ -23,7 +23,9 @@ MESSAGE_STATUS = "message.status"
 ATTACHMENT_STORED = "attachment.stored"
 ATTACHMENT_REJECTED = "attachment.rejected"
 ATTACHMENT_FAILED = "attachment.failed"
-TYPES = (MESSAGE_RECEIVED, MESSAGE_STATUS, ATTACHMENT_STORED, ATTACHMENT_REJECTED, ATTACHMENT_FAILED)
+# Push delivery gave up on one of the tenant's endpoints (delivery/engine.py).
+ENDPOINT_DISABLED = "endpoint.disabled"
+TYPES = (MESSAGE_RECEIVED, MESSAGE_STATUS, ATTACHMENT_STORED, ATTACHMENT_REJECTED, ATTACHMENT_FAILED, ENDPOINT_DISABLED)
 
 
 def append(connection: sa.Connection, rows: list[dict]) -> None:

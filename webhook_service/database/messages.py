@@ -1,5 +1,5 @@
-"""Finding messages with their attachments and status history: the one set of queries the read API and
-the operator console use (each renders the rows its own way).
+"""Finding messages with their attachments and status history: the one set of queries the read API, the
+operator console and push delivery use (each renders the rows its own way).
 
 `tenants` scopes a query (database/scope.py): the read API passes its caller's tenant.
 """
@@ -7,6 +7,7 @@ the operator console use (each renders the rows its own way).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -71,6 +72,14 @@ def find_message(db: Database, *conditions: Any, tenants: Tenants) -> LoadedMess
     with db.reading() as session:
         message = session.scalars(query.limit(1)).first()
         return _loaded(session, [message])[0] if message is not None else None
+
+
+def load_messages(session: Session, message_ids: Collection[str]) -> list[LoadedMessage]:
+    """These messages (any tenant's: the caller scopes) with their attachments and status history, in
+    three queries however many: push delivery renders a batch's at once."""
+    if not message_ids:
+        return []
+    return _loaded(session, list(session.scalars(sa.select(Message).where(Message.id.in_(list(message_ids))))))
 
 
 def json_list_contains(column: Any, value: str, dialect: str) -> Any:

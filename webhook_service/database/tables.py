@@ -337,6 +337,91 @@ class MediaUpload(Base):
     created_by: Mapped[str] = mapped_column(sa.String(255))
 
 
+class Endpoint(Base):
+    """A consumer's URL that the events of its tenant are POSTed to, signed (delivery/). Made through the
+    API, or declared in the configuration (`config_name` set; the configuration owns it then)."""
+
+    __tablename__ = "endpoints"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "config_name"),)
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    url: Mapped[str] = mapped_column(sa.Text)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    # The event types delivered; an empty list means all of them.
+    event_types: Mapped[list] = mapped_column(JSONType, default=list)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    rate_limit_per_second: Mapped[int | None] = mapped_column(sa.Integer)
+    # The Standard Webhooks signing secret ("whsec_..."). After a rotation the previous one also signs
+    # until previous_secret_expires_at, so that consumers can switch without losing a delivery.
+    secret: Mapped[str] = mapped_column(sa.String(128))
+    previous_secret: Mapped[str | None] = mapped_column(sa.String(128))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    config_name: Mapped[str | None] = mapped_column(sa.String(64))
+    # The feed id up to which events have been considered for this endpoint: the deliveries of the
+    # matching ones exist. New endpoints start at the end of the feed (older events come by replay).
+    feed_position: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    # Health: when the current run of failures began (None while healthy), how many attempts in a row
+    # failed, and until when the endpoint is left alone after failing several times in a row.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(sa.Integer, default=0)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # A worker delivers to the endpoint until claimed_until; no other worker delivers to it meanwhile.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claim_token: Mapped[str | None] = mapped_column(sa.String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+DELIVERY_STATES = ("pending", "delivered", "failed")
+
+
+class Delivery(Base):
+    """One event for one endpoint: pending until a 2xx (delivered) or until its retries are spent or
+    the endpoint is disabled (failed). A replay puts it back to pending."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("endpoint_id", "event_id"),
+        # The endpoint's pending deliveries in feed order: what a worker delivers next.
+        sa.Index("ix_deliveries_endpoint_status_event", "endpoint_id", "status", "event_id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[str] = mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(sa.ForeignKey("events.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last attempt's HTTP status, or the code of what went wrong before one (timeout, ssrf_refused...).
+    last_http_status: Mapped[int | None] = mapped_column(sa.Integer)
+    last_error: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DeliveryAttempt(Base):
+    """One POST of an event to an endpoint, as it went: kept for the consumer (GET .../attempts) and
+    operators."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (sa.Index("ix_delivery_attempts_endpoint_id", "endpoint_id", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[str] = mapped_column(sa.ForeignKey("endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(sa.BigInteger)
+    attempt: Mapped[int] = mapped_column(sa.Integer)
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # delivered, retry, failed (retries spent), disabled (410 Gone)
+    outcome: Mapped[str] = mapped_column(sa.String(16))
+    http_status: Mapped[int | None] = mapped_column(sa.Integer)
+    error_code: Mapped[str | None] = mapped_column(sa.String(64))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    latency_ms: Mapped[int] = mapped_column(sa.Integer)
+    # The first KiB of the answer's body, as text (undecodable bytes replaced).
+    response_body: Mapped[str | None] = mapped_column(sa.Text)
+
+
 class LeaseRecord(Base):
     """A named lease (see leases.py): work that one process of the whole deployment should do at a time,
     such as the minute's sweep, is done by whoever holds it until it expires."""
@@ -350,12 +435,15 @@ class LeaseRecord(Base):
 
 # The tables as Core objects, for the hot paths that run Core statements instead of ORM units of work.
 RAW_REQUESTS = cast(sa.Table, RawRequest.__table__)
+QUARANTINED_REQUESTS = cast(sa.Table, QuarantinedRequest.__table__)
 MESSAGES = cast(sa.Table, Message.__table__)
 STATUS_EVENTS = cast(sa.Table, StatusEventRow.__table__)
 ATTACHMENTS = cast(sa.Table, Attachment.__table__)
 EVENTS = cast(sa.Table, FeedEvent.__table__)
 MEDIA_UPLOADS = cast(sa.Table, MediaUpload.__table__)
-QUARANTINED_REQUESTS = cast(sa.Table, QuarantinedRequest.__table__)
+ENDPOINTS = cast(sa.Table, Endpoint.__table__)
+DELIVERIES = cast(sa.Table, Delivery.__table__)
+DELIVERY_ATTEMPTS = cast(sa.Table, DeliveryAttempt.__table__)
 LEASES = cast(sa.Table, LeaseRecord.__table__)
 REQUEST_LOG = cast(sa.Table, RequestLogEntry.__table__)
 REQUEST_COUNTS = cast(sa.Table, RequestCount.__table__)

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import sqlalchemy as sa
 
 from webhook_service.database.engine import Database
+from webhook_service.database.pruning import delete_in_batches
 from webhook_service.database.request_counts import prune_counts
 from webhook_service.database.tables import QuarantinedRequest, RawRequest, RequestLogEntry, RequestRecord
-
-# Rows deleted per statement (and transaction): every statement stays well inside the database's
-# statement timeout however much has built up, and no transaction holds thousands of row locks.
-PRUNE_BATCH = 1000
 
 RetainedTable = type[RequestRecord] | type[RequestLogEntry]
 
@@ -60,13 +58,6 @@ def _count_older(db: Database, table: RetainedTable, older_than: datetime, condi
 
 
 def _delete_older(db: Database, table: RetainedTable, older_than: datetime, condition: sa.ColumnElement) -> int:
-    deleted = 0
-    while True:
-        batch = (
-            sa.select(table.id).where(table.received_at < older_than, condition).limit(PRUNE_BATCH).scalar_subquery()
-        )
-        with db.writing() as connection:
-            count = connection.execute(sa.delete(table).where(table.id.in_(batch))).rowcount
-        deleted += count
-        if count < PRUNE_BATCH:
-            return deleted
+    # Both are mapped classes (RequestRecord is a mixin the type checker cannot see mapped).
+    mapped = cast(sa.Table, sa.inspect(table).local_table)
+    return delete_in_batches(db, mapped, table.received_at < older_than, condition)

@@ -69,6 +69,25 @@ SPOOL_OLDEST_AGE = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+# Push delivery (delivery/engine.py).
+DELIVERY_ATTEMPTS = Counter(
+    "delivery_attempts_total",
+    "Delivery attempts by outcome (delivered, retry, failed, disabled) and reason (an error code or http_5xx...)",
+    ["outcome", "reason"],
+)
+DELIVERY_SECONDS = Histogram(
+    "delivery_attempt_seconds",
+    "Time from sending a delivery to the receiver's answer (or the failure)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+# Set by the worker at the end of each turn and by the minute's sweep; across processes the latest wins.
+DELIVERY_BACKLOG_AGE = Gauge(
+    "delivery_backlog_age_seconds",
+    "Age of the oldest event not yet delivered to the endpoint (0 when none is waiting)",
+    ["endpoint"],
+    multiprocess_mode="mostrecent",
+)
+
 
 def observe_webhook(provider: str, outcome: str, seconds: float) -> None:
     WEBHOOKS.labels(provider, outcome).inc()

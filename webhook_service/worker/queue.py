@@ -1,6 +1,7 @@
-"""The queue (Huey) that wakes download workers: SQLite storage under the data directory by default,
-Redis when REDIS_URL is set. It carries attachment ids only; the database says what is to be done, so
-a lost or duplicated task is harmless (the sweep re-enqueues, the claim makes duplicates no-ops)."""
+"""The queue (Huey) that wakes the workers: SQLite storage under the data directory by default, Redis
+when REDIS_URL is set. It carries attachment ids (a download) and endpoint ids (a turn of push delivery)
+only; the database says what is to be done, so a lost or duplicated task is harmless (the sweeps
+re-enqueue, the claims make duplicates no-ops)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import socket
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from huey.storage import SqliteStorage
@@ -24,7 +26,9 @@ from webhook_service.worker.wake import wake_consumers, wake_sender
 logger = logging.getLogger("webhook_service.worker")
 
 DOWNLOAD_TASK = "download_attachment"
+DELIVERY_TASK = "deliver_to_endpoint"
 SWEEP_TASK = "sweep_pending_attachments"
+DELIVERY_SWEEP_TASK = "sweep_deliveries"
 # Every worker schedules the sweep every minute (huey runs the periodic task on whichever consumer takes
 # it from the shared queue), and the one that takes this lease first runs it. Its term is shorter than
 # the minute between runs, so the next run finds it free, and longer than a run's 45 s budget
@@ -34,9 +38,10 @@ SWEEP_LEASE_SECONDS = 55.0
 
 
 class DownloadQueue:
-    """The Huey instance with this service's two tasks registered on it: `process` an attachment by id,
-    and `sweep` (every minute, by whichever worker takes `sweep_lease`) for attachments whose wake-up
-    was lost, told how many tasks the queue already holds."""
+    """The Huey instance with this service's tasks registered on it: `process` an attachment by id, and
+    `sweep` (every minute, by whichever worker takes `sweep_lease`) for attachments whose wake-up was
+    lost, told how many tasks the queue already holds; with `deliver`, a delivery turn for an endpoint by
+    id, and `sweep_deliveries` every minute (which takes a lease of its own)."""
 
     def __init__(
         self,
@@ -47,6 +52,8 @@ class DownloadQueue:
         process: Callable[[str], object],
         sweep: Callable[[int], int],
         sweep_lease: Lease,
+        deliver: Callable[[str], object] | None = None,
+        sweep_deliveries: Callable[[], object] | None = None,
     ):
         name = settings.name
         if settings.immediate:
@@ -74,9 +81,7 @@ class DownloadQueue:
         def download_attachment(attachment_id: str) -> None:
             process(attachment_id)
 
-        self._download = self._enqueuer.task(name=DOWNLOAD_TASK)(download_attachment)
-        if self._enqueuer is not self.huey:
-            self.huey.task(name=DOWNLOAD_TASK)(download_attachment)  # what the consumers run
+        self._download = self._task(DOWNLOAD_TASK, download_attachment)
 
         @self.huey.periodic_task(crontab(minute="*"), name=SWEEP_TASK)
         def sweep_pending_attachments() -> None:
@@ -93,6 +98,19 @@ class DownloadQueue:
             sweep(self.waiting())
 
         self.sweep = sweep_pending_attachments
+        self._deliver: Any = None
+        if deliver is not None:
+
+            def deliver_to_endpoint(endpoint_id: str) -> None:
+                deliver(endpoint_id)
+
+            self._deliver = self._task(DELIVERY_TASK, deliver_to_endpoint)
+        if sweep_deliveries is not None:
+
+            @self.huey.periodic_task(crontab(minute="*"), name=DELIVERY_SWEEP_TASK)
+            def sweep_pending_deliveries() -> None:
+                sweep_deliveries()
+
         # Consumers of the embedded queue in other processes (`worker` runs one per CPU) are woken
         # through sockets here, by a consumer that starts a task and by whoever enqueues one; each
         # consumer process wakes its own threads directly.
@@ -100,13 +118,29 @@ class DownloadQueue:
         self._wake_sender: socket.socket | None = None
         self._wake_sender_pid = 0
 
+    def _task(self, name: str, function: Callable[[str], None]) -> Any:
+        """`function` as the task `name`: enqueued through the enqueuer, run by the consumers."""
+        task = self._enqueuer.task(name=name)(function)
+        if self._enqueuer is not self.huey:
+            self.huey.task(name=name)(function)  # what the consumers run
+        return task
+
     def enqueue(self, attachment_ids: list[str], eta: datetime | None = None) -> None:
-        for attachment_id in attachment_ids:
+        self._enqueue(self._download, attachment_ids, eta)
+
+    def enqueue_deliveries(self, endpoint_ids: list[str], eta: datetime | None = None) -> None:
+        """Ask for a delivery turn for each endpoint, now or at `eta`."""
+        if self._deliver is None:
+            raise RuntimeError("this queue was made without deliveries")
+        self._enqueue(self._deliver, endpoint_ids, eta)
+
+    def _enqueue(self, task: Any, ids: list[str], eta: datetime | None) -> None:
+        for item in ids:
             if eta is None:
-                self._download(attachment_id)
+                task(item)
             else:
-                self._download.schedule(args=(attachment_id,), eta=eta)
-        if attachment_ids and eta is None and self._wake_directory is not None:
+                task.schedule(args=(item,), eta=eta)
+        if ids and eta is None and self._wake_directory is not None:
             # Idle consumers would find the work only on their next poll, up to a second from now.
             try:
                 wake_consumers(self._wake_directory, self._sender())

@@ -1,10 +1,10 @@
-"""Which IP addresses the media fetcher may connect to.
+"""Which IP addresses outbound requests (media downloads, webhook deliveries) may connect to.
 
 Only globally routable unicast addresses are acceptable destinations for a URL that came from a
-webhook payload. The tables below name every refused range with the reason operators will read.
-They are explicit rather than delegated to `ipaddress.is_global` alone, because what the standard
-library considers global changes between Python versions; `is_global` is still consulted last, as a
-safety net for registry entries the tables do not list.
+webhook payload or an API caller. The tables below name every refused range with the reason operators
+will read. They are explicit rather than delegated to `ipaddress.is_global` alone, because what the
+standard library considers global changes between Python versions; `is_global` is still consulted
+last, as a safety net for registry entries the tables do not list.
 
 IPv6 forms that carry an IPv4 address (IPv4-mapped, IPv4-compatible, well-known NAT64, 6to4, Teredo)
 are judged by the IPv4 address they carry: a packet to `::ffff:127.0.0.1` or `64:ff9b::a00:1` ends up
@@ -115,7 +115,7 @@ def is_cloud_metadata(address: IPAddress) -> bool:
 
 
 def refusal_reason(address: IPAddress) -> str | None:
-    """Why the fetcher must not connect to `address`, or None for a globally routable unicast address."""
+    """Why no outbound request may connect to `address`, or None for a globally routable unicast address."""
     if address in CLOUD_METADATA_ADDRESSES:
         return "cloud metadata endpoint"
     if isinstance(address, IPv4Address):

@@ -1,0 +1,114 @@
+"""Receivers that misbehave, one test each: every attempt is recorded with what happened, retried (or,
+for 410, ends the endpoint), and never holds the worker longer than the attempt's timeout (1 s here)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from tests.delivery.conftest import A, listen, register
+from tests.delivery.receiver import HUGE_BYTES
+from tests.support.standard import inbound_body, post_standard
+from webhook_service.database.tables import DELIVERIES
+
+# The attempt's timeout (LOOPBACK_DELIVERY) plus room for the turn's own database work on a busy machine.
+WORKER_FREE_WITHIN = 2.5
+
+
+def one_turn(client, runtime, endpoint: dict) -> tuple[dict, dict, float]:
+    """A webhook, then one turn: (its outcomes, the attempt as the API shows it, the turn's duration)."""
+    assert post_standard(client, inbound_body("m-1")).status_code == 200
+    started = time.monotonic()
+    outcomes = runtime.deliveries.drain(endpoint["id"])
+    duration = time.monotonic() - started
+    [attempt] = client.get(f"/api/v1/endpoints/{endpoint['id']}/attempts", headers=A).get_json()["attempts"]
+    return outcomes, attempt, duration
+
+
+def delivery_row(runtime):
+    with runtime.db.reading() as session:
+        return session.execute(sa.select(DELIVERIES)).one()
+
+
+def assert_retried(runtime) -> None:
+    row = delivery_row(runtime)
+    assert row.status == "pending" and row.attempts == 1 and row.next_attempt_at is not None
+
+
+@pytest.mark.parametrize("behaviour", ["hang", "drip"])
+def test_a_receiver_that_hangs_or_drips_is_cut_off_at_the_timeout(client, runtime, receiver, behaviour):
+    endpoint = listen(client, receiver)
+    receiver.behave("/hook", behaviour)
+    outcomes, attempt, duration = one_turn(client, runtime, endpoint)
+    assert outcomes == {"retry": 1}
+    assert (attempt["errorCode"], attempt["httpStatus"]) == ("timeout", None)
+    assert "1 s" in attempt["error"]
+    assert duration < WORKER_FREE_WITHIN
+    assert_retried(runtime)
+
+
+def test_a_redirect_is_not_followed(client, runtime, receiver):
+    endpoint = listen(client, receiver)
+    receiver.behave("/hook", "redirect")
+    outcomes, attempt, _ = one_turn(client, runtime, endpoint)
+    assert outcomes == {"retry": 1}
+    assert (attempt["httpStatus"], attempt["outcome"]) == (307, "retry")
+    assert receiver.requests("/elsewhere") == []
+    assert_retried(runtime)
+
+
+def test_an_answer_of_10_mb_is_not_read_beyond_its_first_kib(client, runtime, receiver):
+    endpoint = listen(client, receiver)
+    receiver.behave("/hook", "huge")
+    outcomes, attempt, duration = one_turn(client, runtime, endpoint)
+    assert outcomes == {"delivered": 1}  # the status is the answer; the body is only kept for the record
+    assert attempt["responseBody"] == "x" * 1024
+    assert duration < WORKER_FREE_WITHIN
+    assert HUGE_BYTES == 10 * 1024 * 1024
+
+
+def test_a_receiver_answering_500_forever_ends_failed(client, runtime, receiver):
+    endpoint = listen(client, receiver)
+    receiver.answer("/hook", 500, b"broken")
+    outcomes, attempt, _ = one_turn(client, runtime, endpoint)
+    assert outcomes == {"retry": 1} and attempt["httpStatus"] == 500 and attempt["responseBody"] == "broken"
+    for _ in range(3):
+        time.sleep(0.25)
+        runtime.deliveries.drain(endpoint["id"])
+    row = delivery_row(runtime)
+    assert (row.status, row.attempts) == ("failed", 4)
+
+
+def test_a_receiver_that_closes_mid_answer_is_retried(client, runtime, receiver):
+    endpoint = listen(client, receiver)
+    receiver.behave("/hook", "close")
+    outcomes, attempt, duration = one_turn(client, runtime, endpoint)
+    assert outcomes == {"retry": 1}
+    assert attempt["httpStatus"] is None and attempt["errorCode"] in ("connection_failed", "bad_response")
+    assert duration < WORKER_FREE_WITHIN
+    assert_retried(runtime)
+
+
+def test_a_receiver_answering_410_disables_the_endpoint(client, runtime, receiver):
+    endpoint = listen(client, receiver)
+    receiver.answer("/hook", 410)
+    outcomes, attempt, _ = one_turn(client, runtime, endpoint)
+    assert outcomes == {"disabled": 1} and attempt["outcome"] == "disabled"
+    assert client.get(f"/api/v1/endpoints/{endpoint['id']}", headers=A).get_json()["enabled"] is False
+
+
+def test_a_name_resolving_to_a_private_address_at_delivery_time_is_refused_without_connecting(
+    client, runtime, receiver, resolver
+):
+    resolver.set("rebind.test", ["93.184.216.34"])  # public when registered
+    endpoint = register(client, receiver.url("/hook", host="rebind.test"))
+    resolver.set("rebind.test", ["10.0.0.7"])  # private when delivered
+    calls = len(resolver.calls)
+    outcomes, attempt, _ = one_turn(client, runtime, endpoint)
+    assert outcomes == {"retry": 1}
+    assert attempt["errorCode"] == "ssrf_refused" and "10.0.0.7" in attempt["error"]
+    assert resolver.calls[calls:] == ["rebind.test"]
+    assert receiver.requests() == []
+    assert_retried(runtime)

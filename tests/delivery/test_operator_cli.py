@@ -1,0 +1,94 @@
+"""`webhook-service deliveries`, run through click against the database the test app writes to: list
+deliveries and endpoints, retry failed deliveries, replay events."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from tests.delivery.conftest import RETRY_SCHEDULE, A, listen
+from tests.support.standard import inbound_body, post_standard
+from webhook_service.cli.main import cli
+from webhook_service.database.tables import DELIVERIES, DELIVERY_ATTEMPTS
+
+
+@pytest.fixture
+def run(settings, monkeypatch):
+    """`webhook-service ...` configured like the test app (WEBHOOK__<KEY> variables), so both share one
+    database."""
+    monkeypatch.delenv("WEBHOOK_SERVICE_CONFIG", raising=False)
+    for key, value in settings.model_dump(mode="json", exclude_none=True).items():
+        monkeypatch.setenv(f"WEBHOOK__{key.upper()}", json.dumps(value))
+
+    def invoke(*arguments: str):
+        return CliRunner().invoke(cli, list(arguments), catch_exceptions=False)
+
+    return invoke
+
+
+def fail_all_attempts(runtime, endpoint: dict) -> None:
+    runtime.deliveries.drain(endpoint["id"])
+    for _ in RETRY_SCHEDULE:
+        time.sleep(RETRY_SCHEDULE[0] * 1.15)
+        runtime.deliveries.drain(endpoint["id"])
+
+
+def test_list_retry_and_replay(client, runtime, receiver, run):
+    endpoint = listen(client, receiver)
+    receiver.answer("/hook", 500)
+    post_standard(client, inbound_body("m-1"))
+    fail_all_attempts(runtime, endpoint)
+
+    [failed] = json.loads(run("deliveries", "list", "--json").output)
+    assert (failed["status"], failed["attempts"], failed["lastHttpStatus"]) == ("failed", 4, 500)
+    assert failed["endpointId"] == endpoint["id"] and failed["eventType"] == "message.received"
+    assert "failed" in run("deliveries", "list").output
+    assert json.loads(run("deliveries", "list", "--status", "delivered", "--json").output) == []
+    [shown] = json.loads(run("deliveries", "endpoints", "--json").output)
+    assert shown["id"] == endpoint["id"] and shown["failingSince"]
+
+    receiver.answer("/hook", 204)
+    time.sleep(RETRY_SCHEDULE[0] * 1.15)  # the pause the last failures began
+    result = run("deliveries", "retry", "--all-failed")
+    assert result.exit_code == 0 and "queued 1 of 1" in result.output
+    assert runtime.deliveries.drain(endpoint["id"]) == {"delivered": 1}
+    assert json.loads(run("deliveries", "list", "--json").output) == []
+    assert "queued 0 of 1" in run("deliveries", "retry", str(failed["id"])).output
+    assert run("deliveries", "retry").exit_code == 2  # nothing named
+
+    result = run("deliveries", "replay", "--endpoint", endpoint["id"], "--since", "2020-01-01T00:00:00Z")
+    assert result.exit_code == 0 and "replaying 1 events" in result.output
+    assert runtime.deliveries.drain(endpoint["id"]) == {"delivered": 1}
+    result = run("deliveries", "replay", "--endpoint", endpoint["id"], str(failed["eventId"]))
+    assert "replaying 1 events" in result.output
+    ids = [r.headers["webhook-id"] for r in receiver.requests()]
+    assert len(set(ids)) == 1 and len(ids) == 6
+
+    assert run("deliveries", "replay", "--endpoint", "nope", "1").exit_code == 1
+    assert run("deliveries", "replay", "--endpoint", endpoint["id"]).exit_code == 2
+    assert run("deliveries", "replay", "--endpoint", endpoint["id"], "--since", "yesterday").exit_code == 2
+    assert client.get(f"/api/v1/endpoints/{endpoint['id']}", headers=A).get_json()["failingSince"] is None
+
+
+def test_prune_removes_old_attempts_and_finished_deliveries_but_not_pending_ones(client, runtime, receiver, run):
+    endpoint = listen(client, receiver)
+    post_standard(client, inbound_body("m-1"))
+    runtime.deliveries.drain(endpoint["id"])  # delivered
+    receiver.answer("/hook", 500)
+    post_standard(client, inbound_body("m-2"))
+    runtime.deliveries.drain(endpoint["id"])  # pending, to be retried
+    assert "deleted 0 delivery attempts and 0 finished deliveries" in run("prune").output
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    with runtime.db.writing() as conn:
+        conn.execute(sa.update(DELIVERY_ATTEMPTS).values(attempted_at=long_ago))
+        conn.execute(sa.update(DELIVERIES).values(completed_at=long_ago).where(DELIVERIES.c.status != "pending"))
+    assert "would delete 2 delivery attempts and 1 finished delivery" in run("prune", "--dry-run").output
+    assert "deleted 2 delivery attempts and 1 finished delivery" in run("prune").output
+    with runtime.db.reading() as session:
+        assert [row.status for row in session.execute(sa.select(DELIVERIES.c.status))] == ["pending"]
+        assert session.execute(sa.select(DELIVERY_ATTEMPTS)).all() == []

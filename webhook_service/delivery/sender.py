@@ -1,0 +1,136 @@
+"""POSTing deliveries to one endpoint, over connections made under the SSRF rules (network/).
+
+What a receiver can do to a sender, and what this one does about it:
+- It may resolve to a private address at delivery time (DNS changes after registration): every new
+  connection resolves and checks again, and the attempt is refused before any connection is made.
+- It may redirect: redirects are never followed; a 3xx is a failed attempt like any other non-2xx.
+- It may hang, or drip its answer a byte at a time: the attempt's deadline (delivery.timeout_seconds,
+  connecting included) shuts the socket down, so a worker is never held longer than that.
+- It may answer with megabytes: only the first KiB is read (kept for the attempt's record); the rest is
+  read only when the answer declares a small length, so that the connection can carry the next
+  delivery, and otherwise the connection is closed.
+- It may close the connection mid-answer: before the status line that is a failed attempt; after it, the
+  status is the answer (its body is only kept for the record).
+
+A connection is kept between the deliveries of one worker turn (and checked when it was made). One that
+the receiver closed while idle fails on the next request before any answer; that request is sent again,
+once, on a new connection.
+"""
+
+from __future__ import annotations
+
+import http.client
+import time
+from dataclasses import dataclass
+
+from urllib3.connection import HTTPConnection
+
+from webhook_service.network.connections import NETWORK_ERRORS, Connector, Deadline
+from webhook_service.network.targets import OutboundError, Target
+
+USER_AGENT = "webhook-service-delivery/1.0"
+# How much of an answer's body is kept with the attempt.
+KEPT_BODY_BYTES = 1024
+# Answers that declare at most this length are read to the end to keep the connection; longer or
+# unframed ones are cut off and their connection closed.
+REUSE_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How one attempt went: the receiver's HTTP status, or the error that came before one."""
+
+    http_status: int | None
+    error: OutboundError | None
+    seconds: float
+    body: str | None  # the first KiB of the answer's body, undecodable bytes replaced
+
+    @property
+    def delivered(self) -> bool:
+        return self.http_status is not None and 200 <= self.http_status < 300
+
+
+class EndpointSession:
+    """Deliveries to one endpoint during one worker turn (one thread): at most one connection, kept
+    between them while the receiver allows it. Close it at the end of the turn."""
+
+    def __init__(self, connector: Connector, target: Target):
+        self._connector = connector
+        self._target = target
+        self._connection: HTTPConnection | None = None
+
+    def post(self, body: bytes, headers: dict[str, str]) -> Answer:
+        started = time.monotonic()
+        with Deadline(self._connector.rules.total_timeout) as deadline:
+            try:
+                reused = self._connection is not None
+                try:
+                    status, kept = self._exchange(body, headers, deadline)
+                except OutboundError as error:
+                    if not (reused and error.code == "connection_failed" and not deadline.expired):
+                        raise
+                    status, kept = self._exchange(body, headers, deadline)  # the kept connection had gone stale
+            except OutboundError as error:
+                return Answer(None, error, time.monotonic() - started, None)
+        return Answer(status, None, time.monotonic() - started, kept)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _exchange(self, body: bytes, headers: dict[str, str], deadline: Deadline) -> tuple[int, str]:
+        target = self._target
+        connection, self._connection = self._connection, None
+        if connection is None:
+            connection = self._connector.connect(target, deadline)
+        else:
+            deadline.watch(connection.sock)
+        try:
+            # http.client's own request and response, on the connection urllib3 made (pinned to the checked
+            # address, TLS with SNI and the certificate checked against the host name): urllib3's wrappers
+            # around them cost as much again as a whole exchange with a receiver on the same machine.
+            http.client.HTTPConnection.request(
+                connection, "POST", target.request_target, body=body, headers=self._request_headers(headers)
+            )
+            response = http.client.HTTPConnection.getresponse(connection)
+        except NETWORK_ERRORS as exc:
+            connection.close()
+            raise self._connector.failure(exc, target, deadline) from exc
+        kept, reusable = _read_answer(response)
+        if reusable and not deadline.expired and connection.sock is not None:
+            self._connection = connection
+        else:
+            connection.close()
+        return response.status, kept
+
+    def _request_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        return {
+            **headers,
+            "Host": self._target.authority,
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+        }
+
+
+def _read_answer(response: http.client.HTTPResponse) -> tuple[str, bool]:
+    """The first KiB of the body, and whether the connection may carry another request: only once the
+    answer has been read to its end, which is done when it declares a small length."""
+    kept = b""
+    try:
+        while len(kept) < KEPT_BODY_BYTES and (piece := response.read1(KEPT_BODY_BYTES - len(kept))):
+            kept += piece
+        if not response.isclosed():
+            declared = response.getheader("Content-Length", "")
+            if declared.isdigit() and int(declared) - len(kept) <= REUSE_BODY_LIMIT:
+                response.read()
+    except NETWORK_ERRORS:
+        pass  # the status came; a body that breaks off only shortens the record
+    # Read to the end (the response closed itself), and the receiver did not ask to close.
+    reusable = response.isclosed() and not _closes(response)
+    return kept.decode("utf-8", "replace"), reusable
+
+
+def _closes(response: http.client.HTTPResponse) -> bool:
+    return response.version == 10 or (response.getheader("Connection") or "").strip().lower() == "close"
