@@ -28,6 +28,18 @@ OPERATORS = [
 ]
 
 
+# For tests whose actions run downloads to the end: the queue runs them at once, media come from the
+# loopback media server (named media.test), and a failed download ends `failed` at once.
+ACTION_SETTINGS = {
+    "operators": OPERATORS,
+    "queue": {"immediate": True},
+    "media": {
+        "fetch": {"allow_http": True, "allow_private_hosts": ["media.test"], "total_timeout": 2},
+        "retry_max_attempts": 1,
+    },
+}
+
+
 @pytest.fixture
 def settings_overrides() -> dict:
     return {"operators": OPERATORS}

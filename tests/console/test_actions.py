@@ -9,7 +9,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from tests.console.conftest import OPERATORS, post_form
+from tests.console.conftest import ACTION_SETTINGS, post_form
 from tests.fixtures.media_server import loopback_resolver
 from tests.media import samples
 from tests.support.standard import inbound_body, post_standard
@@ -18,14 +18,7 @@ from webhook_service.database.tables import Attachment, AuditEntry, Message, Qua
 
 @pytest.fixture
 def settings_overrides():
-    return {
-        "operators": OPERATORS,
-        "queue": {"immediate": True},
-        "media": {
-            "fetch": {"allow_http": True, "allow_private_hosts": ["media.test"], "total_timeout": 2},
-            "retry_max_attempts": 1,  # a failed download ends `failed` at once
-        },
-    }
+    return ACTION_SETTINGS
 
 
 @pytest.fixture

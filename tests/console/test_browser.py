@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.console.conftest import ADMIN, ADMIN_A, ADMIN_B, OPERATORS, VIEWER
+from tests.console.conftest import ACTION_SETTINGS, ADMIN, ADMIN_A, ADMIN_B, VIEWER
 from tests.fixtures.app import STANDARD_SECRET_B
 from tests.fixtures.media_server import loopback_resolver
 from tests.fixtures.services import service_unavailable
@@ -56,14 +56,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 @pytest.fixture
 def settings_overrides():
-    return {
-        "operators": OPERATORS,
-        "queue": {"immediate": True},
-        "media": {
-            "fetch": {"allow_http": True, "allow_private_hosts": ["media.test"], "total_timeout": 2},
-            "retry_max_attempts": 1,
-        },
-    }
+    return ACTION_SETTINGS
 
 
 @pytest.fixture
