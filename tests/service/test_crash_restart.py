@@ -59,5 +59,9 @@ web_threads = 2
         gone_after = time.monotonic() - killed
         assert not any(map(running, workers)), f"workers still running {gone_after:.1f} s after the master died"
         assert gone_after < 1.0, gone_after
-        assert bindable(served.port)
+        # The kernel shows a worker's main thread as exited a moment before its last thread has closed the
+        # process's files; under load that moment can be long enough to catch. Give it the same second.
+        while not bindable(served.port) and time.monotonic() - killed < gone_after + 1.0:
+            time.sleep(0.02)
+        assert bindable(served.port), f"port still taken {time.monotonic() - killed:.1f} s after the master died"
         assert waiting.recv(1) == b"" and sending.recv(1) == b""  # their connections closed, not left hanging
