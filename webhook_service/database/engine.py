@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from webhook_service.database.limits import DEFAULT_LIMITS, DatabaseLimits
 from webhook_service.database.outage import UNAVAILABLE_ERRORS, DatabaseUnavailable, OutageHold
 from webhook_service.database.postgres import postgres_engine
+from webhook_service.database.prepared import PreparedStatement
 
 # Execution options. Read-only transactions take no write lock. Transactions whose loss in a crash is
 # harmless (a lease that simply never happened) skip the flush to disk at commit; the next durable
@@ -221,15 +222,33 @@ class GroupCommit:
     def _commit_together(self, batch: list[_Unit]) -> None:
         with self._database.writing() as connection:
             for unit in batch:
+                # The savepoint on the driver's cursor: SQLAlchemy's begin_nested() compiled a new
+                # statement for each savepoint, which cost more than the unit's own inserts.
+                SAVEPOINT.run(connection, {})
                 try:
-                    with connection.begin_nested():
-                        unit.result = unit.work(connection)
+                    unit.result = unit.work(connection)
                 except DiscardUnit as discarded:
                     unit.result = discarded.result
+                    _roll_back_unit(connection)
                 except UNAVAILABLE_ERRORS:
                     raise  # the connection itself failed: the whole batch fails
                 except Exception as error:  # noqa: BLE001  # this unit's own failure; the others go on
                     unit.error = error
+                    _roll_back_unit(connection)
+                else:
+                    RELEASE_SAVEPOINT.run(connection, {})
+
+
+# One unit at a time holds the savepoint, so one name serves them all.
+SAVEPOINT = PreparedStatement(sa.text("SAVEPOINT group_commit_unit"))
+RELEASE_SAVEPOINT = PreparedStatement(sa.text("RELEASE SAVEPOINT group_commit_unit"))
+ROLLBACK_TO_SAVEPOINT = PreparedStatement(sa.text("ROLLBACK TO SAVEPOINT group_commit_unit"))
+
+
+def _roll_back_unit(connection: sa.Connection) -> None:
+    """Undo what the unit wrote, and only that (ROLLBACK TO keeps the savepoint: release it too)."""
+    ROLLBACK_TO_SAVEPOINT.run(connection, {})
+    RELEASE_SAVEPOINT.run(connection, {})
 
 
 class Database:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from webhook_service.database.prepared import PreparedStatement
 from webhook_service.database.tables import EVENTS
 
-INSERT_EVENTS = sa.insert(EVENTS)
-LOCK_FEED = sa.text("SELECT pg_advisory_xact_lock(:key)")
+INSERT_EVENTS = PreparedStatement(sa.insert(EVENTS))
+LOCK_FEED = PreparedStatement(sa.text("SELECT pg_advisory_xact_lock(:key)"))
 
 # An arbitrary constant that names "the feed" among PostgreSQL advisory locks.
 FEED_LOCK_KEY = 0x5EED_F00D
@@ -34,5 +35,5 @@ def append(connection: sa.Connection, rows: list[dict]) -> None:
     if not rows:
         return
     if connection.dialect.name == "postgresql":
-        connection.execute(LOCK_FEED, {"key": FEED_LOCK_KEY})
-    connection.execute(INSERT_EVENTS, rows)
+        LOCK_FEED.run(connection, {"key": FEED_LOCK_KEY})
+    INSERT_EVENTS.run_many(connection, rows)

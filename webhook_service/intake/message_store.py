@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from webhook_service.config.model import Connection
 from webhook_service.database import feed
 from webhook_service.database.engine import Database, DiscardUnit
+from webhook_service.database.prepared import PreparedStatement
 from webhook_service.database.request_counts import request_counts
 from webhook_service.database.tables import (
     ATTACHMENTS,
@@ -53,12 +54,12 @@ MESSAGE_KEY = ["tenant_id", "provider", "provider_message_id"]
 _REDACTED = "[redacted]"
 
 # Statements are built once and given their values at execution: building them per request (values(),
-# cache keys) cost more than running them.
-INSERT_RAW_REQUEST = sa.insert(RAW_REQUESTS).returning(RAW_REQUESTS.c.id)
-INSERT_ATTACHMENTS = sa.insert(ATTACHMENTS)
+# cache keys) cost more than running them. The ones every webhook runs are prepared (database/prepared.py).
+INSERT_RAW_REQUEST = PreparedStatement(sa.insert(RAW_REQUESTS).returning(RAW_REQUESTS.c.id))
+INSERT_ATTACHMENTS = PreparedStatement(sa.insert(ATTACHMENTS))
 SELECT_STORED_RAW_REQUEST = one_request(RAW_REQUESTS)
-INSERT_LOG_ENTRY = sa.insert(REQUEST_LOG)
-DELETE_RAW_REQUEST = sa.delete(RAW_REQUESTS).where(RAW_REQUESTS.c.id == sa.bindparam("raw_id"))
+INSERT_LOG_ENTRY = PreparedStatement(sa.insert(REQUEST_LOG))
+DELETE_RAW_REQUEST = PreparedStatement(sa.delete(RAW_REQUESTS).where(RAW_REQUESTS.c.id == sa.bindparam("raw_id")))
 SELECT_HISTORY = (
     sa.select(STATUS_EVENTS).where(STATUS_EVENTS.c.message_seq == sa.bindparam("seq")).order_by(STATUS_EVENTS.c.id)
 )
@@ -69,10 +70,10 @@ class _DialectStatements:
 
     def __init__(self, dialect: str):
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        self.insert_message = (
+        self.insert_message = PreparedStatement(
             insert(MESSAGES).on_conflict_do_nothing(index_elements=MESSAGE_KEY).returning(MESSAGES.c.seq)
         )
-        self.insert_status = (
+        self.insert_status = PreparedStatement(
             insert(STATUS_EVENTS)
             .on_conflict_do_nothing(index_elements=["message_seq", "dedupe_key"])
             .returning(STATUS_EVENTS.c.id)
@@ -145,7 +146,8 @@ def store_webhook(
     }
 
     def record(conn: sa.Connection) -> StoreResult:
-        raw_id = conn.execute(INSERT_RAW_REQUEST, raw_row).scalar_one()
+        raw_id = _value(INSERT_RAW_REQUEST.run(conn, raw_row))
+        assert raw_id is not None  # an insert without a conflict clause returns its row
         for item in prepared:
             recorder.record(conn, item, raw_id)
         # A request with no events (a provider event type we do not map) is still kept whole.
@@ -155,7 +157,7 @@ def store_webhook(
                 raise DiscardUnit(duplicate)
             # Nothing refers to the raw request of a request that changed nothing: it goes, and the log
             # row keeps the duplicate's headers instead (a genuine provider's: bounded by the web worker).
-            conn.execute(DELETE_RAW_REQUEST, {"raw_id": raw_id})
+            DELETE_RAW_REQUEST.run(conn, {"raw_id": raw_id})
             headers = [[name, _REDACTED if looks_secret(name) else value] for name, value in raw.headers]
             _log(conn, log_entry, raw, outcome="duplicate", headers=headers, message_ids=recorder.message_ids)
             return duplicate
@@ -181,7 +183,12 @@ def _log(conn: sa.Connection, log_entry: dict[str, Any], raw: RawRequestRecord, 
     row = dict(log_entry, **produced)
     if row["replay_of"] is None:  # a replay's received_at is its first arrival
         row["latency_ms"] = round((datetime.now(UTC) - raw.received_at).total_seconds() * 1000, 2)
-    conn.execute(INSERT_LOG_ENTRY, row)
+    INSERT_LOG_ENTRY.run(conn, row)
+
+
+def _value(row: tuple | None) -> Any:
+    """The one value a RETURNING statement returned, None when it returned no row (a conflict)."""
+    return None if row is None else row[0]
 
 
 def raw_request_stored(db: Database, connection: Connection, raw: RawRequestRecord) -> bool:
@@ -290,7 +297,7 @@ class _Recorder:
             **content,
             **(received_status if inbound else {}),
         }
-        seq = conn.execute(self.statements.insert_message, row).scalar()
+        seq = _value(self.statements.insert_message.run(conn, row))
         history: list[Any] = []
         if seq is None:
             existing = self._locked(conn, event.provider_message_id)
@@ -308,7 +315,7 @@ class _Recorder:
         self._saw(message_id)
         attachments = [dict(a, message_seq=seq) for a in item.attachments]
         if attachments:
-            conn.execute(INSERT_ATTACHMENTS, attachments)
+            INSERT_ATTACHMENTS.run_many(conn, attachments)
             self.new_attachment_ids.extend(a["id"] for a in attachments)
         self.changed = True
         if inbound:
@@ -324,8 +331,8 @@ class _Recorder:
 
     def _record_status(self, conn: sa.Connection, item: SimpleNamespace, raw_id: int) -> None:
         event: StatusEvent = item.event
-        conn.execute(
-            self.statements.insert_message,
+        self.statements.insert_message.run(
+            conn,
             dict(
                 **self._key(event.provider_message_id),
                 id=new_id(),
@@ -355,8 +362,8 @@ class _Recorder:
                 .values(from_number=item.from_number, to_numbers=item.to_numbers)
             )
         applied = statuses.advances(message.status, event.status)
-        inserted = conn.execute(
-            self.statements.insert_status,
+        inserted = self.statements.insert_status.run(
+            conn,
             {
                 "message_seq": message.seq,
                 "dedupe_key": item.dedupe_key,
@@ -369,7 +376,7 @@ class _Recorder:
                 "applied": applied,
                 "raw_request_id": raw_id,
             },
-        ).scalar()
+        )
         if inserted is None:
             return  # this very report was recorded before
         current = message.status
