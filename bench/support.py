@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import random
 import socket
 from pathlib import Path
@@ -60,3 +61,15 @@ def peak_rss_kib(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_seconds_tree(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its living children, added up."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 of /proc/<pid>/stat, in clock ticks.
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds_tree(int(child)) for child in children)

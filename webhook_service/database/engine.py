@@ -150,10 +150,15 @@ class GroupCommit:
 
     A durable commit costs an fsync and, on SQLite, a turn at the one writer lock; under load most of
     a webhook's time would go there. Threads submit their work as a function of a Connection; one of
-    them (the leader) runs everything submitted so far in a single transaction, each unit inside its
-    own SAVEPOINT (a unit that fails or discards itself rolls back alone), commits once and wakes the
-    others. Arrivals meanwhile queue for the next batch, which the first of them leads. Nobody is told
-    "stored" before the commit that stores them.
+    them (the leader) runs everything submitted so far in a single transaction, commits once and wakes
+    the others. Arrivals meanwhile queue for the next batch, which the first of them leads. Nobody is
+    told "stored" before the commit that stores them.
+
+    A unit that fails or discards itself must roll back alone. The batch first runs without savepoints
+    (two statements per unit, and on PostgreSQL two round trips, that almost every batch does not
+    need); if a unit fails or discards itself, the whole transaction is rolled back and the batch runs
+    again with each unit inside its own SAVEPOINT. So a unit's work may run twice: it must depend on
+    nothing but the connection (keep no state from one run to the next).
     """
 
     def __init__(self, database: Database, max_batch: int = 64):
@@ -208,8 +213,10 @@ class GroupCommit:
         # The common case at low load: the unit's own transaction, no savepoint needed.
         with self._database.write_connection() as connection:
             transaction = connection.begin()
+            deferred = _defer_inserts(connection)
             try:
                 unit.result = unit.work(connection)
+                deferred.flush(connection)
             except DiscardUnit as discarded:
                 unit.result = discarded.result
                 transaction.rollback()
@@ -218,25 +225,55 @@ class GroupCommit:
                 raise
             else:
                 transaction.commit()
+            finally:
+                _stop_deferring(connection)
 
     def _commit_together(self, batch: list[_Unit]) -> None:
-        with self._database.writing() as connection:
-            for unit in batch:
-                # The savepoint on the driver's cursor: SQLAlchemy's begin_nested() compiled a new
-                # statement for each savepoint, which cost more than the unit's own inserts.
-                SAVEPOINT.run(connection, {})
+        try:
+            with self._database.writing() as connection:
+                deferred = _defer_inserts(connection)
                 try:
-                    unit.result = unit.work(connection)
-                except DiscardUnit as discarded:
-                    unit.result = discarded.result
-                    _roll_back_unit(connection)
-                except UNAVAILABLE_ERRORS:
-                    raise  # the connection itself failed: the whole batch fails
-                except Exception as error:  # noqa: BLE001  # this unit's own failure; the others go on
-                    unit.error = error
-                    _roll_back_unit(connection)
-                else:
-                    RELEASE_SAVEPOINT.run(connection, {})
+                    results = [unit.work(connection) for unit in batch]
+                    deferred.flush(connection)
+                finally:
+                    _stop_deferring(connection)
+        except UNAVAILABLE_ERRORS:
+            raise  # the connection itself failed: the whole batch fails
+        except Exception:  # noqa: BLE001  # a unit failed or discarded itself: each on its own, below
+            self._commit_each_in_its_savepoint(batch)
+            return
+        for unit, result in zip(batch, results, strict=True):
+            unit.result = result
+
+    def _commit_each_in_its_savepoint(self, batch: list[_Unit]) -> None:
+        with self._database.writing() as connection:
+            deferred = _defer_inserts(connection)
+            try:
+                for unit in batch:
+                    self._commit_in_savepoint(connection, unit, deferred)
+            finally:
+                _stop_deferring(connection)
+
+    @staticmethod
+    def _commit_in_savepoint(connection: sa.Connection, unit: _Unit, deferred: _DeferredInserts) -> None:
+        # The savepoint on the driver's cursor: SQLAlchemy's begin_nested() compiled a new statement
+        # for each savepoint, which cost more than the unit's own inserts.
+        SAVEPOINT.run(connection, {})
+        try:
+            unit.result = unit.work(connection)
+            deferred.flush(connection)
+        except DiscardUnit as discarded:
+            unit.result = discarded.result
+            deferred.discard()
+            _roll_back_unit(connection)
+        except UNAVAILABLE_ERRORS:
+            raise  # the connection itself failed: the whole batch fails
+        except Exception as error:  # noqa: BLE001  # this unit's own failure; the others go on
+            unit.error = error
+            deferred.discard()
+            _roll_back_unit(connection)
+        else:
+            RELEASE_SAVEPOINT.run(connection, {})
 
 
 # One unit at a time holds the savepoint, so one name serves them all.
@@ -246,9 +283,80 @@ ROLLBACK_TO_SAVEPOINT = PreparedStatement(sa.text("ROLLBACK TO SAVEPOINT group_c
 
 
 def _roll_back_unit(connection: sa.Connection) -> None:
-    """Undo what the unit wrote, and only that (ROLLBACK TO keeps the savepoint: release it too)."""
+    """Undo what the unit wrote, and only that (ROLLBACK TO keeps the savepoint: release it too). The
+    transaction-scoped locks taken since the savepoint are released with it."""
     ROLLBACK_TO_SAVEPOINT.run(connection, {})
     RELEASE_SAVEPOINT.run(connection, {})
+    connection.info.pop(_TRANSACTION_LOCKS, None)
+
+
+class _DeferredInserts:
+    """Rows a group commit's units hand over to be inserted together just before the commit."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[Callable[[sa.Connection, list[dict]], None], list[dict], bool]] = {}
+
+    def add(self, key: str, rows: list[dict], insert: Callable[[sa.Connection, list[dict]], None], last: bool) -> None:
+        entry = self._pending.setdefault(key, (insert, [], last))
+        entry[1].extend(rows)
+
+    def flush(self, connection: sa.Connection) -> None:
+        pending, self._pending = self._pending, {}
+        for insert, rows, _last in sorted(pending.values(), key=lambda entry: entry[2]):
+            insert(connection, rows)
+
+    def discard(self) -> None:
+        self._pending = {}
+
+
+_DEFERRED_INSERTS = "webhook_service_deferred_inserts"
+
+
+def _defer_inserts(connection: sa.Connection) -> _DeferredInserts:
+    deferred = connection.info[_DEFERRED_INSERTS] = _DeferredInserts()
+    return deferred
+
+
+def _stop_deferring(connection: sa.Connection) -> None:
+    connection.info.pop(_DEFERRED_INSERTS, None)
+
+
+def insert_at_commit(
+    connection: sa.Connection,
+    key: str,
+    rows: list[dict],
+    insert: Callable[[sa.Connection, list[dict]], None],
+    *,
+    last: bool = False,
+) -> None:
+    """Insert rows that nothing in the transaction reads back (the request log, the feed). In a group
+    commit they wait for the end of the unit's work, or of the batch's, and go in with the rows other
+    units gave under the same `key`, in one `insert(connection, rows)` (one executemany: one round trip
+    on PostgreSQL); `last` ones after the others (the feed, whose lock is then held the least). Outside
+    a group commit, at once."""
+    deferred: _DeferredInserts | None = connection.info.get(_DEFERRED_INSERTS)
+    if deferred is None:
+        insert(connection, rows)
+    else:
+        deferred.add(key, rows, insert, last)
+
+
+# Transaction-scoped locks (PostgreSQL advisory locks) the connection's current transaction holds: taking
+# one again would cost a round trip for nothing. Forgotten with a unit's savepoint (which releases those
+# taken after it: maybe held still, then taken again, harmlessly).
+_TRANSACTION_LOCKS = "webhook_service_transaction_locks"
+
+
+def transaction_lock_held(connection: sa.Connection, key: int) -> bool:
+    held = connection.info.get(_TRANSACTION_LOCKS)
+    return held is not None and held[0] is connection.get_transaction() and key in held[1]
+
+
+def note_transaction_lock(connection: sa.Connection, key: int) -> None:
+    held = connection.info.get(_TRANSACTION_LOCKS)
+    if held is None or held[0] is not connection.get_transaction():
+        held = connection.info[_TRANSACTION_LOCKS] = (connection.get_transaction(), set[int]())
+    held[1].add(key)
 
 
 class Database:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from webhook_service.database.engine import insert_at_commit, note_transaction_lock, transaction_lock_held
 from webhook_service.database.prepared import PreparedStatement
 from webhook_service.database.tables import EVENTS
 
@@ -30,10 +31,15 @@ TYPES = (MESSAGE_RECEIVED, MESSAGE_STATUS, ATTACHMENT_STORED, ATTACHMENT_REJECTE
 
 
 def append(connection: sa.Connection, rows: list[dict]) -> None:
-    """Add events (dicts of FeedEvent columns) at the end of the feed. Call last in the transaction,
-    just before commit, so the lock is held as briefly as possible."""
-    if not rows:
-        return
-    if connection.dialect.name == "postgresql":
+    """Add events (dicts of FeedEvent columns) at the end of the feed. In a group commit, after
+    everything else the batch writes, just before its commit, so that the lock is held as briefly as
+    possible; elsewhere, at once (call it last in the transaction)."""
+    if rows:
+        insert_at_commit(connection, "feed", rows, _insert, last=True)
+
+
+def _insert(connection: sa.Connection, rows: list[dict]) -> None:
+    if connection.dialect.name == "postgresql" and not transaction_lock_held(connection, FEED_LOCK_KEY):
         LOCK_FEED.run(connection, {"key": FEED_LOCK_KEY})
+        note_transaction_lock(connection, FEED_LOCK_KEY)
     INSERT_EVENTS.run_many(connection, rows)

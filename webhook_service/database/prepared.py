@@ -63,17 +63,20 @@ class PreparedStatement:
             cursor.close()
 
     def run_many(self, connection: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows:
-            return
-        compiled = self._for(connection.dialect, tuple(rows[0]))
-        parameters: Any = [compiled.parameters(row) for row in rows]
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(compiled.sql, parameters)
-        except connection.dialect.loaded_dbapi.Error as error:
-            raise _as_sqlalchemy_error(connection, compiled.sql, parameters, error, cursor) from error
-        finally:
-            cursor.close()
+        """One executemany per set of keys the rows have (usually one)."""
+        by_keys: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+        for row in rows:
+            by_keys.setdefault(tuple(row), []).append(row)
+        for keys, same in by_keys.items():
+            compiled = self._for(connection.dialect, keys)
+            parameters: Any = [compiled.parameters(row) for row in same]
+            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.executemany(compiled.sql, parameters)
+            except connection.dialect.loaded_dbapi.Error as error:
+                raise _as_sqlalchemy_error(connection, compiled.sql, parameters, error, cursor) from error
+            finally:
+                cursor.close()
 
     def _for(self, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
         key = (dialect.name, keys)

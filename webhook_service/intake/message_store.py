@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from webhook_service.config.model import Connection
 from webhook_service.database import feed
-from webhook_service.database.engine import Database, DiscardUnit
+from webhook_service.database.engine import Database, DiscardUnit, insert_at_commit
 from webhook_service.database.prepared import PreparedStatement
 from webhook_service.database.request_counts import request_counts
 from webhook_service.database.tables import (
@@ -146,6 +146,7 @@ def store_webhook(
     }
 
     def record(conn: sa.Connection) -> StoreResult:
+        recorder.start()  # the group commit may run this twice (engine.py)
         raw_id = _value(INSERT_RAW_REQUEST.run(conn, raw_row))
         assert raw_id is not None  # an insert without a conflict clause returns its row
         for item in prepared:
@@ -183,7 +184,7 @@ def _log(conn: sa.Connection, log_entry: dict[str, Any], raw: RawRequestRecord, 
     row = dict(log_entry, **produced)
     if row["replay_of"] is None:  # a replay's received_at is its first arrival
         row["latency_ms"] = round((datetime.now(UTC) - raw.received_at).total_seconds() * 1000, 2)
-    INSERT_LOG_ENTRY.run(conn, row)
+    insert_at_commit(conn, "request_log", [row], INSERT_LOG_ENTRY.run_many)
 
 
 def _value(row: tuple | None) -> Any:
@@ -211,11 +212,15 @@ class _Recorder:
         self.connection = connection
         self.now = now
         self.region = region
+        self.addresses: set[str] = set()  # for the request log
+        self.start()
+
+    def start(self) -> None:
+        """Forget what a previous run of the transaction produced (it was rolled back)."""
         self.changed = False
         self.feed_rows: list[dict] = []
         self.message_ids: list[str] = []
         self.new_attachment_ids: list[str] = []
-        self.addresses: set[str] = set()  # for the request log
 
     # Before the transaction ---------------------------------------------------------------------
     def prepare(self, event: Event) -> SimpleNamespace:
@@ -315,7 +320,7 @@ class _Recorder:
         self._saw(message_id)
         attachments = [dict(a, message_seq=seq) for a in item.attachments]
         if attachments:
-            INSERT_ATTACHMENTS.run_many(conn, attachments)
+            insert_at_commit(conn, "attachments", attachments, INSERT_ATTACHMENTS.run_many)
             self.new_attachment_ids.extend(a["id"] for a in attachments)
         self.changed = True
         if inbound:
