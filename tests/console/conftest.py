@@ -45,8 +45,9 @@ ACTION_SETTINGS = {
 }
 
 # For tests whose actions send push deliveries as well: to the loopback receiver (named hooks.test), with
-# the delivery tests' exemptions and short timeouts; the queue runs a woken endpoint's turn at once.
-DELIVERY_SETTINGS = {**ACTION_SETTINGS, "delivery": LOOPBACK_DELIVERY}
+# the delivery tests' exemptions and short timeouts; the queue runs a woken endpoint's turn at once. A
+# failed attempt's retry never falls due during a test (the queue would run it at once too).
+DELIVERY_SETTINGS = {**ACTION_SETTINGS, "delivery": {**LOOPBACK_DELIVERY, "retry_schedule_seconds": [600]}}
 
 
 def delivery_resolver() -> StaticResolver:

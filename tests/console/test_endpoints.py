@@ -177,6 +177,26 @@ def test_enable_again_retry_all_failed_and_resend_deliver_with_the_same_webhook_
     assert f"endpoint {endpoint['id']}</a>" in admin.get("/console/audit").get_data(as_text=True)
 
 
+def test_a_pending_delivery_is_not_resent_and_an_endpoint_its_owner_disabled_stays_so(admin, client, runtime, receiver):
+    endpoint = listen(client, receiver)
+    receiver.answer("/hook", 500, b"busy")
+    post_standard(client, inbound_body("m-1"))
+    assert runtime.deliveries.drain(endpoint["id"]) == {"retry": 1}
+    url = f"/console/endpoints/{endpoint['id']}"
+    [pending] = delivery_ids(runtime, endpoint)
+    assert "Resend</button>" not in admin.get(url).get_data(as_text=True)
+    post_form(admin, f"{url}/deliveries/{pending}/resend", page=url)
+    assert "it is pending, its next attempt is on its way" in admin.get(url).get_data(as_text=True)
+
+    client.patch(f"/api/v1/endpoints/{endpoint['id']}", json={"enabled": False}, headers=A)
+    page = admin.get(url).get_data(as_text=True)
+    assert "Its owner disabled it: they enable it again through the API." in page and "Enable again" not in page
+    post_form(admin, f"{url}/enable", page=url)
+    assert "not enabled: Its owner disabled it" in admin.get(url).get_data(as_text=True)
+    assert client.get(f"/api/v1/endpoints/{endpoint['id']}", headers=A).get_json()["enabled"] is False
+    assert [row[3] for row in audited(runtime)] == ["refused", "refused"] and len(receiver.requests()) == 1
+
+
 def test_another_tenants_endpoint_is_not_found_and_its_deliveries_not_shown(client, runtime, receiver):
     theirs = gone(client, runtime, receiver, path="/b", tenant="B")
     ours = listen(client, receiver, "/a")
