@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         retry=runtime.attachments.retry,
         probes=probes,
         queue_waiting=lambda: runtime.queue.waiting(),
+        endpoints=runtime.endpoints,
     )
     app.register_blueprint(console_blueprint(console, secret_key=runtime.secret_key))
 

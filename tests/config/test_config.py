@@ -125,6 +125,11 @@ BAD_SETTINGS = [
         "console.login_limit_per_username: 'often' is not a rate limit",
     ),
     (
+        "action limit",
+        "[console]\naction_limit_per_operator = '30 a minute'",
+        "console.action_limit_per_operator: '30 a minute' is not a rate limit",
+    ),
+    (
         "database connect timeout",
         "[database]\nconnect_timeout_seconds = 1",
         "database.connect_timeout_seconds: Input should be greater than or equal to 2",

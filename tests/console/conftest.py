@@ -1,5 +1,5 @@
-"""The console's operators and a signed-in test client. Every console test runs on SQLite and PostgreSQL
-(the `app` fixture)."""
+"""The console's operators and a signed-in test client, and the loopback webhook receiver of the delivery
+tests (`receiver`). Every console test runs on SQLite and PostgreSQL (the `app` fixture)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import re
 import pytest
 from werkzeug.security import generate_password_hash
 
+from tests.delivery.conftest import LOOPBACK_DELIVERY, receiver, receiver_session
+from tests.delivery.receiver import HOOKS_HOST
 from tests.fixtures.app import TENANT_A, TENANT_B
+from tests.fixtures.media_server import StaticResolver, loopback_resolver
+
+__all__ = ["receiver", "receiver_session"]
 
 ADMIN = ("ada", "ada-password-1")  # every tenant
 VIEWER = ("vic", "vic-password-1")  # every tenant, reads only
@@ -38,6 +43,16 @@ ACTION_SETTINGS = {
         "retry_max_attempts": 1,
     },
 }
+
+# For tests whose actions send push deliveries as well: to the loopback receiver (named hooks.test), with
+# the delivery tests' exemptions and short timeouts; the queue runs a woken endpoint's turn at once. A
+# failed attempt's retry never falls due during a test (the queue would run it at once too).
+DELIVERY_SETTINGS = {**ACTION_SETTINGS, "delivery": {**LOOPBACK_DELIVERY, "retry_schedule_seconds": [600]}}
+
+
+def delivery_resolver() -> StaticResolver:
+    """The media server's and the receiver's names, both on loopback."""
+    return loopback_resolver({HOOKS_HOST: ["127.0.0.1"]})
 
 
 @pytest.fixture

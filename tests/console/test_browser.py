@@ -1,7 +1,8 @@
 """The console in a real browser: Debian's Chromium driven by Playwright against the app served over
 loopback HTTP (`live_server`). Sign-in, the request log with an accepted and a refused request, a replay
-from quarantine that becomes a stored message, a failed attachment retried until its thumbnail shows, a
-viewer refused an action, a POST without its CSRF token refused, and another tenant's pages not found.
+from quarantine that becomes a stored message, a failed attachment retried until its thumbnail shows, an
+endpoint disabled by a 410 enabled again and its failed deliveries sent, a viewer refused an action, a
+POST without its CSRF token refused, and another tenant's pages not found.
 
 `scripts/test.sh` installs Chromium when it is missing; without it these tests skip on a laptop and fail
 under CI=true, like the tests that need a server."""
@@ -16,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.console.conftest import ACTION_SETTINGS, ADMIN, ADMIN_A, ADMIN_B, VIEWER
+from tests.console.conftest import ADMIN, ADMIN_A, ADMIN_B, DELIVERY_SETTINGS, VIEWER, delivery_resolver
+from tests.delivery.conftest import listen
 from tests.fixtures.app import STANDARD_SECRET_B
-from tests.fixtures.media_server import loopback_resolver
 from tests.fixtures.services import service_unavailable
 from tests.media import samples
 from tests.support.standard import inbound_body, post_standard
@@ -56,12 +57,12 @@ def page(browser: Browser) -> Iterator[Page]:
 
 @pytest.fixture
 def settings_overrides():
-    return ACTION_SETTINGS
+    return DELIVERY_SETTINGS
 
 
 @pytest.fixture
 def resolver():
-    return loopback_resolver()
+    return delivery_resolver()
 
 
 def sign_in(page: Page, base: str, operator: tuple[str, str]) -> None:
@@ -139,6 +140,32 @@ def test_a_failed_attachment_retried_ends_stored_with_its_thumbnail(page, live_s
     # Loaded through its signed media URL, under the page's Content-Security-Policy.
     assert page.wait_for_function("img => img.complete && img.naturalWidth === 48", arg=thumbnail.element_handle())
     expect(page.locator("article.attachment")).to_contain_text("image/png")
+
+
+# On SQLite only: the browser adds nothing the database changes; test_endpoints.py runs the actions on both.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_endpoint_disabled_by_a_410_is_enabled_again_and_its_failed_deliveries_sent(
+    page, live_server, client, runtime, receiver
+):
+    endpoint = listen(client, receiver, "/browser")
+    receiver.answer("/browser", 410, b"<b>gone</b>")
+    for number in range(2):
+        post_standard(client, inbound_body(f"b-push-{number}"))
+    assert runtime.deliveries.drain(endpoint["id"]) == {"disabled": 1}
+    receiver.answer("/browser", 204)
+    sign_in(page, live_server, ADMIN)
+    page.click("nav >> text=Endpoints")
+    row = page.locator("table.list tbody tr").first
+    expect(row).to_contain_text("The endpoint answered 410 Gone.")
+    row.locator("a").first.click()
+    page.click("details summary")
+    expect(page.locator("details pre")).to_have_text("<b>gone</b>")  # the receiver's answer, as text
+    page.click("button:has-text('Enable again')")
+    expect(page.locator(".flash.ok")).to_contain_text("enabled again")
+    page.click("button:has-text('Retry all 2 failed')")
+    expect(page.locator(".flash.ok")).to_contain_text("2 failed deliveries queued for another attempt")
+    expect(page.locator("tr.delivery .state-delivered")).to_have_count(2)
+    assert len(receiver.wait_for(3, "/browser")) == 3
 
 
 def test_a_viewer_is_refused_an_action_and_a_post_without_csrf_is_refused(page, live_server, client, runtime):

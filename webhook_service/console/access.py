@@ -97,19 +97,35 @@ class Operators:
         return hmac.new(self._fingerprint_key, operator.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-class SignInLimiter:
-    """Sign-in attempts per client address and per username (any username, so that a refusal says nothing
-    about which exist), in a moving window, counted where `console.rate_limit_storage_url` says (Redis
-    shares the count between processes and hosts). If that storage fails, attempts are counted in this
-    process's memory meanwhile: a Redis outage must neither lock operators out nor lift the limit."""
+class _Limits:
+    """Hits counted in a moving window where `console.rate_limit_storage_url` says (Redis shares the count
+    between processes and hosts). If that storage fails, hits are counted in this process's memory
+    meanwhile: a Redis outage must neither lock operators out nor lift the limit."""
 
-    def __init__(self, settings: ConsoleSettings, redis_url: str | None):
+    def __init__(self, settings: ConsoleSettings, redis_url: str | None, purpose: str):
         uri = settings.rate_limit_storage_url or redis_url or "memory://"
         options: dict = {}
         if uri.startswith(("redis://", "rediss://", "redis+unix://")):
             options = {"socket_timeout": _STORAGE_TIMEOUT_SECONDS, "socket_connect_timeout": _STORAGE_TIMEOUT_SECONDS}
         self._shared = MovingWindowRateLimiter(storage_from_string(uri, wrap_exceptions=True, **options))
         self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._namespace = f"console-{purpose.replace('_', '-')}"
+        self._unavailable = f"{purpose}_limit_storage_unavailable"
+
+    def hit(self, item: RateLimitItem, kind: str, key: str) -> bool:
+        try:
+            return self._shared.hit(item, self._namespace, kind, key)
+        except StorageError as error:
+            log(logger, self._unavailable, logging.WARNING, error=type(error.storage_error).__name__)
+            return self._local.hit(item, self._namespace, kind, key)
+
+
+class SignInLimiter:
+    """Sign-in attempts per client address and per username (any username, so that a refusal says nothing
+    about which exist)."""
+
+    def __init__(self, settings: ConsoleSettings, redis_url: str | None):
+        self._limits = _Limits(settings, redis_url, "sign_in")
         self._per_address: list[RateLimitItem] = parse_many(settings.login_limit_per_address)
         self._per_username: list[RateLimitItem] = parse_many(settings.login_limit_per_username)
 
@@ -121,12 +137,23 @@ class SignInLimiter:
         checks += [(item, "username", user_key) for item in self._per_username]
         allowed = True
         for item, kind, key in checks:
-            allowed = self._hit(item, kind, key) and allowed
+            allowed = self._limits.hit(item, kind, key) and allowed
         return allowed
 
-    def _hit(self, item: RateLimitItem, kind: str, key: str) -> bool:
-        try:
-            return self._shared.hit(item, "console-sign-in", kind, key)
-        except StorageError as error:
-            log(logger, "sign_in_limit_storage_unavailable", logging.WARNING, error=type(error.storage_error).__name__)
-            return self._local.hit(item, "console-sign-in", kind, key)
+
+class ActionLimiter:
+    """Actions per operator (`console.action_limit_per_operator`): each click of an action that makes the
+    service send or put work back in line (resending deliveries, retrying them, enabling an endpoint)
+    counts one, however many things it acts on."""
+
+    def __init__(self, settings: ConsoleSettings, redis_url: str | None):
+        self._limits = _Limits(settings, redis_url, "action")
+        self._per_operator: list[RateLimitItem] = parse_many(settings.action_limit_per_operator)
+
+    def attempt(self, username: str) -> bool:
+        """Count one action; False when one of the limits is already used up."""
+        key = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
+        allowed = True
+        for item in self._per_operator:
+            allowed = self._limits.hit(item, "operator", key) and allowed
+        return allowed

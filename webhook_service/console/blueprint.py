@@ -1,5 +1,5 @@
 """The console's blueprint: sign-in, sign-out and the audit log, the rules every console request passes,
-and the pages of the other modules (overview, request log, quarantine, messages, attachments).
+and the pages of the other modules (overview, request log, quarantine, messages, attachments, endpoints).
 
 Every request: a POST must carry the form's CSRF token (400 and nothing changed otherwise); every page but
 the sign-in needs a signed-in operator (the sign-in page otherwise); every answer carries a strict
@@ -23,11 +23,18 @@ from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
 from storage import StorageError
-from webhook_service.console import pages_attachments, pages_messages, pages_overview, pages_quarantine, pages_requests
-from webhook_service.console.access import Operators, SignInLimiter
+from webhook_service.console import (
+    pages_attachments,
+    pages_endpoints,
+    pages_messages,
+    pages_overview,
+    pages_quarantine,
+    pages_requests,
+)
+from webhook_service.console.access import ActionLimiter, Operators, SignInLimiter
 from webhook_service.console.context import Console, ConsoleParts
 from webhook_service.console.params import BadParameter, position
-from webhook_service.console.rendering import MESSAGES, error_page, media_url, page, page_url, when
+from webhook_service.console.rendering import MESSAGES, age, error_page, media_url, page, page_url, when
 from webhook_service.console.session import ConsoleSessionInterface
 from webhook_service.database.audit import Action, audit_entries
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
@@ -51,7 +58,11 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
         "console", __name__, url_prefix="/console", template_folder="templates", static_folder="static"
     )
     lifetime = timedelta(hours=settings.console.session_hours)
-    console = Console(parts, Operators(settings.operators, _derived(secret_key, "console-operator")))
+    console = Console(
+        parts,
+        Operators(settings.operators, _derived(secret_key, "console-operator")),
+        ActionLimiter(settings.console, settings.redis_url),
+    )
     limiter = SignInLimiter(settings.console, settings.redis_url)
     csrf_key = _derived(secret_key, "console-csrf")
     secure = bool(settings.public_base_url and settings.public_base_url.startswith("https://"))
@@ -100,6 +111,7 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
             "signed_in": console.operators.signed_in(),
             "mask": mask,
             "when": when,
+            "age": age,
             "media_url": lambda attachment: media_url(parts.links, attachment),
             "page_url": page_url,
         }
@@ -165,7 +177,7 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
     def unknown_page(anything: str) -> Response:
         return error_page(404, "Not found")
 
-    for pages in (pages_overview, pages_requests, pages_quarantine, pages_messages, pages_attachments):
+    for pages in (pages_overview, pages_requests, pages_quarantine, pages_messages, pages_attachments, pages_endpoints):
         pages.register(blueprint, console)
     return blueprint
 

@@ -1,5 +1,5 @@
 """What the console's pages work with: the parts the composition root gives it (`ConsoleParts`), and the
-signed-in operator and the audit log (`Console`)."""
+signed-in operator, the audit log and who may act (`Console`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from werkzeug.wrappers import Response
+
 from webhook_service.config.model import Settings
-from webhook_service.console.access import Operators, SignedIn
+from webhook_service.console.access import ActionLimiter, Operators, SignedIn
+from webhook_service.console.rendering import error_page
 from webhook_service.database.audit import Action, record_actions
 from webhook_service.database.engine import Database
+from webhook_service.delivery.endpoints import EndpointStore
 from webhook_service.media.links import MediaLinks
 from webhook_service.observability.health import Probe
 from webhook_service.observability.logs import log
@@ -43,6 +47,8 @@ class ConsoleParts:
     # The readiness probes /readyz runs, and how many download tasks wait in the queue.
     probes: Mapping[str, Probe]
     queue_waiting: Callable[[], int]
+    # Push delivery's endpoints: their replays, retries and re-enabling wake the workers.
+    endpoints: EndpointStore
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class Console:
 
     parts: ConsoleParts
     operators: Operators
+    actions: ActionLimiter
 
     def operator(self) -> SignedIn:
         signed_in = self.operators.signed_in()
@@ -74,3 +81,17 @@ class Console:
         self, action: str, target_type: str, target_id: str | None, tenant_id: str | None, result: str, detail: str = ""
     ) -> Action:
         return Action(self.operator().username, action, target_type, target_id, tenant_id, result, detail)
+
+    def refusal(self, action: str, target_type: str, target_id: str | None, tenant_id: str | None) -> Response | None:
+        """The answer to an action the operator may not take now (a viewer's: 403; one past
+        console.action_limit_per_operator: 429), audited; None when they may."""
+        operator = self.operator()
+        if not operator.is_admin:
+            self.audit([self.action(action, target_type, target_id, tenant_id, "refused", "viewer")])
+            return error_page(403, "Not allowed")
+        if not self.actions.attempt(operator.username):
+            self.audit([self.action(action, target_type, target_id, tenant_id, "refused", "rate limited")])
+            response = error_page(429, "Too many actions")
+            response.headers["Retry-After"] = "60"
+            return response
+        return None

@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from webhook_service.console import charts
 from webhook_service.console.context import Console
-from webhook_service.console.rendering import page
+from webhook_service.console.rendering import age, page
 from webhook_service.database.quarantine import QuarantineFilter, count_quarantined
 from webhook_service.database.request_log import OUTCOMES, OutcomeCount, outcome_counts
 from webhook_service.media.attachments import attachment_totals
@@ -56,7 +56,7 @@ def register(blueprint: Blueprint, console: Console) -> None:
             rows=rows,
             outcomes=OUTCOMES,
             attachments=totals,
-            oldest_pending_age=_age(totals.oldest_pending_at),
+            oldest_pending_age=age(totals.oldest_pending_at),
             quarantined=count_quarantined(parts.db, tenants=tenants, where=QuarantineFilter()),
             queue_waiting=_queue_waiting(console),
             health=run_probes(parts.probes),
@@ -90,17 +90,6 @@ def _per_connection(counts: list[OutcomeCount], hour_start: int) -> list[dict]:
         row["hour_bar"] = charts.share_bar(row["hour"])
         row["day_bar"] = charts.share_bar(row["day"])
     return result
-
-
-def _age(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    seconds = max(0, int((datetime.now(UTC) - moment).total_seconds()))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def _queue_waiting(console: Console) -> int | None:

@@ -14,9 +14,10 @@ from webhook_service.providers.base import looks_secret
 
 MESSAGES = {
     400: "The request could not be understood.",
-    403: "Your role does not allow this: viewers can look; only admins replay, discard and retry.",
+    403: "Your role does not allow this: viewers can look; only admins replay, discard, retry, resend and re-enable.",
     404: "There is nothing here, or it belongs to a tenant you do not see.",
     405: "This address does not take that method.",
+    429: "Too many actions in a short time (console.action_limit_per_operator). Nothing was done: wait a minute.",
 }
 
 
@@ -44,6 +45,18 @@ def error_page(status: int, title: str, message: str | None = None) -> Response:
 
 def when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+
+
+def age(moment: datetime | None) -> str | None:
+    """How long ago `moment` was, in words a glance reads: 45 s, 12 min, 3 h 20 min."""
+    if moment is None:
+        return None
+    seconds = max(0, int((datetime.now(UTC) - moment).total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def media_url(links: MediaLinks, attachment: Any) -> str | None:

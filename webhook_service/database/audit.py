@@ -1,5 +1,5 @@
-"""The audit log: what operators did (replay, discard, retry, sign in and out), who, when, and the result.
-Written by the console for every action, one row per thing acted on; kept (not pruned)."""
+"""The audit log: what operators did (replay, discard, retry, resend, enable, sign in and out), who, when,
+and the result. Written by the console for every action, one row per thing acted on; kept (not pruned)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from webhook_service.database.tables import AuditEntry, storable
 @dataclass(frozen=True)
 class Action:
     actor: str
-    action: str  # replay | replay_trusted | discard | retry | sign_in | sign_out
-    target_type: str  # quarantine | attachment | session
+    action: str  # replay | replay_trusted | discard | retry | retry_failed | resend | enable | sign_in | sign_out
+    target_type: str  # quarantine | attachment | delivery | endpoint | session
     target_id: str | None
     tenant_id: str | None
     result: str  # ok | refused | failed | not_found

@@ -29,6 +29,8 @@ SECRET_OVERLAP = timedelta(hours=24)
 # Endpoints per tenant: a list answer holds them all.
 MAX_ENDPOINTS_PER_TENANT = 100
 ENDPOINT_DISABLED = "endpoint_disabled"
+# The disabled reason of an endpoint its owner disabled (through the API, or in the configuration).
+DISABLED_BY_OWNER = "Disabled by its owner."
 
 # Wakes the workers for these endpoints (the queue is only a trigger; the sweep makes up for a lost one).
 Wake = Callable[[list[str]], None]
@@ -61,6 +63,10 @@ class ManagedByConfiguration(Exception):
 
 class TooManyEndpoints(Exception):
     pass
+
+
+class NotReenabled(Exception):
+    """An operator may re-enable only an endpoint the service disabled (the message says why not)."""
 
 
 @dataclass(frozen=True)
@@ -250,6 +256,29 @@ class EndpointStore:
             "previousSecretExpiresAt": iso(updated.previous_secret_expires_at),
         }
 
+    # Changing (operators) -------------------------------------------------------------------------
+    def reenable(self, tenant_id: str, endpoint_id: str) -> dict[str, Any]:
+        """Enable again an endpoint that the service disabled (it answered 410, or failed for too long),
+        whether made through the API or declared in the configuration: it starts afresh at the end of
+        the feed, as when its owner enables it (what it missed comes by replay or retry). One its owner
+        disabled stays so, and one that is enabled is left alone: both raise NotReenabled."""
+        now = datetime.now(UTC)
+        with self.db.writing() as conn:
+            endpoint = self._row(conn, tenant_id, endpoint_id, for_update=True)
+            if endpoint.enabled:
+                raise NotReenabled("It is enabled.")
+            if endpoint.disabled_reason == DISABLED_BY_OWNER:
+                where = "in the configuration" if endpoint.config_name else "through the API"
+                raise NotReenabled(f"Its owner disabled it; they enable it again ({where}).")
+            updated = conn.execute(
+                sa.update(ENDPOINTS)
+                .where(ENDPOINTS.c.id == endpoint.id)
+                .values({"updated_at": now, **_enabled_change(conn, endpoint, True, now)})
+                .returning(*ENDPOINTS.c)
+            ).one()
+        self._wake([updated.id])
+        return endpoint_json(updated)
+
     # History ---------------------------------------------------------------------------------------
     def attempts(
         self, tenant_id: str, endpoint_id: str, *, before: int | None, limit: int, event_id: int | None
@@ -348,4 +377,4 @@ def _enabled_change(conn: sa.Connection, endpoint: Row, enabled: bool | None, no
     if enabled:
         return {"enabled": True, "feed_position": conn.scalar(FEED_HEAD), **_FRESH_START}
     conn.execute(GIVE_UP_PENDING, {"of_endpoint": endpoint.id, "now": now})
-    return {"enabled": False, "disabled_at": now, "disabled_reason": "Disabled by its owner.", "paused_until": None}
+    return {"enabled": False, "disabled_at": now, "disabled_reason": DISABLED_BY_OWNER, "paused_until": None}

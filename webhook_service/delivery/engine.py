@@ -57,6 +57,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from webhook_service.config.model import DeliverySettings
 from webhook_service.database.engine import Database
 from webhook_service.database.tables import DELIVERIES, DELIVERY_ATTEMPTS, ENDPOINTS, EVENTS
+from webhook_service.delivery import history
 from webhook_service.delivery.endpoints import disable
 from webhook_service.delivery.payloads import render_payloads
 from webhook_service.delivery.sender import Answer, EndpointSession
@@ -216,18 +217,6 @@ FINISH = (
     )
 )
 INSERT_ATTEMPTS = sa.insert(DELIVERY_ATTEMPTS)
-# After a turn: what is left for the endpoint, and how old the oldest of it is.
-PENDING_SUMMARY = (
-    sa.select(sa.func.min(DELIVERIES.c.next_attempt_at), sa.func.min(EVENTS.c.created_at))
-    .select_from(DELIVERIES.join(EVENTS, EVENTS.c.id == DELIVERIES.c.event_id))
-    .where(DELIVERIES.c.endpoint_id == sa.bindparam("endpoint_id"), DELIVERIES.c.status == "pending")
-)
-FIRST_NEW_EVENT = (
-    sa.select(EVENTS.c.created_at)
-    .where(EVENTS.c.tenant_id == sa.bindparam("tenant_id"), EVENTS.c.id > sa.bindparam("position"))
-    .order_by(EVENTS.c.id)
-    .limit(1)
-)
 _WAKEABLE = sa.and_(
     ENDPOINTS.c.enabled.is_(True),
     sa.or_(ENDPOINTS.c.paused_until.is_(None), ENDPOINTS.c.paused_until <= sa.bindparam("now")),
@@ -622,11 +611,8 @@ class DeliveryEngine:
         """When the endpoint's next work is due (None: nothing to do), and the time of its oldest
         undelivered event."""
         with self.db.reading() as session:
-            due, oldest = session.execute(PENDING_SUMMARY, {"endpoint_id": endpoint_id}).one()
-            first_new = session.scalar(FIRST_NEW_EVENT, {"tenant_id": tenant_id, "position": position})
-        if first_new is not None:
-            due, oldest = datetime.now(UTC), min(oldest or first_new, first_new)
-        return due, oldest
+            left = history.work_left(session, endpoint_id, tenant_id, position)
+        return left.next_due, left.oldest
 
     @staticmethod
     def _observe_backlog(endpoint_id: str, oldest: datetime | None, now: datetime) -> None:

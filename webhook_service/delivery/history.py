@@ -1,5 +1,6 @@
-"""What was delivered and how: an endpoint's attempts (GET .../attempts), deliveries (the CLI's list),
-and putting deliveries back to pending: a consumer's replay, an operator's retry. Both keep the
+"""What was delivered and how: an endpoint's attempts (GET .../attempts, the console), deliveries (the
+CLI's list, the console's endpoint page), what an endpoint has left to deliver (the worker, the console),
+and putting deliveries back to pending: a consumer's replay, an operator's retry or resend. All keep the
 delivery's webhook-id (one per event and endpoint), so a receiver that deduplicates by it sees a replay
 as the event it already has."""
 
@@ -12,10 +13,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from webhook_service.database.engine import Database
 from webhook_service.database.pruning import delete_in_batches
-from webhook_service.database.tables import DELIVERIES, DELIVERY_ATTEMPTS, ENDPOINTS, EVENTS
+from webhook_service.database.tables import DELIVERIES, DELIVERY_ATTEMPTS, DELIVERY_STATES, ENDPOINTS, EVENTS
 from webhook_service.model.message_json import iso
 
 # Events put back per transaction: a replay of a long period is many short transactions.
@@ -30,6 +32,41 @@ _BACK_TO_PENDING = {
     "last_error": None,
     "last_http_status": None,
 }
+
+
+# What an endpoint has left to deliver: its pending deliveries (when the next is due, the oldest event)...
+_PENDING = (
+    sa.select(sa.func.min(DELIVERIES.c.next_attempt_at), sa.func.min(EVENTS.c.created_at))
+    .select_from(DELIVERIES.join(EVENTS, EVENTS.c.id == DELIVERIES.c.event_id))
+    .where(DELIVERIES.c.endpoint_id == sa.bindparam("endpoint_id"), DELIVERIES.c.status == "pending")
+)
+# ...and its tenant's events after its place in the feed, which it has not taken yet.
+_FIRST_NEW_EVENT = (
+    sa.select(EVENTS.c.created_at)
+    .where(EVENTS.c.tenant_id == sa.bindparam("tenant_id"), EVENTS.c.id > sa.bindparam("position"))
+    .order_by(EVENTS.c.id)
+    .limit(1)
+)
+
+
+@dataclass(frozen=True)
+class WorkLeft:
+    # When the endpoint's next work is due (None: nothing to do).
+    next_due: datetime | None
+    # The time of its oldest undelivered event (what delivery_backlog_age_seconds measures).
+    oldest: datetime | None
+    # Whether the feed holds events of its tenant that it has not taken yet.
+    new_events: bool
+
+
+def work_left(session: Session, endpoint_id: str, tenant_id: str, position: int) -> WorkLeft:
+    """What an endpoint at feed position `position` has left to deliver: after a turn (the worker), on
+    the console's pages."""
+    due, oldest = session.execute(_PENDING, {"endpoint_id": endpoint_id}).one()
+    first_new = session.scalar(_FIRST_NEW_EVENT, {"tenant_id": tenant_id, "position": position})
+    if first_new is not None:
+        due, oldest = datetime.now(UTC), min(oldest or first_new, first_new)
+    return WorkLeft(due, oldest, first_new is not None)
 
 
 def attempt_json(row: Row) -> dict[str, Any]:
@@ -51,16 +88,24 @@ def list_attempts(
     db: Database, endpoint_id: str, *, before: int | None, limit: int, event_id: int | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The endpoint's attempts, newest first, and the cursor of the next page (None on the last)."""
+    rows = attempt_rows(
+        db, endpoint_id, before=before, limit=limit + 1, event_ids=None if event_id is None else [event_id]
+    )
+    page = rows[:limit]
+    return [attempt_json(row) for row in page], (str(page[-1].id) if len(rows) > limit else None)
+
+
+def attempt_rows(
+    db: Database, endpoint_id: str, *, limit: int, before: int | None = None, event_ids: Sequence[int] | None = None
+) -> list[Row]:
+    """The endpoint's attempts (of these events), newest first: ids below `before`, `limit` of them."""
     query = sa.select(DELIVERY_ATTEMPTS).where(DELIVERY_ATTEMPTS.c.endpoint_id == endpoint_id)
     if before is not None:
         query = query.where(DELIVERY_ATTEMPTS.c.id < before)
-    if event_id is not None:
-        query = query.where(DELIVERY_ATTEMPTS.c.event_id == event_id)
-    query = query.order_by(DELIVERY_ATTEMPTS.c.id.desc()).limit(limit + 1)
+    if event_ids is not None:
+        query = query.where(DELIVERY_ATTEMPTS.c.event_id.in_(list(event_ids)))
     with db.reading() as session:
-        rows = list(session.execute(query))
-    page = rows[:limit]
-    return [attempt_json(row) for row in page], (str(page[-1].id) if len(rows) > limit else None)
+        return list(session.execute(query.order_by(DELIVERY_ATTEMPTS.c.id.desc()).limit(limit)))
 
 
 def replay(
@@ -119,10 +164,27 @@ class DeliveryFilter:
     endpoint_id: str | None = None
     tenant_id: str | None = None
     statuses: tuple[str, ...] = ("failed",)
+    event_type: str | None = None
 
 
-def list_deliveries(db: Database, where: DeliveryFilter, limit: int) -> list[Row]:
-    """Deliveries, newest event first, with their endpoint's tenant and URL and their event's type."""
+def list_deliveries(db: Database, where: DeliveryFilter, limit: int, *, before_event: int | None = None) -> list[Row]:
+    """Deliveries, newest event first, with their endpoint's tenant and URL and their event's type.
+    `before_event` pages one endpoint's deliveries (it has one per event): those of older events."""
+    query = _deliveries(where).order_by(DELIVERIES.c.event_id.desc(), DELIVERIES.c.id.desc()).limit(limit)
+    if before_event is not None:
+        query = query.where(DELIVERIES.c.event_id < before_event)
+    with db.reading() as session:
+        return list(session.execute(query))
+
+
+def endpoint_delivery(db: Database, endpoint_id: str, delivery_id: int) -> Row | None:
+    """One of the endpoint's deliveries, as list_deliveries shows it (None: not the endpoint's)."""
+    query = _deliveries(DeliveryFilter(endpoint_id=endpoint_id, statuses=DELIVERY_STATES))
+    with db.reading() as session:
+        return session.execute(query.where(DELIVERIES.c.id == delivery_id)).first()
+
+
+def _deliveries(where: DeliveryFilter) -> sa.Select:
     query = (
         sa.select(
             DELIVERIES,
@@ -134,22 +196,24 @@ def list_deliveries(db: Database, where: DeliveryFilter, limit: int) -> list[Row
         .join(ENDPOINTS, ENDPOINTS.c.id == DELIVERIES.c.endpoint_id)
         .join(EVENTS, EVENTS.c.id == DELIVERIES.c.event_id)
         .where(DELIVERIES.c.status.in_(where.statuses))
-        .order_by(DELIVERIES.c.event_id.desc(), DELIVERIES.c.id.desc())
-        .limit(limit)
     )
     if where.endpoint_id:
         query = query.where(DELIVERIES.c.endpoint_id == where.endpoint_id)
     if where.tenant_id:
         query = query.where(ENDPOINTS.c.tenant_id == where.tenant_id)
-    with db.reading() as session:
-        return list(session.execute(query))
+    if where.event_type:
+        query = query.where(EVENTS.c.type == where.event_type)
+    return query
 
 
-def failed_ids(db: Database, endpoint_id: str | None = None) -> list[int]:
-    """Every failed delivery (of one endpoint), oldest event first: what an operator retries at once."""
+def failed_ids(db: Database, endpoint_id: str | None = None, *, limit: int | None = None) -> list[int]:
+    """Every failed delivery (of one endpoint; the first `limit`), oldest event first: what an operator
+    retries at once."""
     query = sa.select(DELIVERIES.c.id).where(DELIVERIES.c.status == "failed").order_by(DELIVERIES.c.event_id)
     if endpoint_id:
         query = query.where(DELIVERIES.c.endpoint_id == endpoint_id)
+    if limit is not None:
+        query = query.limit(limit)
     with db.reading() as session:
         return list(session.scalars(query))
 

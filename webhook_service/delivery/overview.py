@@ -1,0 +1,88 @@
+"""Endpoints as operators see them (the console's Endpoints pages): each with its health (enabled, or
+disabled and why; failing since when; paused until when), what it has left to deliver (history.work_left,
+as the worker measures it for delivery_backlog_age_seconds), its last attempt, and how many of its
+deliveries are in each state. Reading only; `tenants` scopes (database/scope.py)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from webhook_service.database.engine import Database
+from webhook_service.database.scope import Tenants, visible, within
+from webhook_service.database.tables import DELIVERIES, DELIVERY_ATTEMPTS, ENDPOINTS
+from webhook_service.delivery.history import WorkLeft, work_left
+
+Row = Any
+
+
+@dataclass(frozen=True)
+class EndpointOverview:
+    endpoint: Row  # an endpoints row
+    # Its deliveries per state (pending, delivered, failed); a state it has none of is absent.
+    counts: Mapping[str, int]
+    # None while it is disabled: it takes no events then, and its backlog is not measured.
+    work: WorkLeft | None
+    last_attempt: Row | None  # a delivery_attempts row
+
+    @property
+    def paused_until(self) -> datetime | None:
+        """Until when nothing is sent to it, after failures in a row (engine.py), while that is ahead."""
+        until = self.endpoint.paused_until
+        return until if self.endpoint.enabled and until is not None and until > datetime.now(UTC) else None
+
+
+def endpoint_overviews(db: Database, *, tenants: Tenants) -> list[EndpointOverview]:
+    """The endpoints of these tenants, by tenant, oldest first."""
+    query = sa.select(ENDPOINTS).order_by(ENDPOINTS.c.tenant_id, ENDPOINTS.c.created_at, ENDPOINTS.c.id)
+    if tenants is not None:
+        query = query.where(within(ENDPOINTS.c.tenant_id, tenants))
+    with db.reading() as session:
+        return _overviews(session, list(session.execute(query)))
+
+
+def endpoint_overview(db: Database, endpoint_id: str, *, tenants: Tenants) -> EndpointOverview | None:
+    """One endpoint, if it is one of these tenants'."""
+    with db.reading() as session:
+        endpoint = session.execute(sa.select(ENDPOINTS).where(ENDPOINTS.c.id == endpoint_id)).first()
+        if endpoint is None or not visible(endpoint.tenant_id, tenants):
+            return None
+        return _overviews(session, [endpoint])[0]
+
+
+def _overviews(session: Session, endpoints: Sequence[Row]) -> list[EndpointOverview]:
+    """Three queries for any number of endpoints, and work_left's two for each enabled one."""
+    if not endpoints:
+        return []
+    ids = [endpoint.id for endpoint in endpoints]
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for endpoint_id, status, count in session.execute(
+        sa.select(DELIVERIES.c.endpoint_id, DELIVERIES.c.status, sa.func.count())
+        .where(DELIVERIES.c.endpoint_id.in_(ids))
+        .group_by(DELIVERIES.c.endpoint_id, DELIVERIES.c.status)
+    ):
+        counts[endpoint_id][status] = int(count)
+    latest = (
+        sa.select(sa.func.max(DELIVERY_ATTEMPTS.c.id))
+        .where(DELIVERY_ATTEMPTS.c.endpoint_id.in_(ids))
+        .group_by(DELIVERY_ATTEMPTS.c.endpoint_id)
+    )
+    last = {
+        row.endpoint_id: row
+        for row in session.execute(sa.select(DELIVERY_ATTEMPTS).where(DELIVERY_ATTEMPTS.c.id.in_(latest)))
+    }
+    return [
+        EndpointOverview(
+            endpoint,
+            counts[endpoint.id],
+            work_left(session, endpoint.id, endpoint.tenant_id, endpoint.feed_position) if endpoint.enabled else None,
+            last.get(endpoint.id),
+        )
+        for endpoint in endpoints
+    ]
