@@ -104,20 +104,7 @@ class Runtime:
         generated once and kept under the data directory so URLs survive restarts."""
         if self.settings.secret_key:
             return self.settings.secret_key.encode()
-        path = self.settings.data_dir / "secret_key"
-        try:
-            return path.read_bytes().strip()
-        except FileNotFoundError:
-            pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(48).encode()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process won the race; use its key
-            return path.read_bytes().strip()
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key)
-        return key
+        return kept_secret_key(self.settings.data_dir / "secret_key")
 
     @cached_property
     def api_auth(self) -> ApiAuthenticator:
@@ -254,3 +241,29 @@ def _blob_store(settings: Settings, secret_key: bytes) -> BlobStore:
         return LocalBlobStore(settings.local_blob_dir, signing_key=secret_key, url_prefix=LOCAL_MEDIA_PREFIX)
     except ValueError as error:
         raise ConfigError(f"storage.{config.backend}: {error}") from None
+
+
+def kept_secret_key(path: Path) -> bytes:
+    """The key kept in `path`, made (once, whichever process comes first) when there is none."""
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48).encode()
+    # Written whole under a name of this process's, then linked into place: every web worker of a new
+    # data directory gets here at once, and one that opened the key file between another's create
+    # and write read it empty (and refused to start).
+    draft = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(draft, path)
+    except FileExistsError:  # another process won the race; use its key, complete by then
+        return path.read_bytes().strip()
+    finally:
+        draft.unlink(missing_ok=True)
+    return key
