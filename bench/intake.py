@@ -128,7 +128,8 @@ def _client(
     interval: float | None,
     results: multiprocessing.Queue,
 ) -> None:
-    """One keep-alive connection. interval None: closed loop; otherwise send at fixed times."""
+    """One keep-alive connection. interval None: closed loop; otherwise send at fixed times, from
+    start_at on."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     latencies, errors, sent = [], 0, 0
     while time.monotonic() < start_at:
@@ -165,9 +166,13 @@ def load(port: int, path: str, requests, clients: int, duration: float, rate: fl
     results: multiprocessing.Queue = multiprocessing.Queue()
     start_at = time.monotonic() + 0.5
     interval = clients / rate if rate else None
+    # At a rate, the clients take turns (client i starts i/clients of an interval later): an even
+    # schedule, not every client sending at the same instant.
+    offset = interval / clients if interval else 0.0
     processes = [
         multiprocessing.Process(
-            target=_client, args=(port, path, requests[i::clients], start_at, start_at + duration, interval, results)
+            target=_client,
+            args=(port, path, requests[i::clients], start_at + i * offset, start_at + duration, interval, results),
         )
         for i in range(clients)
     ]
