@@ -11,8 +11,8 @@ app's defaults, to which an endpoint that knows more (the intake, per provider c
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Iterable, Iterator, Set
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -57,7 +57,8 @@ def add_secret_query_params(environ: dict[str, Any], names: Set[str]) -> None:
 
 def _offered_or_new(offered: str) -> str:
     # A caller's id is kept only when it cannot smuggle anything into a log line or a header.
-    return offered if _OFFERED.match(offered) else uuid.uuid4().hex
+    # The 32 hex digits of uuid4().hex, without building a UUID (a few microseconds on every request).
+    return offered if _OFFERED.match(offered) else os.urandom(16).hex()
 
 
 class RequestIds:
