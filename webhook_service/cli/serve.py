@@ -30,14 +30,19 @@ def run(host: str | None, port: int | None) -> None:
     web = subprocess.Popen([sys.executable, "-m", "webhook_service.cli", "web"], env=environment)
     worker = subprocess.Popen([sys.executable, "-m", "webhook_service.cli", "worker"], env=environment)
     children = [web, worker]
+    asked_to_stop = []
 
-    def stop(*_):
+    def stop_asked(*_):
+        asked_to_stop.append(True)
+        stop()
+
+    def stop():
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop_asked)
+    signal.signal(signal.SIGINT, stop_asked)
     if _wait_for_port(host, port, web):
         shown = f"[{host}]" if ":" in host else host
         click.echo(
@@ -51,7 +56,19 @@ def run(host: str | None, port: int | None) -> None:
         time.sleep(0.5)
     stop()
     codes = [child.wait(timeout=30) for child in children]
+    if asked_to_stop:
+        # Stopping, a child may also get the signal straight from whoever stopped us (a process manager
+        # signals the whole group) and then ours a moment later: one arriving while Python is already
+        # finishing (its handlers reset) ends the process by the signal. That is the stop we asked for.
+        codes = [0 if code == -signal.SIGTERM else code for code in codes]
+    for name, code in zip(("web", "worker"), codes, strict=True):
+        if code:
+            click.echo(f"webhook-service: {name} exited with {_exit_description(code)}", err=True)
     sys.exit(next((code for code in codes if code), 0))
+
+
+def _exit_description(code: int) -> str:
+    return f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
 
 
 def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float = 60) -> bool:
