@@ -179,6 +179,7 @@ secrets = ["{SECRET}"]
         share_metrics(settings.data_dir, WEB).mkdir(parents=True, exist_ok=True)
         from bench import bare_app, peer_app
         from webhook_service.app import create_app
+        from webhook_service.database.request_counts import request_counts
         from webhook_service.runtime import Runtime
 
         runtime = Runtime(settings)
@@ -212,6 +213,7 @@ secrets = ["{SECRET}"]
                 print("  intake by phase, single-threaded profile scaled to the CPU above:")
                 for phase, share in sorted(shares.items(), key=lambda item: -item[1]):
                     print(f"    {phase:<16} {share * cpu:6.3f}  ({share:5.1%})")
+        request_counts(runtime.db).close()  # its last counts, before the database goes
         runtime.db.dispose()
     finally:
         database.drop()
