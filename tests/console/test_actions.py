@@ -170,3 +170,33 @@ def test_one_attachment_retried_from_the_attachments_page(admin, client, runtime
     with runtime.db.reading() as session:
         assert session.scalars(sa.select(Attachment.status)).one() == "stored"
     assert "No failed or rejected attachment." in admin.get("/console/attachments").get_data(as_text=True)
+
+
+class TestActionLimit:
+    """Every action counts against console.action_limit_per_operator, one per click, however many
+    entries it acts on; past it the action is a 429, does nothing and is audited as refused."""
+
+    @pytest.fixture
+    def settings_overrides(self):
+        return {**ACTION_SETTINGS, "console": {"action_limit_per_operator": "2/minute"}}
+
+    def test_quarantine_and_attachment_actions_past_the_limit_are_429(self, admin, client, runtime):
+        for number in range(3):
+            post_standard(client, inbound_body(f"limit-{number}"), secret="wrong")
+        first, second, third = (entry.id for entry in _entries(runtime))
+        assert post_form(admin, f"/console/quarantine/{first}/discard").status_code == 303
+        assert (
+            post_form(admin, "/console/quarantine/bulk", {"action": "discard", "ids": [str(second)]}).status_code == 303
+        )
+        for response in (
+            post_form(admin, f"/console/quarantine/{third}/discard"),
+            post_form(admin, "/console/quarantine/bulk", {"action": "discard", "ids": [str(third)]}),
+            post_form(admin, "/console/attachments/retry-reason", {"reason": "http_404"}),
+        ):
+            assert response.status_code == 429 and response.headers["Retry-After"] == "60"
+        assert {entry.id: entry.resolution for entry in _entries(runtime)}[third] is None  # nothing done
+        assert _audit(runtime)[-3:] == [
+            ("discard", "quarantine", str(third), "refused"),
+            ("discard", "quarantine", None, "refused"),
+            ("retry", "attachment", None, "refused"),
+        ]

@@ -131,8 +131,8 @@ class ConsoleSettings(Strict):
     # notation of the `limits` library: "5/minute;30/hour" allows 5 in any minute and 30 in any hour.
     login_limit_per_address: str = "20/minute;100/hour"
     login_limit_per_username: str = "5/minute;30/hour"
-    # Actions per operator that make the service send or put work back in line (resend or retry
-    # deliveries, re-enable an endpoint), in the same notation: one click is one, however much it acts on.
+    # Actions per operator (quarantine replays and discards, attachment retries, delivery resends and
+    # retries, re-enabling an endpoint), in the same notation: one click is one, however much it acts on.
     action_limit_per_operator: str = "30/minute;300/hour"
     # Where attempts and actions are counted: a `limits` storage URL ("memory://", "redis://host:6379/1").
     # None: redis_url when it is set (shared by every process), else each process's memory.

@@ -45,6 +45,9 @@ def register(blueprint: Blueprint, console: Console) -> None:
         if not console.operator().is_admin:
             console.audit([console.action("retry", "attachment", None, None, "refused", f"viewer; reason {reason}")])
             return error_page(403, "Not allowed")
+        refused = console.refusal("retry", "attachment", None, None)  # past the action limit
+        if refused is not None:
+            return refused
         reset = parts.retry(list(tenant_of)) if tenant_of else []
         console.audit(
             [console.action("retry", "attachment", i, tenant_of[i], "ok", f"reason {reason}") for i in reset]

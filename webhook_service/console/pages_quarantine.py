@@ -93,6 +93,9 @@ def register(blueprint: Blueprint, console: Console) -> None:
         if not console.operator().is_admin:
             console.audit([console.action(action, "quarantine", str(entry_id), entry.tenant_id, "refused", "viewer")])
             return error_page(403, "Not allowed")
+        refused = console.refusal(action, "quarantine", str(entry_id), entry.tenant_id)  # past the action limit
+        if refused is not None:
+            return refused
         [(done, message_id)] = _act(console, [entry], action)
         if message_id is not None:
             flash(f"Replayed entry {entry_id}: stored.", "ok")
@@ -116,6 +119,9 @@ def register(blueprint: Blueprint, console: Console) -> None:
         if not console.operator().is_admin:
             console.audit([console.action(action, "quarantine", str(i), None, "refused", "viewer") for i in ids])
             return error_page(403, "Not allowed")
+        refused = console.refusal(action, "quarantine", None, None)  # one click, however many entries
+        if refused is not None:
+            return refused
         entries = [quarantine_entry(parts.db, entry_id, tenants=tenants) for entry_id in ids]
         done = _act(console, [entry for entry in entries if entry is not None], action)
         succeeded = sum(1 for action_done, _ in done if action_done.result == "ok")
