@@ -176,3 +176,12 @@ def test_connect_reports_a_missing_bucket_with_the_command_that_creates_it(check
     assert (
         f"check blob store: FAILED, S3 bucket '{bucket}' does not exist (`webhook-service storage init` creates it)"
     ) in result.output
+
+
+def test_connect_on_a_new_sqlite_database_says_to_migrate_and_creates_no_file(check_config, tmp_path):
+    result = check_config("", "--connect")
+    database = tmp_path / "data" / "service.db"
+    assert result.exit_code == 1
+    assert f"check database: FAILED, no database file at {database} yet: run `webhook-service migrate`" in result.output
+    assert not database.exists()  # a check changes nothing
+    assert "check blob store: ok" in result.output  # every check runs

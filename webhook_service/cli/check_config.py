@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 import sqlalchemy as sa
@@ -81,6 +82,11 @@ def _connect(settings: Settings) -> bool:
 
 
 def _check_database(settings: Settings) -> str:
+    url = sa.engine.make_url(settings.effective_database_url)
+    new_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    if new_file and not Path(str(url.database)).exists():
+        # Connecting would create an empty file, and a check should change nothing.
+        raise _NotReady(f"no database file at {url.database} yet: run `webhook-service migrate`")
     state = schema_state(settings.effective_database_url)
     if state.current is None:
         raise _NotReady("reachable, but it has no schema yet: run `webhook-service migrate`")
