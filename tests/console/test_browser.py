@@ -1,4 +1,4 @@
-"""The console in a real browser: Debian's Chromium driven by Playwright against the app served over
+"""The console (and the API docs page) in a real browser: Debian's Chromium driven by Playwright against the app served over
 loopback HTTP (`live_server`). Sign-in, the request log with an accepted and a refused request, a replay
 from quarantine that becomes a stored message, a failed attachment retried until its thumbnail shows, an
 endpoint disabled by a 410 enabled again and its failed deliveries sent, a viewer refused an action, a
@@ -203,3 +203,15 @@ def test_another_tenants_pages_are_not_found(page, live_server, client, runtime)
     expect(page.locator("h1")).to_have_text("Not found")
     page.goto(f"{live_server}/console/messages")
     expect(page.locator("table.list")).not_to_contain_text("b-tenant-b")
+
+
+def test_the_api_docs_render_under_their_content_security_policy(page, live_server):
+    refused: list[str] = []
+    page.on(
+        "console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None
+    )
+    response = page.goto(f"{live_server}/docs")
+    assert response is not None and "nonce-" in response.headers["content-security-policy"]
+    expect(page.locator(".opblock").first).to_be_visible()  # Swagger UI ran and read the document
+    expect(page.get_by_text("/api/v1/media").first).to_be_visible()
+    assert refused == []
