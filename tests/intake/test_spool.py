@@ -36,6 +36,7 @@ from webhook_service.database.tables import (
     Message,
     QuarantinedRequest,
     RawRequest,
+    RequestLogEntry,
     StatusEventRow,
 )
 from webhook_service.intake.message_store import RawRequestRecord
@@ -351,6 +352,16 @@ class TestBadInput:
             assert entry.http_status == 200  # what the provider was answered
             assert "standard/main is no longer configured" in entry.reason
             assert not _spool_file(reconfigured).exists()
+            # The operator finds it in the request log too, once, with its quarantine entry.
+            with reconfigured.db.reading() as session:
+                [logged] = session.scalars(sa.select(RequestLogEntry)).all()
+            assert (logged.outcome, logged.http_status, logged.reason_code, logged.quarantine_id) == (
+                "quarantined",
+                200,
+                "connection_removed",
+                entry.id,
+            )
+            assert logged.request_id == entry.request_id and logged.body_bytes == len(body)
         finally:
             reconfigured.close()
 

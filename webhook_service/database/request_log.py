@@ -30,6 +30,9 @@ OUTCOMES = (
     "not_found",
     "unavailable",
     "adapter_error",
+    # Acknowledged from the spool during a database outage, then kept in quarantine instead of stored
+    # (its connection was removed, it no longer parses).
+    "quarantined",
 )
 
 

@@ -143,9 +143,21 @@ class Quarantine:
         """Record a request that was verified and acknowledged but cannot be stored as a message (a
         spooled request whose connection is gone, or that no longer parses): whole, outside the budget
         for refused requests (the spool's own budget bounded it), and raising UNAVAILABLE_ERRORS when
-        the database cannot take it, so that the caller keeps it. Its request log row was not written
-        (it was acknowledged while the database was down)."""
-        self._insert(provider, connection_name, tenant, record, record.body, http_status, reason_code, detail, None)
+        the database cannot take it, so that the caller keeps it. Its request log row is written with it
+        (outcome `quarantined`, answered `http_status`): none was when it was acknowledged, the database
+        being down."""
+        log_entry = request_log.entry(
+            record,
+            provider=provider,
+            connection=connection_name,
+            tenant_id=tenant,
+            outcome="quarantined",
+            http_status=http_status,
+            reason_code=reason_code,
+        )
+        self._insert(
+            provider, connection_name, tenant, record, record.body, http_status, reason_code, detail, log_entry
+        )
 
     def _insert(
         self,

@@ -3,7 +3,8 @@ is `database.tables.RequestLogEntry`; its queries are `database/request_log.py`)
 
 Where each row is written, so that recording costs the hot path one INSERT and no transaction of its own:
 - accepted and duplicate requests: in the message store's one transaction (`message_store.py`);
-- refused ones (401, 400, 413, an adapter's bug): with their quarantine entry (`quarantine.py`);
+- refused ones (401, 400, 413, an adapter's bug): with their quarantine entry (`quarantine.py`), and so are
+  requests acknowledged from the spool that could not be stored once drained (outcome `quarantined`);
 - unknown endpoints (404) and database outages (503): alone, not waiting for the disk, and never failing
   the answer (an outage's row is most often lost with the outage, and the JSON log line keeps it).
 Each row written is also counted for the overview's charts (database/request_counts.py).
