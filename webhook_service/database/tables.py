@@ -265,6 +265,8 @@ class Attachment(Base):
     __table_args__ = (
         sa.UniqueConstraint("message_seq", "index"),
         sa.Index("ix_attachments_status_due", "status", "next_attempt_at"),
+        # The console overview's attachments since a time (migration 0006).
+        sa.Index("ix_attachments_created_at", "created_at", "status"),
     )
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(sa.String(36), unique=True, default=new_id)
