@@ -56,11 +56,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from webhook_service.config.model import DeliverySettings
 from webhook_service.database.engine import Database
-from webhook_service.database.tables import DELIVERIES, DELIVERY_ATTEMPTS, ENDPOINTS, EVENTS
+from webhook_service.database.tables import DELIVERIES, DELIVERY_ATTEMPTS, ENDPOINTS, EVENTS, UTCDateTime
 from webhook_service.delivery.endpoints import disable
 from webhook_service.delivery.payloads import render_payloads
 from webhook_service.delivery.sender import Answer, EndpointSession
-from webhook_service.delivery.signing import signature_header
+from webhook_service.delivery.signing import Signer
 from webhook_service.delivery.urls import delivery_rules, endpoint_target
 from webhook_service.model.message_json import AttachmentUrl
 from webhook_service.network.connections import Connector, Resolver
@@ -112,6 +112,11 @@ class _Turn:
     cursor: int = 0
     cut_short: bool = False  # stopped with work left (its time was up)
     outcomes: dict[str, int] = field(default_factory=dict)
+    signer: Signer = field(init=False)
+
+    def __post_init__(self) -> None:
+        endpoint = self.endpoint
+        self.signer = Signer(endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_expires_at)
 
     def health(self) -> _Health:
         return _Health(self.failing_since, self.consecutive_failures, self.paused_until, self.disabled_reason)
@@ -169,7 +174,8 @@ class _Books:
 
 @dataclass(frozen=True)
 class _Outcome:
-    delivery: dict[str, Any]  # the FINISH statement's parameters
+    delivered: bool
+    delivery: dict[str, Any]  # the FINISH (or FINISH_DELIVERED) statement's parameters
     attempt: dict[str, Any]  # a delivery_attempts row
 
 
@@ -213,6 +219,20 @@ FINISH = (
         last_http_status=sa.bindparam("new_last_http_status"),
         last_error=sa.bindparam("new_last_error"),
         completed_at=sa.bindparam("new_completed_at"),
+    )
+)
+# The same for a delivered one, the usual outcome, with fewer values to pass.
+FINISH_DELIVERED = (
+    sa.update(DELIVERIES)
+    .where(DELIVERIES.c.id == sa.bindparam("delivery_id"))
+    .values(
+        status="delivered",
+        attempts=sa.bindparam("new_attempts"),
+        next_attempt_at=None,
+        last_attempt_at=sa.bindparam("new_last_attempt_at"),
+        last_http_status=sa.bindparam("new_last_http_status"),
+        last_error=None,
+        completed_at=sa.bindparam("new_last_attempt_at"),
     )
 )
 INSERT_ATTEMPTS = sa.insert(DELIVERY_ATTEMPTS)
@@ -288,12 +308,15 @@ class DeliveryEngine:
         # When this process last sent to each endpoint: the rate limit's pace across its turns here.
         self._last_sent: dict[str, float] = {}
         batch = settings.batch_size
-        self._new_events = (
-            sa.select(EVENTS.c.id, EVENTS.c.type)
+        # The next batch of the tenant's events after the endpoint's place: how many, and the last one.
+        new_events = (
+            sa.select(EVENTS.c.id)
             .where(EVENTS.c.tenant_id == sa.bindparam("tenant_id"), EVENTS.c.id > sa.bindparam("position"))
             .order_by(EVENTS.c.id)
             .limit(batch)
+            .subquery()
         )
+        self._new_events = sa.select(sa.func.count(), sa.func.max(new_events.c.id))
         self._due = (
             sa.select(
                 DELIVERIES.c.id.label("delivery_id"),
@@ -303,7 +326,6 @@ class DeliveryEngine:
                 EVENTS.c.message_id,
                 EVENTS.c.attachment_id,
                 EVENTS.c.created_at,
-                EVENTS.c.data,
             )
             .join(EVENTS, EVENTS.c.id == DELIVERIES.c.event_id)
             .where(
@@ -315,11 +337,27 @@ class DeliveryEngine:
             .order_by(DELIVERIES.c.event_id)
             .limit(batch)
         )
+        # The deliveries of those events (of the endpoint's types, when it names some), made in the
+        # database: a replay may have made some already.
         insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
-        # A replay may have made the delivery already.
-        self._insert_deliveries = insert(DELIVERIES).on_conflict_do_nothing(
-            index_elements=[DELIVERIES.c.endpoint_id, DELIVERIES.c.event_id]
+        now = sa.bindparam("now", type_=UTCDateTime())
+        batch_events = sa.select(
+            sa.bindparam("endpoint_id", type_=sa.String()), EVENTS.c.id, sa.literal("pending"), sa.literal(0), now, now
+        ).where(
+            EVENTS.c.tenant_id == sa.bindparam("tenant_id"),
+            EVENTS.c.id > sa.bindparam("position"),
+            EVENTS.c.id <= sa.bindparam("last"),
         )
+        columns = ["endpoint_id", "event_id", "status", "attempts", "next_attempt_at", "created_at"]
+        self._make_deliveries = {
+            typed: insert(DELIVERIES)
+            .from_select(
+                columns,
+                batch_events.where(EVENTS.c.type.in_(sa.bindparam("types", expanding=True))) if typed else batch_events,
+            )
+            .on_conflict_do_nothing(index_elements=[DELIVERIES.c.endpoint_id, DELIVERIES.c.event_id])
+            for typed in (False, True)
+        }
 
     # A turn --------------------------------------------------------------------------------------
     def drain(self, endpoint_id: str) -> dict[str, int] | None:
@@ -427,35 +465,27 @@ class DeliveryEngine:
         """Make the deliveries of the next batch of the tenant's new events; True once caught up."""
         endpoint = turn.endpoint
         with self.db.reading() as session:
-            events = session.execute(
+            count, last = session.execute(
                 self._new_events, {"tenant_id": endpoint.tenant_id, "position": turn.position}
-            ).all()
-        if not events:
+            ).one()
+        if not count:
             return True
-        types = set(endpoint.event_types or ())
-        now = datetime.now(UTC)
-        deliveries = [
-            {
-                "endpoint_id": endpoint.id,
-                "event_id": event.id,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-            for event in events
-            if not types or event.type in types
-        ]
-        position = events[-1].id
+        types = list(endpoint.event_types or ())
+        values = {
+            "endpoint_id": endpoint.id,
+            "tenant_id": endpoint.tenant_id,
+            "position": turn.position,
+            "last": last,
+            "now": datetime.now(UTC),
+        }
         # Not durable: the deliveries and the new place are lost together in a crash, and made again.
         with self.db.writing(durable=False) as conn:
-            moved = conn.execute(ADVANCE, {"endpoint_id": endpoint.id, "token": turn.token, "position": position})
+            moved = conn.execute(ADVANCE, {"endpoint_id": endpoint.id, "token": turn.token, "position": last})
             if moved.rowcount != 1:
                 raise _LostClaim()  # rolls the transaction back
-            if deliveries:
-                conn.execute(self._insert_deliveries, deliveries)
-        turn.position = position
-        return len(events) < self.settings.batch_size
+            conn.execute(self._make_deliveries[bool(types)], {**values, "types": types} if types else values)
+        turn.position = last
+        return bool(count < self.settings.batch_size)
 
     def _due_deliveries(self, turn: _Turn) -> tuple[list[Row], dict[int, bytes]]:
         with self.db.reading() as session:
@@ -473,19 +503,20 @@ class DeliveryEngine:
         """Attempt the due deliveries in order until the endpoint is paused or disabled or the turn's
         time is up; the outcomes, to record."""
         outcomes: list[_Outcome] = []
+        endpoint = turn.endpoint
         for row in due:
-            if turn.out_of_time() or turn.paused(datetime.now(UTC)):
+            if turn.out_of_time() or (turn.paused_until is not None and turn.paused(datetime.now(UTC))):
                 break
-            self._pace(turn.endpoint)
+            body = bodies.get(row.id)
+            if body is None:
+                continue  # the event left the feed since the batch was read, its deliveries with it
+            self._pace(endpoint)
             sent_at = datetime.now(UTC)
-            body = bodies[row.id]
-            delivery_id = webhook_id(row.id, turn.endpoint.id)
+            delivery_id = webhook_id(row.id, endpoint.id)
             headers = {
                 "webhook-id": delivery_id,
                 "webhook-timestamp": str(int(sent_at.timestamp())),
-                "webhook-signature": signature_header(
-                    self._secrets(turn.endpoint, sent_at), delivery_id, sent_at, body
-                ),
+                "webhook-signature": turn.signer.header(delivery_id, sent_at, body),
             }
             answer = session.post(body, headers)
             outcomes.append(self._judge(turn, row, answer, sent_at))
@@ -502,13 +533,6 @@ class DeliveryEngine:
         if wait > 0:
             time.sleep(wait)
         self._last_sent[endpoint.id] = time.monotonic()
-
-    def _secrets(self, endpoint: Row, now: datetime) -> list[str]:
-        """The secrets that sign now: the current one, and the previous one for a day after a rotation."""
-        expires = endpoint.previous_secret_expires_at
-        if endpoint.previous_secret and expires is not None and expires > now:
-            return [endpoint.secret, endpoint.previous_secret]
-        return [endpoint.secret]
 
     def _judge(self, turn: _Turn, row: Row, answer: Answer, sent_at: datetime) -> _Outcome:
         """The outcome of one attempt for the delivery and the endpoint's health."""
@@ -532,17 +556,27 @@ class DeliveryEngine:
         turn.outcomes[outcome] = turn.outcomes.get(outcome, 0) + 1
         _attempts_counter(outcome, "none" if answer.delivered else _reason_label(answer)).inc()
         metrics.DELIVERY_SECONDS.observe(answer.seconds)
-        return _Outcome(
-            delivery={
+        if answer.delivered:
+            delivery = {
+                "delivery_id": row.delivery_id,
+                "new_attempts": attempts,
+                "new_last_attempt_at": sent_at,
+                "new_last_http_status": answer.http_status,
+            }
+        else:
+            delivery = {
                 "delivery_id": row.delivery_id,
                 "new_status": status,
                 "new_attempts": attempts,
                 "new_next_attempt_at": next_attempt_at,
                 "new_last_attempt_at": sent_at,
                 "new_last_http_status": answer.http_status,
-                "new_last_error": None if answer.delivered else reason[:64],
+                "new_last_error": reason[:64],
                 "new_completed_at": completed_at,
-            },
+            }
+        return _Outcome(
+            delivered=answer.delivered,
+            delivery=delivery,
             attempt={
                 "endpoint_id": turn.endpoint.id,
                 "event_id": row.id,
@@ -587,7 +621,12 @@ class DeliveryEngine:
         def record(conn: sa.Connection) -> None:
             if conn.execute(STILL_THERE, {"endpoint_id": endpoint.id}).first() is None:
                 return  # deleted during the turn, its deliveries with it
-            conn.execute(FINISH, [outcome.delivery for outcome in outcomes])
+            delivered = [outcome.delivery for outcome in outcomes if outcome.delivered]
+            others = [outcome.delivery for outcome in outcomes if not outcome.delivered]
+            if delivered:
+                conn.execute(FINISH_DELIVERED, delivered)
+            if others:
+                conn.execute(FINISH, others)
             conn.execute(INSERT_ATTEMPTS, [outcome.attempt for outcome in outcomes])
             conn.execute(HEALTH, values)
             if health.disabled_reason is not None:
