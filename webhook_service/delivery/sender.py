@@ -6,11 +6,13 @@ What a receiver can do to a sender, and what this one does about it:
 - It may redirect: redirects are never followed; a 3xx is a failed attempt like any other non-2xx.
 - It may hang, or drip its answer a byte at a time: the attempt's deadline (delivery.timeout_seconds,
   connecting included) shuts the socket down, so a worker is never held longer than that.
-- It may answer with megabytes: only the first KiB is read (kept for the attempt's record); the rest is
-  read only when the answer declares a small length, so that the connection can carry the next
-  delivery, and otherwise the connection is closed.
+- It may answer with megabytes: only the first KiB is kept for the attempt's record; the rest is read
+  (and dropped) only when it is small, so that the connection can carry the next delivery, and
+  otherwise the connection is closed.
 - It may close the connection mid-answer: before the status line that is a failed attempt; after it, the
   status is the answer (its body is only kept for the record).
+- It may answer with malformed HTTP, oversized lines or endless headers: a failed attempt
+  (responses.py reads the answer, with http.client's limits).
 
 A connection is kept between the deliveries of one worker turn (and checked when it was made). One that
 the receiver closed while idle fails on the next request before any answer; that request is sent again,
@@ -19,13 +21,13 @@ once, on a new connection.
 
 from __future__ import annotations
 
-import http.client
 import re
 import time
 from dataclasses import dataclass
 
 from urllib3.connection import HTTPConnection
 
+from webhook_service.delivery.responses import ConnectionReader, read_response
 from webhook_service.network.connections import NETWORK_ERRORS, Connector, Deadline
 from webhook_service.network.targets import OutboundError, Target
 
@@ -33,11 +35,6 @@ USER_AGENT = "webhook-service-delivery/1.0"
 # A header's name as http.client accepts it; what no header value may hold (no folding either).
 _HEADER_NAME = re.compile(r"[^:\s][^:\r\n]*")
 _BAD_HEADER_VALUE = re.compile(r"[\r\n\x00]")
-# How much of an answer's body is kept with the attempt.
-KEPT_BODY_BYTES = 1024
-# Answers that declare at most this length are read to the end to keep the connection; longer or
-# unframed ones are cut off and their connection closed.
-REUSE_BODY_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -62,6 +59,7 @@ class EndpointSession:
         self._connector = connector
         self._target = target
         self._connection: HTTPConnection | None = None
+        self._reader: ConnectionReader | None = None  # the kept connection's
         self._head = _request_head(target)
 
     def post(self, body: bytes, headers: dict[str, str]) -> Answer:
@@ -82,36 +80,36 @@ class EndpointSession:
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
-            self._connection = None
+            self._connection = self._reader = None
 
     def _exchange(self, body: bytes, headers: dict[str, str], deadline: Deadline) -> tuple[int, str]:
         target = self._target
-        connection, self._connection = self._connection, None
-        if connection is None:
+        connection, reader, self._connection, self._reader = self._connection, self._reader, None, None
+        if connection is None or reader is None:
             connection = self._connector.connect(target, deadline)
+            reader = None
         else:
             deadline.watch(connection.sock)
         try:
-            # The request in one write, and http.client's response read from the socket of the connection
-            # urllib3 made (pinned to the checked address, TLS with SNI and the certificate checked against
-            # the host name): urllib3's and http.client's request wrappers (a check per header, a write
-            # for the head and one for the body) cost more than a whole exchange with a receiver on the
-            # same machine.
+            # The request in one write on the connection urllib3 made (pinned to the checked address, TLS
+            # with SNI and the certificate checked against the host name), and the answer read off its
+            # socket: urllib3's and http.client's wrappers (a check per header, a write for the head and
+            # one for the body, the email package parsing the answer's head) cost more than a whole
+            # exchange with a receiver on the same machine.
             sock = connection.sock
             if sock is None:
                 raise ConnectionError("the connection has no socket")
+            reader = reader or ConnectionReader(sock)
             sock.sendall(self._request(body, headers))
-            response = http.client.HTTPResponse(sock, method="POST")
-            response.begin()
+            response = read_response(reader)
         except NETWORK_ERRORS as exc:
             connection.close()
             raise self._connector.failure(exc, target, deadline) from exc
-        kept, reusable = _read_answer(response)
-        if reusable and not deadline.expired:
-            self._connection = connection
+        if response.reusable and not deadline.expired:
+            self._connection, self._reader = connection, reader
         else:
             connection.close()
-        return response.status, kept
+        return response.status, response.kept
 
     def _request(self, body: bytes, headers: dict[str, str]) -> bytes:
         """The request's bytes: the session's fixed head, the delivery's own headers (checked as
@@ -135,25 +133,3 @@ def _request_head(target: Target) -> bytes:
         "Content-Type: application/json\r\n"
         "Accept-Encoding: identity\r\n"
     ).encode("ascii")
-
-
-def _read_answer(response: http.client.HTTPResponse) -> tuple[str, bool]:
-    """The first KiB of the body, and whether the connection may carry another request: only once the
-    answer has been read to its end, which is done when it declares a small length."""
-    kept = b""
-    try:
-        while len(kept) < KEPT_BODY_BYTES and (piece := response.read1(KEPT_BODY_BYTES - len(kept))):
-            kept += piece
-        if not response.isclosed():
-            declared = response.getheader("Content-Length", "")
-            if declared.isdigit() and int(declared) - len(kept) <= REUSE_BODY_LIMIT:
-                response.read()
-    except NETWORK_ERRORS:
-        pass  # the status came; a body that breaks off only shortens the record
-    # Read to the end (the response closed itself), and the receiver did not ask to close.
-    reusable = response.isclosed() and not response.will_close and not _closes(response)
-    return kept.decode("utf-8", "replace"), reusable
-
-
-def _closes(response: http.client.HTTPResponse) -> bool:
-    return response.version == 10 or (response.getheader("Connection") or "").strip().lower() == "close"
