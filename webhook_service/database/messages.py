@@ -6,8 +6,9 @@ operator console and push delivery use (each renders the rows its own way).
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,23 +16,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from webhook_service.database.any_of import any_of
 from webhook_service.database.engine import Database
 from webhook_service.database.scope import Tenants, within
 from webhook_service.database.tables import Attachment, Message, StatusEventRow, storable
 
-# Messages by id, and the attachments and status history of messages by seq. Run by a Session they give
-# ORM objects; run by its Connection, Core rows with the same columns as attributes.
-_MESSAGES_BY_ID = sa.select(Message).where(Message.id.in_(sa.bindparam("ids", expanding=True)))
-_ATTACHMENTS_OF = (
-    sa.select(Attachment)
-    .where(Attachment.message_seq.in_(sa.bindparam("seqs", expanding=True)))
-    .order_by(Attachment.message_seq, Attachment.index)
-)
-_HISTORY_OF = (
-    sa.select(StatusEventRow)
-    .where(StatusEventRow.message_seq.in_(sa.bindparam("seqs", expanding=True)))
-    .order_by(StatusEventRow.id)
-)
+
+@functools.cache
+def _queries(dialect: str) -> tuple[sa.Select, sa.Select, sa.Select]:
+    """Messages by id, and the attachments and status history of messages by seq. Run by a Session they
+    give ORM objects; run by its Connection, Core rows with the same columns as attributes."""
+    return (
+        sa.select(Message).where(any_of(Message.id, "ids", dialect)),
+        sa.select(Attachment)
+        .where(any_of(Attachment.message_seq, "seqs", dialect))
+        .order_by(Attachment.message_seq, Attachment.index),
+        sa.select(StatusEventRow)
+        .where(any_of(StatusEventRow.message_seq, "seqs", dialect))
+        .order_by(StatusEventRow.id),
+    )
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ def load_messages(session: Session, message_ids: Collection[str]) -> list[Loaded
     three queries however many."""
     if not message_ids:
         return []
-    return _loaded(session, list(session.scalars(_MESSAGES_BY_ID, {"ids": list(message_ids)})))
+    by_id = _queries(session.connection().dialect.name)[0]
+    return _loaded(session, session.scalars(by_id, {"ids": list(message_ids)}).all())
 
 
 def load_message_rows(session: Session, message_ids: Collection[str]) -> list[LoadedMessage]:
@@ -105,7 +109,8 @@ def load_message_rows(session: Session, message_ids: Collection[str]) -> list[Lo
     if not message_ids:
         return []
     connection = session.connection()
-    return _loaded(session, list(connection.execute(_MESSAGES_BY_ID, {"ids": list(message_ids)})), rows=True)
+    by_id = _queries(connection.dialect.name)[0]
+    return _loaded(session, list(connection.execute(by_id, {"ids": list(message_ids)}).all()), rows=True)
 
 
 def json_list_contains(column: Any, value: str, dialect: str) -> Any:
@@ -117,18 +122,20 @@ def json_list_contains(column: Any, value: str, dialect: str) -> Any:
     return sa.exists(sa.select(1).select_from(items).where(items.c.value == value))
 
 
-def _loaded(session: Session, messages: list[Any], rows: bool = False) -> list[LoadedMessage]:
+def _loaded(session: Session, messages: Sequence[Any], rows: bool = False) -> list[LoadedMessage]:
     """Messages with their attachments and status history, in two queries for the whole page; as ORM
     objects, or with `rows` as Core rows."""
     if not messages:
         return []
-    run = session.connection().execute if rows else session.scalars
+    connection = session.connection()
+    _, attachments_of, history_of = _queries(connection.dialect.name)
+    run = connection.execute if rows else session.scalars
     seqs = {"seqs": [m.seq for m in messages]}
     attachments: dict[int, list[Any]] = defaultdict(list)
-    for attachment in run(_ATTACHMENTS_OF, seqs):
+    for attachment in run(attachments_of, seqs).all():
         attachments[attachment.message_seq].append(attachment)
     history: dict[int, list[Any]] = defaultdict(list)
-    for row in run(_HISTORY_OF, seqs):
+    for row in run(history_of, seqs).all():
         history[row.message_seq].append(row)
     return [LoadedMessage(m, attachments[m.seq], history[m.seq]) for m in messages]
 

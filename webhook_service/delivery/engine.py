@@ -492,7 +492,7 @@ class DeliveryEngine:
             due = list(
                 session.execute(
                     self._due, {"endpoint_id": turn.endpoint.id, "now": datetime.now(UTC), "cursor": turn.cursor}
-                )
+                ).all()
             )
             bodies = render_payloads(session, due, self._attachment_url) if due else {}
         return due, bodies

@@ -11,6 +11,7 @@ whose object is gone."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from webhook_service.database import feed
+from webhook_service.database.any_of import any_of
 from webhook_service.database.messages import load_message_rows
 from webhook_service.database.tables import ATTACHMENTS, EVENTS
 from webhook_service.model.message_json import AttachmentUrl, attachment_json, iso, message_json
@@ -28,7 +30,15 @@ Event = Any
 
 _MESSAGE_EVENTS = frozenset({feed.MESSAGE_RECEIVED, feed.MESSAGE_STATUS})
 _ATTACHMENT_EVENTS = frozenset({feed.ATTACHMENT_STORED, feed.ATTACHMENT_REJECTED, feed.ATTACHMENT_FAILED})
-_FEED_DATA = sa.select(EVENTS.c.id, EVENTS.c.data).where(EVENTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
+@functools.cache
+def _queries(dialect: str) -> tuple[sa.Select, sa.Select]:
+    """Attachments by id, and the feed's own data of events by id."""
+    return (
+        sa.select(ATTACHMENTS).where(any_of(ATTACHMENTS.c.id, "ids", dialect)),
+        sa.select(EVENTS.c.id, EVENTS.c.data).where(any_of(EVENTS.c.id, "ids", dialect)),
+    )
 
 
 def render_payloads(session: Session, events: Sequence[Event], attachment_url: AttachmentUrl) -> dict[int, bytes]:
@@ -40,9 +50,11 @@ def render_payloads(session: Session, events: Sequence[Event], attachment_url: A
         loaded.message.id: _dumps(message_json(loaded.message, loaded.attachments, loaded.history, attachment_url))
         for loaded in load_message_rows(session, message_ids)
     }
+    connection = session.connection()
+    attachments_by_id, feed_data = _queries(connection.dialect.name)
     attachments: dict[str, dict[str, Any]] = {}
     if attachment_ids:
-        for attachment in session.execute(sa.select(ATTACHMENTS).where(ATTACHMENTS.c.id.in_(attachment_ids))):
+        for attachment in connection.execute(attachments_by_id, {"ids": list(attachment_ids)}).all():
             attachments[attachment.id] = attachment_json(attachment, attachment_url)
     data: dict[int, str] = {}
     for event in events:
@@ -52,7 +64,7 @@ def render_payloads(session: Session, events: Sequence[Event], attachment_url: A
             data[event.id] = _dumps({**attachments[event.attachment_id], "messageId": event.message_id})
     gone = [event.id for event in events if event.id not in data]
     if gone:
-        for event_id, recorded in session.execute(_FEED_DATA, {"ids": gone}):
+        for event_id, recorded in connection.execute(feed_data, {"ids": gone}).all():
             data[event_id] = _dumps(recorded)
     # An event pruned from the feed meanwhile has no body: its deliveries went with it.
     return {event.id: _envelope(event, data[event.id]) for event in events if event.id in data}
