@@ -186,6 +186,7 @@ class Runtime:
             drainer.stop()
         if "queue" in self.__dict__:  # made on first use
             self.queue.close()
+        self.deliveries.close()
         request_counts(self.db).close()
         self.db.dispose()
 

@@ -5,6 +5,7 @@ verifies it with the official standardwebhooks library, and the API shows how ea
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -97,6 +98,33 @@ class TestPayloads:
         assert data["url"].startswith("http://localhost/media/")
         downloaded = client.get(data["url"].removeprefix("http://localhost"))
         assert downloaded.status_code == 200 and downloaded.get_data() == samples.png()
+
+    def test_a_message_with_attachments_and_reports_arrives_as_the_read_api_shows_it(
+        self, client, runtime, receiver, media_server
+    ):
+        endpoint = listen(client, receiver, eventTypes=["message.status"])
+        url = media_server.serve("/b.png", samples.png(), content_type="image/png")
+        text = 'caf\u00e9 \U0001f4e6 "quoted" \\ </script> \u2028'
+        post_standard(client, inbound_body("mms-2", text=text, attachments=[{"url": url, "contentType": "image/png"}]))
+        shown = client.get("/api/v1/providers/standard/messages/mms-2", headers=A).get_json()
+        assert runtime.attachments.process(shown["attachments"][0]["id"]) == "stored"
+        post_standard(client, status_body("mms-2", "sent"))
+        post_standard(client, status_body("mms-2", "delivered"))
+        assert deliver(runtime, endpoint) == {"delivered": 2}
+        received = receiver.wait_for(2)
+        shown = client.get("/api/v1/providers/standard/messages/mms-2", headers=A).get_json()
+        for request in received:
+            payload = payload_of(request)
+            # The body is the compact JSON of the envelope, characters beyond ASCII as UTF-8.
+            assert request.body == json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+            data = payload["data"]
+            # Attachment URLs are signed afresh at each read: the same apart from that.
+            assert data["attachments"][0].pop("url").startswith("http://localhost/media/")
+            assert data == {
+                **shown,
+                "attachments": [{k: v for k, v in a.items() if k != "url"} for a in shown["attachments"]],
+            }
+            assert data["text"] == text and len(data["statusHistory"]) == 2
 
     def test_another_tenants_events_never_reach_an_endpoint(self, client, runtime, receiver):
         theirs = listen(client, receiver, "/b", headers=B)

@@ -180,7 +180,9 @@ def test_a_process_that_dies_is_started_again_and_keeps_storing(worker_runtime, 
 def test_one_process_runs_the_consumer_itself(start_worker):
     worker = start_worker("--processes", "1")
     worker.wait_for("consumer started")
-    assert worker.children() == []  # huey's threads, no child processes
+    # huey's threads; its one child is the delivery books process it forked as it started.
+    books = worker.wait_for("delivery_books_process_started")[0]
+    assert worker.children() == [books["pid"]]
     assert worker.events("worker_processes_started") == []
     # At once after its start line: huey's own handlers come later (the child a supervisor has just
     # started is stopped in this window too), and the stop must still be clean, not a traceback.

@@ -21,6 +21,9 @@ from webhook_service.worker.supervisor import stop_when_orphaned
 def consume(threads: int, no_periodic: bool, supervised: bool) -> None:
     """One consumer process: downloads and deliveries on `threads` threads until stopped."""
     runtime = command_runtime()
+    if runtime.settings.delivery.books_process:
+        # Forked now, while this process has no other thread (delivery/books_process.py).
+        runtime.deliveries.start_books_process()
     if supervised:
         stop_when_orphaned()
     port = runtime.settings.worker_metrics_port

@@ -391,6 +391,9 @@ class DeliverySettings(Strict):
     turn_seconds: float = Field(default=10, gt=0, le=300)
     # How often a worker looks at the end of the event feed for new events to deliver.
     poll_interval_seconds: float = Field(default=0.1, gt=0, le=60)
+    # Worker processes do a turn's database work beside its sending in a process of their own (started at
+    # their first backlog), rather than on a thread that competes with the sending for the GIL.
+    books_process: bool = True
     endpoints: list[DeclaredEndpoint] = []
 
     @field_validator("retry_schedule_seconds")

@@ -6,8 +6,9 @@ operator console and push delivery use (each renders the rows its own way).
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,9 +16,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from webhook_service.database.any_of import any_of
 from webhook_service.database.engine import Database
 from webhook_service.database.scope import Tenants, within
 from webhook_service.database.tables import Attachment, Message, StatusEventRow, storable
+
+
+@functools.cache
+def _queries(dialect: str) -> tuple[sa.Select, sa.Select, sa.Select]:
+    """Messages by id, and the attachments and status history of messages by seq. Run by a Session they
+    give ORM objects; run by its Connection, Core rows with the same columns as attributes."""
+    return (
+        sa.select(Message).where(any_of(Message.id, "ids", dialect)),
+        sa.select(Attachment)
+        .where(any_of(Attachment.message_seq, "seqs", dialect))
+        .order_by(Attachment.message_seq, Attachment.index),
+        sa.select(StatusEventRow)
+        .where(any_of(StatusEventRow.message_seq, "seqs", dialect))
+        .order_by(StatusEventRow.id),
+    )
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,8 @@ class MessageFilter:
 
 @dataclass
 class LoadedMessage:
+    """ORM objects (Message, Attachment, StatusEventRow), or Core rows of their tables."""
+
     message: Message
     attachments: list[Attachment] = field(default_factory=list)
     history: list[StatusEventRow] = field(default_factory=list)
@@ -76,10 +95,22 @@ def find_message(db: Database, *conditions: Any, tenants: Tenants) -> LoadedMess
 
 def load_messages(session: Session, message_ids: Collection[str]) -> list[LoadedMessage]:
     """These messages (any tenant's: the caller scopes) with their attachments and status history, in
-    three queries however many: push delivery renders a batch's at once."""
+    three queries however many."""
     if not message_ids:
         return []
-    return _loaded(session, list(session.scalars(sa.select(Message).where(Message.id.in_(list(message_ids))))))
+    by_id = _queries(session.connection().dialect.name)[0]
+    return _loaded(session, session.scalars(by_id, {"ids": list(message_ids)}).all())
+
+
+def load_message_rows(session: Session, message_ids: Collection[str]) -> list[LoadedMessage]:
+    """The same as `load_messages` with the same queries, as Core rows in place of ORM objects (the same
+    columns as attributes, so message_json renders them alike): push delivery renders a whole batch's
+    messages at once, and building ORM objects costs more than rendering them."""
+    if not message_ids:
+        return []
+    connection = session.connection()
+    by_id = _queries(connection.dialect.name)[0]
+    return _loaded(session, list(connection.execute(by_id, {"ids": list(message_ids)}).all()), rows=True)
 
 
 def json_list_contains(column: Any, value: str, dialect: str) -> Any:
@@ -91,20 +122,20 @@ def json_list_contains(column: Any, value: str, dialect: str) -> Any:
     return sa.exists(sa.select(1).select_from(items).where(items.c.value == value))
 
 
-def _loaded(session: Session, messages: list[Message]) -> list[LoadedMessage]:
-    """Messages with their attachments and status history, in two queries for the whole page."""
+def _loaded(session: Session, messages: Sequence[Any], rows: bool = False) -> list[LoadedMessage]:
+    """Messages with their attachments and status history, in two queries for the whole page; as ORM
+    objects, or with `rows` as Core rows."""
     if not messages:
         return []
-    seqs = [m.seq for m in messages]
-    attachments: dict[int, list[Attachment]] = defaultdict(list)
-    for attachment in session.scalars(
-        sa.select(Attachment).where(Attachment.message_seq.in_(seqs)).order_by(Attachment.message_seq, Attachment.index)
-    ):
+    connection = session.connection()
+    _, attachments_of, history_of = _queries(connection.dialect.name)
+    run = connection.execute if rows else session.scalars
+    seqs = {"seqs": [m.seq for m in messages]}
+    attachments: dict[int, list[Any]] = defaultdict(list)
+    for attachment in run(attachments_of, seqs).all():
         attachments[attachment.message_seq].append(attachment)
-    history: dict[int, list[StatusEventRow]] = defaultdict(list)
-    for row in session.scalars(
-        sa.select(StatusEventRow).where(StatusEventRow.message_seq.in_(seqs)).order_by(StatusEventRow.id)
-    ):
+    history: dict[int, list[Any]] = defaultdict(list)
+    for row in run(history_of, seqs).all():
         history[row.message_seq].append(row)
     return [LoadedMessage(m, attachments[m.seq], history[m.seq]) for m in messages]
 

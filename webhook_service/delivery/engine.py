@@ -6,13 +6,17 @@ token, as attachments have), so no two workers ever deliver to one endpoint at t
 nothing is due or its time (delivery.turn_seconds) is up:
 
 1. takes the tenant's events after the endpoint's place in the feed, a batch at a time, makes a pending
-   delivery for each event of the endpoint's types, and moves its place past them (one transaction);
-2. delivers the due deliveries one after the other in feed order, over one kept connection, paced by the
-   endpoint's rate limit, each signed with the endpoint's active secrets (sender.py, payloads.py);
-3. records the outcomes, the attempts and the endpoint's health in one transaction.
+   delivery for each event of the endpoint's types, and moves its place past them (one transaction),
+   then reads the due deliveries with their bodies (books.py, payloads.py);
+2. delivers them one after the other in feed order, over one kept connection, paced by the endpoint's
+   rate limit, each signed with the endpoint's active secrets (sender.py, signing.py);
+3. records the outcomes, the attempts and the endpoint's health in one transaction (books.py), before the
+   batch counts as done.
 
-From a turn's second batch on, reading the next batch and recording the last one happen on a thread of
-the turn's own while the current one is sent (_Books), so the database work overlaps the receiver's.
+From a turn's first full batch or its second one on, reading the next batch and recording the last one
+happen while the current one is sent (_Overlap), so the database work overlaps the sending: in the worker
+process's books process when it has one (books_process.py: another CPU, no contention for the GIL), on a
+thread of the turn's own otherwise.
 
 It then releases the endpoint and asks the queue for the next turn: at once if work is left, at the next
 due retry or the end of a pause otherwise. The queue is only a trigger: a worker watching the feed wakes
@@ -46,22 +50,21 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from webhook_service.config.model import DeliverySettings
 from webhook_service.database.engine import Database
-from webhook_service.database.tables import DELIVERIES, DELIVERY_ATTEMPTS, ENDPOINTS, EVENTS
+from webhook_service.database.tables import DELIVERIES, ENDPOINTS, EVENTS
 from webhook_service.delivery import history
-from webhook_service.delivery.endpoints import disable
-from webhook_service.delivery.payloads import render_payloads
+from webhook_service.delivery.books import HELD, Batch, Due, Health, LostClaim, Outcome, Place, TurnBooks
+from webhook_service.delivery.books_process import BooksProcess
 from webhook_service.delivery.sender import Answer, EndpointSession
-from webhook_service.delivery.signing import signature_header
+from webhook_service.delivery.signing import Signer
 from webhook_service.delivery.urls import delivery_rules, endpoint_target
 from webhook_service.model.message_json import AttachmentUrl
 from webhook_service.network.connections import Connector, Resolver
@@ -94,10 +97,6 @@ def jittered(seconds: float) -> float:
     return seconds * random.uniform(1 - _JITTER, 1 + _JITTER)
 
 
-class _LostClaim(Exception):
-    """The turn's lease ran out and another worker took the endpoint over."""
-
-
 @dataclass
 class _Turn:
     endpoint: Row  # as claimed
@@ -113,9 +112,20 @@ class _Turn:
     cursor: int = 0
     cut_short: bool = False  # stopped with work left (its time was up)
     outcomes: dict[str, int] = field(default_factory=dict)
+    signer: Signer = field(init=False)
+    books: _Overlap | None = None  # where its database work runs
 
-    def health(self) -> _Health:
-        return _Health(self.failing_since, self.consecutive_failures, self.paused_until, self.disabled_reason)
+    def __post_init__(self) -> None:
+        endpoint = self.endpoint
+        self.signer = Signer(endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_expires_at)
+
+    def health(self) -> Health:
+        return Health(self.failing_since, self.consecutive_failures, self.paused_until, self.disabled_reason)
+
+    def place(self) -> Place:
+        endpoint = self.endpoint
+        types = tuple(endpoint.event_types or ())
+        return Place(endpoint.id, endpoint.tenant_id, types, self.token, self.position, self.cursor)
 
     def paused(self, now: datetime) -> bool:
         return self.paused_until is not None and self.paused_until > now
@@ -126,52 +136,90 @@ class _Turn:
         return self.cut_short
 
 
-@dataclass(frozen=True)
-class _Health:
-    """The endpoint's health after a batch, as recorded with it."""
-
-    failing_since: datetime | None
-    consecutive_failures: int
-    paused_until: datetime | None
-    disabled_reason: str | None
+T = TypeVar("T")
 
 
-class _Books:
-    """A turn's database work beside its sending: from a full batch or the second one on, the next batch
-    is read and the last one recorded on a thread of the turn's own while this one is sent, so that
-    neither waits for the other. A turn of one small batch (the usual one when traffic is light) starts no
-    thread: its work runs inline."""
+class _Pending(Generic[T]):
+    """Work handed to the books process: its result, or, if the process died meanwhile, `again()`'s (None:
+    BrokenProcessPool, which ends the turn)."""
 
-    def __init__(self) -> None:
-        self._executor: ThreadPoolExecutor | None = None
+    def __init__(self, future: Future[T], process: BooksProcess, again: Callable[[], T] | None):
+        self._future = future
+        self._process = process
+        self._again = again
+
+    def result(self) -> T:
+        try:
+            return self._future.result()
+        except BrokenProcessPool as error:
+            self._process.lost(error)
+            if self._again is None:
+                raise
+            return self._again()
+
+
+class _Overlap:
+    """Where a turn's database work (books.py) runs. A turn of one small batch (the usual one when
+    traffic is light) does it inline. From a full batch or the second one on, the next batch is read and
+    the last one recorded while this one is sent, so that neither waits for the other: in the worker's
+    books process when it has one and that has started (books_process.py), on a thread of the turn's
+    own otherwise."""
+
+    def __init__(self, books: TurnBooks, process: BooksProcess | None):
+        self._books = books
+        self._process = process
+        self._thread: ThreadPoolExecutor | None = None
+        self.ran: set[str] = set()  # where its work ran: inline, thread, process (the turn's log says)
 
     @property
     def started(self) -> bool:
-        return self._executor is not None
+        return self._thread is not None
 
     def start(self) -> None:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery-books")
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery-books")
 
-    def run(self, function: Callable[..., Any], *arguments: Any) -> Future[Any]:
-        if self._executor is not None:
-            return self._executor.submit(function, *arguments)
-        done: Future[Any] = Future()
+    def next_batch(self, place: Place) -> _Pending[Batch] | Future[Batch]:
+        process = self._elsewhere()
+        if process is not None:
+            try:
+                # Taking new events again is harmless (the place only moves forward, and a delivery made
+                # twice is made once), so a batch lost with the process is read again here.
+                return _Pending(process.next_batch(place), process, lambda: self._books.next_batch(place))
+            except BrokenProcessPool as error:
+                process.lost(error)
+        return self._run(self._books.next_batch, place)
+
+    def record(self, endpoint: Row, outcomes: list[Outcome], health: Health) -> _Pending[None] | Future[None]:
+        process = self._elsewhere()
+        if process is not None:
+            try:
+                # Whether a record lost with the process was committed is not known: not made again.
+                return _Pending(process.record(endpoint, outcomes, health), process, None)
+            except BrokenProcessPool as error:
+                process.lost(error)  # refused before it was handed over: made here instead
+        return self._run(self._books.record, endpoint, outcomes, health)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+
+    def _elsewhere(self) -> BooksProcess | None:
+        if self._thread is not None and self._process is not None and self._process.available():
+            self.ran.add("process")
+            return self._process
+        return None
+
+    def _run(self, function: Callable[..., T], *arguments: Any) -> Future[T]:
+        self.ran.add("inline" if self._thread is None else "thread")
+        if self._thread is not None:
+            return self._thread.submit(function, *arguments)
+        done: Future[T] = Future()
         try:
             done.set_result(function(*arguments))
         except BaseException as error:  # noqa: BLE001  # handed to whoever waits for the result, as the thread would
             done.set_exception(error)
         return done
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    delivery: dict[str, Any]  # the FINISH statement's parameters
-    attempt: dict[str, Any]  # a delivery_attempts row
 
 
 _UNCLAIMED = sa.or_(ENDPOINTS.c.claimed_until.is_(None), ENDPOINTS.c.claimed_until < sa.bindparam("now"))
@@ -181,42 +229,7 @@ CLAIM = (
     .values(claimed_until=sa.bindparam("lease_until"), claim_token=sa.bindparam("token"))
     .returning(*ENDPOINTS.c)
 )
-_HELD = sa.and_(ENDPOINTS.c.id == sa.bindparam("endpoint_id"), ENDPOINTS.c.claim_token == sa.bindparam("token"))
-RELEASE = sa.update(ENDPOINTS).where(_HELD).values(claimed_until=None, claim_token=None)
-# Only while the endpoint is still claimed by this turn and enabled: disabled meanwhile (by its owner),
-# it takes no more events.
-ADVANCE = (
-    sa.update(ENDPOINTS).where(_HELD, ENDPOINTS.c.enabled.is_(True)).values(feed_position=sa.bindparam("position"))
-)
-STILL_THERE = sa.select(ENDPOINTS.c.id).where(ENDPOINTS.c.id == sa.bindparam("endpoint_id"))
-HEALTH = (
-    sa.update(ENDPOINTS)
-    .where(ENDPOINTS.c.id == sa.bindparam("endpoint_id"))
-    .values(
-        failing_since=sa.bindparam("new_failing_since"),
-        consecutive_failures=sa.bindparam("new_consecutive_failures"),
-        paused_until=sa.bindparam("new_paused_until"),
-    )
-)
-# A delivery given up meanwhile (its endpoint disabled) stays given up, unless this attempt delivered it:
-# that happened, and is recorded.
-FINISH = (
-    sa.update(DELIVERIES)
-    .where(
-        DELIVERIES.c.id == sa.bindparam("delivery_id"),
-        sa.or_(DELIVERIES.c.status == "pending", sa.bindparam("new_status", type_=sa.String) == "delivered"),
-    )
-    .values(
-        status=sa.bindparam("new_status"),
-        attempts=sa.bindparam("new_attempts"),
-        next_attempt_at=sa.bindparam("new_next_attempt_at"),
-        last_attempt_at=sa.bindparam("new_last_attempt_at"),
-        last_http_status=sa.bindparam("new_last_http_status"),
-        last_error=sa.bindparam("new_last_error"),
-        completed_at=sa.bindparam("new_completed_at"),
-    )
-)
-INSERT_ATTEMPTS = sa.insert(DELIVERY_ATTEMPTS)
+RELEASE = sa.update(ENDPOINTS).where(HELD).values(claimed_until=None, claim_token=None)
 _WAKEABLE = sa.and_(
     ENDPOINTS.c.enabled.is_(True),
     sa.or_(ENDPOINTS.c.paused_until.is_(None), ENDPOINTS.c.paused_until <= sa.bindparam("now")),
@@ -268,7 +281,8 @@ class DeliveryEngine:
         turns; `resolver` resolves endpoint hosts (None: the system's; tests substitute their own)."""
         self.db = db
         self.settings = settings
-        self._attachment_url = attachment_url
+        self.books = TurnBooks(db, settings, attachment_url)
+        self._books_process: BooksProcess | None = None
         self._enqueue = enqueue
         self._connector = Connector(delivery_rules(settings), resolver, action="Delivering to")
         self._schedule = [float(wait) for wait in settings.retry_schedule_seconds]
@@ -276,39 +290,6 @@ class DeliveryEngine:
         self._lease = timedelta(seconds=settings.turn_seconds + settings.timeout_seconds + _LEASE_MARGIN_SECONDS)
         # When this process last sent to each endpoint: the rate limit's pace across its turns here.
         self._last_sent: dict[str, float] = {}
-        batch = settings.batch_size
-        self._new_events = (
-            sa.select(EVENTS.c.id, EVENTS.c.type)
-            .where(EVENTS.c.tenant_id == sa.bindparam("tenant_id"), EVENTS.c.id > sa.bindparam("position"))
-            .order_by(EVENTS.c.id)
-            .limit(batch)
-        )
-        self._due = (
-            sa.select(
-                DELIVERIES.c.id.label("delivery_id"),
-                DELIVERIES.c.attempts,
-                EVENTS.c.id,
-                EVENTS.c.type,
-                EVENTS.c.message_id,
-                EVENTS.c.attachment_id,
-                EVENTS.c.created_at,
-                EVENTS.c.data,
-            )
-            .join(EVENTS, EVENTS.c.id == DELIVERIES.c.event_id)
-            .where(
-                DELIVERIES.c.endpoint_id == sa.bindparam("endpoint_id"),
-                DELIVERIES.c.status == "pending",
-                DELIVERIES.c.next_attempt_at <= sa.bindparam("now"),
-                DELIVERIES.c.event_id > sa.bindparam("cursor"),
-            )
-            .order_by(DELIVERIES.c.event_id)
-            .limit(batch)
-        )
-        insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
-        # A replay may have made the delivery already.
-        self._insert_deliveries = insert(DELIVERIES).on_conflict_do_nothing(
-            index_elements=[DELIVERIES.c.endpoint_id, DELIVERIES.c.event_id]
-        )
 
     # A turn --------------------------------------------------------------------------------------
     def drain(self, endpoint_id: str) -> dict[str, int] | None:
@@ -321,10 +302,17 @@ class DeliveryEngine:
         session = self._session(turn.endpoint.url)
         try:
             self._run(turn, session)
-        except _LostClaim:
+        except LostClaim:
             # Taken over by another worker (the lease ran out), or disabled or deleted meanwhile.
             log(logger, "delivery_turn_ended", endpoint_id=endpoint_id, reason="claim_lost_or_disabled")
             self._release(turn)
+            return turn.outcomes
+        except BrokenProcessPool:
+            # The books process died with a batch's record in hand. Committed or not, none of it is in
+            # flight any more: what was not recorded is still pending, and is sent again (at least once).
+            log(logger, "delivery_turn_ended", logging.WARNING, endpoint_id=endpoint_id, reason="books_process_lost")
+            self._release(turn)
+            self._enqueue([endpoint_id], None)
             return turn.outcomes
         finally:
             session.close()
@@ -342,6 +330,7 @@ class DeliveryEngine:
                 disabled=turn.disabled_reason,
                 paused_until=turn.paused_until.isoformat() if turn.paused_until and turn.paused(now) else None,
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
+                books=sorted(turn.books.ran) if turn.books else [],
             )
         return turn.outcomes
 
@@ -354,43 +343,37 @@ class DeliveryEngine:
             return _RefusedSession(error)
 
     def _run(self, turn: _Turn, session: EndpointSession | _RefusedSession) -> None:
-        books = _Books()
+        books = turn.books = _Overlap(self.books, self._books_process)
         try:
-            batch = books.run(self._next_batch, turn)
-            recorded: Future[None] | None = None
+            batch = books.next_batch(turn.place())
+            recorded: _Pending[None] | Future[None] | None = None
             while True:
-                due, bodies, caught_up = batch.result()
+                taken = batch.result()
+                turn.position, due = taken.position, taken.due
                 prefetched = False
                 if due:
                     turn.cursor = due[-1].id
                     if len(due) == self.settings.batch_size or turn.outcomes:
                         books.start()  # a full batch, or a second one: more is likely to follow
                     if books.started:
-                        batch, prefetched = books.run(self._next_batch, turn), True
-                    outcomes = self._send(turn, session, due, bodies)
+                        batch, prefetched = books.next_batch(turn.place()), True
+                    outcomes = self._send(turn, session, due, taken.bodies)
                     if recorded is not None:
                         recorded.result()
-                    recorded = books.run(self._record, turn, outcomes, turn.health())
+                    recorded = books.record(turn.endpoint, outcomes, turn.health())
                 if (
                     turn.disabled_reason is not None
                     or turn.paused(datetime.now(UTC))
                     or turn.out_of_time()
-                    or (not due and caught_up)
+                    or (not due and taken.caught_up)
                 ):
                     break
                 if not prefetched:
-                    batch = books.run(self._next_batch, turn)
+                    batch = books.next_batch(turn.place())
             if recorded is not None:
                 recorded.result()
         finally:
             books.close()
-
-    def _next_batch(self, turn: _Turn) -> tuple[list[Row], dict[int, bytes], bool]:
-        """The next due deliveries after the turn's cursor with their bodies, once the next batch of new
-        events has its deliveries; and whether the endpoint has caught up with the feed."""
-        caught_up = self._take_new_events(turn)
-        due, bodies = self._due_deliveries(turn)
-        return due, bodies, caught_up
 
     def _claim(self, endpoint_id: str) -> _Turn | None:
         now = datetime.now(UTC)
@@ -412,69 +395,26 @@ class DeliveryEngine:
             paused_until=endpoint.paused_until,
         )
 
-    def _take_new_events(self, turn: _Turn) -> bool:
-        """Make the deliveries of the next batch of the tenant's new events; True once caught up."""
-        endpoint = turn.endpoint
-        with self.db.reading() as session:
-            events = session.execute(
-                self._new_events, {"tenant_id": endpoint.tenant_id, "position": turn.position}
-            ).all()
-        if not events:
-            return True
-        types = set(endpoint.event_types or ())
-        now = datetime.now(UTC)
-        deliveries = [
-            {
-                "endpoint_id": endpoint.id,
-                "event_id": event.id,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-            for event in events
-            if not types or event.type in types
-        ]
-        position = events[-1].id
-        # Not durable: the deliveries and the new place are lost together in a crash, and made again.
-        with self.db.writing(durable=False) as conn:
-            moved = conn.execute(ADVANCE, {"endpoint_id": endpoint.id, "token": turn.token, "position": position})
-            if moved.rowcount != 1:
-                raise _LostClaim()  # rolls the transaction back
-            if deliveries:
-                conn.execute(self._insert_deliveries, deliveries)
-        turn.position = position
-        return len(events) < self.settings.batch_size
-
-    def _due_deliveries(self, turn: _Turn) -> tuple[list[Row], dict[int, bytes]]:
-        with self.db.reading() as session:
-            due = list(
-                session.execute(
-                    self._due, {"endpoint_id": turn.endpoint.id, "now": datetime.now(UTC), "cursor": turn.cursor}
-                )
-            )
-            bodies = render_payloads(session, due, self._attachment_url) if due else {}
-        return due, bodies
-
     def _send(
-        self, turn: _Turn, session: EndpointSession | _RefusedSession, due: Sequence[Row], bodies: dict[int, bytes]
-    ) -> list[_Outcome]:
+        self, turn: _Turn, session: EndpointSession | _RefusedSession, due: Sequence[Due], bodies: dict[int, bytes]
+    ) -> list[Outcome]:
         """Attempt the due deliveries in order until the endpoint is paused or disabled or the turn's
         time is up; the outcomes, to record."""
-        outcomes: list[_Outcome] = []
+        outcomes: list[Outcome] = []
+        endpoint = turn.endpoint
         for row in due:
-            if turn.out_of_time() or turn.paused(datetime.now(UTC)):
+            if turn.out_of_time() or (turn.paused_until is not None and turn.paused(datetime.now(UTC))):
                 break
-            self._pace(turn.endpoint)
+            body = bodies.get(row.id)
+            if body is None:
+                continue  # the event left the feed since the batch was read, its deliveries with it
+            self._pace(endpoint)
             sent_at = datetime.now(UTC)
-            body = bodies[row.id]
-            delivery_id = webhook_id(row.id, turn.endpoint.id)
+            delivery_id = webhook_id(row.id, endpoint.id)
             headers = {
                 "webhook-id": delivery_id,
                 "webhook-timestamp": str(int(sent_at.timestamp())),
-                "webhook-signature": signature_header(
-                    self._secrets(turn.endpoint, sent_at), delivery_id, sent_at, body
-                ),
+                "webhook-signature": turn.signer.header(delivery_id, sent_at, body),
             }
             answer = session.post(body, headers)
             outcomes.append(self._judge(turn, row, answer, sent_at))
@@ -492,14 +432,7 @@ class DeliveryEngine:
             time.sleep(wait)
         self._last_sent[endpoint.id] = time.monotonic()
 
-    def _secrets(self, endpoint: Row, now: datetime) -> list[str]:
-        """The secrets that sign now: the current one, and the previous one for a day after a rotation."""
-        expires = endpoint.previous_secret_expires_at
-        if endpoint.previous_secret and expires is not None and expires > now:
-            return [endpoint.secret, endpoint.previous_secret]
-        return [endpoint.secret]
-
-    def _judge(self, turn: _Turn, row: Row, answer: Answer, sent_at: datetime) -> _Outcome:
+    def _judge(self, turn: _Turn, row: Due, answer: Answer, sent_at: datetime) -> Outcome:
         """The outcome of one attempt for the delivery and the endpoint's health."""
         attempts = row.attempts + 1
         next_attempt_at = completed_at = None
@@ -521,17 +454,27 @@ class DeliveryEngine:
         turn.outcomes[outcome] = turn.outcomes.get(outcome, 0) + 1
         _attempts_counter(outcome, "none" if answer.delivered else _reason_label(answer)).inc()
         metrics.DELIVERY_SECONDS.observe(answer.seconds)
-        return _Outcome(
-            delivery={
+        if answer.delivered:
+            delivery = {
+                "delivery_id": row.delivery_id,
+                "new_attempts": attempts,
+                "new_last_attempt_at": sent_at,
+                "new_last_http_status": answer.http_status,
+            }
+        else:
+            delivery = {
                 "delivery_id": row.delivery_id,
                 "new_status": status,
                 "new_attempts": attempts,
                 "new_next_attempt_at": next_attempt_at,
                 "new_last_attempt_at": sent_at,
                 "new_last_http_status": answer.http_status,
-                "new_last_error": None if answer.delivered else reason[:64],
+                "new_last_error": reason[:64],
                 "new_completed_at": completed_at,
-            },
+            }
+        return Outcome(
+            delivered=answer.delivered,
+            delivery=delivery,
             attempt={
                 "endpoint_id": turn.endpoint.id,
                 "event_id": row.id,
@@ -560,31 +503,6 @@ class DeliveryEngine:
             # No answer at all (a timeout, a refused connection) is a host that is down: paused at once.
             step = min(max(0, turn.consecutive_failures - PAUSE_AFTER), len(self._schedule) - 1)
             turn.paused_until = sent_at + timedelta(seconds=jittered(self._schedule[step]))
-
-    def _record(self, turn: _Turn, outcomes: list[_Outcome], health: _Health) -> None:
-        """The outcomes, their attempts and the endpoint's health as it was after them."""
-        if not outcomes:
-            return
-        endpoint = turn.endpoint
-        values = {
-            "endpoint_id": endpoint.id,
-            "new_failing_since": health.failing_since,
-            "new_consecutive_failures": health.consecutive_failures,
-            "new_paused_until": health.paused_until,
-        }
-
-        def record(conn: sa.Connection) -> None:
-            if conn.execute(STILL_THERE, {"endpoint_id": endpoint.id}).first() is None:
-                return  # deleted during the turn, its deliveries with it
-            conn.execute(FINISH, [outcome.delivery for outcome in outcomes])
-            conn.execute(INSERT_ATTEMPTS, [outcome.attempt for outcome in outcomes])
-            conn.execute(HEALTH, values)
-            if health.disabled_reason is not None:
-                current = SimpleNamespace(**{**endpoint._asdict(), "failing_since": health.failing_since})
-                disable(conn, current, health.disabled_reason, datetime.now(UTC), announce=True)
-
-        # Committed together with what the other delivery and download threads record at the moment.
-        self.db.group_commit.run(record)
 
     def _release(self, turn: _Turn) -> None:
         with self.db.writing(durable=False) as conn:
@@ -618,6 +536,17 @@ class DeliveryEngine:
     def _observe_backlog(endpoint_id: str, oldest: datetime | None, now: datetime) -> None:
         age = (now - oldest).total_seconds() if oldest else 0.0
         metrics.DELIVERY_BACKLOG_AGE.labels(endpoint_id).set(max(0.0, age))
+
+    def start_books_process(self) -> None:
+        """Give this process's turns a books process (books_process.py). Call while it has no other
+        thread: a worker's consumer process, as it starts."""
+        if self._books_process is None:
+            self._books_process = BooksProcess(self.books)
+
+    def close(self) -> None:
+        """Stop the books process, if one was started."""
+        if self._books_process is not None:
+            self._books_process.close()
 
     # Waking endpoints ----------------------------------------------------------------------------
     def wake_for_new_events(self, seen: int | None) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Iterable
 from datetime import datetime
 
 from standardwebhooks.webhooks import Webhook
@@ -19,9 +18,20 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(_SECRET_BYTES)).decode()
 
 
-def signature_header(signing_secrets: Iterable[str], webhook_id: str, timestamp: datetime, body: bytes) -> str:
-    """The `webhook-signature` value: one `v1,` signature per secret, separated by spaces, as the
-    specification allows while a secret is being rotated (a receiver accepts any one of them)."""
-    return " ".join(
-        Webhook(secret).sign(msg_id=webhook_id, timestamp=timestamp, data=body) for secret in signing_secrets
-    )
+class Signer:
+    """An endpoint's signatures during a turn, its keys decoded once: the current secret's, and while a
+    rotation's day lasts the previous one's too (`v1,<current> v1,<previous>`, as the specification
+    allows; a receiver accepts any one of them)."""
+
+    def __init__(self, secret: str, previous: str | None = None, previous_expires_at: datetime | None = None):
+        self._current = Webhook(secret)
+        self._previous = Webhook(previous) if previous and previous_expires_at is not None else None
+        self._previous_expires_at = previous_expires_at
+
+    def header(self, webhook_id: str, timestamp: datetime, body: bytes) -> str:
+        """The `webhook-signature` value for a delivery sent at `timestamp`."""
+        signature = self._current.sign(msg_id=webhook_id, timestamp=timestamp, data=body)
+        expires = self._previous_expires_at
+        if self._previous is None or expires is None or expires <= timestamp:
+            return signature
+        return f"{signature} {self._previous.sign(msg_id=webhook_id, timestamp=timestamp, data=body)}"
