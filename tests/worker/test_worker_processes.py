@@ -134,6 +134,9 @@ def test_the_processes_share_the_downloads_and_store_what_is_enqueued(worker_run
     )
     # One sweep a minute in all: only the first process runs huey's scheduler for periodic tasks.
     assert threads_and_periodic == [("1", False), ("2", True)]
+    # huey says so as its consumer starts, not always before our own start line: wait for both.
+    worker.wait_for("Periodic tasks are enabled")
+    worker.wait_for("Periodic tasks are disabled")
     assert len(worker.events("Periodic tasks are enabled")) == 1
     assert len(worker.events("Periodic tasks are disabled")) == 1
 
