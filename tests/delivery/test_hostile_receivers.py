@@ -13,8 +13,11 @@ from tests.delivery.receiver import HUGE_BYTES
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.database.tables import DELIVERIES
 
-# The attempt's timeout (LOOPBACK_DELIVERY) plus room for the turn's own database work on a busy machine.
+# The attempt's timeout (LOOPBACK_DELIVERY, 1 s) plus room: how long the attempt itself may take, as
+# recorded (send to cut-off). The whole turn adds its database work, which a machine busy with other
+# work can stretch by seconds (seen: 3.2 s once under a load of 7): it only gets a sanity bound.
 WORKER_FREE_WITHIN = 2.5
+TURN_SANITY_SECONDS = 15
 
 
 def one_turn(client, runtime, endpoint: dict) -> tuple[dict, dict, float]:
@@ -45,7 +48,7 @@ def test_a_receiver_that_hangs_or_drips_is_cut_off_at_the_timeout(client, runtim
     assert outcomes == {"retry": 1}
     assert (attempt["errorCode"], attempt["httpStatus"]) == ("timeout", None)
     assert "1 s" in attempt["error"]
-    assert duration < WORKER_FREE_WITHIN
+    assert attempt["latencyMs"] < WORKER_FREE_WITHIN * 1000 and duration < TURN_SANITY_SECONDS
     assert_retried(runtime)
 
 
@@ -65,7 +68,7 @@ def test_an_answer_of_10_mb_is_not_read_beyond_its_first_kib(client, runtime, re
     outcomes, attempt, duration = one_turn(client, runtime, endpoint)
     assert outcomes == {"delivered": 1}  # the status is the answer; the body is only kept for the record
     assert attempt["responseBody"] == "x" * 1024
-    assert duration < WORKER_FREE_WITHIN
+    assert attempt["latencyMs"] < WORKER_FREE_WITHIN * 1000 and duration < TURN_SANITY_SECONDS
     assert HUGE_BYTES == 10 * 1024 * 1024
 
 
@@ -87,7 +90,7 @@ def test_a_receiver_that_closes_mid_answer_is_retried(client, runtime, receiver)
     outcomes, attempt, duration = one_turn(client, runtime, endpoint)
     assert outcomes == {"retry": 1}
     assert attempt["httpStatus"] is None and attempt["errorCode"] in ("connection_failed", "bad_response")
-    assert duration < WORKER_FREE_WITHIN
+    assert attempt["latencyMs"] < WORKER_FREE_WITHIN * 1000 and duration < TURN_SANITY_SECONDS
     assert_retried(runtime)
 
 
