@@ -235,6 +235,23 @@ class BenchDatabase:
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute(SCHEMA)
 
+    def service_config(self) -> Path:
+        """The service's configuration file for this database: one Standard Webhooks connection."""
+        config = self._work / "service.toml"
+        config.write_text(f"""
+data_dir = "{self._work / "data"}"
+database_url = "{self.service_url}"
+log_level = "WARNING"
+[[tenants]]
+id = "{TENANT}"
+[[connections]]
+provider = "standard"
+name = "bench"
+tenant = "{TENANT}"
+secrets = ["{SECRET}"]
+""")
+        return config
+
     def counts(self) -> dict[str, int]:
         tables = ("messages", "raw_requests", "events", "request_log", "peer_messages")
         if self.kind == "postgresql":
@@ -302,19 +319,7 @@ def run_database(kind: str, args) -> dict:
     database = BenchDatabase(kind, work, args.postgres_url)
     try:
         database.prepare()
-        config = work / "service.toml"
-        config.write_text(f"""
-data_dir = "{work / "data"}"
-database_url = "{database.service_url}"
-log_level = "WARNING"
-[[tenants]]
-id = "{TENANT}"
-[[connections]]
-provider = "standard"
-name = "bench"
-tenant = "{TENANT}"
-secrets = ["{SECRET}"]
-""")
+        config = database.service_config()
         env = dict(
             os.environ,
             WEBHOOK_SERVICE_CONFIG=str(config),

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.intake import SECRET, TENANT, BenchDatabase, build_requests
+from bench.intake import SECRET, BenchDatabase, build_requests
 
 # Phase: the functions whose cumulative time it is (by file and function name), outermost first. A
 # function counted in an earlier phase is not counted again inside a later one's.
@@ -158,19 +158,7 @@ def main() -> None:
     database = BenchDatabase("postgresql" if args.database_url else "sqlite", work, args.database_url)
     try:
         database.prepare()
-        config = work / "service.toml"
-        config.write_text(f"""
-data_dir = "{work / "data"}"
-database_url = "{database.service_url}"
-log_level = "WARNING"
-[[tenants]]
-id = "{TENANT}"
-[[connections]]
-provider = "standard"
-name = "bench"
-tenant = "{TENANT}"
-secrets = ["{SECRET}"]
-""")
+        config = database.service_config()
         os.environ.update(WEBHOOK_SERVICE_CONFIG=str(config), PEER_SECRET=SECRET, PEER_DATABASE=database.peer_database)
         from webhook_service.observability.metrics_sharing import WEB, share_metrics
         from webhook_service.settings import load_settings
