@@ -6,6 +6,8 @@ import os
 import signal
 import sys
 
+from gunicorn.errors import HaltServer
+
 from webhook_service.gunicorn_logging import json_access_logger
 from webhook_service.gunicorn_worker import ClientLimits, request_buffering_worker
 from webhook_service.observability.metrics_sharing import WEB, share_metrics, start_fresh
@@ -102,6 +104,26 @@ def _end_with_parent(master: int) -> None:
 def on_starting(server):
     # The master starts: the values of the workers of a previous run are history.
     start_fresh(_metrics_directory)
+    _halt_once(server)
+
+
+def _halt_once(server) -> None:
+    """A configuration the app cannot be built from fails every worker alike (wsgi.py exits them with
+    gunicorn's "App failed to load" code, 4). The master halts at the first; while it stops the others, the
+    second's exit raised the same HaltServer again, out of the halt itself, and the master died with a
+    traceback and exit code 1 instead of 4, depending on which worker was reaped when. Stopping again
+    after such a second halt finishes stopping the rest (each raise came after its worker was reaped), and
+    the first reason and exit code stand."""
+    stop = server.stop
+
+    def stop_whatever_else_fails(graceful: bool = True) -> None:
+        while True:
+            try:
+                return stop(graceful)
+            except HaltServer as again:
+                server.log.info("while stopping: %s", again.reason)
+
+    server.stop = stop_whatever_else_fails
 
 
 def child_exit(server, worker):
