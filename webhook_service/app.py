@@ -26,7 +26,7 @@ from webhook_service.api.openapi import DOCUMENT_PATH, DOCUMENT_TITLE, openapi_b
 from webhook_service.config.model import Settings
 from webhook_service.console.blueprint import console_blueprint
 from webhook_service.console.context import ConsoleParts
-from webhook_service.intake.http import webhooks_blueprint
+from webhook_service.intake.http import WebhookReceiver, WebhookRoutes
 from webhook_service.media.links import SIGNATURE_QUERY_PARAMS
 from webhook_service.observability.health import health_blueprint
 from webhook_service.observability.logs import configure_logging, log
@@ -54,6 +54,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     # their file part on disk, but form fields must fit this.
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.webhook_max_body_bytes
 
+    # Webhooks are answered before Flask (intake/http.py says why), inside the middleware below.
+    app.wsgi_app = WebhookRoutes(  # type: ignore[method-assign]  # Flask's documented way to add middleware
+        WebhookReceiver(
+            runtime.intake, max_body_bytes=settings.webhook_max_body_bytes, public_base_url=settings.public_base_url
+        ),
+        app.wsgi_app,
+    )
     # The one place forwarded headers are believed: as many proxies as configured, none by default.
     proxy = settings.proxy
     if any((proxy.x_for, proxy.x_proto, proxy.x_host, proxy.x_port, proxy.x_prefix)):
@@ -72,11 +79,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.wsgi_app, secret_query_params=REDACTED_QUERY_PARAMS | SIGNATURE_QUERY_PARAMS
     )
 
-    app.register_blueprint(
-        webhooks_blueprint(
-            runtime.intake, max_body_bytes=settings.webhook_max_body_bytes, public_base_url=settings.public_base_url
-        )
-    )
     app.register_blueprint(
         read_api_blueprint(runtime.db, runtime.api_auth, runtime.links, region=settings.phone_default_region)
     )

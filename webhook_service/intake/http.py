@@ -3,20 +3,31 @@
 Reads the body (capped), builds the provider-independent WebhookRequest, hands it to the intake and
 answers: the provider's acknowledgement once stored, 401/400/413 for a refused request (kept in
 quarantine), 503 with Retry-After when the database is down. Nothing a caller can send produces a 500.
+
+A plain WSGI app on werkzeug's request and response, in front of the Flask app (`WebhookRoutes`), not a
+Flask route: Flask's request and app contexts, URL adapter, routing, signals and response processing
+cost about 0.1 ms of CPU per request (bare Flask's whole answer), a sixth of the intake's own work, and
+the webhook uses none of them. Everything else reaches Flask as before, under the same middleware
+(request ids, forwarded headers).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from flask import Blueprint, Request, Response, jsonify, request
 from werkzeug.sansio.utils import get_current_url
+from werkzeug.wrappers import Request, Response
 
 from webhook_service.config.model import Connection
+from webhook_service.database.outage import UNAVAILABLE_ERRORS
 from webhook_service.database.quarantine import BODY_INCOMPLETE, BODY_TOO_LARGE
 from webhook_service.intake import request_log
 from webhook_service.intake.processing import Intake, IntakeResult
@@ -27,18 +38,64 @@ from webhook_service.providers.base import WebhookRequest
 
 logger = logging.getLogger("webhook_service.intake")
 
+# /webhooks/<provider> and /webhooks/<provider>/<connection>: each name one non-empty path segment, as a
+# werkzeug rule's default converter takes it (so "/webhooks/twilio/" matches neither, and is a 404).
+_ROUTE = re.compile(r"/webhooks/([^/]+)(?:/([^/]+))?")
 
-def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: str | None) -> Blueprint:
-    blueprint = Blueprint("webhooks", __name__)
 
-    @blueprint.post("/webhooks/<provider>")
-    @blueprint.post("/webhooks/<provider>/<connection_name>")
-    def receive(provider: str, connection_name: str | None = None) -> Response:
+class WebhookRoutes:
+    """WSGI middleware: requests to a webhook URL go to the intake's receiver, every other to `app`."""
+
+    def __init__(self, receiver: WebhookReceiver, app: Any):
+        self._receiver = receiver
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        route = _ROUTE.fullmatch(environ.get("PATH_INFO", ""))
+        if route is None:
+            return self._app(environ, start_response)
+        if environ.get("REQUEST_METHOD") != "POST":
+            response = _json_error(
+                405, "method_not_allowed", "The method is not allowed for the requested URL.", request_id_for(environ)
+            )
+            response.headers["Allow"] = "POST"
+            return response(environ, start_response)
+        provider, connection_name = (_wsgi_text(name) for name in route.groups())
+        assert provider is not None  # the pattern's first group is not optional
+        return self._receiver(environ, provider, connection_name)(environ, start_response)
+
+
+def _wsgi_text(name: str | None) -> str | None:
+    """A WSGI path's text (its UTF-8 bytes, each given as one latin-1 character), as werkzeug's routing
+    decodes it."""
+    return None if name is None else name.encode("latin-1").decode("utf-8", "replace")
+
+
+class WebhookReceiver:
+    """The answer to one webhook request."""
+
+    def __init__(self, intake: Intake, *, max_body_bytes: int, public_base_url: str | None):
+        self._intake = intake
+        self._max_body_bytes = max_body_bytes
+        self._public_base_url = public_base_url
+
+    def __call__(self, environ: dict[str, Any], provider: str, connection_name: str | None) -> Response:
         started = time.perf_counter()
-        # The request object itself, not the context-local proxy: each attribute read through the proxy
-        # costs a context lookup, twenty of them per webhook.
-        request = current_request()
-        request_id = request_id_for(request.environ)
+        request = Request(environ)
+        request_id = request_id_for(environ)
+        try:
+            return self._receive(request, request_id, provider, connection_name, started)
+        except UNAVAILABLE_ERRORS:
+            # The intake answers its own outages; this is one on the way there (reading the connections).
+            return _unavailable(request_id)
+        except Exception as error:  # noqa: BLE001  # a bug: logged with its traceback, answered without details
+            log(logger, "unhandled_exception", logging.ERROR, error=type(error).__name__, exc_info=True)
+            return _json_error(500, "internal_error", "An unexpected error occurred.", request_id)
+
+    def _receive(
+        self, request: Request, request_id: str, provider: str, connection_name: str | None, started: float
+    ) -> Response:
+        intake = self._intake
         adapter = intake.adapters.get(provider)
         connection = intake.connections.find(provider, connection_name) if adapter else None
         if adapter is not None and connection is not None:
@@ -62,10 +119,10 @@ def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: 
             _log(intake, result, request_id, provider, connection_name, started)
             return _json_error(404, "not_found", "No such webhook endpoint.", request_id)
 
-        body, unread = _read_body(request, max_body_bytes)
+        body, unread = _read_body(request, self._max_body_bytes)
         webhook_request = WebhookRequest(
             method=request.method,
-            url=_public_url(request, public_base_url, connection),
+            url=_public_url(request, self._public_base_url, connection),
             headers=request.headers,  # read from the environ when asked: copying every header cost more
             body=body,
             received_at=datetime.now(UTC),
@@ -84,21 +141,13 @@ def webhooks_blueprint(intake: Intake, *, max_body_bytes: int, public_base_url: 
         if result.status == 200:
             body_text, mimetype = adapter.acknowledgement_for(connection)
             response = Response(body_text, status=200, mimetype=mimetype)
-        elif result.status == 401:
-            response = _unauthorized(connection, request_id)
-        elif result.status == 400:
-            response = _json_error(400, "bad_request", "The request body could not be understood.", request_id)
-        else:
-            response = _json_error(503, "unavailable", "Temporarily unable to store the request; retry.", request_id)
-            response.headers["Retry-After"] = "5"
-        response.headers["X-Request-Id"] = request_id
-        return response
-
-    return blueprint
-
-
-def current_request() -> Request:
-    return request._get_current_object()  # type: ignore[attr-defined]
+            response.headers["X-Request-Id"] = request_id
+            return response
+        if result.status == 401:
+            return _unauthorized(connection, request_id)
+        if result.status == 400:
+            return _json_error(400, "bad_request", "The request body could not be understood.", request_id)
+        return _unavailable(request_id)
 
 
 @dataclass(frozen=True)
@@ -165,9 +214,16 @@ def _host_url(scheme: str, host: str) -> str:
 
 
 def _json_error(status: int, code: str, message: str, request_id: str) -> Response:
-    response = jsonify({"error": {"code": code, "message": message}})
-    response.status_code = status
+    """The API's error shape ({"error": {"code", "message"}}), as the app's JSON answers write it."""
+    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")) + "\n"
+    response = Response(body, status=status, mimetype="application/json")
     response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def _unavailable(request_id: str) -> Response:
+    response = _json_error(503, "unavailable", "Temporarily unable to store the request; retry.", request_id)
+    response.headers["Retry-After"] = "5"
     return response
 
 
