@@ -111,6 +111,7 @@ class TestKeysAndHousekeeping:
         output = run("check-config").output
         assert "/webhooks/standard/main" in output and "UNSIGNED (development)" in output
         assert "whsec_" not in output
+        assert "API users: 2, API keys: 2, console operators: 0" in output
 
     def test_prune_removes_old_raw_and_quarantined_requests(self, client, runtime, run):
         post_standard(client, inbound_body("p-1"))

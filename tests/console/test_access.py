@@ -16,7 +16,7 @@ from tests.fixtures.app import TENANT_B
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.app import create_app
 from webhook_service.config.model import Operator
-from webhook_service.database.tables import AuditEntry, QuarantinedRequest
+from webhook_service.database.tables import Attachment, AuditEntry, QuarantinedRequest
 from webhook_service.runtime import Runtime
 
 PAGES = [
@@ -152,6 +152,24 @@ class TestSessionCookie:
         assert client.get("/console/").status_code == 303
 
 
+class TestSecureCookie:
+    @pytest.fixture
+    def settings_overrides(self):
+        return {"operators": OPERATORS, "public_base_url": "https://hooks.example.com"}
+
+    def test_the_cookie_is_secure_when_the_public_url_is_https(self, app):
+        client = app.test_client()
+        token = csrf_token(client.get("/console/login", base_url="https://hooks.example.com").get_data(as_text=True))
+        response = client.post(
+            "/console/login",
+            data={"username": ADMIN[0], "password": ADMIN[1], "csrf_token": token},
+            base_url="https://hooks.example.com",
+        )
+        assert response.status_code == 303
+        cookie = response.headers["Set-Cookie"]
+        assert "; Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
 class TestExpiry:
     @pytest.fixture
     def settings_overrides(self):
@@ -210,16 +228,20 @@ class TestRoles:
 
 
 class TestTenants:
-    def test_another_tenants_request_message_and_entry_are_404(self, client, runtime):
+    def test_another_tenants_request_message_attachment_and_entry_are_404(self, client, runtime):
         post_standard(
             client,
-            inbound_body("b-message"),
+            inbound_body("b-message", attachments=[{"url": "http://127.0.0.1/b.jpg"}]),
             connection="other",
             secret="whsec_" + "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=",
         )
         b_entry = _refused_entry(client, runtime, connection="other")
+        with runtime.db.transaction() as session:
+            b_attachment = session.scalars(sa.select(Attachment.id)).one()
+            session.execute(sa.update(Attachment).values(status="failed", reason_code="timeout", reason="for tests"))
         sign_in(client, ADMIN_B)
         requests_page = client.get("/console/requests").get_data(as_text=True)
+        assert b_attachment in client.get("/console/attachments").get_data(as_text=True)
         log_ids = sorted({int(i) for i in re.findall(r"/console/requests/(\d+)", requests_page)})
         message_id = re.search(
             r"/console/messages/([0-9a-f-]{36})", client.get("/console/messages").get_data(as_text=True)
@@ -234,6 +256,8 @@ class TestTenants:
         ]:
             assert client.get(url).status_code == 404, url
         assert post_form(client, f"/console/quarantine/{b_entry}/discard").status_code == 404
+        assert post_form(client, f"/console/attachments/{b_attachment}/retry").status_code == 404
+        assert b_attachment not in client.get("/console/attachments").get_data(as_text=True)
         assert "b-message" not in client.get("/console/messages").get_data(as_text=True)
         assert TENANT_B not in client.get("/console/requests").get_data(as_text=True)
         assert "/console/requests/" not in client.get("/console/requests").get_data(as_text=True)

@@ -2,7 +2,8 @@
 loopback HTTP (`live_server`). Sign-in, the request log with an accepted and a refused request, a replay
 from quarantine that becomes a stored message, a failed attachment retried until its thumbnail shows, an
 endpoint disabled by a 410 enabled again and its failed deliveries sent, a viewer refused an action, a
-POST without its CSRF token refused, and another tenant's pages not found.
+POST without its CSRF token refused, another tenant's pages not found, and every page on a phone's
+screen.
 
 `scripts/test.sh` installs Chromium when it is missing; without it these tests skip on a laptop and fail
 under CI=true, like the tests that need a server."""
@@ -203,6 +204,43 @@ def test_another_tenants_pages_are_not_found(page, live_server, client, runtime)
     expect(page.locator("h1")).to_have_text("Not found")
     page.goto(f"{live_server}/console/messages")
     expect(page.locator("table.list")).not_to_contain_text("b-tenant-b")
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_every_page_fits_a_phone_screen(browser, live_server, client, runtime):
+    post_standard(client, inbound_body("b-phone-1", attachments=[{"url": "http://127.0.0.1/x.jpg"}]))
+    post_standard(client, inbound_body("b-phone-2"), secret="wrong")
+    with runtime.db.reading() as session:
+        message_id = session.scalars(sa.select(Message.id)).one()
+        entry_id = session.scalars(sa.select(QuarantinedRequest.id)).one()
+    context = browser.new_context(viewport=PHONE)
+    context.set_default_timeout(15_000)
+    try:
+        page = context.new_page()
+        sign_in(page, live_server, ADMIN)
+        for path in (
+            "/console/",
+            "/console/requests",
+            "/console/quarantine",
+            f"/console/quarantine/{entry_id}",
+            "/console/messages",
+            f"/console/messages/{message_id}",
+            "/console/attachments",
+            "/console/endpoints",
+            "/console/audit",
+        ):
+            page.goto(f"{live_server}{path}")
+            # Nothing wider than the screen, and every cell of a list on it, not scrolled off to the right.
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], path
+            for cell in page.locator("table.list > tbody > tr > td").all():
+                box = cell.bounding_box()
+                assert box is None or box["x"] + box["width"] <= PHONE["width"] + 1, (path, cell.inner_text())
+        page.goto(f"{live_server}/console/requests")
+        expect(page.locator("table.list tbody tr").first.locator(".badge")).to_be_in_viewport()
+    finally:
+        context.close()
 
 
 def test_the_api_docs_render_under_their_content_security_policy(page, live_server):

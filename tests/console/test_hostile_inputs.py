@@ -63,6 +63,11 @@ def test_a_body_that_is_not_utf8_is_shown_escaped(admin, client, runtime):
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "Not valid UTF-8" in html and "\\xff\\xfe" in html and SCRIPT not in html
     assert admin.get(f"/console/quarantine/{entry.id}/body").data == body
+    # The request log's page of the same request shows it the same way.
+    log_entry = _only(runtime, RequestLogEntry)
+    html = admin.get(f"/console/requests/{log_entry.id}").get_data(as_text=True)
+    assert "Not valid UTF-8" in html and "\\xff\\xfe" in html and SCRIPT not in html and ESCAPED in html
+    assert admin.get(f"/console/requests/{log_entry.id}/body").data == body
 
 
 def test_a_mebibyte_of_json_is_shown_cut_with_a_note(admin, client, runtime):

@@ -5,6 +5,7 @@ attachments grouped by reason. Bad filter values are precise 400s."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -158,3 +159,73 @@ def test_a_viewer_sees_the_same_pages(client):
     for url in ("/console/", "/console/requests", "/console/messages", "/console/quarantine", "/console/attachments"):
         assert client.get(url).status_code == 200, url
     assert f"{VIEWER[0]} <small>(viewer, all tenants)" in client.get("/console/").get_data(as_text=True)
+
+
+def test_the_overview_shows_attachments_their_reasons_the_backlog_and_the_queue(admin, client, runtime):
+    # Nothing consumes the queue in these tests: the attachments wait, and their tasks with them.
+    post_standard(
+        client, inbound_body("o-mms", attachments=[{"url": f"https://cdn.example.com/{n}.jpg"} for n in range(4)])
+    )
+    with runtime.db.transaction() as session:
+        session.execute(
+            sa.update(Attachment).where(Attachment.index == 0).values(created_at=datetime.now(UTC) - timedelta(hours=3))
+        )
+        for index, (status, code) in enumerate((("failed", "timeout"), ("rejected", "too_large")), start=1):
+            session.execute(
+                sa.update(Attachment).where(Attachment.index == index).values(status=status, reason_code=code)
+            )
+        session.execute(sa.update(Attachment).where(Attachment.index == 3).values(status="stored"))
+    waiting = runtime.queue.waiting()
+    assert waiting >= 1
+    page = admin.get("/console/").get_data(as_text=True)
+    assert "<strong>1</strong><span>attachments failed (24 h)</span>" in page
+    assert "<strong>1</strong><span>attachments pending, oldest 3 h 0 min</span>" in page
+    assert f"<strong>{waiting}</strong><span>tasks in the download queue</span>" in page
+    for state in ("pending", "stored", "rejected", "failed"):
+        assert f'<span class="badge state-{state}">{state}</span> 1' in page, state
+    assert ">timeout</a>: 1 failed" in page and ">too_large</a>: 1 rejected" in page
+
+
+def test_the_request_log_pages_keep_their_filters(admin, client):
+    for number in range(52):
+        post_standard(client, inbound_body(f"p-{number}"), connection="open")
+    post_standard(client, inbound_body("p-refused"), secret="wrong")
+
+    def ids(html: str) -> list[str]:
+        return re.findall(r"<code>([0-9a-f]{32})</code>", html)
+
+    first = admin.get("/console/requests?outcome=accepted").get_data(as_text=True)
+    assert len(ids(first)) == 50
+    older = re.search(r'href="([^"]+)">Older', first).group(1).replace("&amp;", "&")
+    assert "outcome=accepted" in older and "before=" in older
+    second = admin.get(older).get_data(as_text=True)
+    assert len(ids(second)) == 2 and not set(ids(second)) & set(ids(first))
+    assert "Older" not in second and "Newest" in second
+
+
+def test_messages_are_found_by_number_id_status_and_direction(admin, client):
+    post_standard(client, inbound_body("s-1", sender="+15550001111"))
+    post_standard(client, inbound_body("s-2", sender="+15550002222"))
+    post_standard(client, status_body("s-out", "delivered"))
+
+    def found(query: str) -> set[str]:
+        response = admin.get(f"/console/messages?{query}")
+        assert response.status_code == 200, query
+        return set(re.findall(r"<code>(s-[a-z0-9]+)</code>", response.get_data(as_text=True)))
+
+    assert found("") == {"s-1", "s-2", "s-out"}
+    assert found("from=(555)%20000-2222") == {"s-2"}
+    assert found("provider_message_id=s-1") == {"s-1"}
+    assert found("status=delivered") == found("direction=outbound") == {"s-out"}
+    assert found("direction=inbound&to=%2B15551234567") == {"s-1", "s-2"}
+    assert found("since=2999-01-01T00:00") == set()
+
+
+def test_a_request_page_shows_an_xml_body_indented(admin, client, runtime):
+    xml = b'<?xml version="1.0"?><Message><From>+15550001111</From><Body>hi &amp; bye</Body></Message>'
+    client.post("/webhooks/standard/open", data=xml, content_type="application/xml")
+    with runtime.db.reading() as session:
+        entry = session.scalars(sa.select(RequestLogEntry)).one()
+    page = admin.get(f"/console/requests/{entry.id}").get_data(as_text=True)
+    assert "XML, indented" in page
+    assert "\n  &lt;From&gt;+15550001111&lt;/From&gt;\n  &lt;Body&gt;hi &amp;amp; bye&lt;/Body&gt;" in page

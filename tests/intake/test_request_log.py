@@ -7,9 +7,12 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
+from tests.fixtures.app import TENANT_A, base_test_config
 from tests.providers.security_suite import count
 from tests.support.standard import inbound_body, post_standard, standard_headers, status_body
 from webhook_service.database import request_counts
@@ -170,3 +173,93 @@ def test_a_flood_of_requests_to_unknown_urls_is_counted_but_not_all_written(clie
     assert len(_entries(runtime)) == 5
     since = datetime.now(UTC) - timedelta(hours=1)
     assert [row[3:] for row in request_counts.counted(runtime.db, tenants=None, since=since)] == [("not_found", 25)]
+
+
+def test_the_remote_address_is_logged(client, runtime):
+    body = inbound_body("rl-addr")
+    client.post(
+        "/webhooks/standard/main",
+        data=body,
+        headers=standard_headers(body),
+        content_type="application/json",
+        environ_base={"REMOTE_ADDR": "203.0.113.9"},
+    )
+    client.post("/webhooks/nosuch", data=b"{}", environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert [entry.remote_addr for entry in _entries(runtime)] == ["203.0.113.9", "198.51.100.7"]
+
+
+# A connection of the mapping adapter whose token travels in a header, and one whose token travels in the
+# query string, under names no generic rule takes for a secret: only the adapter knows they are.
+MAPPING_OPTIONS = {"body_format": "json", "fields": {"message_id": "id", "from": "from", "to": "to", "text": "text"}}
+MAPPING_TOKEN = "acme-token-value"
+
+
+class TestMappingSecrets:
+    @pytest.fixture
+    def settings_overrides(self):
+        own = [
+            {
+                "provider": "mapping",
+                "name": name,
+                "tenant": TENANT_A,
+                "secrets": [MAPPING_TOKEN],
+                "options": {**MAPPING_OPTIONS, "auth": {"kind": "token", **auth}},
+            }
+            for name, auth in (("in-header", {"header": "X-Acme-Pass"}), ("in-query", {"query_parameter": "hook_pass"}))
+        ]
+        return {"connections": [*base_test_config(Path("unused"), "sqlite://")["connections"], *own]}
+
+    def _post(self, client, connection: str, message_id: str, token: str):
+        body = {"id": message_id, "from": "+15550001111", "to": "+15551234567", "text": "hi"}
+        if connection == "in-header":
+            return client.post("/webhooks/mapping/in-header", json=body, headers={"X-Acme-Pass": token})
+        return client.post(f"/webhooks/mapping/in-query?hook_pass={token}&x=1", json=body)
+
+    def test_the_adapters_own_secret_header_and_query_parameter_are_redacted_everywhere(self, client, runtime):
+        for connection in ("in-header", "in-query"):
+            assert self._post(client, connection, f"{connection}-1", MAPPING_TOKEN).status_code == 200
+            assert self._post(client, connection, f"{connection}-1", MAPPING_TOKEN).status_code == 200  # duplicate
+            assert self._post(client, connection, f"{connection}-2", "a-wrong-guess").status_code == 401
+        entries = _entries(runtime)
+        assert [e.outcome for e in entries] == ["accepted", "duplicate", "unauthorized"] * 2
+        with runtime.db.reading() as session:
+            kept = [*session.scalars(sa.select(RawRequest)), *session.scalars(sa.select(QuarantinedRequest))]
+        assert len(kept) == 4
+        everything = repr([(row.url, row.headers) for row in kept]) + repr([(e.url, e.headers) for e in entries])
+        assert MAPPING_TOKEN not in everything and "a-wrong-guess" not in everything
+        header_rows = [dict(row.headers) for row in kept if "in-header" in row.url]
+        assert [row["X-Acme-Pass"] for row in header_rows] == ["[redacted]", "[redacted]"]
+        assert dict(entries[1].headers)["X-Acme-Pass"] == "[redacted]"  # the duplicate's own copy
+        assert all("hook_pass=%5Bredacted%5D&x=1" in row.url for row in kept if "in-query" in row.url)
+
+
+class TestUnavailable:
+    """A database that answers but cannot take the request (here: a statement that waits for a lock past
+    statement_timeout), with no spool: answered 503, and the request log keeps the row on its own."""
+
+    @pytest.fixture
+    def settings_overrides(self):
+        return {"spool_max_bytes": 0, "database": {"statement_timeout_seconds": 0.5}}
+
+    @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+    def test_a_request_the_database_could_not_store_is_logged_unavailable(self, client, runtime, settings):
+        body = inbound_body("rl-503")
+        headers = {**standard_headers(body), "Authorization": "Bearer sekrit"}
+        locker = sa.create_engine(settings.database_url, poolclass=sa.pool.NullPool)
+        try:
+            with locker.begin() as connection:
+                connection.exec_driver_sql("LOCK TABLE raw_requests IN ACCESS EXCLUSIVE MODE")
+                response = client.post(
+                    "/webhooks/standard/main", data=body, headers=headers, content_type="application/json"
+                )
+        finally:
+            locker.dispose()
+        assert response.status_code == 503
+        [entry] = _entries(runtime)
+        assert (entry.outcome, entry.http_status, entry.reason_code) == ("unavailable", 503, "database_unavailable")
+        assert entry.request_id == response.headers["X-Request-Id"] and entry.latency_ms is not None
+        assert entry.raw_request_id is None and entry.quarantine_id is None and entry.message_ids == []
+        kept = dict(entry.headers)  # nothing else keeps this request: its row keeps the headers
+        assert kept["Authorization"] == kept["Webhook-Signature"] == "[redacted]"
+        assert kept["Webhook-Id"] == headers["webhook-id"]
+        assert count(runtime, Message) == 0

@@ -48,7 +48,8 @@ def _summarize(settings: Settings) -> None:
     queue = f"Redis, queue {settings.queue.name!r}" if settings.redis_url else "SQLite (embedded)"
     click.echo(f"queue: {queue}; storage: {settings.storage.backend}")
     click.echo(
-        f"tenants: {len(settings.tenants)}, API users: {len(settings.api_users)}, API keys: {len(settings.api_keys)}"
+        f"tenants: {len(settings.tenants)}, API users: {len(settings.api_users)}, API keys: {len(settings.api_keys)}, "
+        f"console operators: {len(settings.operators)}"
     )
     for connection in settings.connections:
         checks = [
