@@ -25,8 +25,8 @@ def run(settings, monkeypatch):
     for key, value in settings.model_dump(mode="json", exclude_none=True).items():
         monkeypatch.setenv(f"WEBHOOK__{key.upper()}", json.dumps(value))
 
-    def invoke(*arguments: str):
-        return CliRunner().invoke(cli, list(arguments), catch_exceptions=False)
+    def invoke(*arguments: str, input: str | None = None):
+        return CliRunner().invoke(cli, list(arguments), input=input, catch_exceptions=False)
 
     return invoke
 
@@ -88,6 +88,9 @@ def test_prune_removes_old_attempts_and_finished_deliveries_but_not_pending_ones
         conn.execute(sa.update(DELIVERY_ATTEMPTS).values(attempted_at=long_ago))
         conn.execute(sa.update(DELIVERIES).values(completed_at=long_ago).where(DELIVERIES.c.status != "pending"))
     assert "would delete 2 delivery attempts and 1 finished delivery" in run("prune", "--dry-run").output
+    # Asked to confirm a shorter period, the operator is shown the delivery history it would delete too.
+    refused = run("prune", "--days", "5", input="n\n")
+    assert refused.exit_code == 1 and "would delete 2 delivery attempts and 1 finished delivery" in refused.output
     assert "deleted 2 delivery attempts and 1 finished delivery" in run("prune").output
     with runtime.db.reading() as session:
         assert [row.status for row in session.execute(sa.select(DELIVERIES.c.status))] == ["pending"]
