@@ -1,5 +1,5 @@
-"""Making credentials for the configuration file: `hash-password` ([[api_users]]) and `new-api-key`
-([[api_keys]])."""
+"""Making credentials for the configuration file: `hash-password` ([[api_users]] and [[operators]]) and
+`new-api-key` ([[api_keys]])."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from werkzeug.security import generate_password_hash
 
 @click.command("hash-password")
 def hash_password() -> None:
-    """Print a password hash for an [[api_users]] entry. On a terminal it asks for the password twice,
+    """Print a password hash for an [[api_users]] or [[operators]] entry. On a terminal it asks for the password twice,
     without echoing it; otherwise it reads one line from standard input (echo "$PASSWORD" | ...). Never
     from the command line, where other users and the shell's history could read it."""
     if sys.stdin.isatty():
