@@ -171,6 +171,21 @@ class TestBadBodies:
         assert message in error(response, 400, "invalid_field")
         assert count(client) == 0
 
+    @pytest.mark.parametrize("field", ["url", "eventTypes", "enabled"])
+    def test_an_update_to_null_of_a_field_that_cannot_be_cleared(self, client, field):
+        # The document gives these no null: a null is refused, not read as "unchanged".
+        created = create(client, eventTypes=["message.received"]).get_json()
+        path = f"/api/v1/endpoints/{created['id']}"
+        response = client.patch(path, json={field: None, "description": "changed"}, headers=A)
+        assert f"{field}: null is not a value of this field" in error(response, 400, "invalid_field")
+        shown = client.get(path, headers=A).get_json()
+        assert (shown["url"], shown["eventTypes"], shown["enabled"], shown["description"]) == (
+            GOOD_URL,
+            ["message.received"],
+            True,
+            None,
+        )
+
     @pytest.mark.parametrize(
         "data, content_type",
         [(b"[]", "application/json"), (b"{", "application/json"), (b"url=x", "application/x-www-form-urlencoded")],

@@ -25,8 +25,8 @@ def run(settings, monkeypatch):
     for key, value in settings.model_dump(mode="json", exclude_none=True).items():
         monkeypatch.setenv(f"WEBHOOK__{key.upper()}", json.dumps(value))
 
-    def invoke(*arguments: str):
-        return CliRunner().invoke(cli, list(arguments), catch_exceptions=False)
+    def invoke(*arguments: str, input: str | None = None):
+        return CliRunner().invoke(cli, list(arguments), input=input, catch_exceptions=False)
 
     return invoke
 
@@ -58,14 +58,21 @@ def test_list_retry_and_replay(client, runtime, receiver, run):
     assert result.exit_code == 0 and "queued 1 of 1" in result.output
     assert runtime.deliveries.drain(endpoint["id"]) == {"delivered": 1}
     assert json.loads(run("deliveries", "list", "--json").output) == []
-    assert "queued 0 of 1" in run("deliveries", "retry", str(failed["id"])).output
-    assert run("deliveries", "retry").exit_code == 2  # nothing named
+    # Named deliveries that cannot be retried are each named, with why, and the command fails.
+    delivered = run("deliveries", "retry", str(failed["id"]), "99999")
+    assert delivered.exit_code == 1 and delivered.stdout == "nothing to retry\n"
+    assert f"{failed['id']}: delivered, not failed: nothing to retry" in delivered.stderr
+    assert "99999: no such delivery" in delivered.stderr
+    # Nothing failed is nothing to do, not a usage error; nothing named at all is one.
+    nothing = run("deliveries", "retry", "--all-failed")
+    assert (nothing.exit_code, nothing.output) == (0, "nothing to retry: no delivery is failed\n")
+    assert run("deliveries", "retry").exit_code == 2
 
     result = run("deliveries", "replay", "--endpoint", endpoint["id"], "--since", "2020-01-01T00:00:00Z")
-    assert result.exit_code == 0 and "replaying 1 events" in result.output
+    assert result.exit_code == 0 and "replaying 1 event to" in result.output
     assert runtime.deliveries.drain(endpoint["id"]) == {"delivered": 1}
     result = run("deliveries", "replay", "--endpoint", endpoint["id"], str(failed["eventId"]))
-    assert "replaying 1 events" in result.output
+    assert "replaying 1 event to" in result.output
     ids = [r.headers["webhook-id"] for r in receiver.requests()]
     assert len(set(ids)) == 1 and len(ids) == 6
 
@@ -73,6 +80,18 @@ def test_list_retry_and_replay(client, runtime, receiver, run):
     assert run("deliveries", "replay", "--endpoint", endpoint["id"]).exit_code == 2
     assert run("deliveries", "replay", "--endpoint", endpoint["id"], "--since", "yesterday").exit_code == 2
     assert client.get(f"/api/v1/endpoints/{endpoint['id']}", headers=A).get_json()["failingSince"] is None
+
+
+def test_a_named_failed_delivery_of_a_disabled_endpoint_is_not_retried_and_says_why(client, runtime, receiver, run):
+    endpoint = listen(client, receiver)
+    receiver.answer("/hook", 500)
+    post_standard(client, inbound_body("m-1"))
+    fail_all_attempts(runtime, endpoint)
+    [failed] = json.loads(run("deliveries", "list", "--json").output)
+    assert client.patch(f"/api/v1/endpoints/{endpoint['id']}", json={"enabled": False}, headers=A).status_code == 200
+    result = run("deliveries", "retry", str(failed["id"]))
+    assert result.exit_code == 1 and f"{failed['id']}: its endpoint is disabled: enable it first" in result.stderr
+    assert [row["status"] for row in json.loads(run("deliveries", "list", "--json").output)] == ["failed"]
 
 
 def test_prune_removes_old_attempts_and_finished_deliveries_but_not_pending_ones(client, runtime, receiver, run):
@@ -88,6 +107,9 @@ def test_prune_removes_old_attempts_and_finished_deliveries_but_not_pending_ones
         conn.execute(sa.update(DELIVERY_ATTEMPTS).values(attempted_at=long_ago))
         conn.execute(sa.update(DELIVERIES).values(completed_at=long_ago).where(DELIVERIES.c.status != "pending"))
     assert "would delete 2 delivery attempts and 1 finished delivery" in run("prune", "--dry-run").output
+    # Asked to confirm a shorter period, the operator is shown the delivery history it would delete too.
+    refused = run("prune", "--days", "5", input="n\n")
+    assert refused.exit_code == 1 and "would delete 2 delivery attempts and 1 finished delivery" in refused.output
     assert "deleted 2 delivery attempts and 1 finished delivery" in run("prune").output
     with runtime.db.reading() as session:
         assert [row.status for row in session.execute(sa.select(DELIVERIES.c.status))] == ["pending"]

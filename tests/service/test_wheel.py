@@ -1,9 +1,11 @@
 """A wheel that deploys: built from the files a release ships, installed into a fresh virtualenv, run from a
-directory that is not the checkout, it migrates, serves a webhook and answers /readyz; and it holds every
-file of the packages, as pyproject.toml lists them."""
+directory that is not the checkout, it migrates, serves a webhook and answers /readyz, with
+`webhook-service run` and with the Procfile's own commands; and it holds every file of the packages, as
+pyproject.toml lists them."""
 
 from __future__ import annotations
 
+import shlex
 import tomllib
 import zipfile
 from pathlib import Path
@@ -84,30 +86,58 @@ def test_the_installed_wheel_migrates_serves_a_webhook_and_answers_readyz(releas
     assert all(Path(path).is_relative_to(tmp_path / "venv") for path in imported.split()), imported
     version = run([str(bin_directory / "webhook-service"), "--version"], cwd=elsewhere, env=environment)
     assert version.split()[-1] == webhook_service.__version__
-    # The installed package carries its migrations: all of them are applied to the new database.
-    assert "migrations to an empty database" in run(
-        [str(bin_directory / "webhook-service"), "migrate"], cwd=elsewhere, env=environment
-    )
+    # The installed package carries its migrations: all of them are applied to the new database by the
+    # Procfile's release command.
+    procfile = _procfile(bin_directory)
+    assert "migrations to an empty database" in run(procfile["release"], cwd=elsewhere, env=environment)
 
     port = free_port()
     config = tmp_path / "service.toml"
     config.write_text(f"port = {port}\n")
-    served = serve(
-        config, port, command=[str(bin_directory / "webhook-service"), "run"], environment=environment, cwd=elsewhere
-    )
-    try:
-        webhook = {
-            "type": "message.received",
-            "data": {"providerMessageId": "wheel-1", "from": "+15550001111", "to": [DEVELOPMENT_NUMBER], "text": "Hi"},
-        }
-        assert requests.post(f"{served.base}/webhooks/standard", json=webhook, timeout=10).status_code == 200
-        ready = requests.get(f"{served.base}/readyz", timeout=10)
-        assert ready.status_code == 200, ready.text
-        assert ready.json()["status"] == "ready"
-        found = requests.get(
-            f"{served.base}/api/v1/messages", params={"providerMessageId": "wheel-1"}, auth=DEVELOPMENT_USER, timeout=10
-        )
-        assert [message["text"] for message in found.json()["messages"]] == ["Hi"]
-        assert served.process.poll() is None, served.log_tail()  # web and worker both still running
-    finally:
-        stop(served)
+    # `run` (web and worker), then the Procfile's web process alone: its gunicorn imports the app from the
+    # installed package, not from a checkout's wsgi.py.
+    for name, command in (("run", [str(bin_directory / "webhook-service"), "run"]), ("web", procfile["web"])):
+        served = serve(config, port, command=command, environment=environment, cwd=elsewhere)
+        try:
+            message_id = f"wheel-{name}"
+            webhook = {
+                "type": "message.received",
+                "data": {
+                    "providerMessageId": message_id,
+                    "from": "+15550001111",
+                    "to": [DEVELOPMENT_NUMBER],
+                    "text": "Hi",
+                },
+            }
+            assert requests.post(f"{served.base}/webhooks/standard", json=webhook, timeout=10).status_code == 200
+            ready = requests.get(f"{served.base}/readyz", timeout=10)
+            assert ready.status_code == 200, ready.text
+            assert ready.json()["status"] == "ready"
+            found = requests.get(
+                f"{served.base}/api/v1/messages",
+                params={"providerMessageId": message_id},
+                auth=DEVELOPMENT_USER,
+                timeout=10,
+            )
+            assert [message["text"] for message in found.json()["messages"]] == ["Hi"]
+            assert served.process.poll() is None, served.log_tail()  # still running (with `run`, web and worker)
+        finally:
+            stop(served)
+
+
+def _procfile(bin_directory: Path) -> dict[str, list[str]]:
+    """The repository's Procfile, each process's command run from the virtualenv at `bin_directory`.
+    Its dependencies are borrowed, without their scripts, so gunicorn is run as `python -m gunicorn`."""
+    processes = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip():
+            name, command = line.split(":", 1)
+            program, *arguments = shlex.split(command)
+            start = (
+                [str(bin_directory / "python"), "-m", "gunicorn"]
+                if program == "gunicorn"
+                else [str(bin_directory / program)]
+            )
+            processes[name] = [*start, *arguments]
+    assert set(processes) == {"release", "web", "worker"}, processes
+    return processes

@@ -17,6 +17,7 @@ from pydantic import (
     StrictStr,
     WithJsonSchema,
     WrapValidator,
+    model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
@@ -108,14 +109,31 @@ class EndpointCreate(_Body):
     rateLimitPerSecond: RatePerSecond = None
 
 
+# The fields of an update that have no "none": a null for them is refused (EndpointUpdate).
+_NOT_CLEARED = ("url", "eventTypes", "enabled")
+
+
 class EndpointUpdate(_Body):
-    """Only the fields given change; null clears description and rateLimitPerSecond."""
+    """Only the fields given change; null clears description and rateLimitPerSecond (the others have no
+    null)."""
 
     url: Url | SkipJsonSchema[None] = None
     eventTypes: EventTypes | SkipJsonSchema[None] = None
     description: Description = None
     enabled: Annotated[StrictBool, _worded("enabled: expected true or false")] | SkipJsonSchema[None] = None
     rateLimitPerSecond: RatePerSecond = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null_where_nothing_is_cleared(cls, data: Any) -> Any:
+        # Left out, these stay as they are; they have nothing a null could clear them to, and the document
+        # gives them no null. Read as "unchanged", a null was accepted where the document forbids it.
+        if isinstance(data, dict):
+            for field in _NOT_CLEARED:
+                if field in data and data[field] is None:
+                    message = f"{field}: null is not a value of this field; leave it out to keep the current one"
+                    raise PydanticCustomError(_FIELD, "{message}", {"message": message})
+        return data
 
 
 class ReplaySince(_Body):

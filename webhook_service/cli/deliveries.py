@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from webhook_service.cli.context import command_runtime, echo_listing
+from webhook_service.cli.context import command_runtime, echo_listing, plural
 from webhook_service.database.tables import DELIVERY_STATES
 from webhook_service.delivery import history
 from webhook_service.delivery.endpoints import EndpointNotFound
@@ -71,23 +71,34 @@ def deliveries_endpoints(tenant_id: str | None, as_json: bool) -> None:
 @click.option("--all-failed", is_flag=True, help="Every failed delivery (of --endpoint, if given).")
 @click.option("--endpoint", "endpoint_id", help="With --all-failed: only this endpoint's.")
 def deliveries_retry(delivery_ids: tuple[int, ...], all_failed: bool, endpoint_id: str | None) -> None:
-    """Put failed deliveries back to pending with a fresh retry budget (enabled endpoints only)."""
-    runtime = command_runtime()
-    ids = list(delivery_ids)
-    if all_failed:
-        ids += history.failed_ids(runtime.db, endpoint_id)
-    if not ids:
+    """Put failed deliveries back to pending with a fresh retry budget (enabled endpoints only). Exits 1
+    when a named delivery does not exist, is not failed, or its endpoint is disabled."""
+    if not delivery_ids and not all_failed:
         raise click.UsageError("name delivery ids, or use --all-failed")
+    runtime = command_runtime()
+    named = list(dict.fromkeys(delivery_ids))
+    refused = history.not_retryable(runtime.db, named) if named else {}
+    for delivery_id, why in refused.items():
+        click.echo(f"{delivery_id}: {why}", err=True)
+    ids = [delivery_id for delivery_id in named if delivery_id not in refused]
+    if all_failed:
+        chosen = set(ids)
+        ids += [delivery_id for delivery_id in history.failed_ids(runtime.db, endpoint_id) if delivery_id not in chosen]
+    if not ids:
+        click.echo("nothing to retry" + (": no delivery is failed" if all_failed else ""))
+        sys.exit(1 if refused else 0)
     reset: list[str] = []
     batches = [ids[start : start + _RETRY_BATCH] for start in range(0, len(ids), _RETRY_BATCH)]
-    with click.progressbar(batches, label=f"retrying {len(ids)} deliveries", file=sys.stderr) as progress:
+    label = f"retrying {plural(len(ids), 'delivery', 'deliveries')}"
+    with click.progressbar(batches, label=label, file=sys.stderr) as progress:
         for batch in progress:
             reset += history.retry_failed(runtime.db, batch)
     runtime.endpoints.wake(sorted(set(reset)))
     click.echo(
-        f"queued {len(reset)} of {len(ids)} for another attempt"
-        + ("" if len(reset) == len(ids) else " (the others are not failed, or their endpoint is disabled)")
+        f"queued {len(reset)} of {plural(len(ids), 'delivery', 'deliveries')} for another attempt"
+        + ("" if len(reset) == len(ids) else " (the others are no longer failed, or their endpoint is disabled)")
     )
+    sys.exit(1 if refused else 0)
 
 
 @deliveries.command("replay")
@@ -107,7 +118,7 @@ def deliveries_replay(event_ids: tuple[int, ...], endpoint_id: str, since: str |
         count = runtime.endpoints.replay(tenant_id, endpoint_id, since=moment, event_ids=list(event_ids))
     except EndpointNotFound:
         raise click.ClickException(f"no endpoint {endpoint_id}") from None
-    click.echo(f"replaying {count} events to {endpoint_id}")
+    click.echo(f"replaying {plural(count, 'event')} to {endpoint_id}")
 
 
 def _delivery_line(row: dict[str, Any]) -> str:

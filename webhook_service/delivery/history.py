@@ -241,6 +241,28 @@ def prune_history(db: Database, older_than: datetime, *, dry_run: bool = False) 
     return PrunedDeliveries(delete_in_batches(db, *old_attempts), delete_in_batches(db, *finished))
 
 
+def not_retryable(db: Database, delivery_ids: Sequence[int]) -> dict[int, str]:
+    """Why retry_failed would leave each of `delivery_ids` it leaves alone: no such delivery, not failed,
+    or its endpoint disabled (an operator who named it is told which)."""
+    query = (
+        sa.select(DELIVERIES.c.id, DELIVERIES.c.status, ENDPOINTS.c.enabled)
+        .join(ENDPOINTS, ENDPOINTS.c.id == DELIVERIES.c.endpoint_id)
+        .where(DELIVERIES.c.id.in_(list(delivery_ids)))
+    )
+    with db.reading() as session:
+        found = {row.id: row for row in session.execute(query)}
+    reasons = {}
+    for delivery_id in delivery_ids:
+        row = found.get(delivery_id)
+        if row is None:
+            reasons[delivery_id] = "no such delivery"
+        elif row.status != "failed":
+            reasons[delivery_id] = f"{row.status}, not failed: nothing to retry"
+        elif not row.enabled:
+            reasons[delivery_id] = "its endpoint is disabled: enable it first"
+    return reasons
+
+
 def retry_failed(db: Database, delivery_ids: Sequence[int]) -> list[str]:
     """Put failed deliveries of enabled endpoints back to pending with a fresh retry budget (an operator's
     retry). Returns the endpoint of each delivery put back (the endpoints to wake)."""
