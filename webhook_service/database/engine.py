@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,59 @@ class _Unit:
         self.error: BaseException | None = None
 
 
+# How long the group commit keeps its connection between batches. Under load a batch follows the last
+# within milliseconds; an idle connection goes back to the pool, whose check at checkout (PostgreSQL's
+# pre-ping) then finds a server that went away meanwhile.
+KEEP_CONNECTION_SECONDS = 1.0
+# Connections a forked child found kept by its parent: still the parent's (on PostgreSQL, the same
+# socket). Referenced here for good so that the child never closes or rolls them back.
+_PARENTS_CONNECTIONS: list[sa.Connection] = []
+
+
+class _KeptConnection:
+    """The group commit's connection, kept from one batch to the next: taking one from the pool and
+    giving it back (with the pool's reset, and on PostgreSQL a pre-ping round trip) cost more CPU than a
+    small batch's own statements, and under a web server's load most batches hold one or two webhooks.
+    Only the group commit's leader uses it, one batch at a time. A batch that fails gives it back to the
+    pool (invalidated, if the failure says the connection is broken)."""
+
+    def __init__(self, engine: sa.Engine):
+        self._engine = engine
+        self._connection: sa.Connection | None = None
+        self._pid = os.getpid()
+        self._released_at = 0.0
+        self.was_reused = False  # whether the last use() had the connection of an earlier batch
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[sa.Connection]:
+        connection = self._take()
+        try:
+            yield connection
+        except BaseException:
+            connection.close()
+            raise
+        self._connection, self._released_at = connection, time.monotonic()
+
+    def _take(self) -> sa.Connection:
+        kept, self._connection = self._connection, None
+        if self._pid != os.getpid():  # forked: what was kept is the parent's
+            if kept is not None:
+                _PARENTS_CONNECTIONS.append(kept)
+            kept, self._pid = None, os.getpid()
+        if kept is not None and time.monotonic() - self._released_at < KEEP_CONNECTION_SECONDS:
+            self.was_reused = True
+            return kept
+        if kept is not None:
+            kept.close()
+        self.was_reused = False
+        return self._engine.connect()
+
+    def close(self) -> None:
+        kept, self._connection = self._connection, None
+        if kept is not None and self._pid == os.getpid():
+            kept.close()
+
+
 class GroupCommit:
     """Many threads' small write transactions committed together.
 
@@ -167,6 +221,7 @@ class GroupCommit:
         self._mutex = threading.Lock()
         self._queue: list[_Unit] = []
         self._leading = False
+        self._kept = _KeptConnection(database.engine)
 
     def run(self, work: Callable[[sa.Connection], Any]) -> Any:
         unit = _Unit(work)
@@ -190,10 +245,19 @@ class GroupCommit:
         with self._mutex:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
         try:
-            if len(batch) == 1:
-                self._commit_alone(batch[0])
-            else:
-                self._commit_together(batch)
+            # One turn and one outage check for the batch, whatever runs below (a retry must not be
+            # refused by the outage hold that its first try's broken connection would start).
+            with self._database.write_turn():
+                try:
+                    self._commit(batch)
+                except sa.exc.DBAPIError as error:
+                    if not (error.connection_invalidated and self._kept.was_reused):
+                        raise
+                    # The connection kept from an earlier batch was gone (the server restarted since):
+                    # what the pool's check at checkout would have caught. Once more, on a new one.
+                    for unit in batch:
+                        unit.result, unit.error = None, None
+                    self._commit(batch)
         except BaseException as error:  # noqa: BLE001  # nothing in this batch was stored; every unit is told
             for unit in batch:
                 unit.error = unit.error or error
@@ -209,9 +273,26 @@ class GroupCommit:
                 successor.lead = True
                 successor.wake.set()
 
+    def close(self) -> None:
+        """Give the kept connection back (the database is being disposed of)."""
+        self._kept.close()
+
+    def _commit(self, batch: list[_Unit]) -> None:
+        if len(batch) == 1:
+            self._commit_alone(batch[0])
+        else:
+            self._commit_together(batch)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sa.Connection]:
+        """The kept connection in a transaction (the batch's writer turn is taken): `Database.writing()`
+        without taking a connection from the pool and giving it back for each batch."""
+        with self._kept.use() as connection, connection.begin():
+            yield connection
+
     def _commit_alone(self, unit: _Unit) -> None:
         # The common case at low load: the unit's own transaction, no savepoint needed.
-        with self._database.write_connection() as connection:
+        with self._kept.use() as connection:
             transaction = connection.begin()
             deferred = _defer_inserts(connection)
             try:
@@ -230,7 +311,7 @@ class GroupCommit:
 
     def _commit_together(self, batch: list[_Unit]) -> None:
         try:
-            with self._database.writing() as connection:
+            with self._writing() as connection:
                 deferred = _defer_inserts(connection)
                 try:
                     results = [unit.work(connection) for unit in batch]
@@ -246,7 +327,7 @@ class GroupCommit:
             unit.result = result
 
     def _commit_each_in_its_savepoint(self, batch: list[_Unit]) -> None:
-        with self._database.writing() as connection:
+        with self._writing() as connection:
             deferred = _defer_inserts(connection)
             try:
                 for unit in batch:
@@ -394,10 +475,11 @@ class Database:
             yield connection
 
     @contextlib.contextmanager
-    def write_connection(self) -> Iterator[sa.Connection]:
-        """A connection during this writer's turn, its transaction left to the caller."""
-        with self.outage.guard(), self._write_turn(), self.engine.connect() as connection:
-            yield connection
+    def write_turn(self) -> Iterator[None]:
+        """This writer's turn (SQLite's one writer), through the outage hold: for a caller that brings
+        its own connection."""
+        with self.outage.guard(), self._write_turn():
+            yield
 
     def _write_turn(self):
         return self._write_lock.hold() if self._write_lock else contextlib.nullcontext()
@@ -412,4 +494,5 @@ class Database:
             connection.exec_driver_sql("SELECT 1")
 
     def dispose(self) -> None:
+        self.group_commit.close()
         self.engine.dispose()
