@@ -32,8 +32,7 @@ def test_other_methods_on_a_webhook_url_are_405_with_allow(client, method):
 
 
 @pytest.mark.parametrize(
-    "path",
-    ["/webhooks/standard/main/", "/webhooks/", "/webhooks", "/webhooks/standard/main/extra", "/webhooks//main"],
+    "path", ["/webhooks/standard/main/", "/webhooks/", "/webhooks", "/webhooks/standard/main/extra", "/webhooks//main"]
 )
 def test_urls_that_are_not_a_webhook_endpoint_are_the_apps_404(client, runtime, path):
     response = client.post(path, data=inbound_body("m-1"), content_type="application/json")
