@@ -134,8 +134,9 @@ class ConsoleSettings(Strict):
     # Actions per operator (quarantine replays and discards, attachment retries, delivery resends and
     # retries, re-enabling an endpoint), in the same notation: one click is one, however much it acts on.
     action_limit_per_operator: str = "30/minute;300/hour"
-    # Where attempts and actions are counted: a `limits` storage URL ("memory://", "redis://host:6379/1").
-    # None: redis_url when it is set (shared by every process), else each process's memory.
+    # Where attempts and actions are counted: a `limits` storage URL ("redis://host:6379/1"; "memory://":
+    # each process counts its own). None: redis_url when it is set, else the service's database; both are
+    # shared by every process and host of the deployment.
     rate_limit_storage_url: str | None = None
 
     _limits = field_validator("login_limit_per_address", "login_limit_per_username", "action_limit_per_operator")(

@@ -1,6 +1,7 @@
 """Who may use the console and what they may see: operators from the configuration (`[[operators]]`),
 password checks that do not reveal which usernames exist, sign-in attempts counted per client address and
-per username, and the signed-in operator of a request.
+per username and actions per operator (shared by every web process: in Redis or the database), and the
+signed-in operator of a request.
 
 An operator's session holds their username and a fingerprint of their password hash: removing an operator
 or changing their password ends their sessions at the next request.
@@ -18,11 +19,13 @@ from functools import cached_property
 from flask import g, session
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, storage_from_string
+from limits.storage import MemoryStorage, StorageTypes, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from webhook_service.config.model import ConsoleSettings, Operator
+from webhook_service.database.engine import Database
+from webhook_service.database.rate_limits import DatabaseStorage
 from webhook_service.database.scope import Tenants
 from webhook_service.observability.logs import log
 
@@ -98,16 +101,25 @@ class Operators:
 
 
 class _Limits:
-    """Hits counted in a moving window where `console.rate_limit_storage_url` says (Redis shares the count
-    between processes and hosts). If that storage fails, hits are counted in this process's memory
-    meanwhile: a Redis outage must neither lock operators out nor lift the limit."""
+    """Hits counted in a moving window where `console.rate_limit_storage_url` says, by default in Redis
+    (`redis_url`) or else in the service's database: either way every process and host of the deployment
+    shares the count. If that storage fails, hits are counted in this process's memory meanwhile: an
+    outage must neither lock operators out nor lift the limit."""
 
-    def __init__(self, settings: ConsoleSettings, redis_url: str | None, purpose: str):
-        uri = settings.rate_limit_storage_url or redis_url or "memory://"
-        options: dict = {}
-        if uri.startswith(("redis://", "rediss://", "redis+unix://")):
-            options = {"socket_timeout": _STORAGE_TIMEOUT_SECONDS, "socket_connect_timeout": _STORAGE_TIMEOUT_SECONDS}
-        self._shared = MovingWindowRateLimiter(storage_from_string(uri, wrap_exceptions=True, **options))
+    def __init__(self, settings: ConsoleSettings, redis_url: str | None, db: Database, purpose: str):
+        uri = settings.rate_limit_storage_url or redis_url
+        storage: StorageTypes
+        if uri is None:
+            storage = DatabaseStorage(db, wrap_exceptions=True)
+        else:
+            options: dict = {}
+            if uri.startswith(("redis://", "rediss://", "redis+unix://")):
+                options = {
+                    "socket_timeout": _STORAGE_TIMEOUT_SECONDS,
+                    "socket_connect_timeout": _STORAGE_TIMEOUT_SECONDS,
+                }
+            storage = storage_from_string(uri, wrap_exceptions=True, **options)
+        self._shared = MovingWindowRateLimiter(storage)
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._namespace = f"console-{purpose.replace('_', '-')}"
         self._unavailable = f"{purpose}_limit_storage_unavailable"
@@ -124,8 +136,8 @@ class SignInLimiter:
     """Sign-in attempts per client address and per username (any username, so that a refusal says nothing
     about which exist)."""
 
-    def __init__(self, settings: ConsoleSettings, redis_url: str | None):
-        self._limits = _Limits(settings, redis_url, "sign_in")
+    def __init__(self, settings: ConsoleSettings, redis_url: str | None, db: Database):
+        self._limits = _Limits(settings, redis_url, db, "sign_in")
         self._per_address: list[RateLimitItem] = parse_many(settings.login_limit_per_address)
         self._per_username: list[RateLimitItem] = parse_many(settings.login_limit_per_username)
 
@@ -146,8 +158,8 @@ class ActionLimiter:
     service send or put work back in line (resending deliveries, retrying them, enabling an endpoint)
     counts one, however many things it acts on."""
 
-    def __init__(self, settings: ConsoleSettings, redis_url: str | None):
-        self._limits = _Limits(settings, redis_url, "action")
+    def __init__(self, settings: ConsoleSettings, redis_url: str | None, db: Database):
+        self._limits = _Limits(settings, redis_url, db, "action")
         self._per_operator: list[RateLimitItem] = parse_many(settings.action_limit_per_operator)
 
     def attempt(self, username: str) -> bool:

@@ -61,9 +61,9 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
     console = Console(
         parts,
         Operators(settings.operators, _derived(secret_key, "console-operator")),
-        ActionLimiter(settings.console, settings.redis_url),
+        ActionLimiter(settings.console, settings.redis_url, parts.db),
     )
-    limiter = SignInLimiter(settings.console, settings.redis_url)
+    limiter = SignInLimiter(settings.console, settings.redis_url, parts.db)
     csrf_key = _derived(secret_key, "console-csrf")
     secure = bool(settings.public_base_url and settings.public_base_url.startswith("https://"))
 

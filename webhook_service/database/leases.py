@@ -5,8 +5,7 @@ A lease is a row of `leases` (name, holder, expires_at). Taking it is one statem
 conflict UPDATEs only a row that has expired, so of any number of processes trying at once on SQLite or
 PostgreSQL exactly one gets it; the others get nothing until it expires. It is never released early:
 held for its whole term, it also says "done for this period", and a holder that dies lets another take
-over once the term is over. Times come from one clock, the database server's (the hosts' clocks may
-disagree by seconds); SQLite is a file on this host, so there it is this host's.
+over once the term is over. Times come from one clock, the database server's (clock.py).
 """
 
 from __future__ import annotations
@@ -14,11 +13,12 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from webhook_service.database.clock import database_now
 from webhook_service.database.engine import Database
 from webhook_service.database.tables import LEASES
 
@@ -39,7 +39,7 @@ class Lease:
         """Take the lease for its term if nobody holds it (or their term is over); False if someone
         does. Not durable: a lease lost in a machine crash is one that was never taken."""
         with self.db.writing(durable=False) as connection:
-            now = _database_now(connection)
+            now = database_now(connection)
             insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
             statement = insert(LEASES).values(name=self.name, holder=_this_process(), expires_at=now + self.term)
             upsert = statement.on_conflict_do_update(
@@ -56,13 +56,6 @@ class Lease:
                 sa.select(LEASES.c.holder, LEASES.c.expires_at).where(LEASES.c.name == self.name)
             ).first()
         return None if row is None else LeaseState(row.holder, row.expires_at)
-
-
-def _database_now(connection: sa.Connection) -> datetime:
-    if connection.dialect.name == "postgresql":
-        now: datetime = connection.execute(sa.select(sa.func.statement_timestamp())).scalar_one()
-        return now.astimezone(UTC)
-    return datetime.now(UTC)
 
 
 def _this_process() -> str:

@@ -435,6 +435,23 @@ class LeaseRecord(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class RateLimitHit(Base):
+    """One hit counted against a console rate limit (a sign-in attempt, an action) while its moving window
+    lasts, shared by every web process of the deployment (database/rate_limits.py)."""
+
+    __tablename__ = "rate_limit_hits"
+    __table_args__ = (
+        sa.Index("ix_rate_limit_hits_key_expires_at", "key", "expires_at"),
+        sa.Index("ix_rate_limit_hits_expires_at", "expires_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # SHA-256 (hex) of the `limits` key (the limit, its window and whose hits they are): one length,
+    # whatever a caller sent.
+    key: Mapped[str] = mapped_column(sa.String(64))
+    # The end of the hit's window: it no longer counts from then on, and may be deleted.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 # The tables as Core objects, for the hot paths that run Core statements instead of ORM units of work.
 RAW_REQUESTS = cast(sa.Table, RawRequest.__table__)
 QUARANTINED_REQUESTS = cast(sa.Table, QuarantinedRequest.__table__)
@@ -449,3 +466,4 @@ DELIVERY_ATTEMPTS = cast(sa.Table, DeliveryAttempt.__table__)
 LEASES = cast(sa.Table, LeaseRecord.__table__)
 REQUEST_LOG = cast(sa.Table, RequestLogEntry.__table__)
 REQUEST_COUNTS = cast(sa.Table, RequestCount.__table__)
+RATE_LIMIT_HITS = cast(sa.Table, RateLimitHit.__table__)

@@ -1,0 +1,132 @@
+"""The console's rate limits (sign-in attempts, actions) counted in the service's own database, when no
+Redis counts them: every web process and host of the deployment shares the count.
+
+It is a storage of the `limits` library for the moving window, the one strategy the console uses, so the
+console's limiters (console/access.py) keep the library's MovingWindowRateLimiter whatever counts their
+hits. A hit is a row of `rate_limit_hits` (a hash of the key, the end of the hit's window), and counting
+one is one short transaction that does not wait for the disk (a machine crash may forget a hit: one more
+attempt allowed, once):
+
+1. on PostgreSQL, a transaction-scoped advisory lock on the key, so that processes counting the same key
+   go one after the other and none counts before another's hit is committed (SQLite admits one writer at
+   a time anyway);
+2. the key's hits whose window has not ended are counted; past the limit, nothing is added;
+3. otherwise the hit is added, its window ending `expiry` seconds from now;
+4. up to SWEEP_BATCH hits of any key whose window has ended are deleted: a hit adds one row and removes
+   up to a hundred that no longer count, so the table holds little more than the hits that still do,
+   and no job has to prune it.
+
+Times are the database's (clock.py), so hosts whose clocks disagree still share one window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from limits.storage import MovingWindowSupport, Storage
+
+from webhook_service.database.clock import database_now
+from webhook_service.database.engine import Database
+from webhook_service.database.outage import UNAVAILABLE_ERRORS
+from webhook_service.database.tables import RATE_LIMIT_HITS
+
+SWEEP_BATCH = 100
+# An arbitrary constant that names "rate limit keys" among PostgreSQL's two-key advisory locks (a key
+# space apart from the one-key locks, such as the feed's).
+_LOCK_SPACE = 0x524C_4854
+_LOCK_KEY = sa.text("SELECT pg_advisory_xact_lock(:space, :key)")
+
+_HITS = RATE_LIMIT_HITS
+
+
+class DatabaseStorage(Storage, MovingWindowSupport):
+    """Moving-window hits in the database. Errors that mean the database is not there are the storage's
+    errors (`limits.errors.StorageError` with `wrap_exceptions`), so the caller can count elsewhere
+    meanwhile."""
+
+    STORAGE_SCHEME = None  # made with the service's Database, not from a URL
+
+    def __init__(self, db: Database, *, wrap_exceptions: bool = False):
+        super().__init__(wrap_exceptions=wrap_exceptions)
+        self._db = db
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return UNAVAILABLE_ERRORS
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        if amount > limit:
+            return False
+        digest = _digest(key)
+        with self._db.writing(durable=False) as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(_LOCK_KEY, {"space": _LOCK_SPACE, "key": _lock_key(digest)})
+            now = database_now(connection)
+            counting = sa.select(sa.func.count()).where(_HITS.c.key == digest, _HITS.c.expires_at > now)
+            acquired = connection.execute(counting).scalar_one() + amount <= limit
+            if acquired:
+                hit = {"key": digest, "expires_at": now + timedelta(seconds=expiry)}
+                connection.execute(sa.insert(_HITS), [hit] * amount)
+            connection.execute(_sweep(now))
+        return acquired
+
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        with self._db.reading() as session:
+            now = database_now(session.connection())
+            query = sa.select(sa.func.count(), sa.func.min(_HITS.c.expires_at)).where(
+                _HITS.c.key == _digest(key), _HITS.c.expires_at > now
+            )
+            count, first_end = session.execute(query).one()
+        if not count:
+            return now.timestamp(), 0
+        first: datetime = first_end - timedelta(seconds=expiry)
+        return first.timestamp(), int(count)
+
+    def clear(self, key: str) -> None:
+        with self._db.writing(durable=False) as connection:
+            connection.execute(sa.delete(_HITS).where(_HITS.c.key == _digest(key)))
+
+    def reset(self) -> int | None:
+        with self._db.writing(durable=False) as connection:
+            return connection.execute(sa.delete(_HITS)).rowcount
+
+    def check(self) -> bool:
+        try:
+            self._db.ping()
+        except UNAVAILABLE_ERRORS:
+            return False
+        return True
+
+    # The fixed-window strategies' operations: the console counts in a moving window only.
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        raise NotImplementedError("the database storage counts in a moving window only")
+
+    def get(self, key: str) -> int:
+        raise NotImplementedError("the database storage counts in a moving window only")
+
+    def get_expiry(self, key: str) -> float:
+        raise NotImplementedError("the database storage counts in a moving window only")
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _lock_key(digest: str) -> int:
+    """A signed 32-bit number from the key's hash (two keys that share one only wait for each other)."""
+    return int.from_bytes(bytes.fromhex(digest[:8]), "big", signed=True)
+
+
+def _sweep(now: datetime) -> sa.Delete:
+    # SKIP LOCKED (PostgreSQL; SQLite has one writer anyway): processes sweeping at once take different
+    # rows instead of waiting for, or deadlocking on, each other's.
+    ended = (
+        sa.select(_HITS.c.id)
+        .where(_HITS.c.expires_at <= now)
+        .limit(SWEEP_BATCH)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return sa.delete(_HITS).where(_HITS.c.id.in_(ended))
