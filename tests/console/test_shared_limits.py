@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import event as sa_event
 
 from tests.console.conftest import ADMIN, OPERATORS, VIEWER, csrf_token, post_form, sign_in
 from webhook_service.app import create_app
@@ -61,6 +62,16 @@ class TestAddressInTheDatabase:
         assert [_attempt((client, second)[n % 2], f"user-{n}") for n in range(6)] == [401] * 5 + [429]
         assert _attempt(second, *ADMIN) == 429
         assert _attempt(second, *ADMIN, address="10.9.8.7") == 303  # another address gets in
+
+    def test_a_flood_past_the_limit_costs_the_database_nothing(self, client, runtime):
+        """Refused by this process's own count first: on SQLite each hit's write would wait for the lock
+        the webhooks wait for."""
+        transactions: list[int] = []
+        sa_event.listen(runtime.db.engine, "begin", lambda *_: transactions.append(1))
+        assert [_attempt(client, f"user-{n}") for n in range(5)] == [401] * 5
+        written = len(transactions)
+        assert [_attempt(client, f"other-{n}") for n in range(20)] == [429] * 20
+        assert len(transactions) == written, "the refused flood started no database transaction"
 
 
 class TestActionsInTheDatabase:

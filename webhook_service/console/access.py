@@ -103,8 +103,9 @@ class Operators:
 class _Limits:
     """Hits counted in a moving window where `console.rate_limit_storage_url` says, by default in Redis
     (`redis_url`) or else in the service's database: either way every process and host of the deployment
-    shares the count. If that storage fails, hits are counted in this process's memory meanwhile: an
-    outage must neither lock operators out nor lift the limit."""
+    shares the count. Each process counts its own hits in memory too: a key past the limit there is refused
+    without asking the shared storage, and if that storage fails, the memory count alone decides
+    meanwhile: an outage must neither lock operators out nor lift the limit."""
 
     def __init__(self, settings: ConsoleSettings, redis_url: str | None, db: Database, purpose: str):
         uri = settings.rate_limit_storage_url or redis_url
@@ -125,11 +126,18 @@ class _Limits:
         self._unavailable = f"{purpose}_limit_storage_unavailable"
 
     def hit(self, item: RateLimitItem, kind: str, key: str) -> bool:
+        # This process's own count first. Past the limit here, the shared count is past it too (every hit
+        # counted here was offered to it within the same window), so a flood from one address or at one
+        # username is refused without a write to the database or Redis for each request: on SQLite that
+        # write would wait for the same lock as the webhooks. (It can refuse for up to one window longer
+        # than the shared count alone, after this process's attempts were refused there.)
+        if not self._local.hit(item, self._namespace, kind, key):
+            return False
         try:
             return self._shared.hit(item, self._namespace, kind, key)
         except StorageError as error:
             log(logger, self._unavailable, logging.WARNING, error=type(error.storage_error).__name__)
-            return self._local.hit(item, self._namespace, kind, key)
+            return True  # counted in this process's memory, above
 
 
 class SignInLimiter:
@@ -147,10 +155,8 @@ class SignInLimiter:
         user_key = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
         checks = [(item, "address", address) for item in self._per_address]
         checks += [(item, "username", user_key) for item in self._per_username]
-        allowed = True
-        for item, kind, key in checks:
-            allowed = self._limits.hit(item, kind, key) and allowed
-        return allowed
+        # The first limit used up refuses the attempt; the others do not count it (it tried nothing).
+        return all(self._limits.hit(item, kind, key) for item, kind, key in checks)
 
 
 class ActionLimiter:
@@ -165,7 +171,4 @@ class ActionLimiter:
     def attempt(self, username: str) -> bool:
         """Count one action; False when one of the limits is already used up."""
         key = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
-        allowed = True
-        for item in self._per_operator:
-            allowed = self._limits.hit(item, "operator", key) and allowed
-        return allowed
+        return all(self._limits.hit(item, "operator", key) for item in self._per_operator)
