@@ -87,9 +87,13 @@ def _sqlite_engine(url: str) -> sa.Engine:
         if connection.info.get("synchronous", "FULL") != synchronous:
             connection.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
             connection.info["synchronous"] = synchronous
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # On the driver's cursor (prepared.py): every write transaction, and every group commit, begins here.
+        BEGIN_IMMEDIATE.run(connection, {})
 
     return engine
+
+
+BEGIN_IMMEDIATE = PreparedStatement(sa.text("BEGIN IMMEDIATE"))
 
 
 class SqliteWriteLock:
