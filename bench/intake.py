@@ -123,8 +123,9 @@ class _Connection:
 
     The clients share the machine's CPUs with the server they measure, so what they spend per request is
     taken from the server: http.client built each request and parsed each answer's headers with the
-    email package, about 0.4 ms of CPU per request, a third of what bare Flask costs under gunicorn. This
-    sends bytes made before timing starts and reads the answer's status and Content-Length only."""
+    email package, 0.17 ms of CPU per request against 0.04 ms for this (one client, keep-alive, bare
+    Flask), which sends bytes made before timing starts and reads the answer's status and length only.
+    """
 
     def __init__(self, port: int):
         self._port = port
