@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import base64
 import io
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.test import EnvironBuilder
 
 from tests.fixtures.app import API_KEY_A, base_test_config
 from tests.fixtures.services import free_port
@@ -147,3 +149,27 @@ def test_an_upload_whose_scratch_file_cannot_be_written_answers_503(failure, cli
         assert session.scalar(sa.select(sa.func.count()).select_from(MediaUpload)) == 0
     if work_dir.is_dir():
         assert list(work_dir.iterdir()) == []
+
+
+def _multipart_upload(size: int) -> dict:
+    """The environ of a multipart upload whose file part is larger than werkzeug keeps in memory (500 KB),
+    encoded now (the test client encodes a large body in a temporary file of its own)."""
+    data = {"file": (io.BytesIO(samples.pdf(size)), "terms.pdf", "application/pdf"), "phoneNumber": "+15551234567"}
+    return EnvironBuilder("/api/v1/media", method="POST", headers=BEARER, data=data).get_environ()
+
+
+def test_a_multipart_upload_whose_file_part_cannot_be_spooled_answers_503(client, runtime, monkeypatch):
+    fill_scratch_space(monkeypatch, runtime.settings.data_dir / "tmp", names="part-*")  # the file part's spool
+    _assert_unavailable(client.open(_multipart_upload(600_000)), "storage_unavailable")
+    with runtime.db.reading() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(MediaUpload)) == 0
+
+
+def test_an_unusable_system_temporary_directory_does_not_touch_a_multipart_upload(client, monkeypatch, tmp_path):
+    """werkzeug spooled a large file part to the system's temporary directory, where a volume that is full
+    or gone was a bare OSError and a 500; the upload's parts go to its own scratch directory. (A directory
+    that is gone stands in: tempfile's unnamed files escape `fill_scratch_space`.)"""
+    upload = _multipart_upload(600_000)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    response = client.open(upload)
+    assert response.status_code == 201, response.get_data(as_text=True)

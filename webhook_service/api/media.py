@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, redirect, request
+from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -230,7 +231,12 @@ def _read_body(limits: SizeLimits, source: Path) -> UploadBody:
     convert = _convert_in_query()
     try:
         if request.mimetype == "multipart/form-data":
-            return read_multipart_upload(request.form, request.files, source, limits=limits, convert=convert)
+            form, files = _multipart_parts(source.parent)
+            try:
+                return read_multipart_upload(form, files, source, limits=limits, convert=convert)
+            finally:
+                for part in files.values():
+                    part.close()
         # Any other type is read as JSON (curl -d without -H says form-urlencoded): a body that is not
         # JSON gets a 400 that says so.
         return read_json_upload(request.stream, source, limits=limits, convert=convert)
@@ -238,6 +244,17 @@ def _read_body(limits: SizeLimits, source: Path) -> UploadBody:
         raise too_large(limits.file_limit(convert)) from None
     except BadRequest as error:  # the client went away mid-body, or sent malformed chunked framing
         raise ApiError(400, "invalid_body", error.description or "The body could not be read.") from None
+
+
+def _multipart_parts(work: Path) -> tuple[MultiDict[str, str], MultiDict[str, FileStorage]]:
+    """The fields and file parts of a multipart body, as `request.form` and `request.files` give them, but
+    with each file part spooled to a scratch file in `work`: werkzeug's own spooling wrote it to the
+    system's temporary directory, where a full disk was a bare OSError and so a 500, and outside the
+    upload's cleanup. Here a full disk is ScratchSpaceUnavailable, answered 503 like every storage outage."""
+    parser = request.make_form_data_parser()
+    parser.stream_factory = lambda *_args, **_kwargs: scratch.create_unique(work, "part-", "")[1]
+    _, form, files = parser.parse(request.stream, request.mimetype, request.content_length, request.mimetype_params)
+    return form, files
 
 
 def _outcome_of(error: Exception) -> tuple[str, int]:
