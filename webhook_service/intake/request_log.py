@@ -26,7 +26,7 @@ from webhook_service.database.outage import UNAVAILABLE_ERRORS
 from webhook_service.database.request_counts import request_counts
 from webhook_service.database.tables import REQUEST_LOG, storable
 from webhook_service.intake.message_store import RawRequestRecord
-from webhook_service.intake.redaction import REDACTED
+from webhook_service.intake.redaction import REDACTED, kept_headers
 from webhook_service.observability.logs import log
 from webhook_service.providers.base import looks_secret
 
@@ -158,7 +158,7 @@ def unknown_endpoint(
         request_id=request_id,
         method=method,
         url=path,
-        headers=[[name, value] for name, value in headers],
+        headers=kept_headers(headers),
         body=b"",
         remote_addr=remote_addr,
         received_at=datetime.now(UTC),
