@@ -28,10 +28,40 @@ class UTCDateTime(sa.types.TypeDecorator):
             raise ValueError("naive datetime; use datetime.now(timezone.utc)")
         return value.astimezone(UTC) if dialect.name != "sqlite" else value.astimezone(UTC).replace(tzinfo=None)
 
+    def bind_processor(self, dialect):
+        # What process_bind_param and the dialect's own processor do together, in one step: a webhook
+        # binds seven times, and the two-step chain (SQLite's text formatting through a dict) was a
+        # twentieth of its CPU. The values are the same (tests/database/test_utc_datetime.py).
+        return _utc_sqlite_text if dialect.name == "sqlite" else _utc
+
     def process_result_value(self, value, dialect):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc(value):
+    if value is None or value.tzinfo is UTC:
+        return value
+    if value.tzinfo is None:
+        raise ValueError("naive datetime; use datetime.now(timezone.utc)")
+    return value.astimezone(UTC)
+
+
+def _utc_sqlite_text(value):
+    """SQLAlchemy's SQLite DATETIME storage format, of the time in UTC."""
+    value = _utc(value)
+    if value is None:
+        return None
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031  # %-formatting: the fastest here
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
 
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
