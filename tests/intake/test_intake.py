@@ -111,6 +111,22 @@ class TestIdempotency:
         assert count(runtime, RawRequest) == 1
         assert count(runtime, FeedEvent) == 1
 
+    def test_each_row_points_at_the_raw_request_that_brought_it(self, client, runtime):
+        """A status report first, then the message's content, then that content again (on PostgreSQL the
+        raw request and the message go in one statement, whose message conflicts in both later cases)."""
+        report = status_body("m-links", "sent")
+        content = inbound_body("m-links", text="the content")
+        for body in (report, content, content):
+            assert post_standard(client, body).status_code == 200
+        with runtime.db.reading() as session:
+            raw_bodies = {raw.id: raw.body for raw in session.scalars(sa.select(RawRequest))}
+            (status_row,) = session.scalars(sa.select(StatusEventRow)).all()
+        (message,) = _messages(runtime)
+        assert sorted(raw_bodies.values()) == sorted([report, content])  # the repeat left none
+        assert raw_bodies[status_row.raw_request_id] == report
+        assert raw_bodies[message.raw_request_id] == content
+        assert message.text == "the content" and message.status == "sent"
+
     def test_same_webhook_twice_at_the_same_moment_on_two_workers(self, settings):
         """Two app instances (separate connection pools, like two gunicorn workers) receive the same
         webhook at once, several times over: exactly one message, one feed event, one raw request."""
