@@ -168,11 +168,12 @@ def _read_body(request: Request, cap: int) -> tuple[bytes, _UnreadBody | None]:
     except OSError:
         # The body stopped arriving: the client went away, or sent it slower than the web worker's read
         # limits allow (web_body_timeout_seconds, web_body_min_bytes_per_second).
-        detail = "the body stopped arriving (the client went away, or sent it too slowly); body not kept"
+        # (That its body is not kept, the entry says on its own: `body_was_kept`.)
+        detail = "the body stopped arriving (the client went away, or sent it too slowly)"
         return b"", _UnreadBody(400, "bad_request", BODY_INCOMPLETE, "bad_request", "The body did not arrive.", detail)
     if body is None:
         declared = request.content_length if request.content_length is not None else "absent"
-        detail = f"body exceeds the {cap}-byte limit (Content-Length: {declared}); body not kept"
+        detail = f"body exceeds the {cap}-byte limit (Content-Length: {declared})"
         return b"", _UnreadBody(
             413, "too_large", BODY_TOO_LARGE, "payload_too_large", f"Body exceeds {cap} bytes.", detail
         )
