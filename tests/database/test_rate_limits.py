@@ -1,6 +1,6 @@
 """The console's rate limits counted in the database (database/rate_limits.py), on SQLite and PostgreSQL:
 of processes hitting one key at once, exactly the limit's number get through; hits whose window has
-ended no longer count and are deleted as others come; a database that does not answer is the storage's
+ended no longer count and are deleted as others come; the fixed window's operations count alike; a database that does not answer is the storage's
 error (the console then counts in memory). And migration 0007, which makes the table."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from limits import parse
 from limits.errors import StorageError
-from limits.strategies import MovingWindowRateLimiter
+from limits.storage import MemoryStorage
+from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
 from webhook_service.database.engine import Database, make_engine
 from webhook_service.database.migrate import alembic_config
@@ -94,6 +95,28 @@ def test_clear_and_reset(databases):
     assert limiter.hit(one, "a") and not limiter.hit(one, "b")
     assert storage.reset() == 2 and _rows(databases[0]) == []
     assert storage.check()
+
+
+def test_a_fixed_window_is_counted_across_processes_and_ends_for_every_hit_at_once(databases):
+    """The fixed window's operations (the library's other strategies use them): two processes share one
+    count, every hit of a window ends with it, and then a new window begins."""
+    limiters = [FixedWindowRateLimiter(DatabaseStorage(database)) for database in databases]
+    three = parse("3/minute")
+    assert [limiters[n % 2].hit(three, "fixed") for n in range(4)] == [True, True, True, False]
+    storage = DatabaseStorage(databases[0])
+    key = three.key_for("fixed")
+    # The library's fixed window counts the refused hit too, with any storage: as its memory storage does.
+    memory = FixedWindowRateLimiter(MemoryStorage())
+    assert [memory.hit(three, "fixed") for _ in range(4)] == [True, True, True, False]
+    assert storage.get(key) == memory.storage.get(key) == 4
+    ends = {expires_at for _, expires_at in _rows(databases[0])}
+    assert len(ends) == 1, "the window's hits end together"
+    assert storage.get_expiry(key) == pytest.approx(ends.pop().timestamp())
+    with databases[0].writing() as connection:  # the window over, as a minute later
+        connection.execute(sa.update(RATE_LIMIT_HITS).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    assert storage.get(key) == 0
+    assert storage.incr(key, 60) == 1  # a new window, ending a minute from now
+    assert datetime.now(UTC).timestamp() + 59 < storage.get_expiry(key) < datetime.now(UTC).timestamp() + 61
 
 
 def test_a_database_that_does_not_answer_is_the_storages_error():

@@ -1,9 +1,9 @@
 """The console's rate limits (sign-in attempts, actions) counted in the service's own database, when no
 Redis counts them: every web process and host of the deployment shares the count.
 
-It is a storage of the `limits` library for the moving window, the one strategy the console uses, so the
-console's limiters (console/access.py) keep the library's MovingWindowRateLimiter whatever counts their
-hits. A hit is a row of `rate_limit_hits` (a hash of the key, the end of the hit's window), and counting
+It is a storage of the `limits` library, so the console's limiters (console/access.py) keep the library's
+MovingWindowRateLimiter whatever counts their hits (the fixed window's operations are there too, over the
+same rows: a fixed window's hits all end when it does). A hit is a row of `rate_limit_hits` (a hash of the key, the end of the hit's window), and counting
 one is one short transaction that does not wait for the disk (a machine crash may forget a hit: one more
 attempt allowed, once):
 
@@ -75,10 +75,7 @@ class DatabaseStorage(Storage, MovingWindowSupport):
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         with self._db.reading() as session:
             now = database_now(session.connection())
-            query = sa.select(sa.func.count(), sa.func.min(_HITS.c.expires_at)).where(
-                _HITS.c.key == _digest(key), _HITS.c.expires_at > now
-            )
-            count, first_end = session.execute(query).one()
+            count, first_end = session.execute(_window(_digest(key), now)).one()
         if not count:
             return now.timestamp(), 0
         first: datetime = first_end - timedelta(seconds=expiry)
@@ -99,15 +96,38 @@ class DatabaseStorage(Storage, MovingWindowSupport):
             return False
         return True
 
-    # The fixed-window strategies' operations: the console counts in a moving window only.
+    # The fixed window's operations (the console counts in a moving window; these make the storage whole
+    # for the library's other strategies): a window's hits all end when the window does.
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        raise NotImplementedError("the database storage counts in a moving window only")
+        digest = _digest(key)
+        with self._db.writing(durable=False) as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(_LOCK_KEY, {"space": _LOCK_SPACE, "key": _lock_key(digest)})
+            now = database_now(connection)
+            count, window_end = connection.execute(_window(digest, now)).one()
+            window_end = window_end or now + timedelta(seconds=expiry)  # no hits: a new window begins
+            if amount > 0:
+                connection.execute(sa.insert(_HITS), [{"key": digest, "expires_at": window_end}] * amount)
+            connection.execute(_sweep(now))
+        return int(count) + amount
 
     def get(self, key: str) -> int:
-        raise NotImplementedError("the database storage counts in a moving window only")
+        with self._db.reading() as session:
+            count, _ = session.execute(_window(_digest(key), database_now(session.connection()))).one()
+        return int(count)
 
     def get_expiry(self, key: str) -> float:
-        raise NotImplementedError("the database storage counts in a moving window only")
+        with self._db.reading() as session:
+            now = database_now(session.connection())
+            _, window_end = session.execute(_window(_digest(key), now)).one()
+        return (window_end or now).timestamp()
+
+
+def _window(digest: str, now: datetime) -> sa.Select:
+    """The key's hits that still count, and when the first of them ends."""
+    return sa.select(sa.func.count(), sa.func.min(_HITS.c.expires_at)).where(
+        _HITS.c.key == digest, _HITS.c.expires_at > now
+    )
 
 
 def _digest(key: str) -> str:
