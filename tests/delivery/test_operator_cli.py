@@ -38,13 +38,18 @@ def fail_all_attempts(runtime, endpoint: dict) -> None:
         runtime.deliveries.drain(endpoint["id"])
 
 
-def test_list_retry_and_replay(client, runtime, receiver, run):
+def _one_failed_delivery(client, runtime, receiver, run) -> tuple[dict, dict]:
+    """An endpoint whose one delivery has failed every attempt: the endpoint, and the delivery as listed."""
     endpoint = listen(client, receiver)
     receiver.answer("/hook", 500)
     post_standard(client, inbound_body("m-1"))
     fail_all_attempts(runtime, endpoint)
-
     [failed] = json.loads(run("deliveries", "list", "--json").output)
+    return endpoint, failed
+
+
+def test_list_retry_and_replay(client, runtime, receiver, run):
+    endpoint, failed = _one_failed_delivery(client, runtime, receiver, run)
     assert (failed["status"], failed["attempts"], failed["lastHttpStatus"]) == ("failed", 4, 500)
     assert failed["endpointId"] == endpoint["id"] and failed["eventType"] == "message.received"
     assert "failed" in run("deliveries", "list").output
@@ -83,11 +88,7 @@ def test_list_retry_and_replay(client, runtime, receiver, run):
 
 
 def test_a_named_failed_delivery_of_a_disabled_endpoint_is_not_retried_and_says_why(client, runtime, receiver, run):
-    endpoint = listen(client, receiver)
-    receiver.answer("/hook", 500)
-    post_standard(client, inbound_body("m-1"))
-    fail_all_attempts(runtime, endpoint)
-    [failed] = json.loads(run("deliveries", "list", "--json").output)
+    endpoint, failed = _one_failed_delivery(client, runtime, receiver, run)
     assert client.patch(f"/api/v1/endpoints/{endpoint['id']}", json={"enabled": False}, headers=A).status_code == 200
     result = run("deliveries", "retry", str(failed["id"]))
     assert result.exit_code == 1 and f"{failed['id']}: its endpoint is disabled: enable it first" in result.stderr

@@ -13,9 +13,10 @@ from werkzeug.security import generate_password_hash
 
 @click.command("hash-password")
 def hash_password() -> None:
-    """Print a password hash for an [[api_users]] or [[operators]] entry. On a terminal it asks for the password twice,
-    without echoing it; otherwise it reads one line from standard input (echo "$PASSWORD" | ...). Never
-    from the command line, where other users and the shell's history could read it."""
+    """Print a password hash for an [[api_users]] or [[operators]] entry. On a terminal it asks for the
+    password twice, without echoing it; otherwise it reads one line from standard input
+    (echo "$PASSWORD" | ...). Never from the command line, where other users and the shell's history
+    could read it."""
     if sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     else:

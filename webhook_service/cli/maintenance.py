@@ -3,8 +3,9 @@
 What it deletes, received before the cutoff (`retention_days`, or `--days`, ago): accepted raw requests,
 the request log, quarantined requests an operator has resolved (replayed or discarded), and push
 deliveries' attempts and finished deliveries. Quarantined requests nobody has reviewed stay, and are
-counted, unless `--include-unresolved`. Messages, statuses and attachments are never deleted. Deleting more than the configuration says (a shorter `--days`, or unreviewed requests)
-asks first, or needs `--yes`; within it, it asks nothing, so it can run from cron.
+counted, unless `--include-unresolved`. Messages, statuses and attachments are never deleted. Deleting
+more than the configuration says (a shorter `--days`, or unreviewed requests) asks first, or needs
+`--yes`; within it, it asks nothing, so it can run from cron.
 """
 
 from __future__ import annotations

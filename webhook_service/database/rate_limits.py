@@ -1,11 +1,12 @@
 """The console's rate limits (sign-in attempts, actions) counted in the service's own database, when no
 Redis counts them: every web process and host of the deployment shares the count.
 
-It is a storage of the `limits` library, so the console's limiters (console/access.py) keep the library's
-MovingWindowRateLimiter whatever counts their hits (the fixed window's operations are there too, over the
-same rows: a fixed window's hits all end when it does). A hit is a row of `rate_limit_hits` (a hash of the key, the end of the hit's window), and counting
-one is one short transaction that does not wait for the disk (a machine crash may forget a hit: one more
-attempt allowed, once):
+It is a storage of the `limits` library, so the console's limiters (console/access.py) keep the
+library's MovingWindowRateLimiter whatever counts their hits (the fixed window's operations are there
+too, over the same rows: a fixed window's hits all end when it does). A hit is a row of
+`rate_limit_hits` (a hash of the key, the end of the hit's window), and counting one is one short
+transaction that does not wait for the disk (a machine crash may forget a hit: one more attempt
+allowed, once):
 
 1. on PostgreSQL, a transaction-scoped advisory lock on the key, so that processes counting the same key
    go one after the other and none counts before another's hit is committed (SQLite admits one writer at
@@ -21,7 +22,9 @@ Times are the database's (clock.py), so hosts whose clocks disagree still share 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -42,7 +45,7 @@ _HITS = RATE_LIMIT_HITS
 
 
 class DatabaseStorage(Storage, MovingWindowSupport):
-    """Moving-window hits in the database. Errors that mean the database is not there are the storage's
+    """Rate-limit hits in the database. Errors that mean the database is not there are the storage's
     errors (`limits.errors.StorageError` with `wrap_exceptions`), so the caller can count elsewhere
     meanwhile."""
 
@@ -60,16 +63,11 @@ class DatabaseStorage(Storage, MovingWindowSupport):
         if amount > limit:
             return False
         digest = _digest(key)
-        with self._db.writing(durable=False) as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(_LOCK_KEY, {"space": _LOCK_SPACE, "key": _lock_key(digest)})
-            now = database_now(connection)
-            counting = sa.select(sa.func.count()).where(_HITS.c.key == digest, _HITS.c.expires_at > now)
-            acquired = connection.execute(counting).scalar_one() + amount <= limit
+        with self._counting(digest) as (connection, now):
+            count, _ = connection.execute(_window(digest, now)).one()
+            acquired = count + amount <= limit
             if acquired:
-                hit = {"key": digest, "expires_at": now + timedelta(seconds=expiry)}
-                connection.execute(sa.insert(_HITS), [hit] * amount)
-            connection.execute(_sweep(now))
+                _add(connection, digest, now + timedelta(seconds=expiry), amount)
         return acquired
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
@@ -89,6 +87,17 @@ class DatabaseStorage(Storage, MovingWindowSupport):
         with self._db.writing(durable=False) as connection:
             return connection.execute(sa.delete(_HITS)).rowcount
 
+    @contextlib.contextmanager
+    def _counting(self, digest: str) -> Iterator[tuple[sa.Connection, datetime]]:
+        """A key's counting transaction (steps 1 and 4 of the module's list around the caller's 2 and 3):
+        the key's lock on PostgreSQL, the database's time, and the sweep of ended hits after."""
+        with self._db.writing(durable=False) as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(_LOCK_KEY, {"space": _LOCK_SPACE, "key": _lock_key(digest)})
+            now = database_now(connection)
+            yield connection, now
+            connection.execute(_sweep(now))
+
     def check(self) -> bool:
         try:
             self._db.ping()
@@ -100,15 +109,9 @@ class DatabaseStorage(Storage, MovingWindowSupport):
     # for the library's other strategies): a window's hits all end when the window does.
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         digest = _digest(key)
-        with self._db.writing(durable=False) as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(_LOCK_KEY, {"space": _LOCK_SPACE, "key": _lock_key(digest)})
-            now = database_now(connection)
+        with self._counting(digest) as (connection, now):
             count, window_end = connection.execute(_window(digest, now)).one()
-            window_end = window_end or now + timedelta(seconds=expiry)  # no hits: a new window begins
-            if amount > 0:
-                connection.execute(sa.insert(_HITS), [{"key": digest, "expires_at": window_end}] * amount)
-            connection.execute(_sweep(now))
+            _add(connection, digest, window_end or now + timedelta(seconds=expiry), amount)  # none: a new window
         return int(count) + amount
 
     def get(self, key: str) -> int:
@@ -128,6 +131,11 @@ def _window(digest: str, now: datetime) -> sa.Select:
     return sa.select(sa.func.count(), sa.func.min(_HITS.c.expires_at)).where(
         _HITS.c.key == digest, _HITS.c.expires_at > now
     )
+
+
+def _add(connection: sa.Connection, digest: str, expires_at: datetime, amount: int) -> None:
+    if amount > 0:
+        connection.execute(sa.insert(_HITS), [{"key": digest, "expires_at": expires_at}] * amount)
 
 
 def _digest(key: str) -> str:
