@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from webhook_service.database.limits import DEFAULT_LIMITS, DatabaseLimits
 from webhook_service.database.outage import UNAVAILABLE_ERRORS, DatabaseUnavailable, OutageHold
 from webhook_service.database.postgres import postgres_engine
-from webhook_service.database.prepared import PreparedStatement
+from webhook_service.database.prepared import BoundRow, PreparedStatement
 
 # Execution options. Read-only transactions take no write lock. Transactions whose loss in a crash is
 # harmless (a lease that simply never happened) skip the flush to disk at commit; the next durable
@@ -246,12 +246,14 @@ class GroupCommit:
         return unit.result
 
     def _commit_next_batch(self) -> None:
-        with self._mutex:
-            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        batch: list[_Unit] = []
         try:
             # One turn and one outage check for the batch, whatever runs below (a retry must not be
             # refused by the outage hold that its first try's broken connection would start).
             with self._database.write_turn():
+                # Taken once the turn is ours: on SQLite the turn is often another process's, and what
+                # arrives meanwhile goes in this batch instead of waiting for a turn of its own.
+                batch = self._take_batch()
                 try:
                     self._commit(batch)
                 except sa.exc.DBAPIError as error:
@@ -263,6 +265,8 @@ class GroupCommit:
                         unit.result, unit.error = None, None
                     self._commit(batch)
         except BaseException as error:  # noqa: BLE001  # nothing in this batch was stored; every unit is told
+            if not batch:  # the turn itself failed (an outage): the batch it would have run is told
+                batch = self._take_batch()
             for unit in batch:
                 unit.error = unit.error or error
         finally:
@@ -276,6 +280,11 @@ class GroupCommit:
             if successor is not None:
                 successor.lead = True
                 successor.wake.set()
+
+    def _take_batch(self) -> list[_Unit]:
+        with self._mutex:
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        return batch
 
     def close(self) -> None:
         """Give the kept connection back (the database is being disposed of)."""
@@ -379,9 +388,9 @@ class _DeferredInserts:
     """Rows a group commit's units hand over to be inserted together just before the commit."""
 
     def __init__(self) -> None:
-        self._pending: dict[str, tuple[Callable[[sa.Connection, list[dict]], None], list[dict], bool]] = {}
+        self._pending: dict[str, tuple[Callable[[sa.Connection, list[Any]], None], list[Any], bool]] = {}
 
-    def add(self, key: str, rows: list[dict], insert: Callable[[sa.Connection, list[dict]], None], last: bool) -> None:
+    def add(self, key: str, rows: list[Any], insert: Callable[[sa.Connection, list[Any]], None], last: bool) -> None:
         entry = self._pending.setdefault(key, (insert, [], last))
         entry[1].extend(rows)
 
@@ -409,8 +418,8 @@ def _stop_deferring(connection: sa.Connection) -> None:
 def insert_at_commit(
     connection: sa.Connection,
     key: str,
-    rows: list[dict],
-    insert: Callable[[sa.Connection, list[dict]], None],
+    rows: list[dict] | list[BoundRow] | list[dict | BoundRow],
+    insert: Callable[[sa.Connection, list[Any]], None],
     *,
     last: bool = False,
 ) -> None:

@@ -9,9 +9,10 @@ feed writers commit one after the other. SQLite already admits one writer at a t
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 from webhook_service.database.engine import insert_at_commit, note_transaction_lock, transaction_lock_held
-from webhook_service.database.prepared import PreparedStatement
+from webhook_service.database.prepared import BoundRow, PreparedStatement
 from webhook_service.database.tables import EVENTS
 
 INSERT_EVENTS = PreparedStatement(sa.insert(EVENTS))
@@ -30,15 +31,20 @@ ENDPOINT_DISABLED = "endpoint.disabled"
 TYPES = (MESSAGE_RECEIVED, MESSAGE_STATUS, ATTACHMENT_STORED, ATTACHMENT_REJECTED, ATTACHMENT_FAILED, ENDPOINT_DISABLED)
 
 
-def append(connection: sa.Connection, rows: list[dict]) -> None:
-    """Add events (dicts of FeedEvent columns) at the end of the feed. In a group commit, after
+def bound_event(dialect: Dialect, row: dict) -> BoundRow:
+    """An event (a dict of FeedEvent columns) converted ahead of the transaction that appends it."""
+    return INSERT_EVENTS.bind(dialect, row)
+
+
+def append(connection: sa.Connection, rows: list[dict | BoundRow]) -> None:
+    """Add events (dicts of FeedEvent columns, or `bound_event`s) at the end of the feed. In a group commit, after
     everything else the batch writes, just before its commit, so that the lock is held as briefly as
     possible; elsewhere, at once (call it last in the transaction)."""
     if rows:
         insert_at_commit(connection, "feed", rows, _insert, last=True)
 
 
-def _insert(connection: sa.Connection, rows: list[dict]) -> None:
+def _insert(connection: sa.Connection, rows: list[dict | BoundRow]) -> None:
     if connection.dialect.name == "postgresql" and not transaction_lock_held(connection, FEED_LOCK_KEY):
         LOCK_FEED.run(connection, {"key": FEED_LOCK_KEY})
         note_transaction_lock(connection, FEED_LOCK_KEY)

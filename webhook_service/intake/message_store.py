@@ -8,7 +8,10 @@ different workers serialize on the message row and the second finds nothing new 
 
 This is the webhook's hot path and, on SQLite, every writer takes turns: everything that can be
 computed before the transaction (ids, normalized addresses, rows, feed snapshots) is, and the
-transaction itself is a handful of Core statements.
+transaction itself is a handful of Core statements. For what a webhook most often brings (messages new
+to us) the rows are even converted for the driver before (`PreparedStatement.bind`): the transaction
+gives them only the ids it learns (the raw request's), and falls back to building them when it finds
+something else (a message it has already, a status report).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from webhook_service.config.model import Connection
 from webhook_service.database import feed
 from webhook_service.database.engine import Database, DiscardUnit, insert_at_commit
-from webhook_service.database.prepared import PreparedStatement
+from webhook_service.database.prepared import BoundRow, PreparedStatement
 from webhook_service.database.request_counts import request_counts
 from webhook_service.database.tables import (
     ATTACHMENTS,
@@ -151,12 +154,14 @@ def store_webhook(
     written in the same transaction with what the request produced."""
     recorder = _Recorder(db, connection, raw.received_at, region)
     prepared = [recorder.prepare(event) for event in events]
+    log_ahead: _LogAhead | None = None
     if log_entry is not None:
         log_entry = dict(
             log_entry,
             provider_message_ids=list(dict.fromkeys(event.provider_message_id for event in events)),
             addresses=sorted(recorder.addresses),
         )
+        log_ahead = _LogAhead.of(db, log_entry, prepared)
     raw_row = {
         "request_id": raw.request_id,
         "received_at": raw.received_at,
@@ -170,9 +175,11 @@ def store_webhook(
         "remote_addr": raw.remote_addr,
     }
 
+    raw_insert = recorder.bind_raw_request(raw_row, prepared)
+
     def record(conn: sa.Connection) -> StoreResult:
         recorder.start()  # the group commit may run this twice (engine.py)
-        raw_id, recorded = recorder.record_raw_request(conn, raw_row, prepared)
+        raw_id, recorded = recorder.record_raw_request(conn, raw_insert, prepared)
         for item in prepared[recorded:]:
             recorder.record(conn, item, raw_id)
         # A request with no events (a provider event type we do not map) is still kept whole.
@@ -186,7 +193,9 @@ def store_webhook(
             headers = [[name, _REDACTED if looks_secret(name) else value] for name, value in raw.headers]
             _log(conn, log_entry, raw, outcome="duplicate", headers=headers, message_ids=recorder.message_ids)
             return duplicate
-        if log_entry is not None:
+        if log_ahead is not None and log_ahead.message_ids == recorder.message_ids:
+            insert_at_commit(conn, "request_log", [log_ahead.given(raw_id, raw)], INSERT_LOG_ENTRY.run_many)
+        elif log_entry is not None:
             # The raw request keeps the headers.
             _log(conn, log_entry, raw, raw_request_id=raw_id, message_ids=recorder.message_ids)
         feed.append(conn, recorder.feed_rows)
@@ -206,9 +215,41 @@ def store_webhook(
 
 def _log(conn: sa.Connection, log_entry: dict[str, Any], raw: RawRequestRecord, **produced: Any) -> None:
     row = dict(log_entry, **produced)
-    if row["replay_of"] is None:  # a replay's received_at is its first arrival
-        row["latency_ms"] = round((datetime.now(UTC) - raw.received_at).total_seconds() * 1000, 2)
+    row["latency_ms"] = _latency_ms(row, raw)
     insert_at_commit(conn, "request_log", [row], INSERT_LOG_ENTRY.run_many)
+
+
+def _latency_ms(log_entry: dict[str, Any], raw: RawRequestRecord) -> float | None:
+    if log_entry["replay_of"] is not None:  # a replay's received_at is its first arrival
+        return log_entry["latency_ms"]
+    return round((datetime.now(UTC) - raw.received_at).total_seconds() * 1000, 2)
+
+
+@dataclass(frozen=True)
+class _LogAhead:
+    """The request log row of a webhook whose messages all turn out new, bound ahead: what it produced
+    (`message_ids`) is then known before the transaction."""
+
+    message_ids: list[str]
+    entry: dict[str, Any]
+    bound: BoundRow
+
+    @staticmethod
+    def of(db: Database, log_entry: dict[str, Any], prepared: list[SimpleNamespace]) -> _LogAhead | None:
+        if not prepared or not all(isinstance(item.event, MessageEvent) for item in prepared):
+            return None
+        message_ids = list(dict.fromkeys(item.row["id"] for item in prepared))
+        values = {key: value for key, value in log_entry.items() if key not in _LOG_LATE}
+        values["message_ids"] = message_ids
+        bound = INSERT_LOG_ENTRY.bind(db.engine.dialect, values, late=_LOG_LATE)
+        return _LogAhead(message_ids, log_entry, bound)
+
+    def given(self, raw_id: int, raw: RawRequestRecord) -> BoundRow:
+        return self.bound.given(raw_request_id=raw_id, latency_ms=_latency_ms(self.entry, raw))
+
+
+# A request log row's values known only in its transaction.
+_LOG_LATE = ("raw_request_id", "latency_ms")
 
 
 def _value(row: tuple | None) -> Any:
@@ -233,6 +274,7 @@ def raw_request_stored(db: Database, connection: Connection, raw: RawRequestReco
 class _Recorder:
     def __init__(self, db: Database, connection: Connection, now: datetime, region: str):
         self.statements = _STATEMENTS[db.dialect]
+        self.dialect = db.engine.dialect
         self.connection = connection
         self.now = now
         self.region = region
@@ -242,7 +284,7 @@ class _Recorder:
     def start(self) -> None:
         """Forget what a previous run of the transaction produced (it was rolled back)."""
         self.changed = False
-        self.feed_rows: list[dict] = []
+        self.feed_rows: list[dict | BoundRow] = []
         self.message_ids: list[str] = []
         self.new_attachment_ids: list[str] = []
 
@@ -281,7 +323,19 @@ class _Recorder:
                 }
                 for index, media in enumerate(event.media[:MAX_ATTACHMENTS_PER_MESSAGE])
             ]
-            return SimpleNamespace(event=event, content=content, attachments=attachments)
+            item = SimpleNamespace(event=event, content=content, attachments=attachments)
+            # As it is stored if it is new (the common case), bound ahead (see the module's docstring).
+            item.row = self._message_row(item)
+            item.insert = self.statements.insert_message.bind(self.dialect, item.row, late=("raw_request_id",))
+            item.feed_event = (
+                feed.bound_event(
+                    self.dialect,
+                    self._feed_row(feed.MESSAGE_RECEIVED, item.row["id"], _snapshot(item.row, attachments, [])),
+                )
+                if event.direction == "inbound"
+                else None
+            )
+            return item
         item = SimpleNamespace(
             event=event,
             dedupe_key=storable((event.event_id or _derived_dedupe_key(event))[:128]),
@@ -303,29 +357,36 @@ class _Recorder:
             self.addresses.add(sender)
 
     # Inside the transaction ---------------------------------------------------------------------
-    def record_raw_request(
-        self, conn: sa.Connection, raw_row: dict[str, Any], prepared: list[SimpleNamespace]
-    ) -> tuple[int, int]:
-        """Store the raw request: its id, and how many of the events it recorded with it (on PostgreSQL a
-        first message event goes in the same statement, a round trip less; see _raw_request_with_message)."""
+    def bind_raw_request(self, raw_row: dict[str, Any], prepared: list[SimpleNamespace]) -> tuple[BoundRow, bool]:
+        """The raw request's insert, bound ahead, and whether it inserts the first event too (on
+        PostgreSQL a first message event goes in the same statement, a round trip less; see
+        _raw_request_with_message)."""
         statement = self.statements.raw_request_with_message
         if statement is None or not prepared or not isinstance(prepared[0].event, MessageEvent):
-            raw_id = _value(INSERT_RAW_REQUEST.run(conn, raw_row))
+            return INSERT_RAW_REQUEST.bind(self.dialect, raw_row), False
+        row = prepared[0].row
+        values = dict(raw_row, **{f"message_{column}": row[column] for column in MESSAGE_COLUMNS})
+        return statement.bind(self.dialect, values), True
+
+    def record_raw_request(
+        self, conn: sa.Connection, raw_insert: tuple[BoundRow, bool], prepared: list[SimpleNamespace]
+    ) -> tuple[int, int]:
+        """Store the raw request: its id, and how many of the events it recorded with it."""
+        bound, with_message = raw_insert
+        if not with_message:
+            raw_id = _value(INSERT_RAW_REQUEST.run(conn, bound))
             assert raw_id is not None  # an insert without a conflict clause returns its row
             return raw_id, 0
-        item = prepared[0]
-        row = self._message_row(item)
-        values = dict(raw_row, **{f"message_{column}": row[column] for column in MESSAGE_COLUMNS})
-        returned = statement.run(conn, values)
+        returned = self.statements.raw_request_with_message.run(conn, bound)  # type: ignore[union-attr]
         assert returned is not None  # the final SELECT reads the raw request's one row
         raw_id, seq = returned
-        self._message_inserted(conn, item, dict(row, raw_request_id=raw_id), seq)
+        self._message_inserted(conn, prepared[0], raw_id, seq)
         return raw_id, 1
 
     def record(self, conn: sa.Connection, item: SimpleNamespace, raw_id: int) -> None:
         if isinstance(item.event, MessageEvent):
-            row = dict(self._message_row(item), raw_request_id=raw_id)
-            self._message_inserted(conn, item, row, _value(self.statements.insert_message.run(conn, row)))
+            seq = _value(self.statements.insert_message.run(conn, item.insert.given(raw_request_id=raw_id)))
+            self._message_inserted(conn, item, raw_id, seq)
         else:
             self._record_status(conn, item, raw_id)
 
@@ -348,43 +409,39 @@ class _Recorder:
     def _received_status(self, event: MessageEvent) -> dict[str, Any]:
         return {"status": statuses.RECEIVED, "status_updated_at": event.occurred_at or self.now}
 
-    def _message_inserted(
-        self, conn: sa.Connection, item: SimpleNamespace, row: dict[str, Any], seq: int | None
-    ) -> None:
+    def _message_inserted(self, conn: sa.Connection, item: SimpleNamespace, raw_id: int, seq: int | None) -> None:
         """The rest of recording a message whose insert returned `seq` (None: it was there already)."""
         event: MessageEvent = item.event
         inbound = event.direction == "inbound"
-        message_id = row["id"]
-        history: list[Any] = []
-        if seq is None:
-            existing = self._locked(conn, event.provider_message_id)
-            if existing.has_content:
-                self._saw(existing.id)  # the message it repeats, for the log
-                return  # a retry or a second notification of a message we already have
-            # Known so far only from status reports: fill in the content, keep its id and status.
-            update = dict(item.content, raw_request_id=row["raw_request_id"], updated_at=self.now)
-            if inbound and existing.status is None:
-                update.update(self._received_status(event))
-            conn.execute(sa.update(MESSAGES).where(MESSAGES.c.seq == existing.seq).values(update))
-            row = {**existing._asdict(), **update}
-            message_id, seq = existing.id, existing.seq
-            history = list(conn.execute(SELECT_HISTORY, {"seq": seq}))
-        self._saw(message_id)
-        attachments = [dict(a, message_seq=seq) for a in item.attachments]
-        if attachments:
-            insert_at_commit(conn, "attachments", attachments, INSERT_ATTACHMENTS.run_many)
-            self.new_attachment_ids.extend(a["id"] for a in attachments)
+        if seq is not None:  # new, as bound ahead
+            self._saw(item.row["id"])
+            self._attachments_inserted(conn, item.attachments, seq)
+            self.changed = True
+            if item.feed_event is not None:
+                self.feed_rows.append(item.feed_event)
+            return
+        existing = self._locked(conn, event.provider_message_id)
+        if existing.has_content:
+            self._saw(existing.id)  # the message it repeats, for the log
+            return  # a retry or a second notification of a message we already have
+        # Known so far only from status reports: fill in the content, keep its id and status.
+        update = dict(item.content, raw_request_id=raw_id, updated_at=self.now)
+        if inbound and existing.status is None:
+            update.update(self._received_status(event))
+        conn.execute(sa.update(MESSAGES).where(MESSAGES.c.seq == existing.seq).values(update))
+        self._saw(existing.id)
+        self._attachments_inserted(conn, item.attachments, existing.seq)
         self.changed = True
         if inbound:
-            snapshot = message_json(
-                SimpleNamespace(**row),
-                [
-                    SimpleNamespace(**a, content_type=None, size=None, sha256=None, reason_code=None, reason=None)
-                    for a in attachments
-                ],
-                history,
-            )
-            self.feed_rows.append(self._feed_row(feed.MESSAGE_RECEIVED, message_id, snapshot))
+            history = list(conn.execute(SELECT_HISTORY, {"seq": existing.seq}))
+            snapshot = _snapshot({**existing._asdict(), **update}, item.attachments, history)
+            self.feed_rows.append(self._feed_row(feed.MESSAGE_RECEIVED, existing.id, snapshot))
+
+    def _attachments_inserted(self, conn: sa.Connection, attachments: list[dict[str, Any]], seq: int) -> None:
+        if attachments:
+            rows = [dict(a, message_seq=seq) for a in attachments]
+            insert_at_commit(conn, "attachments", rows, INSERT_ATTACHMENTS.run_many)
+            self.new_attachment_ids.extend(a["id"] for a in attachments)
 
     def _record_status(self, conn: sa.Connection, item: SimpleNamespace, raw_id: int) -> None:
         event: StatusEvent = item.event
@@ -502,6 +559,18 @@ class _Recorder:
             "created_at": self.now,
             "data": data,
         }
+
+
+def _snapshot(row: dict[str, Any], attachments: list[dict[str, Any]], history: list[Any]) -> dict[str, Any]:
+    """A received message as its feed event shows it: as stored, its attachments still to be fetched."""
+    return message_json(
+        SimpleNamespace(**row),
+        [
+            SimpleNamespace(**a, content_type=None, size=None, sha256=None, reason_code=None, reason=None)
+            for a in attachments
+        ],
+        history,
+    )
 
 
 def _derived_dedupe_key(event: StatusEvent) -> str:
