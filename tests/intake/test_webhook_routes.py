@@ -81,3 +81,26 @@ def test_an_outage_on_the_way_to_the_intake_is_a_503_to_retry(client, runtime, m
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert response.get_json()["error"]["code"] == "unavailable"
+
+
+def test_each_providers_acknowledgement_has_the_headers_werkzeug_would_send(runtime):
+    """The 200 is written as plain WSGI; its headers and body are exactly those of the werkzeug Response
+    it replaced, for every provider's acknowledgement (text and XML with their charset, JSON without)."""
+    from werkzeug.test import create_environ, run_wsgi_app
+    from werkzeug.wrappers import Response
+
+    from webhook_service.intake.http import _Acknowledgement
+
+    acknowledgements = {adapter.acknowledgement for adapter in runtime.intake.adapters.values()}
+    assert {"text/xml", "application/json"} <= {mimetype for _, mimetype in acknowledgements}
+    for body, mimetype in acknowledgements:
+        expected = Response(body, status=200, mimetype=mimetype)
+        expected.headers["X-Request-Id"] = "req-1"
+        answers = [
+            run_wsgi_app(app, create_environ(method="POST"))
+            for app in (_Acknowledgement(body, mimetype, "req-1"), expected)
+        ]
+        (ours, our_status, our_headers), (theirs, their_status, their_headers) = answers
+        assert our_status == their_status == "200 OK"
+        assert list(our_headers.items()) == list(their_headers.items()), mimetype
+        assert b"".join(ours) == b"".join(theirs)

@@ -388,9 +388,9 @@ class _DeferredInserts:
     """Rows a group commit's units hand over to be inserted together just before the commit."""
 
     def __init__(self) -> None:
-        self._pending: dict[str, tuple[Callable[[sa.Connection, list[Any]], None], list[Any], bool]] = {}
+        self._pending: dict[str, tuple[Callable[[sa.Connection, list[Any]], object], list[Any], bool]] = {}
 
-    def add(self, key: str, rows: list[Any], insert: Callable[[sa.Connection, list[Any]], None], last: bool) -> None:
+    def add(self, key: str, rows: list[Any], insert: Callable[[sa.Connection, list[Any]], object], last: bool) -> None:
         entry = self._pending.setdefault(key, (insert, [], last))
         entry[1].extend(rows)
 
@@ -419,7 +419,7 @@ def insert_at_commit(
     connection: sa.Connection,
     key: str,
     rows: list[dict] | list[BoundRow] | list[dict | BoundRow],
-    insert: Callable[[sa.Connection, list[Any]], None],
+    insert: Callable[[sa.Connection, list[Any]], object],
     *,
     last: bool = False,
 ) -> None:

@@ -1,5 +1,7 @@
-"""Rows converted ahead of their transaction (prepared.py, `PreparedStatement.bind`): what they store is
-what the same values given at once store, on SQLite and PostgreSQL; late values are given exactly."""
+"""Statements run on the driver's cursor (prepared.py). Rows converted ahead of their transaction
+(`PreparedStatement.bind`) store what the same values given at once store, on SQLite and PostgreSQL, and
+late values are given exactly. Many rows go in as few statements on SQLite (multi-row inserts, in chunks),
+with the count of what was inserted, conflicts left out."""
 
 from __future__ import annotations
 
@@ -7,9 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 
-from webhook_service.database.prepared import PreparedStatement
-from webhook_service.database.tables import REQUEST_LOG
+from webhook_service.database.prepared import MULTI_ROW_INSERT_ROWS, PreparedStatement
+from webhook_service.database.tables import EVENTS, REQUEST_LOG
 
 INSERT = PreparedStatement(sa.insert(REQUEST_LOG))
 LATE = ("raw_request_id", "latency_ms")
@@ -76,3 +79,43 @@ def test_late_values_must_be_given_exactly(runtime):
         INSERT.run_many(connection, [bound])
     with runtime.db.writing() as connection, pytest.raises(ValueError, match="were not given"):
         INSERT.run(connection, bound)
+
+
+INSERT_EVENT_ONCE = PreparedStatement(sqlite.insert(EVENTS).on_conflict_do_nothing(index_elements=["id"]))
+
+
+def _event(event_id: int) -> dict:
+    return {
+        "id": event_id,
+        "tenant_id": "tenant-a",
+        "type": "message.received",
+        "message_id": f"m-{event_id}",
+        "attachment_id": None,
+        "created_at": datetime(2026, 12, 6, tzinfo=UTC),
+        "data": {"n": event_id, "text": "🦜 \\ ' \""},
+    }
+
+
+# Multi-row inserts are SQLite's (on PostgreSQL, executemany is one round trip already).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_many_rows_go_in_chunks_of_multi_row_inserts_counting_what_was_inserted(runtime):
+    database = runtime.db
+    statements: list[str] = []
+    with database.writing() as connection:
+        connection.connection.dbapi_connection.set_trace_callback(statements.append)
+        try:
+            first = INSERT_EVENT_ONCE.run_many(connection, [_event(n) for n in range(1, 11)])
+            statements.clear()
+            rows = [_event(n) for n in range(1, 71)]  # 10 of them there already
+            second = INSERT_EVENT_ONCE.run_many(
+                connection, rows[:35] + [INSERT_EVENT_ONCE.bind(connection.dialect, row) for row in rows[35:]]
+            )
+        finally:
+            connection.connection.dbapi_connection.set_trace_callback(None)
+    assert (first, second) == (10, 60)
+    chunks = -(-70 // MULTI_ROW_INSERT_ROWS)
+    assert [statement.startswith("INSERT INTO events") for statement in statements] == [True] * chunks
+    with database.reading() as session:
+        stored = session.execute(sa.select(EVENTS.c.id, EVENTS.c.data).order_by(EVENTS.c.id)).all()
+    assert [row.id for row in stored] == list(range(1, 71))
+    assert [row.data for row in stored] == [_event(n)["data"] for n in range(1, 71)]
