@@ -217,6 +217,13 @@ class GroupCommit:
     need); if a unit fails or discards itself, the whole transaction is rolled back and the batch runs
     again with each unit inside its own SAVEPOINT. So a unit's work may run twice: it must depend on
     nothing but the connection (keep no state from one run to the next).
+
+    In that first run of a batch of several, units may also put off inserts that could find their row
+    there already (`inserts_checked_at_commit`): they go in with the other units' at the end, and one
+    that finds a conflict raises `InsertConflict`, which sends the batch to its second run, where
+    nothing is put off. On SQLite each statement in the writer turn hands the GIL to the process's
+    other threads and waits to take it back, while every other process waits for the turn: a batch
+    that runs a few statements instead of a few per unit holds the turn for much less.
     """
 
     def __init__(self, database: Database, max_batch: int = 64):
@@ -325,7 +332,7 @@ class GroupCommit:
     def _commit_together(self, batch: list[_Unit]) -> None:
         try:
             with self._writing() as connection:
-                deferred = _defer_inserts(connection)
+                deferred = _defer_inserts(connection, checked=True)
                 try:
                     results = [unit.work(connection) for unit in batch]
                     deferred.flush(connection)
@@ -384,19 +391,26 @@ def _roll_back_unit(connection: sa.Connection) -> None:
     connection.info.pop(_TRANSACTION_LOCKS, None)
 
 
+class InsertConflict(Exception):
+    """An insert put off until the end of a batch's first run found its row there already: the batch
+    runs again, nothing put off (see GroupCommit)."""
+
+
 class _DeferredInserts:
-    """Rows a group commit's units hand over to be inserted together just before the commit."""
+    """Rows a group commit's units hand over to be inserted together just before the commit. `checked`:
+    the first run of a batch of several, where inserts that may conflict can be put off too."""
 
-    def __init__(self) -> None:
-        self._pending: dict[str, tuple[Callable[[sa.Connection, list[Any]], object], list[Any], bool]] = {}
+    def __init__(self, *, checked: bool = False) -> None:
+        self.checked = checked
+        self._pending: dict[str, tuple[Callable[[sa.Connection, list[Any]], object], list[Any], int]] = {}
 
-    def add(self, key: str, rows: list[Any], insert: Callable[[sa.Connection, list[Any]], object], last: bool) -> None:
-        entry = self._pending.setdefault(key, (insert, [], last))
+    def add(self, key: str, rows: list[Any], insert: Callable[[sa.Connection, list[Any]], object], order: int) -> None:
+        entry = self._pending.setdefault(key, (insert, [], order))
         entry[1].extend(rows)
 
     def flush(self, connection: sa.Connection) -> None:
         pending, self._pending = self._pending, {}
-        for insert, rows, _last in sorted(pending.values(), key=lambda entry: entry[2]):
+        for insert, rows, _order in sorted(pending.values(), key=lambda entry: entry[2]):
             insert(connection, rows)
 
     def discard(self) -> None:
@@ -406,8 +420,8 @@ class _DeferredInserts:
 _DEFERRED_INSERTS = "webhook_service_deferred_inserts"
 
 
-def _defer_inserts(connection: sa.Connection) -> _DeferredInserts:
-    deferred = connection.info[_DEFERRED_INSERTS] = _DeferredInserts()
+def _defer_inserts(connection: sa.Connection, *, checked: bool = False) -> _DeferredInserts:
+    deferred = connection.info[_DEFERRED_INSERTS] = _DeferredInserts(checked=checked)
     return deferred
 
 
@@ -421,18 +435,66 @@ def insert_at_commit(
     rows: list[dict] | list[BoundRow] | list[dict | BoundRow],
     insert: Callable[[sa.Connection, list[Any]], object],
     *,
-    last: bool = False,
+    order: int = 0,
 ) -> None:
     """Insert rows that nothing in the transaction reads back (the request log, the feed). In a group
     commit they wait for the end of the unit's work, or of the batch's, and go in with the rows other
     units gave under the same `key`, in one `insert(connection, rows)` (one executemany: one round trip
-    on PostgreSQL); `last` ones after the others (the feed, whose lock is then held the least). Outside
-    a group commit, at once."""
+    on PostgreSQL), keys in `order` (lower first: rows others refer to before them, the feed's last,
+    its lock then held the least). Outside a group commit, at once."""
     deferred: _DeferredInserts | None = connection.info.get(_DEFERRED_INSERTS)
     if deferred is None:
         insert(connection, rows)
     else:
-        deferred.add(key, rows, insert, last)
+        deferred.add(key, rows, insert, order)
+
+
+# The order of the feed's inserts put off to the end of a batch (`insert_at_commit`): after the others'.
+ORDER_LAST = 1
+
+
+def inserts_checked_at_commit(connection: sa.Connection) -> bool:
+    """Whether inserts that may find their row there already can be put off to the end of the batch,
+    where the insert function raises `InsertConflict` when one did (see GroupCommit)."""
+    deferred: _DeferredInserts | None = connection.info.get(_DEFERRED_INSERTS)
+    return deferred is not None and deferred.checked
+
+
+# Per (transaction, column): the next id `claim_ids` hands out.
+_ID_CLAIMS = "webhook_service_id_claims"
+_MAX_IDS: dict[tuple[sa.Column, ...], PreparedStatement] = {}
+
+
+def claim_ids(connection: sa.Connection, counts: dict[sa.Column, int]) -> dict[sa.Column, range]:
+    """New values for integer primary keys (`count` of them per column), for rows inserted later in this
+    transaction, or put off to its end. SQLite only: its writer holds the whole database, so the
+    largest id there plus one is the id SQLite itself would give, and no other writer can take it
+    meanwhile. Every insert into these columns in the transaction must take its ids here. One query per
+    transaction for the columns first asked for together; ids a rolled-back savepoint did not use are
+    not handed out again (a gap)."""
+    if connection.dialect.name != "sqlite":
+        raise ValueError("ids can be claimed on SQLite only")
+    transaction = connection.get_transaction()
+    held = connection.info.get(_ID_CLAIMS)
+    if held is None or held[0] is not transaction:
+        held = connection.info[_ID_CLAIMS] = (transaction, {})
+    next_ids: dict[sa.Column, int] = held[1]
+    unknown = tuple(column for column in counts if column not in next_ids)
+    if unknown:
+        query = _MAX_IDS.get(unknown)
+        if query is None:
+            maxima = [sa.select(sa.func.max(column)).scalar_subquery() for column in unknown]
+            query = _MAX_IDS.setdefault(unknown, PreparedStatement(sa.select(*maxima)))
+        found = query.run(connection, {})
+        assert found is not None  # a select of aggregates returns one row
+        for column, largest in zip(unknown, found, strict=True):
+            next_ids[column] = (largest or 0) + 1
+    claimed = {}
+    for column, count in counts.items():
+        start = next_ids[column]
+        next_ids[column] = start + count
+        claimed[column] = range(start, start + count)
+    return claimed
 
 
 # Transaction-scoped locks (PostgreSQL advisory locks) the connection's current transaction holds: taking

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from webhook_service.database.engine import insert_at_commit, note_transaction_lock, transaction_lock_held
+from webhook_service.database.engine import ORDER_LAST, insert_at_commit, note_transaction_lock, transaction_lock_held
 from webhook_service.database.prepared import BoundRow, PreparedStatement
 from webhook_service.database.tables import EVENTS
 
@@ -41,7 +41,7 @@ def append(connection: sa.Connection, rows: list[dict | BoundRow]) -> None:
     everything else the batch writes, just before its commit, so that the lock is held as briefly as
     possible; elsewhere, at once (call it last in the transaction)."""
     if rows:
-        insert_at_commit(connection, "feed", rows, _insert, last=True)
+        insert_at_commit(connection, "feed", rows, _insert, order=ORDER_LAST)
 
 
 def _insert(connection: sa.Connection, rows: list[dict | BoundRow]) -> None:

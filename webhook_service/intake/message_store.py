@@ -12,6 +12,11 @@ transaction itself is a handful of Core statements. For what a webhook most ofte
 to us) the rows are even converted for the driver before (`PreparedStatement.bind`): the transaction
 gives them only the ids it learns (the raw request's), and falls back to building them when it finds
 something else (a message it has already, a status report).
+
+On SQLite the raw request's id and the messages' seq are claimed (`claim_ids`) rather than returned by
+their inserts, and in a group commit's first run the inserts of such a webhook are put off to the end of
+the batch, with every other unit's in one statement per table (`inserts_checked_at_commit`): a message
+there already then makes the batch run again, each webhook on its own, as above.
 """
 
 from __future__ import annotations
@@ -27,7 +32,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from webhook_service.config.model import Connection
 from webhook_service.database import feed
-from webhook_service.database.engine import Database, DiscardUnit, insert_at_commit
+from webhook_service.database.engine import (
+    Database,
+    DiscardUnit,
+    InsertConflict,
+    claim_ids,
+    insert_at_commit,
+    inserts_checked_at_commit,
+)
 from webhook_service.database.prepared import BoundRow, PreparedStatement
 from webhook_service.database.request_counts import request_counts
 from webhook_service.database.tables import (
@@ -62,6 +74,8 @@ _REDACTED = "[redacted]"
 # Statements are built once and given their values at execution: building them per request (values(),
 # cache keys) cost more than running them. The ones every webhook runs are prepared (database/prepared.py).
 INSERT_RAW_REQUEST = PreparedStatement(sa.insert(RAW_REQUESTS).returning(RAW_REQUESTS.c.id))
+# SQLite: with its id claimed.
+INSERT_RAW_REQUEST_ROW = PreparedStatement(sa.insert(RAW_REQUESTS))
 INSERT_ATTACHMENTS = PreparedStatement(sa.insert(ATTACHMENTS))
 SELECT_STORED_RAW_REQUEST = one_request(RAW_REQUESTS)
 INSERT_LOG_ENTRY = PreparedStatement(sa.insert(REQUEST_LOG))
@@ -106,6 +120,8 @@ class _DialectStatements:
             .on_conflict_do_nothing(index_elements=["message_seq", "dedupe_key"])
             .returning(STATUS_EVENTS.c.id)
         )
+        # SQLite: with its seq claimed; a conflict inserts no row.
+        self.insert_new_message = PreparedStatement(insert(MESSAGES).on_conflict_do_nothing(index_elements=MESSAGE_KEY))
         self.locked_message = (
             sa.select(MESSAGES)
             .where(
@@ -118,6 +134,9 @@ class _DialectStatements:
 
 
 _STATEMENTS = {name: _DialectStatements(name) for name in ("postgresql", "sqlite")}
+RAW_ID, MESSAGE_SEQ = RAW_REQUESTS.c.id, MESSAGES.c.seq
+# Inserts put off to the end of a batch, in this order, before the others' (engine.py, insert_at_commit).
+_RAW_REQUESTS_FIRST, _MESSAGES_NEXT = -2, -1
 
 
 @dataclass
@@ -275,6 +294,7 @@ class _Recorder:
     def __init__(self, db: Database, connection: Connection, now: datetime, region: str):
         self.statements = _STATEMENTS[db.dialect]
         self.dialect = db.engine.dialect
+        self.claims_ids = db.dialect == "sqlite"  # see the module's docstring
         self.connection = connection
         self.now = now
         self.region = region
@@ -326,7 +346,11 @@ class _Recorder:
             item = SimpleNamespace(event=event, content=content, attachments=attachments)
             # As it is stored if it is new (the common case), bound ahead (see the module's docstring).
             item.row = self._message_row(item)
-            item.insert = self.statements.insert_message.bind(self.dialect, item.row, late=("raw_request_id",))
+            item.insert = (
+                self.statements.insert_new_message.bind(self.dialect, item.row, late=("raw_request_id", "seq"))
+                if self.claims_ids
+                else self.statements.insert_message.bind(self.dialect, item.row, late=("raw_request_id",))
+            )
             item.feed_event = (
                 feed.bound_event(
                     self.dialect,
@@ -361,6 +385,8 @@ class _Recorder:
         """The raw request's insert, bound ahead, and whether it inserts the first event too (on
         PostgreSQL a first message event goes in the same statement, a round trip less; see
         _raw_request_with_message)."""
+        if self.claims_ids:
+            return INSERT_RAW_REQUEST_ROW.bind(self.dialect, raw_row, late=("id",)), False
         statement = self.statements.raw_request_with_message
         if statement is None or not prepared or not isinstance(prepared[0].event, MessageEvent):
             return INSERT_RAW_REQUEST.bind(self.dialect, raw_row), False
@@ -373,6 +399,8 @@ class _Recorder:
     ) -> tuple[int, int]:
         """Store the raw request: its id, and how many of the events it recorded with it."""
         bound, with_message = raw_insert
+        if self.claims_ids:
+            return self._record_raw_request_claimed(conn, bound, prepared)
         if not with_message:
             raw_id = _value(INSERT_RAW_REQUEST.run(conn, bound))
             assert raw_id is not None  # an insert without a conflict clause returns its row
@@ -383,12 +411,46 @@ class _Recorder:
         self._message_inserted(conn, prepared[0], raw_id, seq)
         return raw_id, 1
 
+    def _record_raw_request_claimed(
+        self, conn: sa.Connection, bound: BoundRow, prepared: list[SimpleNamespace]
+    ) -> tuple[int, int]:
+        """SQLite: the raw request under a claimed id; in a batch's first run, a webhook of messages
+        has its inserts put off to the batch's end, each message assumed new (a conflict there sends the
+        batch to its second run: see `_insert_new_messages`)."""
+        raw_id = claim_ids(conn, {RAW_ID: 1, MESSAGE_SEQ: 0})[RAW_ID][0]
+        row = bound.given(id=raw_id)
+        if not (prepared and inserts_checked_at_commit(conn) and all(_is_message(item) for item in prepared)):
+            INSERT_RAW_REQUEST_ROW.run(conn, row)
+            return raw_id, 0
+        insert_at_commit(conn, "raw_requests", [row], INSERT_RAW_REQUEST_ROW.run_many, order=_RAW_REQUESTS_FIRST)
+        seqs = claim_ids(conn, {MESSAGE_SEQ: len(prepared)})[MESSAGE_SEQ]
+        for item, seq in zip(prepared, seqs, strict=True):
+            message = item.insert.given(raw_request_id=raw_id, seq=seq)
+            insert_at_commit(conn, "messages", [message], self._insert_new_messages, order=_MESSAGES_NEXT)
+            self._message_inserted(conn, item, raw_id, seq)
+        return raw_id, len(prepared)
+
+    def _insert_new_messages(self, conn: sa.Connection, rows: list[BoundRow]) -> None:
+        inserted = self.statements.insert_new_message.run_many(conn, rows)
+        if inserted != len(rows):
+            raise InsertConflict(f"{len(rows) - inserted} of {len(rows)} messages were there already")
+
     def record(self, conn: sa.Connection, item: SimpleNamespace, raw_id: int) -> None:
-        if isinstance(item.event, MessageEvent):
-            seq = _value(self.statements.insert_message.run(conn, item.insert.given(raw_request_id=raw_id)))
+        if _is_message(item):
+            seq = self._insert_message_if_new(conn, item.insert, raw_request_id=raw_id)
             self._message_inserted(conn, item, raw_id, seq)
         else:
             self._record_status(conn, item, raw_id)
+
+    def _insert_message_if_new(self, conn: sa.Connection, row: dict[str, Any] | BoundRow, **late: Any) -> int | None:
+        """Insert the message (a row bound ahead, given its `late` values, or a dict with them), unless
+        it is there already: its seq, or None. On SQLite under a claimed seq."""
+        if not self.claims_ids:
+            given = row.given(**late) if isinstance(row, BoundRow) else dict(row, **late)
+            return _value(self.statements.insert_message.run(conn, given))
+        seq = claim_ids(conn, {MESSAGE_SEQ: 1})[MESSAGE_SEQ][0]
+        given = row.given(seq=seq, **late) if isinstance(row, BoundRow) else dict(row, seq=seq, **late)
+        return seq if self.statements.insert_new_message.run_many(conn, [given]) else None
 
     def _message_row(self, item: SimpleNamespace) -> dict[str, Any]:
         """The message's row, but for its raw_request_id."""
@@ -445,7 +507,7 @@ class _Recorder:
 
     def _record_status(self, conn: sa.Connection, item: SimpleNamespace, raw_id: int) -> None:
         event: StatusEvent = item.event
-        self.statements.insert_message.run(
+        self._insert_message_if_new(
             conn,
             dict(
                 **self._key(event.provider_message_id),
@@ -457,7 +519,6 @@ class _Recorder:
                 extra={},
                 received_at=self.now,
                 updated_at=self.now,
-                raw_request_id=raw_id,
                 text=None,
                 subject=None,
                 occurred_at=None,
@@ -465,6 +526,7 @@ class _Recorder:
                 provider_status=None,
                 status_updated_at=None,
             ),
+            raw_request_id=raw_id,
         )
         message = self._locked(conn, event.provider_message_id)
         self._saw(message.id)
@@ -571,6 +633,10 @@ def _snapshot(row: dict[str, Any], attachments: list[dict[str, Any]], history: l
         ],
         history,
     )
+
+
+def _is_message(item: SimpleNamespace) -> bool:
+    return isinstance(item.event, MessageEvent)
 
 
 def _derived_dedupe_key(event: StatusEvent) -> str:
