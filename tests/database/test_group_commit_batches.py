@@ -1,17 +1,18 @@
 """What a group commit's batch holds (engine.py, `GroupCommit`): on SQLite the leader takes its batch once
 the writer turn is its own, so that webhooks arriving while another process holds the turn share the
-leader's commit instead of each waiting for a turn of their own; and units queued while the turn is
-refused (an outage) are told so, not left waiting."""
+leader's commit instead of each waiting for a turn of their own; units queued while the turn is refused
+(an outage) are told so, not left waiting; and the GIL changes hands faster only during the turn."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
 import pytest
 import sqlalchemy as sa
 
-from webhook_service.database.engine import Database
+from webhook_service.database.engine import TURN_SWITCH_INTERVAL, Database
 from webhook_service.database.outage import DatabaseUnavailable
 
 
@@ -84,3 +85,21 @@ def test_units_queued_while_the_turn_is_refused_are_all_told(sqlite_database):
         thread.join(timeout=10)
     assert not any(thread.is_alive() for thread in threads), "a unit was left waiting"
     assert len(errors) == 3
+
+
+def test_the_gil_changes_hands_faster_only_while_the_turn_is_held(sqlite_database):
+    """Inside SQLite's writer turn the switch interval is TURN_SWITCH_INTERVAL; outside, what it was,
+    also after a unit that failed."""
+    before = sys.getswitchinterval()
+    assert before != TURN_SWITCH_INTERVAL
+    assert sqlite_database.group_commit.run(lambda _connection: sys.getswitchinterval()) == pytest.approx(
+        TURN_SWITCH_INTERVAL
+    )
+    assert sys.getswitchinterval() == before
+
+    def failing(_connection):
+        raise ValueError("the unit's own failure")
+
+    with pytest.raises(ValueError):
+        sqlite_database.group_commit.run(failing)
+    assert sys.getswitchinterval() == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -96,6 +97,14 @@ def _sqlite_engine(url: str) -> sa.Engine:
 BEGIN_IMMEDIATE = PreparedStatement(sa.text("BEGIN IMMEDIATE"))
 
 
+# The interpreter's switch interval while this process holds SQLite's writer turn. Every sqlite3 call in
+# the turn lets go of the GIL, and a thread that took it meanwhile (a web thread busy with a request)
+# keeps it until it waits for something or the interval runs out (5 ms by default), while every other
+# process waits for the turn. With 0.1 ms, the turn's statements get the GIL back within that; outside
+# the turn, threads switch as usual. bench/writer_turn.py shows the effect with busy threads.
+TURN_SWITCH_INTERVAL = 0.0001
+
+
 class SqliteWriteLock:
     """SQLite admits one writer at a time. Writers wait for their turn here rather than in SQLite's
     busy handler, which polls with sleeps of up to 100 ms and so turns contention into latency spikes
@@ -113,9 +122,13 @@ class SqliteWriteLock:
         with self._threads:
             descriptor = self._open()
             fcntl.flock(descriptor, fcntl.LOCK_EX)
+            # While the turn is ours, the GIL changes hands more often (see TURN_SWITCH_INTERVAL).
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(TURN_SWITCH_INTERVAL)
             try:
                 yield
             finally:
+                sys.setswitchinterval(interval)
                 fcntl.flock(descriptor, fcntl.LOCK_UN)
 
     def _open(self) -> int:
