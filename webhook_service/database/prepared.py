@@ -91,6 +91,9 @@ class PreparedStatement:
     set of values, the first row it returns, if any) or `run_many` (many rows: how many it inserted)."""
 
     def __init__(self, statement: sa.Executable):
+        if isinstance(statement, sa.Insert) and not statement._returning:
+            # No RETURNING of the new row's key that nobody reads (SQLAlchemy adds one on PostgreSQL).
+            statement = statement.inline()
         self._statement = statement
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
         self._lock = threading.Lock()
