@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -20,6 +20,8 @@ from webhook_service.database.limits import DEFAULT_LIMITS, DatabaseLimits
 from webhook_service.database.outage import UNAVAILABLE_ERRORS, DatabaseUnavailable, OutageHold
 from webhook_service.database.postgres import postgres_engine
 from webhook_service.database.prepared import BoundRow, PreparedStatement
+
+T = TypeVar("T")
 
 # Execution options. Read-only transactions take no write lock. Transactions whose loss in a crash is
 # harmless (a lease that simply never happened) skip the flush to disk at commit; the next durable
@@ -487,11 +489,7 @@ def claim_ids(connection: sa.Connection, counts: dict[sa.Column, int]) -> dict[s
     not handed out again (a gap)."""
     if connection.dialect.name != "sqlite":
         raise ValueError("ids can be claimed on SQLite only")
-    transaction = connection.get_transaction()
-    held = connection.info.get(_ID_CLAIMS)
-    if held is None or held[0] is not transaction:
-        held = connection.info[_ID_CLAIMS] = (transaction, {})
-    next_ids: dict[sa.Column, int] = held[1]
+    next_ids: dict[sa.Column, int] = _of_this_transaction(connection, _ID_CLAIMS, dict)
     unknown = tuple(column for column in counts if column not in next_ids)
     if unknown:
         query = _MAX_IDS.get(unknown)
@@ -517,15 +515,21 @@ _TRANSACTION_LOCKS = "webhook_service_transaction_locks"
 
 
 def transaction_lock_held(connection: sa.Connection, key: int) -> bool:
-    held = connection.info.get(_TRANSACTION_LOCKS)
-    return held is not None and held[0] is connection.get_transaction() and key in held[1]
+    return key in _of_this_transaction(connection, _TRANSACTION_LOCKS, set[int])
 
 
 def note_transaction_lock(connection: sa.Connection, key: int) -> None:
-    held = connection.info.get(_TRANSACTION_LOCKS)
-    if held is None or held[0] is not connection.get_transaction():
-        held = connection.info[_TRANSACTION_LOCKS] = (connection.get_transaction(), set[int]())
-    held[1].add(key)
+    _of_this_transaction(connection, _TRANSACTION_LOCKS, set[int]).add(key)
+
+
+def _of_this_transaction(connection: sa.Connection, name: str, new: Callable[[], T]) -> T:
+    """What the connection keeps under `name` for its current transaction only: made with `new` when that
+    transaction has none yet (what an earlier transaction kept there is forgotten)."""
+    held = connection.info.get(name)
+    transaction = connection.get_transaction()
+    if held is None or held[0] is not transaction:
+        held = connection.info[name] = (transaction, new())
+    return held[1]
 
 
 class Database:

@@ -110,14 +110,7 @@ class PreparedStatement:
         else:
             compiled = self._for(connection.dialect, tuple(values))
             parameters = compiled.parameters(values)
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(compiled.sql, parameters)
-            return cursor.fetchone() if compiled.returns_rows else None
-        except connection.dialect.loaded_dbapi.Error as error:
-            raise _as_sqlalchemy_error(connection, compiled.sql, parameters, error, cursor) from error
-        finally:
-            cursor.close()
+        return _execute(connection, compiled.sql, parameters, fetch=compiled.returns_rows)[0]
 
     def run_many(self, connection: sa.Connection, rows: Sequence[Mapping[str, Any] | BoundRow]) -> int:
         """Many rows, rows bound ahead too: on SQLite, an insert of up to `MULTI_ROW_INSERT_ROWS` rows
@@ -134,12 +127,12 @@ class PreparedStatement:
         inserted = 0
         for compiled, parameters in by_compiled.values():
             if compiled.multi_row is None:
-                inserted += _run(connection, compiled.sql, parameters, many=True)
+                inserted += _execute(connection, compiled.sql, parameters, many=True)[1]
                 continue
             for start in range(0, len(parameters), MULTI_ROW_INSERT_ROWS):
                 chunk = parameters[start : start + MULTI_ROW_INSERT_ROWS]
                 flat = [value for row in chunk for value in row]
-                inserted += _run(connection, compiled.multi_row(len(chunk)), flat, many=False)
+                inserted += _execute(connection, compiled.multi_row(len(chunk)), flat)[1]
         return inserted
 
     def _for(self, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
@@ -151,14 +144,18 @@ class PreparedStatement:
         return compiled
 
 
-def _run(connection: sa.Connection, sql: str, parameters: Any, *, many: bool) -> int:
+def _execute(
+    connection: sa.Connection, sql: str, parameters: Any, *, many: bool = False, fetch: bool = False
+) -> tuple[tuple | None, int]:
+    """Run `sql` on the driver's cursor: the first row it returned (when `fetch`) and its row count. The
+    driver's errors come out as SQLAlchemy's, a broken connection invalidated."""
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         if many:
             cursor.executemany(sql, parameters)
         else:
             cursor.execute(sql, parameters)
-        return cursor.rowcount
+        return (cursor.fetchone() if fetch else None), cursor.rowcount
     except connection.dialect.loaded_dbapi.Error as error:
         raise _as_sqlalchemy_error(connection, sql, parameters, error, cursor) from error
     finally:

@@ -255,9 +255,9 @@ class _LogAhead:
 
     @staticmethod
     def of(db: Database, log_entry: dict[str, Any], prepared: list[SimpleNamespace]) -> _LogAhead | None:
-        if not prepared or not all(isinstance(item.event, MessageEvent) for item in prepared):
+        if not prepared or not all(_is_message(item) for item in prepared):
             return None
-        message_ids = list(dict.fromkeys(item.row["id"] for item in prepared))
+        message_ids = [item.row["id"] for item in prepared]
         values = {key: value for key, value in log_entry.items() if key not in _LOG_LATE}
         values["message_ids"] = message_ids
         bound = INSERT_LOG_ENTRY.bind(db.engine.dialect, values, late=_LOG_LATE)
@@ -388,7 +388,7 @@ class _Recorder:
         if self.claims_ids:
             return INSERT_RAW_REQUEST_ROW.bind(self.dialect, raw_row, late=("id",)), False
         statement = self.statements.raw_request_with_message
-        if statement is None or not prepared or not isinstance(prepared[0].event, MessageEvent):
+        if statement is None or not prepared or not _is_message(prepared[0]):
             return INSERT_RAW_REQUEST.bind(self.dialect, raw_row), False
         row = prepared[0].row
         values = dict(raw_row, **{f"message_{column}": row[column] for column in MESSAGE_COLUMNS})
