@@ -47,10 +47,16 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+# What a page load or a click may take: a CI machine stalled on its disk once took over 15 s to load the
+# console's first page (some 50 ms here otherwise).
+BROWSER_TIMEOUT_MS = 30_000
+expect.set_options(timeout=BROWSER_TIMEOUT_MS)
+
+
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
     page = context.new_page()
     yield page
     context.close()
@@ -216,7 +222,7 @@ def test_every_page_fits_a_phone_screen(browser, live_server, client, runtime):
         message_id = session.scalars(sa.select(Message.id)).one()
         entry_id = session.scalars(sa.select(QuarantinedRequest.id)).one()
     context = browser.new_context(viewport=PHONE)
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
     try:
         page = context.new_page()
         sign_in(page, live_server, ADMIN)

@@ -111,6 +111,9 @@ def test_two_workers_never_deliver_to_one_endpoint_at_once(client, runtime, rece
 
 
 EMBEDDED_ONLY = pytest.mark.parametrize("queue_backend", ["embedded"], indirect=True)
+# Behind the dead endpoint, the healthy one would wait for its turn to end (delivery.turn_seconds, 5 s);
+# beside it, it takes some 50 ms, and a CI machine stalled on its disk has taken more than 2.5 s.
+HEALTHY_WITHIN = 4.5
 
 
 @EMBEDDED_ONLY
@@ -142,8 +145,8 @@ def test_a_dead_endpoint_with_10000_events_waiting_does_not_hold_up_a_healthy_on
             report = status_body("m-1", "delivered", occurred_at=f"2026-01-01T00:00:0{number}Z")
             assert post_standard(client, report).status_code == 200
             sent = time.monotonic()
-            arrived = receiver.wait_for(number + 1, "/live", timeout=ON_TIME_SECONDS)[number]
-            assert arrived.at - sent < ON_TIME_SECONDS
+            arrived = receiver.wait_for(number + 1, "/live", timeout=HEALTHY_WITHIN)[number]
+            assert arrived.at - sent < HEALTHY_WITHIN
     with runtime.db.reading() as session:
         attempted = session.scalar(
             sa.select(sa.func.count()).where(DELIVERIES.c.endpoint_id == dead["id"], DELIVERIES.c.attempts > 0)

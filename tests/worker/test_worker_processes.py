@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -239,20 +239,51 @@ def test_consumers_stop_when_their_supervisor_is_killed(start_worker):
         time.sleep(0.1)
 
 
+# Idle consumers that would look at the queue on their own only every 30 s: whatever they fetch within
+# WOKEN_WITHIN seconds, a wake-up brought them to (a loaded CI machine has taken 0.8 s to do so).
+SLOW_IDLE_POLL = 30
+WOKEN_WITHIN = 5.0
+
+
+def _with_slow_idle_poll(worker_config: Path) -> None:
+    text = worker_config.read_text()
+    worker_config.write_text(text.replace("[queue]\n", f"[queue]\nidle_poll_seconds = {SLOW_IDLE_POLL}\n", 1))
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_an_enqueue_wakes_idle_consumers_at_once(worker_runtime, start_worker, media_server):
+def test_an_enqueue_wakes_idle_consumers_at_once(worker_config, worker_runtime, start_worker, media_server):
     """What a webhook does: its attachments start downloading now, not at the idle workers' next poll."""
+    _with_slow_idle_poll(worker_config)
     worker = start_worker("--threads", "2", "--processes", "2")
     worker.wait_for("consumer started", count=2)
     for round_number in range(3):
-        time.sleep(3)  # idle: both processes' polling delays grow to their one-second ceiling
+        time.sleep(0.5)  # every thread has found the queue empty again and sleeps its 30 s
         path = f"/enqueue-wake/{round_number}.png"
         url = _served_on_loopback(media_server, path, samples.png())
         ids = _pending_attachments(worker_runtime, [url], prefix=f"enqueue-wake-{round_number}")
         enqueued = time.monotonic()
         worker_runtime.queue.enqueue(ids)
-        fetched = _wait_for_request(media_server, path)
-        assert fetched.received_at - enqueued < 0.3, (
+        fetched = _wait_for_request(media_server, path, timeout=SLOW_IDLE_POLL / 2)
+        assert fetched.received_at - enqueued < WOKEN_WITHIN, (
             f"round {round_number}: fetched {fetched.received_at - enqueued:.2f} s after its enqueue"
         )
         assert _wait_until_done(worker_runtime, ids) == {ids[0]: "stored"}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_task_that_falls_due_wakes_idle_consumers(worker_config, worker_runtime, start_worker, media_server):
+    """A retry scheduled for later is queued by huey's scheduler when its time comes, which sends no
+    wake-up of its own: the queue's storage wakes the consumer's idle threads as the task is written."""
+    _with_slow_idle_poll(worker_config)
+    worker = start_worker("--threads", "2", "--processes", "1")
+    worker.wait_for("consumer started")
+    time.sleep(0.5)
+    path = "/falls-due/0.png"
+    ids = _pending_attachments(worker_runtime, [_served_on_loopback(media_server, path, samples.png())], prefix="due")
+    due_in = 1.5
+    scheduled = time.monotonic()
+    worker_runtime.queue.enqueue(ids, eta=datetime.now(UTC) + timedelta(seconds=due_in))
+    fetched = _wait_for_request(media_server, path, timeout=SLOW_IDLE_POLL / 2)
+    # The scheduler looks once a second.
+    assert due_in <= fetched.received_at - scheduled < due_in + 1 + WOKEN_WITHIN
+    assert _wait_until_done(worker_runtime, ids) == {ids[0]: "stored"}

@@ -313,6 +313,10 @@ class QueueSettings(Strict):
     # trigger that the sweep makes again, so a frozen or unreachable Redis must never hold a webhook; a
     # healthy Redis answers in well under a millisecond, so this is plenty even across hosts.
     enqueue_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
+    # How often an idle worker of the embedded queue looks at it on its own. Every task that reaches the
+    # queue wakes the idle workers at once, so this only bounds the wait for one whose wake-up was lost
+    # (no socket to send it from); each look is a read of the queue's SQLite file.
+    idle_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
     @field_validator("name")
     @classmethod

@@ -90,6 +90,12 @@ class SiblingWakingConsumer(Consumer):
         if not huey.storage.blocking:
             huey.signal(SIGNAL_EXECUTING)(self._task_started)
 
+    def wake_all(self) -> None:
+        """Have every idle thread, here and in the other consumer processes, look at the queue now."""
+        self.idle_workers.wake()
+        if self._wake_channel is not None:
+            self._wake_channel.wake_others()
+
     def start(self) -> None:
         if self._wake_directory is not None and self._wake_channel is None:
             try:
@@ -105,9 +111,7 @@ class SiblingWakingConsumer(Consumer):
         super().start()
 
     def _task_started(self, signal, task) -> None:
-        self.idle_workers.wake()
-        if self._wake_channel is not None:
-            self._wake_channel.wake_others()
+        self.wake_all()
 
     def stop(self, graceful: bool = False) -> None:
         self.stop_flag.set()

@@ -115,6 +115,7 @@ class DownloadQueue:
         # through sockets here, by a consumer that starts a task and by whoever enqueues one; each
         # consumer process wakes its own threads directly.
         self._wake_directory = None if self.huey.storage.blocking or settings.immediate else data_dir.resolve() / "wake"
+        self._idle_poll_seconds = settings.idle_poll_seconds
         self._wake_sender: socket.socket | None = None
         self._wake_sender_pid = 0
 
@@ -140,8 +141,9 @@ class DownloadQueue:
                 task(item)
             else:
                 task.schedule(args=(item,), eta=eta)
-        if ids and eta is None and self._wake_directory is not None:
-            # Idle consumers would find the work only on their next poll, up to a second from now.
+        if ids and self._wake_directory is not None:
+            # Idle consumers would find the work only on their next poll. A task for later goes in the
+            # queue too: a consumer must take it out to put it on its schedule.
             try:
                 wake_consumers(self._wake_directory, self._sender())
             except OSError:
@@ -168,23 +170,36 @@ class DownloadQueue:
         return count
 
     def consumer(self, threads: int, periodic: bool = True) -> SiblingWakingConsumer:
-        # Idle workers poll the embedded queue at most a second apart (huey's default backs off to
-        # 10 s): a webhook's attachments should start downloading at once, and some providers' media
-        # links are short-lived. (The Redis queue blocks on the list instead of polling.)
-        return SiblingWakingConsumer(
+        # Idle workers of the embedded queue are woken for every task that reaches it (an enqueue from any
+        # process through the wake sockets; huey's scheduler, queueing a retry that fell due, through the
+        # storage's hook in this process), so their own poll is only a safety net, at a steady interval
+        # rather than huey's delay backing off to 10 s. (The Redis queue blocks on the list instead.)
+        consumer = SiblingWakingConsumer(
             self.huey,
             wake_directory=self._wake_directory,
             workers=threads,
             worker_type="thread",
             periodic=periodic,
             check_worker_health=True,
-            initial_delay=0.05,
-            backoff=1.5,
-            max_delay=1.0,
+            initial_delay=self._idle_poll_seconds,
+            backoff=1.0,
+            max_delay=self._idle_poll_seconds,
         )
+        if isinstance(self.huey.storage, _EmbeddedQueueStorage):
+            self.huey.storage.on_enqueued = consumer.wake_all
+        return consumer
 
 
 class _EmbeddedQueueStorage(SqliteStorage):
+    # Set by a consumer in its own process: its idle workers look at once at a task just written here,
+    # in particular one that huey's scheduler queues when its time comes (which wakes nobody else).
+    on_enqueued: Callable[[], None] | None = None
+
+    def enqueue(self, data: bytes, priority: float | None = None) -> None:
+        super().enqueue(data, priority)
+        if self.on_enqueued is not None:
+            self.on_enqueued()  # after the write: a worker woken before it would find nothing
+
     def delete_data(self, key: str) -> bool:
         # huey clears a task's revocation flag after every run, in an exclusive transaction: it waits
         # behind the other workers' dequeues (across processes in SQLite's busy handler, holding this
