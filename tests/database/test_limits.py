@@ -41,7 +41,7 @@ def test_a_statement_over_the_timeout_is_cancelled_by_the_server_and_nothing_is_
     started = time.monotonic()
     with pytest.raises(sa.exc.OperationalError) as raised, postgres.reading() as session:
         session.execute(sa.text("SELECT pg_sleep(5)"))
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3  # the 500 ms timeout, not the 5 s sleep (room for a loaded machine)
     assert raised.value.orig.sqlstate == "57014"  # query_canceled
     postgres.ping()  # the server answered: no outage, and the pool's connections are fine
 

@@ -22,7 +22,8 @@ from tests.fixtures.services import free_port, service_unavailable
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.database.tables import Attachment
 
-ATTACHMENTS = [{"url": f"https://media.test/{index}.png"} for index in range(3)]
+# Ten: were each enqueue given its own 0.25 s, a webhook would take 2.5 s with Redis frozen.
+ATTACHMENTS = [{"url": f"https://media.test/{index}.png"} for index in range(10)]
 
 
 @dataclass
@@ -94,12 +95,12 @@ def test_a_frozen_queue_never_holds_a_webhook(client, runtime, private_redis, ca
         latencies.append(seconds)
     # The enqueue gives up after queue.enqueue_timeout_seconds (0.25 s): never the 5 s of redis-py's
     # default socket timeout, nor longer with several attachments.
-    assert max(latencies) < 0.75, latencies
+    assert max(latencies) < 2, latencies  # room for a loaded machine, below ten timeouts
     failures = [record for record in caplog.records if record.getMessage() == "enqueue_failed"]
     assert [record.fields["error"] for record in failures] == ["TimeoutError"] * 3
     started = time.monotonic()
     assert client.get("/readyz").status_code == 503  # the queue check gives up as quickly
-    assert time.monotonic() - started < 0.75
+    assert time.monotonic() - started < 2
 
     private_redis.thaw()
     # The database kept every attachment; once overdue, the sweep enqueues what the webhooks could not.
