@@ -13,7 +13,12 @@ in one run, on SQLite and on PostgreSQL.
 Per server: throughput (`concurrency` closed-loop clients on keep-alive connections, as fast as answers
 come), in `rounds` rounds that take the servers in turn (all of them are up throughout), so that a
 machine whose speed drifts during the run (a shared host) slows each server alike; the ratios are the
-medians of each round's ratio, the servers' throughputs their medians. Then latency at moderate load (an open-loop schedule of `rate` requests per second, latency counted from
+medians of each round's ratio, the servers' throughputs their medians. CPU per request during those
+rounds: the server's processes (CPU/req), the load clients (client), a local PostgreSQL server's processes
+(db; SQLite works inside the server's), and the whole machine (machine: all of those plus the kernel),
+with the share of the CPUs kept busy (busy). When both keep the CPUs busy, the throughput ratio of two
+servers is the inverse ratio of their machine CPU per request, which the report prints beside it.
+Then latency at moderate load (an open-loop schedule of `rate` requests per second, latency counted from
 the scheduled send time, so a stalled server cannot hide its queue); for the two that store, a burst of
 `burst` requests from `burst-connections` connections at once. Requests are distinct signed Standard
 Webhooks inbound messages (signed before timing). SQLite is the service's embedded default (WAL,
@@ -42,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from datetime import UTC
 
-from bench.support import cpu_seconds_tree, free_port
+from bench.support import cpu_seconds_named, cpu_seconds_tree, free_port, machine_busy_seconds
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TENANT = "00000000-0000-0000-0000-000000000000"
@@ -355,9 +360,18 @@ def warm_up(port: int, path: str, label: str) -> dict:
 def measure_throughput(label: str, port: int, path: str, args, server_pid: int) -> dict:
     tag = f"{label[:4]}-{time.monotonic_ns()}"
     budget = int(max(args.rate, 4000) * args.duration * 2) + 1000
-    cpu_before = cpu_seconds_tree(server_pid)
-    throughput = load(port, path, build_requests(budget, f"tp-{tag}"), args.concurrency, args.duration, None)
-    throughput["server_cpu_ms"] = 1000 * (cpu_seconds_tree(server_pid) - cpu_before) / max(throughput["requests"], 1)
+    requests = build_requests(budget, f"tp-{tag}")
+    cpu_before, database_before, machine_before = (
+        cpu_seconds_tree(server_pid),
+        cpu_seconds_named("postgres"),
+        machine_busy_seconds(),
+    )
+    throughput = load(port, path, requests, args.concurrency, args.duration, None)
+    answered = max(throughput["requests"], 1)
+    throughput["server_cpu_ms"] = 1000 * (cpu_seconds_tree(server_pid) - cpu_before) / answered
+    # A local PostgreSQL's own CPU (SQLite works inside the server's processes), and the whole machine's.
+    throughput["database_cpu_ms"] = 1000 * (cpu_seconds_named("postgres") - database_before) / answered
+    throughput["machine_cpu_ms"] = 1000 * (machine_busy_seconds() - machine_before) / answered
     return throughput
 
 
@@ -368,8 +382,10 @@ def combined(rounds: list[dict]) -> dict:
         "rps": statistics.median(run["rps"] for run in rounds),
         "requests": requests,
         "errors": sum(run["errors"] for run in rounds),
-        "server_cpu_ms": sum(run["server_cpu_ms"] * run["requests"] for run in rounds) / max(requests, 1),
-        "client_cpu_ms": sum(run["client_cpu_ms"] * run["requests"] for run in rounds) / max(requests, 1),
+        **{
+            key: sum(run[key] * run["requests"] for run in rounds) / max(requests, 1)
+            for key in ("server_cpu_ms", "client_cpu_ms", "database_cpu_ms", "machine_cpu_ms")
+        },
     }
 
 
@@ -443,10 +459,16 @@ def round_ratios(report: dict, numerator: str, denominator: str) -> list[float]:
     ]
 
 
+def _busy_share(throughput: dict) -> float:
+    """How much of the machine's CPUs were busy during the throughput rounds."""
+    return throughput["machine_cpu_ms"] * throughput["rps"] / 1000 / (os.cpu_count() or 1)
+
+
 def print_report(kind: str, report: dict, args) -> None:
     print(f"\n{kind}:")
     print(
-        f"  {'server':<16} {'throughput':>12} {'errors':>7} {'CPU/req':>8} {'client':>7} {'p50 @load':>10} {'p99 @load':>10} {'load':>9}"
+        f"  {'server':<16} {'throughput':>12} {'errors':>7} {'CPU/req':>8} {'client':>7} {'db':>7} {'machine':>8} {'busy':>5}"
+        f" {'p50 @load':>10} {'p99 @load':>10} {'load':>9}"
         f" {'burst errors':>13} {'burst p99':>10}"
     )
     for label in args.servers:
@@ -454,7 +476,8 @@ def print_report(kind: str, report: dict, args) -> None:
         burst_text = f"{burst['errors']:>13} {burst['p99_ms']:>8.0f}ms" if burst else f"{'':>13} {'':>10}"
         print(
             f"  {label:<16} {throughput['rps']:>8.0f} r/s {throughput['errors']:>7} {throughput['server_cpu_ms']:>6.2f}ms "
-            f"{throughput['client_cpu_ms']:>5.2f}ms "
+            f"{throughput['client_cpu_ms']:>5.2f}ms {throughput['database_cpu_ms']:>5.2f}ms {throughput['machine_cpu_ms']:>6.2f}ms "
+            f"{_busy_share(throughput):>5.0%} "
             f"{latency['p50_ms']:>8.1f}ms {latency['p99_ms']:>8.1f}ms {latency['rps']:>5.0f} r/s {burst_text}"
         )
     rps = {label: report[label]["throughput"]["rps"] for label in args.servers}
@@ -468,6 +491,12 @@ def print_report(kind: str, report: dict, args) -> None:
         ratio, rounds = ratio_text("webhook intake", "hand-written")
         verdict = "met" if ratio >= 1.5 else ("minimum met" if ratio >= 1.0 else "NOT met")
         print(f"  intake / hand-written: {ratio:.2f}  ({rounds}; goal >= 1.5, at least 1.0: {verdict})")
+    if intake and "hand-written" in rps:
+        mine, theirs = (report[label]["throughput"]["machine_cpu_ms"] for label in ("webhook intake", "hand-written"))
+        print(
+            f"  machine CPU per request: intake {mine:.2f} ms, hand-written {theirs:.2f} ms "
+            f"(hand-written / intake {theirs / max(mine, 1e-9):.2f}: the throughput ratio when both keep the CPUs busy)"
+        )
     if intake and "bare Flask 200" in rps:
         ratio, rounds = ratio_text("webhook intake", "bare Flask 200")
         print(f"  intake / bare Flask:   {ratio:.2f}  ({rounds})")

@@ -1,4 +1,5 @@
-"""What the benchmarks share: a free loopback port, sample files, and a process's peak memory."""
+"""What the benchmarks share: a free loopback port, sample files, a process's peak memory and CPU, and the
+machine's CPU."""
 
 from __future__ import annotations
 
@@ -73,3 +74,31 @@ def cpu_seconds_tree(pid: int) -> float:
     # utime and stime are fields 14 and 15 of /proc/<pid>/stat, in clock ticks.
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return own + sum(cpu_seconds_tree(int(child)) for child in children)
+
+
+def cpu_seconds_named(name: str) -> float:
+    """CPU time used so far by every living process whose command is `name` (a local PostgreSQL server's
+    postmaster and backends are all "postgres"). A process that exits between two readings takes its
+    share with it, so measure over connections that stay open."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            head, _, tail = (entry / "stat").read_text().rpartition(")")
+        except OSError:
+            continue
+        if head.partition("(")[2] == name:
+            fields = tail.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy so far (every CPU's user, nice, system, irq and softirq
+    time, from /proc/stat), whoever spent it: servers, database, clients, kernel."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu "):
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in line.split()[1:9])
+            return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return 0.0
