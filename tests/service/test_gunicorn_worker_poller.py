@@ -172,7 +172,7 @@ def test_a_connection_closed_after_its_answer_is_drained_by_the_poller(harness):
     answered.set_result(False)  # what handle() returns when the connection is not kept alive
     started = time.monotonic()
     served.worker.finish_request(conn, answered)
-    assert time.monotonic() - started < 0.1  # gunicorn's own waited for the client here
+    assert time.monotonic() - started < 1  # gunicorn's own waited up to 2 s for the client here
     assert client.recv(100) == b""  # the worker's side is shut
     client.sendall(b"more")
     served.turn()

@@ -81,7 +81,7 @@ def test_a_read_waits_at_most_the_read_timeout_and_then_every_read_fails_at_once
     started = time.monotonic()
     with pytest.raises(ClientTooSlow):
         unreader.read()
-    assert 0.15 < time.monotonic() - started < 1
+    assert 0.15 < time.monotonic() - started < 3  # the 0.2 s read timeout, not the 10 s deadline
     client.sendall(b"late")
     with pytest.raises(ClientTooSlow):
         unreader.read()
@@ -97,7 +97,7 @@ def test_reads_end_by_the_deadline_extended_by_the_bytes_received(pair):
     started = time.monotonic()
     with pytest.raises(ClientTooSlow):
         unreader.read()
-    assert 0.3 < time.monotonic() - started < 1
+    assert 0.3 < time.monotonic() - started < 3  # the extended deadline, not the 10 s per read
 
 
 def test_a_shorter_timeout_of_the_caller_stays_the_callers(pair):
