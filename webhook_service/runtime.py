@@ -21,6 +21,7 @@ from webhook_service.database.engine import Database
 from webhook_service.database.leases import Lease
 from webhook_service.database.limits import DatabaseLimits
 from webhook_service.database.request_counts import request_counts
+from webhook_service.delivery.endpoint_secrets import EndpointSecrets
 from webhook_service.delivery.endpoints import EndpointStore
 from webhook_service.delivery.engine import DeliveryEngine
 from webhook_service.delivery.urls import EndpointUrls, delivery_rules
@@ -88,15 +89,17 @@ class Runtime:
                 self.endpoint_urls.check_form(declared.url)
             except OutboundError as error:
                 raise ConfigError(f"delivery.endpoints[{index}].url: {error.message}") from None
-        self.endpoints = EndpointStore(self.db, self.endpoint_urls, wake=self.wake_deliveries)
+        endpoint_secrets = EndpointSecrets(self.secret_key)
+        self.endpoints = EndpointStore(self.db, self.endpoint_urls, wake=self.wake_deliveries, secrets=endpoint_secrets)
         self.deliveries = DeliveryEngine(
             self.db,
             settings.delivery,
+            secrets=endpoint_secrets,
             attachment_url=self.links.attachment_url,
             enqueue=lambda ids, eta: self.queue.enqueue_deliveries(ids, eta),
             resolver=resolver,
         )
-        self._declared_endpoints_synced = False
+        self._endpoints_prepared = False
 
     @cached_property
     def secret_key(self) -> bytes:
@@ -166,19 +169,24 @@ class Runtime:
         configuration are made to match it."""
         if not Lease(self.db, DELIVERY_SWEEP_TASK, SWEEP_LEASE_SECONDS).take():
             return 0
-        self._sync_declared_endpoints()
+        self._prepare_endpoints()
         return self.deliveries.sweep()
 
     def catch_up_deliveries(self) -> int:
         """When a worker starts: every endpoint with work is woken, however recent (the feed watch takes
         over from there)."""
-        self._sync_declared_endpoints()
+        self._prepare_endpoints()
         return self.deliveries.sweep(grace=timedelta(0))
 
-    def _sync_declared_endpoints(self) -> None:
-        if not self._declared_endpoints_synced:
+    def _prepare_endpoints(self) -> None:
+        """Once per process: the declared endpoints made to match the configuration, and the secrets
+        still kept in plain text (from before they were sealed) sealed."""
+        if not self._endpoints_prepared:
             self.endpoints.sync_declared(self.settings.delivery.endpoints)
-            self._declared_endpoints_synced = True
+            sealed = self.endpoints.seal_plain_secrets()
+            if sealed:
+                log(logger, "endpoint_secrets_sealed", endpoints=sealed)
+            self._endpoints_prepared = True
 
     def close(self) -> None:
         drainer = self.__dict__.get("spool_drainer")  # made on first use

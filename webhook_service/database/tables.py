@@ -383,10 +383,11 @@ class Endpoint(Base):
     event_types: Mapped[list] = mapped_column(JSONType, default=list)
     enabled: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     rate_limit_per_second: Mapped[int | None] = mapped_column(sa.Integer)
-    # The Standard Webhooks signing secret ("whsec_..."). After a rotation the previous one also signs
-    # until previous_secret_expires_at, so that consumers can switch without losing a delivery.
-    secret: Mapped[str] = mapped_column(sa.String(128))
-    previous_secret: Mapped[str | None] = mapped_column(sa.String(128))
+    # The Standard Webhooks signing secret ("whsec_..."), sealed (delivery/endpoint_secrets.py). After a
+    # rotation the previous one also signs until previous_secret_expires_at, so that consumers can switch
+    # without losing a delivery.
+    secret: Mapped[str] = mapped_column(sa.String(512))
+    previous_secret: Mapped[str | None] = mapped_column(sa.String(512))
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     config_name: Mapped[str | None] = mapped_column(sa.String(64))
     # The feed id up to which events have been considered for this endpoint: the deliveries of the

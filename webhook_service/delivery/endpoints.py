@@ -21,6 +21,7 @@ from webhook_service.database import feed
 from webhook_service.database.engine import Database
 from webhook_service.database.tables import DELIVERIES, ENDPOINTS, EVENTS, new_id
 from webhook_service.delivery import history
+from webhook_service.delivery.endpoint_secrets import SEALED_PREFIX, EndpointSecrets, SecretUnreadable, is_sealed
 from webhook_service.delivery.signing import new_secret
 from webhook_service.delivery.urls import EndpointUrls
 from webhook_service.model.message_json import iso
@@ -129,10 +130,11 @@ def disable(conn: sa.Connection, endpoint: Row, reason: str, now: datetime, *, a
 
 
 class EndpointStore:
-    def __init__(self, db: Database, urls: EndpointUrls, wake: Wake):
+    def __init__(self, db: Database, urls: EndpointUrls, wake: Wake, secrets: EndpointSecrets):
         self.db = db
         self._urls = urls
         self._wake = wake
+        self._secrets = secrets
 
     # Reading --------------------------------------------------------------------------------------
     def for_tenant(self, tenant_id: str) -> list[dict[str, Any]]:
@@ -178,15 +180,16 @@ class EndpointStore:
         url = self._urls.check(url)
         now = datetime.now(UTC)
         secret = new_secret()
+        endpoint_id = new_id()
         row = {
-            "id": new_id(),
+            "id": endpoint_id,
             "tenant_id": tenant_id,
             "url": url,
             "description": description,
             "event_types": list(event_types),
             "enabled": True,
             "rate_limit_per_second": rate_limit_per_second,
-            "secret": secret,
+            "secret": self._secrets.seal(endpoint_id, secret),
             "consecutive_failures": 0,
             "created_at": now,
             "updated_at": now,
@@ -243,8 +246,8 @@ class EndpointStore:
                 sa.update(ENDPOINTS)
                 .where(ENDPOINTS.c.id == endpoint.id)
                 .values(
-                    secret=secret,
-                    previous_secret=endpoint.secret,
+                    secret=self._secrets.seal(endpoint.id, secret),
+                    previous_secret=self._sealed_again(endpoint.id, endpoint.secret),
                     previous_secret_expires_at=now + SECRET_OVERLAP,
                     updated_at=now,
                 )
@@ -325,13 +328,14 @@ class EndpointStore:
                     "event_types": list(declaration.event_types),
                     "description": declaration.description,
                     "rate_limit_per_second": declaration.rate_limit_per_second,
-                    "secret": declaration.secret,
                 }
                 current = existing.get(key)
                 if current is None:
+                    endpoint_id = new_id()
                     conn.execute(
                         sa.insert(ENDPOINTS).values(
-                            id=new_id(),
+                            id=endpoint_id,
+                            secret=self._secrets.seal(endpoint_id, declaration.secret),
                             tenant_id=declaration.tenant,
                             config_name=declaration.name,
                             enabled=declaration.enabled,
@@ -346,6 +350,8 @@ class EndpointStore:
                 if current.url != values["url"]:
                     values.update(failing_since=None, consecutive_failures=0, paused_until=None)
                 values.update(_enabled_change(conn, current, declaration.enabled, now))
+                if not self._keeps(current.id, current.secret, declaration.secret):
+                    values["secret"] = self._secrets.seal(current.id, declaration.secret)
                 if any(getattr(current, name) != value for name, value in values.items()):
                     conn.execute(
                         sa.update(ENDPOINTS).where(ENDPOINTS.c.id == current.id).values({**values, "updated_at": now})
@@ -353,6 +359,55 @@ class EndpointStore:
                     woken.append(current.id)
         if woken:
             self._wake(woken)
+
+    def seal_plain_secrets(self) -> int:
+        """Seal the secrets still kept in plain text (made before sealing existed): how many rows."""
+        plain = sa.or_(
+            ENDPOINTS.c.secret.not_like(f"{SEALED_PREFIX}%"),
+            sa.and_(
+                ENDPOINTS.c.previous_secret.is_not(None), ENDPOINTS.c.previous_secret.not_like(f"{SEALED_PREFIX}%")
+            ),
+        )
+        with self.db.writing() as conn:
+            rows = conn.execute(
+                sa.select(ENDPOINTS.c.id, ENDPOINTS.c.secret, ENDPOINTS.c.previous_secret).where(plain)
+            ).all()
+            for row in rows:
+                previous = row.previous_secret
+                conn.execute(
+                    sa.update(ENDPOINTS)
+                    .where(
+                        ENDPOINTS.c.id == row.id,
+                        ENDPOINTS.c.secret == row.secret,  # not rotated meanwhile
+                        ENDPOINTS.c.previous_secret.is_not_distinct_from(previous),
+                    )
+                    .values(
+                        # One that does not open stays as it is: the turns report it.
+                        secret=self._sealed_again(row.id, row.secret) or row.secret,
+                        previous_secret=None if previous is None else self._sealed_again(row.id, previous),
+                    )
+                )
+        return len(rows)
+
+    def _sealed_again(self, endpoint_id: str, stored: str) -> str | None:
+        """A kept secret sealed (a plain one, from before sealing) or as it is (sealed already); None when
+        it does not open with this secret_key (it can then sign nothing anyway)."""
+        if is_sealed(stored):
+            try:
+                self._secrets.open(endpoint_id, stored)
+            except SecretUnreadable:
+                return None
+            return stored
+        return self._secrets.seal(endpoint_id, stored)
+
+    def _keeps(self, endpoint_id: str, stored: str, secret: str) -> bool:
+        """Whether the row's kept secret is `secret`, sealed."""
+        if not is_sealed(stored):
+            return False
+        try:
+            return self._secrets.open(endpoint_id, stored) == secret
+        except SecretUnreadable:
+            return False
 
     def _row(self, conn: sa.Connection, tenant_id: str, endpoint_id: str, *, for_update: bool = False) -> Row:
         query = sa.select(ENDPOINTS).where(ENDPOINTS.c.tenant_id == tenant_id, ENDPOINTS.c.id == endpoint_id)

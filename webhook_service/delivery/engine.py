@@ -63,6 +63,7 @@ from webhook_service.database.tables import DELIVERIES, ENDPOINTS, EVENTS
 from webhook_service.delivery import history
 from webhook_service.delivery.books import HELD, Batch, Due, Health, LostClaim, Outcome, Place, TurnBooks
 from webhook_service.delivery.books_process import BooksProcess
+from webhook_service.delivery.endpoint_secrets import EndpointSecrets, SecretUnreadable
 from webhook_service.delivery.sender import Answer, EndpointSession
 from webhook_service.delivery.signing import Signer
 from webhook_service.delivery.urls import delivery_rules, endpoint_target
@@ -100,6 +101,7 @@ def jittered(seconds: float) -> float:
 @dataclass
 class _Turn:
     endpoint: Row  # as claimed
+    signer: Signer  # with the endpoint's secrets, opened
     token: str
     ends_at: float  # time.monotonic()
     position: int
@@ -112,12 +114,7 @@ class _Turn:
     cursor: int = 0
     cut_short: bool = False  # stopped with work left (its time was up)
     outcomes: dict[str, int] = field(default_factory=dict)
-    signer: Signer = field(init=False)
     books: _Overlap | None = None  # where its database work runs
-
-    def __post_init__(self) -> None:
-        endpoint = self.endpoint
-        self.signer = Signer(endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_expires_at)
 
     def health(self) -> Health:
         return Health(self.failing_since, self.consecutive_failures, self.paused_until, self.disabled_reason)
@@ -273,14 +270,17 @@ class DeliveryEngine:
         db: Database,
         settings: DeliverySettings,
         *,
+        secrets: EndpointSecrets,
         attachment_url: AttachmentUrl,
         enqueue: Enqueue,
         resolver: Resolver | None = None,
     ):
-        """`attachment_url` signs attachment URLs as the read API does; `enqueue` asks the queue for
-        turns; `resolver` resolves endpoint hosts (None: the system's; tests substitute their own)."""
+        """`secrets` opens the endpoints' sealed signing secrets; `attachment_url` signs attachment URLs
+        as the read API does; `enqueue` asks the queue for turns; `resolver` resolves endpoint hosts (None:
+        the system's; tests substitute their own)."""
         self.db = db
         self.settings = settings
+        self._secrets = secrets
         self.books = TurnBooks(db, settings, attachment_url)
         self._books_process: BooksProcess | None = None
         self._enqueue = enqueue
@@ -385,14 +385,38 @@ class DeliveryEngine:
             ).first()
         if endpoint is None:
             return None
+        try:
+            signer = self._signer(endpoint)
+        except SecretUnreadable as error:
+            # Nothing can be signed: its deliveries wait, pending, until the key or the secret is set right.
+            log(
+                logger,
+                "endpoint_secret_unreadable",
+                logging.ERROR,
+                endpoint_id=endpoint.id,
+                tenant=endpoint.tenant_id,
+                reason=str(error),
+            )
+            with self.db.writing(durable=False) as conn:
+                conn.execute(RELEASE, {"endpoint_id": endpoint.id, "token": token})
+            return None
         return _Turn(
             endpoint=endpoint,
+            signer=signer,
             token=token,
             ends_at=time.monotonic() + self.settings.turn_seconds,
             position=endpoint.feed_position,
             failing_since=endpoint.failing_since,
             consecutive_failures=endpoint.consecutive_failures,
             paused_until=endpoint.paused_until,
+        )
+
+    def _signer(self, endpoint: Row) -> Signer:
+        previous = endpoint.previous_secret
+        return Signer(
+            self._secrets.open(endpoint.id, endpoint.secret),
+            None if previous is None else self._secrets.open(endpoint.id, previous),
+            endpoint.previous_secret_expires_at,
         )
 
     def _send(
