@@ -287,3 +287,19 @@ def test_a_task_that_falls_due_wakes_idle_consumers(worker_config, worker_runtim
     # The scheduler looks once a second.
     assert due_in <= fetched.received_at - scheduled < due_in + 1 + WOKEN_WITHIN
     assert _wait_until_done(worker_runtime, ids) == {ids[0]: "stored"}
+
+
+def test_a_hangup_starts_every_consumer_over_in_place_and_they_keep_storing(worker_runtime, start_worker, media_server):
+    """SIGHUP, huey's graceful restart: each consumer finishes what runs and starts again as the same process."""
+    worker = start_worker("--threads", "2", "--processes", "2")
+    worker.wait_for("consumer started", count=2)
+    children = worker.children()
+    worker.process.send_signal(signal.SIGHUP)
+    worker.wait_for("consumer started", count=4)
+    assert sorted(worker.children()) == sorted(children)  # started over in place: the supervisor saw nothing
+    assert worker.events("worker_process_exited") == []
+    url = _served_on_loopback(media_server, "/after-hangup.png", samples.png())
+    ids = _pending_attachments(worker_runtime, [url], prefix="after-hangup")
+    worker_runtime.queue.enqueue(ids)
+    assert _wait_until_done(worker_runtime, ids) == {ids[0]: "stored"}
+    assert worker.stop(signal.SIGTERM) == 0

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import sys
 from pathlib import Path
 
 import click
 
 from webhook_service.cli.context import command_runtime
 from webhook_service.observability import metrics
+from webhook_service.observability.logs import log
 from webhook_service.observability.metrics_sharing import MULTIPROCESS_VARIABLE
 from webhook_service.worker.feed_watch import FeedWatcher
 from webhook_service.worker.supervisor import stop_when_orphaned
+
+logger = logging.getLogger("webhook_service.worker")
 
 
 @click.command(hidden=True)
@@ -21,9 +27,13 @@ from webhook_service.worker.supervisor import stop_when_orphaned
 def consume(threads: int, no_periodic: bool, supervised: bool) -> None:
     """One consumer process: downloads and deliveries on `threads` threads until stopped."""
     runtime = command_runtime()
+    # huey starts its process over (SIGHUP: a graceful stop, then exec of `python *sys.argv`) with what
+    # started it; as `python -m webhook_service.cli` that would be the module's file run as a script.
+    sys.argv = ["-m", "webhook_service.cli", *sys.argv[1:]]
     if runtime.settings.delivery.books_process:
-        # Forked now, while this process has no other thread (delivery/books_process.py).
-        runtime.deliveries.start_books_process()
+        # Forked now, while this process has no other thread (delivery/books_process.py); if it dies,
+        # this process starts over to fork another.
+        runtime.deliveries.start_books_process(on_lost=_start_over)
     if supervised:
         stop_when_orphaned()
     port = runtime.settings.worker_metrics_port
@@ -42,3 +52,9 @@ def consume(threads: int, no_periodic: bool, supervised: bool) -> None:
             runtime.settings.delivery.poll_interval_seconds,
         ).start()
     runtime.queue.consumer(threads, periodic=not no_periodic).run()
+
+
+def _start_over() -> None:
+    """What SIGHUP asks of the consumer: finish what is running, then start this process again."""
+    log(logger, "worker_process_starting_over", logging.WARNING, reason="delivery_books_process_lost")
+    os.kill(os.getpid(), signal.SIGHUP)

@@ -10,8 +10,9 @@ held is inherited half-done), with the start-up objects frozen first (gc.freeze(
 does) so that neither side's garbage collector copies the pages they share: the child costs little memory
 of its own, though its resident size counts the shared pages too. It works with the TurnBooks the worker
 built (its database connections made anew). If it dies, the work it had in hand fails as a database error
-would, and the worker's turns do their database work on a thread of their own from then on, as they do
-with `delivery.books_process = false` (a process with threads is not forked again). It ends with the
+would, and the worker's turns do their database work on a thread of their own, as they do with
+`delivery.books_process = false`, until the consumer process has started over (gracefully, as on SIGHUP:
+cli/consume.py) and forked a new one: a process with threads is not forked again. It ends with the
 worker process: when that exits, which asks it to; when that is killed, within ORPHAN_CHECK_SECONDS
 (it holds its own copy of the pipe's writing end, so it would wait forever for work).
 """
@@ -24,6 +25,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
@@ -39,8 +41,9 @@ _books: TurnBooks | None = None
 
 
 class BooksProcess:
-    def __init__(self, books: TurnBooks):
-        """Fork the process now. Call while this process has no other thread."""
+    def __init__(self, books: TurnBooks, on_lost: Callable[[], None] | None = None):
+        """Fork the process now. Call while this process has no other thread. `on_lost` is called once
+        if the process dies (see `lost`)."""
         if threading.active_count() > 1:
             raise RuntimeError("a books process is forked before any thread starts")
         gc.freeze()
@@ -50,6 +53,7 @@ class BooksProcess:
         self._started = self._executor.submit(os.getpid)  # forks, then starts the executor's own threads
         self._started.add_done_callback(self._announce)
         self._lost = False
+        self._on_lost = on_lost
 
     def available(self) -> bool:
         """Whether work can go to the process (it has started, and not died)."""
@@ -70,10 +74,13 @@ class BooksProcess:
 
     def lost(self, error: BaseException) -> None:
         """The process died (work handed to it failed with BrokenProcessPool): turns keep their books on
-        a thread from now on."""
+        a thread from now on, and `on_lost` is told (a worker's consumer then starts over, gracefully, to
+        fork a new one: a process with threads is not forked)."""
         if not self._lost:
             self._lost = True
             log(logger, "delivery_books_process_lost", logging.WARNING, error=repr(error))
+            if self._on_lost is not None:
+                self._on_lost()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

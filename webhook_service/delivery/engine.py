@@ -561,11 +561,11 @@ class DeliveryEngine:
         age = (now - oldest).total_seconds() if oldest else 0.0
         metrics.DELIVERY_BACKLOG_AGE.labels(endpoint_id).set(max(0.0, age))
 
-    def start_books_process(self) -> None:
+    def start_books_process(self, on_lost: Callable[[], None] | None = None) -> None:
         """Give this process's turns a books process (books_process.py). Call while it has no other
-        thread: a worker's consumer process, as it starts."""
+        thread: a worker's consumer process, as it starts. `on_lost` is called if that process dies."""
         if self._books_process is None:
-            self._books_process = BooksProcess(self.books)
+            self._books_process = BooksProcess(self.books, on_lost)
 
     def close(self) -> None:
         """Stop the books process, if one was started."""
