@@ -9,8 +9,6 @@ URLs the page shows), is not cached and cannot be framed.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from datetime import timedelta
 from typing import Any
@@ -23,6 +21,7 @@ from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
 from storage import StorageError
+from webhook_service.config.derived_keys import derived_key
 from webhook_service.console import (
     pages_attachments,
     pages_endpoints,
@@ -60,18 +59,18 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
     lifetime = timedelta(hours=settings.console.session_hours)
     console = Console(
         parts,
-        Operators(settings.operators, _derived(secret_key, "console-operator")),
+        Operators(settings.operators, derived_key(secret_key, "console-operator")),
         ActionLimiter(settings.console, settings.redis_url, parts.db),
     )
     limiter = SignInLimiter(settings.console, settings.redis_url, parts.db)
-    csrf_key = _derived(secret_key, "console-csrf")
+    csrf_key = derived_key(secret_key, "console-csrf")
     secure = bool(settings.public_base_url and settings.public_base_url.startswith("https://"))
 
     @blueprint.record_once
     def _sessions(state: Any) -> None:
         # The one app-wide change: sessions, which only the console uses (other paths get none).
         state.app.session_interface = ConsoleSessionInterface(
-            _derived(secret_key, "console-session"), lifetime, secure=secure
+            derived_key(secret_key, "console-session"), lifetime, secure=secure
         )
 
     @blueprint.before_request
@@ -180,11 +179,6 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
     for pages in (pages_overview, pages_requests, pages_quarantine, pages_messages, pages_attachments, pages_endpoints):
         pages.register(blueprint, console)
     return blueprint
-
-
-def _derived(secret_key: bytes, purpose: str) -> bytes:
-    """A key for one purpose, so that nothing signed for one use passes for another."""
-    return hmac.new(secret_key, purpose.encode(), hashlib.sha256).digest()
 
 
 def _safe_next(value: str | None) -> str:

@@ -1,7 +1,7 @@
 """Endpoint signing secrets as the database keeps them: sealed with AES-256-GCM under a key derived from the
-service's `secret_key`. Whoever holds a secret can sign deliveries its consumer accepts as ours, so a copy
-of the database alone (a backup, a replica, a dump attached to a ticket) must not give them away; the key
-lives in the configuration (or `data_dir/secret_key`), not in the database.
+service's `secret_key` (config/derived_keys.py). Whoever holds a secret can sign deliveries its consumer
+accepts as ours, so a copy of the database alone (a backup, a replica, a dump attached to a ticket) must not
+give them away; the key lives in the configuration (or `data_dir/secret_key`), not in the database.
 
 A sealed value is `sealed:v1:` and the URL-safe base64 of a 96-bit random nonce and the ciphertext with its
 tag. The endpoint's id is the associated data: a sealed secret copied onto another endpoint's row does not
@@ -16,14 +16,14 @@ import binascii
 import os
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from webhook_service.config.derived_keys import derived_key
 
 SEALED_PREFIX = "sealed:v1:"
 _NONCE_BYTES = 12
-# Names this use of secret_key: the same key also signs media URLs, with keys derived otherwise.
-_KEY_INFO = b"webhook-service endpoint signing secrets v1"
+# This use of secret_key (config/derived_keys.py).
+_KEY_PURPOSE = "endpoint-signing-secrets-v1"
 
 
 class SecretUnreadable(Exception):
@@ -32,8 +32,7 @@ class SecretUnreadable(Exception):
 
 class EndpointSecrets:
     def __init__(self, secret_key: bytes):
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEY_INFO).derive(secret_key)
-        self._aead = AESGCM(key)
+        self._aead = AESGCM(derived_key(secret_key, _KEY_PURPOSE))
 
     def seal(self, endpoint_id: str, secret: str) -> str:
         nonce = os.urandom(_NONCE_BYTES)
