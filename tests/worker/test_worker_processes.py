@@ -290,16 +290,37 @@ def test_a_task_that_falls_due_wakes_idle_consumers(worker_config, worker_runtim
 
 
 def test_a_hangup_starts_every_consumer_over_in_place_and_they_keep_storing(worker_runtime, start_worker, media_server):
-    """SIGHUP, huey's graceful restart: each consumer finishes what runs and starts again as the same process."""
+    """SIGHUP, huey's graceful restart: each consumer finishes what runs and starts again as the same process,
+    with one delivery books process (the one from before ends), and a second SIGHUP as it starts over ends
+    nothing (it is ignored until the consumer handles the signal again)."""
     worker = start_worker("--threads", "2", "--processes", "2")
     worker.wait_for("consumer started", count=2)
     children = worker.children()
+    books_before = {pid: _children_of(pid) for pid in children}
+    assert all(len(books) == 1 for books in books_before.values()), books_before
+    worker.process.send_signal(signal.SIGHUP)
+    time.sleep(0.3)  # starting over now: ignored until it handles SIGHUP again (or honoured, if it does)
     worker.process.send_signal(signal.SIGHUP)
     worker.wait_for("consumer started", count=4)
+    time.sleep(2)  # a second start over, or a consumer that died of the second signal, shows by now
+    assert len(worker.events("consumer started")) in (4, 6)
     assert sorted(worker.children()) == sorted(children)  # started over in place: the supervisor saw nothing
     assert worker.events("worker_process_exited") == []
+    deadline = time.monotonic() + 10
+    while True:  # each consumer's books process of before has ended, and it forked one new one
+        books_now = {pid: _children_of(pid) for pid in children}
+        if all(len(books) == 1 and not set(books) & set(books_before[pid]) for pid, books in books_now.items()):
+            break
+        assert time.monotonic() < deadline, (books_before, books_now)
+        time.sleep(0.1)
     url = _served_on_loopback(media_server, "/after-hangup.png", samples.png())
     ids = _pending_attachments(worker_runtime, [url], prefix="after-hangup")
     worker_runtime.queue.enqueue(ids)
     assert _wait_until_done(worker_runtime, ids) == {ids[0]: "stored"}
     assert worker.stop(signal.SIGTERM) == 0
+
+
+def _children_of(pid: int) -> list[int]:
+    """A process's living children (an exited one nobody reaped yet is not counted)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [child for child in map(int, path.read_text().split()) if not _is_zombie(child)]

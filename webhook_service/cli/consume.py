@@ -51,7 +51,8 @@ def consume(threads: int, no_periodic: bool, supervised: bool) -> None:
             runtime.catch_up_deliveries,
             runtime.settings.delivery.poll_interval_seconds,
         ).start()
-    runtime.queue.consumer(threads, periodic=not no_periodic).run()
+    # Stopped (or starting over), it lets go of its books process, connections and files first.
+    runtime.queue.consumer(threads, periodic=not no_periodic, after_stop=runtime.close).run()
 
 
 def _start_over() -> None:

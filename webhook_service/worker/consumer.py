@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +82,18 @@ class _SiblingWakingWorker(Worker):
 
 
 class SiblingWakingConsumer(Consumer):
-    def __init__(self, huey: Huey, wake_directory: Path | None = None, **options: Any):
+    def __init__(
+        self,
+        huey: Huey,
+        wake_directory: Path | None = None,
+        after_stop: Callable[[], None] | None = None,
+        **options: Any,
+    ):
+        """`after_stop` runs once the consumer's threads have stopped: what the process must let go of before
+        it exits or, on SIGHUP, starts over in place (huey execs the same command, and a child process
+        kept from before, such as the delivery books process, would live on beside the new one)."""
         self.idle_workers = IdleWorkers()
+        self._after_stop = after_stop
         # huey makes its workers through worker_class with its own arguments; ours adds the siblings.
         self.worker_class = functools.partial(_SiblingWakingWorker, idle_workers=self.idle_workers)
         super().__init__(huey, **options)
@@ -120,3 +132,10 @@ class SiblingWakingConsumer(Consumer):
         if self._wake_channel is not None:
             self._wake_channel.close()
             self._wake_channel = None
+        after_stop, self._after_stop = self._after_stop, None
+        if after_stop is not None:
+            after_stop()
+        if self._restart:
+            # Ignored, a signal stays ignored across exec: a second SIGHUP while the process starts over
+            # (before huey's handler is back) would otherwise end it.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)

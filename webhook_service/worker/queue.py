@@ -169,7 +169,9 @@ class DownloadQueue:
         count: int = self._enqueuer.pending_count()
         return count
 
-    def consumer(self, threads: int, periodic: bool = True) -> SiblingWakingConsumer:
+    def consumer(
+        self, threads: int, periodic: bool = True, after_stop: Callable[[], None] | None = None
+    ) -> SiblingWakingConsumer:
         # Idle workers of the embedded queue are woken for every task that reaches it (an enqueue from any
         # process through the wake sockets; huey's scheduler, queueing a retry that fell due, through the
         # storage's hook in this process), so their own poll is only a safety net, at a steady interval
@@ -177,6 +179,7 @@ class DownloadQueue:
         consumer = SiblingWakingConsumer(
             self.huey,
             wake_directory=self._wake_directory,
+            after_stop=after_stop,
             workers=threads,
             worker_type="thread",
             periodic=periodic,

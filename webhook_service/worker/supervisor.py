@@ -122,7 +122,13 @@ class WorkerProcesses:
     def _start(self, child: _Child) -> None:
         # Its own process group: a Ctrl-C in a terminal reaches the supervisor only, which passes it
         # on once (huey takes a second SIGINT during a graceful stop as "stop now").
-        child.process = subprocess.Popen(child.command, process_group=0)
+        # A SIGHUP (huey's restart, passed on) before the child has set its handler would end it: it
+        # starts with the signal ignored (which exec keeps), until huey's consumer handles it.
+        hangup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        try:
+            child.process = subprocess.Popen(child.command, process_group=0)
+        finally:
+            signal.signal(signal.SIGHUP, hangup)
         child.started_at = time.monotonic()
         child.restart_at = None
 
