@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -135,3 +136,31 @@ def test_run_serves_webhooks_and_the_worker_stores_attachments(service, media_se
     os.killpg(process.pid, signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     assert "webhook-service listening on http://127.0.0.1:" in process.stdout.read()
+
+
+def test_a_hangup_of_the_terminal_stops_web_and_worker_with_run(service):
+    """SIGHUP to the whole group, as a closed terminal sends it: `run` stops both (before, `run` ended by the
+    signal and left the web and the worker running without it)."""
+    base, process = service
+    descendants = _descendants(process.pid)
+    assert len(descendants) >= 3  # web's master and worker, and theirs
+    os.killpg(process.pid, signal.SIGHUP)
+    assert process.wait(timeout=60) == 0
+    deadline = time.monotonic() + 30
+    while alive := [pid for pid in descendants if _running(pid)]:
+        assert time.monotonic() < deadline, f"still running after run stopped: {alive}"
+        time.sleep(0.1)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{base}/healthz", timeout=2)
+
+
+def _descendants(pid: int) -> list[int]:
+    children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return children + [grandchild for child in children for grandchild in _descendants(child)]
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -41,8 +41,10 @@ def run(host: str | None, port: int | None) -> None:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop_asked)
-    signal.signal(signal.SIGINT, stop_asked)
+    # SIGHUP too: the terminal `run` was started from went away (it signals the whole group), and a
+    # service left running without it, its web and worker reparented, is one nobody can stop with Ctrl-C.
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, stop_asked)
     if _wait_for_port(host, port, web):
         shown = f"[{host}]" if ":" in host else host
         click.echo(
@@ -59,8 +61,9 @@ def run(host: str | None, port: int | None) -> None:
     if asked_to_stop:
         # Stopping, a child may also get the signal straight from whoever stopped us (a process manager
         # signals the whole group) and then ours a moment later: one arriving while Python is already
-        # finishing (its handlers reset) ends the process by the signal. That is the stop we asked for.
-        codes = [0 if code == -signal.SIGTERM else code for code in codes]
+        # finishing (its handlers reset), or a hangup before the child handles it, ends the process by
+        # the signal. That is the stop we asked for.
+        codes = [0 if code in (-signal.SIGTERM, -signal.SIGHUP) else code for code in codes]
     for name, code in zip(("web", "worker"), codes, strict=True):
         if code:
             click.echo(f"webhook-service: {name} exited with {_exit_description(code)}", err=True)
