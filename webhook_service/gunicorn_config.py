@@ -50,9 +50,11 @@ logconfig_dict = {
     "formatters": {"json": {"()": "webhook_service.observability.logs.JsonFormatter"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
     # gunicorn merges this over its defaults, whose root logger names a "console" handler: define it.
-    "root": {"level": "INFO", "handlers": ["stderr"]},
+    # The configured level (LOG_LEVEL), as every other logger of the service has it; access lines are
+    # asked for on their own (access_log) and keep INFO.
+    "root": {"level": _settings.log_level, "handlers": ["stderr"]},
     "loggers": {
-        "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "gunicorn.error": {"handlers": ["stderr"], "level": _settings.log_level, "propagate": False},
         "gunicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
     },
 }

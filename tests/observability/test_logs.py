@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -120,3 +121,39 @@ def test_gunicorns_own_lines_carry_the_request_id_too():
     record = logging.LogRecord("gunicorn.error", logging.ERROR, __file__, 1, "Error handling request", (), None)
     with request_id_bound("req-2"):
         assert json.loads(JsonFormatter().format(record))["request_id"] == "req-2"
+
+
+def test_a_log_level_above_info_holds_for_huey_and_gunicorn_too():
+    """LOG_LEVEL=ERROR: no info line from huey's consumer or gunicorn either."""
+    script = """
+import logging, os
+from webhook_service.observability.logs import configure_logging
+configure_logging("ERROR")
+from gunicorn.config import Config
+from gunicorn.glogging import Logger
+from webhook_service.gunicorn_config import logconfig_dict
+config = Config()
+config.set("logconfig_dict", logconfig_dict)
+Logger(config).info("Listening at: %s (%s)", "http://127.0.0.1:1", 7)
+logging.getLogger("huey.consumer").info("Huey consumer started")
+Logger(config).error("an error")
+logging.getLogger("huey.consumer").error("a huey error")
+"""
+    environment = {**os.environ, "LOG_LEVEL": "ERROR", "WEBHOOK_SERVICE_CONFIG": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True, env=environment
+    )
+    events = [json.loads(line)["event"] for line in result.stderr.strip().splitlines()]
+    assert events == ["an error", "a huey error"]
+
+
+def test_at_info_huey_keeps_its_start_up_lines():
+    script = """
+import logging
+from webhook_service.observability.logs import configure_logging
+configure_logging("INFO")
+logging.getLogger("huey.consumer").info("Huey consumer started")
+logging.getLogger("huey").info("a task line")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert [json.loads(line)["event"] for line in result.stderr.strip().splitlines()] == ["Huey consumer started"]

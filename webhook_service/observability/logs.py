@@ -64,6 +64,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         root.setLevel(level)
+        _consumer_lines(root.level)
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -73,7 +74,12 @@ def configure_logging(level: str = "INFO") -> None:
     # huey logs two lines per task at INFO; the worker's own line per attachment says more.
     for noisy in ("botocore", "boto3", "urllib3", "azure", "s3transfer", "alembic.runtime.plugins", "huey"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("huey.consumer").setLevel(logging.INFO)  # start-up and shutdown lines
+    _consumer_lines(root.level)
+
+
+def _consumer_lines(level: int) -> None:
+    # huey's consumer start-up and shutdown lines, at INFO unless the level asked for is higher.
+    logging.getLogger("huey.consumer").setLevel(max(logging.INFO, level))
 
 
 def log(logger: logging.Logger, event: str, level: int = logging.INFO, *, exc_info: bool = False, **fields) -> None:
