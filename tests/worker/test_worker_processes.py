@@ -324,3 +324,34 @@ def _children_of(pid: int) -> list[int]:
     """A process's living children (an exited one nobody reaped yet is not counted)."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [child for child in map(int, path.read_text().split()) if not _is_zombie(child)]
+
+
+def test_a_configuration_the_consumers_cannot_use_stops_the_worker_instead_of_restarting_them(tmp_path, database_url):
+    """A declared endpoint's URL that the delivery rules refuse passes the configuration's own checks and
+    stops a consumer as it builds its runtime (exit 2): starting it again would fail the same way, every
+    30 s for ever, so the worker stops with that code."""
+    config = tmp_path / "refused-endpoint.toml"
+    config.write_text(f"""
+data_dir = "{tmp_path / "data"}"
+database_url = "{database_url}"
+[queue]
+worker_threads = 2
+worker_processes = 2
+[[tenants]]
+id = "{TENANT_A}"
+[[delivery.endpoints]]
+tenant = "{TENANT_A}"
+name = "private"
+url = "http://10.0.0.5/hook"
+secret = "whsec_{"A" * 32}"
+""")
+    worker = WorkerUnderTest(config)
+    try:
+        assert worker.process.wait(timeout=60) == 2
+        worker._reader.join(timeout=5)
+        exits = worker.events("worker_process_exited")
+        assert exits and all(line["exit_code"] == 2 and line["restart_in_seconds"] is None for line in exits)
+        assert "configuration error" in exits[0]["reason"]
+        assert worker.events("delivery.endpoints[0].url")  # the consumer said why
+    finally:
+        worker.close()

@@ -32,6 +32,9 @@ _MAX_RESTART_DELAY = 30.0
 # After passing on a stop signal: huey finishes running downloads first (graceful), so this is long.
 _STOP_TIMEOUT = 90.0
 _POLL_SECONDS = 0.2
+# How a consumer ends on a configuration it cannot use (cli/main.py, as click's usage errors): starting it
+# again would fail the same way, so the worker stops with that code instead.
+CONFIGURATION_ERROR_EXIT = 2
 
 
 def split_threads(threads: int, processes: int | None = None) -> list[int]:
@@ -91,9 +94,11 @@ class WorkerProcesses:
         ]
         self._stop_timeout = stop_timeout
         self._stop_signal: int | None = None
+        self._exit_code = 0
 
     def run(self) -> int:
-        """Returns the exit code for the supervisor: 0 after a stop signal."""
+        """Returns the exit code for the supervisor: 0 after a stop signal, CONFIGURATION_ERROR_EXIT when a
+        consumer could not start with the configuration."""
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_signal)
         for child in self._children:
@@ -108,7 +113,7 @@ class WorkerProcesses:
             self._watch()
             time.sleep(_POLL_SECONDS)
         self._stop_all(self._stop_signal)
-        return 0
+        return self._exit_code
 
     def _on_signal(self, number: int, _frame) -> None:
         if number == signal.SIGHUP:
@@ -144,6 +149,20 @@ class WorkerProcesses:
             if process is None or code is None:
                 continue
             lived = now - child.started_at
+            if code == CONFIGURATION_ERROR_EXIT:
+                log(
+                    logger,
+                    "worker_process_exited",
+                    logging.ERROR,
+                    process=child.index,
+                    pid=process.pid,
+                    exit_code=code,
+                    ran_seconds=round(lived, 1),
+                    restart_in_seconds=None,
+                    reason="configuration error (see its log): stopping the worker",
+                )
+                self._exit_code, self._stop_signal = code, signal.SIGTERM
+                return
             if lived >= _HEALTHY_SECONDS:
                 child.restart_delay = _FIRST_RESTART_DELAY
             log(
