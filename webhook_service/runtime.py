@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -84,11 +85,7 @@ class Runtime:
         )
         self.endpoint_urls = EndpointUrls(delivery_rules(settings.delivery), resolver)
         # A declared endpoint's URL that the rules refuse stops the service now, like any bad setting.
-        for index, declared in enumerate(settings.delivery.endpoints):
-            try:
-                self.endpoint_urls.check_form(declared.url)
-            except OutboundError as error:
-                raise ConfigError(f"delivery.endpoints[{index}].url: {error.message}") from None
+        _check_declared_endpoints(settings, self.endpoint_urls)
         endpoint_secrets = EndpointSecrets(self.secret_key)
         self.endpoints = EndpointStore(self.db, self.endpoint_urls, wake=self.wake_deliveries, secrets=endpoint_secrets)
         self.deliveries = DeliveryEngine(
@@ -197,6 +194,32 @@ class Runtime:
         self.deliveries.close()
         request_counts(self.db).close()
         self.db.dispose()
+
+
+def problems_found_at_start(settings: Settings) -> list[str]:
+    """What building the runtime would refuse in `settings` beyond the configuration's own checks, found
+    without building it (nothing written, nothing connected to): for `check-config`."""
+    checks: list[Callable[[], object]] = [
+        lambda: _media_policy(settings),
+        lambda: _check_declared_endpoints(settings, EndpointUrls(delivery_rules(settings.delivery), None)),
+    ]
+    if settings.storage.backend != "local":  # the local store makes its directories as it is built
+        checks.append(lambda: _blob_store(settings, secret_key=b""))
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except ConfigError as error:
+            problems += error.problems
+    return problems
+
+
+def _check_declared_endpoints(settings: Settings, urls: EndpointUrls) -> None:
+    for index, declared in enumerate(settings.delivery.endpoints):
+        try:
+            urls.check_form(declared.url)
+        except OutboundError as error:
+            raise ConfigError(f"delivery.endpoints[{index}].url: {error.message}") from None
 
 
 def _database_limits(settings: Settings) -> DatabaseLimits:

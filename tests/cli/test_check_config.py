@@ -185,3 +185,28 @@ def test_connect_on_a_new_sqlite_database_says_to_migrate_and_creates_no_file(ch
     assert f"check database: FAILED, no database file at {database} yet: run `webhook-service migrate`" in result.output
     assert not database.exists()  # a check changes nothing
     assert "check blob store: ok" in result.output  # every check runs
+
+
+def test_what_the_service_refuses_only_as_it_starts_is_found_too(check_config, tmp_path):
+    """A declared endpoint URL the delivery rules refuse, and a storage setting the store cannot use: the
+    configuration's own checks pass them, and `web` and `worker` stop on them as they start."""
+    result = check_config(f"""
+[storage]
+backend = "azure"
+[storage.azure]
+container = "media"
+connection_string = "garbage"
+[[tenants]]
+id = "00000000-0000-0000-0000-00000000000a"
+[[delivery.endpoints]]
+tenant = "00000000-0000-0000-0000-00000000000a"
+name = "private"
+url = "http://10.0.0.5/hook"
+secret = "whsec_{"A" * 32}"
+""")
+    assert result.exit_code == 2, result.output
+    problems = result.stderr.splitlines()
+    assert len(problems) == 2 and all(line.startswith("configuration error: ") for line in problems)
+    assert problems[0].startswith("configuration error: delivery.endpoints[0].url: ")
+    assert problems[1].startswith("configuration error: storage.azure: ")
+    assert not (tmp_path / "data").exists()  # nothing written to find them

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import sqlalchemy as sa
@@ -16,7 +17,7 @@ from webhook_service.cli.context import plural
 from webhook_service.config.model import ConfigError, Settings
 from webhook_service.config.sources import unread_variables
 from webhook_service.database.migrate import schema_state
-from webhook_service.runtime import Runtime
+from webhook_service.runtime import Runtime, problems_found_at_start
 from webhook_service.settings import load_settings
 
 
@@ -34,12 +35,21 @@ def check_config(connect: bool) -> None:
     try:
         settings = load_settings()
     except ConfigError as error:
-        for problem in error.problems:
-            click.echo(f"configuration error: {problem}", err=True)
-        sys.exit(2)
+        _refuse(error.problems)
+    # What the service checks only as it starts (a declared endpoint URL the delivery rules refuse, media
+    # and storage settings that do not fit together), found here too.
+    problems = problems_found_at_start(settings)
+    if problems:
+        _refuse(problems)
     _summarize(settings)
     if connect:
         sys.exit(0 if _connect(settings) else 1)
+
+
+def _refuse(problems: list[str]) -> NoReturn:
+    for problem in problems:
+        click.echo(f"configuration error: {problem}", err=True)
+    sys.exit(2)
 
 
 def _summarize(settings: Settings) -> None:
