@@ -1,6 +1,6 @@
 """SIGHUP to the web process, as a process manager reloads it (the README's way, the control socket being
-off): gunicorn starts new workers and stops the old ones gracefully, and webhooks go on being answered and
-stored, before, during and after, none of them refused."""
+off): gunicorn starts new workers, which read the service configuration again, and stops the old ones
+gracefully; webhooks go on being answered and stored, before, during and after, none of them refused."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ WORKERS = 2
 def test_a_hangup_replaces_the_workers_and_no_webhook_is_refused_meanwhile(gunicorn, tmp_path):
     database = f"sqlite:///{tmp_path / 'service.db'}"
     migrate(database)
-    served = gunicorn(f"""
+    configuration = f"""
 data_dir = "{tmp_path / "data"}"
 database_url = "{database}"
 web_workers = {WORKERS}
@@ -35,7 +35,13 @@ provider = "standard"
 name = "open"
 tenant = "{TENANT_A}"
 verify = false
-""")
+"""
+    served = gunicorn(configuration)
+    second = f'\n[[connections]]\nprovider = "standard"\nname = "second"\ntenant = "{TENANT_A}"\nverify = false\n'
+    assert requests.post(f"{served.base}/webhooks/standard/second", json={}, timeout=10).status_code == 404
+    # The new workers read the service configuration again: a connection added to the file is served.
+    config_file = next(tmp_path.glob("service-*.toml"))
+    config_file.write_text(config_file.read_text() + second)
     before = served.workers(WORKERS)
     answers: list[int | str] = []  # each webhook's status, or the error it met
     sending = threading.Event()
@@ -73,10 +79,15 @@ verify = false
         sending.clear()
         sender.join(timeout=30)
     assert served.process.poll() is None
+    added = {
+        "type": "message.received",
+        "data": {"providerMessageId": "second-1", "from": "+15550001111", "to": [NUMBER_A]},
+    }
+    assert requests.post(f"{served.base}/webhooks/standard/second", json=added, timeout=10).status_code == 200
     assert len(answers) > 20 and set(answers) == {200}, sorted(set(map(str, answers)))
     db = Database(database)
     try:
         with db.reading() as session:
-            assert session.scalar(sa.select(sa.func.count()).select_from(MESSAGES)) == len(answers)
+            assert session.scalar(sa.select(sa.func.count()).select_from(MESSAGES)) == len(answers) + 1
     finally:
         db.dispose()
