@@ -17,6 +17,7 @@ from storage import BlobStore, LocalBlobStore
 from webhook_service.api.auth import ApiAuthenticator
 from webhook_service.api.local_media import LOCAL_MEDIA_PREFIX
 from webhook_service.config.connections import ConnectionDirectory
+from webhook_service.config.cpus import available_cpus
 from webhook_service.config.model import ConfigError, Settings
 from webhook_service.database.engine import Database
 from webhook_service.database.leases import Lease
@@ -239,7 +240,7 @@ def _media_policy(settings: Settings) -> MediaPolicy:
             max_bytes=media.max_bytes,
             max_image_pixels=media.max_image_pixels,
             jpeg_quality=media.jpeg_quality,
-            max_concurrent_decodes=media.max_concurrent_image_decodes or os.cpu_count() or 1,
+            max_concurrent_decodes=media.max_concurrent_image_decodes or available_cpus(),
         )
     except ValueError as error:
         raise ConfigError(f"media: {error}") from None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import hashlib
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 import magic
 from PIL import Image
 
+from webhook_service.config.cpus import available_cpus
 from webhook_service.config.model import DEFAULT_ALLOWED_MEDIA_TYPES
 from webhook_service.media import images
 
@@ -95,7 +95,7 @@ class MediaPolicy:
     # Summed over an animation's frames: decoded frames are held in memory until the encode.
     max_animation_pixels: int = 50_000_000
     # Images decoded and re-encoded at once in one process (see images.ImageLimits).
-    max_concurrent_decodes: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    max_concurrent_decodes: int = dataclasses.field(default_factory=available_cpus)
 
     def __post_init__(self) -> None:
         # Configuration may spell types with aliases, capitals or parameters; only canonical forms compare.

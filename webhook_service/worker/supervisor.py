@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from webhook_service.config.cpus import available_cpus
 from webhook_service.observability.logs import log
 
 logger = logging.getLogger("webhook_service.worker")
@@ -40,7 +41,7 @@ CONFIGURATION_ERROR_EXIT = 2
 def split_threads(threads: int, processes: int | None = None) -> list[int]:
     """`threads` spread over `processes` (None: one per CPU) as evenly as possible, never a process
     without a thread."""
-    processes = max(1, min(processes or os.cpu_count() or 1, threads))
+    processes = max(1, min(processes or available_cpus(), threads))
     share, extra = divmod(threads, processes)
     return [share + (1 if index < extra else 0) for index in range(processes)]
 
