@@ -140,3 +140,24 @@ def test_every_document_referred_to_is_in_the_repository(path: Path) -> None:
         if not (path.parent / name).exists() and not (ROOT / name).exists():
             missing.append(name)
     assert missing == []
+
+
+def _logged_events() -> dict[str, str]:
+    """Every event name the service passes to `log(logger, "<event>", ...)`, with the file that logs it."""
+    events = {}
+    for path in sorted((ROOT / "webhook_service").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "log" and len(node.args) >= 2:
+                event = node.args[1]
+                if isinstance(event, ast.Constant) and isinstance(event.value, str):
+                    events.setdefault(event.value, str(path.relative_to(ROOT)))
+    return events
+
+
+def test_every_logged_event_is_in_the_readmes_list() -> None:
+    """Operators alert on event names: each one the code logs is named in README's "Logs and metrics"."""
+    readme = (ROOT / "README.md").read_text()
+    events = _logged_events()
+    assert len(events) > 40  # the scan finds them
+    missing = {event: path for event, path in events.items() if f"`{event}`" not in readme}
+    assert missing == {}
