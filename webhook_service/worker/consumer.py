@@ -122,7 +122,7 @@ class SiblingWakingConsumer(Consumer):
         self._set_signal_handlers()
         super().start()
 
-    def _task_started(self, signal, task) -> None:
+    def _task_started(self, _signal: str, _task: object) -> None:
         self.wake_all()
 
     def stop(self, graceful: bool = False) -> None:
