@@ -260,6 +260,19 @@ class TestRetries:
         events = client.get("/api/v1/events?type=attachment.failed", headers=AUTH).get_json()["events"]
         assert len(events) == 1
 
+    def test_the_inline_queue_never_runs_a_retry_inside_the_attempt_that_asked_for_it(
+        self, client, media_server, runtime
+    ):
+        """A retry asked for with a time that has already passed (a thread held up on a loaded machine longer
+        than the backoff): huey's inline queue ran it at once, nested in the attempt, and the test's own
+        next attempt found nothing to do."""
+        send(client, media_server.fail("/held-up.png", 503, times=1, then=samples.png()))
+        attachment = only_attachment(client)
+        assert (attachment["status"], attachment["attempts"]) == ("pending", 1)
+        runtime.queue.enqueue([attachment["id"]], eta=datetime.now(UTC) - timedelta(seconds=1))
+        assert only_attachment(client)["attempts"] == 1  # left for whoever runs the retries (here, the test)
+        assert retry(runtime, attachment["id"]) == "stored"
+
     def test_media_server_down_then_up(self, client, media_server, runtime):
         url = media_server.fail("/flaky.png", 503, times=3, then=samples.png())
         send(client, url)
