@@ -150,22 +150,10 @@ class WorkerProcesses:
             if process is None or code is None:
                 continue
             lived = now - child.started_at
-            if code == CONFIGURATION_ERROR_EXIT:
-                log(
-                    logger,
-                    "worker_process_exited",
-                    logging.ERROR,
-                    process=child.index,
-                    pid=process.pid,
-                    exit_code=code,
-                    ran_seconds=round(lived, 1),
-                    restart_in_seconds=None,
-                    reason="configuration error (see its log): stopping the worker",
-                )
-                self._exit_code, self._stop_signal = code, signal.SIGTERM
-                return
             if lived >= _HEALTHY_SECONDS:
                 child.restart_delay = _FIRST_RESTART_DELAY
+            # Started again, unless it could not start with the configuration: the next try would fail alike.
+            stopping = code == CONFIGURATION_ERROR_EXIT
             log(
                 logger,
                 "worker_process_exited",
@@ -174,8 +162,12 @@ class WorkerProcesses:
                 pid=process.pid,
                 exit_code=code,
                 ran_seconds=round(lived, 1),
-                restart_in_seconds=child.restart_delay,
+                restart_in_seconds=None if stopping else child.restart_delay,
+                reason="configuration error (see its log): stopping the worker" if stopping else None,
             )
+            if stopping:
+                self._exit_code, self._stop_signal = code, signal.SIGTERM
+                return
             child.restart_at = now + child.restart_delay
             child.restart_delay = min(child.restart_delay * 2, _MAX_RESTART_DELAY)
 
