@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from webhook_service.database.limits import DEFAULT_LIMITS, DatabaseLimits
 from webhook_service.database.outage import UNAVAILABLE_ERRORS, DatabaseUnavailable, OutageHold
 from webhook_service.database.postgres import postgres_engine
-from webhook_service.database.prepared import BoundRow, PreparedStatement
+from webhook_service.database.prepared import PreparedStatement
 
 T = TypeVar("T")
 
@@ -233,10 +233,10 @@ class GroupCommit:
     again with each unit inside its own SAVEPOINT. So a unit's work may run twice: it must depend on
     nothing but the connection (keep no state from one run to the next).
 
-    In that first run of a batch of several, units may also put off inserts that could find their row
-    there already (`inserts_checked_at_commit`): they go in with the other units' at the end, and one
-    that finds a conflict raises `InsertConflict`, which sends the batch to its second run, where
-    nothing is put off. On SQLite each statement in the writer turn hands the GIL to the process's
+    In that first run (and in a unit's own transaction, when it is alone), units may also put off
+    inserts that could find their row there already (`inserts_checked_at_commit`): they go in with the
+    other units' at the end, and one that finds a conflict raises `InsertConflict`, which sends the
+    batch to its second run (the unit alone: to run again), where nothing is put off. On SQLite each statement in the writer turn hands the GIL to the process's
     other threads and waits to take it back, while every other process waits for the turn: a batch
     that runs a few statements instead of a few per unit holds the turn for much less.
     """
@@ -326,23 +326,31 @@ class GroupCommit:
             yield connection
 
     def _commit_alone(self, unit: _Unit) -> None:
-        # The common case at low load: the unit's own transaction, no savepoint needed.
+        # The common case at low load: the unit's own transaction, no savepoint needed. Its inserts that
+        # may conflict are put off as in a batch's first run; one that does conflict runs it again.
         with self._kept.use() as connection:
-            transaction = connection.begin()
-            deferred = _defer_inserts(connection)
-            try:
-                unit.result = unit.work(connection)
-                deferred.flush(connection)
-            except DiscardUnit as discarded:
-                unit.result = discarded.result
-                transaction.rollback()
-            except BaseException:
-                transaction.rollback()
-                raise
-            else:
-                transaction.commit()
-            finally:
-                _stop_deferring(connection)
+            for checked in (True, False):
+                transaction = connection.begin()
+                deferred = _defer_inserts(connection, checked=checked)
+                try:
+                    unit.result = unit.work(connection)
+                    deferred.flush(connection)
+                except InsertConflict:
+                    transaction.rollback()
+                    if not checked:
+                        raise
+                    continue
+                except DiscardUnit as discarded:
+                    unit.result = discarded.result
+                    transaction.rollback()
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                else:
+                    transaction.commit()
+                finally:
+                    _stop_deferring(connection)
+                return
 
     def _commit_together(self, batch: list[_Unit]) -> None:
         try:
@@ -413,7 +421,7 @@ class InsertConflict(Exception):
 
 class _DeferredInserts:
     """Rows a group commit's units hand over to be inserted together just before the commit. `checked`:
-    the first run of a batch of several, where inserts that may conflict can be put off too."""
+    a batch's first run (or a unit's alone), where inserts that may conflict can be put off too."""
 
     def __init__(self, *, checked: bool = False) -> None:
         self.checked = checked
@@ -447,7 +455,7 @@ def _stop_deferring(connection: sa.Connection) -> None:
 def insert_at_commit(
     connection: sa.Connection,
     key: str,
-    rows: list[dict] | list[BoundRow] | list[dict | BoundRow],
+    rows: list[Any],
     insert: Callable[[sa.Connection, list[Any]], object],
     *,
     order: int = 0,

@@ -210,7 +210,7 @@ def _compile(statement: sa.Executable, dialect: Dialect, keys: tuple[str, ...]) 
         positional=bool(compiled.positional),
         names=names,
         processors=processors,
-        returns_rows=bool(getattr(statement, "_returning", ())) or isinstance(statement, sa.Select),
+        returns_rows=bool(getattr(statement, "_returning", ())) or isinstance(statement, sa.Select | sa.TextualSelect),
         multi_row=_multi_row(statement, dialect, compiled.string),
     )
 

@@ -17,6 +17,10 @@ On SQLite the raw request's id and the messages' seq are claimed (`claim_ids`) r
 their inserts, and in a group commit's first run the inserts of such a webhook are put off to the end of
 the batch, with every other unit's in one statement per table (`inserts_checked_at_commit`): a message
 there already then makes the batch run again, each webhook on its own, as above.
+
+On PostgreSQL a webhook whose events are all messages is encoded whole instead (`encode_whole`), as one
+JSON document, and in the group commit's first run its batch's documents go in with one statement
+(intake/postgres_batch.py); a message there already makes the batch run again in the same way.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from webhook_service.config.model import Connection
 from webhook_service.database import feed
 from webhook_service.database.engine import (
+    ORDER_LAST,
     Database,
     DiscardUnit,
     InsertConflict,
@@ -52,6 +57,7 @@ from webhook_service.database.tables import (
     one_request,
     storable,
 )
+from webhook_service.intake.postgres_batch import NewMessagesWebhook, insert_webhooks
 from webhook_service.model import statuses
 from webhook_service.model.events import Event, MessageEvent, StatusEvent
 from webhook_service.model.message_json import iso, message_json
@@ -194,10 +200,18 @@ def store_webhook(
         "remote_addr": raw.remote_addr,
     }
 
-    raw_insert = recorder.bind_raw_request(raw_row, prepared)
+    whole = recorder.encode_whole(raw_row, log_ahead, prepared)
+    raw_insert: tuple[BoundRow, bool] | None = None if whole else recorder.bind_raw_request(raw_row, prepared)
 
     def record(conn: sa.Connection) -> StoreResult:
+        nonlocal raw_insert
         recorder.start()  # the group commit may run this twice (engine.py)
+        if whole and inserts_checked_at_commit(conn):
+            assert log_ahead is not None  # encoded whole only with its request log row
+            entry = log_ahead.entry
+            return recorder.put_off_whole(conn, whole, prepared, lambda: _latency_ms(entry, raw))
+        if raw_insert is None:  # encoded whole, but the batch runs each webhook on its own
+            raw_insert = recorder.bind_raw_request(raw_row, prepared)
         raw_id, recorded = recorder.record_raw_request(conn, raw_insert, prepared)
         for item in prepared[recorded:]:
             recorder.record(conn, item, raw_id)
@@ -251,7 +265,7 @@ class _LogAhead:
 
     message_ids: list[str]
     entry: dict[str, Any]
-    bound: BoundRow
+    bound: BoundRow | None  # on SQLite (see _Recorder.prepare)
 
     @staticmethod
     def of(db: Database, log_entry: dict[str, Any], prepared: list[SimpleNamespace]) -> _LogAhead | None:
@@ -260,11 +274,14 @@ class _LogAhead:
         message_ids = [item.row["id"] for item in prepared]
         values = {key: value for key, value in log_entry.items() if key not in _LOG_LATE}
         values["message_ids"] = message_ids
-        bound = INSERT_LOG_ENTRY.bind(db.engine.dialect, values, late=_LOG_LATE)
+        bound = INSERT_LOG_ENTRY.bind(db.engine.dialect, values, late=_LOG_LATE) if db.dialect == "sqlite" else None
         return _LogAhead(message_ids, log_entry, bound)
 
-    def given(self, raw_id: int, raw: RawRequestRecord) -> BoundRow:
-        return self.bound.given(raw_request_id=raw_id, latency_ms=_latency_ms(self.entry, raw))
+    def given(self, raw_id: int, raw: RawRequestRecord) -> BoundRow | dict[str, Any]:
+        latency_ms = _latency_ms(self.entry, raw)
+        if self.bound is None:
+            return dict(self.entry, message_ids=self.message_ids, raw_request_id=raw_id, latency_ms=latency_ms)
+        return self.bound.given(raw_request_id=raw_id, latency_ms=latency_ms)
 
 
 # A request log row's values known only in its transaction.
@@ -344,20 +361,24 @@ class _Recorder:
                 for index, media in enumerate(event.media[:MAX_ATTACHMENTS_PER_MESSAGE])
             ]
             item = SimpleNamespace(event=event, content=content, attachments=attachments)
-            # As it is stored if it is new (the common case), bound ahead (see the module's docstring).
+            # As it is stored if it is new (the common case); on SQLite bound ahead (see the module's
+            # docstring). On PostgreSQL such a webhook is most often encoded whole instead (encode_whole),
+            # and binding it too would be work for nothing.
             item.row = self._message_row(item)
             item.insert = (
                 self.statements.insert_new_message.bind(self.dialect, item.row, late=("raw_request_id", "seq"))
                 if self.claims_ids
-                else self.statements.insert_message.bind(self.dialect, item.row, late=("raw_request_id",))
+                else item.row
             )
-            item.feed_event = (
-                feed.bound_event(
-                    self.dialect,
-                    self._feed_row(feed.MESSAGE_RECEIVED, item.row["id"], _snapshot(item.row, attachments, [])),
-                )
+            item.feed_row = (
+                self._feed_row(feed.MESSAGE_RECEIVED, item.row["id"], _snapshot(item.row, attachments, []))
                 if event.direction == "inbound"
                 else None
+            )
+            item.feed_event = (
+                feed.bound_event(self.dialect, item.feed_row)
+                if self.claims_ids and item.feed_row is not None
+                else item.feed_row
             )
             return item
         item = SimpleNamespace(
@@ -380,7 +401,41 @@ class _Recorder:
         if sender:
             self.addresses.add(sender)
 
+    def encode_whole(
+        self, raw_row: dict[str, Any], log_ahead: _LogAhead | None, prepared: list[SimpleNamespace]
+    ) -> str | None:
+        """PostgreSQL: a webhook whose messages are all new as it comes (`_LogAhead`: every event a
+        message, and a request log row), encoded whole to go in with its batch's others in one statement
+        (intake/postgres_batch.py)."""
+        if self.claims_ids or log_ahead is None:
+            return None
+        return NewMessagesWebhook.encode(
+            raw_row,
+            [item.row for item in prepared],
+            [dict(attachment, message_id=item.row["id"]) for item in prepared for attachment in item.attachments],
+            dict(log_ahead.entry, message_ids=log_ahead.message_ids),
+            [item.feed_row for item in prepared if item.feed_row is not None],
+        )
+
     # Inside the transaction ---------------------------------------------------------------------
+    def put_off_whole(
+        self, conn: sa.Connection, document: str, prepared: list[SimpleNamespace], latency_ms: Any
+    ) -> StoreResult:
+        """The webhook encoded whole, put off to its batch's end; what it will have stored if every message
+        is new (if not, the batch runs again: intake/postgres_batch.py)."""
+        result = StoreResult(
+            duplicate=False,
+            message_ids=[item.row["id"] for item in prepared],
+            new_attachment_ids=[attachment["id"] for item in prepared for attachment in item.attachments],
+        )
+
+        def stored(raw_id: int) -> None:
+            result.raw_request_id = raw_id
+
+        webhook = NewMessagesWebhook(document, len(prepared), latency_ms, stored)
+        insert_at_commit(conn, "new_message_webhooks", [webhook], insert_webhooks, order=ORDER_LAST)
+        return result
+
     def bind_raw_request(self, raw_row: dict[str, Any], prepared: list[SimpleNamespace]) -> tuple[BoundRow, bool]:
         """The raw request's insert, bound ahead, and whether it inserts the first event too (on
         PostgreSQL a first message event goes in the same statement, a round trip less; see

@@ -1,0 +1,240 @@
+"""Webhooks of new messages stored on PostgreSQL by one statement per group-commit batch
+(intake/postgres_batch.py): the rows as one JSON document, unpacked by the database. What that statement
+cannot store as assumed (a message there already, the same message twice in the batch) makes the batch run
+again, each webhook on its own: the outcome is the same as one at a time, nothing lost, nothing twice. The
+rows are the ones the ordinary path writes, value for value."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from tests.support.standard import inbound_body, post_standard, status_body
+from webhook_service.database.feed import FEED_LOCK_KEY
+from webhook_service.database.tables import Attachment, FeedEvent, Message, RawRequest, RequestLogEntry, StatusEventRow
+from webhook_service.intake import postgres_batch
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+@pytest.fixture
+def batch_statements(monkeypatch) -> list[int]:
+    """How many webhooks each run of the one-statement insert was given."""
+    sizes: list[int] = []
+    insert = postgres_batch.insert_webhooks
+
+    def counted(connection, webhooks):
+        sizes.append(len(webhooks))
+        return insert(connection, webhooks)
+
+    monkeypatch.setattr(postgres_batch, "insert_webhooks", counted)
+    from webhook_service.intake import message_store
+
+    monkeypatch.setattr(message_store, "insert_webhooks", counted)
+    return sizes
+
+
+def _in_one_batch(client, runtime, bodies: list[bytes]) -> list[int]:
+    """Post the bodies at once while the group commit's leader is held up in a batch of its own, so
+    that the next batch takes them all; their answers' statuses."""
+    group_commit = runtime.db.group_commit
+    held, release = threading.Event(), threading.Event()
+
+    def hold(_connection: sa.Connection) -> None:
+        held.set()
+        assert release.wait(10)
+
+    holder = threading.Thread(target=group_commit.run, args=(hold,))
+    holder.start()
+    assert held.wait(10)
+    answers: dict[int, int] = {}
+
+    def send(index: int, body: bytes) -> None:
+        answers[index] = post_standard(client, body).status_code
+
+    threads = [threading.Thread(target=send, args=(index, body)) for index, body in enumerate(bodies)]
+    try:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(group_commit._queue) < len(bodies):
+            assert time.monotonic() < deadline, f"{len(group_commit._queue)} of {len(bodies)} queued"
+            time.sleep(0.005)
+    finally:
+        release.set()
+        holder.join(timeout=10)
+        for thread in threads:
+            thread.join(timeout=10)
+    return [answers[index] for index in range(len(bodies))]
+
+
+def _rows(runtime, entity) -> list:
+    with runtime.db.reading() as session:
+        return list(session.scalars(sa.select(entity)))
+
+
+def test_new_messages_of_a_batch_go_in_one_statement(client, runtime, batch_statements):
+    attachments = [{"url": f"https://media.example/{n}.png", "contentType": "image/png"} for n in range(2)]
+    bodies = [inbound_body(f"m-batch-{n}", text=f"text {n}") for n in range(4)]
+    bodies.append(inbound_body("m-batch-4", attachments=attachments))
+    assert _in_one_batch(client, runtime, bodies) == [200] * 5
+    assert batch_statements == [5]
+
+    messages = {m.provider_message_id: m for m in _rows(runtime, Message)}
+    raw_requests = {raw.id: raw for raw in _rows(runtime, RawRequest)}
+    assert sorted(messages) == [f"m-batch-{n}" for n in range(5)]
+    for name, message in messages.items():
+        assert raw_requests[message.raw_request_id].body == bodies[int(name[-1])]
+    # In the order of the batch: seqs, raw request ids and feed ids.
+    by_seq = sorted(messages.values(), key=lambda m: m.seq)
+    assert [m.provider_message_id for m in by_seq] == [f"m-batch-{n}" for n in range(5)]
+    assert [m.raw_request_id for m in by_seq] == sorted(raw_requests)
+    events = sorted(_rows(runtime, FeedEvent), key=lambda event: event.id)
+    assert [event.message_id for event in events] == [m.id for m in by_seq]
+
+    stored = sorted(_rows(runtime, Attachment), key=lambda a: a.index)
+    assert [(a.message_seq, a.index, a.source_url) for a in stored] == [
+        (messages["m-batch-4"].seq, n, f"https://media.example/{n}.png") for n in range(2)
+    ]
+    log = _rows(runtime, RequestLogEntry)
+    assert sorted(entry.outcome for entry in log) == ["accepted"] * 5
+    assert {entry.raw_request_id for entry in log} == set(raw_requests)
+    assert all(entry.latency_ms is not None and entry.latency_ms >= 0 for entry in log)
+    assert {tuple(entry.message_ids) for entry in log} == {(m.id,) for m in messages.values()}
+
+
+def test_the_rows_are_those_one_webhook_at_a_time_writes(client, runtime, batch_statements):
+    """The same webhook through the one statement and through the ordinary path (a batch that runs each
+    on its own, as after a conflict): every column but ids and times the same."""
+    text = "Grüße 🚀 \\ \" ' \t end"
+    body = inbound_body("m-compare-1", text=text, attachments=[{"url": "https://media.example/a.jpg"}])
+    assert _in_one_batch(client, runtime, [body, inbound_body("m-filler")]) == [200, 200]
+    assert batch_statements == [2]
+    other = body.replace(b"m-compare-1", b"m-compare-2")
+    # A message there already sends the batch to its second run, one webhook at a time.
+    assert _in_one_batch(client, runtime, [other, inbound_body("m-filler")]) == [200, 200]
+
+    with runtime.db.reading() as session:
+        one, two = (
+            session.execute(sa.select(Message).where(Message.provider_message_id == name)).scalar_one()
+            for name in ("m-compare-1", "m-compare-2")
+        )
+        ignored = {"seq", "id", "provider_message_id", "raw_request_id", "received_at", "updated_at"}
+        ignored |= {"status_updated_at", "_sa_instance_state"}
+        assert {k: v for k, v in vars(one).items() if k not in ignored} == {
+            k: v for k, v in vars(two).items() if k not in ignored
+        }
+        assert one.text == text
+        raws = [session.get(RawRequest, message.raw_request_id) for message in (one, two)]
+        assert raws[0].body == body and raws[1].body == other
+        assert raws[0].headers[0][0] == raws[1].headers[0][0]
+        # Python's None in a JSON column is JSON null on both paths, as SQLAlchemy writes it.
+        kinds = session.execute(
+            sa.text("SELECT DISTINCT jsonb_typeof(headers) FROM request_log WHERE outcome = 'accepted'")
+        ).scalars()
+        assert list(kinds) == ["null"]
+        events = {e.message_id: e.data for e in session.scalars(sa.select(FeedEvent))}
+        first, second = events[one.id], events[two.id]
+        for data in (first, second):
+            data.pop("id"), data.pop("providerMessageId"), data.pop("receivedAt"), data.pop("statusUpdatedAt")
+            for attachment in data["attachments"]:
+                attachment.pop("id")
+        assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+
+def test_a_message_stored_before_sends_the_batch_to_store_each_on_its_own(client, runtime, batch_statements):
+    assert post_standard(client, inbound_body("m-old")).status_code == 200
+    bodies = [inbound_body("m-new-1"), inbound_body("m-old"), inbound_body("m-new-2")]
+    assert _in_one_batch(client, runtime, bodies) == [200] * 3
+    assert batch_statements == [1, 3], "the old one's alone, then the batch's first run"
+    assert sorted(m.provider_message_id for m in _rows(runtime, Message)) == ["m-new-1", "m-new-2", "m-old"]
+    assert len(_rows(runtime, RawRequest)) == 3  # a duplicate keeps none
+    assert len(_rows(runtime, FeedEvent)) == 3
+    assert sorted(entry.outcome for entry in _rows(runtime, RequestLogEntry)) == ["accepted"] * 3 + ["duplicate"]
+
+
+def test_a_webhook_alone_that_repeats_a_message_is_a_duplicate(client, runtime, batch_statements):
+    assert post_standard(client, inbound_body("m-again")).status_code == 200
+    assert post_standard(client, inbound_body("m-again")).status_code == 200
+    assert batch_statements == [1, 1]
+    assert len(_rows(runtime, Message)) == 1
+    assert len(_rows(runtime, RawRequest)) == 1
+    assert len(_rows(runtime, FeedEvent)) == 1
+    assert sorted(entry.outcome for entry in _rows(runtime, RequestLogEntry)) == ["accepted", "duplicate"]
+
+
+def test_the_same_message_twice_in_one_batch_is_stored_once(client, runtime):
+    body = inbound_body("m-twice")
+    assert _in_one_batch(client, runtime, [body, inbound_body("m-other"), body]) == [200] * 3
+    assert sorted(m.provider_message_id for m in _rows(runtime, Message)) == ["m-other", "m-twice"]
+    assert len(_rows(runtime, FeedEvent)) == 2
+    assert len(_rows(runtime, RawRequest)) == 2
+    assert sorted(entry.outcome for entry in _rows(runtime, RequestLogEntry)) == ["accepted", "accepted", "duplicate"]
+
+
+def test_a_status_report_beside_new_messages_in_one_batch(client, runtime, batch_statements):
+    bodies = [inbound_body("m-in-1"), status_body("m-out", "delivered"), inbound_body("m-in-2")]
+    assert _in_one_batch(client, runtime, bodies) == [200] * 3
+    assert batch_statements == [2], "the report goes its own way, in the same transaction"
+    messages = {m.provider_message_id: m for m in _rows(runtime, Message)}
+    assert set(messages) == {"m-in-1", "m-in-2", "m-out"}
+    assert messages["m-out"].status == "delivered" and not messages["m-out"].has_content
+    assert len(_rows(runtime, StatusEventRow)) == 1
+    assert len(_rows(runtime, RawRequest)) == 3
+    assert len(_rows(runtime, FeedEvent)) == 3
+    assert sorted(entry.outcome for entry in _rows(runtime, RequestLogEntry)) == ["accepted"] * 3
+
+
+def test_the_statement_waits_for_the_feed_lock(client, runtime):
+    """Feed ids are taken only under the feed lock (database/feed.py): while another transaction holds
+    it, a webhook's statement waits, and its answer with it."""
+    other = sa.create_engine(runtime.db.url, poolclass=sa.pool.NullPool)
+    answered: list[int] = []
+    try:
+        with other.connect() as connection, connection.begin():
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK_KEY})
+            sender = threading.Thread(
+                target=lambda: answered.append(post_standard(client, inbound_body("m-l")).status_code)
+            )
+            sender.start()
+            time.sleep(0.5)
+            assert answered == [], "answered while another transaction held the feed lock"
+        sender.join(timeout=10)
+    finally:
+        other.dispose()
+    assert answered == [200]
+    assert len(_rows(runtime, FeedEvent)) == 1
+
+
+def test_a_body_of_every_byte_and_times_to_the_microsecond(client, runtime):
+    """The raw request keeps the body's bytes exactly (sent as hex in the JSON document), and times keep
+    their microseconds (sent as ISO 8601)."""
+    body = inbound_body("m-bytes", text="x" * 10)
+    assert post_standard(client, body).status_code == 200
+    with runtime.db.reading() as session:
+        raw = session.scalars(sa.select(RawRequest)).one()
+        message = session.scalars(sa.select(Message)).one()
+        entry = session.scalars(sa.select(RequestLogEntry)).one()
+    assert raw.body == body
+    assert raw.received_at == message.received_at == entry.received_at
+    assert raw.received_at.tzinfo is not None and abs(raw.received_at - datetime.now(UTC)).total_seconds() < 60
+
+    # Bytes no JSON string could carry as they are: through the encoder the statement uses.
+    every_byte = bytes(range(256))
+    document = json.loads(
+        postgres_batch.NewMessagesWebhook.encode(
+            {name: every_byte if name == "body" else None for name in postgres_batch.RAW_COLUMNS},
+            [],
+            [],
+            dict.fromkeys(postgres_batch.LOG_COLUMNS),
+            [],
+        )
+    )
+    with runtime.db.reading() as session:
+        decoded = session.execute(sa.text("SELECT CAST(:hex AS bytea)"), {"hex": document["raw"]["body"]}).scalar()
+    assert bytes(decoded) == every_byte
