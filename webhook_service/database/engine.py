@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from webhook_service.database import json_text
 from webhook_service.database.limits import DEFAULT_LIMITS, DatabaseLimits
 from webhook_service.database.outage import UNAVAILABLE_ERRORS, DatabaseUnavailable, OutageHold
 from webhook_service.database.postgres import postgres_engine
@@ -63,7 +64,11 @@ def _sqlite_engine(url: str) -> sa.Engine:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None hands transaction control to us (pysqlite's own BEGIN is deferred and
     # would let two writers deadlock on the lock upgrade); we issue BEGIN IMMEDIATE below.
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None})
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+        json_serializer=json_text.dumps,
+    )
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record):

@@ -21,6 +21,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from webhook_service.database import json_text
 from webhook_service.database.answer_watchdog import AnswerWatchdog, socket_identity
 from webhook_service.database.limits import DatabaseLimits
 
@@ -103,6 +104,7 @@ def postgres_engine(url: str, limits: DatabaseLimits) -> sa.Engine:
         max_overflow=10,
         pool_timeout=limits.pool_timeout,
         connect_args=connect_args,
+        json_serializer=json_text.dumps,
     )
     if answer_timeout is not None and engine.dialect.driver == "psycopg":
         watchdog = AnswerWatchdog(answer_timeout)
