@@ -409,13 +409,16 @@ class _Recorder:
         (intake/postgres_batch.py)."""
         if self.claims_ids or log_ahead is None:
             return None
-        return NewMessagesWebhook.encode(
-            raw_row,
-            [item.row for item in prepared],
-            [dict(attachment, message_id=item.row["id"]) for item in prepared for attachment in item.attachments],
-            dict(log_ahead.entry, message_ids=log_ahead.message_ids),
-            [item.feed_row for item in prepared if item.feed_row is not None],
-        )
+        try:
+            return NewMessagesWebhook.encode(
+                raw_row,
+                [item.row for item in prepared],
+                [dict(attachment, message_id=item.row["id"]) for item in prepared for attachment in item.attachments],
+                dict(log_ahead.entry, message_ids=log_ahead.message_ids),
+                [item.feed_row for item in prepared if item.feed_row is not None],
+            )
+        except (TypeError, ValueError):  # a value JSON has no form for: the ordinary path, as before
+            return None
 
     # Inside the transaction ---------------------------------------------------------------------
     def put_off_whole(
