@@ -7,6 +7,7 @@ import json
 import math
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 
 from webhook_service.database import feed
@@ -23,7 +24,8 @@ def test_the_text_reads_back_as_the_value():
 def test_what_orjson_refuses_falls_back_to_the_standard_library():
     huge = {"n": 2**70, "m": -(2**80)}
     assert json.loads(dumps(huge)) == huge
-    assert dumps({"s": "\ud800"}) == json.dumps({"s": "\ud800"}, ensure_ascii=False)
+    # As SQLAlchemy wrote it before: escaped, so that SQLite still keeps it (its text must be UTF-8).
+    assert dumps({"s": "\ud800"}) == json.dumps({"s": "\ud800"}) == '{"s": "\\ud800"}'
 
 
 def test_keys_that_are_not_strings_become_strings_as_in_the_standard_library():
@@ -66,3 +68,24 @@ def test_the_engines_store_json_columns_with_it(runtime):
         )
     with runtime.db.reading() as session:
         assert list(session.execute(sa.select(EVENTS.c.data).order_by(EVENTS.c.id)).scalars()) == [data, {"nan": None}]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_keeps_a_value_orjson_refuses_for_its_unpaired_surrogate(runtime):
+    data = {"s": "a\ud800b"}
+    with runtime.db.writing() as connection:
+        feed.append(
+            connection,
+            [
+                {
+                    "tenant_id": "t",
+                    "type": feed.MESSAGE_STATUS,
+                    "message_id": None,
+                    "attachment_id": None,
+                    "created_at": datetime.now(UTC),
+                    "data": data,
+                }
+            ],
+        )
+    with runtime.db.reading() as session:
+        assert session.execute(sa.select(EVENTS.c.data)).scalar_one() == data

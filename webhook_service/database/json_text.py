@@ -4,9 +4,9 @@ PostgreSQL (intake/postgres_batch.py).
 orjson writes a webhook's JSON values in a tenth of the standard library's time (a webhook's document:
 about 3 µs against 45), and a webhook writes several. It refuses a few values the standard library
 writes (an integer beyond 64 bits, a string with an unpaired surrogate): those fall back to the standard
-library, so what was stored before is stored still. Other differences: no spaces between items, and a
-float that is not a number is written null (the standard library writes NaN, which is not JSON and
-PostgreSQL refuses).
+library as SQLAlchemy called it before (`json.dumps` with its defaults), so what was stored before is
+stored still. Other differences: no spaces between items, and a float that is not a number is written
+null (the standard library writes NaN, which is not JSON and PostgreSQL refuses).
 """
 
 from __future__ import annotations
@@ -26,4 +26,4 @@ def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> str:
     try:
         return orjson.dumps(value, default=default, option=_OPTIONS).decode()
     except TypeError:  # orjson.JSONEncodeError too
-        return json.dumps(value, default=default, ensure_ascii=False)
+        return json.dumps(value, default=default)

@@ -26,6 +26,7 @@ JSON document, and in the group commit's first run its batch's documents go in w
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -57,7 +58,7 @@ from webhook_service.database.tables import (
     one_request,
     storable,
 )
-from webhook_service.intake.postgres_batch import NewMessagesWebhook, insert_webhooks
+from webhook_service.intake.postgres_batch import MESSAGE_COLUMNS, RAW_COLUMNS, NewMessagesWebhook, insert_webhooks
 from webhook_service.model import statuses
 from webhook_service.model.events import Event, MessageEvent, StatusEvent
 from webhook_service.model.message_json import iso, message_json
@@ -71,9 +72,6 @@ MAX_ATTACHMENTS_PER_MESSAGE = 20
 MAX_DECLARED_SIZE = 2**53
 
 MESSAGE_KEY = ["tenant_id", "provider", "provider_message_id"]
-# The columns a webhook gives values to (the others are the tables' own ids).
-RAW_REQUEST_COLUMNS = [column.key for column in RAW_REQUESTS.c if column.key != "id"]
-MESSAGE_COLUMNS = [column.key for column in MESSAGES.c if column.key not in ("seq", "raw_request_id")]
 # A redacted value, as intake/redaction.py writes it (which imports this module, so it is spelt again).
 _REDACTED = "[redacted]"
 
@@ -97,7 +95,7 @@ def _raw_request_with_message() -> PreparedStatement:
     the message takes the raw request's id, and on a conflict inserts nothing. Returns (raw request id,
     message seq or None on a conflict). The message's values are `message_<column>` (every column but
     `seq` and `raw_request_id`), the raw request's are its columns' names."""
-    raw_values = {column: sa.bindparam(column, type_=RAW_REQUESTS.c[column].type) for column in RAW_REQUEST_COLUMNS}
+    raw_values = {column: sa.bindparam(column, type_=RAW_REQUESTS.c[column].type) for column in RAW_COLUMNS}
     raw = sa.insert(RAW_REQUESTS).values(raw_values).returning(RAW_REQUESTS.c.id).cte("raw")
     values = [sa.bindparam(f"message_{column}", type_=MESSAGES.c[column].type) for column in MESSAGE_COLUMNS]
     message = (
@@ -422,7 +420,11 @@ class _Recorder:
 
     # Inside the transaction ---------------------------------------------------------------------
     def put_off_whole(
-        self, conn: sa.Connection, document: str, prepared: list[SimpleNamespace], latency_ms: Any
+        self,
+        conn: sa.Connection,
+        document: str,
+        prepared: list[SimpleNamespace],
+        latency_ms: Callable[[], float | None],
     ) -> StoreResult:
         """The webhook encoded whole, put off to its batch's end; what it will have stored if every message
         is new (if not, the batch runs again: intake/postgres_batch.py)."""

@@ -30,7 +30,7 @@ Python None in a JSON column stored as JSON null, as SQLAlchemy stores it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,7 +47,8 @@ from webhook_service.database.tables import ATTACHMENTS, EVENTS, MESSAGES, RAW_R
 _DIALECT = postgresql.psycopg.dialect()
 _QUOTE = _DIALECT.identifier_preparer.quote
 
-# The columns each document gives (the others are the tables' own ids, or come from the statement).
+# The columns a webhook gives values to (the others are the tables' own ids, or come from the statement);
+# message_store.py binds the same ones on its ordinary path.
 RAW_COLUMNS = [column.key for column in RAW_REQUESTS.c if column.key != "id"]
 MESSAGE_COLUMNS = [column.key for column in MESSAGES.c if column.key not in ("seq", "raw_request_id")]
 ATTACHMENT_COLUMNS = [column.key for column in ATTACHMENTS.c if column.key not in ("seq", "message_seq")]
@@ -141,8 +142,8 @@ class NewMessagesWebhook:
 
     document: str
     messages: int
-    latency_ms: Any  # a function of the moment the rows are written: the request log's latency
-    stored: Any
+    latency_ms: Callable[[], float | None]  # called as the rows are written: the request log's latency
+    stored: Callable[[int], None]
 
     @staticmethod
     def encode(
