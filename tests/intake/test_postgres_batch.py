@@ -7,12 +7,16 @@ rows are the ones the ordinary path writes, value for value."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 
 from tests.support.standard import inbound_body, post_standard, status_body
 from webhook_service.database.feed import FEED_LOCK_KEY
@@ -237,3 +241,114 @@ def test_a_body_of_every_byte_and_times_to_the_microsecond(client, runtime):
     with runtime.db.reading() as session:
         decoded = session.execute(sa.text("SELECT CAST(:hex AS bytea)"), {"hex": document["raw"]["body"]}).scalar()
     assert bytes(decoded) == every_byte
+
+
+@pytest.fixture
+def protocol(runtime, tmp_path):
+    """What the service's connections send PostgreSQL, as libpq's trace of the wire protocol: a function
+    that returns the simple queries (BEGIN, COMMIT...) and the statements sent since it was last called."""
+    trace = tmp_path / "protocol.trace"
+    descriptor = os.open(trace, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    traced: list[psycopg.Connection] = []
+
+    def _trace(dbapi_connection, _record) -> None:
+        dbapi_connection.pgconn.trace(descriptor)
+        dbapi_connection.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        traced.append(dbapi_connection)
+
+    event.listen(runtime.db.engine, "connect", _trace)
+    runtime.db.group_commit.close()
+    runtime.db.engine.dispose()  # every connection from here on is a new one, traced
+    read = 0
+
+    def sent() -> list[str]:
+        nonlocal read
+        lines = Path(trace).read_text().splitlines()[read:]
+        read += len(lines)
+        # "F\t<length>\tQuery\t "BEGIN"" for a simple query; "F ... Parse ..." opens a statement.
+        return [
+            line.split("\t")[3].strip().strip('"').split(" ")[0] if "\tQuery\t" in line else "statement"
+            for line in lines
+            if line.startswith("F") and ("\tQuery\t" in line or "\tBind\t" in line)
+        ]
+
+    yield sent
+    event.remove(runtime.db.engine, "connect", _trace)
+    for connection in traced:
+        if not connection.closed:
+            connection.pgconn.untrace()
+    os.close(descriptor)
+
+
+def test_a_batch_of_new_messages_alone_is_one_round_trip(client, runtime, protocol, batch_statements):
+    """The one statement is atomic on its own: when a transaction runs nothing else it goes without BEGIN
+    and COMMIT. A transaction that runs more (a status report) still begins and commits: the connection
+    is back out of autocommit."""
+    assert post_standard(client, inbound_body("m-trip-1")).status_code == 200
+    protocol()  # a new connection's own set-up
+    assert post_standard(client, inbound_body("m-trip-2")).status_code == 200
+    assert protocol() == ["statement"]
+    assert _in_one_batch(client, runtime, [inbound_body(f"m-trip-b{n}") for n in range(3)]) == [200] * 3
+    assert protocol() == ["statement"], "the three in one (the holder's batch ran nothing: sent nothing)"
+    assert batch_statements == [1, 1, 3]
+
+    assert post_standard(client, status_body("m-trip-2", "delivered")).status_code == 200
+    sent = protocol()
+    assert sent[0] == "BEGIN" and sent[-1] == "COMMIT" and sent.count("statement") >= 2
+    assert len(_rows(runtime, Message)) == 5
+    assert len(_rows(runtime, FeedEvent)) == 6
+
+
+def test_a_retry_alone_fails_its_statement_and_is_stored_as_a_duplicate(client, runtime, protocol):
+    """Without BEGIN, a message there already fails the one statement whole: nothing of it stays (no
+    raw request, feed event or log row of its own), and the webhook's ordinary way records the
+    duplicate in a transaction of its own."""
+    assert post_standard(client, inbound_body("m-retry")).status_code == 200
+    protocol()
+    assert post_standard(client, inbound_body("m-retry")).status_code == 200
+    sent = protocol()
+    assert sent[0] == "statement" and sent[1] == "BEGIN" and sent[-1] == "COMMIT"
+    assert len(_rows(runtime, Message)) == 1
+    assert len(_rows(runtime, RawRequest)) == 1
+    assert len(_rows(runtime, FeedEvent)) == 1
+    assert sorted(entry.outcome for entry in _rows(runtime, RequestLogEntry)) == ["accepted", "duplicate"]
+
+
+def test_the_connection_lost_during_the_one_statement(client, runtime, protocol):
+    """The server ends the connection while the statement waits (for the feed lock, held elsewhere): the
+    connection is dropped, not set back into a pool it would leave in autocommit, the webhook is stored
+    once on a new connection, and that connection's transactions begin and commit as before."""
+    assert post_standard(client, inbound_body("m-lost-0")).status_code == 200
+    other = sa.create_engine(runtime.db.url, poolclass=sa.pool.NullPool)
+    answered: list[int] = []
+    try:
+        with other.connect() as connection, connection.begin():
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK_KEY})
+            sender = threading.Thread(
+                target=lambda: answered.append(post_standard(client, inbound_body("m-lost-1")).status_code)
+            )
+            sender.start()
+            waiting = sa.text(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH webhook%'"
+            )
+            deadline = time.monotonic() + 10
+            while not (pids := connection.execute(waiting).scalars().all()):
+                assert time.monotonic() < deadline, "the statement never waited for the lock"
+                time.sleep(0.01)
+            connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pids[0]})
+            time.sleep(0.2)  # the statement's second try, on a new connection, waits for the lock too
+        sender.join(timeout=10)
+    finally:
+        other.dispose()
+    assert answered == [200]
+    assert sorted(m.provider_message_id for m in _rows(runtime, Message)) == ["m-lost-0", "m-lost-1"]
+    assert len(_rows(runtime, FeedEvent)) == 2
+    # The new connection's transactions begin and commit: a status report's, of several statements.
+    protocol()
+    assert post_standard(client, status_body("m-lost-out", "delivered")).status_code == 200
+    sent = protocol()
+    assert sent[0] == "BEGIN" and sent[-1] == "COMMIT" and sent.count("statement") >= 2
+    with runtime.db.reading() as session:
+        assert session.scalars(sa.select(Message.status).where(Message.provider_message_id == "m-lost-out")).one() == (
+            "delivered"
+        )

@@ -14,7 +14,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 import psycopg
@@ -119,3 +120,33 @@ def postgres_engine(url: str, limits: DatabaseLimits) -> sa.Engine:
             return connection
 
     return engine
+
+
+def nothing_sent_yet(connection: sa.Connection) -> bool:
+    """Whether the connection's transaction has sent the server nothing so far: psycopg sends BEGIN with
+    a transaction's first statement, so until then the server's side of it is idle."""
+    dbapi_connection = connection.connection.dbapi_connection
+    return (
+        isinstance(dbapi_connection, psycopg.Connection)
+        and dbapi_connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    )
+
+
+@contextlib.contextmanager
+def statements_on_their_own(connection: sa.Connection) -> Iterator[None]:
+    """Each statement run inside is a transaction of its own (autocommit), without the BEGIN and COMMIT
+    round trips; for a transaction that has sent nothing yet (`nothing_sent_yet`) and will run one
+    statement, atomic by itself. The commit that follows then has nothing to do.
+
+    A connection that cannot be set back is invalidated: in the pool it would commit each statement of
+    every later transaction on its own."""
+    dbapi_connection = cast(psycopg.Connection, connection.connection.dbapi_connection)
+    dbapi_connection.autocommit = True
+    try:
+        yield
+    finally:
+        try:
+            if not dbapi_connection.closed:
+                dbapi_connection.autocommit = False
+        except psycopg.Error:
+            connection.invalidate()

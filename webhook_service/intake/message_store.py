@@ -438,7 +438,7 @@ class _Recorder:
             result.raw_request_id = raw_id
 
         webhook = NewMessagesWebhook(document, len(prepared), latency_ms, stored)
-        insert_at_commit(conn, "new_message_webhooks", [webhook], insert_webhooks, order=ORDER_LAST)
+        insert_at_commit(conn, "new_message_webhooks", [webhook], insert_webhooks, order=ORDER_LAST, standalone=True)
         return result
 
     def bind_raw_request(self, raw_row: dict[str, Any], prepared: list[SimpleNamespace]) -> tuple[BoundRow, bool]:
