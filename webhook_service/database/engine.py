@@ -164,7 +164,10 @@ class _Unit:
 
     def __init__(self, work: Callable[[sa.Connection], Any]):
         self.work = work
-        self.wake = threading.Event()
+        # Released once for each time the unit's thread is to look again (to lead, or: finished); a lock,
+        # not an Event, whose condition takes three more lock operations and a lock of its own per wait.
+        self.wake = threading.Lock()
+        self.wake.acquire()
         self.lead = False  # set to make this unit's thread commit the next batch
         self.finished = False  # set once the batch holding this unit has committed or failed
         self.result: Any = None
@@ -267,8 +270,7 @@ class GroupCommit:
                 self._commit_next_batch()  # this unit heads the queue, so the batch includes it
             if unit.finished:
                 break
-            unit.wake.wait()
-            unit.wake.clear()
+            unit.wake.acquire()
         if unit.error is not None:
             raise unit.error
         return unit.result
@@ -304,10 +306,10 @@ class GroupCommit:
                     self._leading = False
             for unit in batch:
                 unit.finished = True
-                unit.wake.set()
+                unit.wake.release()
             if successor is not None:
                 successor.lead = True
-                successor.wake.set()
+                successor.wake.release()
 
     def _take_batch(self) -> list[_Unit]:
         with self._mutex:
