@@ -135,10 +135,10 @@ def leader_cpu(runtime) -> dict:
     totals = {"cpu": 0.0, "units": 0, "batches": 0}
     original = engine.GroupCommit._commit_next_batch
 
-    def timed(self) -> None:
+    def timed(self, *args) -> None:
         units = min(len(self._queue), self._max_batch)
         started = time.thread_time()
-        original(self)
+        original(self, *args)
         totals["cpu"] += time.thread_time() - started
         totals["units"] += units
         totals["batches"] += 1

@@ -5,6 +5,7 @@ leader's commit instead of each waiting for a turn of their own; units queued wh
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -103,3 +104,88 @@ def test_the_gil_changes_hands_faster_only_while_the_turn_is_held(sqlite_databas
     with pytest.raises(ValueError):
         sqlite_database.group_commit.run(failing)
     assert sys.getswitchinterval() == before
+
+
+def _pause_then(value: int, _connection: sa.Connection) -> int:
+    time.sleep(0.0001)  # lets go of the GIL, as a statement does: the others queue meanwhile
+    return value
+
+
+def test_many_threads_in_many_batches_each_get_their_own_answer(sqlite_database):
+    """Leadership passes from batch to batch while threads keep arriving: every unit's thread is woken
+    once its batch is done, with its own result, whether it was already waiting, about to wait, or about
+    to lead (a successor told to lead before it began to wait must not be woken a second time)."""
+    threads, per_thread = 12, 150
+    results: dict[int, list[int]] = {n: [] for n in range(threads)}
+    failures: list[BaseException] = []
+
+    def submit(n: int) -> None:
+        try:
+            for index in range(per_thread):
+                value = n * per_thread + index
+                results[n].append(sqlite_database.group_commit.run(functools.partial(_pause_then, value)))
+        except BaseException as error:  # noqa: BLE001  # reported below
+            failures.append(error)
+
+    workers = [threading.Thread(target=submit, args=(n,)) for n in range(threads)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch between almost any two steps: every interleaving comes up
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not any(worker.is_alive() for worker in workers), "a unit's thread was never woken"
+    assert failures == []
+    assert results == {n: list(range(n * per_thread, (n + 1) * per_thread)) for n in range(threads)}
+
+
+class _SlowToWait:
+    """The group commit's mutex, except that the thread `slowed` stays away for `seconds` after leaving
+    it in `run` (having queued its unit): what a thread preempted at that point does."""
+
+    def __init__(self, slowed: list[threading.Thread], seconds: float):
+        self._lock = threading.Lock()
+        self._slowed, self._seconds = slowed, seconds
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *_exc) -> None:
+        self._lock.release()
+        if threading.current_thread() in self._slowed and sys._getframe(1).f_code.co_name == "run":
+            time.sleep(self._seconds)
+
+
+def test_a_successor_told_to_lead_before_it_waits_leads_once(sqlite_database):
+    """The leader hands the next batch to the first unit queued after its own batch; that unit's thread
+    may not have begun to wait yet. It leads all the same, and is not woken a second time (the wake-up
+    it never waited for must not be given again when its own batch is done)."""
+    group_commit = sqlite_database.group_commit
+    slowed: list[threading.Thread] = []
+    group_commit._mutex = _SlowToWait(slowed, 0.3)
+    answers: dict[str, object] = {}
+
+    def lead() -> None:
+        answers["first"] = group_commit.run(lambda _connection: (time.sleep(0.1), "first")[1])
+
+    def follow() -> None:
+        try:
+            answers["second"] = group_commit.run(lambda _connection: "second")
+        except BaseException as error:  # noqa: BLE001  # reported below
+            answers["second"] = error
+
+    leader, successor = threading.Thread(target=lead), threading.Thread(target=follow)
+    slowed.append(successor)
+    leader.start()
+    _wait_until(lambda: group_commit._leading)
+    successor.start()  # queues while the first batch runs, then stays away until it is over
+    leader.join(timeout=10)
+    successor.join(timeout=10)
+    assert not successor.is_alive() and not leader.is_alive()
+    assert answers == {"first": "first", "second": "second"}
+    # And the group commit goes on: a unit after them is stored and answered.
+    group_commit._mutex = threading.Lock()
+    assert group_commit.run(_insert(7)) == 7

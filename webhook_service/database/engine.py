@@ -164,8 +164,9 @@ class _Unit:
 
     def __init__(self, work: Callable[[sa.Connection], Any]):
         self.work = work
-        # Released once for each time the unit's thread is to look again (to lead, or: finished); a lock,
-        # not an Event, whose condition takes three more lock operations and a lock of its own per wait.
+        # Released when the unit's thread is to look again: to lead, or (for a unit that did not lead its
+        # batch) finished; at most once, as a unit that leads is finished by its own thread. A lock, not
+        # an Event, whose condition took three more lock operations and a lock of its own per wait.
         self.wake = threading.Lock()
         self.wake.acquire()
         self.lead = False  # set to make this unit's thread commit the next batch
@@ -267,7 +268,7 @@ class GroupCommit:
         while True:
             if unit.lead:
                 unit.lead = False
-                self._commit_next_batch()  # this unit heads the queue, so the batch includes it
+                self._commit_next_batch(unit)  # this unit heads the queue, so the batch includes it
             if unit.finished:
                 break
             unit.wake.acquire()
@@ -275,7 +276,7 @@ class GroupCommit:
             raise unit.error
         return unit.result
 
-    def _commit_next_batch(self) -> None:
+    def _commit_next_batch(self, leader: _Unit) -> None:
         batch: list[_Unit] = []
         try:
             # One turn and one outage check for the batch, whatever runs below (a retry must not be
@@ -306,7 +307,10 @@ class GroupCommit:
                     self._leading = False
             for unit in batch:
                 unit.finished = True
-                unit.wake.release()
+                # Not the leader's own: its thread is here, and may have been told to lead without
+                # waiting for that wake-up (already given, then), which may be given only once.
+                if unit is not leader:
+                    unit.wake.release()
             if successor is not None:
                 successor.lead = True
                 successor.wake.release()
