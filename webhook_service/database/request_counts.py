@@ -50,15 +50,16 @@ class RequestCounts:
             set_={"count": REQUEST_COUNTS.c.count + statement.excluded.count},
         )
 
-    def add(self, entry: Mapping[str, Any]) -> None:
-        """Count one request log row (a dict of its columns), written or about to be."""
+    def add(self, entry: Mapping[str, Any], outcome: str | None = None) -> None:
+        """Count one request log row (a dict of its columns), written or about to be; `outcome` in place
+        of the row's own (so that a caller need not copy the row to change it)."""
         received_at: datetime = entry["received_at"]
         key = (
             int(received_at.timestamp()) // 60,
             entry["tenant_id"] or "",
             entry["provider"],
             entry["connection"] or "",
-            entry["outcome"],
+            outcome or entry["outcome"],
         )
         with self._lock:
             self._pending[key] += 1

@@ -240,7 +240,7 @@ def store_webhook(
     # Committed together with whatever other webhooks this process is storing at the same moment.
     result: StoreResult = db.group_commit.run(record)
     if log_entry is not None:
-        request_counts(db).add(dict(log_entry, outcome="duplicate" if result.duplicate else "accepted"))
+        request_counts(db).add(log_entry, outcome="duplicate" if result.duplicate else "accepted")
     return result
 
 
