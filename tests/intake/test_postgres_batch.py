@@ -352,3 +352,20 @@ def test_the_connection_lost_during_the_one_statement(client, runtime, protocol)
         assert session.scalars(sa.select(Message.status).where(Message.provider_message_id == "m-lost-out")).one() == (
             "delivered"
         )
+
+
+def test_raw_request_ids_come_from_the_sequence_the_column_default_uses(runtime):
+    """The statement names the raw requests' sequence itself (a constant its plan keeps): the one the
+    migrations gave the column's default, so that ids from the statement and from an ordinary insert
+    never meet."""
+    with runtime.db.reading() as session:
+        default = session.execute(
+            sa.text(
+                "SELECT column_default FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = 'raw_requests' AND column_name = 'id'"
+            )
+        ).scalar_one()
+        serial = session.execute(sa.text("SELECT pg_get_serial_sequence('raw_requests', 'id')")).scalar_one()
+    assert default == f"nextval('{postgres_batch.RAW_ID_SEQUENCE}'::regclass)"
+    assert serial.rsplit(".", 1)[-1] == postgres_batch.RAW_ID_SEQUENCE
+    assert f"'{postgres_batch.RAW_ID_SEQUENCE}'" in postgres_batch._SQL
