@@ -46,26 +46,28 @@ def test_default_converts_what_json_has_no_form_for():
     assert json.loads(dumps({"big": 2**70, "b": b"\x01"}, default=lambda v: v.hex())) == {"big": 2**70, "b": "01"}
 
 
+def _store_as_feed_data(runtime, *values: dict) -> None:
+    """Each value as the JSON data of a feed event (a JSON column), through the engine."""
+    rows = [
+        {
+            "tenant_id": "t",
+            "type": feed.MESSAGE_STATUS,
+            "message_id": None,
+            "attachment_id": None,
+            "created_at": datetime.now(UTC),
+            "data": value,
+        }
+        for value in values
+    ]
+    with runtime.db.writing() as connection:
+        feed.append(connection, rows)
+
+
 def test_the_engines_store_json_columns_with_it(runtime):
     """Through the engine (SQLite and PostgreSQL): a value orjson writes and one it refuses both come
     back as they went in, and NaN (which PostgreSQL refuses as the standard library writes it) as null."""
     data = {"plain": "é", "big": 2**70, "list": [1, 2.5]}
-    nan = {"nan": math.nan}
-    with runtime.db.writing() as connection:
-        feed.append(
-            connection,
-            [
-                {
-                    "tenant_id": "t",
-                    "type": feed.MESSAGE_STATUS,
-                    "message_id": None,
-                    "attachment_id": None,
-                    "created_at": datetime.now(UTC),
-                    "data": value,
-                }
-                for value in (data, nan)
-            ],
-        )
+    _store_as_feed_data(runtime, data, {"nan": math.nan})
     with runtime.db.reading() as session:
         assert list(session.execute(sa.select(EVENTS.c.data).order_by(EVENTS.c.id)).scalars()) == [data, {"nan": None}]
 
@@ -73,19 +75,6 @@ def test_the_engines_store_json_columns_with_it(runtime):
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sqlite_keeps_a_value_orjson_refuses_for_its_unpaired_surrogate(runtime):
     data = {"s": "a\ud800b"}
-    with runtime.db.writing() as connection:
-        feed.append(
-            connection,
-            [
-                {
-                    "tenant_id": "t",
-                    "type": feed.MESSAGE_STATUS,
-                    "message_id": None,
-                    "attachment_id": None,
-                    "created_at": datetime.now(UTC),
-                    "data": data,
-                }
-            ],
-        )
+    _store_as_feed_data(runtime, data)
     with runtime.db.reading() as session:
         assert session.execute(sa.select(EVENTS.c.data)).scalar_one() == data

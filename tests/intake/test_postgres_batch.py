@@ -10,6 +10,8 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,6 +77,25 @@ def _in_one_batch(client, runtime, bodies: list[bytes]) -> list[int]:
         for thread in threads:
             thread.join(timeout=10)
     return [answers[index] for index in range(len(bodies))]
+
+
+@contextmanager
+def _feed_lock_held_elsewhere(runtime) -> Iterator[sa.Connection]:
+    """The feed lock held by another connection's transaction until the block ends; that connection."""
+    other = sa.create_engine(runtime.db.url, poolclass=sa.pool.NullPool)
+    try:
+        with other.connect() as connection, connection.begin():
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK_KEY})
+            yield connection
+    finally:
+        other.dispose()
+
+
+def _post_in_background(client, body: bytes, answered: list[int]) -> threading.Thread:
+    """Post `body` from a thread of its own, which adds the answer's status to `answered`."""
+    sender = threading.Thread(target=lambda: answered.append(post_standard(client, body).status_code))
+    sender.start()
+    return sender
 
 
 def _rows(runtime, entity) -> list:
@@ -196,20 +217,12 @@ def test_a_status_report_beside_new_messages_in_one_batch(client, runtime, batch
 def test_the_statement_waits_for_the_feed_lock(client, runtime):
     """Feed ids are taken only under the feed lock (database/feed.py): while another transaction holds
     it, a webhook's statement waits, and its answer with it."""
-    other = sa.create_engine(runtime.db.url, poolclass=sa.pool.NullPool)
     answered: list[int] = []
-    try:
-        with other.connect() as connection, connection.begin():
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK_KEY})
-            sender = threading.Thread(
-                target=lambda: answered.append(post_standard(client, inbound_body("m-l")).status_code)
-            )
-            sender.start()
-            time.sleep(0.5)
-            assert answered == [], "answered while another transaction held the feed lock"
-        sender.join(timeout=10)
-    finally:
-        other.dispose()
+    with _feed_lock_held_elsewhere(runtime):
+        sender = _post_in_background(client, inbound_body("m-l"), answered)
+        time.sleep(0.5)
+        assert answered == [], "answered while another transaction held the feed lock"
+    sender.join(timeout=10)
     assert answered == [200]
     assert len(_rows(runtime, FeedEvent)) == 1
 
@@ -319,27 +332,19 @@ def test_the_connection_lost_during_the_one_statement(client, runtime, protocol)
     connection is dropped, not set back into a pool it would leave in autocommit, the webhook is stored
     once on a new connection, and that connection's transactions begin and commit as before."""
     assert post_standard(client, inbound_body("m-lost-0")).status_code == 200
-    other = sa.create_engine(runtime.db.url, poolclass=sa.pool.NullPool)
     answered: list[int] = []
-    try:
-        with other.connect() as connection, connection.begin():
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK_KEY})
-            sender = threading.Thread(
-                target=lambda: answered.append(post_standard(client, inbound_body("m-lost-1")).status_code)
-            )
-            sender.start()
-            waiting = sa.text(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH webhook%'"
-            )
-            deadline = time.monotonic() + 10
-            while not (pids := connection.execute(waiting).scalars().all()):
-                assert time.monotonic() < deadline, "the statement never waited for the lock"
-                time.sleep(0.01)
-            connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pids[0]})
-            time.sleep(0.2)  # the statement's second try, on a new connection, waits for the lock too
-        sender.join(timeout=10)
-    finally:
-        other.dispose()
+    with _feed_lock_held_elsewhere(runtime) as connection:
+        sender = _post_in_background(client, inbound_body("m-lost-1"), answered)
+        waiting = sa.text(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH webhook%'"
+        )
+        deadline = time.monotonic() + 10
+        while not (pids := connection.execute(waiting).scalars().all()):
+            assert time.monotonic() < deadline, "the statement never waited for the lock"
+            time.sleep(0.01)
+        connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pids[0]})
+        time.sleep(0.2)  # the statement's second try, on a new connection, waits for the lock too
+    sender.join(timeout=10)
     assert answered == [200]
     assert sorted(m.provider_message_id for m in _rows(runtime, Message)) == ["m-lost-0", "m-lost-1"]
     assert len(_rows(runtime, FeedEvent)) == 2
