@@ -26,8 +26,9 @@ def one_turn(client, runtime, endpoint: dict) -> tuple[dict, dict, float]:
     started = time.monotonic()
     outcomes = runtime.deliveries.drain(endpoint["id"])
     duration = time.monotonic() - started
-    [attempt] = client.get(f"/api/v1/endpoints/{endpoint['id']}/attempts", headers=A).get_json()["attempts"]
-    return outcomes, attempt, duration
+    found = client.get(f"/api/v1/endpoints/{endpoint['id']}/attempts", headers=A).get_json()["attempts"]
+    assert len(found) == 1, (outcomes, duration, found)
+    return outcomes, found[0], duration
 
 
 def delivery_row(runtime):
