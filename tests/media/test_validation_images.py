@@ -144,7 +144,7 @@ class TestDecodingLimits:
         started = time.monotonic()
         rejected = rejection(check_media, samples.png_header_declaring(50_000, 50_000), incoming, workdir)
 
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 3  # from the header: decoding 2.5 gigapixels would take far longer
         assert rejected.code == "image_too_large"
         assert rejected.content_type == "image/png"
 
@@ -152,7 +152,7 @@ class TestDecodingLimits:
         started = time.monotonic()
         rejected = rejection(check_media, samples.png_header_declaring(7_000, 7_000), incoming, workdir)
 
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 3
         assert rejected.code == "image_too_large"
         assert "7000x7000" in rejected.message
 

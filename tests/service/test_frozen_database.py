@@ -76,7 +76,7 @@ def test_a_frozen_database_is_answered_503_in_bounded_time_and_healthz_keeps_ans
     assert [response.status_code for response, _ in answers] == [503] * CONCURRENT_WEBHOOKS, frozen_for
     assert all(response.headers.get("Retry-After") for response, _ in answers)
     assert max(frozen_for) <= ANSWER_BOUND, frozen_for
-    assert health.status_code == 200 and health_seconds < 1.0, health_seconds
+    assert health.status_code == 200 and health_seconds < 2.0, health_seconds  # not stuck behind the webhooks
 
     private_postgres.thaw()
     time.sleep(OUTAGE_HOLD_SECONDS)  # after the hold, the next request tries the database again

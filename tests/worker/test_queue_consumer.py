@@ -34,7 +34,7 @@ def test_a_sleeping_worker_wakes_when_a_sibling_calls():
     for sleeper in sleepers:
         sleeper.join()
     assert woken == [True, True, True]
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 2.5  # the wake-up, not the 5 s sleep (room for a loaded machine)
 
 
 def test_a_wake_up_while_a_worker_looks_at_the_queue_is_not_lost():
@@ -43,7 +43,7 @@ def test_a_wake_up_while_a_worker_looks_at_the_queue_is_not_lost():
     idle.wake()  # ...while a sibling takes a task and wakes the others
     started = time.monotonic()
     assert idle.sleep(5, since=seen) is True
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 2.5  # not the 5 s sleep
     assert idle.sleep(0.05, since=idle.generation) is False  # nothing since: the full delay
 
 

@@ -116,4 +116,4 @@ def test_a_queue_that_is_gone_never_holds_a_webhook(client, runtime, private_red
     private_redis.process.kill()
     private_redis.process.wait()
     status, seconds = timed_webhook(client, "m-gone")
-    assert status == 200 and seconds < 0.75
+    assert status == 200 and seconds < 2  # refused at once: not redis-py's 5 s timeout (room for a loaded machine)
