@@ -36,6 +36,7 @@ turns, or in the rounds' median without them), p99 < 50 ms at
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -51,7 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from datetime import UTC
+from datetime import UTC, datetime
 
 from bench.support import cpu_seconds_named, cpu_seconds_tree, free_port, machine_busy_seconds
 
@@ -101,15 +102,9 @@ def gunicorn(
 
 
 def build_requests(count: int, prefix: str) -> list[tuple[bytes, dict]]:
-    from datetime import datetime
-
-    from standardwebhooks.webhooks import Webhook
-
-    signer = Webhook(SECRET)
-    now = datetime.now(UTC)
-    requests = []
-    for index in range(count):
-        body = json.dumps(
+    """`count` distinct signed webhooks, each of a new inbound message `<prefix>-<index>`."""
+    return [
+        _signed(
             {
                 "type": "message.received",
                 "data": {
@@ -118,17 +113,45 @@ def build_requests(count: int, prefix: str) -> list[tuple[bytes, dict]]:
                     "to": ["+15551234567"],
                     "text": f"benchmark message {index} \U0001f4e6",
                 },
-            }
-        ).encode()
-        webhook_id = f"msg_{prefix}_{index}"
-        headers = {
-            "Content-Type": "application/json",
-            "webhook-id": webhook_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": signer.sign(msg_id=webhook_id, timestamp=now, data=body.decode()),
-        }
-        requests.append((body, headers))
-    return requests
+            },
+            f"msg_{prefix}_{index}",
+        )
+        for index in range(count)
+    ]
+
+
+def build_status_reports(count: int, prefix: str, status: str) -> list[tuple[bytes, dict]]:
+    """Signed status reports (`status`) for the messages `build_requests(count, prefix)` made."""
+    occurred_at = datetime.now(UTC).isoformat()
+    return [
+        _signed(
+            {
+                "type": "message.status",
+                "data": {"providerMessageId": f"{prefix}-{index}", "status": status, "occurredAt": occurred_at},
+            },
+            f"status_{prefix}_{status}_{index}",
+        )
+        for index in range(count)
+    ]
+
+
+def _signed(payload: dict, webhook_id: str) -> tuple[bytes, dict]:
+    now = datetime.now(UTC)
+    body = json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": _signer().sign(msg_id=webhook_id, timestamp=now, data=body.decode()),
+    }
+    return body, headers
+
+
+@functools.cache
+def _signer():
+    from standardwebhooks.webhooks import Webhook
+
+    return Webhook(SECRET)
 
 
 class _Connection:

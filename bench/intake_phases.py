@@ -14,6 +14,8 @@ proportion), scaled to the measured CPU per request:
 - prepare: normalizing the events into rows, the stored (redacted) request, the request log row;
 - database: the group commit (its transaction: statements, commit, savepoints, locks);
 - log and metrics: the JSON log line and the Prometheus metrics.
+After the intake's row, the same for status reports ("delivered") of the messages it just stored: what
+providers send most of (two or three per message sent), which the hand-written receiver does not take.
 The group commit's own CPU per request under `--threads` is measured directly too (its leader thread's).
 `--database-url postgresql://...` runs against a new database on that server, dropped afterwards.
 """
@@ -35,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.intake import SECRET, BenchDatabase, build_requests
+from bench.intake import SECRET, BenchDatabase, build_requests, build_status_reports
 
 # Phase: the functions whose cumulative time it is (by file and function name), outermost first. A
 # function counted in an earlier phase is not counted again inside a later one's.
@@ -147,6 +149,21 @@ def leader_cpu(runtime) -> dict:
     return totals
 
 
+def measured(label: str, call: Caller, requests: list, threads: int, totals: dict | None) -> tuple[str, float]:
+    """The line of one measurement (CPU and wall time per request, and the group commit's share of it),
+    and the CPU per request."""
+    before = dict(totals) if totals else None
+    cpu, wall = cpu_per_request(call, requests, threads)
+    line = f"  {label:<16} CPU {cpu:6.3f}  wall {wall:6.3f}"
+    if totals and before is not None and totals["units"] > before["units"]:
+        units, batches = totals["units"] - before["units"], totals["batches"] - before["batches"]
+        line += (
+            f"  (group commit: {(totals['cpu'] - before['cpu']) * 1000 / units:.3f} of it, "
+            f"{units / batches:.1f} requests per transaction)"
+        )
+    return line, cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
@@ -184,19 +201,17 @@ def main() -> None:
         )
         for label, call in servers.items():
             tag = label.split()[0]
-            call_requests = build_requests(args.requests + 200, f"{tag}-{os.getpid()}")
+            prefix = f"{tag}-{os.getpid()}"
+            call_requests = build_requests(args.requests + 200, prefix)
             for request in call_requests[:200]:
                 call(*request)
             totals = leader_cpu(runtime) if label == "webhook intake" else None
-            cpu, wall = cpu_per_request(call, call_requests[200:], args.threads)
-            line = f"  {label:<16} CPU {cpu:6.3f}  wall {wall:6.3f}"
-            if totals and totals["units"]:
-                line += (
-                    f"  (group commit: {totals['cpu'] * 1000 / totals['units']:.3f} of it, "
-                    f"{totals['units'] / totals['batches']:.1f} requests per transaction)"
-                )
+            line, cpu = measured(label, call, call_requests[200:], args.threads, totals)
             print(line)
             if label == "webhook intake":
+                # The reports providers send after a message (the receiver above takes messages only).
+                reports = build_status_reports(args.requests + 200, prefix, "delivered")[200:]
+                print(measured("  status reports", call, reports, args.threads, totals)[0])
                 shares = phase_shares(call, build_requests(min(args.requests, 1500), f"profile-{os.getpid()}"))
                 print("  intake by phase, single-threaded profile scaled to the CPU above:")
                 for phase, share in sorted(shares.items(), key=lambda item: -item[1]):

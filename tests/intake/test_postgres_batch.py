@@ -374,3 +374,33 @@ def test_raw_request_ids_come_from_the_sequence_the_column_default_uses(runtime)
     assert default == f"nextval('{postgres_batch.RAW_ID_SEQUENCE}'::regclass)"
     assert serial.rsplit(".", 1)[-1] == postgres_batch.RAW_ID_SEQUENCE
     assert f"'{postgres_batch.RAW_ID_SEQUENCE}'" in postgres_batch._SQL
+
+
+def test_a_status_report_takes_three_statements_of_its_own(client, runtime, protocol):
+    """A report of a message we have: its raw request (with the placeholder's insert, which finds the
+    message there), the message read and locked, the report with the message's new status. A report of a
+    message not known yet: the raw request with the placeholder, and the report; nothing to read back.
+    Then, once per transaction, the request log row and the feed event, under the feed lock."""
+    assert post_standard(client, inbound_body("m-known")).status_code == 200
+    protocol()
+    assert post_standard(client, status_body("m-known", "delivered")).status_code == 200
+    assert protocol() == ["BEGIN", *["statement"] * 6, "COMMIT"]
+    assert post_standard(client, status_body("m-unknown", "sent")).status_code == 200
+    assert protocol() == ["BEGIN", *["statement"] * 5, "COMMIT"]
+    for status in ("accepted", "delivered"):  # the first behind "sent", the second past it
+        assert post_standard(client, status_body("m-unknown", status)).status_code == 200
+    protocol()
+
+    messages = {m.provider_message_id: m for m in _rows(runtime, Message)}
+    # An inbound message is not delivered by a report: the report is kept, not applied.
+    assert (messages["m-known"].status, messages["m-known"].has_content) == ("received", True)
+    assert (messages["m-unknown"].status, messages["m-unknown"].has_content) == ("delivered", False)
+    reports = sorted((r.id, r.message_seq, r.status, r.applied) for r in _rows(runtime, StatusEventRow))
+    assert [report[1:] for report in reports] == [
+        (messages["m-known"].seq, "delivered", False),
+        (messages["m-unknown"].seq, "sent", True),
+        (messages["m-unknown"].seq, "accepted", False),
+        (messages["m-unknown"].seq, "delivered", True),
+    ]
+    feed_types = [e.type for e in sorted(_rows(runtime, FeedEvent), key=lambda e: e.id)]
+    assert feed_types == ["message.received", *["message.status"] * 4]

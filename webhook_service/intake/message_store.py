@@ -109,6 +109,47 @@ def _raw_request_with_message() -> PreparedStatement:
     return PreparedStatement(sa.select(raw.c.id, sa.select(message.c.seq).scalar_subquery()))
 
 
+# A status report's columns, all given by the caller (message_store binds every one).
+_STATUS_COLUMNS = [column.key for column in STATUS_EVENTS.c if column.key != "id"]
+
+
+def _status_with_message_update() -> PreparedStatement:
+    """PostgreSQL: a status report's row and, when the report is new and advances its message (`applied`),
+    the message's current status, in one statement: a round trip less for every report, which cost
+    psycopg and the server as much as the rest of the report. Returns the report's id, or None when it
+    was recorded before (and then the message is left as it is). The report's values are
+    `report_<column>`; the message takes its status and provider status, with `status_updated_at` and
+    `updated_at`. (Named apart from the messages' columns: SQLAlchemy would set every column a
+    parameter is named after.)"""
+    report = {
+        column: sa.bindparam(f"report_{column}", type_=STATUS_EVENTS.c[column].type) for column in _STATUS_COLUMNS
+    }
+    inserted = (
+        postgresql.insert(STATUS_EVENTS)
+        .values(report)
+        .on_conflict_do_nothing(index_elements=["message_seq", "dedupe_key"])
+        .returning(STATUS_EVENTS.c.id)
+        .cte("inserted")
+    )
+    updated = (
+        sa.update(MESSAGES)
+        .where(MESSAGES.c.seq == report["message_seq"], report["applied"] == sa.true(), sa.exists(inserted.select()))
+        .values(
+            status=report["status"],
+            provider_status=report["provider_status"],
+            status_updated_at=sa.bindparam("status_updated_at", type_=MESSAGES.c.status_updated_at.type),
+            updated_at=sa.bindparam("updated_at", type_=MESSAGES.c.updated_at.type),
+        )
+        .cte("updated")
+    )
+    # A data-modifying WITH runs whether or not the final SELECT reads it.
+    return PreparedStatement(sa.select(inserted.c.id).add_cte(updated))
+
+
+# The columns of its message a status report needs (`_Recorder._record_status`).
+_FOR_STATUS = ("seq", "id", "status", "has_content", "from_number")
+
+
 class _DialectStatements:
     """The ON CONFLICT statements, which differ by dialect only in the insert construct."""
 
@@ -116,6 +157,7 @@ class _DialectStatements:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         # SQLite has no INSERT inside WITH.
         self.raw_request_with_message = _raw_request_with_message() if dialect == "postgresql" else None
+        self.status_with_message_update = _status_with_message_update() if dialect == "postgresql" else None
         self.insert_message = PreparedStatement(
             insert(MESSAGES).on_conflict_do_nothing(index_elements=MESSAGE_KEY).returning(MESSAGES.c.seq)
         )
@@ -126,6 +168,17 @@ class _DialectStatements:
         )
         # SQLite: with its seq claimed; a conflict inserts no row.
         self.insert_new_message = PreparedStatement(insert(MESSAGES).on_conflict_do_nothing(index_elements=MESSAGE_KEY))
+        # What recording a status report reads of its message, on the driver's cursor (prepared.py): a
+        # report's every statement counts, and the full row through `execute` cost as much as its insert.
+        self.locked_for_status = PreparedStatement(
+            sa.select(*(MESSAGES.c[column] for column in _FOR_STATUS))
+            .where(
+                MESSAGES.c.tenant_id == sa.bindparam("tenant_id"),
+                MESSAGES.c.provider == sa.bindparam("provider"),
+                MESSAGES.c.provider_message_id == sa.bindparam("provider_message_id"),
+            )
+            .with_for_update()
+        )
         self.locked_message = (
             sa.select(MESSAGES)
             .where(
@@ -305,6 +358,14 @@ def raw_request_stored(db: Database, connection: Connection, raw: RawRequestReco
     return found is not None
 
 
+@dataclass(frozen=True)
+class _Placeholder:
+    """What inserting a status report's placeholder message returned: its seq, None when the message was
+    there already."""
+
+    seq: int | None
+
+
 class _Recorder:
     def __init__(self, db: Database, connection: Connection, now: datetime, region: str):
         self.statements = _STATEMENTS[db.dialect]
@@ -388,8 +449,30 @@ class _Recorder:
             error_code=storable(event.error_code[:64]) if event.error_code else None,
             error_message=storable(event.error_message),
         )
+        item.placeholder = self._placeholder_row(event.provider_message_id, item.from_number, item.to_numbers)
         self._note_addresses(item.from_number, item.to_numbers)
         return item
+
+    def _placeholder_row(self, provider_message_id: str, from_number: str | None, to_numbers: list[str]) -> dict:
+        """The row of a message known only from a status report (inserted unless it is there already),
+        but for its raw_request_id."""
+        return {
+            **self._key(provider_message_id),
+            "id": new_id(),
+            "direction": "outbound",
+            "from_number": from_number,
+            "to_numbers": to_numbers,
+            "has_content": False,
+            "extra": {},
+            "received_at": self.now,
+            "updated_at": self.now,
+            "text": None,
+            "subject": None,
+            "occurred_at": None,
+            "status": None,
+            "provider_status": None,
+            "status_updated_at": None,
+        }
 
     def _addresses(self, values) -> list[str]:
         return [address for address in (normalize_address(v, self.region) for v in values) if address]
@@ -442,15 +525,15 @@ class _Recorder:
         return result
 
     def bind_raw_request(self, raw_row: dict[str, Any], prepared: list[SimpleNamespace]) -> tuple[BoundRow, bool]:
-        """The raw request's insert, bound ahead, and whether it inserts the first event too (on
-        PostgreSQL a first message event goes in the same statement, a round trip less; see
-        _raw_request_with_message)."""
+        """The raw request's insert, bound ahead, and whether it inserts the first event's message too (on
+        PostgreSQL the first event's message, or a status report's placeholder for a message not known
+        yet, goes in the same statement, a round trip less; see _raw_request_with_message)."""
         if self.claims_ids:
             return INSERT_RAW_REQUEST_ROW.bind(self.dialect, raw_row, late=("id",)), False
         statement = self.statements.raw_request_with_message
-        if statement is None or not prepared or not _is_message(prepared[0]):
+        if statement is None or not prepared:
             return INSERT_RAW_REQUEST.bind(self.dialect, raw_row), False
-        row = prepared[0].row
+        row = prepared[0].row if _is_message(prepared[0]) else prepared[0].placeholder
         values = dict(raw_row, **{f"message_{column}": row[column] for column in MESSAGE_COLUMNS})
         return statement.bind(self.dialect, values), True
 
@@ -468,7 +551,10 @@ class _Recorder:
         returned = self.statements.raw_request_with_message.run(conn, bound)  # type: ignore[union-attr]
         assert returned is not None  # the final SELECT reads the raw request's one row
         raw_id, seq = returned
-        self._message_inserted(conn, prepared[0], raw_id, seq)
+        if _is_message(prepared[0]):
+            self._message_inserted(conn, prepared[0], raw_id, seq)
+        else:
+            self._record_status(conn, prepared[0], raw_id, _Placeholder(seq))
         return raw_id, 1
 
     def _record_raw_request_claimed(
@@ -500,7 +586,7 @@ class _Recorder:
             seq = self._insert_message_if_new(conn, item.insert, raw_request_id=raw_id)
             self._message_inserted(conn, item, raw_id, seq)
         else:
-            self._record_status(conn, item, raw_id)
+            self._record_status(conn, item, raw_id, None)
 
     def _insert_message_if_new(self, conn: sa.Connection, row: dict[str, Any] | BoundRow, **late: Any) -> int | None:
         """Insert the message (a row bound ahead, given its `late` values, or a dict with them), unless
@@ -565,30 +651,24 @@ class _Recorder:
             insert_at_commit(conn, "attachments", rows, INSERT_ATTACHMENTS.run_many)
             self.new_attachment_ids.extend(a["id"] for a in attachments)
 
-    def _record_status(self, conn: sa.Connection, item: SimpleNamespace, raw_id: int) -> None:
+    def _record_status(
+        self, conn: sa.Connection, item: SimpleNamespace, raw_id: int, placeholder: _Placeholder | None
+    ) -> None:
+        """Record a status report; `placeholder`: its message's placeholder insert ran already (with the raw
+        request), None to run it here."""
         event: StatusEvent = item.event
-        self._insert_message_if_new(
-            conn,
-            dict(
-                **self._key(event.provider_message_id),
-                id=new_id(),
-                direction="outbound",
-                from_number=item.from_number,
-                to_numbers=item.to_numbers,
-                has_content=False,
-                extra={},
-                received_at=self.now,
-                updated_at=self.now,
-                text=None,
-                subject=None,
-                occurred_at=None,
-                status=None,
-                provider_status=None,
-                status_updated_at=None,
-            ),
-            raw_request_id=raw_id,
-        )
-        message = self._locked(conn, event.provider_message_id)
+        if placeholder is None:
+            placeholder = _Placeholder(self._insert_message_if_new(conn, item.placeholder, raw_request_id=raw_id))
+        if placeholder.seq is not None:
+            # The message is the placeholder just inserted (and locked by that insert): its row is known.
+            row = item.placeholder
+            message: Any = SimpleNamespace(
+                seq=placeholder.seq, id=row["id"], status=None, has_content=False, from_number=row["from_number"]
+            )
+        else:
+            found = self.statements.locked_for_status.run(conn, self._key_values(event.provider_message_id))
+            assert found is not None  # the placeholder's insert found it there, and messages are never deleted
+            message = SimpleNamespace(**dict(zip(_FOR_STATUS, found, strict=True)))
         self._saw(message.id)
         if not message.has_content and message.from_number is None and item.from_number:
             # The report is all we know of this message so far: keep its addresses.
@@ -598,36 +678,39 @@ class _Recorder:
                 .values(from_number=item.from_number, to_numbers=item.to_numbers)
             )
         applied = statuses.advances(message.status, event.status)
-        inserted = self.statements.insert_status.run(
-            conn,
-            {
-                "message_seq": message.seq,
-                "dedupe_key": item.dedupe_key,
-                "status": event.status,
-                "provider_status": item.provider_status,
-                "error_code": item.error_code,
-                "error_message": item.error_message,
-                "occurred_at": event.occurred_at,
-                "received_at": self.now,
-                "applied": applied,
-                "raw_request_id": raw_id,
-            },
-        )
+        report = {
+            "message_seq": message.seq,
+            "dedupe_key": item.dedupe_key,
+            "status": event.status,
+            "provider_status": item.provider_status,
+            "error_code": item.error_code,
+            "error_message": item.error_message,
+            "occurred_at": event.occurred_at,
+            "received_at": self.now,
+            "applied": applied,
+            "raw_request_id": raw_id,
+        }
+        status_updated_at = event.occurred_at or self.now
+        together = self.statements.status_with_message_update
+        if together is not None:
+            given = {f"report_{column}": value for column, value in report.items()}
+            inserted = _value(together.run(conn, dict(given, status_updated_at=status_updated_at, updated_at=self.now)))
+        else:
+            inserted = _value(self.statements.insert_status.run(conn, report))
+            if inserted is not None and applied:
+                conn.execute(
+                    sa.update(MESSAGES)
+                    .where(MESSAGES.c.seq == message.seq)
+                    .values(
+                        status=event.status,
+                        provider_status=item.provider_status,
+                        status_updated_at=status_updated_at,
+                        updated_at=self.now,
+                    )
+                )
         if inserted is None:
             return  # this very report was recorded before
-        current = message.status
-        if applied:
-            current = event.status
-            conn.execute(
-                sa.update(MESSAGES)
-                .where(MESSAGES.c.seq == message.seq)
-                .values(
-                    status=event.status,
-                    provider_status=item.provider_status,
-                    status_updated_at=event.occurred_at or self.now,
-                    updated_at=self.now,
-                )
-            )
+        current = event.status if applied else message.status
         self.changed = True
         self.feed_rows.append(
             self._feed_row(
@@ -659,14 +742,14 @@ class _Recorder:
 
     def _locked(self, conn: sa.Connection, provider_message_id: str) -> sa.Row:
         """The existing message row, locked until commit (PostgreSQL; SQLite's writer lock covers it)."""
-        return conn.execute(
-            self.statements.locked_message,
-            {
-                "tenant_id": self.connection.tenant,
-                "provider": self.connection.provider,
-                "provider_message_id": provider_message_id,
-            },
-        ).one()
+        return conn.execute(self.statements.locked_message, self._key_values(provider_message_id)).one()
+
+    def _key_values(self, provider_message_id: str) -> dict[str, str]:
+        return {
+            "tenant_id": self.connection.tenant,
+            "provider": self.connection.provider,
+            "provider_message_id": provider_message_id,
+        }
 
     def _saw(self, message_id: str) -> None:
         if message_id not in self.message_ids:
