@@ -376,15 +376,14 @@ def test_raw_request_ids_come_from_the_sequence_the_column_default_uses(runtime)
     assert f"'{postgres_batch.RAW_ID_SEQUENCE}'" in postgres_batch._SQL
 
 
-def test_a_status_report_takes_three_statements_of_its_own(client, runtime, protocol):
-    """A report of a message we have: its raw request (with the placeholder's insert, which finds the
-    message there), the message read and locked, the report with the message's new status. A report of a
-    message not known yet: the raw request with the placeholder, and the report; nothing to read back.
+def test_a_status_report_takes_two_statements_of_its_own(client, runtime, protocol):
+    """A report: its raw request with its message's placeholder (inserted only if the message is not known
+    yet; if it is, read and locked by the same statement), then the report with the message's new status.
     Then, once per transaction, the request log row and the feed event, under the feed lock."""
     assert post_standard(client, inbound_body("m-known")).status_code == 200
     protocol()
     assert post_standard(client, status_body("m-known", "delivered")).status_code == 200
-    assert protocol() == ["BEGIN", *["statement"] * 6, "COMMIT"]
+    assert protocol() == ["BEGIN", *["statement"] * 5, "COMMIT"]
     assert post_standard(client, status_body("m-unknown", "sent")).status_code == 200
     assert protocol() == ["BEGIN", *["statement"] * 5, "COMMIT"]
     for status in ("accepted", "delivered"):  # the first behind "sent", the second past it
@@ -404,3 +403,45 @@ def test_a_status_report_takes_three_statements_of_its_own(client, runtime, prot
     ]
     feed_types = [e.type for e in sorted(_rows(runtime, FeedEvent), key=lambda e: e.id)]
     assert feed_types == ["message.received", *["message.status"] * 4]
+
+
+def test_a_report_whose_message_commits_while_its_statement_waits(client, runtime, protocol):
+    """Another transaction inserts the report's message and commits while the report's first statement
+    waits for it: the statement's snapshot, taken as it began, does not hold the message, so the report
+    reads and locks it on its own (one statement more), and is recorded against it."""
+    assert post_standard(client, inbound_body("m-first")).status_code == 200
+    [first] = _rows(runtime, Message)
+    protocol()
+    other = sa.create_engine(runtime.db.url, poolclass=sa.pool.NullPool)
+    answered: list[int] = []
+    try:
+        with other.connect() as connection:
+            transaction = connection.begin()
+            connection.execute(
+                sa.insert(Message.__table__).values(
+                    tenant_id=first.tenant_id,
+                    provider=first.provider,
+                    connection=first.connection,
+                    provider_message_id="m-race",
+                    direction="outbound",
+                    has_content=True,
+                    text="sent elsewhere",
+                    status="sent",
+                )
+            )
+            sender = _post_in_background(client, status_body("m-race", "delivered"), answered)
+            deadline = time.monotonic() + 10
+            waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            while connection.execute(sa.text(waiting)).scalar() == 0:
+                assert time.monotonic() < deadline, "the report's statement never waited for the message"
+                time.sleep(0.01)
+            transaction.commit()
+        sender.join(10)
+    finally:
+        other.dispose()
+    assert answered == [200]
+    assert protocol() == ["BEGIN", *["statement"] * 6, "COMMIT"]
+    messages = [m for m in _rows(runtime, Message) if m.provider_message_id == "m-race"]
+    assert [(m.status, m.text) for m in messages] == [("delivered", "sent elsewhere")]
+    reports = [(r.message_seq, r.status, r.applied) for r in _rows(runtime, StatusEventRow)]
+    assert reports == [(messages[0].seq, "delivered", True)]

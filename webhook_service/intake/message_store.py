@@ -89,24 +89,45 @@ SELECT_HISTORY = (
 )
 
 
-def _raw_request_with_message() -> PreparedStatement:
+# The columns of its message a status report needs (`_Recorder._record_status`).
+_FOR_STATUS = ("seq", "id", "status", "has_content", "from_number")
+
+
+def _raw_request_with_message(*, reading_for_status: bool = False) -> PreparedStatement:
     """PostgreSQL: the raw request and the webhook's message in one statement, one round trip instead of
     two (each costs psycopg ~65 us of CPU). The raw request is inserted whatever happens to the message;
     the message takes the raw request's id, and on a conflict inserts nothing. Returns (raw request id,
     message seq or None on a conflict). The message's values are `message_<column>` (every column but
-    `seq` and `raw_request_id`), the raw request's are its columns' names."""
+    `seq` and `raw_request_id`), the raw request's are its columns' names.
+
+    `reading_for_status`: for a status report, whose message is its placeholder; the statement also
+    returns the `_FOR_STATUS` columns of the message that was there already, read and locked (FOR UPDATE),
+    a round trip less again. They are None when the placeholder was inserted, and also when the message
+    was inserted by a transaction that committed while this statement ran (its snapshot, taken as it
+    began, does not hold that row): the caller then reads it on its own."""
     raw_values = {column: sa.bindparam(column, type_=RAW_REQUESTS.c[column].type) for column in RAW_COLUMNS}
     raw = sa.insert(RAW_REQUESTS).values(raw_values).returning(RAW_REQUESTS.c.id).cte("raw")
-    values = [sa.bindparam(f"message_{column}", type_=MESSAGES.c[column].type) for column in MESSAGE_COLUMNS]
+    values = {column: sa.bindparam(f"message_{column}", type_=MESSAGES.c[column].type) for column in MESSAGE_COLUMNS}
     message = (
         postgresql.insert(MESSAGES)
-        .from_select([*MESSAGE_COLUMNS, "raw_request_id"], sa.select(*values, raw.c.id), include_defaults=False)
+        .from_select(
+            [*MESSAGE_COLUMNS, "raw_request_id"], sa.select(*values.values(), raw.c.id), include_defaults=False
+        )
         .on_conflict_do_nothing(index_elements=MESSAGE_KEY)
         .returning(MESSAGES.c.seq)
         .cte("message")
     )
     # A data-modifying WITH runs once whether or not the final SELECT reads it: `raw` always has its row.
-    return PreparedStatement(sa.select(raw.c.id, sa.select(message.c.seq).scalar_subquery()))
+    returned = sa.select(raw.c.id, sa.select(message.c.seq).scalar_subquery())
+    if not reading_for_status:
+        return PreparedStatement(returned)
+    existing = (
+        sa.select(*(MESSAGES.c[column] for column in _FOR_STATUS))
+        .where(*(MESSAGES.c[column] == values[column] for column in MESSAGE_KEY))
+        .with_for_update()
+        .lateral("existing")
+    )
+    return PreparedStatement(returned.add_columns(*existing.c).select_from(raw.outerjoin(existing, sa.true())))
 
 
 # A status report's columns, all given by the caller (message_store binds every one).
@@ -146,10 +167,6 @@ def _status_with_message_update() -> PreparedStatement:
     return PreparedStatement(sa.select(inserted.c.id).add_cte(updated))
 
 
-# The columns of its message a status report needs (`_Recorder._record_status`).
-_FOR_STATUS = ("seq", "id", "status", "has_content", "from_number")
-
-
 class _DialectStatements:
     """The ON CONFLICT statements, which differ by dialect only in the insert construct."""
 
@@ -157,6 +174,9 @@ class _DialectStatements:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         # SQLite has no INSERT inside WITH.
         self.raw_request_with_message = _raw_request_with_message() if dialect == "postgresql" else None
+        self.raw_request_with_placeholder = (
+            _raw_request_with_message(reading_for_status=True) if dialect == "postgresql" else None
+        )
         self.status_with_message_update = _status_with_message_update() if dialect == "postgresql" else None
         self.insert_message = PreparedStatement(
             insert(MESSAGES).on_conflict_do_nothing(index_elements=MESSAGE_KEY).returning(MESSAGES.c.seq)
@@ -361,9 +381,10 @@ def raw_request_stored(db: Database, connection: Connection, raw: RawRequestReco
 @dataclass(frozen=True)
 class _Placeholder:
     """What inserting a status report's placeholder message returned: its seq, None when the message was
-    there already."""
+    there already; and that message as read and locked with it, when it was (None: to be read)."""
 
     seq: int | None
+    existing: SimpleNamespace | None = None
 
 
 class _Recorder:
@@ -530,10 +551,16 @@ class _Recorder:
         yet, goes in the same statement, a round trip less; see _raw_request_with_message)."""
         if self.claims_ids:
             return INSERT_RAW_REQUEST_ROW.bind(self.dialect, raw_row, late=("id",)), False
-        statement = self.statements.raw_request_with_message
-        if statement is None or not prepared:
+        if self.statements.raw_request_with_message is None or not prepared:
             return INSERT_RAW_REQUEST.bind(self.dialect, raw_row), False
-        row = prepared[0].row if _is_message(prepared[0]) else prepared[0].placeholder
+        first = prepared[0]
+        statement = (
+            self.statements.raw_request_with_message
+            if _is_message(first)
+            else self.statements.raw_request_with_placeholder
+        )
+        row = first.row if _is_message(first) else first.placeholder
+        assert statement is not None  # both are PostgreSQL's
         values = dict(raw_row, **{f"message_{column}": row[column] for column in MESSAGE_COLUMNS})
         return statement.bind(self.dialect, values), True
 
@@ -550,11 +577,13 @@ class _Recorder:
             return raw_id, 0
         returned = self.statements.raw_request_with_message.run(conn, bound)  # type: ignore[union-attr]
         assert returned is not None  # the final SELECT reads the raw request's one row
-        raw_id, seq = returned
+        raw_id, seq, *existing = returned
         if _is_message(prepared[0]):
             self._message_inserted(conn, prepared[0], raw_id, seq)
         else:
-            self._record_status(conn, prepared[0], raw_id, _Placeholder(seq))
+            found = existing[0] is not None
+            there = SimpleNamespace(**dict(zip(_FOR_STATUS, existing, strict=True))) if found else None
+            self._record_status(conn, prepared[0], raw_id, _Placeholder(seq, there))
         return raw_id, 1
 
     def _record_raw_request_claimed(
@@ -665,6 +694,8 @@ class _Recorder:
             message: Any = SimpleNamespace(
                 seq=placeholder.seq, id=row["id"], status=None, has_content=False, from_number=row["from_number"]
             )
+        elif placeholder.existing is not None:
+            message = placeholder.existing
         else:
             found = self.statements.locked_for_status.run(conn, self._key_values(event.provider_message_id))
             assert found is not None  # the placeholder's insert found it there, and messages are never deleted
