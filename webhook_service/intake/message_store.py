@@ -167,6 +167,16 @@ def _status_with_message_update() -> PreparedStatement:
     return PreparedStatement(sa.select(inserted.c.id).add_cte(updated))
 
 
+def _locked_by_key(*columns: Any) -> sa.Select:
+    """The message of a key (`tenant_id`, `provider`, `provider_message_id`), locked until commit
+    (PostgreSQL; SQLite's writer lock covers it)."""
+    return (
+        sa.select(*columns)
+        .where(*(MESSAGES.c[column] == sa.bindparam(column) for column in MESSAGE_KEY))
+        .with_for_update()
+    )
+
+
 class _DialectStatements:
     """The ON CONFLICT statements, which differ by dialect only in the insert construct."""
 
@@ -190,24 +200,8 @@ class _DialectStatements:
         self.insert_new_message = PreparedStatement(insert(MESSAGES).on_conflict_do_nothing(index_elements=MESSAGE_KEY))
         # What recording a status report reads of its message, on the driver's cursor (prepared.py): a
         # report's every statement counts, and the full row through `execute` cost as much as its insert.
-        self.locked_for_status = PreparedStatement(
-            sa.select(*(MESSAGES.c[column] for column in _FOR_STATUS))
-            .where(
-                MESSAGES.c.tenant_id == sa.bindparam("tenant_id"),
-                MESSAGES.c.provider == sa.bindparam("provider"),
-                MESSAGES.c.provider_message_id == sa.bindparam("provider_message_id"),
-            )
-            .with_for_update()
-        )
-        self.locked_message = (
-            sa.select(MESSAGES)
-            .where(
-                MESSAGES.c.tenant_id == sa.bindparam("tenant_id"),
-                MESSAGES.c.provider == sa.bindparam("provider"),
-                MESSAGES.c.provider_message_id == sa.bindparam("provider_message_id"),
-            )
-            .with_for_update()
-        )
+        self.locked_for_status = PreparedStatement(_locked_by_key(*(MESSAGES.c[column] for column in _FOR_STATUS)))
+        self.locked_message = _locked_by_key(MESSAGES)
 
 
 _STATEMENTS = {name: _DialectStatements(name) for name in ("postgresql", "sqlite")}
@@ -384,7 +378,7 @@ class _Placeholder:
     there already; and that message as read and locked with it, when it was (None: to be read)."""
 
     seq: int | None
-    existing: SimpleNamespace | None = None
+    existing: tuple | None = None  # its `_FOR_STATUS` values
 
 
 class _Recorder:
@@ -581,8 +575,7 @@ class _Recorder:
         if _is_message(prepared[0]):
             self._message_inserted(conn, prepared[0], raw_id, seq)
         else:
-            found = existing[0] is not None
-            there = SimpleNamespace(**dict(zip(_FOR_STATUS, existing, strict=True))) if found else None
+            there = tuple(existing) if existing[0] is not None else None
             self._record_status(conn, prepared[0], raw_id, _Placeholder(seq, there))
         return raw_id, 1
 
@@ -694,10 +687,10 @@ class _Recorder:
             message: Any = SimpleNamespace(
                 seq=placeholder.seq, id=row["id"], status=None, has_content=False, from_number=row["from_number"]
             )
-        elif placeholder.existing is not None:
-            message = placeholder.existing
         else:
-            found = self.statements.locked_for_status.run(conn, self._key_values(event.provider_message_id))
+            found = placeholder.existing or self.statements.locked_for_status.run(
+                conn, self._key_values(event.provider_message_id)
+            )
             assert found is not None  # the placeholder's insert found it there, and messages are never deleted
             message = SimpleNamespace(**dict(zip(_FOR_STATUS, found, strict=True)))
         self._saw(message.id)
