@@ -263,7 +263,11 @@ class Message(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     extra: Mapped[dict] = mapped_column(JSONType, default=dict)
-    raw_request_id: Mapped[int | None] = mapped_column(sa.ForeignKey("raw_requests.id", ondelete="SET NULL"))
+    # Indexed, as every key whose parent rows are deleted: a raw request's deletion (pruning, or a
+    # duplicate's on the hot path) sets this to NULL, which without the index scans the whole table.
+    raw_request_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("raw_requests.id", ondelete="SET NULL"), index=True
+    )
 
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="message", order_by="Attachment.index", lazy="raise"
@@ -287,7 +291,10 @@ class StatusEventRow(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Whether this report moved the message's current status (late or stale reports do not).
     applied: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    raw_request_id: Mapped[int | None] = mapped_column(sa.ForeignKey("raw_requests.id", ondelete="SET NULL"))
+    # Indexed for the same reason as the message's.
+    raw_request_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("raw_requests.id", ondelete="SET NULL"), index=True
+    )
 
     message: Mapped[Message] = relationship(back_populates="status_events", lazy="raise")
 

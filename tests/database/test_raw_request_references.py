@@ -1,0 +1,162 @@
+"""Deleting a raw request sets the messages' and status reports' references to it to NULL (ON DELETE SET
+NULL). Pruning deletes raw requests by the thousand, and the intake deletes a duplicate webhook's on the hot
+path; without an index on the referencing column, each deletion scanned the whole table. Migration 0010
+adds the indexes; these tests hold the rule for every foreign key, read the plans of the statements the
+database runs for a deletion, prune at a scale that outlasted the statement timeout without them, and
+check the migration both ways."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from webhook_service.database.engine import Database, make_engine
+from webhook_service.database.limits import DatabaseLimits
+from webhook_service.database.migrate import alembic_config
+from webhook_service.database.tables import Base
+from webhook_service.intake.retention import Pruned, prune_requests
+
+# Foreign keys whose parent rows are never deleted, so nothing ever looks their rows up by that key.
+NEVER_DELETED = {("deliveries", "event_id"): "the event feed is append-only: events are never deleted"}
+
+REFERENCES = {"messages": "ix_messages_raw_request_id", "status_events": "ix_status_events_raw_request_id"}
+
+
+def test_every_foreign_key_whose_parent_rows_are_deleted_is_indexed():
+    unindexed = []
+    for table in Base.metadata.sorted_tables:
+        leading = [[column.name for column in index.columns] for index in table.indexes]
+        leading += [
+            [column.name for column in constraint.columns]
+            for constraint in table.constraints
+            if isinstance(constraint, sa.UniqueConstraint | sa.PrimaryKeyConstraint)
+        ]
+        for key in table.foreign_key_constraints:
+            columns = [column.name for column in key.columns]
+            if (table.name, *columns) in NEVER_DELETED:
+                continue
+            if not any(index[: len(columns)] == columns for index in leading):
+                unindexed.append(f"{table.name}.{','.join(columns)}")
+    assert unindexed == []
+
+
+def test_the_exempt_keys_name_columns_that_exist():
+    for table, column in NEVER_DELETED:
+        assert column in Base.metadata.tables[table].c
+
+
+@pytest.mark.parametrize("table", sorted(REFERENCES))
+def test_a_deleted_raw_requests_references_are_found_by_index(database_url, table):
+    """The statement each database runs for every deleted raw request, per referencing table."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # PostgreSQL's own (ri_triggers.c), planned as a prepared statement would be; with
+                # sequential scans priced out, only a missing index leaves one in the plan.
+                connection.exec_driver_sql("SET LOCAL enable_seqscan TO off")
+                statement = f"UPDATE ONLY {table} SET raw_request_id = NULL WHERE %(id)s = raw_request_id"
+                plan = connection.exec_driver_sql(f"EXPLAIN {statement}", {"id": 1}).scalars().all()
+            else:
+                statement = f"UPDATE {table} SET raw_request_id = NULL WHERE raw_request_id = ?"
+                plan = [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", (1,))]
+    finally:
+        engine.dispose()
+    assert any(REFERENCES[table] in line for line in plan), plan
+
+
+def test_pruning_many_raw_requests_stays_inside_the_statement_timeout(_postgres_database):
+    """20,000 messages and status reports whose raw requests are past the cutoff, under a statement timeout
+    of half a second: each batch of 1,000 deletions scanned both tables 1,000 times without the indexes,
+    about a second per batch on a quick machine; with them a batch takes some tens of milliseconds."""
+    database = Database(_postgres_database, DatabaseLimits(statement_timeout=0.5))
+    count = 20_000
+    try:
+        with database.engine.begin() as connection:
+            _fill(connection, count)
+        assert prune_requests(database, datetime.now(UTC) - timedelta(days=30)) == Pruned(count, 0, 0, 0)
+        with database.engine.connect() as connection:
+            for table in REFERENCES:
+                remaining = connection.exec_driver_sql(
+                    f"SELECT count(*), count(raw_request_id) FROM {table} WHERE provider_message_id LIKE 'prune-%%'"
+                    if table == "messages"
+                    else f"SELECT count(*), count(raw_request_id) FROM {table} WHERE dedupe_key LIKE 'prune-%%'"
+                ).one()
+                assert tuple(remaining) == (count, 0), table
+    finally:
+        database.dispose()
+
+
+def _fill(connection: sa.Connection, count: int) -> None:
+    """`count` raw requests 40 days old, each with a message and a status report that came from it."""
+    connection.exec_driver_sql(
+        "INSERT INTO raw_requests (id, received_at, headers, body, method, url, request_id, provider)"
+        " SELECT g, now() - interval '40 days', '[]', '\\x00', 'POST', 'http://x/', 'r' || g, 'standard'"
+        " FROM generate_series(1, %(count)s) g",
+        {"count": count},
+    )
+    connection.exec_driver_sql(
+        "INSERT INTO messages (id, tenant_id, provider, connection, provider_message_id, direction, to_numbers,"
+        " has_content, received_at, updated_at, extra, raw_request_id)"
+        " SELECT 'm' || g, 't', 'standard', 'c', 'prune-' || g, 'inbound', '[]', true, now(), now(), '{}', g"
+        " FROM generate_series(1, %(count)s) g",
+        {"count": count},
+    )
+    connection.exec_driver_sql(
+        "INSERT INTO status_events (message_seq, dedupe_key, status, provider_status, received_at, applied,"
+        " raw_request_id)"
+        " SELECT seq, 'prune-' || raw_request_id, 'delivered', 'delivered', now(), true, raw_request_id"
+        " FROM messages WHERE provider_message_id LIKE 'prune-%%'"
+    )
+
+
+def test_0010_adds_the_indexes_and_takes_them_away(database_url):
+    config = alembic_config(database_url)
+    engine = make_engine(database_url)
+    try:
+        command.downgrade(config, "0009")
+        try:
+            for table, name in REFERENCES.items():
+                assert name not in _indexes(engine, table)
+        finally:
+            command.upgrade(config, "head")
+        engine.dispose()
+        for table, name in REFERENCES.items():
+            assert _indexes(engine, table)[name] == ["raw_request_id"]
+        with engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_0010_builds_again_an_index_a_failed_concurrent_build_left_invalid(_postgres_database):
+    """CREATE INDEX CONCURRENTLY that fails (a deadlock, a cancel) leaves the index behind, invalid; IF NOT
+    EXISTS alone would then keep it, and the deletions would scan on."""
+    config = alembic_config(_postgres_database)
+    engine = make_engine(_postgres_database)
+    try:
+        command.downgrade(config, "0009")
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql("CREATE INDEX ix_messages_raw_request_id ON messages (raw_request_id)")
+                connection.exec_driver_sql(
+                    "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'ix_messages_raw_request_id'::regclass"
+                )
+        finally:
+            command.upgrade(config, "head")
+        with engine.connect() as connection:
+            valid = connection.exec_driver_sql(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_messages_raw_request_id'::regclass"
+            ).scalar()
+        assert valid is True
+    finally:
+        engine.dispose()
+
+
+def _indexes(engine: sa.Engine, table: str) -> dict[str, list[str]]:
+    return {index["name"]: index["column_names"] for index in sa.inspect(engine).get_indexes(table)}
