@@ -335,8 +335,10 @@ def test_the_connection_lost_during_the_one_statement(client, runtime, protocol)
     answered: list[int] = []
     with _feed_lock_held_elsewhere(runtime) as connection:
         sender = _post_in_background(client, inbound_body("m-lost-1"), answered)
+        # This database's only: another xdist worker's test may have a statement waiting in its own.
         waiting = sa.text(
-            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH webhook%'"
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND query LIKE 'WITH webhook%'"
         )
         deadline = time.monotonic() + 10
         while not (pids := connection.execute(waiting).scalars().all()):
@@ -431,7 +433,9 @@ def test_a_report_whose_message_commits_while_its_statement_waits(client, runtim
             )
             sender = _post_in_background(client, status_body("m-race", "delivered"), answered)
             deadline = time.monotonic() + 10
-            waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
             while connection.execute(sa.text(waiting)).scalar() == 0:
                 assert time.monotonic() < deadline, "the report's statement never waited for the message"
                 time.sleep(0.01)
