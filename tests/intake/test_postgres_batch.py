@@ -375,7 +375,44 @@ def test_raw_request_ids_come_from_the_sequence_the_column_default_uses(runtime)
         serial = session.execute(sa.text("SELECT pg_get_serial_sequence('raw_requests', 'id')")).scalar_one()
     assert default == f"nextval('{postgres_batch.RAW_ID_SEQUENCE}'::regclass)"
     assert serial.rsplit(".", 1)[-1] == postgres_batch.RAW_ID_SEQUENCE
-    assert f"'{postgres_batch.RAW_ID_SEQUENCE}'" in postgres_batch._SQL
+    for attachments in (True, False):
+        assert f"'{postgres_batch.RAW_ID_SEQUENCE}'" in postgres_batch._statement(attachments=attachments)
+
+
+def test_a_batch_without_attachments_runs_the_statement_without_their_insert(client, runtime, monkeypatch):
+    """Most inbound messages have no attachments, and a data-modifying WITH runs (opening the table and
+    its indexes) even when it inserts nothing: such a batch runs the statement that leaves attachments
+    out. A batch where any webhook has one runs the whole statement, and stores them."""
+    ran: list[str] = []
+
+    class Spy:
+        def __init__(self, name: str, statement):
+            self.name, self.statement = name, statement
+
+        def run(self, connection, values):
+            ran.append(self.name)
+            return self.statement.run(connection, values)
+
+    monkeypatch.setattr(postgres_batch, "INSERT_WEBHOOKS", Spy("whole", postgres_batch.INSERT_WEBHOOKS))
+    monkeypatch.setattr(
+        postgres_batch,
+        "INSERT_WEBHOOKS_WITHOUT_ATTACHMENTS",
+        Spy("without attachments", postgres_batch.INSERT_WEBHOOKS_WITHOUT_ATTACHMENTS),
+    )
+    assert "attachments" not in postgres_batch._statement(attachments=False)
+
+    assert _in_one_batch(client, runtime, [inbound_body(f"m-plain-{n}") for n in range(3)]) == [200] * 3
+    assert ran == ["without attachments"]
+    with_one = inbound_body("m-with-1", attachments=[{"url": "https://media.example/1.png"}])
+    assert _in_one_batch(client, runtime, [inbound_body("m-plain-3"), with_one]) == [200] * 2
+    assert ran == ["without attachments", "whole"]
+
+    messages = {message.provider_message_id: message for message in _rows(runtime, Message)}
+    assert sorted(messages) == ["m-plain-0", "m-plain-1", "m-plain-2", "m-plain-3", "m-with-1"]
+    assert [(a.message_seq, a.source_url) for a in _rows(runtime, Attachment)] == [
+        (messages["m-with-1"].seq, "https://media.example/1.png")
+    ]
+    assert len(_rows(runtime, FeedEvent)) == 5
 
 
 def test_a_status_report_takes_two_statements_of_its_own(client, runtime, protocol):

@@ -535,7 +535,7 @@ class _Recorder:
         def stored(raw_id: int) -> None:
             result.raw_request_id = raw_id
 
-        webhook = NewMessagesWebhook(document, len(prepared), latency_ms, stored)
+        webhook = NewMessagesWebhook(document, len(prepared), len(result.new_attachment_ids), latency_ms, stored)
         insert_at_commit(conn, "new_message_webhooks", [webhook], insert_webhooks, order=ORDER_LAST, standalone=True)
         return result
 
