@@ -24,16 +24,15 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS peer_messages (
     webhook_id TEXT PRIMARY KEY, provider_message_id TEXT NOT NULL, sender TEXT, recipients TEXT,
     text TEXT, received_at TIMESTAMP NOT NULL)"""
 
+POSTGRES_INSERT = "INSERT INTO peer_messages VALUES (%s, %s, %s, %s, %s, now()) ON CONFLICT DO NOTHING"
+SQLITE_INSERT = "INSERT INTO peer_messages VALUES (?, ?, ?, ?, ?, datetime('now')) ON CONFLICT DO NOTHING"
+
 
 def create_app() -> Flask:
     database = os.environ["PEER_DATABASE"]
     postgres = database.startswith("postgresql://")
     webhook = Webhook(os.environ["PEER_SECRET"])
-    insert = (
-        "INSERT INTO peer_messages VALUES (%s, %s, %s, %s, %s, now()) ON CONFLICT DO NOTHING"
-        if postgres
-        else "INSERT INTO peer_messages VALUES (?, ?, ?, ?, ?, datetime('now')) ON CONFLICT DO NOTHING"
-    )
+    insert = POSTGRES_INSERT if postgres else SQLITE_INSERT
     app = Flask(__name__)
     local = threading.local()
 
