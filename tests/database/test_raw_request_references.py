@@ -1,9 +1,9 @@
 """Deleting a raw request sets the messages' and status reports' references to it to NULL (ON DELETE SET
 NULL). Pruning deletes raw requests by the thousand, and the intake deletes a duplicate webhook's on the hot
 path; without an index on the referencing column, each deletion scanned the whole table. Migration 0010
-adds the indexes; these tests hold the rule for every foreign key, read the plans of the statements the
-database runs for a deletion, prune at a scale that outlasted the statement timeout without them, and
-check the migration both ways."""
+adds the indexes (tests/database/test_concurrent_index_migrations.py); these tests hold the rule for every
+foreign key, read the plans of the statements the database runs for a deletion, and prune at a scale that
+outlasted the statement timeout without them."""
 
 from __future__ import annotations
 
@@ -11,13 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 
 from webhook_service.database.engine import Database, make_engine
 from webhook_service.database.limits import DatabaseLimits
-from webhook_service.database.migrate import alembic_config
 from webhook_service.database.tables import Base
 from webhook_service.intake.retention import Pruned, prune_requests
 
@@ -113,50 +109,3 @@ def _fill(connection: sa.Connection, count: int) -> None:
         " SELECT seq, 'prune-' || raw_request_id, 'delivered', 'delivered', now(), true, raw_request_id"
         " FROM messages WHERE provider_message_id LIKE 'prune-%%'"
     )
-
-
-def test_0010_adds_the_indexes_and_takes_them_away(database_url):
-    config = alembic_config(database_url)
-    engine = make_engine(database_url)
-    try:
-        command.downgrade(config, "0009")
-        try:
-            for table, name in REFERENCES.items():
-                assert name not in _indexes(engine, table)
-        finally:
-            command.upgrade(config, "head")
-        engine.dispose()
-        for table, name in REFERENCES.items():
-            assert _indexes(engine, table)[name] == ["raw_request_id"]
-        with engine.connect() as connection:
-            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
-    finally:
-        engine.dispose()
-
-
-def test_0010_builds_again_an_index_a_failed_concurrent_build_left_invalid(_postgres_database):
-    """CREATE INDEX CONCURRENTLY that fails (a deadlock, a cancel) leaves the index behind, invalid; IF NOT
-    EXISTS alone would then keep it, and the deletions would scan on."""
-    config = alembic_config(_postgres_database)
-    engine = make_engine(_postgres_database)
-    try:
-        command.downgrade(config, "0009")
-        try:
-            with engine.begin() as connection:
-                connection.exec_driver_sql("CREATE INDEX ix_messages_raw_request_id ON messages (raw_request_id)")
-                connection.exec_driver_sql(
-                    "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'ix_messages_raw_request_id'::regclass"
-                )
-        finally:
-            command.upgrade(config, "head")
-        with engine.connect() as connection:
-            valid = connection.exec_driver_sql(
-                "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_messages_raw_request_id'::regclass"
-            ).scalar()
-        assert valid is True
-    finally:
-        engine.dispose()
-
-
-def _indexes(engine: sa.Engine, table: str) -> dict[str, list[str]]:
-    return {index["name"]: index["column_names"] for index in sa.inspect(engine).get_indexes(table)}
