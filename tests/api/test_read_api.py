@@ -175,6 +175,37 @@ class TestEventFeed:
         new = client.get(f"/api/v1/events?after={cursor}", headers=A).get_json()["events"]
         assert [e["data"]["providerMessageId"] for e in new] == ["a-4"]
 
+    def test_a_filtered_poll_moves_past_what_it_read(self, client, runtime):
+        """A consumer that polls for one type: a page that is not full has read every event up to the
+        tenant's last, so its cursor moves there and the next poll does not read those again. Events of
+        that type still arrive exactly once; another tenant's events do not move the cursor (nor show in
+        it)."""
+        _seed(client)
+        everything = [int(e["id"]) for e in client.get("/api/v1/events", headers=A).get_json()["events"]]
+        rare = "attachment.failed"
+        page = client.get(f"/api/v1/events?type={rare}", headers=A).get_json()
+        assert page == {"events": [], "nextCursor": str(everything[-1])}
+        post_standard(client, inbound_body("b-2"), connection="other", secret=STANDARD_SECRET_B)
+        again = client.get(f"/api/v1/events?type={rare}&after={page['nextCursor']}", headers=A).get_json()
+        assert again == {"events": [], "nextCursor": page["nextCursor"]}
+
+        post_standard(client, status_body("a-out", "read"))
+        post_standard(client, inbound_body("a-5"))
+        statuses = client.get(f"/api/v1/events?type=message.status&after={page['nextCursor']}", headers=A).get_json()
+        assert [e["data"]["status"] for e in statuses["events"]] == ["read"]
+        head = client.get(f"/api/v1/events?after={page['nextCursor']}", headers=A).get_json()["events"][-1]["id"]
+        assert statuses["nextCursor"] == head  # past a-5's event, which it read and left out
+        # A full page stops at its last event, whatever comes after it.
+        full = client.get("/api/v1/events?type=message.received&limit=2", headers=A).get_json()
+        assert full["nextCursor"] == full["events"][-1]["id"] == str(everything[1])
+
+    def test_a_cursor_past_the_head_stays_where_it_is(self, client):
+        _seed(client)
+        assert client.get("/api/v1/events?after=999999999", headers=A).get_json() == {
+            "events": [],
+            "nextCursor": "999999999",
+        }
+
     def test_status_events_say_whether_they_applied(self, client):
         _seed(client)
         post_standard(client, status_body("a-out", "sent", occurred_at="2030-01-01T00:00:00Z"))

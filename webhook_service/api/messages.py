@@ -66,15 +66,21 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
         tenant_id = current_principal().tenant_id
         asked = validated(EventQuery, request.args)
         after = int(asked.after)
-        query = (
-            sa.select(FeedEvent)
-            .where(FeedEvent.tenant_id == tenant_id, FeedEvent.id > after)
-            .order_by(FeedEvent.id)
-            .limit(asked.limit)
-        )
-        if asked.types:
-            query = query.where(FeedEvent.type.in_(asked.types))
         with db.reading() as session:
+            # The tenant's last event first, and nothing past it: with a `type` filter a page that is not
+            # full has read every event up to it, so the cursor moves there, and the next poll does not
+            # read those again (a consumer that polls for a rare type read the whole feed since its last
+            # match, every time). Nothing at or below it can appear later: ids are taken under a lock
+            # held to commit.
+            head = session.scalar(feed.TENANT_HEAD, {"tenant_id": tenant_id}) or 0
+            query = (
+                sa.select(FeedEvent)
+                .where(FeedEvent.tenant_id == tenant_id, FeedEvent.id > after, FeedEvent.id <= head)
+                .order_by(FeedEvent.id)
+                .limit(asked.limit)
+            )
+            if asked.types:
+                query = query.where(FeedEvent.type.in_(asked.types))
             events = list(session.scalars(query))
             stored_ids = [e.attachment_id for e in events if e.type == feed.ATTACHMENT_STORED]
             stored = (
@@ -90,8 +96,9 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
                 rendered.append(
                     {"id": str(event.id), "type": event.type, "createdAt": iso(event.created_at), "data": data}
                 )
-        next_cursor = rendered[-1]["id"] if rendered else str(after)
-        return {"events": rendered, "nextCursor": next_cursor}
+        # A page that is not full read up to the head.
+        last = max(after, head) if len(events) < asked.limit else events[-1].id
+        return {"events": rendered, "nextCursor": str(last)}
 
     return blueprint
 

@@ -100,7 +100,12 @@ class Event(_Answer):
 
 class EventPage(_Answer):
     events: list[Event]
-    nextCursor: str = Field(description="Pass it back as `after`; the same cursor when caught up.")
+    nextCursor: str = Field(
+        description=(
+            "Pass it back as `after`. After a full page, its last event; otherwise the tenant's last event"
+            " (with `type`, past the events of other types the page read), or `after` when there is none."
+        )
+    )
 
 
 class Upload(_Answer):

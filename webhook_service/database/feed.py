@@ -18,6 +18,11 @@ from webhook_service.database.tables import EVENTS
 INSERT_EVENTS = PreparedStatement(sa.insert(EVENTS))
 LOCK_FEED = PreparedStatement(sa.text("SELECT pg_advisory_xact_lock(:key)"))
 
+# The last event's id (0 for none), of the whole feed and of one tenant's. By the guarantee above, no
+# event at or below it can appear after it is read.
+HEAD = sa.select(sa.func.coalesce(sa.func.max(EVENTS.c.id), 0))
+TENANT_HEAD = HEAD.where(EVENTS.c.tenant_id == sa.bindparam("tenant_id"))
+
 # An arbitrary constant that names "the feed" among PostgreSQL advisory locks.
 FEED_LOCK_KEY = 0x5EED_F00D
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from webhook_service.config.model import DeclaredEndpoint
 from webhook_service.database import feed
 from webhook_service.database.engine import Database
-from webhook_service.database.tables import DELIVERIES, ENDPOINTS, EVENTS, new_id
+from webhook_service.database.tables import DELIVERIES, ENDPOINTS, new_id
 from webhook_service.delivery import history
 from webhook_service.delivery.endpoint_secrets import SEALED_PREFIX, EndpointSecrets, SecretUnreadable, is_sealed
 from webhook_service.delivery.signing import new_secret
@@ -37,7 +37,6 @@ DISABLED_BY_OWNER = "Disabled by its owner."
 Wake = Callable[[list[str]], None]
 Row = Any
 
-FEED_HEAD = sa.select(sa.func.coalesce(sa.func.max(EVENTS.c.id), 0))
 # Pending deliveries of an endpoint that stops being enabled: they will not be attempted.
 GIVE_UP_PENDING = (
     sa.update(DELIVERIES)
@@ -201,7 +200,7 @@ class EndpointStore:
             if (count or 0) >= MAX_ENDPOINTS_PER_TENANT:
                 raise TooManyEndpoints(f"A tenant may have at most {MAX_ENDPOINTS_PER_TENANT} endpoints.")
             # Ids are allocated in commit order (database/feed.py), so every event after this one is new.
-            row["feed_position"] = conn.scalar(FEED_HEAD)
+            row["feed_position"] = conn.scalar(feed.HEAD)
             created = conn.execute(sa.insert(ENDPOINTS).values(row).returning(*ENDPOINTS.c)).one()
         return {**endpoint_json(created), "secret": secret}
 
@@ -299,7 +298,7 @@ class EndpointStore:
             upto = endpoint.feed_position
         else:
             with self.db.reading() as session:
-                upto = session.scalar(FEED_HEAD) or 0
+                upto = session.scalar(feed.HEAD) or 0
         count = history.replay(self.db, endpoint, upto=upto, since=since, event_ids=event_ids)
         if count and endpoint.enabled:
             self._wake([endpoint.id])
@@ -321,7 +320,7 @@ class EndpointStore:
             for key, old in existing.items():
                 if key not in wanted:
                     conn.execute(sa.delete(ENDPOINTS).where(ENDPOINTS.c.id == old.id))
-            head = conn.scalar(FEED_HEAD)
+            head = conn.scalar(feed.HEAD)
             for key, declaration in wanted.items():
                 values = {
                     "url": urls[key],
@@ -430,6 +429,6 @@ def _enabled_change(conn: sa.Connection, endpoint: Row, enabled: bool | None, no
     if enabled is None or enabled == endpoint.enabled:
         return {}
     if enabled:
-        return {"enabled": True, "feed_position": conn.scalar(FEED_HEAD), **_FRESH_START}
+        return {"enabled": True, "feed_position": conn.scalar(feed.HEAD), **_FRESH_START}
     conn.execute(GIVE_UP_PENDING, {"of_endpoint": endpoint.id, "now": now})
     return {"enabled": False, "disabled_at": now, "disabled_reason": DISABLED_BY_OWNER, "paused_until": None}

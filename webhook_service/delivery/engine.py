@@ -58,6 +58,7 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 
 from webhook_service.config.model import DeliverySettings
+from webhook_service.database import feed
 from webhook_service.database.engine import Database
 from webhook_service.database.tables import DELIVERIES, ENDPOINTS, EVENTS
 from webhook_service.delivery import history
@@ -248,7 +249,6 @@ SWEEP = sa.select(ENDPOINTS.c.id).where(
         ),
     ),
 )
-FEED_HEAD = sa.select(sa.func.max(EVENTS.c.id))
 NEW_EVENT_KINDS = (
     sa.select(EVENTS.c.tenant_id, EVENTS.c.type)
     .where(EVENTS.c.id > sa.bindparam("after"), EVENTS.c.id <= sa.bindparam("head"))
@@ -583,7 +583,7 @@ class DeliveryEngine:
         pass next time. (Called every delivery.poll_interval_seconds by one thread per worker host; the
         first call only finds where the feed ends.)"""
         with self.db.reading() as session:
-            head = session.scalar(FEED_HEAD) or 0
+            head = session.scalar(feed.HEAD) or 0
             if seen is None or head <= seen:
                 return head if seen is None else seen
             kinds: dict[str, set[str]] = {}
