@@ -68,11 +68,12 @@ def _overviews(session: Session, endpoints: Sequence[Row]) -> list[EndpointOverv
         .group_by(DELIVERIES.c.endpoint_id, DELIVERIES.c.status)
     ):
         counts[endpoint_id][status] = int(count)
-    latest = (
-        sa.select(sa.func.max(DELIVERY_ATTEMPTS.c.id))
-        .where(DELIVERY_ATTEMPTS.c.endpoint_id.in_(ids))
-        .group_by(DELIVERY_ATTEMPTS.c.endpoint_id)
-    )
+    # Each endpoint's last attempt id, one backward step of the (endpoint_id, id) index apiece: a
+    # max(id) grouped by endpoint read every attempt of theirs (24 ms with 190,000).
+    attempts = DELIVERY_ATTEMPTS.alias("attempts")
+    latest = sa.select(
+        sa.select(sa.func.max(attempts.c.id)).where(attempts.c.endpoint_id == ENDPOINTS.c.id).scalar_subquery()
+    ).where(ENDPOINTS.c.id.in_(ids))
     last = {
         row.endpoint_id: row
         for row in session.execute(sa.select(DELIVERY_ATTEMPTS).where(DELIVERY_ATTEMPTS.c.id.in_(latest)))
