@@ -36,10 +36,11 @@ _BACK_TO_PENDING = {
 
 # What an endpoint has left to deliver: its pending deliveries (when the next is due, and the time of the
 # first of their events in the feed)... Each from the deliveries' (endpoint_id, status, event_id) index,
-# the event by its id. A join of the pending deliveries to the events, for the least created_at, ran
-# after every delivery turn, and PostgreSQL (expecting thousands of pending rows where there were a few
-# dozen) planned it as a scan of the whole feed: 23-44 ms with 300,000 to 3,000,000 events, growing
-# with a feed that is never pruned.
+# the event by its id. This runs after every delivery turn, and it used to join the pending deliveries
+# to the events for the least created_at, which PostgreSQL could plan as a scan of the whole feed (a feed
+# that is never pruned): 7.4 ms for an endpoint with 10,000 deliveries waiting among 300,000 events,
+# against 1.0 now, and 23-44 ms in plans of the same join with 300,000 to 3,000,000 events where it
+# expected thousands of pending rows and found a few dozen.
 _IS_PENDING = (DELIVERIES.c.endpoint_id == sa.bindparam("endpoint_id"), DELIVERIES.c.status == "pending")
 _PENDING = sa.select(
     sa.select(sa.func.min(DELIVERIES.c.next_attempt_at)).where(*_IS_PENDING).scalar_subquery(),
