@@ -58,7 +58,10 @@ web_threads = 2
             time.sleep(0.02)
         gone_after = time.monotonic() - killed
         assert not any(map(running, workers)), f"workers still running {gone_after:.1f} s after the master died"
-        assert gone_after < 1.0, gone_after
+        # The kernel kills them as the master dies (PR_SET_PDEATHSIG); a process's exit still takes a
+        # while on a loaded machine (1.4 s seen under a full parallel run beside a dsync writer). Without
+        # the signal they stayed until gunicorn's own check, or as long as a client kept them busy.
+        assert gone_after < 2.5, gone_after
         # The kernel shows a worker's main thread as exited a moment before its last thread has closed the
         # process's files; under load that moment can be long enough to catch. Give it the same second.
         while not bindable(served.port) and time.monotonic() - killed < gone_after + 1.0:
