@@ -28,6 +28,8 @@ the scheduled send time, so a stalled server cannot hide its queue); for the two
 `burst` requests from `burst-connections` connections at once. Requests are distinct signed Standard
 Webhooks inbound messages (signed before timing). SQLite is the service's embedded default (WAL,
 synchronous=FULL); PostgreSQL runs in a database this script creates on `--postgres-url` and drops after.
+`--prefill N` stores N messages (with their raw requests, request log rows and feed events, and as many
+rows of the receiver's) before the servers start: a deployment's volume, which an empty database hides.
 Goals (docs/benchmarks.md): intake >= 1.5x the hand-written receiver (at least 1.0x; in the interleaved
 turns, or in the rounds' median without them), p99 < 50 ms at
 100 r/s, the burst answered with 0 errors and p99 < 2 s.
@@ -345,6 +347,28 @@ secrets = ["{SECRET}"]
 """)
         return config
 
+    def prefill(self, count: int) -> None:
+        """`count` messages stored already, each with its raw request, request log row and feed event, and
+        as many rows in the receiver's table: the volume a deployment has after a while, which an empty
+        database hides (an index grows deeper, and a statement that scans shows). Plain SQL, so that
+        filling a million takes seconds, not an hour of webhooks; ids and keys as random as real ones."""
+        if count <= 0:
+            return
+        if self.kind == "postgresql":
+            import psycopg
+
+            with psycopg.connect(self.peer_database) as connection:
+                for statement in _PREFILL_POSTGRES:
+                    connection.execute(statement.format(count=count, tenant=TENANT))
+                connection.execute("SELECT setval('raw_requests_id_seq', %s)", (count,))
+                connection.execute("ANALYZE")
+            return
+        with sqlite3.connect(self._work / "data" / "service.db") as service:
+            for statement in _PREFILL_SQLITE[:-1]:
+                service.execute(statement.format(count=count, tenant=TENANT))
+        with sqlite3.connect(self.peer_database) as peer:
+            peer.execute(_PREFILL_SQLITE[-1].format(count=count, tenant=TENANT))
+
     def counts(self) -> dict[str, int]:
         tables = ("messages", "raw_requests", "events", "request_log", "peer_messages")
         if self.kind == "postgresql":
@@ -370,6 +394,59 @@ secrets = ["{SECRET}"]
         with psycopg.connect(_with_database(self._admin_url, None, driver="postgresql"), autocommit=True) as admin:
             for statement in statements:
                 admin.execute(statement)
+
+
+# The prefilled rows: a webhook's as the intake stores one (a 160-byte body, a feed event with the
+# message's JSON), under ids 1..count; the receiver's last.
+_PREFILL_POSTGRES = [
+    """INSERT INTO raw_requests (id, request_id, received_at, provider, connection, tenant_id, method, url, headers,
+    body, remote_addr) SELECT g, md5('r' || g), now() - interval '1 day', 'standard', 'bench', '{tenant}', 'POST',
+    'http://127.0.0.1/webhooks/standard/bench', '[["Content-Type", "application/json"]]',
+    convert_to(repeat('x', 160), 'UTF8'), '127.0.0.1' FROM generate_series(1, {count}) g""",
+    """INSERT INTO messages (id, tenant_id, provider, connection, provider_message_id, direction, from_number,
+    to_numbers, text, has_content, status, status_updated_at, received_at, updated_at, extra, raw_request_id)
+    SELECT md5('m' || g)::uuid::text, '{tenant}', 'standard', 'bench', 'prefill-' || md5('p' || g), 'inbound',
+    '+15550001111', '["+15551234567"]', 'prefilled message ' || g, true, 'received', now(), now(), now(), '{{}}', g
+    FROM generate_series(1, {count}) g""",
+    """INSERT INTO request_log (request_id, received_at, provider, connection, tenant_id, outcome, http_status,
+    method, url, body_bytes, raw_request_id, message_ids, provider_message_ids, addresses)
+    SELECT md5('r' || g), now() - interval '1 day', 'standard', 'bench', '{tenant}', 'accepted', 200, 'POST',
+    'http://127.0.0.1/webhooks/standard/bench', 160, g, jsonb_build_array(md5('m' || g)::uuid::text),
+    jsonb_build_array('prefill-' || md5('p' || g)), '["+15550001111", "+15551234567"]'
+    FROM generate_series(1, {count}) g""",
+    """INSERT INTO events (tenant_id, type, message_id, created_at, data)
+    SELECT '{tenant}', 'message.received', md5('m' || g)::uuid::text, now() - interval '1 day',
+    jsonb_build_object('id', md5('m' || g)::uuid::text, 'providerMessageId', 'prefill-' || md5('p' || g),
+    'from', '+15550001111', 'to', jsonb_build_array('+15551234567'), 'text', 'prefilled message ' || g,
+    'status', 'received', 'attachments', '[]'::jsonb, 'statusHistory', '[]'::jsonb)
+    FROM generate_series(1, {count}) g""",
+    """INSERT INTO peer_messages SELECT 'prefill-' || md5('w' || g), 'prefill-' || md5('p' || g), '+15550001111',
+    '["+15551234567"]', 'prefilled message ' || g, now() FROM generate_series(1, {count}) g""",
+]
+_SQLITE_SERIES = "WITH RECURSIVE series(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM series WHERE g < {count})"
+_PREFILL_SQLITE = [
+    _SQLITE_SERIES
+    + """ INSERT INTO raw_requests (id, request_id, received_at, provider, connection, tenant_id, method, url,
+    headers, body, remote_addr) SELECT g, lower(hex(randomblob(16))), '2026-01-01 00:00:00.000000', 'standard',
+    'bench', '{tenant}', 'POST', 'http://127.0.0.1/webhooks/standard/bench', '[["Content-Type", "application/json"]]',
+    randomblob(160), '127.0.0.1' FROM series""",
+    _SQLITE_SERIES
+    + """ INSERT INTO messages (id, tenant_id, provider, connection, provider_message_id, direction, from_number,
+    to_numbers, text, has_content, status, status_updated_at, received_at, updated_at, extra, raw_request_id)
+    SELECT lower(hex(randomblob(16))), '{tenant}', 'standard', 'bench', 'prefill-' || lower(hex(randomblob(8))),
+    'inbound', '+15550001111', '["+15551234567"]', 'prefilled message ' || g, 1, 'received',
+    '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000', '{{}}', g FROM series""",
+    """INSERT INTO request_log (request_id, received_at, provider, connection, tenant_id, outcome, http_status,
+    method, url, body_bytes, raw_request_id, message_ids, provider_message_ids, addresses)
+    SELECT request_id, received_at, provider, connection, tenant_id, 'accepted', 200, method, url, 160, id, '[]', '[]',
+    '[]' FROM raw_requests""",
+    """INSERT INTO events (tenant_id, type, message_id, created_at, data)
+    SELECT tenant_id, 'message.received', id, received_at,
+    json_object('id', id, 'providerMessageId', provider_message_id, 'text', text, 'status', 'received') FROM messages""",
+    _SQLITE_SERIES
+    + """ INSERT INTO peer_messages SELECT 'prefill-' || lower(hex(randomblob(16))), 'prefill-' || g, '+15550001111',
+    '["+15551234567"]', 'prefilled message ' || g, '2026-01-01 00:00:00' FROM series""",
+]
 
 
 def _with_database(url: str, database: str | None, *, driver: str) -> str:
@@ -557,6 +634,7 @@ def run_database(kind: str, args) -> dict:
     servers: dict[str, tuple[subprocess.Popen, int, str]] = {}
     try:
         database.prepare()
+        database.prefill(args.prefill)
         config = database.service_config()
         env = dict(
             os.environ,
@@ -681,11 +759,12 @@ def print_report(kind: str, report: dict, args) -> None:
         answered = sum(run["requests"] - run["errors"] for run in runs)
         if interleaved:
             answered += interleaved["webhook intake"]["answered"]
-        counts = report["counts"]
+        counts = {table: count - args.prefill for table, count in report["counts"].items()}
         print(
             f"  durability: {counts['messages']} messages, {counts['raw_requests']} raw requests, "
             f"{counts['events']} feed events, {counts['request_log']} request log rows in the database for "
             f"{answered} intake requests answered 200"
+            + (f" (beyond the {args.prefill} prefilled)" if args.prefill else "")
         )
 
 
@@ -705,6 +784,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (every server)")
     parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (every server)")
     parser.add_argument("--worker-class", default=SERVICE_WORKER, help="gunicorn worker class (every server)")
+    parser.add_argument(
+        "--prefill", type=int, default=0, help="messages stored before the run (and as many receiver rows)"
+    )
     args = parser.parse_args()
     chosen = {part.strip() for part in args.servers.split(",")}
     args.servers = [label for key, label in SHORT_NAMES.items() if key in chosen]
@@ -715,6 +797,7 @@ def main() -> None:
         f"\nwebhook intake benchmark: gunicorn {args.workers} workers x {args.threads} threads "
         f"({args.worker_class.rsplit('.', 1)[-1]}), {args.concurrency} clients, "
         f"{args.duration:.0f} s per measurement, {args.rounds} throughput rounds, {os.cpu_count()} CPUs"
+        + (f", {args.prefill} messages stored before the run" if args.prefill else "")
     )
     for kind, report in reports.items():
         print_report(kind, report, args)
