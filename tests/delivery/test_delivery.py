@@ -282,7 +282,9 @@ class TestRateLimit:
         gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(sent)]
         assert min(gaps) >= 0.099, gaps
         arrivals = [r.at for r in receiver.wait_for(6)]
-        assert arrivals[-1] - arrivals[0] >= 0.45, arrivals  # and not a burst on the way
+        # And not a burst on the way (a burst arrives within milliseconds). Not 0.5: a busy machine held
+        # up the receiver's first arrival by 57 ms while the rest came on time, a span of 0.444 s.
+        assert arrivals[-1] - arrivals[0] >= 0.3, arrivals
 
 
 class TestTurnTime:
