@@ -439,6 +439,9 @@ class DeliveryEngine:
                 continue  # the event left the feed since the batch was read, its deliveries with it
             self._pace(endpoint)
             sent_at = datetime.now(UTC)
+            # Counted from the moment recorded as the attempt's, so the next one is recorded at least an
+            # interval later (counted from before it, a thread held up in between sent early by as much).
+            self._last_sent[endpoint.id] = time.monotonic()
             delivery_id = webhook_id(row.id, endpoint.id)
             headers = {
                 "webhook-id": delivery_id,
@@ -459,7 +462,6 @@ class DeliveryEngine:
         wait = self._last_sent.get(endpoint.id, 0.0) + interval - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        self._last_sent[endpoint.id] = time.monotonic()
 
     def _judge(self, turn: _Turn, row: Due, answer: Answer, sent_at: datetime) -> Outcome:
         """The outcome of one attempt for the delivery and the endpoint's health."""
