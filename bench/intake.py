@@ -364,10 +364,10 @@ secrets = ["{SECRET}"]
                 connection.execute("ANALYZE")
             return
         with sqlite3.connect(self._work / "data" / "service.db") as service:
-            for statement in _PREFILL_SQLITE[:-1]:
+            for statement in _PREFILL_SQLITE:
                 service.execute(statement.format(count=count, tenant=TENANT))
         with sqlite3.connect(self.peer_database) as peer:
-            peer.execute(_PREFILL_SQLITE[-1].format(count=count, tenant=TENANT))
+            peer.execute(_PREFILL_SQLITE_RECEIVER.format(count=count))
 
     def counts(self) -> dict[str, int]:
         tables = ("messages", "raw_requests", "events", "request_log", "peer_messages")
@@ -397,7 +397,7 @@ secrets = ["{SECRET}"]
 
 
 # The prefilled rows: a webhook's as the intake stores one (a 160-byte body, a feed event with the
-# message's JSON), under ids 1..count; the receiver's last.
+# message's JSON), under ids 1..count; on PostgreSQL the receiver's (same database) last.
 _PREFILL_POSTGRES = [
     """INSERT INTO raw_requests (id, request_id, received_at, provider, connection, tenant_id, method, url, headers,
     body, remote_addr) SELECT g, md5('r' || g), now() - interval '1 day', 'standard', 'bench', '{tenant}', 'POST',
@@ -443,10 +443,12 @@ _PREFILL_SQLITE = [
     """INSERT INTO events (tenant_id, type, message_id, created_at, data)
     SELECT tenant_id, 'message.received', id, received_at,
     json_object('id', id, 'providerMessageId', provider_message_id, 'text', text, 'status', 'received') FROM messages""",
+]
+_PREFILL_SQLITE_RECEIVER = (
     _SQLITE_SERIES
     + """ INSERT INTO peer_messages SELECT 'prefill-' || lower(hex(randomblob(16))), 'prefill-' || g, '+15550001111',
-    '["+15551234567"]', 'prefilled message ' || g, '2026-01-01 00:00:00' FROM series""",
-]
+    '["+15551234567"]', 'prefilled message ' || g, '2026-01-01 00:00:00' FROM series"""
+)
 
 
 def _with_database(url: str, database: str | None, *, driver: str) -> str:

@@ -5,11 +5,11 @@ the migrated schema, and an index a failed concurrent build left invalid is buil
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from tests.support.migrations import indexes
 from webhook_service.database.engine import make_engine
 from webhook_service.database.migrate import alembic_config
 from webhook_service.database.tables import Base
@@ -33,25 +33,21 @@ MIGRATIONS = {
 }
 
 
-def _indexes(engine: sa.Engine, table: str) -> dict[str, list[str]]:
-    return {index["name"]: index["column_names"] for index in sa.inspect(engine).get_indexes(table)}
-
-
 @pytest.mark.parametrize("revision", sorted(MIGRATIONS))
 def test_the_migration_adds_its_indexes_and_takes_them_away(database_url, revision):
-    before, indexes = MIGRATIONS[revision]
+    before, added = MIGRATIONS[revision]
     config = alembic_config(database_url)
     engine = make_engine(database_url)
     try:
         command.downgrade(config, before)
         try:
-            for name, (table, _columns) in indexes.items():
-                assert name not in _indexes(engine, table)
+            for name, (table, _columns) in added.items():
+                assert name not in indexes(engine, table)
         finally:
             command.upgrade(config, "head")
         engine.dispose()
-        for name, (table, columns) in indexes.items():
-            assert _indexes(engine, table)[name] == columns
+        for name, (table, columns) in added.items():
+            assert indexes(engine, table)[name] == columns
         with engine.connect() as connection:
             assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     finally:

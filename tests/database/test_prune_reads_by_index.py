@@ -10,36 +10,23 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy import event
 
+from tests.support.plans import plan, statements_sent
 from webhook_service.delivery.history import prune_history
 from webhook_service.intake.retention import prune_requests
 
 
 def _statements_of(runtime, prune) -> list[tuple[str, object]]:
-    sent: list[tuple[str, object]] = []
-
-    def record(_connection, _cursor, statement, parameters, _context, _executemany) -> None:
-        if statement.lstrip().upper().startswith(("DELETE", "SELECT")):
-            sent.append((statement, parameters))
-
-    event.listen(runtime.db.engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(
+        runtime.db.engine, lambda statement: statement.lstrip().upper().startswith(("DELETE", "SELECT"))
+    ) as sent:
         prune()
-    finally:
-        event.remove(runtime.db.engine, "before_cursor_execute", record)
     return sent
 
 
 def _scans(connection: sa.Connection, statement: str, parameters) -> list[str]:
     """The lines of the statement's plan that read a whole table."""
-    if connection.dialect.name == "postgresql":
-        # With sequential scans priced out, only a statement that has no other way shows one.
-        connection.exec_driver_sql("SET LOCAL enable_seqscan TO off")
-        plan = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters).scalars().all()
-        return [line for line in plan if "Seq Scan" in line]
-    plan = [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
-    return [line for line in plan if line.startswith("SCAN ")]
+    return [line for line in plan(connection, statement, parameters) if "Seq Scan" in line or line.startswith("SCAN ")]
 
 
 def test_no_statement_of_a_prune_scans_a_table(runtime):

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from tests.support.plans import plan
 from webhook_service.database.engine import Database, make_engine
 from webhook_service.database.limits import DatabaseLimits
 from webhook_service.database.tables import Base
@@ -52,18 +53,14 @@ def test_a_deleted_raw_requests_references_are_found_by_index(database_url, tabl
     engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
-            if connection.dialect.name == "postgresql":
-                # PostgreSQL's own (ri_triggers.c), planned as a prepared statement would be; with
-                # sequential scans priced out, only a missing index leaves one in the plan.
-                connection.exec_driver_sql("SET LOCAL enable_seqscan TO off")
+            if connection.dialect.name == "postgresql":  # PostgreSQL's own (ri_triggers.c)
                 statement = f"UPDATE ONLY {table} SET raw_request_id = NULL WHERE %(id)s = raw_request_id"
-                plan = connection.exec_driver_sql(f"EXPLAIN {statement}", {"id": 1}).scalars().all()
+                found = plan(connection, statement, {"id": 1})
             else:
-                statement = f"UPDATE {table} SET raw_request_id = NULL WHERE raw_request_id = ?"
-                plan = [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", (1,))]
+                found = plan(connection, f"UPDATE {table} SET raw_request_id = NULL WHERE raw_request_id = ?", (1,))
     finally:
         engine.dispose()
-    assert any(REFERENCES[table] in line for line in plan), plan
+    assert any(REFERENCES[table] in line for line in found), found
 
 
 def test_pruning_many_raw_requests_stays_inside_the_statement_timeout(_postgres_database):

@@ -4,18 +4,14 @@ tables shared the column's definition)."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from tests.support.migrations import indexes
 from webhook_service.database.engine import make_engine
 from webhook_service.database.migrate import alembic_config
 from webhook_service.database.tables import Base
-
-
-def _indexes(engine: sa.Engine, table: str) -> dict[str, list[str]]:
-    return {index["name"]: index["column_names"] for index in sa.inspect(engine).get_indexes(table)}
 
 
 def test_0009_takes_the_raw_requests_tenant_index_away_and_gives_it_back(database_url):
@@ -24,13 +20,13 @@ def test_0009_takes_the_raw_requests_tenant_index_away_and_gives_it_back(databas
     try:
         command.downgrade(config, "0008")
         try:
-            assert _indexes(engine, "raw_requests")["ix_raw_requests_tenant_id"] == ["tenant_id"]
+            assert indexes(engine, "raw_requests")["ix_raw_requests_tenant_id"] == ["tenant_id"]
         finally:
             command.upgrade(config, "head")
         engine.dispose()
-        assert "ix_raw_requests_tenant_id" not in _indexes(engine, "raw_requests")
-        assert _indexes(engine, "raw_requests")["ix_raw_requests_received_at"] == ["received_at"]  # pruning's
-        assert _indexes(engine, "quarantined_requests")["ix_quarantined_requests_tenant_id"] == ["tenant_id"]
+        assert "ix_raw_requests_tenant_id" not in indexes(engine, "raw_requests")
+        assert indexes(engine, "raw_requests")["ix_raw_requests_received_at"] == ["received_at"]  # pruning's
+        assert indexes(engine, "quarantined_requests")["ix_quarantined_requests_tenant_id"] == ["tenant_id"]
         with engine.connect() as connection:
             assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     finally:

@@ -6,14 +6,14 @@ whole feed. Also the console's overview of endpoints, which reads each one's las
 
 from __future__ import annotations
 
-import json
+import re
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from tests.delivery.conftest import listen
 from tests.fixtures.app import TENANT_A
+from tests.support.plans import plan, statements_sent
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.database.tables import DELIVERIES, EVENTS
 from webhook_service.delivery import history
@@ -51,13 +51,10 @@ def test_the_query_reads_by_index_and_joins_nothing(runtime):
     """With sequential scans priced out, only a query that needs one (or a join over the feed) shows it."""
     statement = history._PENDING.compile(dialect=runtime.db.engine.dialect)
     with runtime.db.engine.connect() as connection:
-        connection.exec_driver_sql("SET LOCAL enable_seqscan TO off")
-        plan = "\n".join(
-            connection.exec_driver_sql(f"EXPLAIN {statement}", {**statement.params, "endpoint_id": "e"}).scalars()
-        )
-    assert "Seq Scan" not in plan, plan
-    assert "Join" not in plan and "Nested Loop" not in plan, plan
-    assert "pk_events" in plan, plan
+        found = "\n".join(plan(connection, str(statement), {**statement.params, "endpoint_id": "e"}))
+    assert "Seq Scan" not in found, found
+    assert "Join" not in found and "Nested Loop" not in found, found
+    assert "pk_events" in found, found
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -71,30 +68,16 @@ def test_the_overviews_last_attempt_reads_one_entry_per_endpoint(client, runtime
             " SELECT %(endpoint)s, g, 1, now(), 'delivered', 1.0 FROM generate_series(1, 500) g",
             {"endpoint": endpoint["id"]},
         )
-    sent: list[tuple[str, object]] = []
-
-    def record(_connection, _cursor, statement, parameters, _context, _executemany) -> None:
-        if "FROM delivery_attempts" in statement:
-            sent.append((statement, parameters))
-
-    event.listen(runtime.db.engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(runtime.db.engine, lambda statement: "FROM delivery_attempts" in statement) as sent:
         (overview,) = endpoint_overviews(runtime.db, tenants={TENANT_A})
-    finally:
-        event.remove(runtime.db.engine, "before_cursor_execute", record)
     assert overview.last_attempt.event_id == 500
     ((statement, parameters),) = sent
     with runtime.db.engine.connect() as connection:
-        # As the planner goes for a large table (for one of 500 rows a scan is cheaper than any index).
-        connection.exec_driver_sql("SET LOCAL enable_seqscan TO off")
-        plan = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters).scalar_one()
+        # Run, as the planner goes for a large table (for one of 500 rows a scan is cheaper than any index).
+        found = plan(connection, statement, parameters, analyze=True)
     read = [
-        node["Actual Rows"] * node["Actual Loops"]
-        for node in _nodes(plan[0]["Plan"])
-        if node.get("Relation Name") == "delivery_attempts"
+        int(rows) * int(loops)
+        for line in found
+        for rows, loops in re.findall(r" on delivery_attempts .*actual rows=(\d+) loops=(\d+)", line)
     ]
-    assert read and max(read) <= 1, json.dumps(plan, indent=1)
-
-
-def _nodes(node: dict) -> list[dict]:
-    return [node, *(found for child in node.get("Plans", []) for found in _nodes(child))]
+    assert read and max(read) <= 1, found

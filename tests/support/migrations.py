@@ -3,6 +3,7 @@ tests of what `migrate` and `check-config --connect` say stay true as migrations
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from webhook_service.database.migrate import alembic_config
@@ -16,3 +17,8 @@ REVISIONS: tuple[str, ...] = tuple(
 def migrations(revisions: tuple[str, ...]) -> str:
     """ "1 migration", "3 migrations", as the commands count them."""
     return f"{len(revisions)} migration{'' if len(revisions) == 1 else 's'}"
+
+
+def indexes(engine: sa.Engine, table: str) -> dict[str, list[str]]:
+    """A table's indexes as the database has them: name -> columns."""
+    return {index["name"]: index["column_names"] for index in sa.inspect(engine).get_indexes(table)}

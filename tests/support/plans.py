@@ -1,0 +1,40 @@
+"""Reading what a statement does to the database: the statements a piece of code sends, and a statement's
+plan as the planner would choose it for a large table. Tests that hold "this finds its rows by an index"
+use them (a small test table is scanned whatever indexes it has, since a scan is cheaper there)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+
+@contextmanager
+def statements_sent(engine: sa.Engine, wanted: Callable[[str], bool]) -> Iterator[list[tuple[str, Any]]]:
+    """The (statement, parameters) the engine's connections send inside the block that `wanted` keeps."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(_connection, _cursor, statement, parameters, _context, _executemany) -> None:
+        if wanted(statement):
+            sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def plan(connection: sa.Connection, statement: str, parameters: Any = None, *, analyze: bool = False) -> list[str]:
+    """The statement's plan, a line a node: on PostgreSQL with sequential scans priced out (so that only a
+    statement that has no other way shows one), `analyze` to run it and show the rows each node read; on
+    SQLite, EXPLAIN QUERY PLAN's lines ("SCAN t" reads the whole table, "SEARCH t USING INDEX ..." not).
+    Call it in a transaction of its own: the PostgreSQL setting lasts until its end."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL enable_seqscan TO off")
+        explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)" if analyze else "EXPLAIN"
+        return list(connection.exec_driver_sql(f"{explain} {statement}", parameters).scalars())
+    return [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
