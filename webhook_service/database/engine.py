@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sys
 import threading
@@ -22,6 +23,8 @@ from webhook_service.database.limits import DEFAULT_LIMITS, DatabaseLimits
 from webhook_service.database.outage import UNAVAILABLE_ERRORS, DatabaseUnavailable, OutageHold
 from webhook_service.database.postgres import postgres_engine
 from webhook_service.database.prepared import PreparedStatement
+
+logger = logging.getLogger("webhook_service.database")
 
 T = TypeVar("T")
 
@@ -285,16 +288,7 @@ class GroupCommit:
                 # Taken once the turn is ours: on SQLite the turn is often another process's, and what
                 # arrives meanwhile goes in this batch instead of waiting for a turn of its own.
                 batch = self._take_batch()
-                try:
-                    self._commit(batch)
-                except sa.exc.DBAPIError as error:
-                    if not (error.connection_invalidated and self._kept.was_reused):
-                        raise
-                    # The connection kept from an earlier batch was gone (the server restarted since):
-                    # what the pool's check at checkout would have caught. Once more, on a new one.
-                    for unit in batch:
-                        unit.result, unit.error = None, None
-                    self._commit(batch)
+                self._commit_with_retries(batch)
         except BaseException as error:  # noqa: BLE001  # nothing in this batch was stored; every unit is told
             if not batch:  # the turn itself failed (an outage): the batch it would have run is told
                 batch = self._take_batch()
@@ -314,6 +308,31 @@ class GroupCommit:
             if successor is not None:
                 successor.lead = True
                 successor.wake.release()
+
+    def _commit_with_retries(self, batch: list[_Unit]) -> None:
+        """Commit the batch, once more when what failed it stored nothing and says to try again:
+        - the connection kept from an earlier batch was gone (the server restarted since): what the
+          pool's check at checkout would have caught; once more, on a new one;
+        - PostgreSQL chose the batch's transaction as a deadlock's victim (two processes' batches took
+          the same rows' locks in different orders; the other went on) or found it could not serialize
+          it: a few times more, as PostgreSQL advises. Not an outage: answered 503 or spooled, a
+          provider's report would wait for minutes to be stored."""
+        victim_retries = MAX_VICTIM_RETRIES
+        while True:
+            try:
+                self._commit(batch)
+                return
+            except sa.exc.DBAPIError as error:
+                if error.connection_invalidated and self._kept.was_reused:
+                    pass
+                elif (sqlstate := getattr(error.orig, "sqlstate", None)) in TRY_AGAIN_SQLSTATES and victim_retries > 0:
+                    victim_retries -= 1
+                    # As a JSON line: `extra` attributes are its keys (observability/logs.py).
+                    logger.warning("group_commit_retried", extra={"sqlstate": sqlstate, "units": len(batch)})
+                else:
+                    raise
+            for unit in batch:
+                unit.result, unit.error = None, None
 
     def _take_batch(self) -> list[_Unit]:
         with self._mutex:
@@ -424,6 +443,12 @@ def _roll_back_unit(connection: sa.Connection) -> None:
     ROLLBACK_TO_SAVEPOINT.run(connection, {})
     RELEASE_SAVEPOINT.run(connection, {})
     connection.info.pop(_TRANSACTION_LOCKS, None)
+
+
+# PostgreSQL's "deadlock detected" and "could not serialize access": the transaction was rolled back, and
+# running it again may well succeed.
+TRY_AGAIN_SQLSTATES = frozenset({"40P01", "40001"})
+MAX_VICTIM_RETRIES = 3
 
 
 class InsertConflict(Exception):
