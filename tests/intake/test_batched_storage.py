@@ -12,6 +12,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from tests.support.group_commit import stored_rows
 from tests.support.standard import inbound_body, post_standard, status_body
 from webhook_service.database.engine import Database
 from webhook_service.database.tables import FeedEvent, Message, RawRequest, RequestLogEntry, StatusEventRow
@@ -52,11 +53,6 @@ def _in_one_batch(client, runtime, bodies: list[bytes]) -> tuple[list[int], list
     return [answers[index] for index in range(len(bodies))], statements
 
 
-def _rows(runtime, entity) -> list:
-    with runtime.db.reading() as session:
-        return list(session.scalars(sa.select(entity)))
-
-
 def _inserts(statements: list[str], table: str) -> int:
     return sum(statement.startswith(f"INSERT INTO {table} ") for statement in statements)
 
@@ -66,16 +62,16 @@ def test_new_messages_of_a_batch_go_in_one_statement_per_table(client, runtime):
     statuses, statements = _in_one_batch(client, runtime, bodies)
     assert statuses == [200] * 5
     assert {_inserts(statements, table) for table in ("raw_requests", "messages", "request_log", "events")} == {1}
-    messages = _rows(runtime, Message)
-    raw_requests = {raw.id: raw for raw in _rows(runtime, RawRequest)}
+    messages = stored_rows(runtime, Message)
+    raw_requests = {raw.id: raw for raw in stored_rows(runtime, RawRequest)}
     assert sorted(m.provider_message_id for m in messages) == [f"m-batch-{n}" for n in range(5)]
     assert len({m.seq for m in messages}) == 5
     for message in messages:
         assert raw_requests[message.raw_request_id].body == bodies[int(message.provider_message_id[-1])]
-    log = _rows(runtime, RequestLogEntry)
+    log = stored_rows(runtime, RequestLogEntry)
     assert sorted(entry.outcome for entry in log) == ["accepted"] * 5
     assert {entry.raw_request_id for entry in log} == set(raw_requests)
-    assert len(_rows(runtime, FeedEvent)) == 5
+    assert len(stored_rows(runtime, FeedEvent)) == 5
 
 
 def test_a_message_stored_before_sends_the_batch_to_store_each_on_its_own(client, runtime):
@@ -84,29 +80,33 @@ def test_a_message_stored_before_sends_the_batch_to_store_each_on_its_own(client
     statuses, statements = _in_one_batch(client, runtime, bodies)
     assert statuses == [200] * 3
     assert any(statement.startswith("SAVEPOINT") for statement in statements)  # the second run
-    assert sorted(m.provider_message_id for m in _rows(runtime, Message)) == ["m-new-1", "m-new-2", "m-old"]
-    assert len(_rows(runtime, RawRequest)) == 3  # a duplicate keeps none
-    assert len(_rows(runtime, FeedEvent)) == 3
-    assert sorted(entry.outcome for entry in _rows(runtime, RequestLogEntry)) == ["accepted"] * 3 + ["duplicate"]
+    assert sorted(m.provider_message_id for m in stored_rows(runtime, Message)) == ["m-new-1", "m-new-2", "m-old"]
+    assert len(stored_rows(runtime, RawRequest)) == 3  # a duplicate keeps none
+    assert len(stored_rows(runtime, FeedEvent)) == 3
+    assert sorted(entry.outcome for entry in stored_rows(runtime, RequestLogEntry)) == ["accepted"] * 3 + ["duplicate"]
 
 
 def test_the_same_message_twice_in_one_batch_is_stored_once(client, runtime):
     body = inbound_body("m-twice")
     statuses, _ = _in_one_batch(client, runtime, [body, inbound_body("m-other"), body])
     assert statuses == [200] * 3
-    assert sorted(m.provider_message_id for m in _rows(runtime, Message)) == ["m-other", "m-twice"]
-    assert len(_rows(runtime, FeedEvent)) == 2
-    assert sorted(entry.outcome for entry in _rows(runtime, RequestLogEntry)) == ["accepted", "accepted", "duplicate"]
+    assert sorted(m.provider_message_id for m in stored_rows(runtime, Message)) == ["m-other", "m-twice"]
+    assert len(stored_rows(runtime, FeedEvent)) == 2
+    assert sorted(entry.outcome for entry in stored_rows(runtime, RequestLogEntry)) == [
+        "accepted",
+        "accepted",
+        "duplicate",
+    ]
 
 
 def test_a_status_report_beside_new_messages_in_one_batch(client, runtime):
     bodies = [inbound_body("m-in-1"), status_body("m-out", "delivered"), inbound_body("m-in-2")]
     statuses, _ = _in_one_batch(client, runtime, bodies)
     assert statuses == [200] * 3
-    messages = {m.provider_message_id: m for m in _rows(runtime, Message)}
+    messages = {m.provider_message_id: m for m in stored_rows(runtime, Message)}
     assert set(messages) == {"m-in-1", "m-in-2", "m-out"}
     assert messages["m-out"].status == "delivered" and not messages["m-out"].has_content
     assert len({m.seq for m in messages.values()}) == 3
-    assert len(_rows(runtime, StatusEventRow)) == 1
-    assert len(_rows(runtime, RawRequest)) == 3
-    assert sorted(entry.outcome for entry in _rows(runtime, RequestLogEntry)) == ["accepted"] * 3
+    assert len(stored_rows(runtime, StatusEventRow)) == 1
+    assert len(stored_rows(runtime, RawRequest)) == 3
+    assert sorted(entry.outcome for entry in stored_rows(runtime, RequestLogEntry)) == ["accepted"] * 3

@@ -20,7 +20,9 @@ there already then makes the batch run again, each webhook on its own, as above.
 
 On PostgreSQL a webhook whose events are all messages is encoded whole instead (`encode_whole`), as one
 JSON document, and in the group commit's first run its batch's documents go in with one statement
-(intake/postgres_batch.py); a message there already makes the batch run again in the same way.
+(intake/postgres_batch.py); a message there already makes the batch run again in the same way. So does a
+webhook whose events are all status reports, each of a different message (`encode_reports`,
+intake/postgres_reports.py); a report recorded before makes its batch run again.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from webhook_service.database.tables import (
     storable,
 )
 from webhook_service.intake.postgres_batch import MESSAGE_COLUMNS, RAW_COLUMNS, NewMessagesWebhook, insert_webhooks
+from webhook_service.intake.postgres_reports import StatusReportsWebhook, insert_reports
 from webhook_service.model import statuses
 from webhook_service.model.events import Event, MessageEvent, StatusEvent
 from webhook_service.model.message_json import iso, message_json
@@ -266,7 +269,10 @@ def store_webhook(
     }
 
     whole = recorder.encode_whole(raw_row, log_ahead, prepared)
-    raw_insert: tuple[BoundRow, bool] | None = None if whole else recorder.bind_raw_request(raw_row, prepared)
+    reports = None if whole else recorder.encode_reports(raw_row, log_entry, prepared)
+    raw_insert: tuple[BoundRow, bool] | None = (
+        None if whole or reports else recorder.bind_raw_request(raw_row, prepared)
+    )
 
     def record(conn: sa.Connection) -> StoreResult:
         nonlocal raw_insert
@@ -275,6 +281,10 @@ def store_webhook(
             assert log_ahead is not None  # encoded whole only with its request log row
             entry = log_ahead.entry
             return recorder.put_off_whole(conn, whole, prepared, lambda: _latency_ms(entry, raw))
+        if reports and inserts_checked_at_commit(conn):
+            assert log_entry is not None  # encoded only with its request log row
+            logged = log_entry
+            return recorder.put_off_reports(conn, reports, lambda: _latency_ms(logged, raw))
         if raw_insert is None:  # encoded whole, but the batch runs each webhook on its own
             raw_insert = recorder.bind_raw_request(raw_row, prepared)
         raw_id, recorded = recorder.record_raw_request(conn, raw_insert, prepared)
@@ -370,6 +380,14 @@ def raw_request_stored(db: Database, connection: Connection, raw: RawRequestReco
             SELECT_STORED_RAW_REQUEST, {**key, "provider": connection.provider, "connection": connection.name}
         ).first()
     return found is not None
+
+
+@dataclass(frozen=True)
+class _EncodedReports:
+    """A webhook of status reports encoded whole (`_Recorder.encode_reports`)."""
+
+    document: str
+    keys: list[tuple[str, str, str]]  # its reports' messages' keys
 
 
 @dataclass(frozen=True)
@@ -516,7 +534,55 @@ class _Recorder:
         except (TypeError, ValueError):  # a value JSON has no form for: the ordinary path, as before
             return None
 
+    def encode_reports(
+        self, raw_row: dict[str, Any], log_entry: dict[str, Any] | None, prepared: list[SimpleNamespace]
+    ) -> _EncodedReports | None:
+        """PostgreSQL: a webhook whose events are all status reports, each of a different message, encoded
+        whole to go in with its batch's others in one statement (intake/postgres_reports.py)."""
+        if self.claims_ids or log_entry is None or not prepared or any(_is_message(item) for item in prepared):
+            return None
+        keys = [(self.connection.tenant, self.connection.provider, item.event.provider_message_id) for item in prepared]
+        if len(set(keys)) != len(keys):  # the second's rule reads what the first leaves: the ordinary path
+            return None
+        try:
+            document = StatusReportsWebhook.encode(
+                raw_row, [self._report_document(item) for item in prepared], log_entry
+            )
+        except (TypeError, ValueError):  # a value JSON has no form for: the ordinary path, as before
+            return None
+        return _EncodedReports(document, keys)
+
+    def _report_document(self, item: SimpleNamespace) -> dict[str, Any]:
+        """A report as postgres_reports.py takes it: its message's placeholder carries the report's status,
+        which a message known from no report yet takes (`advances` from no status is always true)."""
+        event: StatusEvent = item.event
+        return {
+            "placeholder": dict(
+                item.placeholder,
+                status=event.status,
+                provider_status=item.provider_status,
+                status_updated_at=event.occurred_at or self.now,
+            ),
+            "report": self._report_values(item),
+            "advances_from": statuses.advances_from(event.status),
+            "event": self._feed_row(feed.MESSAGE_STATUS, None, self._status_data(item)),
+        }
+
     # Inside the transaction ---------------------------------------------------------------------
+    def put_off_reports(
+        self, conn: sa.Connection, encoded: _EncodedReports, latency_ms: Callable[[], float | None]
+    ) -> StoreResult:
+        """The webhook of reports encoded whole, put off to its batch's end; what it will have stored if
+        every report is new (if not, the batch runs again: intake/postgres_reports.py)."""
+        result = StoreResult(duplicate=False)
+
+        def stored(raw_id: int, message_ids: list[str]) -> None:
+            result.raw_request_id, result.message_ids = raw_id, message_ids
+
+        webhook = StatusReportsWebhook(encoded.document, encoded.keys, latency_ms, stored)
+        insert_at_commit(conn, "status_report_webhooks", [webhook], insert_reports, order=ORDER_LAST, standalone=True)
+        return result
+
     def put_off_whole(
         self,
         conn: sa.Connection,
@@ -702,18 +768,7 @@ class _Recorder:
                 .values(from_number=item.from_number, to_numbers=item.to_numbers)
             )
         applied = statuses.advances(message.status, event.status)
-        report = {
-            "message_seq": message.seq,
-            "dedupe_key": item.dedupe_key,
-            "status": event.status,
-            "provider_status": item.provider_status,
-            "error_code": item.error_code,
-            "error_message": item.error_message,
-            "occurred_at": event.occurred_at,
-            "received_at": self.now,
-            "applied": applied,
-            "raw_request_id": raw_id,
-        }
+        report = dict(self._report_values(item), message_seq=message.seq, applied=applied, raw_request_id=raw_id)
         status_updated_at = event.occurred_at or self.now
         together = self.statements.status_with_message_update
         if together is not None:
@@ -736,24 +791,35 @@ class _Recorder:
             return  # this very report was recorded before
         current = event.status if applied else message.status
         self.changed = True
-        self.feed_rows.append(
-            self._feed_row(
-                feed.MESSAGE_STATUS,
-                message.id,
-                {
-                    "messageId": message.id,
-                    "provider": self.connection.provider,
-                    "providerMessageId": event.provider_message_id,
-                    "status": event.status,
-                    "providerStatus": item.provider_status,
-                    "errorCode": item.error_code,
-                    "errorMessage": item.error_message,
-                    "occurredAt": iso(event.occurred_at),
-                    "applied": applied,
-                    "currentStatus": current,
-                },
-            )
-        )
+        data = {"messageId": message.id, **self._status_data(item), "applied": applied, "currentStatus": current}
+        self.feed_rows.append(self._feed_row(feed.MESSAGE_STATUS, message.id, data))
+
+    def _report_values(self, item: SimpleNamespace) -> dict[str, Any]:
+        """A report's row, but for its message's seq, whether it applied and its raw request's id."""
+        event: StatusEvent = item.event
+        return {
+            "dedupe_key": item.dedupe_key,
+            "status": event.status,
+            "provider_status": item.provider_status,
+            "error_code": item.error_code,
+            "error_message": item.error_message,
+            "occurred_at": event.occurred_at,
+            "received_at": self.now,
+        }
+
+    def _status_data(self, item: SimpleNamespace) -> dict[str, Any]:
+        """A report's feed event's data, but for its message's id, whether it applied and the message's
+        current status."""
+        event: StatusEvent = item.event
+        return {
+            "provider": self.connection.provider,
+            "providerMessageId": event.provider_message_id,
+            "status": event.status,
+            "providerStatus": item.provider_status,
+            "errorCode": item.error_code,
+            "errorMessage": item.error_message,
+            "occurredAt": iso(event.occurred_at),
+        }
 
     # Shared -----------------------------------------------------------------------------------
     def _key(self, provider_message_id: str) -> dict:
@@ -779,7 +845,7 @@ class _Recorder:
         if message_id not in self.message_ids:
             self.message_ids.append(message_id)
 
-    def _feed_row(self, event_type: str, message_id: str, data: dict) -> dict:
+    def _feed_row(self, event_type: str, message_id: str | None, data: dict) -> dict:
         return {
             "tenant_id": self.connection.tenant,
             "type": event_type,

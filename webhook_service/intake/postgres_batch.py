@@ -61,7 +61,7 @@ LOG_COLUMNS = [column.key for column in REQUEST_LOG.c if column.key not in ("id"
 EVENT_COLUMNS = [column.key for column in EVENTS.c if column.key != "id"]
 
 
-def _values(table: sa.Table, alias: str, columns: list[str]) -> str:
+def select_values(table: sa.Table, alias: str, columns: list[str]) -> str:
     """The select list of `columns` from the record `alias`; a JSON column's null as JSON null."""
     listed = []
     for name in columns:
@@ -72,7 +72,7 @@ def _values(table: sa.Table, alias: str, columns: list[str]) -> str:
     return ",".join(listed)
 
 
-def _names(columns: Iterable[str]) -> str:
+def column_names(columns: Iterable[str]) -> str:
     return ",".join(_QUOTE(name) for name in columns)
 
 
@@ -86,8 +86,8 @@ def _names(columns: Iterable[str]) -> str:
 RAW_ID_SEQUENCE = "raw_requests_id_seq"
 _ATTACHMENTS_CTE = f"""
 attachment_inserted AS (
-    INSERT INTO attachments ({_names(ATTACHMENT_COLUMNS)},message_seq)
-    SELECT {_values(ATTACHMENTS, "a", ATTACHMENT_COLUMNS)},message_inserted.seq
+    INSERT INTO attachments ({column_names(ATTACHMENT_COLUMNS)},message_seq)
+    SELECT {select_values(ATTACHMENTS, "a", ATTACHMENT_COLUMNS)},message_inserted.seq
     FROM webhook, jsonb_array_elements(webhook.document->'attachments') AS given(document),
         jsonb_populate_record(NULL::attachments, given.document) AS a, message_inserted
     WHERE message_inserted.id = given.document->>'message_id'
@@ -105,34 +105,38 @@ WITH webhook AS MATERIALIZED (
     FROM jsonb_array_elements(CAST(:webhooks AS jsonb)) WITH ORDINALITY AS given(document, position)
 ),
 raw_inserted AS (
-    INSERT INTO raw_requests (id,{_names(RAW_COLUMNS)})
-    SELECT webhook.raw_id,{_values(RAW_REQUESTS, "r", RAW_COLUMNS)}
+    INSERT INTO raw_requests (id,{column_names(RAW_COLUMNS)})
+    SELECT webhook.raw_id,{select_values(RAW_REQUESTS, "r", RAW_COLUMNS)}
     FROM webhook, jsonb_populate_record(NULL::raw_requests, webhook.document->'raw') AS r
 ),
 message_inserted AS (
-    INSERT INTO messages ({_names(MESSAGE_COLUMNS)},raw_request_id)
-    SELECT {_values(MESSAGES, "m", MESSAGE_COLUMNS)},webhook.raw_id
+    INSERT INTO messages ({column_names(MESSAGE_COLUMNS)},raw_request_id)
+    SELECT {select_values(MESSAGES, "m", MESSAGE_COLUMNS)},webhook.raw_id
     FROM webhook, jsonb_populate_recordset(NULL::messages, webhook.document->'messages') AS m
     ORDER BY webhook.position
     RETURNING seq, id
 ),{_ATTACHMENTS_CTE if attachments else ""}
 log_inserted AS (
-    INSERT INTO request_log ({_names(LOG_COLUMNS)},raw_request_id,latency_ms)
-    SELECT {_values(REQUEST_LOG, "l", LOG_COLUMNS)},webhook.raw_id,
+    INSERT INTO request_log ({column_names(LOG_COLUMNS)},raw_request_id,latency_ms)
+    SELECT {select_values(REQUEST_LOG, "l", LOG_COLUMNS)},webhook.raw_id,
         CAST(CAST(:latencies AS jsonb)->>CAST(webhook.position - 1 AS integer) AS double precision)
     FROM webhook, jsonb_populate_record(NULL::request_log, webhook.document->'log') AS l
 ),
 feed_lock AS (SELECT pg_advisory_xact_lock(:feed_lock) AS taken),
 event_inserted AS (
-    INSERT INTO events ({_names(EVENT_COLUMNS)})
-    SELECT {_values(EVENTS, "e", EVENT_COLUMNS)}
+    INSERT INTO events ({column_names(EVENT_COLUMNS)})
+    SELECT {select_values(EVENTS, "e", EVENT_COLUMNS)}
     FROM feed_lock, webhook, jsonb_populate_recordset(NULL::events, webhook.document->'events') AS e
     ORDER BY webhook.position
 )
 SELECT (SELECT count(*) FROM message_inserted), (SELECT array_agg(raw_id ORDER BY position) FROM webhook)
 """
-    # psycopg keeps its parsing of a statement up to 4096 characters long, and parses a longer one at
-    # every run (0.14 ms): the statement's spaces are not needed.
+    return compact(sql)
+
+
+def compact(sql: str) -> str:
+    """A statement without its layout: psycopg keeps its parsing of a statement up to 4096 characters
+    long, and parses a longer one at every run (0.14 ms); the statement's spaces are not needed."""
     return " ".join(sql.split())
 
 
@@ -156,7 +160,7 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not a column value")
 
 
-def _encode(value: Any) -> str:
+def encode_document(value: Any) -> str:
     return json_text.dumps(value, default=_json_value)
 
 
@@ -182,7 +186,7 @@ class NewMessagesWebhook:
         """The document of a webhook: `raw` its raw request's values, `messages` its messages', each
         `attachments`' row with the `message_id` it belongs to, `log` its request log row's (but for the
         raw request id and the latency), `events` its feed events'."""
-        return _encode(
+        return encode_document(
             {
                 "raw": {name: raw[name] for name in RAW_COLUMNS},
                 "messages": [{name: row[name] for name in MESSAGE_COLUMNS} for row in messages],
@@ -204,7 +208,7 @@ def insert_webhooks(connection: sa.Connection, webhooks: list[NewMessagesWebhook
             {
                 "webhooks": "[" + ",".join(webhook.document for webhook in webhooks) + "]",
                 # As JSON too: psycopg's conversion of a list to an array cost more than the rest.
-                "latencies": _encode([webhook.latency_ms() for webhook in webhooks]),
+                "latencies": encode_document([webhook.latency_ms() for webhook in webhooks]),
                 "feed_lock": FEED_LOCK_KEY,
             },
         )

@@ -7,6 +7,8 @@ one exception is delivered -> read. Every report is still kept in the message's 
 
 from __future__ import annotations
 
+import functools
+
 RECEIVED = "received"
 UNKNOWN = "unknown"
 
@@ -31,6 +33,13 @@ def advances(current: str | None, new: str) -> bool:
     if new in TERMINAL:
         return True
     return _IN_FLIGHT_RANK[new] > _IN_FLIGHT_RANK[current]
+
+
+@functools.cache
+def advances_from(new: str) -> list[str | None]:
+    """The current statuses (None: none yet) that a report with status `new` replaces, by `advances`:
+    for a database statement that applies the rule to a status it reads itself."""
+    return [current for current in (None, *sorted(CANONICAL)) if advances(current, new)]
 
 
 def canonical(mapping: dict[str, str], provider_status: str | None) -> str:

@@ -1,0 +1,328 @@
+"""Webhooks of status reports stored on PostgreSQL by one statement per group-commit batch
+(intake/postgres_reports.py): each report's message read and locked, or inserted as a placeholder, the
+status rule applied in the database, the report, the message's new status, the request log row and the
+feed event. What that statement cannot store as assumed (a report recorded before, two reports of one
+message in the batch, a message it cannot see) makes the batch run again, each webhook on its own: the
+outcome is the same as one at a time, nothing lost, nothing twice. The rows are the ones the ordinary way
+writes, value for value."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from tests.support.group_commit import in_one_batch, stored_rows
+from tests.support.standard import inbound_body, post_standard, status_body
+from webhook_service.app import create_app
+from webhook_service.database.tables import FeedEvent, Message, RawRequest, RequestLogEntry, StatusEventRow
+from webhook_service.intake import message_store, postgres_reports, request_log
+from webhook_service.intake.message_store import RawRequestRecord, store_webhook
+from webhook_service.model.events import StatusEvent
+from webhook_service.runtime import Runtime
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+@pytest.fixture
+def report_statements(monkeypatch) -> list[int]:
+    """How many webhooks each call of the one-statement insert was given (a call that finds two reports
+    of one message runs no statement, and is counted too)."""
+    sizes: list[int] = []
+    insert = postgres_reports.insert_reports
+
+    def counted(connection, webhooks):
+        sizes.append(len(webhooks))
+        return insert(connection, webhooks)
+
+    monkeypatch.setattr(message_store, "insert_reports", counted)
+    return sizes
+
+
+def _report_body(provider_message_id: str, status: str, **data) -> bytes:
+    """A Standard Webhooks status report with any of its optional fields (from, to, errorCode...)."""
+    document = json.loads(status_body(provider_message_id, status))
+    document["data"].update(data)
+    return json.dumps(document).encode()
+
+
+def _by_name(runtime) -> dict[str, Message]:
+    return {message.provider_message_id: message for message in stored_rows(runtime, Message)}
+
+
+def test_reports_of_a_batch_go_in_one_statement(client, runtime, report_statements):
+    assert post_standard(client, inbound_body("m-in")).status_code == 200
+    assert post_standard(client, status_body("m-out", "sent")).status_code == 200
+    bodies = [status_body("m-out", "delivered"), status_body("m-in", "delivered"), status_body("m-new", "queued")]
+    assert in_one_batch(client, runtime, bodies) == [200] * 3
+    assert report_statements == [1, 3]
+
+    messages = _by_name(runtime)
+    assert (messages["m-out"].status, messages["m-out"].has_content) == ("delivered", False)
+    # A received message is final: the report is kept, not applied.
+    assert (messages["m-in"].status, messages["m-in"].has_content) == ("received", True)
+    assert (messages["m-new"].status, messages["m-new"].has_content) == ("queued", False)
+    raw_requests = {raw.id: raw.body for raw in stored_rows(runtime, RawRequest)}
+    reports = sorted(stored_rows(runtime, StatusEventRow), key=lambda report: report.id)
+    seqs = {message.seq: name for name, message in messages.items()}
+    assert [(seqs[r.message_seq], r.status, r.applied) for r in reports] == [
+        ("m-out", "sent", True),
+        ("m-out", "delivered", True),
+        ("m-in", "delivered", False),
+        ("m-new", "queued", True),
+    ]
+    assert [raw_requests[r.raw_request_id] for r in reports[1:]] == bodies
+
+    events = sorted(stored_rows(runtime, FeedEvent), key=lambda event: event.id)
+    assert [event.type for event in events] == ["message.received", *["message.status"] * 4]
+    assert [(e.message_id, e.data["messageId"], e.data["applied"], e.data["currentStatus"]) for e in events[2:]] == [
+        (messages["m-out"].id, messages["m-out"].id, True, "delivered"),
+        (messages["m-in"].id, messages["m-in"].id, False, "received"),
+        (messages["m-new"].id, messages["m-new"].id, True, "queued"),
+    ]
+    log = {entry.raw_request_id: entry for entry in stored_rows(runtime, RequestLogEntry)}
+    assert {entry.outcome for entry in log.values()} == {"accepted"}
+    for report in reports:
+        entry = log[report.raw_request_id]
+        assert entry.message_ids == [messages[seqs[report.message_seq]].id]
+        assert entry.provider_message_ids == [seqs[report.message_seq]]
+        assert entry.latency_ms is not None and entry.latency_ms >= 0
+
+
+# Reports in the order a provider might send them, each alone: a placeholder without addresses, one
+# that fills them in, one of a new message with addresses and an error, one of a received message, a late
+# one, an unmapped status, a read receipt past delivered.
+_HISTORY = [
+    ("inbound", "in", None, {}),
+    ("report", "out", "sent", {}),
+    (
+        "report",
+        "out",
+        "delivered",
+        {"from": "+15550002222", "to": ["+15550003333"], "occurredAt": "2026-01-02T03:04:05Z"},
+    ),
+    ("report", "failed", "failed", {"from": "+15550002222", "errorCode": "30007", "errorMessage": "Filtered"}),
+    ("report", "in", "delivered", {}),
+    ("report", "out", "queued", {"from": "+15550004444"}),
+    ("report", "out", "unknown", {"providerStatus": "weird"}),
+    ("report", "out", "read", {}),
+]
+
+
+def _store_history(client, prefix: str) -> None:
+    for kind, name, status, data in _HISTORY:
+        body = (
+            inbound_body(f"{prefix}-{name}") if kind == "inbound" else _report_body(f"{prefix}-{name}", status, **data)
+        )
+        assert post_standard(client, body).status_code == 200
+
+
+def _comparable(runtime, prefix: str) -> dict:
+    """What the history left for the messages named with `prefix`, without ids and arrival times."""
+    messages = {m.seq: m for m in stored_rows(runtime, Message) if m.provider_message_id.startswith(prefix)}
+    ids = {m.id: m.provider_message_id.removeprefix(prefix) for m in messages.values()}
+    moment = {"received_at", "updated_at", "seq", "id", "raw_request_id", "_sa_instance_state"}
+    fields = [
+        {k: v for k, v in vars(m).items() if k not in moment | {"provider_message_id", "status_updated_at"}}
+        | {"name": ids[m.id], "timed": m.status_updated_at is not None}
+        for m in sorted(messages.values(), key=lambda m: m.seq)
+    ]
+    reports = [
+        {k: v for k, v in vars(r).items() if k not in moment | {"message_seq", "dedupe_key"}}
+        | {"name": ids[messages[r.message_seq].id]}
+        for r in sorted(stored_rows(runtime, StatusEventRow), key=lambda r: r.id)
+        if r.message_seq in messages
+    ]
+    events = [
+        dict(e.data, messageId=ids[e.message_id], providerMessageId=ids[e.message_id], type=e.type)
+        for e in sorted(stored_rows(runtime, FeedEvent), key=lambda e: e.id)
+        if e.message_id in ids and e.type == "message.status"
+    ]
+    log = [
+        (entry.outcome, [ids[i] for i in entry.message_ids], entry.addresses, entry.headers)
+        for entry in sorted(stored_rows(runtime, RequestLogEntry), key=lambda entry: entry.id)
+        if entry.message_ids and entry.message_ids[0] in ids
+    ]
+    return {"messages": fields, "reports": reports, "events": events, "log": log}
+
+
+def test_the_rows_are_those_the_ordinary_way_writes(client, runtime, report_statements, monkeypatch):
+    _store_history(client, "a")
+    assert report_statements == [1] * 7
+    with monkeypatch.context() as ordinary:
+        ordinary.setattr(message_store._Recorder, "encode_reports", lambda *_: None)
+        _store_history(client, "b")
+    assert report_statements == [1] * 7
+    one, other = _comparable(runtime, "a"), _comparable(runtime, "b")
+    assert one == other
+    # What the history is about, so that the comparison is not of two empty sets.
+    out = next(m for m in one["messages"] if m["name"] == "-out")
+    assert (out["status"], out["from_number"], out["to_numbers"]) == ("read", "+15550002222", ["+15550003333"])
+    assert [(r["status"], r["applied"]) for r in one["reports"] if r["name"] == "-out"] == [
+        ("sent", True),
+        ("delivered", True),
+        ("queued", False),
+        ("unknown", False),
+        ("read", True),
+    ]
+    assert len(one["events"]) == 7 and len(one["log"]) == 8
+
+
+def test_a_repeated_report_makes_its_batch_store_each_on_its_own(client, runtime, report_statements):
+    """A provider's retry of a report (Standard Webhooks: the same webhook-id, the report's idempotency
+    key) fails the batch's statement, and the batch runs again: the retry is a duplicate."""
+    again = status_body("m-again", "delivered")
+    assert post_standard(client, again, webhook_id="msg_again").status_code == 200
+    bodies = [status_body("m-other", "sent"), again, inbound_body("m-in")]
+    assert in_one_batch(client, runtime, bodies, webhook_ids={1: "msg_again"}) == [200] * 3
+    assert report_statements == [1, 2], "the batch's statement failed, and the batch ran again"
+    assert sorted(m.provider_message_id for m in stored_rows(runtime, Message)) == ["m-again", "m-in", "m-other"]
+    assert len(stored_rows(runtime, StatusEventRow)) == 2
+    assert len(stored_rows(runtime, RawRequest)) == 3  # a duplicate keeps none
+    assert len(stored_rows(runtime, FeedEvent)) == 3
+    outcomes = sorted(entry.outcome for entry in stored_rows(runtime, RequestLogEntry))
+    assert outcomes == ["accepted"] * 3 + ["duplicate"]
+
+
+def test_two_reports_of_one_message_in_a_batch_apply_in_their_order(client, runtime, report_statements):
+    """The second report's rule reads the status the first leaves, which one statement cannot: the batch
+    runs again, each webhook on its own, in the order they queued (whichever that was)."""
+    bodies = [status_body("m-two", "sent"), status_body("m-two", "delivered"), status_body("m-one", "sent")]
+    assert in_one_batch(client, runtime, bodies) == [200] * 3
+    assert report_statements == [3], "found before any statement ran; the batch ran again"
+    messages = _by_name(runtime)
+    assert messages["m-two"].status == "delivered"
+    reports = {r.status: r for r in stored_rows(runtime, StatusEventRow) if r.message_seq == messages["m-two"].seq}
+    assert sorted(reports) == ["delivered", "sent"]
+    assert reports["delivered"].applied
+    # "sent" applies only if it came first.
+    assert reports["sent"].applied == (reports["sent"].id < reports["delivered"].id)
+    events = {e.data["status"]: e.data for e in stored_rows(runtime, FeedEvent) if e.message_id == messages["m-two"].id}
+    assert events["delivered"]["currentStatus"] == "delivered"
+    assert events["sent"]["currentStatus"] == ("sent" if reports["sent"].applied else "delivered")
+    assert len(stored_rows(runtime, StatusEventRow)) == 3
+
+
+def _store_reports(runtime, reports: list[StatusEvent]):
+    """A webhook of several reports (as a provider that batches them sends), through the message store."""
+    connection = runtime.connections.find("standard", "main")
+    raw = RawRequestRecord(
+        f"several-{len(reports)}", "POST", "http://test/webhooks/standard/main", [], b"{}", None, datetime.now(UTC)
+    )
+    entry = request_log.entry(
+        raw,
+        provider=connection.provider,
+        connection=connection.name,
+        tenant_id=connection.tenant,
+        outcome="accepted",
+        http_status=200,
+    )
+    return store_webhook(runtime.db, connection, raw, list(reports), "US", entry)
+
+
+def test_a_webhook_of_several_reports(runtime, report_statements):
+    stored = _store_reports(
+        runtime, [StatusEvent("m-x", "sent", "sent"), StatusEvent("m-y", "failed", "failed", error_code="1")]
+    )
+    assert report_statements == [1]
+    messages = _by_name(runtime)
+    assert stored.message_ids == [messages["m-x"].id, messages["m-y"].id]
+    assert (messages["m-x"].status, messages["m-y"].status) == ("sent", "failed")
+    [entry] = stored_rows(runtime, RequestLogEntry)
+    assert entry.message_ids == stored.message_ids and entry.raw_request_id == stored.raw_request_id
+    assert entry.provider_message_ids == ["m-x", "m-y"]
+
+    # Two reports of one message in one webhook: the ordinary way, each applied after the other.
+    stored = _store_reports(
+        runtime, [StatusEvent("m-x", "delivered", "delivered"), StatusEvent("m-x", "read", "read", event_id="r")]
+    )
+    assert report_statements == [1]
+    assert stored.message_ids == [messages["m-x"].id]
+    assert _by_name(runtime)["m-x"].status == "read"
+    assert len(stored_rows(runtime, StatusEventRow)) == 4
+
+
+def test_reports_from_two_processes_at_once(settings, resolver, client):
+    """Two web processes (two group commits, two connections) storing the reports of the same messages
+    at once, in any order and some twice: every report recorded once, every message's status the one its
+    reports lead to, a feed event per report, and no answer but 200."""
+    second = Runtime(settings, resolver=resolver)
+    try:
+        clients = [client, create_app(runtime=second).test_client()]
+        names = [f"m-{n}" for n in range(30)]
+        reports = [
+            (status_body(name, status), f"msg_{name}_{status}")
+            for name in names
+            for status in ("queued", "sent", "delivered")
+        ]
+        reports += random.Random(7).sample(reports, 20)  # retries: the same webhook-id
+        random.Random(8).shuffle(reports)
+        answers: list[int] = []
+
+        def send(share: list[tuple[bytes, str]], which) -> None:
+            answers.extend(post_standard(which, body, webhook_id=key).status_code for body, key in share)
+
+        threads = [threading.Thread(target=send, args=(reports[i::8], clients[i % 2])) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert answers == [200] * len(reports)
+
+        messages = _by_name(second)
+        assert {name: message.status for name, message in messages.items()} == dict.fromkeys(names, "delivered")
+        reports = stored_rows(second, StatusEventRow)
+        assert len(reports) == 90
+        assert len({(r.message_seq, r.status) for r in reports}) == 90
+        assert len(stored_rows(second, FeedEvent)) == 90
+        outcomes = [entry.outcome for entry in stored_rows(second, RequestLogEntry)]
+        assert sorted(set(outcomes)) == ["accepted", "duplicate"] and outcomes.count("accepted") == 90
+        with second.db.reading() as session:
+            feed_ids = session.execute(sa.select(FeedEvent.id).order_by(FeedEvent.id)).scalars().all()
+        assert len(feed_ids) == len(set(feed_ids))
+    finally:
+        second.close()
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+def test_the_statement_finds_messages_by_index_and_is_never_compiled(client, runtime, monkeypatch, plan_cache_mode):
+    """The statement reads and updates messages by their key and seq, not by scanning the table. And its
+    estimated cost stays far below PostgreSQL's `jit_above_cost` (100,000): planned with
+    `jsonb_array_elements`' default estimate (100 rows a call, 10,000 for the reports of 100 webhooks),
+    it passed that line, and PostgreSQL compiled the plan with LLVM at every run, 40-60 ms of CPU for a
+    statement that runs in one (the LIMITs give the planner the batch's true size)."""
+    assert post_standard(client, status_body("m-first", "sent")).status_code == 200
+    given: list[dict] = []
+
+    class Recorded:
+        def run(self, connection, values):
+            given.append(values)
+            return statement.run(connection, values)
+
+    statement = postgres_reports.INSERT_REPORTS
+    monkeypatch.setattr(postgres_reports, "INSERT_REPORTS", Recorded())
+    assert post_standard(client, status_body("m-first", "delivered")).status_code == 200
+    [parameters] = given
+    statement_text = str(sa.text(postgres_reports._STATEMENT).compile(dialect=runtime.db.engine.dialect))
+    with runtime.db.engine.connect() as connection, connection.begin():
+        # A deployment's table, whose statistics the planner reads: on a small one any scan is cheap.
+        connection.exec_driver_sql(
+            "INSERT INTO messages (id, tenant_id, provider, connection, provider_message_id, direction, to_numbers,"
+            " has_content, received_at, updated_at, extra)"
+            " SELECT 'filler-' || n, tenant_id, provider, connection, 'filler-' || n, 'outbound', '[]', false,"
+            " received_at, updated_at, '{}' FROM messages, generate_series(1, 50000) AS n"
+        )
+        connection.exec_driver_sql("ANALYZE messages")
+        connection.exec_driver_sql(f"SET LOCAL plan_cache_mode = {plan_cache_mode}")
+        [estimate] = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement_text}", parameters).scalar_one()
+        lines = connection.exec_driver_sql(f"EXPLAIN {statement_text}", parameters).scalars().all()
+        connection.rollback()
+    assert estimate["Plan"]["Total Cost"] < 10_000
+    on_messages = [line.strip().removeprefix("->  ") for line in lines if "Scan" in line and " on messages" in line]
+    assert on_messages, lines
+    by_index = ("Index Scan using uq_messages", "Index Scan using pk_messages")
+    assert all(line.startswith(by_index) for line in on_messages), on_messages
