@@ -28,7 +28,9 @@ the scheduled send time, so a stalled server cannot hide its queue); for the two
 `burst` requests from `burst-connections` connections at once. Requests are distinct signed Standard
 Webhooks inbound messages (signed before timing). SQLite is the service's embedded default (WAL,
 synchronous=FULL); PostgreSQL runs in a database this script creates on `--postgres-url` and drops after.
-`--prefill N` stores N messages (with their raw requests, request log rows and feed events, and as many
+`--webhooks reports` sends, instead of new inbound messages, the first status report ("sent") of as many
+outbound messages the service has not seen (what providers send most), which the receiver stores the same
+way. `--prefill N` stores N messages (with their raw requests, request log rows and feed events, and as many
 rows of the receiver's) before the servers start: a deployment's volume, which an empty database hides.
 Goals (docs/benchmarks.md): intake >= 1.5x the hand-written receiver (at least 1.0x; in the interleaved
 turns, or in the rounds' median without them), p99 < 50 ms at
@@ -135,6 +137,18 @@ def build_status_reports(count: int, prefix: str, status: str) -> list[tuple[byt
         )
         for index in range(count)
     ]
+
+
+def build_first_reports(count: int, prefix: str) -> list[tuple[bytes, dict]]:
+    """`count` distinct signed webhooks, each the first status report ("sent") of an outbound message
+    `<prefix>-<index>` the service has not seen: what providers send most (the messages a business sends
+    through them, reported as queued, sent, delivered), each stored as a report and its message's
+    placeholder."""
+    return build_status_reports(count, prefix, "sent")
+
+
+# What `--webhooks` sends.
+WEBHOOK_KINDS = {"messages": build_requests, "reports": build_first_reports}
 
 
 def _signed(payload: dict, webhook_id: str) -> tuple[bytes, dict]:
@@ -370,7 +384,7 @@ secrets = ["{SECRET}"]
             peer.execute(_PREFILL_SQLITE_RECEIVER.format(count=count))
 
     def counts(self) -> dict[str, int]:
-        tables = ("messages", "raw_requests", "events", "request_log", "peer_messages")
+        tables = ("messages", "status_events", "raw_requests", "events", "request_log", "peer_messages")
         if self.kind == "postgresql":
             import psycopg
 
@@ -460,15 +474,15 @@ def _with_database(url: str, database: str | None, *, driver: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def warm_up(port: int, path: str, label: str) -> dict:
+def warm_up(port: int, path: str, label: str, args) -> dict:
     # Until every warm-up request is answered: the workers may still be loading the app.
-    return load(port, path, build_requests(200, f"warm-{label[:4]}-{time.monotonic_ns()}"), 4, 120.0, None)
+    return load(port, path, args.build(200, f"warm-{label[:4]}-{time.monotonic_ns()}"), 4, 120.0, None)
 
 
 def measure_throughput(label: str, port: int, path: str, args, server_pid: int) -> dict:
     tag = f"{label[:4]}-{time.monotonic_ns()}"
     budget = int(max(args.rate, 4000) * args.duration * 2) + 1000
-    requests = build_requests(budget, f"tp-{tag}")
+    requests = args.build(budget, f"tp-{tag}")
     cpu_before, database_before, machine_before = (
         cpu_seconds_tree(server_pid),
         cpu_seconds_named("postgres"),
@@ -543,7 +557,7 @@ def measure_interleaved(servers: dict[str, tuple[subprocess.Popen, int, str]], a
             target=_switching_client,
             args=(
                 targets,
-                [build_requests(per_client, f"il-{tag}-{client}-{label[:4]}") for label in labels],
+                [args.build(per_client, f"il-{tag}-{client}-{label[:4]}") for label in labels],
                 turn,
                 answered,
                 failed,
@@ -618,14 +632,14 @@ def measure_load(label: str, port: int, path: str, args) -> dict:
         "latency": load(
             port,
             path,
-            build_requests(int(args.rate * args.duration) + 100, f"lat-{tag}"),
+            args.build(int(args.rate * args.duration) + 100, f"lat-{tag}"),
             min(args.concurrency, 8),
             args.duration,
             args.rate,
         )
     }
     if label in STORING and args.burst:
-        requests = build_requests(args.burst, f"burst-{tag}")
+        requests = args.build(args.burst, f"burst-{tag}")
         result["burst"] = load(port, path, requests, args.burst_connections, 120.0, None)
     return result
 
@@ -655,7 +669,8 @@ def run_database(kind: str, args) -> dict:
                 path,
             )
         report: dict = {
-            label: {"warmup": warm_up(port, path, label), "rounds": []} for label, (_, port, path) in servers.items()
+            label: {"warmup": warm_up(port, path, label, args), "rounds": []}
+            for label, (_, port, path) in servers.items()
         }
         for round_number in range(args.rounds):
             # Alternate the order, so that no server always follows the same one.
@@ -761,9 +776,11 @@ def print_report(kind: str, report: dict, args) -> None:
         answered = sum(run["requests"] - run["errors"] for run in runs)
         if interleaved:
             answered += interleaved["webhook intake"]["answered"]
-        counts = {table: count - args.prefill for table, count in report["counts"].items()}
+        prefilled = {"status_events": 0}  # the prefill stores messages only
+        counts = {table: count - prefilled.get(table, args.prefill) for table, count in report["counts"].items()}
         print(
-            f"  durability: {counts['messages']} messages, {counts['raw_requests']} raw requests, "
+            f"  durability: {counts['messages']} messages, {counts['status_events']} status reports, "
+            f"{counts['raw_requests']} raw requests, "
             f"{counts['events']} feed events, {counts['request_log']} request log rows in the database for "
             f"{answered} intake requests answered 200"
             + (f" (beyond the {args.prefill} prefilled)" if args.prefill else "")
@@ -789,7 +806,14 @@ def main() -> None:
     parser.add_argument(
         "--prefill", type=int, default=0, help="messages stored before the run (and as many receiver rows)"
     )
+    parser.add_argument(
+        "--webhooks",
+        choices=sorted(WEBHOOK_KINDS),
+        default="messages",
+        help="what the requests are: new inbound messages, or first status reports of outbound ones",
+    )
     args = parser.parse_args()
+    args.build = WEBHOOK_KINDS[args.webhooks]
     chosen = {part.strip() for part in args.servers.split(",")}
     args.servers = [label for key, label in SHORT_NAMES.items() if key in chosen]
 
@@ -798,8 +822,8 @@ def main() -> None:
     print(
         f"\nwebhook intake benchmark: gunicorn {args.workers} workers x {args.threads} threads "
         f"({args.worker_class.rsplit('.', 1)[-1]}), {args.concurrency} clients, "
-        f"{args.duration:.0f} s per measurement, {args.rounds} throughput rounds, {os.cpu_count()} CPUs"
-        + (f", {args.prefill} messages stored before the run" if args.prefill else "")
+        f"{args.duration:.0f} s per measurement, {args.rounds} throughput rounds, {os.cpu_count()} CPUs, "
+        f"webhooks: {args.webhooks}" + (f", {args.prefill} messages stored before the run" if args.prefill else "")
     )
     for kind, report in reports.items():
         print_report(kind, report, args)

@@ -57,12 +57,13 @@ def create_app() -> Flask:
             return "invalid signature", 401
         try:
             data = json.loads(body)["data"]
+            # A message, or a status report (no text or addresses; its status in the text column).
             row = (
                 request.headers["webhook-id"],
                 data["providerMessageId"],
-                data["from"],
-                json.dumps(data["to"]),
-                data.get("text"),
+                data.get("from"),
+                json.dumps(data.get("to", [])),
+                data.get("text", data.get("status")),
             )
         except (ValueError, KeyError, TypeError):
             return "bad payload", 400

@@ -90,11 +90,16 @@ class PreparedStatement:
     """One Core statement (an insert, or a statement with named bind parameters), run with `run` (one
     set of values, the first row it returns, if any) or `run_many` (many rows: how many it inserted)."""
 
-    def __init__(self, statement: sa.Executable):
+    def __init__(self, statement: sa.Executable, *, kept_prepared: bool = False):
+        """`kept_prepared`: on PostgreSQL a prepared statement of the connection from its first run, whose
+        plan PostgreSQL keeps (database/postgres.py: other statements are planned at every run). Only for
+        statements that read no table (inserts, without a conflict clause or with one), whose plan the
+        tables' sizes cannot change."""
         if isinstance(statement, sa.Insert) and not statement._returning:
             # No RETURNING of the new row's key that nobody reads (SQLAlchemy adds one on PostgreSQL).
             statement = statement.inline()
         self._statement = statement
+        self._kept_prepared = kept_prepared
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
         self._lock = threading.Lock()
 
@@ -110,7 +115,9 @@ class PreparedStatement:
         else:
             compiled = self._for(connection.dialect, tuple(values))
             parameters = compiled.parameters(values)
-        return _execute(connection, compiled.sql, parameters, fetch=compiled.returns_rows)[0]
+        return _execute(
+            connection, compiled.sql, parameters, fetch=compiled.returns_rows, kept_prepared=self._kept_prepared
+        )[0]
 
     def run_many(self, connection: sa.Connection, rows: Sequence[Mapping[str, Any] | BoundRow]) -> int:
         """Many rows, rows bound ahead too: on SQLite, an insert of up to `MULTI_ROW_INSERT_ROWS` rows
@@ -145,14 +152,23 @@ class PreparedStatement:
 
 
 def _execute(
-    connection: sa.Connection, sql: str, parameters: Any, *, many: bool = False, fetch: bool = False
+    connection: sa.Connection,
+    sql: str,
+    parameters: Any,
+    *,
+    many: bool = False,
+    fetch: bool = False,
+    kept_prepared: bool = False,
 ) -> tuple[tuple | None, int]:
     """Run `sql` on the driver's cursor: the first row it returned (when `fetch`) and its row count. The
-    driver's errors come out as SQLAlchemy's, a broken connection invalidated."""
+    driver's errors come out as SQLAlchemy's, a broken connection invalidated. `kept_prepared`: as a
+    prepared statement (psycopg's `prepare=True`; see PreparedStatement)."""
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         if many:
             cursor.executemany(sql, parameters)
+        elif kept_prepared and connection.dialect.name == "postgresql":
+            cursor.execute(sql, parameters, prepare=True)  # type: ignore[call-arg]  # psycopg's cursor
         else:
             cursor.execute(sql, parameters)
         return (cursor.fetchone() if fetch else None), cursor.rowcount

@@ -80,7 +80,7 @@ _REDACTED = "[redacted]"
 
 # Statements are built once and given their values at execution: building them per request (values(),
 # cache keys) cost more than running them. The ones every webhook runs are prepared (database/prepared.py).
-INSERT_RAW_REQUEST = PreparedStatement(sa.insert(RAW_REQUESTS).returning(RAW_REQUESTS.c.id))
+INSERT_RAW_REQUEST = PreparedStatement(sa.insert(RAW_REQUESTS).returning(RAW_REQUESTS.c.id), kept_prepared=True)
 # SQLite: with its id claimed.
 INSERT_RAW_REQUEST_ROW = PreparedStatement(sa.insert(RAW_REQUESTS))
 INSERT_ATTACHMENTS = PreparedStatement(sa.insert(ATTACHMENTS))
@@ -123,7 +123,7 @@ def _raw_request_with_message(*, reading_for_status: bool = False) -> PreparedSt
     # A data-modifying WITH runs once whether or not the final SELECT reads it: `raw` always has its row.
     returned = sa.select(raw.c.id, sa.select(message.c.seq).scalar_subquery())
     if not reading_for_status:
-        return PreparedStatement(returned)
+        return PreparedStatement(returned, kept_prepared=True)  # it reads no table: its plan is kept
     existing = (
         sa.select(*(MESSAGES.c[column] for column in _FOR_STATUS))
         .where(*(MESSAGES.c[column] == values[column] for column in MESSAGE_KEY))

@@ -145,7 +145,8 @@ def _prepared(*, attachments: bool) -> PreparedStatement:
         "inserted": sa.BigInteger(),
         "raw_ids": postgresql.ARRAY(sa.BigInteger),
     }
-    return PreparedStatement(sa.text(_statement(attachments=attachments)).columns(**returned))
+    # It reads no table (its inserts have no conflict clause): its plan is kept (prepared.py).
+    return PreparedStatement(sa.text(_statement(attachments=attachments)).columns(**returned), kept_prepared=True)
 
 
 INSERT_WEBHOOKS = _prepared(attachments=True)
