@@ -83,6 +83,10 @@ def _answered(connection: BoundedConnection, request: Callable[[], T]) -> T:
         watchdog.end(wait)
 
 
+# psycopg prepares a statement once it has run this many times, or when a call asks (`prepare=True`).
+PREPARED_ONLY_WHEN_ASKED = 2**31 - 1
+
+
 def postgres_engine(url: str, limits: DatabaseLimits) -> sa.Engine:
     connect_args: dict[str, Any] = {
         "connect_timeout": limits.connect_timeout,
@@ -96,8 +100,9 @@ def postgres_engine(url: str, limits: DatabaseLimits) -> sa.Engine:
         # analyzed them: made on a new deployment's small tables, the status reports' lookups of their
         # messages by key read the tenant's every message (or scanned the table) as it grew, 600,000 rows
         # for 20 reports among 30,000 messages (tests/intake/test_postgres_reports.py). Planned at
-        # every run, a statement is planned for the tables as they are.
-        "prepare_threshold": None,
+        # every run, a statement is planned for the tables as they are. (Not None: that disables
+        # prepared statements altogether, `prepare=True` included.)
+        "prepare_threshold": PREPARED_ONLY_WHEN_ASKED,
     }
     answer_timeout = limits.answer_timeout
     if limits.statement_timeout is not None and answer_timeout is not None:

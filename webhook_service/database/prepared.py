@@ -40,6 +40,9 @@ class _Compiled:
     returns_rows: bool
     # SQLite: the statement for many rows at once (run_many), when it is a plain insert.
     multi_row: _MultiRowInsert | None = None
+    # PostgreSQL: run as a prepared statement (PreparedStatement's `kept_prepared`). The compiled
+    # statement's own, so that a row bound by one statement and run by another keeps it.
+    kept_prepared: bool = False
 
     @functools.cached_property
     def _conversions(self) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
@@ -116,7 +119,7 @@ class PreparedStatement:
             compiled = self._for(connection.dialect, tuple(values))
             parameters = compiled.parameters(values)
         return _execute(
-            connection, compiled.sql, parameters, fetch=compiled.returns_rows, kept_prepared=self._kept_prepared
+            connection, compiled.sql, parameters, fetch=compiled.returns_rows, kept_prepared=compiled.kept_prepared
         )[0]
 
     def run_many(self, connection: sa.Connection, rows: Sequence[Mapping[str, Any] | BoundRow]) -> int:
@@ -147,7 +150,9 @@ class PreparedStatement:
         compiled = self._compiled.get(key)
         if compiled is None:
             with self._lock:
-                compiled = self._compiled.setdefault(key, _compile(self._statement, dialect, keys))
+                compiled = self._compiled.setdefault(
+                    key, _compile(self._statement, dialect, keys, kept_prepared=self._kept_prepared)
+                )
         return compiled
 
 
@@ -212,7 +217,7 @@ def _multi_row(statement: sa.Executable, dialect: Dialect, sql: str) -> _MultiRo
     return _MultiRowInsert(sql)
 
 
-def _compile(statement: sa.Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
+def _compile(statement: sa.Executable, dialect: Dialect, keys: tuple[str, ...], *, kept_prepared: bool) -> _Compiled:
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
     if compiled.insert_prefetch:
         missing = ", ".join(column.key for column in compiled.insert_prefetch)
@@ -228,6 +233,7 @@ def _compile(statement: sa.Executable, dialect: Dialect, keys: tuple[str, ...]) 
         processors=processors,
         returns_rows=bool(getattr(statement, "_returning", ())) or isinstance(statement, sa.Select | sa.TextualSelect),
         multi_row=_multi_row(statement, dialect, compiled.string),
+        kept_prepared=kept_prepared,
     )
 
 
