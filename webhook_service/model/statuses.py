@@ -36,10 +36,10 @@ def advances(current: str | None, new: str) -> bool:
 
 
 @functools.cache
-def advances_from(new: str) -> list[str | None]:
+def advances_from(new: str) -> tuple[str | None, ...]:
     """The current statuses (None: none yet) that a report with status `new` replaces, by `advances`:
     for a database statement that applies the rule to a status it reads itself."""
-    return [current for current in (None, *sorted(CANONICAL)) if advances(current, new)]
+    return tuple(current for current in (None, *sorted(CANONICAL)) if advances(current, new))
 
 
 def canonical(mapping: dict[str, str], provider_status: str | None) -> str:
