@@ -94,14 +94,15 @@ def postgres_engine(url: str, limits: DatabaseLimits) -> sa.Engine:
         "keepalives_idle": KEEPALIVE_IDLE_SECONDS,
         "keepalives_interval": KEEPALIVE_INTERVAL_SECONDS,
         "keepalives_count": KEEPALIVE_COUNT,
-        # No statement is prepared unless it asks (`PreparedStatement(kept_prepared=True)`: inserts that
-        # read no table). psycopg prepared every statement from its fifth run, and PostgreSQL then kept
-        # a generic plan, made for the tables as they were at that moment and kept until autovacuum next
-        # analyzed them: made on a new deployment's small tables, the status reports' lookups of their
-        # messages by key read the tenant's every message (or scanned the table) as it grew, 600,000 rows
-        # for 20 reports among 30,000 messages (tests/intake/test_postgres_reports.py). Planned at
-        # every run, a statement is planned for the tables as they are. (Not None: that disables
-        # prepared statements altogether, `prepare=True` included.)
+        # No statement is prepared unless it asks (`PreparedStatement(kept_prepared=True)`: the group
+        # commit's batch statements, prepared anew every few seconds). psycopg prepared every statement
+        # from its fifth run, and PostgreSQL then kept a generic plan, made for the tables as they were
+        # at that moment and kept until autovacuum next analyzed them: made on a new deployment's small
+        # tables, the status reports' lookups of their messages by key read the tenant's every message
+        # (or scanned the table) as it grew, 600,000 rows for 20 reports among 30,000 messages
+        # (tests/intake/test_postgres_reports.py). Planned at every run, a statement is planned for the
+        # tables as they are. (Not None: that disables prepared statements altogether, `prepare=True`
+        # included.)
         "prepare_threshold": PREPARED_ONLY_WHEN_ASKED,
     }
     answer_timeout = limits.answer_timeout

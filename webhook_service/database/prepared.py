@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -95,9 +96,11 @@ class PreparedStatement:
 
     def __init__(self, statement: sa.Executable, *, kept_prepared: bool = False):
         """`kept_prepared`: on PostgreSQL a prepared statement of the connection from its first run, whose
-        plan PostgreSQL keeps (database/postgres.py: other statements are planned at every run). Only for
-        statements that read no table (inserts, without a conflict clause or with one), whose plan the
-        tables' sizes cannot change."""
+        plan PostgreSQL keeps (database/postgres.py: other statements are planned at every run): for the
+        statements the group commit runs for every batch. A kept plan is made for the tables as they are
+        when it is made, so the connection prepares its kept statements anew every `REPLAN_SECONDS`:
+        a plan made on a new deployment's small tables reads them by whatever path was cheapest then
+        (a scan, the wrong index) however they grow, until autovacuum next analyzes them."""
         if isinstance(statement, sa.Insert) and not statement._returning:
             # No RETURNING of the new row's key that nobody reads (SQLAlchemy adds one on PostgreSQL).
             statement = statement.inline()
@@ -173,6 +176,7 @@ def _execute(
         if many:
             cursor.executemany(sql, parameters)
         elif kept_prepared and connection.dialect.name == "postgresql":
+            _prepare_anew_when_due(connection, cursor)
             cursor.execute(sql, parameters, prepare=True)  # type: ignore[call-arg]  # psycopg's cursor
         else:
             cursor.execute(sql, parameters)
@@ -181,6 +185,24 @@ def _execute(
         raise _as_sqlalchemy_error(connection, sql, parameters, error, cursor) from error
     finally:
         cursor.close()
+
+
+# How long a connection keeps its prepared statements' plans (see PreparedStatement's `kept_prepared`).
+# PostgreSQL plans a prepared statement for its values at its first five runs, then keeps a generic plan:
+# every REPLAN_SECONDS, that costs five plans per statement and connection (a few ms of PostgreSQL's CPU).
+REPLAN_SECONDS = 2.0
+_PREPARED_SINCE = "webhook_service_prepared_since"
+
+
+def _prepare_anew_when_due(connection: sa.Connection, cursor: Any) -> None:
+    """Drop the connection's prepared statements when they are REPLAN_SECONDS old: the next run of each
+    prepares it again, and its plan is made for the tables as they are now. (psycopg sees the command's
+    answer and forgets its own list of them too.)"""
+    now = time.monotonic()
+    since = connection.info.setdefault(_PREPARED_SINCE, now)
+    if now - since > REPLAN_SECONDS:
+        cursor.execute("DEALLOCATE ALL")
+        connection.info[_PREPARED_SINCE] = now
 
 
 # Rows per multi-row insert on SQLite: 32 rows of a wide table's 25 columns (800 parameters) stay below
