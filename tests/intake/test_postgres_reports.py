@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.group_commit import in_one_batch, stored_rows
+from tests.support.plans import rows_read
 from tests.support.standard import inbound_body, post_standard, status_body
 from webhook_service.app import create_app
 from webhook_service.database import prepared
@@ -303,19 +304,10 @@ def test_reports_from_two_processes_at_once(settings, resolver, client):
 
 
 def _messages_rows_read(runtime) -> int:
-    """Rows PostgreSQL has read from the messages table and its indexes so far (sequential scans' rows
-    and index entries), as its statistics count them once the sessions that read them report."""
+    """Rows PostgreSQL has read from messages so far, once the group commit's session has reported them."""
     runtime.db.group_commit.run(lambda connection: connection.exec_driver_sql("SELECT pg_stat_force_next_flush()"))
     time.sleep(0.2)  # the group commit's session reports when it goes idle, after its commit
-    with runtime.db.engine.connect() as connection:
-        connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-        connection.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
-        read = connection.exec_driver_sql(
-            "SELECT coalesce(seq_tup_read, 0)"
-            " + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE relname = 'messages')"
-            " FROM pg_stat_user_tables WHERE relname = 'messages'"
-        )
-        return read.scalar_one()
+    return rows_read(runtime.db.engine, "messages")
 
 
 @pytest.mark.parametrize("way", ["batch statement", "ordinary"])

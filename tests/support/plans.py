@@ -38,3 +38,19 @@ def plan(connection: sa.Connection, statement: str, parameters: Any = None, *, a
         explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)" if analyze else "EXPLAIN"
         return list(connection.exec_driver_sql(f"{explain} {statement}", parameters).scalars())
     return [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+
+
+def rows_read(engine: sa.Engine, table: str) -> int:
+    """Rows PostgreSQL has read from `table` and its indexes so far (sequential scans' rows and index
+    entries), as its statistics count them: what a statement did, whatever the machine's load made its time.
+    Sessions report their counts when they go idle; call this after the reading sessions' last commit."""
+    with engine.connect() as connection:
+        connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+        connection.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+        read = connection.exec_driver_sql(
+            "SELECT coalesce(seq_tup_read, 0)"
+            " + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE relname = %(table)s)"
+            " FROM pg_stat_user_tables WHERE relname = %(table)s",
+            {"table": table},
+        )
+        return int(read.scalar_one())
