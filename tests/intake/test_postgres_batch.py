@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from tests.support.group_commit import in_one_batch, stored_rows
+from tests.support.group_commit import batch_sizes, in_one_batch, stored_rows
 from tests.support.standard import inbound_body, post_standard, status_body
 from webhook_service.database.feed import FEED_LOCK_KEY
 from webhook_service.database.tables import Attachment, FeedEvent, Message, RawRequest, RequestLogEntry, StatusEventRow
@@ -32,18 +32,7 @@ pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=Tr
 @pytest.fixture
 def batch_statements(monkeypatch) -> list[int]:
     """How many webhooks each run of the one-statement insert was given."""
-    sizes: list[int] = []
-    insert = postgres_batch.insert_webhooks
-
-    def counted(connection, webhooks):
-        sizes.append(len(webhooks))
-        return insert(connection, webhooks)
-
-    monkeypatch.setattr(postgres_batch, "insert_webhooks", counted)
-    from webhook_service.intake import message_store
-
-    monkeypatch.setattr(message_store, "insert_webhooks", counted)
-    return sizes
+    return batch_sizes(monkeypatch, postgres_batch, "insert_webhooks")
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from tests.support.group_commit import in_one_batch, stored_rows
+from tests.support.group_commit import batch_sizes, in_one_batch, stored_rows
 from tests.support.plans import rows_read
 from tests.support.standard import inbound_body, post_standard, status_body
 from webhook_service.app import create_app
@@ -35,15 +35,7 @@ pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=Tr
 def report_statements(monkeypatch) -> list[int]:
     """How many webhooks each call of the one-statement insert was given (a call that finds two reports
     of one message runs no statement, and is counted too)."""
-    sizes: list[int] = []
-    insert = postgres_reports.insert_reports
-
-    def counted(connection, webhooks):
-        sizes.append(len(webhooks))
-        return insert(connection, webhooks)
-
-    monkeypatch.setattr(message_store, "insert_reports", counted)
-    return sizes
+    return batch_sizes(monkeypatch, postgres_reports, "insert_reports")
 
 
 def _report_body(provider_message_id: str, status: str, **data) -> bytes:

@@ -50,3 +50,20 @@ def stored_rows(runtime, entity) -> list:
     """Every row of `entity`'s table."""
     with runtime.db.reading() as session:
         return list(session.scalars(sa.select(entity)))
+
+
+def batch_sizes(monkeypatch, module, name: str) -> list[int]:
+    """How many webhooks each call of a batch's one-statement insert (`module.name`, which message_store
+    calls) was given, in the order of the calls."""
+    from webhook_service.intake import message_store
+
+    sizes: list[int] = []
+    insert = getattr(module, name)
+
+    def counted(connection, webhooks):
+        sizes.append(len(webhooks))
+        return insert(connection, webhooks)
+
+    monkeypatch.setattr(module, name, counted)
+    monkeypatch.setattr(message_store, name, counted)
+    return sizes

@@ -35,10 +35,10 @@ Python None in a JSON column stored as JSON null, as SQLAlchemy stores it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -198,13 +198,25 @@ class NewMessagesWebhook:
         )
 
 
-def insert_webhooks(connection: sa.Connection, webhooks: list[NewMessagesWebhook]) -> None:
-    """Insert the batch's webhooks of new messages (see the module's docstring)."""
-    insert = (
-        INSERT_WEBHOOKS if any(webhook.attachments for webhook in webhooks) else INSERT_WEBHOOKS_WITHOUT_ATTACHMENTS
-    )
+class EncodedWebhook(Protocol):
+    """A webhook encoded ahead for a batch's one statement (this module's, and postgres_reports.py's)."""
+
+    @property
+    def document(self) -> str: ...
+
+    @property
+    def latency_ms(self) -> Callable[[], float | None]: ...  # the request log's latency, as rows are written
+
+
+def run_batch(
+    connection: sa.Connection, statement: PreparedStatement, webhooks: Sequence[EncodedWebhook], conflict: str
+) -> tuple:
+    """Run a batch's one statement on its webhooks' documents, under the feed lock it takes: the row it
+    returns. A constraint a row breaks is an `InsertConflict` (`conflict` says which), which sends the
+    batch to run again one webhook at a time, where the webhook's ordinary way records what it repeats or
+    reports any other failure."""
     try:
-        returned = insert.run(
+        returned = statement.run(
             connection,
             {
                 "webhooks": "[" + ",".join(webhook.document for webhook in webhooks) + "]",
@@ -214,11 +226,18 @@ def insert_webhooks(connection: sa.Connection, webhooks: list[NewMessagesWebhook
             },
         )
     except sa.exc.IntegrityError as error:
-        # A message there already. (Any other constraint a row breaks, the webhook's ordinary way reports.)
-        raise InsertConflict("a message of the batch was there already") from error
+        raise InsertConflict(conflict) from error
     note_transaction_lock(connection, FEED_LOCK_KEY)
-    assert returned is not None  # a SELECT of two subqueries returns one row
-    inserted, raw_ids = returned
+    assert returned is not None  # a SELECT of subqueries returns one row
+    return returned
+
+
+def insert_webhooks(connection: sa.Connection, webhooks: list[NewMessagesWebhook]) -> None:
+    """Insert the batch's webhooks of new messages (see the module's docstring)."""
+    insert = (
+        INSERT_WEBHOOKS if any(webhook.attachments for webhook in webhooks) else INSERT_WEBHOOKS_WITHOUT_ATTACHMENTS
+    )
+    inserted, raw_ids = run_batch(connection, insert, webhooks, "a message of the batch was there already")
     # Without a conflict clause every message is inserted, or the statement failed (the count is there to
     # keep it so: the statement may have committed already, a second run would store twice).
     assert inserted == sum(webhook.messages for webhook in webhooks)

@@ -43,8 +43,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from webhook_service.database.engine import InsertConflict, note_transaction_lock
-from webhook_service.database.feed import FEED_LOCK_KEY
+from webhook_service.database.engine import InsertConflict
 from webhook_service.database.prepared import PreparedStatement
 from webhook_service.database.tables import EVENTS, MESSAGES, RAW_REQUESTS, REQUEST_LOG, STATUS_EVENTS
 from webhook_service.intake.postgres_batch import (
@@ -55,6 +54,7 @@ from webhook_service.intake.postgres_batch import (
     column_names,
     compact,
     encode_document,
+    run_batch,
     select_values,
 )
 
@@ -213,21 +213,9 @@ def insert_reports(connection: sa.Connection, webhooks: list[StatusReportsWebhoo
         raise InsertConflict("two reports of one message in the batch")
     if len(keys) > MAX_REPORTS:
         raise InsertConflict(f"{len(keys)} reports, more than one statement takes")
-    try:
-        returned = INSERT_REPORTS.run(
-            connection,
-            {
-                "webhooks": "[" + ",".join(webhook.document for webhook in webhooks) + "]",
-                "latencies": encode_document([webhook.latency_ms() for webhook in webhooks]),
-                "feed_lock": FEED_LOCK_KEY,
-            },
-        )
-    except sa.exc.IntegrityError as error:
-        # A report recorded before, or a message the statement's snapshot did not hold.
-        raise InsertConflict("a report of the batch was there already, or its message was not") from error
-    note_transaction_lock(connection, FEED_LOCK_KEY)
-    assert returned is not None  # a SELECT of subqueries returns one row
-    inserted, raw_ids, message_ids = returned
+    # A report recorded before, or a message the statement's snapshot did not hold.
+    conflict = "a report of the batch was there already, or its message was not"
+    inserted, raw_ids, message_ids = run_batch(connection, INSERT_REPORTS, webhooks, conflict)
     # Without a conflict clause every report is inserted, or the statement failed.
     assert inserted == len(keys)
     produced = iter(message_ids)
