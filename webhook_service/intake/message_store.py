@@ -92,6 +92,12 @@ SELECT_HISTORY = (
 )
 
 
+# A message's columns, by its seq: the parameters are `message_seq` and the columns to set, every one
+# given (`updated_at` too: its `onupdate` default is not applied here). Built once rather than per report
+# or message: building the construct and compiling it (its values' JSON is not cacheable) cost more than
+# running it, and on SQLite every writer waits meanwhile.
+UPDATE_MESSAGE = PreparedStatement(sa.update(MESSAGES).where(MESSAGES.c.seq == sa.bindparam("message_seq")))
+
 # The columns of its message a status report needs (`_Recorder._record_status`).
 _FOR_STATUS = ("seq", "id", "status", "has_content", "from_number")
 
@@ -724,7 +730,7 @@ class _Recorder:
         update = dict(item.content, raw_request_id=raw_id, updated_at=self.now)
         if inbound and existing.status is None:
             update.update(self._received_status(event))
-        conn.execute(sa.update(MESSAGES).where(MESSAGES.c.seq == existing.seq).values(update))
+        UPDATE_MESSAGE.run(conn, dict(update, message_seq=existing.seq))
         self._saw(existing.id)
         self._attachments_inserted(conn, item.attachments, existing.seq)
         self.changed = True
@@ -762,11 +768,8 @@ class _Recorder:
         self._saw(message.id)
         if not message.has_content and message.from_number is None and item.from_number:
             # The report is all we know of this message so far: keep its addresses.
-            conn.execute(
-                sa.update(MESSAGES)
-                .where(MESSAGES.c.seq == message.seq)
-                .values(from_number=item.from_number, to_numbers=item.to_numbers)
-            )
+            addresses = {"from_number": item.from_number, "to_numbers": item.to_numbers, "updated_at": self.now}
+            UPDATE_MESSAGE.run(conn, dict(addresses, message_seq=message.seq))
         applied = statuses.advances(message.status, event.status)
         report = dict(self._report_values(item), message_seq=message.seq, applied=applied, raw_request_id=raw_id)
         status_updated_at = event.occurred_at or self.now
@@ -777,15 +780,15 @@ class _Recorder:
         else:
             inserted = _value(self.statements.insert_status.run(conn, report))
             if inserted is not None and applied:
-                conn.execute(
-                    sa.update(MESSAGES)
-                    .where(MESSAGES.c.seq == message.seq)
-                    .values(
-                        status=event.status,
-                        provider_status=item.provider_status,
-                        status_updated_at=status_updated_at,
-                        updated_at=self.now,
-                    )
+                UPDATE_MESSAGE.run(
+                    conn,
+                    {
+                        "message_seq": message.seq,
+                        "status": event.status,
+                        "provider_status": item.provider_status,
+                        "status_updated_at": status_updated_at,
+                        "updated_at": self.now,
+                    },
                 )
         if inserted is None:
             return  # this very report was recorded before
