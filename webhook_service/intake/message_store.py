@@ -722,7 +722,8 @@ class _Recorder:
             if item.feed_event is not None:
                 self.feed_rows.append(item.feed_event)
             return
-        existing = self._locked(conn, event.provider_message_id)
+        # What deciding needs, on the driver's cursor: most such webhooks are a provider's retries.
+        existing = self._read_for_status(conn, event.provider_message_id)
         if existing.has_content:
             self._saw(existing.id)  # the message it repeats, for the log
             return  # a retry or a second notification of a message we already have
@@ -735,8 +736,9 @@ class _Recorder:
         self._attachments_inserted(conn, item.attachments, existing.seq)
         self.changed = True
         if inbound:
+            stored = self._locked(conn, event.provider_message_id)._asdict()
             history = list(conn.execute(SELECT_HISTORY, {"seq": existing.seq}))
-            snapshot = _snapshot({**existing._asdict(), **update}, item.attachments, history)
+            snapshot = _snapshot({**stored, **update}, item.attachments, history)
             self.feed_rows.append(self._feed_row(feed.MESSAGE_RECEIVED, existing.id, snapshot))
 
     def _attachments_inserted(self, conn: sa.Connection, attachments: list[dict[str, Any]], seq: int) -> None:
@@ -760,11 +762,11 @@ class _Recorder:
                 seq=placeholder.seq, id=row["id"], status=None, has_content=False, from_number=row["from_number"]
             )
         else:
-            found = placeholder.existing or self.statements.locked_for_status.run(
-                conn, self._key_values(event.provider_message_id)
+            message = (
+                SimpleNamespace(**dict(zip(_FOR_STATUS, placeholder.existing, strict=True)))
+                if placeholder.existing
+                else self._read_for_status(conn, event.provider_message_id)
             )
-            assert found is not None  # the placeholder's insert found it there, and messages are never deleted
-            message = SimpleNamespace(**dict(zip(_FOR_STATUS, found, strict=True)))
         self._saw(message.id)
         if not message.has_content and message.from_number is None and item.from_number:
             # The report is all we know of this message so far: keep its addresses.
@@ -832,6 +834,12 @@ class _Recorder:
             "connection": self.connection.name,
             "provider_message_id": provider_message_id,
         }
+
+    def _read_for_status(self, conn: sa.Connection, provider_message_id: str) -> SimpleNamespace:
+        """The `_FOR_STATUS` columns of a message there already (an insert found it), locked until commit."""
+        found = self.statements.locked_for_status.run(conn, self._key_values(provider_message_id))
+        assert found is not None  # an insert found it there, and messages are never deleted
+        return SimpleNamespace(**dict(zip(_FOR_STATUS, found, strict=True)))
 
     def _locked(self, conn: sa.Connection, provider_message_id: str) -> sa.Row:
         """The existing message row, locked until commit (PostgreSQL; SQLite's writer lock covers it)."""
