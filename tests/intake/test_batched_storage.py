@@ -1,28 +1,33 @@
 """Webhooks stored in one group-commit batch on SQLite (intake/message_store.py): in the batch's first run
 a webhook's raw request and messages take claimed ids and go in with the other webhooks' at the end of the
-batch, one statement per table. What that run cannot store as assumed (a message there already, the same
-message twice in the batch, a status report beside new messages) makes the batch run again, each webhook
-on its own: the outcome is the same as one at a time, nothing lost, nothing twice."""
+batch, one statement per table, and so do the status reports of messages the batch finds new. What that
+run cannot store as assumed (a message there already, the same message twice in the batch, the same
+report twice, a message filled in after a report the batch put off) makes the batch run again, each
+webhook on its own: the outcome is the same as one at a time, nothing lost, nothing twice."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
 
-from tests.support.group_commit import stored_rows
+from tests.support.group_commit import store_events, stored_rows
 from tests.support.standard import inbound_body, post_standard, status_body
 from webhook_service.database.engine import Database
 from webhook_service.database.tables import FeedEvent, Message, RawRequest, RequestLogEntry, StatusEventRow
+from webhook_service.model.events import MessageEvent, StatusEvent
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
-def _in_one_batch(client, runtime, bodies: list[bytes]) -> tuple[list[int], list[str]]:
-    """Post the bodies at once while another process holds SQLite's writer turn, so that the group
-    commit takes them all in one batch; their answers' statuses, and the SQL run meanwhile."""
+def _in_one_batch(client, runtime, bodies: list[bytes | Callable[[], int]]) -> tuple[list[int], list[str]]:
+    """Post the bodies while another process holds SQLite's writer turn, so that the group commit takes
+    them all in one batch, in their order (each is queued before the next is sent); their answers'
+    statuses, and the SQL run meanwhile. Instead of a body, a function that sends a webhook and returns
+    its answer's status."""
     statements: list[str] = []
 
     def trace(connection: sa.Connection) -> None:
@@ -33,18 +38,18 @@ def _in_one_batch(client, runtime, bodies: list[bytes]) -> tuple[list[int], list
     other_process = Database(runtime.db.url)
     answers: dict[int, int] = {}
 
-    def send(index: int, body: bytes) -> None:
-        answers[index] = post_standard(client, body).status_code
+    def send(index: int, body: bytes | Callable[[], int]) -> None:
+        answers[index] = post_standard(client, body).status_code if isinstance(body, bytes) else body()
 
     threads = [threading.Thread(target=send, args=(index, body)) for index, body in enumerate(bodies)]
     try:
         with other_process.write_turn():
-            for thread in threads:
+            for sent, thread in enumerate(threads, start=1):
                 thread.start()
-            deadline = time.monotonic() + 10
-            while len(queue) < len(bodies):
-                assert time.monotonic() < deadline, f"{len(queue)} of {len(bodies)} queued"
-                time.sleep(0.005)
+                deadline = time.monotonic() + 10
+                while len(queue) < sent:
+                    assert time.monotonic() < deadline, f"{len(queue)} of {sent} queued"
+                    time.sleep(0.002)
         for thread in threads:
             thread.join(timeout=10)
     finally:
@@ -110,3 +115,73 @@ def test_a_status_report_beside_new_messages_in_one_batch(client, runtime):
     assert len(stored_rows(runtime, StatusEventRow)) == 1
     assert len(stored_rows(runtime, RawRequest)) == 3
     assert sorted(entry.outcome for entry in stored_rows(runtime, RequestLogEntry)) == ["accepted"] * 3
+
+
+def test_first_reports_of_a_batch_go_in_one_statement_and_update_nothing(client, runtime):
+    bodies = [status_body(f"m-out-{n}", "sent", occurred_at=f"2026-12-06T10:00:0{n}Z") for n in range(4)]
+    statuses, statements = _in_one_batch(client, runtime, bodies)
+    assert statuses == [200] * 4
+    assert _inserts(statements, "status_events") == 1
+    assert not any(statement.startswith("UPDATE messages") for statement in statements)
+    assert not any(statement.startswith("SAVEPOINT") for statement in statements)
+    messages = {m.provider_message_id: m for m in stored_rows(runtime, Message)}
+    reports = {r.message_seq: r for r in stored_rows(runtime, StatusEventRow)}
+    for n in range(4):
+        message = messages[f"m-out-{n}"]
+        assert (message.status, message.provider_status, message.has_content) == ("sent", "sent", False)
+        assert message.status_updated_at.isoformat() == f"2026-12-06T10:00:0{n}+00:00"
+        assert reports[message.seq].applied and reports[message.seq].raw_request_id == message.raw_request_id
+    events = stored_rows(runtime, FeedEvent)
+    assert sorted(e.data["messageId"] for e in events) == sorted(m.id for m in messages.values())
+    assert {(e.data["applied"], e.data["currentStatus"]) for e in events} == {(True, "sent")}
+    log = stored_rows(runtime, RequestLogEntry)
+    assert sorted(entry.message_ids[0] for entry in log) == sorted(m.id for m in messages.values())
+
+
+def test_the_same_first_report_twice_in_one_batch_is_stored_once(client, runtime):
+    def report() -> int:  # a provider's retry: the same webhook id
+        return post_standard(client, status_body("m-retried", "sent"), webhook_id="msg_report_retried").status_code
+
+    statuses, statements = _in_one_batch(client, runtime, [report, status_body("m-other", "sent"), report])
+    assert statuses == [200] * 3
+    assert any(statement.startswith("SAVEPOINT") for statement in statements)  # the second run
+    assert sorted(m.provider_message_id for m in stored_rows(runtime, Message)) == ["m-other", "m-retried"]
+    assert len(stored_rows(runtime, StatusEventRow)) == 2
+    assert len(stored_rows(runtime, FeedEvent)) == 2
+    outcomes = sorted(entry.outcome for entry in stored_rows(runtime, RequestLogEntry))
+    assert outcomes == ["accepted", "accepted", "duplicate"]
+
+
+def test_a_first_report_and_later_ones_of_its_message_in_one_batch(client, runtime):
+    bodies = [
+        status_body("m-out", "sent", occurred_at="2026-12-06T10:00:00Z"),
+        status_body("m-out", "delivered", occurred_at="2026-12-06T10:00:02Z"),
+        status_body("m-out", "queued", occurred_at="2026-12-06T09:59:59Z"),  # late: moves nothing on
+    ]
+    statuses, _ = _in_one_batch(client, runtime, bodies)
+    assert statuses == [200] * 3
+    (message,) = stored_rows(runtime, Message)
+    assert message.status == "delivered"
+    reports = {r.status: r.applied for r in stored_rows(runtime, StatusEventRow)}
+    assert reports == {"sent": True, "delivered": True, "queued": False}
+    current = sorted((e.data["status"], e.data["currentStatus"]) for e in stored_rows(runtime, FeedEvent))
+    assert current == [("delivered", "delivered"), ("queued", "delivered"), ("sent", "sent")]
+
+
+def test_an_inbound_message_after_its_report_in_one_batch_shows_the_report(client, runtime):
+    def message_beside_a_report() -> int:  # as a provider that batches events sends: not put off whole
+        events = [
+            MessageEvent("m-in", "inbound", "+15550001111", ("+15551234567",), "hi"),
+            StatusEvent("m-z", "sent", "sent"),
+        ]
+        store_events(runtime, events, "message-beside-a-report")
+        return 200
+
+    bodies = [status_body("m-in", "read", occurred_at="2026-12-06T10:00:00Z"), message_beside_a_report]
+    statuses, statements = _in_one_batch(client, runtime, bodies)
+    assert statuses == [200] * 2
+    assert any(statement.startswith("SAVEPOINT") for statement in statements)  # the second run
+    message = next(m for m in stored_rows(runtime, Message) if m.provider_message_id == "m-in")
+    assert (message.text, message.has_content, message.status) == ("hi", True, "read")
+    (received,) = [e for e in stored_rows(runtime, FeedEvent) if e.type == "message.received"]
+    assert [entry["status"] for entry in received.data["statusHistory"]] == ["read"]

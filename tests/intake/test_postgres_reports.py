@@ -12,19 +12,17 @@ import json
 import random
 import threading
 import time
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
-from tests.support.group_commit import batch_sizes, in_one_batch, stored_rows
+from tests.support.group_commit import batch_sizes, in_one_batch, store_events, stored_rows
 from tests.support.plans import rows_read
 from tests.support.standard import inbound_body, post_standard, status_body
 from webhook_service.app import create_app
 from webhook_service.database import prepared
 from webhook_service.database.tables import FeedEvent, Message, RawRequest, RequestLogEntry, StatusEventRow
-from webhook_service.intake import message_store, postgres_reports, request_log
-from webhook_service.intake.message_store import RawRequestRecord, store_webhook
+from webhook_service.intake import message_store, postgres_reports
 from webhook_service.model.events import StatusEvent
 from webhook_service.runtime import Runtime
 
@@ -209,19 +207,7 @@ def test_two_reports_of_one_message_in_a_batch_apply_in_their_order(client, runt
 
 def _store_reports(runtime, reports: list[StatusEvent]):
     """A webhook of several reports (as a provider that batches them sends), through the message store."""
-    connection = runtime.connections.find("standard", "main")
-    raw = RawRequestRecord(
-        f"several-{len(reports)}", "POST", "http://test/webhooks/standard/main", [], b"{}", None, datetime.now(UTC)
-    )
-    entry = request_log.entry(
-        raw,
-        provider=connection.provider,
-        connection=connection.name,
-        tenant_id=connection.tenant,
-        outcome="accepted",
-        http_status=200,
-    )
-    return store_webhook(runtime.db, connection, raw, list(reports), "US", entry)
+    return store_events(runtime, reports, f"several-{len(reports)}")
 
 
 def test_a_webhook_of_several_reports(runtime, report_statements):

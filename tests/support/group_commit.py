@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
 from tests.support.standard import post_standard
+from webhook_service.intake import request_log
+from webhook_service.intake.message_store import RawRequestRecord, StoreResult, store_webhook
+from webhook_service.model.events import Event
 
 
 def in_one_batch(client, runtime, bodies: list[bytes], *, webhook_ids: dict[int, str] | None = None) -> list[int]:
@@ -67,3 +71,19 @@ def batch_sizes(monkeypatch, module, name: str) -> list[int]:
     monkeypatch.setattr(module, name, counted)
     monkeypatch.setattr(message_store, name, counted)
     return sizes
+
+
+def store_events(runtime, events: list[Event], request_id: str) -> StoreResult:
+    """A webhook of these events (as a provider that batches them sends), stored through the message store
+    on the "main" Standard Webhooks connection as the intake stores it, with its request log row."""
+    connection = runtime.connections.find("standard", "main")
+    raw = RawRequestRecord(request_id, "POST", "http://test/webhooks/standard/main", [], b"{}", None, datetime.now(UTC))
+    entry = request_log.entry(
+        raw,
+        provider=connection.provider,
+        connection=connection.name,
+        tenant_id=connection.tenant,
+        outcome="accepted",
+        http_status=200,
+    )
+    return store_webhook(runtime.db, connection, raw, list(events), "US", entry)

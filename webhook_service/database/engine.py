@@ -586,6 +586,11 @@ def claim_ids(connection: sa.Connection, counts: dict[sa.Column, int]) -> dict[s
 _TRANSACTION_LOCKS = "webhook_service_transaction_locks"
 
 
+def transaction_notes(connection: sa.Connection, name: str) -> set:
+    """A set the connection keeps under `name` for its current transaction only (empty in the next)."""
+    return _of_this_transaction(connection, name, set)
+
+
 def transaction_lock_held(connection: sa.Connection, key: int) -> bool:
     return key in _of_this_transaction(connection, _TRANSACTION_LOCKS, set[int])
 

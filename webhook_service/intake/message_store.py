@@ -16,7 +16,11 @@ something else (a message it has already, a status report).
 On SQLite the raw request's id and the messages' seq are claimed (`claim_ids`) rather than returned by
 their inserts, and in a group commit's first run the inserts of such a webhook are put off to the end of
 the batch, with every other unit's in one statement per table (`inserts_checked_at_commit`): a message
-there already then makes the batch run again, each webhook on its own, as above.
+there already then makes the batch run again, each webhook on its own, as above. A status report is
+bound ahead for its most common case too, a message new to us (the first report of a message a business
+sent through the provider): the message's insert carries the report's status, so nothing is updated,
+and in a batch's first run the report, which cannot have been recorded before, goes in with the
+batch's others at its end (the same report twice in the batch makes it run again).
 
 On PostgreSQL a webhook whose events are all messages is encoded whole instead (`encode_whole`), as one
 JSON document, and in the group commit's first run its batch's documents go in with one statement
@@ -47,6 +51,7 @@ from webhook_service.database.engine import (
     claim_ids,
     insert_at_commit,
     inserts_checked_at_commit,
+    transaction_notes,
 )
 from webhook_service.database.prepared import BoundRow, PreparedStatement
 from webhook_service.database.request_counts import request_counts
@@ -207,6 +212,10 @@ class _DialectStatements:
         )
         # SQLite: with its seq claimed; a conflict inserts no row.
         self.insert_new_message = PreparedStatement(insert(MESSAGES).on_conflict_do_nothing(index_elements=MESSAGE_KEY))
+        # SQLite: the reports of messages new in the transaction, put off to its end (`_new_message_reported`).
+        self.insert_new_status = PreparedStatement(
+            insert(STATUS_EVENTS).on_conflict_do_nothing(index_elements=["message_seq", "dedupe_key"])
+        )
         # What recording a status report reads of its message, on the driver's cursor (prepared.py): a
         # report's every statement counts, and the full row through `execute` cost as much as its insert.
         self.locked_for_status = PreparedStatement(_locked_by_key(*(MESSAGES.c[column] for column in _FOR_STATUS)))
@@ -217,6 +226,8 @@ _STATEMENTS = {name: _DialectStatements(name) for name in ("postgresql", "sqlite
 RAW_ID, MESSAGE_SEQ = RAW_REQUESTS.c.id, MESSAGES.c.seq
 # Inserts put off to the end of a batch, in this order, before the others' (engine.py, insert_at_commit).
 _RAW_REQUESTS_FIRST, _MESSAGES_NEXT = -2, -1
+# SQLite: the seqs of the messages whose reports the transaction put off (`_new_message_reported`).
+_REPORTS_PUT_OFF = "webhook_service_reports_put_off"
 
 
 @dataclass
@@ -490,7 +501,36 @@ class _Recorder:
         )
         item.placeholder = self._placeholder_row(event.provider_message_id, item.from_number, item.to_numbers)
         self._note_addresses(item.from_number, item.to_numbers)
+        if self.claims_ids:
+            # SQLite: what the report stores if its message is new (the common first report), bound ahead
+            # (see the module's docstring): the message carrying the report's status, the report, its event.
+            new_message = self._placeholder_reporting(item)
+            item.new_message = self.statements.insert_new_message.bind(
+                self.dialect, new_message, late=("raw_request_id", "seq")
+            )
+            item.new_report = self.statements.insert_new_status.bind(
+                self.dialect, dict(self._report_values(item), applied=True), late=("message_seq", "raw_request_id")
+            )
+            data = self._status_event_data(item, new_message["id"], applied=True, current=event.status)
+            item.new_report_event = feed.bound_event(
+                self.dialect, self._feed_row(feed.MESSAGE_STATUS, new_message["id"], data)
+            )
         return item
+
+    def _placeholder_reporting(self, item: SimpleNamespace) -> dict[str, Any]:
+        """The row of a status report's message if it is new: its placeholder with the report's status, which
+        a message known from no report yet takes (`advances` from no status is always true)."""
+        event: StatusEvent = item.event
+        return dict(
+            item.placeholder,
+            status=event.status,
+            provider_status=item.provider_status,
+            status_updated_at=event.occurred_at or self.now,
+        )
+
+    def _status_event_data(self, item: SimpleNamespace, message_id: str, *, applied: bool, current: str | None) -> dict:
+        """A report's feed event's data."""
+        return {"messageId": message_id, **self._status_data(item), "applied": applied, "currentStatus": current}
 
     def _placeholder_row(self, provider_message_id: str, from_number: str | None, to_numbers: list[str]) -> dict:
         """The row of a message known only from a status report (inserted unless it is there already),
@@ -559,16 +599,10 @@ class _Recorder:
         return _EncodedReports(document, keys)
 
     def _report_document(self, item: SimpleNamespace) -> dict[str, Any]:
-        """A report as postgres_reports.py takes it: its message's placeholder carries the report's status,
-        which a message known from no report yet takes (`advances` from no status is always true)."""
+        """A report as postgres_reports.py takes it."""
         event: StatusEvent = item.event
         return {
-            "placeholder": dict(
-                item.placeholder,
-                status=event.status,
-                provider_status=item.provider_status,
-                status_updated_at=event.occurred_at or self.now,
-            ),
+            "placeholder": self._placeholder_reporting(item),
             "report": self._report_values(item),
             "advances_from": statuses.advances_from(event.status),
             "event": self._feed_row(feed.MESSAGE_STATUS, None, self._status_data(item)),
@@ -736,6 +770,9 @@ class _Recorder:
         self._attachments_inserted(conn, item.attachments, existing.seq)
         self.changed = True
         if inbound:
+            if existing.seq in transaction_notes(conn, _REPORTS_PUT_OFF):
+                # The history below would miss a report this batch put off: run it again, nothing put off.
+                raise InsertConflict("a message filled in after its report in the same batch")
             stored = self._locked(conn, event.provider_message_id)._asdict()
             history = list(conn.execute(SELECT_HISTORY, {"seq": existing.seq}))
             snapshot = _snapshot({**stored, **update}, item.attachments, history)
@@ -753,6 +790,12 @@ class _Recorder:
         """Record a status report; `placeholder`: its message's placeholder insert ran already (with the raw
         request), None to run it here."""
         event: StatusEvent = item.event
+        if placeholder is None and self.claims_ids:
+            seq = self._insert_message_if_new(conn, item.new_message, raw_request_id=raw_id)
+            if seq is not None:
+                self._new_message_reported(conn, item, seq, raw_id)
+                return
+            placeholder = _Placeholder(None)
         if placeholder is None:
             placeholder = _Placeholder(self._insert_message_if_new(conn, item.placeholder, raw_request_id=raw_id))
         if placeholder.seq is not None:
@@ -796,8 +839,28 @@ class _Recorder:
             return  # this very report was recorded before
         current = event.status if applied else message.status
         self.changed = True
-        data = {"messageId": message.id, **self._status_data(item), "applied": applied, "currentStatus": current}
+        data = self._status_event_data(item, message.id, applied=applied, current=current)
         self.feed_rows.append(self._feed_row(feed.MESSAGE_STATUS, message.id, data))
+
+    def _new_message_reported(self, conn: sa.Connection, item: SimpleNamespace, seq: int, raw_id: int) -> None:
+        """SQLite: the rest of a report whose message its insert found new (carrying the report's status, so
+        nothing to update). Such a report cannot have been recorded before; in a batch's first run it goes
+        in with the batch's others at the end (another webhook of the batch may give the same report: then
+        the batch runs again, `_insert_new_reports`)."""
+        report = item.new_report.given(message_seq=seq, raw_request_id=raw_id)
+        if inserts_checked_at_commit(conn):
+            insert_at_commit(conn, "status_reports", [report], self._insert_new_reports)
+            transaction_notes(conn, _REPORTS_PUT_OFF).add(seq)
+        else:
+            self.statements.insert_new_status.run(conn, report)
+        self._saw(item.placeholder["id"])
+        self.changed = True
+        self.feed_rows.append(item.new_report_event)
+
+    def _insert_new_reports(self, conn: sa.Connection, rows: list[BoundRow]) -> None:
+        inserted = self.statements.insert_new_status.run_many(conn, rows)
+        if inserted != len(rows):
+            raise InsertConflict(f"{len(rows) - inserted} of {len(rows)} reports were there already")
 
     def _report_values(self, item: SimpleNamespace) -> dict[str, Any]:
         """A report's row, but for its message's seq, whether it applied and its raw request's id."""
