@@ -47,13 +47,16 @@ def _history(prefix: str) -> Iterator[bytes]:
 
 @pytest.fixture
 def compiles(monkeypatch) -> list[str]:
-    """The SQL of every statement SQLAlchemy compiles from now on."""
+    """The SQL of every statement SQLAlchemy compiles from now on in this thread (the test client's
+    requests, and their group commit): not the service's background threads'."""
     compiled: list[str] = []
     original = compiler.SQLCompiler.__init__
+    test_thread = threading.get_ident()
 
     def counting(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        compiled.append(self.string)
+        if threading.get_ident() == test_thread:
+            compiled.append(self.string)
 
     monkeypatch.setattr(compiler.SQLCompiler, "__init__", counting)
     return compiled
