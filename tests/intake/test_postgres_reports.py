@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.group_commit import batch_sizes, in_one_batch, store_events, stored_rows
-from tests.support.plans import rows_read
+from tests.support.plans import rows_read, without_statement_timeout
 from tests.support.standard import inbound_body, post_standard, status_body
 from webhook_service.app import create_app
 from webhook_service.database import prepared
@@ -303,6 +303,7 @@ def test_the_plan_follows_the_messages_table_as_it_grows(client, runtime, monkey
     for n in range(12):  # more runs than psycopg and PostgreSQL take before keeping a generic plan
         assert post_standard(client, status_body(f"m-early-{n}", "sent")).status_code == 200
     with runtime.db.engine.begin() as connection:  # the table grows; no ANALYZE comes meanwhile
+        without_statement_timeout(connection)
         connection.exec_driver_sql(
             "INSERT INTO messages (id, tenant_id, provider, connection, provider_message_id, direction, to_numbers,"
             " has_content, received_at, updated_at, extra)"
@@ -358,6 +359,7 @@ def test_the_statement_finds_messages_by_index_and_is_never_compiled(client, run
     statement_text = str(sa.text(postgres_reports._STATEMENT).compile(dialect=runtime.db.engine.dialect))
     with runtime.db.engine.connect() as connection, connection.begin():
         # A deployment's table, whose statistics the planner reads: on a small one any scan is cheap.
+        without_statement_timeout(connection)
         connection.exec_driver_sql(
             "INSERT INTO messages (id, tenant_id, provider, connection, provider_message_id, direction, to_numbers,"
             " has_content, received_at, updated_at, extra)"

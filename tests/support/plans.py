@@ -28,6 +28,13 @@ def statements_sent(engine: sa.Engine, wanted: Callable[[str], bool]) -> Iterato
         event.remove(engine, "before_cursor_execute", record)
 
 
+def without_statement_timeout(connection: sa.Connection) -> None:
+    """Lift the service's statement timeout for the rest of the connection's transaction (PostgreSQL): for a
+    test's setup that fills a table (tens of thousands of rows), which a slow or loaded machine takes
+    longer than the service allows a webhook's statement."""
+    connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+
+
 def plan(connection: sa.Connection, statement: str, parameters: Any = None, *, analyze: bool = False) -> list[str]:
     """The statement's plan, a line a node: on PostgreSQL with sequential scans priced out (so that only a
     statement that has no other way shows one), `analyze` to run it and show the rows each node read; on
