@@ -592,11 +592,11 @@ def transaction_notes(connection: sa.Connection, name: str) -> set:
 
 
 def transaction_lock_held(connection: sa.Connection, key: int) -> bool:
-    return key in _of_this_transaction(connection, _TRANSACTION_LOCKS, set[int])
+    return key in transaction_notes(connection, _TRANSACTION_LOCKS)
 
 
 def note_transaction_lock(connection: sa.Connection, key: int) -> None:
-    _of_this_transaction(connection, _TRANSACTION_LOCKS, set[int]).add(key)
+    transaction_notes(connection, _TRANSACTION_LOCKS).add(key)
 
 
 def _of_this_transaction(connection: sa.Connection, name: str, new: Callable[[], T]) -> T:
