@@ -141,3 +141,21 @@ def _failures(event: events.ScenarioFinished) -> list[str]:
                     f"-> {answer.status_code if answer else None} {answer.content[:300] if answer else b''!r}"
                 )
     return found
+
+
+def test_each_setting_of_the_media_limits_is_served_its_own_document():
+    """The document is built once per process (api/openapi.py): an app with other media limits still gets
+    the document of its own."""
+    from flask import Flask
+
+    from webhook_service.api.openapi import DOCUMENT_PATH, build_spec, openapi_blueprint
+
+    served = {}
+    for max_file_bytes, allowed_types in ((1024, ["image/png"]), (5 * 1024 * 1024, ["image/png", "text/plain"])):
+        for _ in range(2):  # the second app of the same settings takes the document made for the first
+            app = Flask(__name__)
+            app.register_blueprint(openapi_blueprint(max_file_bytes=max_file_bytes, allowed_types=allowed_types))
+            document = app.test_client().get(DOCUMENT_PATH).get_json()
+            assert document == build_spec(max_file_bytes=max_file_bytes, allowed_types=sorted(allowed_types))
+            served[max_file_bytes] = document
+    assert served[1024] != served[5 * 1024 * 1024]
