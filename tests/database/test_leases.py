@@ -45,11 +45,25 @@ def test_of_processes_racing_for_a_lease_exactly_one_gets_it_each_term(database_
             for thread in threads:
                 thread.join(timeout=30)
             assert sum(won) == 1, won
-            assert not any(contender.take() for contender in contenders)  # held for the whole term
+            _assert_held_for_its_whole_term(contenders)
             time.sleep(TERM_SECONDS + 0.1)
     finally:
         for database in databases:
             database.dispose()
+
+
+def _assert_held_for_its_whole_term(contenders: list[Lease]) -> None:
+    # Nobody takes a held lease. Judged by the database's own times, not by how long the takes took: a
+    # loaded machine once spent more than the term between the race and these takes (CI, PostgreSQL), and
+    # then a take is right to succeed. A take that succeeds must have run at or after the term's end: the
+    # new term starts (its expiry less the term) no earlier than the old one expired.
+    for contender in contenders:
+        held = contender.state()
+        assert held is not None
+        if contender.take():
+            taken = contender.state()
+            assert taken is not None
+            assert taken.expires_at - contender.term >= held.expires_at, (held, taken)
 
 
 def test_a_holder_that_dies_is_taken_over_once_its_term_is_over(database_url):
