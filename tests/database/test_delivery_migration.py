@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 
+from tests.support.migrations import schema_differences
 from webhook_service.database.engine import make_engine
 from webhook_service.database.migrate import alembic_config
-from webhook_service.database.tables import Base
 
 DELIVERY_TABLES = {"endpoints", "deliveries", "delivery_attempts"}
 
@@ -29,6 +27,6 @@ def test_0005_downgrades_upgrades_and_matches_the_models(database_url):
         indexes = {index["name"]: index["column_names"] for index in inspector.get_indexes("deliveries")}
         assert indexes["ix_deliveries_endpoint_status_event"] == ["endpoint_id", "status", "event_id"]
         with engine.connect() as connection:
-            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+            assert schema_differences(connection) == []
     finally:
         engine.dispose()

@@ -13,13 +13,11 @@ import time
 
 import sqlalchemy as sa
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 
+from tests.support.migrations import schema_differences
 from webhook_service.database.engine import Database, make_engine
 from webhook_service.database.leases import Lease
 from webhook_service.database.migrate import alembic_config
-from webhook_service.database.tables import Base
 
 # Longer than eight contenders racing on SQLite take on a loaded machine (a full run once took more than
 # 1.5 s, and the lease had expired when the test checked that nobody else could take it).
@@ -113,6 +111,6 @@ def test_0003_downgrades_upgrades_and_matches_the_models(database_url):
             command.upgrade(config, "head")
         assert "leases" in sa.inspect(engine).get_table_names()
         with engine.connect() as connection:
-            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+            assert schema_differences(connection) == []
     finally:
         engine.dispose()

@@ -11,17 +11,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from limits import parse
 from limits.errors import StorageError
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
+from tests.support.migrations import schema_differences
 from webhook_service.database.engine import Database, make_engine
 from webhook_service.database.migrate import alembic_config
 from webhook_service.database.rate_limits import SWEEP_BATCH, DatabaseStorage
-from webhook_service.database.tables import RATE_LIMIT_HITS, Base
+from webhook_service.database.tables import RATE_LIMIT_HITS
 
 
 @pytest.fixture
@@ -150,6 +149,6 @@ def test_0007_downgrades_upgrades_and_matches_the_models(database_url):
             "ix_rate_limit_hits_expires_at": ["expires_at"],
         }
         with engine.connect() as connection:
-            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+            assert schema_differences(connection) == []
     finally:
         engine.dispose()

@@ -12,17 +12,16 @@ import secrets
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from standardwebhooks.webhooks import Webhook
 
 from tests.delivery.conftest import A, listen
 from tests.fixtures.app import TENANT_A
+from tests.support.migrations import schema_differences
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.config.model import DeclaredEndpoint
 from webhook_service.database.engine import make_engine
 from webhook_service.database.migrate import alembic_config
-from webhook_service.database.tables import DELIVERIES, ENDPOINTS, Base
+from webhook_service.database.tables import DELIVERIES, ENDPOINTS
 from webhook_service.delivery.endpoint_secrets import SEALED_PREFIX, EndpointSecrets, SecretUnreadable
 from webhook_service.runtime import Runtime
 
@@ -177,6 +176,6 @@ def test_0008_downgrades_upgrades_and_matches_the_models(database_url):
         lengths = {c["name"]: getattr(c["type"], "length", None) for c in sa.inspect(engine).get_columns("endpoints")}
         assert lengths["secret"] == lengths["previous_secret"] == 512
         with engine.connect() as connection:
-            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+            assert schema_differences(connection) == []
     finally:
         engine.dispose()

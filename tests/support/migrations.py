@@ -4,9 +4,12 @@ tests of what `migrate` and `check-config --connect` say stay true as migrations
 from __future__ import annotations
 
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from webhook_service.database.migrate import alembic_config
+from webhook_service.database.migrate import alembic_config, made_on
+from webhook_service.database.tables import Base
 
 REVISIONS: tuple[str, ...] = tuple(
     script.revision
@@ -22,3 +25,10 @@ def migrations(revisions: tuple[str, ...]) -> str:
 def indexes(engine: sa.Engine, table: str) -> dict[str, list[str]]:
     """A table's indexes as the database has them: name -> columns."""
     return {index["name"]: index["column_names"] for index in sa.inspect(engine).get_indexes(table)}
+
+
+def schema_differences(connection: sa.Connection) -> list:
+    """What autogenerate finds between the models and the database's schema ([]: they agree), leaving out
+    what the models make only on another database."""
+    context = MigrationContext.configure(connection, opts={"include_object": made_on(connection.dialect.name)})
+    return compare_metadata(context, Base.metadata)

@@ -16,21 +16,27 @@ import sqlalchemy as sa
 Indexes = dict[str, tuple[str, list[str]]]
 
 
-def create_indexes(op: Any, indexes: Indexes) -> None:
-    """Create `indexes` (from a migration's `upgrade`; `op` is alembic's)."""
+def create_indexes(op: Any, indexes: Indexes, *, postgresql_only: bool = False, **postgresql_options: Any) -> None:
+    """Create `indexes` (from a migration's `upgrade`; `op` is alembic's). `postgresql_only`: for index
+    kinds SQLite has no counterpart of, which `postgresql_options` (postgresql_using, postgresql_ops) name."""
     if op.get_bind().dialect.name != "postgresql":
-        for name, (table, columns) in indexes.items():
-            op.create_index(name, table, columns)
+        if not postgresql_only:
+            for name, (table, columns) in indexes.items():
+                op.create_index(name, table, columns)
         return
     with op.get_context().autocommit_block():
         for name, (table, columns) in indexes.items():
             if _left_invalid(op.get_bind(), name):
                 op.execute(f"DROP INDEX CONCURRENTLY {name}")
-            op.create_index(name, table, columns, postgresql_concurrently=True, if_not_exists=True)
+            op.create_index(
+                name, table, columns, postgresql_concurrently=True, if_not_exists=True, **postgresql_options
+            )
 
 
-def drop_indexes(op: Any, indexes: Indexes) -> None:
+def drop_indexes(op: Any, indexes: Indexes, *, postgresql_only: bool = False) -> None:
     """Drop `indexes` (from a migration's `downgrade`)."""
+    if postgresql_only and op.get_bind().dialect.name != "postgresql":
+        return
     for name, (table, _columns) in indexes.items():
         op.drop_index(name, table_name=table)
 

@@ -3,8 +3,10 @@ where a database stands: its revision, and the revisions it still lacks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -29,6 +31,21 @@ class SchemaState:
     head: str
     # Revisions not applied yet, oldest first.
     pending: tuple[str, ...]
+
+
+def made_on(dialect: str) -> Callable[..., bool]:
+    """Alembic's `include_object` for autogenerate on `dialect`: leaves out the models' objects that are
+    made only on another database (`ddl_if(dialect=...)`, as the request log's GIN index), which
+    autogenerate would otherwise report missing there."""
+
+    def include(obj: Any, _name: str | None, _type: str, reflected: bool, _compare_to: Any) -> bool:
+        made_if = getattr(obj, "_ddl_if", None)  # set by ddl_if(); SQLAlchemy keeps it there
+        if reflected or made_if is None or made_if.dialect is None:
+            return True
+        wanted = made_if.dialect
+        return dialect == wanted if isinstance(wanted, str) else dialect in wanted
+
+    return include
 
 
 def alembic_config(url: str) -> Config:

@@ -1,9 +1,11 @@
 """Alembic environment: migrations run against the URL database.migrate.alembic_config() puts in the config."""
 
+import sqlalchemy as sa
 from alembic import context
 
 from webhook_service.database.engine import make_engine
 from webhook_service.database.limits import DatabaseLimits
+from webhook_service.database.migrate import made_on
 from webhook_service.database.tables import Base
 
 config = context.config
@@ -15,7 +17,11 @@ def run_migrations() -> None:
         raise RuntimeError("no sqlalchemy.url: run migrations through webhook_service.database.migrate")
     if context.is_offline_mode():
         context.configure(
-            url=url, target_metadata=Base.metadata, literal_binds=True, render_as_batch=url.startswith("sqlite")
+            url=url,
+            target_metadata=Base.metadata,
+            literal_binds=True,
+            render_as_batch=url.startswith("sqlite"),
+            include_object=made_on(sa.engine.make_url(url).get_dialect().name),
         )
         with context.begin_transaction():
             context.run_migrations()
@@ -29,6 +35,7 @@ def run_migrations() -> None:
                 target_metadata=Base.metadata,
                 # SQLite cannot ALTER most things; batch mode rebuilds tables instead.
                 render_as_batch=connection.dialect.name == "sqlite",
+                include_object=made_on(connection.dialect.name),
             )
             with context.begin_transaction():
                 context.run_migrations()
