@@ -65,3 +65,13 @@ def test_a_messages_requests_are_found_without_reading_the_log(admin, client, ru
                 passed_over = _entries_passed_over(connection, statement, parameters)
                 assert passed_over < 100, f"{url} read {passed_over} other requests' entries to find 2"
             connection.rollback()
+
+
+def test_the_index_pays_for_its_entries_as_they_come(runtime):
+    """fastupdate off: with GIN's default, the cleanup of its pending list falls on whichever insert fills
+    it, and a group commit batch of webhooks would wait for thousands of entries (tables.py)."""
+    with runtime.db.engine.connect() as connection:
+        options = connection.exec_driver_sql(
+            "SELECT reloptions FROM pg_class WHERE relname = 'ix_request_log_provider_message_ids'"
+        ).scalar_one()
+    assert options == ["fastupdate=off"]

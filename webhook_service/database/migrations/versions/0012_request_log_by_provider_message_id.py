@@ -5,8 +5,10 @@ provider message id. Both looked for the id in every entry's JSON list, reading 
 its newest entry until they had found their page: for a message a day old on a busy service that was
 millions of entries, past the statement timeout, and the page answered as if the database were down.
 
-GIN, with `jsonb_path_ops` (containment, `@>`, is the only question asked of it), built CONCURRENTLY as
-0010's and 0011's indexes (`database/concurrent_indexes.py`). SQLite has no index of the kind: there the
+GIN, with `jsonb_path_ops` (containment, `@>`, is the only question asked of it) and fastupdate off (each
+webhook's insert pays for its own entry, instead of one insert now and then cleaning up thousands in a
+group commit's batch: tables.py), built CONCURRENTLY as 0010's and 0011's indexes
+(`database/concurrent_indexes.py`). SQLite has no index of the kind: there the
 search still reads the log (about 0.25 s per million entries).
 
 Revision ID: 0012
@@ -33,6 +35,7 @@ def upgrade() -> None:
         postgresql_only=True,
         postgresql_using="gin",
         postgresql_ops={"provider_message_ids": "jsonb_path_ops"},
+        postgresql_with={"fastupdate": "off"},
     )
 
 
