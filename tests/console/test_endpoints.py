@@ -24,8 +24,10 @@ from tests.console.conftest import (
 )
 from tests.delivery.conftest import A, B, listen
 from tests.fixtures.app import STANDARD_SECRET, STANDARD_SECRET_B
+from tests.support.plans import plan, statements_sent
 from tests.support.standard import inbound_body, post_standard, status_body
 from webhook_service.database.tables import DELIVERIES, DELIVERY_ATTEMPTS, AuditEntry
+from webhook_service.delivery import overview
 
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -115,6 +117,29 @@ def test_the_endpoints_page_shows_health_backlog_last_attempt_and_counts(admin, 
     [status_event] = listed(admin, f"{url}?type=message.status")
     assert listed(admin, f"{url}?type=message.received&state=failed") == [e for e in everything if e != status_event]
     assert "No delivery matches." in admin.get(f"{url}?state=pending").get_data(as_text=True)
+
+
+def test_counts_stop_at_their_cap_and_read_no_further(admin, client, runtime, receiver, monkeypatch):
+    """An endpoint's deliveries grow with every event; counting them all outlasted the statement timeout
+    on a busy service. Each state is counted up to COUNT_CAP (here 3) and shown as "3+" past it, and on
+    PostgreSQL no step of the count's plan reads more of the index than that."""
+    monkeypatch.setattr(overview, "COUNT_CAP", 3)
+    endpoint = gone(client, runtime, receiver, count=5)
+    with statements_sent(runtime.db.engine, lambda statement: "FROM deliveries" in statement) as sent:
+        listing = admin.get("/console/endpoints").get_data(as_text=True)
+    page = admin.get(f"/console/endpoints/{endpoint['id']}").get_data(as_text=True)
+    row = row_of(listing, endpoint)
+    assert '?state=failed">3+</a>' in row and '?state=delivered">0</a>' in row and "0 pending" in row
+    assert "3+ failed</a>" in page, page
+    if runtime.db.dialect == "postgresql":
+        [counting] = [(statement, parameters) for statement, parameters in sent if "count(" in statement]
+        with runtime.db.engine.connect() as connection:
+            lines = plan(connection, *counting, analyze=True)
+            connection.rollback()
+        read = [
+            int(rows) for line in lines if "on deliveries" in line for rows in re.findall(r"actual rows=(\d+)", line)
+        ]
+        assert read and max(read) <= 4, lines
 
 
 def test_deliveries_come_fifty_a_page_newest_first_with_the_filters_kept(admin, client, runtime, receiver):
