@@ -142,6 +142,59 @@ def test_counts_stop_at_their_cap_and_read_no_further(admin, client, runtime, re
         assert read and max(read) <= 4, lines
 
 
+def _attempts_of_other_events(runtime, endpoint_id: str, count: int) -> None:
+    """`count` attempts of the endpoint, newer than any it has, for events that are not its (as a busy
+    endpoint's months of deliveries are)."""
+    numbers = (
+        "SELECT n FROM generate_series(1, :count) AS n"
+        if runtime.db.dialect == "postgresql"
+        else "WITH RECURSIVE numbers(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM numbers WHERE n < :count)"
+        " SELECT n FROM numbers"
+    )
+    with runtime.db.engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO delivery_attempts (endpoint_id, event_id, attempt, attempted_at, outcome, http_status,"
+                f" latency_ms) SELECT :endpoint, 1000000 + n, 1, CURRENT_TIMESTAMP, 'delivered', 200, 5 FROM ({numbers}) AS s"
+            ),
+            {"endpoint": endpoint_id, "count": count},
+        )
+        if runtime.db.dialect == "postgresql":
+            connection.exec_driver_sql("ANALYZE delivery_attempts")
+
+
+def test_the_attempts_of_old_events_are_found_by_their_index(admin, client, runtime, receiver):
+    """An endpoint's page of failed deliveries, and the attempts API's event filter, ask for the attempts
+    of events that may be old, or have none (given up when the endpoint was disabled). By the (endpoint_id,
+    id) index those were found reading every newer attempt of the endpoint; migration 0013 indexes them by
+    event."""
+    endpoint = gone(client, runtime, receiver, count=2)
+    first_event = min(row.event_id for row in _deliveries_of(runtime, endpoint))
+    _attempts_of_other_events(runtime, endpoint["id"], 20_000)
+    wanted = lambda statement: "FROM delivery_attempts" in statement and "event_id IN" in statement  # noqa: E731
+    with statements_sent(runtime.db.engine, wanted) as sent:
+        page = admin.get(f"/console/endpoints/{endpoint['id']}?state=failed").get_data(as_text=True)
+        found = client.get(
+            f"/api/v1/endpoints/{endpoint['id']}/attempts", headers=A, query_string={"eventId": str(first_event)}
+        ).get_json()["attempts"]
+    assert "HTTP 410" in page and [attempt["httpStatus"] for attempt in found] == [410]
+    assert len(sent) == 2
+    with runtime.db.engine.connect() as connection:
+        for statement, parameters in sent:
+            lines = plan(connection, statement, parameters, analyze=True)
+            if runtime.db.dialect == "postgresql":
+                passed_over = sum(int(n) for line in lines for n in re.findall(r"Rows Removed by Filter: (\d+)", line))
+                assert passed_over < 100, lines
+            else:
+                assert any("ix_delivery_attempts_endpoint_id_event_id" in line for line in lines), lines
+        connection.rollback()
+
+
+def _deliveries_of(runtime, endpoint: dict) -> list:
+    with runtime.db.reading() as session:
+        return list(session.execute(sa.select(DELIVERIES).where(DELIVERIES.c.endpoint_id == endpoint["id"])))
+
+
 def test_deliveries_come_fifty_a_page_newest_first_with_the_filters_kept(admin, client, runtime, receiver):
     endpoint = gone(client, runtime, receiver, count=51)
     url = f"/console/endpoints/{endpoint['id']}?state=failed"
