@@ -263,6 +263,11 @@ class Message(Base):
     __table_args__ = (
         sa.UniqueConstraint("tenant_id", "provider", "provider_message_id"),
         sa.Index("ix_messages_tenant_seq", "tenant_id", "seq"),
+        # A sender's messages, newest first (the read API's and the console's `from`): without it, read
+        # from the tenant's newest message back, every one of them for a number seen rarely. No tenant in
+        # it: an operator who sees every tenant asks without one, and a number's messages are nearly all
+        # one tenant's. (Recipients are a JSON list; their filter still reads: docs/architecture.md.)
+        sa.Index("ix_messages_from_number_seq", "from_number", "seq"),
     )
     # Internal order of arrival; also the list cursor.
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
