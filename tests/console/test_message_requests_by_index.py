@@ -14,7 +14,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from tests.support.plans import plan, statements_sent, without_statement_timeout
+from tests.support.plans import plan, rows_thrown_away, statements_sent, without_statement_timeout
 from tests.support.standard import inbound_body, post_standard, status_body
 
 OTHER_REQUESTS = 20_000
@@ -37,14 +37,6 @@ def _fill_request_log_with_other_messages(engine: sa.Engine) -> None:
         connection.exec_driver_sql("ANALYZE request_log")
 
 
-def _entries_passed_over(connection: sa.Connection, statement: str, parameters) -> int:
-    """Request log entries the statement reads and throws away, as its plan run (EXPLAIN ANALYZE) counts them."""
-    lines = plan(connection, statement, parameters, analyze=True)
-    return sum(
-        int(found) for line in lines for found in re.findall(r"Rows Removed by (?:Filter|Index Recheck): (\d+)", line)
-    )
-
-
 def test_a_messages_requests_are_found_without_reading_the_log(admin, client, runtime):
     inbound = post_standard(client, inbound_body("old-1"))
     report = post_standard(client, status_body("old-1", "delivered"))
@@ -62,7 +54,7 @@ def test_a_messages_requests_are_found_without_reading_the_log(admin, client, ru
         assert sent, url
         with runtime.db.engine.connect() as connection:
             for statement, parameters in sent:
-                passed_over = _entries_passed_over(connection, statement, parameters)
+                passed_over = rows_thrown_away(plan(connection, statement, parameters, analyze=True))
                 assert passed_over < 100, f"{url} read {passed_over} other requests' entries to find 2"
             connection.rollback()
 

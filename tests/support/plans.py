@@ -4,6 +4,7 @@ use them (a small test table is scanned whatever indexes it has, since a scan is
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -45,6 +46,21 @@ def plan(connection: sa.Connection, statement: str, parameters: Any = None, *, a
         explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)" if analyze else "EXPLAIN"
         return list(connection.exec_driver_sql(f"{explain} {statement}", parameters).scalars())
     return [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+
+
+def rows_thrown_away(plan_lines: list[str]) -> int:
+    """Rows a plan run with `analyze` (PostgreSQL) read and then threw away: by a filter, or by an index
+    recheck. A statement that finds its rows by an index throws away next to none."""
+    pattern = re.compile(r"Rows Removed by (?:Filter|Index Recheck): (\d+)")
+    return sum(int(found) for line in plan_lines for found in pattern.findall(line))
+
+
+def numbers(dialect: str) -> str:
+    """A query of the numbers 1 to `:count` (column `n`), on either database: for filling a table with a
+    busy deployment's rows in one statement."""
+    if dialect == "postgresql":
+        return "SELECT n FROM generate_series(1, :count) AS n"
+    return "WITH RECURSIVE numbers(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM numbers WHERE n < :count) SELECT n FROM numbers"
 
 
 def rows_read(engine: sa.Engine, table: str) -> int:
