@@ -3,7 +3,6 @@ nothing when it is up to date, and a clear refusal for a database a newer versio
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +10,7 @@ import sqlalchemy as sa
 from alembic import command
 from click.testing import CliRunner, Result
 
-from tests.fixtures.services import POSTGRES_URL, service_unavailable, url_reachable, xdist_worker
+from tests.fixtures.services import own_postgres_database
 from tests.support.migrations import REVISIONS, migrations
 from webhook_service.cli.main import cli
 from webhook_service.database.migrate import alembic_config
@@ -24,17 +23,8 @@ def empty_database_url(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    if not url_reachable(POSTGRES_URL, 5432):
-        service_unavailable("PostgreSQL", f"nothing listens at {POSTGRES_URL}")
-    name = f"wsvc_migrate_{xdist_worker()}_{os.getpid()}"
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield sa.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.dispose()
+    with own_postgres_database("wsvc_migrate") as url:
+        yield url
 
 
 @pytest.fixture

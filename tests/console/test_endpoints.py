@@ -55,10 +55,10 @@ def gone(client, runtime, receiver, count: int = 2, path: str = "/gone", tenant:
     return endpoint
 
 
-def delivery_ids(runtime, endpoint: dict) -> list[int]:
-    """The endpoint's deliveries, oldest event first."""
+def delivery_ids(runtime, endpoint: dict, column: sa.Column = DELIVERIES.c.id) -> list[int]:
+    """The endpoint's deliveries (their `column`: ids, or their events' ids), oldest event first."""
     with runtime.db.reading() as session:
-        query = sa.select(DELIVERIES.c.id).where(DELIVERIES.c.endpoint_id == endpoint["id"])
+        query = sa.select(column).where(DELIVERIES.c.endpoint_id == endpoint["id"])
         return list(session.scalars(query.order_by(DELIVERIES.c.event_id)))
 
 
@@ -163,7 +163,7 @@ def test_the_attempts_of_old_events_are_found_by_their_index(admin, client, runt
     id) index those were found reading every newer attempt of the endpoint; migration 0013 indexes them by
     event."""
     endpoint = gone(client, runtime, receiver, count=2)
-    first_event = min(row.event_id for row in _deliveries_of(runtime, endpoint))
+    first_event = delivery_ids(runtime, endpoint, DELIVERIES.c.event_id)[0]
     _attempts_of_other_events(runtime, endpoint["id"], 20_000)
     wanted = lambda statement: "FROM delivery_attempts" in statement and "event_id IN" in statement  # noqa: E731
     with statements_sent(runtime.db.engine, wanted) as sent:
@@ -181,11 +181,6 @@ def test_the_attempts_of_old_events_are_found_by_their_index(admin, client, runt
             else:
                 assert any("ix_delivery_attempts_endpoint_id_event_id" in line for line in lines), lines
         connection.rollback()
-
-
-def _deliveries_of(runtime, endpoint: dict) -> list:
-    with runtime.db.reading() as session:
-        return list(session.execute(sa.select(DELIVERIES).where(DELIVERIES.c.endpoint_id == endpoint["id"])))
 
 
 def test_deliveries_come_fifty_a_page_newest_first_with_the_filters_kept(admin, client, runtime, receiver):

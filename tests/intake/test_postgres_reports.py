@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from tests.fixtures.services import own_postgres_database
 from tests.support.group_commit import batch_sizes, in_one_batch, store_events, stored_rows
 from tests.support.plans import rows_read, without_statement_timeout
 from tests.support.standard import inbound_body, post_standard, status_body
@@ -312,31 +313,22 @@ def _messages_rows_read(runtime) -> int:
 
 
 @pytest.fixture
-def new_deployment(settings, resolver, _postgres_database) -> Iterator[tuple[Any, Runtime]]:
+def new_deployment(settings, resolver) -> Iterator[tuple[Any, Runtime]]:
     """A client and the runtime of the service on a database just migrated, as a new deployment's: its
     tables never analyzed, no other test's rows dead in them. On the worker's shared test database, which
     has held other tests' rows (emptied by DELETE) and autovacuum's statistics of them, full runs once
     read 50,000-80,000 entries of `ix_messages_tenant_seq` per report here; what read them was not found
     (neither 20,000 dead messages with their statistics nor a plain join's planning reproduced it). The
     failure's message names the ways rows were read and the other sessions, should it come back."""
-    url = sa.engine.make_url(_postgres_database)
-    name = f"{url.database}_new"
-    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    new_url = url.set(database=name).render_as_string(hide_password=False)
-    migrate(new_url)
-    runtime = Runtime(settings.model_copy(update={"database_url": new_url}), resolver=resolver)
-    try:
-        app = create_app(runtime=runtime)
-        app.config["TESTING"] = True
-        yield app.test_client(), runtime
-    finally:
-        runtime.close()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+    with own_postgres_database("wsvc_new_deployment") as url:
+        migrate(url)
+        runtime = Runtime(settings.model_copy(update={"database_url": url}), resolver=resolver)
+        try:
+            app = create_app(runtime=runtime)
+            app.config["TESTING"] = True
+            yield app.test_client(), runtime
+        finally:
+            runtime.close()
 
 
 @pytest.mark.parametrize("way", ["batch statement", "ordinary"])

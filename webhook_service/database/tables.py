@@ -482,7 +482,7 @@ class DeliveryAttempt(Base):
     __tablename__ = "delivery_attempts"
     __table_args__ = (
         sa.Index("ix_delivery_attempts_endpoint_id", "endpoint_id", "id"),
-        # The attempts of given events (GET .../attempts?event_id=, a console page of deliveries): by the
+        # The attempts of given events (GET .../attempts?eventId=, a console page of deliveries): by the
         # other index they were found reading the endpoint's attempts from its newest back, every one of
         # them for an event with none (a delivery given up unattempted) or an old one.
         sa.Index("ix_delivery_attempts_endpoint_id_event_id", "endpoint_id", "event_id"),
