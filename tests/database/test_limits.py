@@ -11,7 +11,14 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from webhook_service.database.answer_watchdog import TICK_SECONDS, AnswerWatchdog, Wait, _shut_down, socket_identity
+from webhook_service.database.answer_watchdog import (
+    IDLE_TICKS,
+    TICK_SECONDS,
+    AnswerWatchdog,
+    Wait,
+    _shut_down,
+    socket_identity,
+)
 from webhook_service.database.engine import Database
 from webhook_service.database.limits import DatabaseLimits
 from webhook_service.database.outage import DatabaseUnavailable, OutageHold
@@ -91,12 +98,58 @@ class TestAnswerWatchdog:
             assert ours.recv(1) == b"y"
         assert not wait.abandoned
 
+    def test_its_thread_ends_once_idle_and_the_next_wait_is_watched_again(self):
+        watchdog = AnswerWatchdog(0.3)
+        ours, server = socket.socketpair()
+        with ours, server:
+            watchdog.end(watchdog.begin(ours.fileno(), socket_identity(ours.fileno())))
+            assert watchdog.watching
+            _wait_until_idle(watchdog)
+            # Watched again: a wait begun after the thread ended still has its socket shut down.
+            wait = watchdog.begin(ours.fileno(), socket_identity(ours.fileno()))
+            assert watchdog.watching
+            assert ours.recv(1) == b""
+            watchdog.end(wait)
+        assert wait.abandoned
+
+    def test_its_thread_keeps_running_while_waits_keep_beginning(self):
+        """Statements that each end between two ticks still keep it: it ends only when none began."""
+        watchdog = AnswerWatchdog(5)
+        ours, server = socket.socketpair()
+        with ours, server:
+            thread = None
+            for _ in range(round(2 * IDLE_TICKS)):
+                watchdog.end(watchdog.begin(ours.fileno(), socket_identity(ours.fileno())))
+                thread = thread or watchdog._thread
+                assert watchdog._thread is thread  # the same thread throughout, not one per wait
+                time.sleep(TICK_SECONDS)
+        _wait_until_idle(watchdog)
+
+    def test_a_disposed_databases_watchdog_ends(self, _postgres_database):
+        """Its thread ticked forever: every engine disposed of (a test's, a command's, a worker's consumer
+        started over) left one behind, and a test process had hundreds by the end of a full run."""
+        database = Database(_postgres_database, DatabaseLimits(statement_timeout=0.5))
+        with database.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+            watchdog = connection.connection.dbapi_connection.watchdog
+        assert watchdog.watching
+        database.dispose()
+        _wait_until_idle(watchdog)
+
     def test_a_descriptor_now_naming_another_socket_is_not_touched(self):
         ours, server = socket.socketpair()
         with ours, server:
             assert not _shut_down(Wait(0, ours.fileno(), socket_identity(server.fileno())))
             server.sendall(b"x")
             assert ours.recv(1) == b"x"
+
+
+def _wait_until_idle(watchdog: AnswerWatchdog) -> None:
+    """Its thread ends within its idle ticks (and a few for a loaded machine), not later."""
+    deadline = time.monotonic() + (IDLE_TICKS + 10) * TICK_SECONDS
+    while watchdog.watching and time.monotonic() < deadline:
+        time.sleep(TICK_SECONDS / 4)
+    assert not watchdog.watching
 
 
 def no_answer() -> sa.exc.OperationalError:

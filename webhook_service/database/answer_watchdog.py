@@ -24,6 +24,12 @@ from dataclasses import dataclass
 # this often whether or not anything waits (waking it on every statement would cost more).
 TICK_SECONDS = 0.2
 
+# Ticks with nothing begun and nothing waiting after which the thread ends (`begin` starts another). A
+# thread that ticked forever outlived its engine: every `Database` disposed of (a test's, a command's, a
+# worker's consumer started over) left one behind waking five times a second, and a test process had
+# hundreds of them by the end of a full run, each taking the GIL from the threads at work.
+IDLE_TICKS = 5
+
 
 @dataclass(eq=False)  # each wait is itself, whatever its fields
 class Wait:
@@ -49,6 +55,7 @@ class AnswerWatchdog:
         self.seconds = seconds
         self._lock = threading.Lock()
         self._waits: set[Wait] = set()
+        self._begun = 0  # waits begun so far: the thread sees whether any began since its last tick
         self._thread: threading.Thread | None = None
 
     def begin(self, descriptor: int, inode: int) -> Wait:
@@ -59,6 +66,7 @@ class AnswerWatchdog:
                 self._thread = threading.Thread(target=self._watch, name="database-answer-watchdog", daemon=True)
                 self._thread.start()
             self._waits.add(wait)
+            self._begun += 1
         return wait
 
     def end(self, wait: Wait) -> None:
@@ -67,7 +75,14 @@ class AnswerWatchdog:
         with self._lock:
             self._waits.discard(wait)
 
+    @property
+    def watching(self) -> bool:
+        """Whether its thread is running (it ends once idle)."""
+        with self._lock:
+            return self._thread is not None and self._thread.is_alive()
+
     def _watch(self) -> None:
+        idle_ticks, begun = 0, -1
         while True:
             time.sleep(TICK_SECONDS)
             now = time.monotonic()
@@ -76,6 +91,12 @@ class AnswerWatchdog:
                 for wait in expired:
                     self._waits.discard(wait)
                     wait.abandoned = _shut_down(wait)
+                idle_ticks = idle_ticks + 1 if not self._waits and self._begun == begun else 0
+                begun = self._begun
+                # Decided under the lock that `begin` takes: a wait begun from here on starts a thread.
+                if idle_ticks >= IDLE_TICKS:
+                    self._thread = None
+                    return
 
 
 def _shut_down(wait: Wait) -> bool:
