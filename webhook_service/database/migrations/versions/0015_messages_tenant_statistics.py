@@ -8,7 +8,9 @@ one row for a tenant not among its most common values, both indexes cost the sam
 tenant index wins: every status report of a tenant grown since then read all of that tenant's
 messages (30,000 in the test, 7 ms a lookup; a statement timeout at a few million). The batch statements
 (intake/postgres_batch.py, postgres_reports.py) are planned for any tenant, so they estimate by the
-count of distinct tenants alone, whatever the most common values say.
+count of distinct tenants alone, whatever the most common values say; so do the ordinary way's lookups,
+which hide the tenant's value from the planner (intake/message_store.py `_has_key`), since a tenant
+ANALYZE did not see at all is estimated at one message too.
 
 So the count of distinct tenants that ANALYZE records is fixed at 100: a tenant whose share is not
 known is estimated at a hundredth of the messages, and the key's unique index wins as it should. The
