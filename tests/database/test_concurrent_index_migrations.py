@@ -1,7 +1,7 @@
-"""Migrations 0010 to 0014 and 0016 add indexes to tables that may be large (`database/concurrent_indexes.py`:
+"""Migrations 0010 to 0014 add indexes to tables that may be large (`database/concurrent_indexes.py`:
 CONCURRENTLY on PostgreSQL): each downgrades and upgrades cleanly on both databases, the models agree with
-the migrated schema, and an index a failed concurrent build left invalid is built again. 0012's and
-0016's indexes are PostgreSQL's only (GIN; one SQLite's planner would not use): SQLite must not get them."""
+the migrated schema, and an index a failed concurrent build left invalid is built again. 0012's index is
+PostgreSQL's only (GIN): SQLite must not get one."""
 
 from __future__ import annotations
 
@@ -31,9 +31,8 @@ MIGRATIONS = {
     "0012": ("0011", {"ix_request_log_provider_message_ids": ("request_log", ["provider_message_ids"])}),
     "0013": ("0012", {"ix_delivery_attempts_endpoint_id_event_id": ("delivery_attempts", ["endpoint_id", "event_id"])}),
     "0014": ("0013", {"ix_messages_from_number_seq": ("messages", ["from_number", "seq"])}),
-    "0016": ("0015", {"ix_messages_provider_message_id_seq": ("messages", ["provider_message_id", "seq"])}),
 }
-POSTGRESQL_ONLY = {"0012", "0016"}
+POSTGRESQL_ONLY = {"0012"}
 
 
 @pytest.mark.parametrize("revision", sorted(MIGRATIONS))

@@ -268,10 +268,6 @@ class Message(Base):
         # it: an operator who sees every tenant asks without one, and a number's messages are nearly all
         # one tenant's. (Recipients are a JSON list; their filter still reads: docs/architecture.md.)
         sa.Index("ix_messages_from_number_seq", "from_number", "seq"),
-        # A provider's message id without the provider (the `providerMessageId` filter), which the key's
-        # unique index cannot serve: without it PostgreSQL read the whole table. No tenant, as above.
-        # PostgreSQL's only: SQLite's planner kept the tenant's index (migration 0016).
-        sa.Index("ix_messages_provider_message_id_seq", "provider_message_id", "seq").ddl_if(dialect="postgresql"),
     )
     # Internal order of arrival; also the list cursor.
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
