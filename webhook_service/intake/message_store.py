@@ -191,12 +191,10 @@ def _has_key(values: dict[str, Any], dialect: str) -> list[Any]:
     then `ix_messages_tenant_seq` costs the same as the key's index, and PostgreSQL read the tenant's every
     message to find one (30,000 per report in the test). Unseen, it is estimated as any tenant is, a
     hundredth of the messages (migration 0015), and the key's index wins."""
-    conditions = [MESSAGES.c[column] == values[column] for column in MESSAGE_KEY]
+    compared = dict(values)
     if dialect == "postgresql":
-        conditions[MESSAGE_KEY.index("tenant_id")] = (
-            MESSAGES.c.tenant_id == sa.select(values["tenant_id"]).scalar_subquery()
-        )
-    return conditions
+        compared["tenant_id"] = sa.select(values["tenant_id"]).scalar_subquery()
+    return [MESSAGES.c[column] == compared[column] for column in MESSAGE_KEY]
 
 
 def _locked_by_key(dialect: str, *columns: Any) -> sa.Select:

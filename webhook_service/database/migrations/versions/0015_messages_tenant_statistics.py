@@ -37,9 +37,10 @@ TENANTS_ASSUMED = 100
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
         op.execute(f"ALTER TABLE messages ALTER COLUMN tenant_id SET (n_distinct = {TENANTS_ASSUMED})")
-        if op.get_bind().exec_driver_sql("SELECT EXISTS (SELECT FROM messages)").scalar():
+        if bind.exec_driver_sql("SELECT EXISTS (SELECT FROM messages)").scalar():
             op.execute("ANALYZE messages")
 
 
