@@ -3,11 +3,14 @@ where a database stands: its revision, and the revisions it still lacks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -75,6 +78,50 @@ def schema_state(url: str) -> SchemaState:
             "a newer version of the service migrated it"
         ) from error
     return SchemaState(current=current, head=head, pending=tuple(reversed(pending)))
+
+
+@contextlib.contextmanager
+def sqlite_foreign_keys_off(connection: sa.Connection) -> Iterator[None]:
+    """On SQLite, the connection's foreign keys off while migrations run on it (elsewhere, nothing).
+
+    SQLite alters little of a table in place, so a migration rebuilds it (Alembic's batch mode: a copy,
+    the old table dropped, the copy renamed). With foreign keys on, dropping the old table first deletes
+    its rows, and with them, through `ON DELETE CASCADE`, every row below them: rebuilding `endpoints`
+    (migration 0008) deleted every delivery and delivery attempt. SQLite's own procedure for such changes
+    turns foreign keys off around the transaction and checks them before it commits
+    (`foreign_key_violations`, in the migrations' transaction). The pragma does nothing inside a
+    transaction, so it is set on the driver's connection before Alembic begins one."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.dbapi_connection
+    assert driver is not None  # a connection that is open
+    driver.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys=ON")
+
+
+def foreign_key_violations(connection: sa.Connection) -> Counter[tuple[str, str]]:
+    """On SQLite, the rows whose foreign key points at no row, counted by (table, the table it refers
+    to); elsewhere none (the database keeps them while it alters tables)."""
+    if connection.dialect.name != "sqlite":
+        return Counter()
+    return Counter(
+        (table, parent) for table, _rowid, parent, _key in connection.exec_driver_sql("PRAGMA foreign_key_check")
+    )
+
+
+def require_foreign_keys_hold(connection: sa.Connection, before: Counter[tuple[str, str]]) -> None:
+    """Raise, so that the migrations' transaction is rolled back, if they left rows pointing at no row
+    beyond those there were `before` them (a database's old breakage does not stop its upgrade)."""
+    broken = foreign_key_violations(connection) - before
+    if broken:
+        found = ", ".join(
+            f"{count} row(s) of {table} refer to no row of {parent}" for (table, parent), count in broken.items()
+        )
+        raise RuntimeError(f"the migration broke foreign keys, and nothing of it is committed: {found}")
 
 
 def migrate(url: str) -> SchemaState:

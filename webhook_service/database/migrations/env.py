@@ -5,7 +5,12 @@ from alembic import context
 
 from webhook_service.database.engine import make_engine
 from webhook_service.database.limits import DatabaseLimits
-from webhook_service.database.migrate import made_on
+from webhook_service.database.migrate import (
+    foreign_key_violations,
+    made_on,
+    require_foreign_keys_hold,
+    sqlite_foreign_keys_off,
+)
 from webhook_service.database.tables import Base
 
 config = context.config
@@ -29,7 +34,7 @@ def run_migrations() -> None:
     # No statement limit: a migration may rewrite a large table, and an operator is watching it.
     engine = make_engine(url, DatabaseLimits(statement_timeout=None))
     try:
-        with engine.connect() as connection:
+        with engine.connect() as connection, sqlite_foreign_keys_off(connection):
             context.configure(
                 connection=connection,
                 target_metadata=Base.metadata,
@@ -38,7 +43,9 @@ def run_migrations() -> None:
                 include_object=made_on(connection.dialect.name),
             )
             with context.begin_transaction():
+                before = foreign_key_violations(connection)
                 context.run_migrations()
+                require_foreign_keys_hold(connection, before)
     finally:
         engine.dispose()
 
