@@ -61,7 +61,7 @@ def test_a_senders_messages_are_found_by_their_index(client, runtime):
     if runtime.db.dialect == "postgresql":
         assert rows_thrown_away(lines) < 100, lines
     else:
-        assert any("ix_messages_from_number_seq" in line for line in lines), (statement, lines)
+        assert any("ix_messages_from_number_seq" in line for line in lines), lines
 
 
 def test_a_message_is_found_by_the_providers_id_without_the_provider_by_the_keys_index(client, runtime):

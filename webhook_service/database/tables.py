@@ -261,7 +261,12 @@ class AuditEntry(Base):
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
-        sa.UniqueConstraint("tenant_id", "provider", "provider_message_id"),
+        # The key. On PostgreSQL led by the provider's id, so that a search by it without the provider (the
+        # read API's `providerMessageId`, the console's) is a prefix of it (migration 0016). SQLite keeps
+        # the order it was made with: its planner, which keeps no statistics, prefers the tenant's index
+        # for that search anyway, and reordering would rebuild the table.
+        sa.UniqueConstraint("provider_message_id", "provider", "tenant_id").ddl_if(dialect="postgresql"),
+        sa.UniqueConstraint("tenant_id", "provider", "provider_message_id").ddl_if(dialect="sqlite"),
         sa.Index("ix_messages_tenant_seq", "tenant_id", "seq"),
         # A sender's messages, newest first (the read API's and the console's `from`): without it, read
         # from the tenant's newest message back, every one of them for a number seen rarely. No tenant in
