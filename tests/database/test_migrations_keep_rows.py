@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from tests.support.migrations import REVISIONS, schema_differences
+from tests.support.migrations import REVISIONS, empty_every_table, schema_differences
 from webhook_service.database.engine import make_engine
 from webhook_service.database.migrate import (
     alembic_config,
@@ -107,9 +107,7 @@ def test_every_migration_keeps_every_row_down_to_the_first_and_back_up(database_
     finally:
         # For the tests that share this database (PostgreSQL's, per worker), whatever failed here.
         command.upgrade(config, "head")
-        with engine.begin() as connection:
-            for table in reversed(Base.metadata.sorted_tables):
-                connection.execute(table.delete())
+        empty_every_table(engine)
         engine.dispose()
 
 
