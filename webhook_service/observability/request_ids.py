@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-import uuid6
+import uuid_utils
 
 # WSGI environ keys: what the access line (gunicorn_logging.py) reads after the app has answered.
 REQUEST_ID = "webhook_service.request_id"
@@ -60,7 +60,7 @@ def _offered_or_new(offered: str) -> str:
     # A caller's id is kept only when it cannot smuggle anything into a log line or a header.
     # A new one: a UUIDv7's 32 hex digits, time first (database/tables.py's new_id, for the same reason:
     # the request log's index on it takes them side by side).
-    return offered if _OFFERED.match(offered) else uuid6.uuid7().hex
+    return offered if _OFFERED.match(offered) else uuid_utils.uuid7().hex
 
 
 class RequestIds:
