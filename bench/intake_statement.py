@@ -54,7 +54,7 @@ def captured_document(database: BenchDatabase) -> str:
     from webhook_service.intake import message_store
     from webhook_service.runtime import Runtime
 
-    documents: list[str] = []
+    documents: list[bytes] = []
     insert = message_store.insert_webhooks
 
     def capture(connection, webhooks):
@@ -71,7 +71,7 @@ def captured_document(database: BenchDatabase) -> str:
         message_store.insert_webhooks = insert  # type: ignore[assignment]
         runtime.db.dispose()
     (document,) = documents
-    return document
+    return document.decode()
 
 
 def main() -> None:
@@ -93,6 +93,7 @@ def main() -> None:
         assert template.count("{message_id}") >= 2 and "{provider_message_id}" in template
 
         import psycopg
+        from psycopg.types.json import Jsonb
 
         from bench.peer_app import POSTGRES_INSERT
         from webhook_service.database.engine import make_engine
@@ -111,20 +112,23 @@ def main() -> None:
         with engine.connect() as connection:
             pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
 
-            def documents(size: int) -> str:
-                return (
-                    "["
-                    + ",".join(
-                        template.replace("{provider_message_id}", f"statement-{uuid.uuid4().hex}").replace(
-                            "{message_id}", str(uuid.uuid4())
+            def documents(size: int) -> Jsonb:
+                # As run_batch passes them (postgres_batch.json_parameter).
+                return postgres_batch.json_parameter(
+                    (
+                        "["
+                        + ",".join(
+                            template.replace("{provider_message_id}", f"statement-{uuid.uuid4().hex}").replace(
+                                "{message_id}", str(uuid.uuid4())
+                            )
+                            for _ in range(size)
                         )
-                        for _ in range(size)
-                    )
-                    + "]"
+                        + "]"
+                    ).encode()
                 )
 
             for size in sizes:
-                latencies = json.dumps([1.0] * size)
+                latencies = postgres_batch.json_parameter(json.dumps([1.0] * size).encode())
                 for _block in range(max(args.statements // BLOCK, 1)):
                     for form, statement in forms.items():
                         batches = [documents(size) for _ in range(BLOCK)]

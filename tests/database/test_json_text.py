@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from webhook_service.database import feed
-from webhook_service.database.json_text import dumps
+from webhook_service.database.json_text import dumps, dumps_utf8
 from webhook_service.database.tables import EVENTS
 
 
@@ -44,6 +44,19 @@ def test_default_converts_what_json_has_no_form_for():
     }
     # The fallback takes the same default.
     assert json.loads(dumps({"big": 2**70, "b": b"\x01"}, default=lambda v: v.hex())) == {"big": 2**70, "b": "01"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"text": "benchmark 🚀 Grüße", 1: None}, {"big": 2**70, "emoji": "📦"}, {"s": "a\ud800b"}],
+    ids=["orjson", "fallback", "lone surrogate"],
+)
+def test_the_utf8_form_is_the_text_encoded(value):
+    """What the intake sends PostgreSQL as it is (intake/postgres_batch.py): the same JSON as `dumps`, in
+    UTF-8, by orjson and by the fallback (whose escapes keep a lone surrogate encodable)."""
+    encoded = dumps_utf8(value)
+    assert isinstance(encoded, bytes)
+    assert encoded == dumps(value).encode("utf-8")
 
 
 def _store_as_feed_data(runtime, *values: dict) -> None:

@@ -23,7 +23,15 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS
 
 def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> str:
     """`value` as JSON text; `default` converts what JSON has no form for (as `json.dumps`'s)."""
+    return dumps_utf8(value, default).decode()
+
+
+def dumps_utf8(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """`dumps` as the UTF-8 bytes orjson writes, for a caller that sends them on as they are: decoded, a
+    text with a character beyond U+FFFF (an emoji in a message) takes four bytes a character, and each
+    copy and the driver's encoding back to UTF-8 cost more than orjson's writing."""
     try:
-        return orjson.dumps(value, default=default, option=_OPTIONS).decode()
+        return orjson.dumps(value, default=default, option=_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError too
-        return json.dumps(value, default=default)
+        # ASCII (the standard library escapes the rest), so also what a lone surrogate becomes.
+        return json.dumps(value, default=default).encode()

@@ -418,7 +418,7 @@ def raw_request_stored(db: Database, connection: Connection, raw: RawRequestReco
 class _EncodedReports:
     """A webhook of status reports encoded whole (`_Recorder.encode_reports`)."""
 
-    document: str
+    document: bytes
     keys: list[tuple[str, str, str]]  # its reports' messages' keys
 
 
@@ -578,7 +578,7 @@ class _Recorder:
 
     def encode_whole(
         self, raw_row: dict[str, Any], log_ahead: _LogAhead | None, prepared: list[SimpleNamespace]
-    ) -> str | None:
+    ) -> bytes | None:
         """PostgreSQL: a webhook whose messages are all new as it comes (`_LogAhead`: every event a
         message, and a request log row), encoded whole to go in with its batch's others in one statement
         (intake/postgres_batch.py)."""
@@ -641,7 +641,7 @@ class _Recorder:
     def put_off_whole(
         self,
         conn: sa.Connection,
-        document: str,
+        document: bytes,
         prepared: list[SimpleNamespace],
         latency_ms: Callable[[], float | None],
     ) -> StoreResult:

@@ -41,6 +41,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from psycopg.types.json import Jsonb
 from sqlalchemy.dialects import postgresql
 
 from webhook_service.database import json_text
@@ -161,8 +162,18 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not a column value")
 
 
-def encode_document(value: Any) -> str:
-    return json_text.dumps(value, default=_json_value)
+def encode_document(value: Any) -> bytes:
+    return json_text.dumps_utf8(value, default=_json_value)
+
+
+def _already_encoded(document: bytes) -> bytes:
+    return document
+
+
+def json_parameter(document: bytes) -> Jsonb:
+    """A document encoded ahead as a statement's parameter: psycopg sends its bytes as they are (as
+    `jsonb`), where a `str` would be encoded to UTF-8 once more."""
+    return Jsonb(document, dumps=_already_encoded)
 
 
 @dataclass
@@ -170,7 +181,7 @@ class NewMessagesWebhook:
     """One webhook's rows, encoded ahead, to be inserted with its batch's others (`put_off`). `stored`
     is called with its raw request's id once they are."""
 
-    document: str
+    document: bytes
     messages: int
     attachments: int
     latency_ms: Callable[[], float | None]  # called as the rows are written: the request log's latency
@@ -183,7 +194,7 @@ class NewMessagesWebhook:
         attachments: list[dict[str, Any]],
         log: dict[str, Any],
         events: list[dict[str, Any]],
-    ) -> str:
+    ) -> bytes:
         """The document of a webhook: `raw` its raw request's values, `messages` its messages', each
         `attachments`' row with the `message_id` it belongs to, `log` its request log row's (but for the
         raw request id and the latency), `events` its feed events'."""
@@ -202,7 +213,7 @@ class EncodedWebhook(Protocol):
     """A webhook encoded ahead for a batch's one statement (this module's, and postgres_reports.py's)."""
 
     @property
-    def document(self) -> str: ...
+    def document(self) -> bytes: ...
 
     @property
     def latency_ms(self) -> Callable[[], float | None]: ...  # the request log's latency, as rows are written
@@ -219,9 +230,9 @@ def run_batch(
         returned = statement.run(
             connection,
             {
-                "webhooks": "[" + ",".join(webhook.document for webhook in webhooks) + "]",
+                "webhooks": json_parameter(b"[" + b",".join(webhook.document for webhook in webhooks) + b"]"),
                 # As JSON too: psycopg's conversion of a list to an array cost more than the rest.
-                "latencies": encode_document([webhook.latency_ms() for webhook in webhooks]),
+                "latencies": json_parameter(encode_document([webhook.latency_ms() for webhook in webhooks])),
                 "feed_lock": FEED_LOCK_KEY,
             },
         )

@@ -176,13 +176,13 @@ class StatusReportsWebhook:
     is called with its raw request's id and its messages' ids (one per report, in its order) once they
     are."""
 
-    document: str
+    document: bytes
     keys: list[tuple[str, str, str]]  # its reports' messages: (tenant_id, provider, provider_message_id)
     latency_ms: Callable[[], float | None]  # called as the rows are written: the request log's latency
     stored: Callable[[int, list[str]], None]
 
     @staticmethod
-    def encode(raw: dict[str, Any], reports: list[dict[str, Any]], log: dict[str, Any]) -> str:
+    def encode(raw: dict[str, Any], reports: list[dict[str, Any]], log: dict[str, Any]) -> bytes:
         """The document of a webhook: `raw` its raw request's values, `log` its request log row's (but for
         the raw request id, the latency and the messages' ids), `reports` one dict per report:
         `placeholder` (its message's row if it is new, with the report's status), `report` (the
