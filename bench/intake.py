@@ -22,7 +22,9 @@ Then, with `--interleaved` seconds (default 30), the servers take turns every `-
 under the same `concurrency` clients, each of which holds a keep-alive connection to every server and
 sends to the one whose turn it is: on a shared host whose speed drifts by a third within seconds, rounds
 of several seconds each still compare a server at one speed with another at another; turns of half a
-second compare them at the same moments. Its ratio is the one the intake goal is judged by.
+second compare them at the same moments. Its ratio is the one the intake goal is judged by. Beside it,
+the median of adjacent turns' ratios (each turn of the intake against the receiver's turn next to it) and
+its middle half, which a few turns that catch a stall of the host move less.
 Then latency at moderate load (an open-loop schedule of `rate` requests per second, latency counted from
 the scheduled send time, so a stalled server cannot hide its queue); for the two that store, a burst of
 `burst` requests from `burst-connections` connections at once. Requests are distinct signed Standard
@@ -572,6 +574,7 @@ def measure_interleaved(servers: dict[str, tuple[subprocess.Popen, int, str]], a
         label: {"seconds": 0.0, "requests": 0, "errors": 0, "server_cpu": 0.0, "database_cpu": 0.0, "turns": 0}
         for label in labels
     }
+    turn_rps: dict[str, list[float]] = {label: [] for label in labels}
     try:
         time.sleep(1.0)  # the clients prepare their requests
         ends_at, index = time.monotonic() + args.interleaved, 0
@@ -607,6 +610,7 @@ def measure_interleaved(servers: dict[str, tuple[subprocess.Popen, int, str]], a
             ):
                 total[key] += after[position] - before[position]
             total["turns"] += 1
+            turn_rps[label].append((after[1] - before[1]) / max(after[0] - before[0], 1e-9))
     finally:
         stop.value = 1
         for client in clients:
@@ -619,6 +623,7 @@ def measure_interleaved(servers: dict[str, tuple[subprocess.Popen, int, str]], a
             "requests": total["requests"],
             "errors": total["errors"],
             "turns": total["turns"],
+            "turn_rps": turn_rps[label],
             "server_cpu_ms": 1000 * total["server_cpu"] / max(total["requests"], 1),
             "database_cpu_ms": 1000 * total["database_cpu"] / max(total["requests"], 1),
         }
@@ -692,6 +697,16 @@ def run_database(kind: str, args) -> dict:
         database.drop()
 
 
+def adjacent_turn_ratios(interleaved: dict, numerator: str, denominator: str) -> list[float]:
+    """Each turn of `numerator` against the turn of `denominator` next to it (the servers take turns in a
+    fixed order): a steadier estimate than the totals' ratio when a few turns catch a stall of the host."""
+    return [
+        mine / theirs
+        for mine, theirs in zip(interleaved[numerator]["turn_rps"], interleaved[denominator]["turn_rps"], strict=False)
+        if theirs
+    ]
+
+
 def round_ratios(report: dict, numerator: str, denominator: str) -> list[float]:
     return [
         mine["rps"] / theirs["rps"]
@@ -747,6 +762,13 @@ def print_report(kind: str, report: dict, args) -> None:
             turns = interleaved["webhook intake"]["rps"] / max(interleaved["hand-written"]["rps"], 1e-9)
             print(f"  intake / hand-written: {turns:.2f} interleaved (goal >= 1.5, at least 1.0: {verdict(turns)});")
             print(f"                         {ratio:.2f} in the rounds' median ({rounds})")
+            adjacent = adjacent_turn_ratios(interleaved, "webhook intake", "hand-written")
+            if len(adjacent) >= 2:
+                low, _, high = statistics.quantiles(adjacent, n=4)
+                print(
+                    f"                         {statistics.median(adjacent):.2f} in the median of adjacent turns' ratios "
+                    f"(middle half {low:.2f}-{high:.2f}, {len(adjacent)} pairs)"
+                )
         else:
             print(f"  intake / hand-written: {ratio:.2f}  ({rounds}; goal >= 1.5, at least 1.0: {verdict(ratio)})")
     if intake and "hand-written" in rps:
