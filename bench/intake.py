@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,7 @@ sys.path.insert(0, str(ROOT))
 from datetime import UTC, datetime
 
 from bench.support import cpu_seconds_named, cpu_seconds_tree, free_port, machine_busy_seconds
+from webhook_service.observability.metrics_sharing import MULTIPROCESS_VARIABLE, WEB, metrics_directory, start_fresh
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TENANT = "00000000-0000-0000-0000-000000000000"
@@ -481,16 +483,45 @@ def warm_up(port: int, path: str, label: str, args) -> dict:
     return load(port, path, args.build(200, f"warm-{label[:4]}-{time.monotonic_ns()}"), 4, 120.0, None)
 
 
+def start_metrics(data_dir: Path) -> Path:
+    directory = metrics_directory(data_dir, WEB)
+    start_fresh(directory)
+    return directory
+
+
+def group_commit_units(port: int, label: str) -> tuple[float, float]:
+    """The intake's group commits so far, added up over its workers: (webhooks, transactions)."""
+    if label != "webhook intake":
+        return 0.0, 0.0
+    # Here, not at the top: bench/intake_phases.py imports this module before it shares its metrics.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
+        exposition = answer.read().decode()
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name.startswith("database_group_commit_units_")
+    }
+    return values.get("database_group_commit_units_sum", 0.0), values.get("database_group_commit_units_count", 0.0)
+
+
 def measure_throughput(label: str, port: int, path: str, args, server_pid: int) -> dict:
     tag = f"{label[:4]}-{time.monotonic_ns()}"
     budget = int(max(args.rate, 4000) * args.duration * 2) + 1000
     requests = args.build(budget, f"tp-{tag}")
+    units_before = group_commit_units(port, label)
     cpu_before, database_before, machine_before = (
         cpu_seconds_tree(server_pid),
         cpu_seconds_named("postgres"),
         machine_busy_seconds(),
     )
     throughput = load(port, path, requests, args.concurrency, args.duration, None)
+    units_after = group_commit_units(port, label)
+    throughput["committed_units"], throughput["commits"] = (
+        after - before for after, before in zip(units_after, units_before, strict=True)
+    )
     answered = max(throughput["requests"], 1)
     throughput["server_cpu_ms"] = 1000 * (cpu_seconds_tree(server_pid) - cpu_before) / answered
     # A local PostgreSQL's own CPU (SQLite works inside the server's processes), and the whole machine's.
@@ -506,6 +537,8 @@ def combined(rounds: list[dict]) -> dict:
         "rps": statistics.median(run["rps"] for run in rounds),
         "requests": requests,
         "errors": sum(run["errors"] for run in rounds),
+        "committed_units": sum(run["committed_units"] for run in rounds),
+        "commits": sum(run["commits"] for run in rounds),
         **{
             key: sum(run[key] * run["requests"] for run in rounds) / max(requests, 1)
             for key in ("server_cpu_ms", "client_cpu_ms", "database_cpu_ms", "machine_cpu_ms")
@@ -663,6 +696,9 @@ def run_database(kind: str, args) -> dict:
             PYTHONPATH=str(ROOT),
             PEER_SECRET=SECRET,
             PEER_DATABASE=database.peer_database,
+            # The intake's metrics in files, as `webhook-service web` keeps them (gunicorn_config.py), so
+            # that its /metrics adds up both workers (the batches' sizes below).
+            **{MULTIPROCESS_VARIABLE: str(start_metrics(work / "data"))},
         )
         for label in args.servers:
             target, path = SERVERS[label]
@@ -776,6 +812,12 @@ def print_report(kind: str, report: dict, args) -> None:
         print(
             f"  machine CPU per request: intake {mine:.2f} ms, hand-written {theirs:.2f} ms "
             f"(hand-written / intake {theirs / max(mine, 1e-9):.2f}: the throughput ratio when both keep the CPUs busy)"
+        )
+    if intake and intake["throughput"]["commits"]:
+        throughput = intake["throughput"]
+        print(
+            f"  intake's group commit: {throughput['committed_units'] / throughput['commits']:.1f} webhooks per "
+            f"transaction in the throughput rounds ({throughput['commits']:.0f} transactions)"
         )
     if intake and "bare Flask 200" in rps:
         ratio, rounds = ratio_text("webhook intake", "bare Flask 200")

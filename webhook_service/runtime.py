@@ -52,6 +52,7 @@ class Runtime:
         self.settings = settings
         self.resolver = resolver
         self.db = Database(settings.effective_database_url, _database_limits(settings))
+        self.db.group_commit.on_committed = metrics.observe_group_commit
         self.connections = ConnectionDirectory(settings.connections)
         # Built now so that a bad media or storage setting stops the service at start, not at the
         # first download.

@@ -45,6 +45,8 @@ def test_units_arriving_while_another_process_holds_the_turn_share_one_commit(sq
     other_process = Database(sqlite_database.url)  # its own lock file descriptor: as another process's
     commits: list[int] = []
     sa.event.listen(sqlite_database.engine, "commit", lambda _connection: commits.append(1))
+    sizes: list[int] = []
+    sqlite_database.group_commit.on_committed = sizes.append
     results: list[int] = []
     threads = [
         threading.Thread(target=lambda value=value: results.append(sqlite_database.group_commit.run(_insert(value))))
@@ -63,6 +65,7 @@ def test_units_arriving_while_another_process_holds_the_turn_share_one_commit(sq
         other_process.dispose()
     assert sorted(results) == [0, 1, 2, 3]
     assert len(commits) == 1  # taken before the turn, the leader's batch held only itself: two commits
+    assert sizes == [4]  # what the metrics are told (runtime.py)
     with sqlite_database.reading() as session:
         assert sorted(session.connection().exec_driver_sql("SELECT value FROM probe").scalars()) == [0, 1, 2, 3]
 
@@ -72,6 +75,8 @@ def test_units_queued_while_the_turn_is_refused_are_all_told(sqlite_database):
     with pytest.raises(sa.exc.OperationalError), sqlite_database.outage.guard():
         raise sa.exc.OperationalError("SELECT 1", {}, Exception("unable to open database file"))
     errors: list[BaseException] = []
+    sizes: list[int] = []
+    sqlite_database.group_commit.on_committed = sizes.append
 
     def submit(value: int) -> None:
         try:
@@ -86,6 +91,7 @@ def test_units_queued_while_the_turn_is_refused_are_all_told(sqlite_database):
         thread.join(timeout=10)
     assert not any(thread.is_alive() for thread in threads), "a unit was left waiting"
     assert len(errors) == 3
+    assert sizes == []  # no batch committed, none counted
 
 
 def test_the_gil_changes_hands_faster_only_while_the_turn_is_held(sqlite_database):

@@ -256,6 +256,9 @@ def test_every_scrape_counts_every_gunicorn_workers_requests(gunicorn, tmp_path)
         exposition = requests.get(f"{served.base}/metrics", timeout=10).text
         assert _sum(exposition, "webhook_requests_total", provider="standard", outcome="accepted") == sent
         assert _sum(exposition, "webhook_request_seconds_count", provider="standard") == sent
+        # Each webhook one unit of a group commit's batch; the batches are as many as there were commits.
+        assert _sum(exposition, "database_group_commit_units_sum") == sent
+        assert 1 <= _sum(exposition, "database_group_commit_units_count") <= sent
 
 
 def _attachment_lines(worker: WorkerUnderTest, count: int, timeout: float = 30) -> list[dict]:

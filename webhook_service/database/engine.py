@@ -261,6 +261,9 @@ class GroupCommit:
         self._queue: list[_Unit] = []
         self._leading = False
         self._kept = _KeptConnection(database.engine)
+        # Told the size of each batch that committed (the web's and worker's metrics; the database's
+        # layer does not import them): how much the group commit shares, which throughput depends on.
+        self.on_committed: Callable[[int], None] | None = None
 
     def run(self, work: Callable[[sa.Connection], Any]) -> Any:
         unit = _Unit(work)
@@ -281,6 +284,7 @@ class GroupCommit:
 
     def _commit_next_batch(self, leader: _Unit) -> None:
         batch: list[_Unit] = []
+        committed = False
         try:
             # One turn and one outage check for the batch, whatever runs below (a retry must not be
             # refused by the outage hold that its first try's broken connection would start).
@@ -289,6 +293,7 @@ class GroupCommit:
                 # arrives meanwhile goes in this batch instead of waiting for a turn of its own.
                 batch = self._take_batch()
                 self._commit_with_retries(batch)
+                committed = True
         except BaseException as error:  # noqa: BLE001  # nothing in this batch was stored; every unit is told
             if not batch:  # the turn itself failed (an outage): the batch it would have run is told
                 batch = self._take_batch()
@@ -308,6 +313,9 @@ class GroupCommit:
             if successor is not None:
                 successor.lead = True
                 successor.wake.release()
+        # After the wake-ups: nobody waits for it.
+        if committed and self.on_committed is not None:
+            self.on_committed(len(batch))
 
     def _commit_with_retries(self, batch: list[_Unit]) -> None:
         """Commit the batch, once more when what failed it stored nothing and says to try again:

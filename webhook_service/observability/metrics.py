@@ -30,6 +30,12 @@ WEBHOOK_SECONDS = Histogram(
     ["provider"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+# Per process: in the web process mostly webhooks, in the worker download outcomes and deliveries.
+GROUP_COMMIT_UNITS = Histogram(
+    "database_group_commit_units",
+    "Units of work (a webhook, a download's outcome, a delivery's) committed together by one transaction",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+)
 ATTACHMENTS = Counter(
     "attachment_outcomes_total", "Attachment downloads by final or retry outcome", ["outcome", "reason"]
 )
@@ -101,6 +107,10 @@ def _webhook_metrics(provider: str, outcome: str) -> tuple[Counter, Histogram]:
     """The labelled children, found once: `labels()` checked and looked up its values again on every
     webhook, 40% of the two updates' cost."""
     return WEBHOOKS.labels(provider, outcome), WEBHOOK_SECONDS.labels(provider)
+
+
+def observe_group_commit(units: int) -> None:
+    GROUP_COMMIT_UNITS.observe(units)
 
 
 def observe_spool(depth: int, size: int, oldest_age_seconds: float) -> None:
