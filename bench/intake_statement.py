@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.intake import SECRET, BenchDatabase, build_requests, build_status_reports
+from bench.intake_phases import Caller
 
 # The captured webhooks' keys, replaced in each statement's documents by new ones.
 PROVIDER_MESSAGE_ID = "statement-bench-0"
@@ -58,7 +59,6 @@ def captured_documents(database: BenchDatabase, kind: str) -> list[str]:
     settings = load_settings()
     # Before anything imports prometheus_client (the app does).
     share_metrics(settings.data_dir, WEB).mkdir(parents=True, exist_ok=True)
-    from bench.intake_phases import Caller
     from webhook_service.app import create_app
     from webhook_service.intake import message_store
     from webhook_service.runtime import Runtime
