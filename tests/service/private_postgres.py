@@ -37,9 +37,26 @@ def server_programs() -> tuple[Path, Path] | None:
     return (Path(initdb_found), Path(pg_ctl_found)) if initdb_found and pg_ctl_found else None
 
 
+# The tests' server: nothing it stores must survive a crash of the machine, and it serves a handful of
+# connections.
+TEST_SETTINGS = {"fsync": "off", "max_connections": "30", "shared_buffers": "16MB"}
+
+
 class PrivateCluster:
-    def __init__(self, initdb: Path, pg_ctl: Path):
+    """`settings`: the server's, as `-c name=value`; `environment`: added to the server processes' (a
+    benchmark loads a library into them this way)."""
+
+    def __init__(
+        self,
+        initdb: Path,
+        pg_ctl: Path,
+        *,
+        settings: dict[str, str] = TEST_SETTINGS,
+        environment: dict[str, str] | None = None,
+    ):
         self._initdb, self._pg_ctl = initdb, pg_ctl
+        self._settings = settings
+        self._environment = environment or {}
         self._as_server_user = os.geteuid() == 0
         self.directory = Path(tempfile.mkdtemp(prefix="wsvc-private-pg-"))
         if self._as_server_user:
@@ -51,12 +68,13 @@ class PrivateCluster:
 
     def _run(self, *command: str | Path) -> None:
         prefix = ["runuser", "-u", SERVER_USER, "--"] if self._as_server_user else []
+        prefix += ["env", *(f"{name}={value}" for name, value in self._environment.items())]
         subprocess.run([*prefix, *map(str, command)], check=True, capture_output=True, timeout=120)
 
     def start(self) -> None:
+        """Make the cluster and start it (empty: `start_private_cluster` migrates it for the tests)."""
         self._run(self._initdb, "-D", self.data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
         self.resume()
-        migrate(self.url)
 
     def halt(self) -> None:
         """Stop the server as an operator or a failover does (fast shutdown: sessions are ended, nothing
@@ -64,10 +82,8 @@ class PrivateCluster:
         self._run(self._pg_ctl, "-D", self.data, "-m", "fast", "-w", "stop")
 
     def resume(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c max_connections=30 -c shared_buffers=16MB"
-        )
+        settings = " ".join(f"-c {name}={value}" for name, value in self._settings.items())
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 {settings}"
         self._run(self._pg_ctl, "-D", self.data, "-o", options, "-l", self.directory / "server.log", "-w", "start")
 
     def processes(self) -> list[int]:
@@ -125,6 +141,7 @@ def start_private_cluster() -> PrivateCluster:
     cluster = PrivateCluster(*programs)
     try:
         cluster.start()
+        migrate(cluster.url)
     except BaseException:
         cluster.stop()
         raise
