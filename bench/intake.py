@@ -42,10 +42,12 @@ turns, or in the rounds' median without them), p99 < 50 ms at
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import multiprocessing
 import os
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -62,6 +64,7 @@ sys.path.insert(0, str(ROOT))
 from datetime import UTC, datetime
 
 from bench.support import cpu_seconds_named, cpu_seconds_tree, free_port, machine_busy_seconds
+from tests.service.private_postgres import PrivateCluster, server_programs
 from webhook_service.observability.metrics_sharing import MULTIPROCESS_VARIABLE, WEB, metrics_directory, start_fresh
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -695,6 +698,7 @@ def run_database(kind: str, args) -> dict:
             PYTHONPATH=str(ROOT),
             PEER_SECRET=SECRET,
             PEER_DATABASE=database.peer_database,
+            **args.server_environment,
             # The intake's metrics in files, as `webhook-service web` keeps them (gunicorn_config.py), so
             # that its /metrics adds up both workers (the batches' sizes below).
             **{MULTIPROCESS_VARIABLE: str(start_metrics(work / "data"))},
@@ -730,6 +734,40 @@ def run_database(kind: str, args) -> dict:
             process.terminate()
             process.wait(timeout=30)
         database.drop()
+
+
+def slow_flush_environment(delay_ms: float, cleanup: contextlib.ExitStack) -> dict[str, str]:
+    """What makes a process's disk flushes `delay_ms` longer: bench/slow_flush.c, built here with gcc, loaded
+    with LD_PRELOAD. (In a directory the PostgreSQL server's user can read.)"""
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        sys.exit("--flush-delay-ms needs a C compiler (gcc) to build bench/slow_flush.c")
+    directory = Path(tempfile.mkdtemp(prefix="bench-slow-flush-"))
+    cleanup.callback(shutil.rmtree, directory, ignore_errors=True)
+    directory.chmod(0o755)
+    library = directory / "slow_flush.so"
+    source = ROOT / "bench" / "slow_flush.c"
+    subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(library), str(source), "-ldl"], check=True)
+    library.chmod(0o755)
+    return {"LD_PRELOAD": str(library), "FLUSH_DELAY_US": str(round(delay_ms * 1000))}
+
+
+def slow_postgres(environment: dict[str, str], cleanup: contextlib.ExitStack) -> str:
+    """A private PostgreSQL cluster whose processes run with `environment` (the shared server's flushes
+    cannot be slowed), set as the shared one is: durable commits, 100 connections, 128 MB of buffers (and
+    autovacuum on, as in a deployment: the shared server runs without). Its admin URL; it is stopped and
+    removed when `cleanup` closes."""
+    programs = server_programs()
+    if programs is None:
+        sys.exit("--flush-delay-ms with postgresql needs the machine's initdb and pg_ctl")
+    cluster = PrivateCluster(
+        *programs,
+        settings={"fsync": "on", "max_connections": "100", "shared_buffers": "128MB"},
+        environment=environment,
+    )
+    cleanup.callback(cluster.stop)
+    cluster.start()
+    return f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres"
 
 
 def adjacent_turn_ratios(interleaved: dict, numerator: str, denominator: str) -> list[float]:
@@ -870,6 +908,12 @@ def main() -> None:
         "--prefill", type=int, default=0, help="messages stored before the run (and as many receiver rows)"
     )
     parser.add_argument(
+        "--flush-delay-ms",
+        type=float,
+        default=0.0,
+        help="make every disk flush this much longer, as on a cloud volume (SQLite and a private PostgreSQL)",
+    )
+    parser.add_argument(
         "--webhooks",
         choices=sorted(WEBHOOK_KINDS),
         default="messages",
@@ -881,12 +925,25 @@ def main() -> None:
     args.servers = [label for key, label in SHORT_NAMES.items() if key in chosen]
 
     kinds = [kind.strip() for kind in args.databases.split(",") if kind.strip()]
-    reports = {kind: run_database(kind, args) for kind in kinds}
+    with contextlib.ExitStack() as cleanup:
+        args.server_environment = {}
+        if args.flush_delay_ms > 0:
+            args.server_environment = slow_flush_environment(args.flush_delay_ms, cleanup)
+            if "postgresql" in kinds:
+                args.postgres_url = slow_postgres(args.server_environment, cleanup)
+        reports = {kind: run_database(kind, args) for kind in kinds}
     print(
         f"\nwebhook intake benchmark: gunicorn {args.workers} workers x {args.threads} threads "
         f"({args.worker_class.rsplit('.', 1)[-1]}), {args.concurrency} clients, "
         f"{args.duration:.0f} s per measurement, {args.rounds} throughput rounds, {os.cpu_count()} CPUs, "
-        f"webhooks: {args.webhooks}" + (f", {args.prefill} messages stored before the run" if args.prefill else "")
+        f"webhooks: {args.webhooks}"
+        + (f", {args.prefill} messages stored before the run" if args.prefill else "")
+        + (
+            f", every disk flush {args.flush_delay_ms:g} ms longer (bench/slow_flush.c; PostgreSQL in a private "
+            "cluster)"
+            if args.flush_delay_ms > 0
+            else ""
+        )
     )
     for kind, report in reports.items():
         print_report(kind, report, args)
