@@ -70,9 +70,8 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
             # The tenant's last event first, and nothing past it: with a `type` filter a page that is not
             # full has read every event up to it, so the cursor moves there, and the next poll does not
             # read those again (a consumer that polls for a rare type read the whole feed since its last
-            # match, every time). Nothing at or below it can appear later: ids are taken under a lock
-            # held to commit.
-            head = session.scalar(feed.TENANT_HEAD, {"tenant_id": tenant_id}) or 0
+            # match, every time). Nothing at or below it can appear later (database/feed.py, `head`).
+            head = feed.tenant_head(session, tenant_id)
             query = (
                 sa.select(FeedEvent)
                 .where(FeedEvent.tenant_id == tenant_id, FeedEvent.id > after, FeedEvent.id <= head)

@@ -2,29 +2,64 @@
 
 Ordering guarantee: a reader that has seen event N never later discovers an event with an id below N.
 Sequences alone do not give that on PostgreSQL (a transaction can take id 6 and commit before the one
-holding id 5), so ids are allocated only under a transaction-scoped advisory lock, held until commit:
-feed writers commit one after the other. SQLite already admits one writer at a time.
+holding id 5). So readers read no further than `head()`, below every id a transaction still running
+may hold:
+
+- a writer, before it takes its events' ids, takes a shared transaction-scoped advisory lock keyed by a
+  lower bound of them: the events sequence's next value, read then (`BOUND_LOCK_SQL`). Shared locks do
+  not wait for each other, so writers commit side by side and share the server's flushes;
+- a reader reads the sequence's last value, then, in a statement of its own, the lowest bound still
+  locked; `head()` is the lower of the two (the bound less one). It reads events in a statement after
+  those, whose snapshot holds every writer whose lock it did not find: that writer had committed, or
+  took its lock after the reader looked, and so its ids after the reader read the sequence.
+
+Until 2026-12 ids were taken under one exclusive lock held to the commit, so every writer of a
+deployment committed after the one before: with storage whose flushes take milliseconds, about one
+commit per flush for the whole deployment, whatever its processes (docs/benchmarks.md, "fourteenth").
+SQLite admits one writer at a time: its head is the last id.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session
 
 from webhook_service.database.engine import ORDER_LAST, insert_at_commit, note_transaction_lock, transaction_lock_held
 from webhook_service.database.prepared import BoundRow, PreparedStatement
 from webhook_service.database.tables import EVENTS
 
 INSERT_EVENTS = PreparedStatement(sa.insert(EVENTS))
-LOCK_FEED = PreparedStatement(sa.text("SELECT pg_advisory_xact_lock(:key)"))
 
-# The last event's id (0 for none), of the whole feed and of one tenant's. By the guarantee above, no
-# event at or below it can appear after it is read.
-HEAD = sa.select(sa.func.coalesce(sa.func.max(EVENTS.c.id), 0))
-TENANT_HEAD = HEAD.where(EVENTS.c.tenant_id == sa.bindparam("tenant_id"))
+# The writers' bounds, among PostgreSQL's two-key advisory locks (rate limits have a space of their own):
+# the first key BOUND_SPACE plus the bound's bits above 31, the second its low 31 bits, so that ids up
+# to 2^47 have keys (a sequence of cache 1: its last value is the last id handed out).
+BOUND_SPACE = 0x5EED_0000
+_BOUND_SPACE_END = BOUND_SPACE + 0xFFFF
+_SEQUENCE = "events_id_seq"
+# `:feed_bound_space` is BOUND_SPACE (a parameter: psycopg sends a statement without any by the simple
+# query protocol, which it cannot prepare).
+BOUND_LOCK_SQL = (
+    "SELECT pg_advisory_xact_lock_shared(CAST(:feed_bound_space + (next_id >> 31) AS integer), "
+    "CAST(next_id & 2147483647 AS integer)) AS taken "
+    f"FROM (SELECT last_value + CAST(is_called AS integer) AS next_id FROM {_SEQUENCE}) AS sequence"
+)
+TAKE_BOUND = PreparedStatement(sa.text(BOUND_LOCK_SQL))
+# What `transaction_lock_held` notes once a transaction has taken its bound (one is enough: its later
+# ids are above it).
+FEED_LOCK_KEY = BOUND_SPACE
 
-# An arbitrary constant that names "the feed" among PostgreSQL advisory locks.
-FEED_LOCK_KEY = 0x5EED_F00D
+_LAST_ID = sa.text(f"SELECT last_value - 1 + CAST(is_called AS integer) FROM {_SEQUENCE}")
+_LOWEST_BOUND = sa.text(
+    f"SELECT min(((CAST(classid AS bigint) - {BOUND_SPACE}) << 31) | CAST(objid AS bigint)) FROM pg_locks "
+    f"WHERE locktype = 'advisory' AND objsubid = 2 AND CAST(classid AS bigint) BETWEEN {BOUND_SPACE} "
+    f"AND {_BOUND_SPACE_END} "
+    # advisory locks are the database's own, but pg_locks shows every database's
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+# The last event's id (0 for none), of the whole feed and of one tenant's.
+_LAST_EVENT = sa.select(sa.func.coalesce(sa.func.max(EVENTS.c.id), 0))
+_TENANT_LAST_EVENT = _LAST_EVENT.where(EVENTS.c.tenant_id == sa.bindparam("tenant_id"))
 
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_STATUS = "message.status"
@@ -51,6 +86,24 @@ def append(connection: sa.Connection, rows: list[dict | BoundRow]) -> None:
 
 def _insert(connection: sa.Connection, rows: list[dict | BoundRow]) -> None:
     if connection.dialect.name == "postgresql" and not transaction_lock_held(connection, FEED_LOCK_KEY):
-        LOCK_FEED.run(connection, {"key": FEED_LOCK_KEY})
+        TAKE_BOUND.run(connection, {"feed_bound_space": BOUND_SPACE})
         note_transaction_lock(connection, FEED_LOCK_KEY)
     INSERT_EVENTS.run_many(connection, rows)
+
+
+def head(reader: sa.Connection | Session) -> int:
+    """The id up to which the feed is settled (0 for none): no event at or below it can appear after
+    this returns. Read the events in a statement after it (on PostgreSQL each statement sees what had
+    committed when it began)."""
+    dialect = reader.get_bind().dialect if isinstance(reader, Session) else reader.dialect
+    if dialect.name != "postgresql":
+        return reader.scalar(_LAST_EVENT) or 0
+    last = reader.scalar(_LAST_ID) or 0
+    lowest = reader.scalar(_LOWEST_BOUND)  # after the sequence: see the module's docstring
+    return last if lowest is None else min(last, lowest - 1)
+
+
+def tenant_head(reader: sa.Connection | Session, tenant_id: str) -> int:
+    """`head()`, no further than the tenant's last event."""
+    settled = head(reader)
+    return min(settled, reader.scalar(_TENANT_LAST_EVENT, {"tenant_id": tenant_id}) or 0)

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 # and only a server that does not answer at all loses it.
 ANSWER_GRACE_SECONDS = 1.0
 # Server side: a statement running longer is cancelled. Ours take milliseconds (single-row writes,
-# indexed reads, the feed lock held for one commit); the longest is a wait for the feed lock behind
-# other processes' commits.
+# indexed reads); the longest wait for rows other processes' batches have locked.
 STATEMENT_TIMEOUT_SECONDS = 2.0
 
 

@@ -377,8 +377,8 @@ class Attachment(Base):
 
 class FeedEvent(Base):
     """The ordered feed behind GET /api/v1/events: a consumer reads everything exactly once by
-    remembering the last id it saw. Ids are only ever allocated under the feed lock (see feed.py), so
-    they become visible in order."""
+    remembering the last id it saw. Readers read no further than the feed's head (see feed.py), below
+    every id a transaction still running may hold."""
 
     __tablename__ = "events"
     __table_args__ = (sa.Index("ix_events_tenant_id", "tenant_id", "id"),)

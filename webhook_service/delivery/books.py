@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from webhook_service.config.model import DeliverySettings
+from webhook_service.database import feed
 from webhook_service.database.engine import Database
 from webhook_service.database.tables import DELIVERIES, DELIVERY_ATTEMPTS, ENDPOINTS, EVENTS, UTCDateTime
 from webhook_service.delivery.endpoints import disable
@@ -138,7 +139,11 @@ class TurnBooks:
         # The next batch of the tenant's events after the endpoint's place: how many, and the last one.
         new_events = (
             sa.select(EVENTS.c.id)
-            .where(EVENTS.c.tenant_id == sa.bindparam("tenant_id"), EVENTS.c.id > sa.bindparam("position"))
+            .where(
+                EVENTS.c.tenant_id == sa.bindparam("tenant_id"),
+                EVENTS.c.id > sa.bindparam("position"),
+                EVENTS.c.id <= sa.bindparam("head"),  # the feed's head: nothing below it appears later
+            )
             .order_by(EVENTS.c.id)
             .limit(batch)
             .subquery()
@@ -202,8 +207,9 @@ class TurnBooks:
         """Make the deliveries of the next batch of the tenant's new events; the endpoint's place in the
         feed after them, and whether it has caught up with the feed."""
         with self.db.reading() as session:
+            head = feed.head(session)  # in a statement before the events' (database/feed.py)
             count, last = session.execute(
-                self._new_events, {"tenant_id": place.tenant_id, "position": place.position}
+                self._new_events, {"tenant_id": place.tenant_id, "position": place.position, "head": head}
             ).one()
         if not count:
             return place.position, True

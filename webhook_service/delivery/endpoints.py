@@ -104,7 +104,7 @@ def endpoint_json(row: Row) -> dict[str, Any]:
 def disable(conn: sa.Connection, endpoint: Row, reason: str, now: datetime, *, announce: bool) -> None:
     """Disable `endpoint` and give up its pending deliveries; with `announce`, an endpoint.disabled
     event goes into the feed (delivered to the tenant's other endpoints). Call last in a transaction:
-    the feed's lock is held from here to the commit."""
+    the feed's head stays below the event until the commit (database/feed.py)."""
     conn.execute(
         sa.update(ENDPOINTS)
         .where(ENDPOINTS.c.id == endpoint.id)
@@ -199,8 +199,8 @@ class EndpointStore:
             )
             if (count or 0) >= MAX_ENDPOINTS_PER_TENANT:
                 raise TooManyEndpoints(f"A tenant may have at most {MAX_ENDPOINTS_PER_TENANT} endpoints.")
-            # Ids are allocated in commit order (database/feed.py), so every event after this one is new.
-            row["feed_position"] = conn.scalar(feed.HEAD)
+            # Nothing at or below the feed's head can appear later (database/feed.py): every event after it is new.
+            row["feed_position"] = feed.head(conn)
             created = conn.execute(sa.insert(ENDPOINTS).values(row).returning(*ENDPOINTS.c)).one()
         return {**endpoint_json(created), "secret": secret}
 
@@ -298,7 +298,7 @@ class EndpointStore:
             upto = endpoint.feed_position
         else:
             with self.db.reading() as session:
-                upto = session.scalar(feed.HEAD) or 0
+                upto = feed.head(session)
         count = history.replay(self.db, endpoint, upto=upto, since=since, event_ids=event_ids)
         if count and endpoint.enabled:
             self._wake([endpoint.id])
@@ -320,7 +320,7 @@ class EndpointStore:
             for key, old in existing.items():
                 if key not in wanted:
                     conn.execute(sa.delete(ENDPOINTS).where(ENDPOINTS.c.id == old.id))
-            head = conn.scalar(feed.HEAD)
+            head = feed.head(conn)
             for key, declaration in wanted.items():
                 values = {
                     "url": urls[key],
@@ -429,6 +429,6 @@ def _enabled_change(conn: sa.Connection, endpoint: Row, enabled: bool | None, no
     if enabled is None or enabled == endpoint.enabled:
         return {}
     if enabled:
-        return {"enabled": True, "feed_position": conn.scalar(feed.HEAD), **_FRESH_START}
+        return {"enabled": True, "feed_position": feed.head(conn), **_FRESH_START}
     conn.execute(GIVE_UP_PENDING, {"of_endpoint": endpoint.id, "now": now})
     return {"enabled": False, "disabled_at": now, "disabled_reason": DISABLED_BY_OWNER, "paused_until": None}

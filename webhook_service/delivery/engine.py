@@ -585,7 +585,7 @@ class DeliveryEngine:
         pass next time. (Called every delivery.poll_interval_seconds by one thread per worker host; the
         first call only finds where the feed ends.)"""
         with self.db.reading() as session:
-            head = session.scalar(feed.HEAD) or 0
+            head = feed.head(session)
             if seen is None or head <= seen:
                 return head if seen is None else seen
             kinds: dict[str, set[str]] = {}

@@ -3,7 +3,7 @@
 psycopg spends some 65 µs of CPU on each statement and more on each parameter it converts (a JSON value
 goes through `json.dumps` on its own): a webhook of one new message cost the group commit's leader four
 statements' worth (its raw request with its message, a share of the request log's and the feed's
-executemany, of the feed lock and the commit) and two dozen parameters, 0.4 ms a webhook, which made
+executemany, of the feed's lock and the commit) and two dozen parameters, 0.4 ms a webhook, which made
 the intake slower on PostgreSQL than a receiver that inserts one row per request.
 
 So in a group commit's first run (`inserts_checked_at_commit`), a webhook whose events are all messages
@@ -17,7 +17,7 @@ dependence:
 - its messages, their attachments joined to the messages' new seq (a batch with no attachments, most
   of them, runs the statement without that insert, `_statement`);
 - its request log row;
-- its feed events, under the feed lock (`database/feed.py`), taken before their ids are.
+- its feed events, after the feed's bound lock (`database/feed.py`), taken before their ids are.
 
 Every message is assumed new, and the messages' insert has no conflict clause: a message that is there
 already (a provider's retry of a message we have, or two copies of one in the batch) fails the whole
@@ -46,7 +46,7 @@ from sqlalchemy.dialects import postgresql
 
 from webhook_service.database import json_text
 from webhook_service.database.engine import InsertConflict, note_transaction_lock
-from webhook_service.database.feed import FEED_LOCK_KEY
+from webhook_service.database.feed import BOUND_LOCK_SQL, BOUND_SPACE, FEED_LOCK_KEY
 from webhook_service.database.prepared import PreparedStatement
 from webhook_service.database.tables import ATTACHMENTS, EVENTS, MESSAGES, RAW_REQUESTS, REQUEST_LOG
 
@@ -82,8 +82,8 @@ def column_names(columns: Iterable[str]) -> str:
 # the way the default names it, so resolved as the table's name is): a constant the plan keeps.
 # `pg_get_serial_sequence` searched the catalog at every run: once per row it cost a tenth of
 # PostgreSQL's CPU for the statement, and once per statement still about 0.02 ms of the 0.45 ms a
-# statement of three webhooks costs the server. The feed lock is read by the events' insert, so that it
-# is taken before the first event's id is.
+# statement of three webhooks costs the server. The feed's bound lock is read by the events' insert, so
+# that it is taken before the first event's id is.
 RAW_ID_SEQUENCE = "raw_requests_id_seq"
 _ATTACHMENTS_CTE = f"""
 attachment_inserted AS (
@@ -123,7 +123,7 @@ log_inserted AS (
         CAST(CAST(:latencies AS jsonb)->>CAST(webhook.position - 1 AS integer) AS double precision)
     FROM webhook, jsonb_populate_record(NULL::request_log, webhook.document->'log') AS l
 ),
-feed_lock AS (SELECT pg_advisory_xact_lock(:feed_lock) AS taken),
+feed_lock AS ({BOUND_LOCK_SQL}),
 event_inserted AS (
     INSERT INTO events ({column_names(EVENT_COLUMNS)})
     SELECT {select_values(EVENTS, "e", EVENT_COLUMNS)}
@@ -222,7 +222,7 @@ class EncodedWebhook(Protocol):
 def run_batch(
     connection: sa.Connection, statement: PreparedStatement, webhooks: Sequence[EncodedWebhook], conflict: str
 ) -> tuple:
-    """Run a batch's one statement on its webhooks' documents, under the feed lock it takes: the row it
+    """Run a batch's one statement on its webhooks' documents, with the feed's bound lock it takes: the row it
     returns. A constraint a row breaks is an `InsertConflict` (`conflict` says which), which sends the
     batch to run again one webhook at a time, where the webhook's ordinary way records what it repeats or
     reports any other failure."""
@@ -233,7 +233,7 @@ def run_batch(
                 "webhooks": json_parameter(b"[" + b",".join(webhook.document for webhook in webhooks) + b"]"),
                 # As JSON too: psycopg's conversion of a list to an array cost more than the rest.
                 "latencies": json_parameter(encode_document([webhook.latency_ms() for webhook in webhooks])),
-                "feed_lock": FEED_LOCK_KEY,
+                "feed_bound_space": BOUND_SPACE,
             },
         )
     except sa.exc.IntegrityError as error:

@@ -3,7 +3,7 @@
 Status reports are most of what providers send (two or three per message sent: queued, sent,
 delivered). Recorded one at a time, a report took the group commit's leader two statements of its own
 (its raw request with its message's placeholder, read and locked; then the report with the message's
-new status) besides the batch's request log, feed lock and feed events, and cost almost twice a new
+new status) besides the batch's request log, feed's bound lock and feed events, and cost almost twice a new
 message (0.47 against 0.26 ms of the web process's CPU, and 0.28 against 0.10 ms of PostgreSQL's).
 
 So, as for new messages (postgres_batch.py), in a group commit's first run a webhook whose events are
@@ -22,7 +22,7 @@ document, and at the batch's end every such webhook goes in with one statement:
 - the report, under its message's seq;
 - the message's new status when applied, and a placeholder's addresses when it had none;
 - the request log row, with the messages' ids;
-- the feed events under the feed lock, each with its message's id and current status.
+- the feed events under the feed's bound lock, each with its message's id and current status.
 
 Every report is assumed new, and the reports' insert has no conflict clause: a report recorded before (a
 provider's retry) fails the whole statement with a unique violation. So does a report whose message the
@@ -44,6 +44,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from webhook_service.database.engine import InsertConflict
+from webhook_service.database.feed import BOUND_LOCK_SQL
 from webhook_service.database.prepared import PreparedStatement
 from webhook_service.database.tables import EVENTS, MESSAGES, RAW_REQUESTS, REQUEST_LOG, STATUS_EVENTS
 from webhook_service.intake.postgres_batch import (
@@ -147,7 +148,7 @@ log_inserted AS (
             WHERE resolved.position = webhook.position)
     FROM webhook, jsonb_populate_record(NULL::request_log, webhook.document->'log') AS l
 ),
-feed_lock AS (SELECT pg_advisory_xact_lock(:feed_lock) AS taken),
+feed_lock AS ({BOUND_LOCK_SQL}),
 event_inserted AS (
     INSERT INTO events ({column_names(REPORT_EVENT_COLUMNS)},message_id,data)
     SELECT {select_values(EVENTS, "e", REPORT_EVENT_COLUMNS)},resolved.message_id,

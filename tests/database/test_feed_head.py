@@ -1,0 +1,144 @@
+"""The feed's head (database/feed.py): a reader that reads no further than it never finds, later, an event
+below one it has passed, while writers commit side by side, out of their ids' order, and some roll back.
+On PostgreSQL writers no longer wait for each other; SQLite has one writer, and its head is the last id."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from webhook_service.database import feed
+from webhook_service.database.engine import Database
+from webhook_service.database.tables import EVENTS
+
+TENANT = "00000000-0000-0000-0000-000000000000"
+
+
+def event(number: int) -> dict:
+    return {
+        "tenant_id": TENANT,
+        "type": feed.MESSAGE_RECEIVED,
+        "message_id": None,
+        "attachment_id": None,
+        "created_at": datetime.now(UTC),
+        "data": {"number": number},
+    }
+
+
+def ids_after(connection: sa.Connection, after: int) -> list[int]:
+    return list(connection.execute(sa.select(EVENTS.c.id).where(EVENTS.c.id > after)).scalars())
+
+
+def test_an_event_in_flight_keeps_the_head_below_it_and_below_later_ones(database_url):
+    db = Database(database_url)
+    try:
+        with db.engine.connect() as reader:
+            reader.execute(sa.text("SELECT 1"))
+            start = feed.head(reader)
+            reader.commit()
+        if db.dialect != "postgresql":
+            with db.writing() as connection:
+                feed.append(connection, [event(1)])
+            with db.engine.connect() as reader:
+                assert feed.head(reader) == max(ids_after(reader, start))
+            return
+
+        with db.engine.connect() as first, db.engine.connect() as second, db.engine.connect() as reader:
+            first.begin()
+            feed.append(first, [event(1)])
+            (first_id,) = ids_after(first, start)
+
+            # A later writer commits while the first is still open: it does not wait for it.
+            committed = threading.Event()
+
+            def later_writer() -> None:
+                with second.begin():
+                    feed.append(second, [event(2), event(3)])
+                committed.set()
+
+            writer = threading.Thread(target=later_writer)
+            writer.start()
+            writer.join(timeout=10)
+            assert committed.is_set(), "a writer waited for another's commit"
+            later_ids = ids_after(reader, start)
+            reader.commit()
+            assert later_ids and min(later_ids) > first_id  # committed, and visible past the first's id
+
+            # The head stays below the event in flight, so a reader does not pass it: nor the later ones.
+            head = feed.head(reader)
+            assert start <= head < first_id
+            assert [i for i in ids_after(reader, start) if i <= head] == []
+            reader.commit()
+
+            first.commit()
+            head = feed.head(reader)
+            assert head >= max(later_ids)
+            assert sorted(i for i in ids_after(reader, start) if i <= head) == [first_id, *sorted(later_ids)]
+    finally:
+        db.dispose()
+
+
+# PostgreSQL's only: SQLite admits one writer at a time, so nothing commits out of its ids' order.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_reader_bounded_by_the_head_misses_nothing_among_racing_writers(database_url):
+    """Twelve threads append 1-4 events a transaction, pausing before and after, one transaction in eight
+    rolled back; a reader reads what is past its cursor up to the head, over and over. Afterwards every
+    committed event at or below the reader's last cursor was read by it."""
+    db = Database(database_url)
+    stop = threading.Event()
+    committed: list[int] = []
+    failures: list[BaseException] = []
+
+    def writer(number: int) -> None:
+        chance = random.Random(number)
+        try:
+            with db.engine.connect() as connection:
+                while not stop.is_set():
+                    transaction = connection.begin()
+                    time.sleep(chance.random() * 0.002)
+                    feed.append(connection, [event(number) for _ in range(chance.randint(1, 4))])
+                    ids = connection.execute(
+                        sa.text(
+                            "SELECT id FROM events WHERE CAST(CAST(xmin AS text) AS bigint) = txid_current() % 4294967296"
+                        )
+                    ).scalars()
+                    mine = list(ids)
+                    time.sleep(chance.random() * 0.004)
+                    if chance.random() < 0.125:
+                        transaction.rollback()
+                        continue
+                    transaction.commit()
+                    committed.extend(mine)
+        except BaseException as error:  # noqa: BLE001  # reported by the test's thread
+            failures.append(error)
+
+    writers = [threading.Thread(target=writer, args=(number,)) for number in range(12)]
+    for thread in writers:
+        thread.start()
+    cursor, read = 0, set()
+    try:
+        with db.engine.connect() as reader:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                head = feed.head(reader)
+                rows = reader.execute(
+                    sa.select(EVENTS.c.id).where(EVENTS.c.id > cursor, EVENTS.c.id <= head).order_by(EVENTS.c.id)
+                )
+                read.update(rows.scalars())
+                reader.commit()
+                cursor = max(cursor, head)
+    finally:
+        stop.set()
+        for thread in writers:
+            thread.join(timeout=30)
+        db.dispose()
+    assert not failures, failures
+    assert len(committed) > 200  # the writers did write, side by side
+    missed = sorted(i for i in committed if i <= cursor and i not in read)
+    assert missed == []
+    assert cursor > 0
