@@ -133,8 +133,8 @@ def main() -> None:
         import psycopg
 
         from bench.peer_app import POSTGRES_INSERT
+        from webhook_service.database import feed
         from webhook_service.database.engine import make_engine
-        from webhook_service.database.feed import BOUND_SPACE
         from webhook_service.database.prepared import PreparedStatement
         from webhook_service.intake import postgres_batch, postgres_reports
 
@@ -166,7 +166,7 @@ def main() -> None:
                 return {
                     "webhooks": postgres_batch.json_parameter(documents.encode()),
                     "latencies": postgres_batch.json_parameter(latencies.encode()),
-                    "feed_bound_space": BOUND_SPACE,
+                    **feed.bound_parameters(connection),
                 }
 
             def run(statement: PreparedStatement, values: dict) -> None:

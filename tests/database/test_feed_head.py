@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from webhook_service.database import feed
 from webhook_service.database.engine import Database
+from webhook_service.database.limits import DatabaseLimits
 from webhook_service.database.tables import EVENTS
 
 TENANT = "00000000-0000-0000-0000-000000000000"
@@ -83,6 +84,48 @@ def test_an_event_in_flight_keeps_the_head_below_it_and_below_later_ones(databas
 
 
 # PostgreSQL's only: SQLite admits one writer at a time, so nothing commits out of its ids' order.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_writer_that_stops_after_its_bound_holds_the_head_back_until_the_server_ends_it(database_url):
+    """A writer whose process stops between its bound and its commit (frozen, its network gone) would hold
+    every reader back for good: once it holds the bound, the server ends its session after the client's
+    answer timeout idle (here 0.3 s of statement timeout and 1 s of grace), its event rolled back."""
+    db = Database(database_url, DatabaseLimits(statement_timeout=0.3))
+    try:
+        with db.engine.connect() as writer, db.engine.connect() as reader:
+            start = feed.head(reader)
+            reader.commit()
+            writer.begin()
+            feed.append(writer, [event(1)])
+            (stopped,) = ids_after(writer, start)
+            began = time.monotonic()
+            assert writer.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar() == "1300ms"
+            # The writer says nothing more. The head stays below its event until the server ends it.
+            while feed.head(reader) < stopped:
+                reader.commit()
+                assert time.monotonic() - began < 10, "the head stayed below the stopped writer's event"
+                time.sleep(0.05)
+            assert time.monotonic() - began >= 1.2
+            assert stopped not in ids_after(reader, start)
+            with pytest.raises(sa.exc.DBAPIError, match="idle-in-transaction timeout"):
+                writer.commit()
+    finally:
+        db.dispose()
+
+
+def test_a_writer_without_the_services_limits_keeps_the_servers_idle_setting(database_url):
+    """The migrations' engine has no statement timeout: its writers leave the server's setting alone."""
+    db = Database(database_url, DatabaseLimits(statement_timeout=None))
+    try:
+        with db.engine.connect() as writer:
+            writer.begin()
+            feed.append(writer, [event(1)])
+            if db.dialect == "postgresql":
+                assert writer.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar() == "0"
+            writer.rollback()
+    finally:
+        db.dispose()
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_reader_bounded_by_the_head_misses_nothing_among_racing_writers(database_url):
     """Twelve threads append 1-4 events a transaction, pausing before and after, one transaction in eight

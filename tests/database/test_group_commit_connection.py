@@ -101,3 +101,31 @@ def test_a_forked_child_leaves_its_parents_connection_alone(runtime):
     os.waitpid(child, 0)
     assert childs != parents, "the child used a connection of its own"
     assert database.group_commit.run(_backend_pid) == parents, "the parent's kept connection still works"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_connection_lost_in_a_batchs_commit_is_reported_as_lost(runtime):
+    """The server ends the batch's connection while the batch waits to commit (a restart, an
+    administrator's pg_terminate_backend): what the units are told is that loss, which the intake answers
+    with its outage handling (spool or 503), not an error about the transaction's state that would hide
+    it (and answer 500)."""
+    database = runtime.db
+    database.group_commit.run(_backend_pid)  # a fresh connection: nothing to run again on another
+    database.group_commit._kept.close()
+    killer = sa.create_engine(runtime.db.url, poolclass=sa.pool.NullPool)
+
+    def terminate_before_commit(connection: sa.Connection) -> None:
+        with killer.connect() as other:
+            assert other.exec_driver_sql(f"SELECT pg_terminate_backend({_backend_pid(connection)})").scalar_one()
+
+    def work(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("SELECT 1")
+        sa.event.listen(connection, "commit", terminate_before_commit, once=True)
+
+    try:
+        with pytest.raises(sa.exc.OperationalError) as lost:
+            database.group_commit.run(work)
+    finally:
+        killer.dispose()
+    assert lost.value.connection_invalidated
+    assert database.group_commit.run(_backend_pid)  # and the next batch is stored on a new connection

@@ -1,17 +1,24 @@
 """A batch PostgreSQL fails as a deadlock's victim, or as one it could not serialize, stored nothing: the
 group commit runs it again (engine.py, `_commit_with_retries`) instead of reporting an outage, which would
 answer the provider 503 or spool its webhook for later. A batch that keeps failing so is reported after
-a few tries."""
+a few tries. So is a batch whose session the server ended, idle too long while it held its place in the
+event feed (database/feed.py): once more."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
 from webhook_service.database import engine as engine_module
+from webhook_service.database import feed
+from webhook_service.database.engine import Database
+from webhook_service.database.limits import DatabaseLimits
+from webhook_service.database.tables import EVENTS
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -73,3 +80,43 @@ def test_a_batch_that_keeps_failing_so_is_reported(runtime, monkeypatch):
     with pytest.raises(sa.exc.OperationalError, match="not serializable"):
         runtime.db.group_commit.run(work)
     assert len(runs) == 3, "the first run and two retries"
+
+
+def test_a_batch_whose_session_the_server_ended_while_it_stood_still_runs_again(runtime, caplog):
+    """The process stops for longer than the feed writers' idle limit between its batch's last statement and
+    the commit (here a pause before the commit; 0.3 s of statement timeout and 1 s of grace): PostgreSQL
+    ends the session and rolls the batch back, and the group commit runs it again on a new connection,
+    stored once."""
+    database = Database(runtime.db.url, DatabaseLimits(statement_timeout=0.3))
+    database.group_commit.run(lambda connection: connection.exec_driver_sql("SELECT 1"))  # connected, set up
+    pauses = [1.8]
+    sa.event.listen(database.engine, "commit", lambda _connection: time.sleep(pauses.pop()) if pauses else None)
+    runs: list[int] = []
+
+    def work(connection: sa.Connection) -> str:
+        runs.append(1)
+        connection.exec_driver_sql("SELECT 1")  # the transaction has begun: the feed's rows go in it
+        feed.append(connection, [_event()])
+        return "stored"
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="webhook_service.database"):
+            assert database.group_commit.run(work) == "stored"
+        with database.reading() as session:
+            assert session.scalar(sa.select(sa.func.count()).select_from(EVENTS)) == 1
+    finally:
+        database.dispose()
+    assert len(runs) == 2
+    [retried] = [record for record in caplog.records if record.getMessage() == "group_commit_retried"]
+    assert retried.sqlstate == "25P03" and retried.units == 1
+
+
+def _event() -> dict:
+    return {
+        "tenant_id": "t",
+        "type": feed.MESSAGE_RECEIVED,
+        "message_id": None,
+        "attachment_id": None,
+        "created_at": datetime.now(UTC),
+        "data": {},
+    }

@@ -48,7 +48,7 @@ def _next_bound_held_elsewhere(runtime) -> Iterator[sa.Connection]:
     other = sa.create_engine(runtime.db.url, poolclass=sa.pool.NullPool)
     try:
         with other.connect() as connection, connection.begin():
-            connection.execute(sa.text(_NEXT_BOUND_HELD), {"feed_bound_space": feed.BOUND_SPACE})
+            connection.execute(sa.text(_NEXT_BOUND_HELD), feed.bound_parameters(connection))
             yield connection
     finally:
         other.dispose()
@@ -189,6 +189,25 @@ def test_a_status_report_beside_new_messagesin_one_batch(client, runtime, batch_
     assert len(stored_rows(runtime, RawRequest)) == 3
     assert len(stored_rows(runtime, FeedEvent)) == 3
     assert sorted(entry.outcome for entry in stored_rows(runtime, RequestLogEntry)) == ["accepted"] * 3
+
+
+def test_a_batch_in_a_transaction_lets_the_server_end_it_if_it_stops_after_its_bound(client, runtime, monkeypatch):
+    """The batch's statement takes the feed's bound lock in a CTE; the same CTE sets, for the rest of the
+    transaction, how long it may sit idle before the server ends it (database/feed.py): the client's
+    answer timeout, 3 s with the default 2 s statement timeout."""
+    run_batch, seen = postgres_batch.run_batch, []
+
+    def watched(connection, *args, **kwargs):
+        returned = run_batch(connection, *args, **kwargs)
+        seen.append(connection.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar())
+        return returned
+
+    monkeypatch.setattr(postgres_batch, "run_batch", watched)
+    bodies = [inbound_body("m-in-1"), status_body("m-out", "delivered"), inbound_body("m-in-2")]
+    assert in_one_batch(client, runtime, bodies) == [200] * 3
+    assert seen == ["3s"]
+    with runtime.db.engine.connect() as connection:  # for that transaction only
+        assert connection.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar() == "0"
 
 
 def test_a_batch_does_not_wait_for_another_feed_writer_and_stays_past_the_head(client, runtime):

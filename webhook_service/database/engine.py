@@ -324,16 +324,24 @@ class GroupCommit:
         - PostgreSQL chose the batch's transaction as a deadlock's victim (two processes' batches took
           the same rows' locks in different orders; the other went on) or found it could not serialize
           it: a few times more, as PostgreSQL advises. Not an outage: answered 503 or spooled, a
-          provider's report would wait for minutes to be stored."""
+          provider's report would wait for minutes to be stored;
+        - PostgreSQL ended the batch's session, idle too long once it held its place in the event feed
+          (database/feed.py: this process stopped for seconds between a statement and the commit):
+          rolled back, so once more, on a new connection."""
         victim_retries = MAX_VICTIM_RETRIES
+        ended_retries = 1
         while True:
             try:
                 self._commit(batch)
                 return
             except sa.exc.DBAPIError as error:
-                if error.connection_invalidated and self._kept.was_reused:
+                sqlstate = getattr(error.orig, "sqlstate", None)
+                if sqlstate == IDLE_SESSION_ENDED and ended_retries > 0:
+                    ended_retries -= 1
+                    logger.warning("group_commit_retried", extra={"sqlstate": sqlstate, "units": len(batch)})
+                elif error.connection_invalidated and self._kept.was_reused:
                     pass
-                elif (sqlstate := getattr(error.orig, "sqlstate", None)) in TRY_AGAIN_SQLSTATES and victim_retries > 0:
+                elif sqlstate in TRY_AGAIN_SQLSTATES and victim_retries > 0:
                     victim_retries -= 1
                     # As a JSON line: `extra` attributes are its keys (observability/logs.py).
                     logger.warning("group_commit_retried", extra={"sqlstate": sqlstate, "units": len(batch)})
@@ -457,6 +465,8 @@ def _roll_back_unit(connection: sa.Connection) -> None:
 # running it again may well succeed.
 TRY_AGAIN_SQLSTATES = frozenset({"40P01", "40001"})
 MAX_VICTIM_RETRIES = 3
+# PostgreSQL's "terminating connection due to idle-in-transaction timeout".
+IDLE_SESSION_ENDED = "25P03"
 
 
 class InsertConflict(Exception):
@@ -516,7 +526,10 @@ def _defer_inserts(connection: sa.Connection, *, checked: bool = False) -> _Defe
 
 
 def _stop_deferring(connection: sa.Connection) -> None:
-    connection.info.pop(_DEFERRED_INSERTS, None)
+    # An invalidated connection (lost, or ended by the server, in its commit) took its `info` with it, and
+    # reading that raises until the transaction is rolled back, which would hide the error that matters.
+    if not connection.invalidated:
+        connection.info.pop(_DEFERRED_INSERTS, None)
 
 
 def insert_at_commit(

@@ -13,6 +13,10 @@ may hold:
   those, whose snapshot holds every writer whose lock it did not find: that writer had committed, or
   took its lock after the reader looked, and so its ids after the reader read the sequence.
 
+A writer that stops between its bound and its commit (its process frozen, its network gone) would hold
+every reader back: once it holds the bound, the server ends its session after it has sat idle for the
+client's answer timeout (database/limits.py, `feed_writer_idle_timeout`), and its events are rolled back.
+
 Until 2026-12 ids were taken under one exclusive lock held to the commit, so every writer of a
 deployment committed after the one before: with storage whose flushes take milliseconds, about one
 commit per flush for the whole deployment, whatever its processes (docs/benchmarks.md, "fourteenth").
@@ -26,6 +30,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from webhook_service.database.engine import ORDER_LAST, insert_at_commit, note_transaction_lock, transaction_lock_held
+from webhook_service.database.limits import FEED_WRITER_IDLE_OPTION
 from webhook_service.database.prepared import BoundRow, PreparedStatement
 from webhook_service.database.tables import EVENTS
 
@@ -37,11 +42,15 @@ INSERT_EVENTS = PreparedStatement(sa.insert(EVENTS))
 BOUND_SPACE = 0x5EED_0000
 _BOUND_SPACE_END = BOUND_SPACE + 0xFFFF
 _SEQUENCE = "events_id_seq"
-# `:feed_bound_space` is BOUND_SPACE (a parameter: psycopg sends a statement without any by the simple
-# query protocol, which it cannot prepare).
+# Its parameters are `bound_parameters()`: `:feed_bound_space` is BOUND_SPACE (a parameter: psycopg sends a
+# statement without any by the simple query protocol, which it cannot prepare); `:feed_writer_idle`, the
+# milliseconds the transaction may then sit idle before the server ends its session (for this transaction
+# only; NULL keeps the server's setting).
 BOUND_LOCK_SQL = (
     "SELECT pg_advisory_xact_lock_shared(CAST(:feed_bound_space + (next_id >> 31) AS integer), "
-    "CAST(next_id & 2147483647 AS integer)) AS taken "
+    "CAST(next_id & 2147483647 AS integer)) AS taken, "
+    "set_config('idle_in_transaction_session_timeout', COALESCE(CAST(:feed_writer_idle AS text), "
+    "current_setting('idle_in_transaction_session_timeout')), true) AS writer_idle "
     f"FROM (SELECT last_value + CAST(is_called AS integer) AS next_id FROM {_SEQUENCE}) AS sequence"
 )
 TAKE_BOUND = PreparedStatement(sa.text(BOUND_LOCK_SQL))
@@ -84,11 +93,24 @@ def append(connection: sa.Connection, rows: list[dict | BoundRow]) -> None:
         insert_at_commit(connection, "feed", rows, _insert, order=ORDER_LAST)
 
 
+def bound_parameters(connection: sa.Connection) -> dict:
+    """The parameters of BOUND_LOCK_SQL, wherever it runs, on `connection`."""
+    idle = connection.get_execution_options().get(FEED_WRITER_IDLE_OPTION)
+    return {"feed_bound_space": BOUND_SPACE, "feed_writer_idle": None if idle is None else str(idle)}
+
+
 def _insert(connection: sa.Connection, rows: list[dict | BoundRow]) -> None:
-    if connection.dialect.name == "postgresql" and not transaction_lock_held(connection, FEED_LOCK_KEY):
-        TAKE_BOUND.run(connection, {"feed_bound_space": BOUND_SPACE})
+    if connection.dialect.name != "postgresql":
+        INSERT_EVENTS.run_many(connection, rows)
+        return
+    if not transaction_lock_held(connection, FEED_LOCK_KEY):
+        TAKE_BOUND.run(connection, bound_parameters(connection))
         note_transaction_lock(connection, FEED_LOCK_KEY)
-    INSERT_EVENTS.run_many(connection, rows)
+    # A statement per event (almost always one), not psycopg's pipeline of them (executemany): the pipeline
+    # ends with a flush request, after which the server waits for the commit without the idle limit the
+    # bound set.
+    for row in rows:
+        INSERT_EVENTS.run(connection, row)
 
 
 def head(reader: sa.Connection | Session) -> int:

@@ -18,6 +18,9 @@ ANSWER_GRACE_SECONDS = 1.0
 # Server side: a statement running longer is cancelled. Ours take milliseconds (single-row writes,
 # indexed reads); the longest wait for rows other processes' batches have locked.
 STATEMENT_TIMEOUT_SECONDS = 2.0
+# The engine's execution option that carries `feed_writer_idle_timeout`, in milliseconds, to the feed's
+# writers (database/postgres.py sets it, database/feed.py reads it).
+FEED_WRITER_IDLE_OPTION = "webhook_service_feed_writer_idle_ms"
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,13 @@ class DatabaseLimits:
     # Waiting for a connection from the pool (15 per process, more than the web threads by default); the
     # connections it waits for are themselves bounded by answer_timeout.
     pool_timeout: float = 2.0
+
+    @property
+    def feed_writer_idle_timeout(self) -> float | None:
+        """Server side: how long a transaction that holds its place in the event feed may sit idle before
+        the server ends its session (database/feed.py); the answer timeout, the client's own limit on
+        waiting for the server. None when statements have no limit."""
+        return self.answer_timeout
 
     @property
     def answer_timeout(self) -> float | None:

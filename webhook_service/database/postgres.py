@@ -10,6 +10,9 @@
   acknowledges everything), so every request to the server goes through the answer watchdog, which
   abandons the connection after answer_timeout.
 - Waiting for a pooled connection: the pool's timeout.
+And the other way round: a transaction that holds its place in the event feed and then stops talking
+(its process frozen, its network gone) is ended by the server after answer_timeout idle (database/feed.py),
+so that it holds the feed's readers back no longer than that.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from sqlalchemy import event
 
 from webhook_service.database import json_text
 from webhook_service.database.answer_watchdog import AnswerWatchdog, socket_identity
-from webhook_service.database.limits import DatabaseLimits
+from webhook_service.database.limits import FEED_WRITER_IDLE_OPTION, DatabaseLimits
 
 T = TypeVar("T")
 
@@ -112,8 +115,10 @@ def postgres_engine(url: str, limits: DatabaseLimits) -> sa.Engine:
         given = sa.engine.make_url(url).query.get("options", ())
         options = [given] if isinstance(given, str) else list(given)
         connect_args["options"] = " ".join([*options, f"-c statement_timeout={round(limits.statement_timeout * 1000)}"])
+    idle = limits.feed_writer_idle_timeout
     engine = sa.create_engine(
         url,
+        execution_options={FEED_WRITER_IDLE_OPTION: round(idle * 1000)} if idle is not None else {},
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,

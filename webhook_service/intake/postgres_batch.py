@@ -46,7 +46,7 @@ from sqlalchemy.dialects import postgresql
 
 from webhook_service.database import json_text
 from webhook_service.database.engine import InsertConflict, note_transaction_lock
-from webhook_service.database.feed import BOUND_LOCK_SQL, BOUND_SPACE, FEED_LOCK_KEY
+from webhook_service.database.feed import BOUND_LOCK_SQL, FEED_LOCK_KEY, bound_parameters
 from webhook_service.database.prepared import PreparedStatement
 from webhook_service.database.tables import ATTACHMENTS, EVENTS, MESSAGES, RAW_REQUESTS, REQUEST_LOG
 
@@ -233,7 +233,7 @@ def run_batch(
                 "webhooks": json_parameter(b"[" + b",".join(webhook.document for webhook in webhooks) + b"]"),
                 # As JSON too: psycopg's conversion of a list to an array cost more than the rest.
                 "latencies": json_parameter(encode_document([webhook.latency_ms() for webhook in webhooks])),
-                "feed_bound_space": BOUND_SPACE,
+                **bound_parameters(connection),
             },
         )
     except sa.exc.IntegrityError as error:
