@@ -4,14 +4,18 @@ On PostgreSQL writers no longer wait for each other; SQLite has one writer, and 
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
+from tests.support.media_uploads import A
 from webhook_service.database import feed
 from webhook_service.database.engine import Database
 from webhook_service.database.limits import DatabaseLimits
@@ -84,6 +88,53 @@ def test_an_event_in_flight_keeps_the_head_below_it_and_below_later_ones(databas
 
 
 # PostgreSQL's only: SQLite admits one writer at a time, so nothing commits out of its ids' order.
+@contextmanager
+def _older_versions_writer(db: Database) -> Iterator[tuple[sa.Connection, int]]:
+    """A writer as versions before 2026-12 wrote: the feed's one lock taken exclusively, then its event, no
+    bound; its connection (in the transaction, to commit) and its event's id."""
+    with db.engine.connect() as connection:
+        connection.begin()
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": feed.OLDER_WRITERS_KEY})
+        before = connection.scalar(sa.select(sa.func.coalesce(sa.func.max(EVENTS.c.id), 0)))
+        feed.INSERT_EVENTS.run(connection, event(1))
+        (written,) = ids_after(connection, before)
+        yield connection, written
+        if connection.in_transaction():
+            connection.rollback()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_older_versions_writer_in_flight_is_waited_for_and_named(database_url, caplog, monkeypatch):
+    """During an upgrade that left a process of the older version running, its writer takes no bound: the
+    head waits until its lock is let go (it commits), rather than pass its event, and says what runs."""
+    monkeypatch.setattr(feed, "_warned_at", None)
+    db = Database(database_url)
+    try:
+        with _older_versions_writer(db) as (writer, written), db.engine.connect() as reader:
+            threading.Timer(0.04, writer.commit).start()
+            began = time.monotonic()
+            with caplog.at_level(logging.ERROR, logger="webhook_service.database"):
+                settled = feed.head(reader)
+            assert settled >= written  # committed meanwhile, and not passed before that
+            assert time.monotonic() - began >= 0.03
+    finally:
+        db.dispose()
+    assert [r.getMessage() for r in caplog.records] == ["feed_written_by_older_version"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_older_versions_writer_that_keeps_writing_makes_the_feed_unavailable(client, runtime, monkeypatch):
+    """An older version's writer that holds its lock past head()'s looks: the feed's readers get an outage
+    (the events API 503), not events out of order."""
+    monkeypatch.setattr(feed, "OLDER_WRITER_PAUSE_SECONDS", 0.001)
+    with _older_versions_writer(runtime.db):
+        with runtime.db.engine.connect() as reader, pytest.raises(feed.FeedUnsettled):
+            feed.head(reader)
+        response = client.get("/api/v1/events", headers=A)
+        assert response.status_code == 503 and response.headers["Retry-After"]
+    assert client.get("/api/v1/events", headers=A).status_code == 200  # gone: read as before
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_writer_that_stops_after_its_bound_holds_the_head_back_until_the_server_ends_it(database_url):
     """A writer whose process stops between its bound and its commit (frozen, its network gone) would hold

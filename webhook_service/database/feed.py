@@ -17,6 +17,9 @@ A writer that stops between its bound and its commit (its process frozen, its ne
 every reader back: once it holds the bound, the server ends its session after it has sat idle for the
 client's answer timeout (database/limits.py, `feed_writer_idle_timeout`), and its events are rolled back.
 
+A writer of a version before 2026-12, left running by an upgrade, took the lock below instead of a
+bound (`OLDER_WRITERS_KEY`): readers wait for it, and say so (`head()`).
+
 Until 2026-12 ids were taken under one exclusive lock held to the commit, so every writer of a
 deployment committed after the one before: with storage whose flushes take milliseconds, about one
 commit per flush for the whole deployment, whatever its processes (docs/benchmarks.md, "fourteenth").
@@ -25,14 +28,20 @@ SQLite admits one writer at a time: its head is the last id.
 
 from __future__ import annotations
 
+import logging
+import time
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from webhook_service.database.engine import ORDER_LAST, insert_at_commit, note_transaction_lock, transaction_lock_held
 from webhook_service.database.limits import FEED_WRITER_IDLE_OPTION
+from webhook_service.database.outage import DatabaseUnavailable
 from webhook_service.database.prepared import BoundRow, PreparedStatement
 from webhook_service.database.tables import EVENTS
+
+logger = logging.getLogger("webhook_service.database")
 
 INSERT_EVENTS = PreparedStatement(sa.insert(EVENTS))
 
@@ -59,13 +68,27 @@ TAKE_BOUND = PreparedStatement(sa.text(BOUND_LOCK_SQL))
 FEED_LOCK_KEY = BOUND_SPACE
 
 _LAST_ID = sa.text(f"SELECT last_value - 1 + CAST(is_called AS integer) FROM {_SEQUENCE}")
+# The lock every feed writer of the versions before 2026-12 took, exclusively, before its event ids and
+# held to its commit (one bigint key, so objsubid 1). Such a writer takes no bound: while one holds it, its
+# ids may be below the sequence's last value, uncommitted.
+OLDER_WRITERS_KEY = 0x5EED_F00D
+# The lowest bound held, and how many writers of an older version hold their lock.
 _LOWEST_BOUND = sa.text(
-    f"SELECT min(((CAST(classid AS bigint) - {BOUND_SPACE}) << 31) | CAST(objid AS bigint)) FROM pg_locks "
-    f"WHERE locktype = 'advisory' AND objsubid = 2 AND CAST(classid AS bigint) BETWEEN {BOUND_SPACE} "
-    f"AND {_BOUND_SPACE_END} "
+    f"SELECT min(((CAST(classid AS bigint) - {BOUND_SPACE}) << 31) | CAST(objid AS bigint)) "
+    "FILTER (WHERE objsubid = 2), "
+    "count(*) FILTER (WHERE objsubid = 1 AND granted) "
+    "FROM pg_locks WHERE locktype = 'advisory' "
+    f"AND ((objsubid = 2 AND CAST(classid AS bigint) BETWEEN {BOUND_SPACE} AND {_BOUND_SPACE_END}) "
+    f"OR (objsubid = 1 AND classid = 0 AND CAST(objid AS bigint) = {OLDER_WRITERS_KEY})) "
     # advisory locks are the database's own, but pg_locks shows every database's
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
+# How often, and after what pause, head() looks again while an older version's writer holds its lock
+# (they hold it for milliseconds); then it gives up with FeedUnsettled.
+OLDER_WRITER_LOOKS = 20
+OLDER_WRITER_PAUSE_SECONDS = 0.005
+# At most one log line per process in this long about older versions' writers.
+OLDER_WRITER_WARNING_SECONDS = 60.0
 # The last event's id (0 for none), of the whole feed and of one tenant's.
 _LAST_EVENT = sa.select(sa.func.coalesce(sa.func.max(EVENTS.c.id), 0))
 _TENANT_LAST_EVENT = _LAST_EVENT.where(EVENTS.c.tenant_id == sa.bindparam("tenant_id"))
@@ -113,16 +136,49 @@ def _insert(connection: sa.Connection, rows: list[dict | BoundRow]) -> None:
         INSERT_EVENTS.run(connection, row)
 
 
+class FeedUnsettled(DatabaseUnavailable):
+    """The feed cannot be read in order now: a process of an older version keeps writing to it. An outage
+    to the feed's readers (the events API answers 503), not to the database's other users."""
+
+
 def head(reader: sa.Connection | Session) -> int:
     """The id up to which the feed is settled (0 for none): no event at or below it can appear after
     this returns. Read the events in a statement after it (on PostgreSQL each statement sees what had
-    committed when it began)."""
+    committed when it began).
+
+    On PostgreSQL, a writer of a version before 2026-12 (during an upgrade that left old processes
+    running) takes no bound; while it holds its own lock, the head is not known. It holds it for
+    milliseconds: look again a few times, then raise FeedUnsettled. Either way, log that it is there."""
     dialect = reader.get_bind().dialect if isinstance(reader, Session) else reader.dialect
     if dialect.name != "postgresql":
         return reader.scalar(_LAST_EVENT) or 0
-    last = reader.scalar(_LAST_ID) or 0
-    lowest = reader.scalar(_LOWEST_BOUND)  # after the sequence: see the module's docstring
-    return last if lowest is None else min(last, lowest - 1)
+    for _ in range(OLDER_WRITER_LOOKS):
+        last = reader.scalar(_LAST_ID) or 0
+        # After the sequence (see the module's docstring). An older version's writer whose lock is not
+        # found committed before, or takes its ids after the sequence was read, as a bound's holder.
+        lowest, older_writers = reader.execute(_LOWEST_BOUND).one()
+        if not older_writers:
+            return last if lowest is None else min(last, lowest - 1)
+        _warn_of_older_writers()
+        time.sleep(OLDER_WRITER_PAUSE_SECONDS)
+    raise FeedUnsettled(
+        "a process of a version before 2026-12 is writing to the event feed: stop every such process (CHANGELOG)"
+    )
+
+
+_warned_at: float | None = None
+
+
+def _warn_of_older_writers() -> None:
+    global _warned_at
+    now = time.monotonic()
+    if _warned_at is None or now - _warned_at >= OLDER_WRITER_WARNING_SECONDS:
+        _warned_at = now
+        # As a JSON line: `extra` attributes are its keys (observability/logs.py).
+        logger.error(
+            "feed_written_by_older_version",
+            extra={"detail": "a process of a version before 2026-12 is running: stop it (CHANGELOG, Upgrading)"},
+        )
 
 
 def tenant_head(reader: sa.Connection | Session, tenant_id: str) -> int:
