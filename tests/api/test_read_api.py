@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+import sqlalchemy as sa
 
 from tests.fixtures.app import API_KEY_A, API_KEY_B, STANDARD_SECRET_B, USER_A, USER_B
 from tests.support.standard import inbound_body, post_standard, status_body
@@ -205,6 +206,36 @@ class TestEventFeed:
             "events": [],
             "nextCursor": "999999999",
         }
+
+    def test_a_poll_that_finds_nothing_new_reads_only_the_tenants_last_event(self, client, runtime):
+        """Most polls of a consumer that polls often find nothing new: such a poll reads the tenant's last
+        event and nothing else, not the feed's head (on PostgreSQL, the sequence and the server's lock
+        table) nor the events."""
+        _seed(client)
+        cursor = client.get("/api/v1/events", headers=A).get_json()["nextCursor"]
+        statements: list[str] = []
+
+        def note(_connection, _cursor, statement, *_rest) -> None:
+            statements.append(statement)
+
+        def poll(after: str) -> tuple[dict, list[str]]:
+            statements.clear()
+            sa.event.listen(runtime.db.engine, "before_cursor_execute", note)
+            try:
+                return client.get(f"/api/v1/events?after={after}", headers=A).get_json(), list(statements)
+            finally:
+                sa.event.remove(runtime.db.engine, "before_cursor_execute", note)
+
+        page, read = poll(cursor)
+        assert page == {"events": [], "nextCursor": cursor}
+        assert len([s for s in read if "events" in s]) == 1
+        assert not [s for s in read if "pg_locks" in s or "events_id_seq" in s]
+
+        post_standard(client, inbound_body("a-9"))
+        page, read = poll(cursor)
+        assert [e["data"]["providerMessageId"] for e in page["events"]] == ["a-9"]
+        if runtime.db.dialect == "postgresql":  # something new: read up to the feed's head
+            assert [s for s in read if "pg_locks" in s]
 
     def test_status_events_say_whether_they_applied(self, client):
         _seed(client)

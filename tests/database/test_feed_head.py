@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.media_uploads import A
+from tests.support.standard import inbound_body, post_standard
 from webhook_service.database import feed
 from webhook_service.database.engine import Database
 from webhook_service.database.limits import DatabaseLimits
@@ -127,6 +128,7 @@ def test_an_older_versions_writer_that_keeps_writing_makes_the_feed_unavailable(
     """An older version's writer that holds its lock past head()'s looks: the feed's readers get an outage
     (the events API 503), not events out of order."""
     monkeypatch.setattr(feed, "OLDER_WRITER_PAUSE_SECONDS", 0.001)
+    assert post_standard(client, inbound_body("m-new")).status_code == 200  # something new for the tenant
     with _older_versions_writer(runtime.db):
         with runtime.db.engine.connect() as reader, pytest.raises(feed.FeedUnsettled):
             feed.head(reader)

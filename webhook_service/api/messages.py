@@ -71,7 +71,7 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
             # full has read every event up to it, so the cursor moves there, and the next poll does not
             # read those again (a consumer that polls for a rare type read the whole feed since its last
             # match, every time). Nothing at or below it can appear later (database/feed.py, `head`).
-            head = feed.tenant_head(session, tenant_id)
+            head = feed.tenant_head(session, tenant_id, after)
             query = (
                 sa.select(FeedEvent)
                 .where(FeedEvent.tenant_id == tenant_id, FeedEvent.id > after, FeedEvent.id <= head)
@@ -80,7 +80,8 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
             )
             if asked.types:
                 query = query.where(FeedEvent.type.in_(asked.types))
-            events = list(session.scalars(query))
+            # Nothing new for the tenant (most polls): no query for it.
+            events = list(session.scalars(query)) if head > after else []
             stored_ids = [e.attachment_id for e in events if e.type == feed.ATTACHMENT_STORED]
             stored = (
                 {a.id: a for a in session.scalars(sa.select(Attachment).where(Attachment.id.in_(stored_ids)))}

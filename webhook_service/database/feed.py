@@ -181,7 +181,13 @@ def _warn_of_older_writers() -> None:
         )
 
 
-def tenant_head(reader: sa.Connection | Session, tenant_id: str) -> int:
-    """`head()`, no further than the tenant's last event."""
-    settled = head(reader)
-    return min(settled, reader.scalar(_TENANT_LAST_EVENT, {"tenant_id": tenant_id}) or 0)
+def tenant_head(reader: sa.Connection | Session, tenant_id: str, after: int = 0) -> int:
+    """`head()`, no further than the tenant's last event. When that event is at or below `after` (a
+    consumer's cursor: nothing new for the tenant), it is returned without `head()`'s reads, which on
+    PostgreSQL read the server's lock table; most polls of a consumer that polls often find nothing new.
+    (Read first, the tenant's last event is at or below the head read after it: the lower of the two is
+    a head.)"""
+    last = reader.scalar(_TENANT_LAST_EVENT, {"tenant_id": tenant_id}) or 0
+    if last <= after:
+        return last
+    return min(head(reader), last)
