@@ -10,11 +10,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
+from tests.support.feed_events import feed_row
 from tests.support.media_uploads import A
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.database import feed
@@ -26,14 +26,7 @@ TENANT = "00000000-0000-0000-0000-000000000000"
 
 
 def event(number: int) -> dict:
-    return {
-        "tenant_id": TENANT,
-        "type": feed.MESSAGE_RECEIVED,
-        "message_id": None,
-        "attachment_id": None,
-        "created_at": datetime.now(UTC),
-        "data": {"number": number},
-    }
+    return feed_row(TENANT, number=number)
 
 
 def ids_after(connection: sa.Connection, after: int) -> list[int]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
+from tests.support.feed_events import feed_row
 from webhook_service.database import engine as engine_module
 from webhook_service.database import feed
 from webhook_service.database.engine import Database
@@ -96,7 +96,7 @@ def test_a_batch_whose_session_the_server_ended_while_it_stood_still_runs_again(
     def work(connection: sa.Connection) -> str:
         runs.append(1)
         connection.exec_driver_sql("SELECT 1")  # the transaction has begun: the feed's rows go in it
-        feed.append(connection, [_event()])
+        feed.append(connection, [feed_row()])
         return "stored"
 
     try:
@@ -109,14 +109,3 @@ def test_a_batch_whose_session_the_server_ended_while_it_stood_still_runs_again(
     assert len(runs) == 2
     [retried] = [record for record in caplog.records if record.getMessage() == "group_commit_retried"]
     assert retried.sqlstate == "25P03" and retried.units == 1
-
-
-def _event() -> dict:
-    return {
-        "tenant_id": "t",
-        "type": feed.MESSAGE_RECEIVED,
-        "message_id": None,
-        "attachment_id": None,
-        "created_at": datetime.now(UTC),
-        "data": {},
-    }

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from tests.support.feed_events import feed_row
 from tests.support.group_commit import batch_sizes, in_one_batch, stored_rows
 from tests.support.standard import inbound_body, post_standard, status_body
 from webhook_service.database import feed
@@ -62,8 +63,7 @@ def _event_in_flight_elsewhere(runtime) -> Iterator[int]:
     try:
         with other.connect() as connection, connection.begin():
             before = connection.scalar(sa.select(sa.func.coalesce(sa.func.max(FeedEvent.id), 0)))
-            row = {"tenant_id": "t", "type": feed.MESSAGE_RECEIVED, "message_id": None, "attachment_id": None}
-            feed.append(connection, [{**row, "created_at": datetime.now(UTC), "data": {}}])
+            feed.append(connection, [feed_row()])
             yield connection.scalar(sa.select(FeedEvent.id).where(FeedEvent.id > before))
     finally:
         other.dispose()

@@ -72,16 +72,17 @@ def read_api_blueprint(db: Database, auth: ApiAuthenticator, links: MediaLinks, 
             # read those again (a consumer that polls for a rare type read the whole feed since its last
             # match, every time). Nothing at or below it can appear later (database/feed.py, `head`).
             head = feed.tenant_head(session, tenant_id, after)
-            query = (
-                sa.select(FeedEvent)
-                .where(FeedEvent.tenant_id == tenant_id, FeedEvent.id > after, FeedEvent.id <= head)
-                .order_by(FeedEvent.id)
-                .limit(asked.limit)
-            )
-            if asked.types:
-                query = query.where(FeedEvent.type.in_(asked.types))
-            # Nothing new for the tenant (most polls): no query for it.
-            events = list(session.scalars(query)) if head > after else []
+            events: list[FeedEvent] = []
+            if head > after:  # else nothing new for the tenant (most polls): no query for it
+                query = (
+                    sa.select(FeedEvent)
+                    .where(FeedEvent.tenant_id == tenant_id, FeedEvent.id > after, FeedEvent.id <= head)
+                    .order_by(FeedEvent.id)
+                    .limit(asked.limit)
+                )
+                if asked.types:
+                    query = query.where(FeedEvent.type.in_(asked.types))
+                events = list(session.scalars(query))
             stored_ids = [e.attachment_id for e in events if e.type == feed.ATTACHMENT_STORED]
             stored = (
                 {a.id: a for a in session.scalars(sa.select(Attachment).where(Attachment.id.in_(stored_ids)))}
