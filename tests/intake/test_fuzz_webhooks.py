@@ -31,7 +31,7 @@ from tests.support.hostile_inputs import (
 from tests.support.unsigned_connections import UNSIGNED, unsigned_connections, webhook_url
 from webhook_service.database.tables import QuarantinedRequest
 
-EXAMPLES_PER_CONNECTION = 200
+EXAMPLES_PER_CONNECTION = 150
 
 JSON, FORM, XML = "application/json", "application/x-www-form-urlencoded", "application/xml"
 CONTENT_TYPES = {"json": JSON, "form": FORM, "xml": XML}

@@ -35,7 +35,7 @@ CLIENTS = 4
 OUTAGE_STARTS_AFTER = 1.5
 OUTAGE_SECONDS = 3.0
 # Enough spooled webhooks that a drainer is still at work when it is killed.
-SPOOLED_FOR_THE_KILL = 400
+SPOOLED_FOR_THE_KILL = 200
 DRAINED_WITHIN = 90.0
 
 pytestmark = pytest.mark.slow

@@ -180,6 +180,8 @@ def test_a_process_that_dies_is_started_again_and_keeps_storing(worker_runtime, 
     assert worker.stop(signal.SIGINT) == 0  # graceful: the children finish and exit
 
 
+# The database plays no part in what this test checks (processes, signals, arguments): one of them is enough.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_one_process_runs_the_consumer_itself(start_worker):
     worker = start_worker("--processes", "1")
     worker.wait_for("consumer started")
@@ -192,6 +194,8 @@ def test_one_process_runs_the_consumer_itself(start_worker):
     assert worker.stop(signal.SIGINT) == 0
 
 
+# The database plays no part in what this test checks (processes, signals, arguments): one of them is enough.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_bad_counts_are_refused_with_a_usage_error(worker_config):
     environment = dict(os.environ, WEBHOOK_SERVICE_CONFIG=str(worker_config))
     result = subprocess.run(
@@ -227,6 +231,8 @@ def test_ctrl_c_stops_gracefully_once_and_running_downloads_finish(worker_runtim
     assert _wait_until_done(worker_runtime, ids, timeout=1) == {ids[0]: "stored"}
 
 
+# The database plays no part in what this test checks (processes, signals, arguments): one of them is enough.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_consumers_stop_when_their_supervisor_is_killed(start_worker):
     worker = start_worker()
     worker.wait_for("consumer started", count=2)
@@ -326,6 +332,8 @@ def _children_of(pid: int) -> list[int]:
     return [child for child in map(int, path.read_text().split()) if not _is_zombie(child)]
 
 
+# The database plays no part in what this test checks (processes, signals, arguments): one of them is enough.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_configuration_the_consumers_cannot_use_stops_the_worker_instead_of_restarting_them(tmp_path, database_url):
     """A declared endpoint's URL that the delivery rules refuse passes the configuration's own checks and
     stops a consumer as it builds its runtime (exit 2): starting it again would fail the same way, every
