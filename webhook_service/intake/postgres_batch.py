@@ -136,8 +136,9 @@ SELECT (SELECT count(*) FROM message_inserted), (SELECT array_agg(raw_id ORDER B
 
 
 def compact(sql: str) -> str:
-    """A statement without its layout: psycopg keeps its parsing of a statement up to 4096 characters
-    long, and parses a longer one at every run (0.14 ms); the statement's spaces are not needed."""
+    """A statement without its layout, which PostgreSQL does not need: psycopg keeps its parsing of a
+    statement up to 4096 characters long and parses a longer one at every run (11 µs of CPU for the
+    status reports' 6,300 characters, against 1-2 µs for a kept one; timeit, 2026-12-07)."""
     return " ".join(sql.split())
 
 
