@@ -100,17 +100,15 @@ def test_a_holder_that_dies_is_taken_over_once_its_term_is_over(database_url):
         lease = Lease(database, "dying", TERM_SECONDS)
         state = lease.state()
         assert state is not None and state.holder.endswith(f":{holder.pid}")
-        takes = 1
         while not lease.take():
             assert time.time() < state.expires_at.timestamp() + 5, "never taken over"
-            takes += 1
             time.sleep(0.05)
         # Taken over, and not before the dead holder's term was over: the new term starts (its expiry less
-        # its term, both the database's times) no earlier than the old one ended.
+        # its term, both the database's times) no earlier than the old one ended. Judged by those times,
+        # not by whether the first take failed: a loaded machine may take longer than the term to ask.
         taken = lease.state()
         assert taken is not None and taken.holder.endswith(f":{os.getpid()}")
         assert taken.expires_at - lease.term >= state.expires_at, (state, taken)
-        assert takes > 1, "taken at the first try: the dead holder's term was over before anyone asked"
     finally:
         holder.kill()
         holder.wait()
