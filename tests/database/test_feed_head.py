@@ -81,7 +81,6 @@ def test_an_event_in_flight_keeps_the_head_below_it_and_below_later_ones(databas
         db.dispose()
 
 
-# PostgreSQL's only: SQLite admits one writer at a time, so nothing commits out of its ids' order.
 @contextmanager
 def _older_versions_writer(db: Database) -> Iterator[tuple[sa.Connection, int]]:
     """A writer as versions before 2026-12 wrote: the feed's one lock taken exclusively, then its event, no
@@ -172,6 +171,7 @@ def test_a_writer_without_the_services_limits_keeps_the_servers_idle_setting(dat
         db.dispose()
 
 
+# PostgreSQL's only: SQLite admits one writer at a time, so nothing commits out of its ids' order.
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_reader_bounded_by_the_head_misses_nothing_among_racing_writers(database_url):
     """Twelve threads append 1-4 events a transaction, pausing before and after, one transaction in eight
