@@ -13,7 +13,9 @@ Fixtures used by one folder only live in that folder's conftest.py.
 
 from tests.fixtures.app import (
     _postgres_database,
+    _postgres_emptier,
     _sqlite_template,
+    _url_builders_made_once,
     app,
     client,
     database_url,
@@ -37,7 +39,9 @@ from tests.fixtures.services import redis_url
 
 __all__ = [
     "_postgres_database",
+    "_postgres_emptier",
     "_sqlite_template",
+    "_url_builders_made_once",
     "app",
     "azurite_blob_endpoint",
     "azurite_oauth_blob_endpoint",
