@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from webhook_service.cli.context import cli_actor, command_runtime, echo_listing, plural
+from webhook_service.cli.context import cli_actor, command_runtime
+from webhook_service.cli.output import echo_listing, plural
 from webhook_service.database.audit import Action, record_actions
 from webhook_service.database.tables import ATTACHMENT_STATES
 from webhook_service.media.attachments import PROBLEM_STATES, attachment_states, list_attachments, retryable_ids

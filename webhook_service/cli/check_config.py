@@ -13,7 +13,7 @@ import click
 import sqlalchemy as sa
 
 from storage import StorageError, StorageUnavailable
-from webhook_service.cli.context import plural
+from webhook_service.cli.output import plural
 from webhook_service.config.model import ConfigError, Settings
 from webhook_service.config.sources import unread_variables
 from webhook_service.database.migrate import schema_state

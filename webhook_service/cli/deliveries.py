@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from webhook_service.cli.context import command_runtime, echo_listing, plural
+from webhook_service.cli.context import command_runtime
+from webhook_service.cli.output import echo_listing, plural
 from webhook_service.database.tables import DELIVERY_STATES
 from webhook_service.delivery import history
 from webhook_service.delivery.endpoints import EndpointNotFound

@@ -10,7 +10,8 @@
     webhook-service deliveries list | endpoints | retry ID... | retry --all-failed | replay --endpoint ID ...
 
 Each command's module is imported only when that command runs, so `worker` (which only supervises its
-consumer processes) does not load the web app, and `--help` is instant.
+consumer processes) and `web` (which only reads the settings before it becomes gunicorn) do not load the
+web app. `webhook-service --help` loads every command's module, for their one-line descriptions.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from webhook_service.config.model import ConfigError
 # Command name -> "module:attribute" of its click command, loaded on first use.
 COMMANDS = {
     "run": "webhook_service.cli.serve:run",
-    "web": "webhook_service.cli.serve:web",
+    "web": "webhook_service.cli.web:web",
     "worker": "webhook_service.cli.worker:worker",
     "consume": "webhook_service.cli.consume:consume",
     "migrate": "webhook_service.cli.serve:migrate_command",

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from webhook_service.cli.context import command_runtime, plural
+from webhook_service.cli.context import command_runtime
+from webhook_service.cli.output import plural
 from webhook_service.delivery.history import PrunedDeliveries, prune_history
 from webhook_service.intake.retention import Pruned, prune_requests
 

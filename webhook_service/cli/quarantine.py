@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from webhook_service.cli.context import cli_actor, command_runtime, echo_listing
+from webhook_service.cli.context import cli_actor, command_runtime
+from webhook_service.cli.output import echo_listing
 from webhook_service.database.audit import Action, record_actions
 from webhook_service.database.quarantine import (
     QuarantineFilter,

@@ -18,7 +18,7 @@ from limits import parse_many
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from storage.base import MAX_URL_LIFETIME_SECONDS
-from webhook_service.database import feed
+from webhook_service.database import event_types
 from webhook_service.database.limits import DEFAULT_LIMITS, STATEMENT_TIMEOUT_SECONDS
 from webhook_service.model.phone import normalize_e164
 
@@ -337,9 +337,9 @@ DEFAULT_DELIVERY_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
 def _event_types(values: list[str]) -> list[str]:
-    unknown = sorted(set(values) - set(feed.TYPES))
+    unknown = sorted(set(values) - set(event_types.TYPES))
     if unknown:
-        raise ValueError(f"unknown event type {unknown[0]!r}; use {', '.join(feed.TYPES)}")
+        raise ValueError(f"unknown event type {unknown[0]!r}; use {', '.join(event_types.TYPES)}")
     return list(dict.fromkeys(values))
 
 

@@ -36,6 +36,17 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from webhook_service.database.engine import ORDER_LAST, insert_at_commit, note_transaction_lock, transaction_lock_held
+
+# The types, for the modules that name them as feed.TYPES, feed.MESSAGE_RECEIVED...
+from webhook_service.database.event_types import (  # noqa: F401
+    ATTACHMENT_FAILED,
+    ATTACHMENT_REJECTED,
+    ATTACHMENT_STORED,
+    ENDPOINT_DISABLED,
+    MESSAGE_RECEIVED,
+    MESSAGE_STATUS,
+    TYPES,
+)
 from webhook_service.database.limits import FEED_WRITER_IDLE_OPTION
 from webhook_service.database.outage import DatabaseUnavailable
 from webhook_service.database.prepared import BoundRow, PreparedStatement
@@ -92,15 +103,6 @@ OLDER_WRITER_WARNING_SECONDS = 60.0
 # The last event's id (0 for none), of the whole feed and of one tenant's.
 _LAST_EVENT = sa.select(sa.func.coalesce(sa.func.max(EVENTS.c.id), 0))
 _TENANT_LAST_EVENT = _LAST_EVENT.where(EVENTS.c.tenant_id == sa.bindparam("tenant_id"))
-
-MESSAGE_RECEIVED = "message.received"
-MESSAGE_STATUS = "message.status"
-ATTACHMENT_STORED = "attachment.stored"
-ATTACHMENT_REJECTED = "attachment.rejected"
-ATTACHMENT_FAILED = "attachment.failed"
-# Push delivery gave up on one of the tenant's endpoints (delivery/engine.py).
-ENDPOINT_DISABLED = "endpoint.disabled"
-TYPES = (MESSAGE_RECEIVED, MESSAGE_STATUS, ATTACHMENT_STORED, ATTACHMENT_REJECTED, ATTACHMENT_FAILED, ENDPOINT_DISABLED)
 
 
 def bound_event(dialect: Dialect, row: dict) -> BoundRow:
