@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the tests need on a fresh machine, then run the whole suite.
-#   - Python packages (the service and its [test] extra) into ./.venv
+#   - Python packages (the service and its [test] extra) into ./.venv (scripts/install.sh)
 #   - Azurite (the Azure Storage emulator) and axios (seed 001's Node example) from npm into ./node_modules
 #   - Debian's chromium and chromium-driver, which the operator console's browser tests drive (as root;
 #     otherwise those tests skip, or fail under CI=true)
@@ -18,7 +18,6 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     fi
 fi
 
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+bash scripts/install.sh '.[test]'
 npm install --no-audit --no-fund --loglevel=error
 exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-auto}" "$@"
