@@ -9,6 +9,8 @@ imported here by name so that pytest (and a reader) finds it:
 - fixtures/services.py: `redis_url`, and the rule that a missing server skips on a laptop but fails in CI.
 
 Fixtures used by one folder only live in that folder's conftest.py.
+
+Tests marked `slow` run first (`pytest_collection_modifyitems` below).
 """
 
 from tests.fixtures.app import (
@@ -61,3 +63,11 @@ __all__ = [
     "settings",
     "settings_overrides",
 ]
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """The tests marked `slow` (processes started, a browser, mypy: seconds each) first, the rest in their
+    order after them. The folders' order put most of the slow ones last, and the run ended with one
+    worker on them for 20 s while the other had finished; first, they are done while quick tests remain
+    for an idle worker to take (scripts/test.sh runs pytest-xdist's worksteal)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

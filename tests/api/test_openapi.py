@@ -74,6 +74,7 @@ def test_real_upload_answers_match_the_documented_schema(client):
 # Once, on SQLite: the run is about the document and the HTTP answers, which the database does not
 # change (every other API test runs on both), and twice would take it past a minute.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.slow
 def test_schemathesis_with_every_check_finds_nothing(app, client, live_server):
     """What `schemathesis run --checks all` does, through its Python API (its engine: the examples, the
     coverage phase with its boundary and empty values, fuzzing with valid and invalid data, and the

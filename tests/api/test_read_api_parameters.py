@@ -104,6 +104,7 @@ def test_credentials_are_checked_before_parameters(client, query):
     assert response.headers["WWW-Authenticate"].startswith("Basic")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda mode: mode.value)
 def test_documented_values_are_accepted_and_others_refused(app, client, mode):
     """Positive: no value the document allows gets a 400. Negative: no value it rules out gets an answer

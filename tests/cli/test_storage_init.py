@@ -80,6 +80,7 @@ def test_local_store_directories_are_made_and_checked(storage_init, tmp_path):
     assert (blobs / "objects").is_dir()
 
 
+@pytest.mark.slow
 def test_a_store_that_cannot_be_reached_is_an_error_naming_it(storage_init):
     unusable = '[storage]\nbackend = "azure"\n[storage.azure]\ncontainer = "x"\naccount_url = "http://127.0.0.1:1/devstoreaccount1"\naccount_key = "a2V5"\n'
     result = storage_init(unusable)

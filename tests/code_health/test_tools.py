@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -25,6 +27,7 @@ def test_the_code_is_formatted() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_mypy_finds_no_error() -> None:
     # The files and options are in pyproject.toml ([tool.mypy]); no cache, so a stale one hides nothing.
     result = run(str(BIN / "mypy"), "--no-incremental", "--cache-dir", "/dev/null")

@@ -1,6 +1,8 @@
 """The console (and the API docs page) in a real browser: Debian's Chromium driven by Playwright against the app served over
 loopback HTTP (`live_server`). Sign-in, the request log with an accepted and a refused request, a replay
 from quarantine that becomes a stored message, a failed attachment retried until its thumbnail shows, an
+
+pytestmark = pytest.mark.slow
 endpoint disabled by a 410 enabled again and its failed deliveries sent, a viewer refused an action, a
 POST without its CSRF token refused, another tenant's pages not found, and every page on a phone's
 screen.

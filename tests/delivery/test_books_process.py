@@ -24,6 +24,8 @@ from webhook_service.model.events import MessageEvent
 from webhook_service.runtime import Runtime
 from webhook_service.settings import load_settings
 
+pytestmark = pytest.mark.slow
+
 SECRET = "whsec_" + "Qk9PS1NCT09LU0JPT0tTQk9PS1NCT09LU0JPT0tT"
 BATCH = 40
 

@@ -116,6 +116,7 @@ EMBEDDED_ONLY = pytest.mark.parametrize("queue_backend", ["embedded"], indirect=
 HEALTHY_WITHIN = 4.5
 
 
+@pytest.mark.slow
 @EMBEDDED_ONLY
 def test_a_dead_endpoint_with_10000_events_waiting_does_not_hold_up_a_healthy_one(client, runtime, receiver):
     dead = listen(client, receiver, "/dead")

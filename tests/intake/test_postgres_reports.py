@@ -350,6 +350,7 @@ def new_deployment(settings, resolver) -> Iterator[tuple[Any, Runtime]]:
             runtime.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("way", ["batch statement", "ordinary"])
 def test_the_plan_follows_the_messages_table_as_it_grows(new_deployment, monkeypatch, way):
     """A prepared statement's generic plan is made once (at its sixth run) for the tables as they are

@@ -10,10 +10,13 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.fixtures.services import free_port
 from tests.service.gunicorn import PROCFILE_WEB, Served, serve, stop
+
+pytestmark = pytest.mark.slow
 
 WEBHOOK_SERVICE_WEB = [sys.executable, "-m", "webhook_service.cli", "web"]
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+import pytest
 import requests
 
 from tests.fixtures.app import NUMBER_A, TENANT_A
 from tests.service.gunicorn import Served
 from webhook_service.database.limits import DEFAULT_LIMITS
 from webhook_service.database.outage import OUTAGE_HOLD_SECONDS
+
+pytestmark = pytest.mark.slow
 
 # The README's bound for a 503 when the database does not answer, with the default settings: a pooled
 # connection's ping unanswered for the answer timeout (statement timeout 2 s + 1 s), then one connect

@@ -31,6 +31,8 @@ from tests.service.gunicorn import Served
 from tests.support.worker_process import WorkerUnderTest
 from webhook_service.database.migrate import migrate
 
+pytestmark = pytest.mark.slow
+
 SECRET = "Pt-s3cret-4f9e1c"  # the ProTexting connection's access_token
 OLD_SECRET = "Pt-0ld-secret-77aa"  # a wrong (say, rotated-out) token: a secret all the same
 HOOK_KEY = "Hook-k3y-5d2b"  # a mapping connection's token in a query parameter of its own choosing

@@ -7,6 +7,8 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
+import pytest
+
 from webhook_service.runtime import kept_secret_key
 
 PROCESSES = 12
@@ -18,6 +20,7 @@ def _race(path: str, barrier, results) -> None:
     results.put(kept_secret_key(Path(path)))
 
 
+@pytest.mark.slow
 def test_processes_making_the_key_at_once_all_get_the_same_complete_key(tmp_path):
     context = multiprocessing.get_context("fork")
     for round_number in range(ROUNDS):

@@ -19,6 +19,8 @@ from tests.fixtures.app import NUMBER_A, TENANT_A, USER_A
 from tests.fixtures.services import free_port
 from tests.media import samples
 
+pytestmark = pytest.mark.slow
+
 CLI = [sys.executable, "-m", "webhook_service.cli"]
 
 

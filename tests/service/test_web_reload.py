@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 
+import pytest
 import requests
 import sqlalchemy as sa
 
@@ -15,6 +16,8 @@ from tests.fixtures.app import NUMBER_A, TENANT_A
 from webhook_service.database.engine import Database
 from webhook_service.database.migrate import migrate
 from webhook_service.database.tables import MESSAGES
+
+pytestmark = pytest.mark.slow
 
 WORKERS = 2
 

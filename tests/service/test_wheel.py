@@ -27,6 +27,8 @@ from tests.service.installed_wheel import (
     wheel_metadata,
 )
 
+pytestmark = pytest.mark.slow
+
 # The development configuration's tenant number and API user, which the README's first curl uses.
 DEVELOPMENT_NUMBER = "+15551234567"
 DEVELOPMENT_USER = ("your-email@example.com", "your-password")

@@ -184,6 +184,7 @@ def test_a_revoked_task_is_still_skipped_on_the_embedded_queue(runtime, consumer
     assert ran == ["runs"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_consumer_that_starts_a_task_wakes_the_consumers_of_other_processes(runtime):
     """Two consumers of one thread each, with their own huey instances on the one queue file, stand

@@ -24,6 +24,8 @@ from webhook_service.runtime import Runtime
 from webhook_service.settings import load_settings
 from webhook_service.worker.supervisor import split_threads
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize(
     ("threads", "processes", "shares"),
