@@ -75,23 +75,13 @@ def start_service(work: Path, label: str) -> tuple[subprocess.Popen, int]:
     config.write_text(f'data_dir = "{data}"\nlog_level = "WARNING"\n')
     port = free_port()
     env = dict(os.environ, WEBHOOK_SERVICE_CONFIG=str(config), PYTHONPATH=str(ROOT), PORT=str(port))
+    from webhook_service.cli.web import GUNICORN_COMMAND
     from webhook_service.database.migrate import migrate
     from webhook_service.settings import load_settings
 
     migrate(load_settings(config, environ={}).effective_database_url)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            "python:webhook_service.gunicorn_config",
-            "webhook_service.wsgi:app",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=(work / f"{label}.log").open("wb"),
+        GUNICORN_COMMAND, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(work / f"{label}.log").open("wb")
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -7,21 +7,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
-PROCFILE_WEB = [
-    sys.executable,
-    "-m",
-    "gunicorn",
-    "--config",
-    "python:webhook_service.gunicorn_config",
-    "webhook_service.wsgi:app",
-]
+from webhook_service.cli.web import GUNICORN_COMMAND
+
+# The Procfile's web line, as `webhook-service web` and `run` start it.
+PROCFILE_WEB = list(GUNICORN_COMMAND)
 
 
 @dataclass
