@@ -1,4 +1,4 @@
-"""How a command fails for a reason outside it (its configuration, its database): one line that
+"""How a command fails for a reason outside it (its configuration, its database, its port): one line that
 names what is wrong and what to do, and an exit code of its own (README, "Command line"), never a
 traceback. The group (main.py) turns a bad configuration and a database that cannot be used into these
 for every command; commands raise the others."""
@@ -34,6 +34,12 @@ class DatabaseNotReady(CommandFailure):
     """No database where the settings point, or one not migrated to this version."""
 
     exit_code = 4
+
+
+class CannotListen(CommandFailure):
+    """`run`: its host and port cannot be listened on (taken, or not an address of this machine)."""
+
+    exit_code = 5
 
 
 class ConfigurationFailure(click.ClickException):

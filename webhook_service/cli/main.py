@@ -75,7 +75,9 @@ class LazyGroup(click.Group):
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False),
+    # Checked here, so that a path that is not there is said to be --config's, not the variable's it is
+    # passed on in.
+    type=click.Path(exists=True, dir_okay=False),
     help="TOML configuration file (default: $WEBHOOK_SERVICE_CONFIG).",
 )
 def cli(config_path: str | None) -> None:
