@@ -131,7 +131,9 @@ def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: flo
     request_id = secrets.token_hex(16)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        connection = http.client.HTTPConnection(address, port, timeout=5)
+        # A request sent while gunicorn's workers still load the app waits in the listen backlog until
+        # one takes it, and is answered the moment one serves: given the time that may take.
+        connection = http.client.HTTPConnection(address, port, timeout=10)
         try:
             connection.request("GET", "/healthz", headers={"X-Request-Id": request_id})
             answer = connection.getresponse()
