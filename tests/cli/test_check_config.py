@@ -210,3 +210,17 @@ secret = "whsec_{"A" * 32}"
     assert problems[0].startswith("configuration error: delivery.endpoints[0].url: ")
     assert problems[1].startswith("configuration error: storage.azure: ")
     assert not (tmp_path / "data").exists()  # nothing written to find them
+
+
+@pytest.mark.parametrize(
+    ("toml", "problem"),
+    [
+        ('[tenants]\nid = "t"\n', "tenants: Input should be a valid list"),
+        ("tenants = [1]\n", "tenants[0]: Input should be a valid dictionary or instance of Tenant"),
+        ('connections = "twilio"\n', "connections: Input should be a valid list"),
+    ],
+)
+def test_a_malformed_section_in_development_is_named_not_a_traceback(check_config, toml, problem):
+    result = check_config(toml)  # development: the defaults fill in the other sections
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"configuration error: {problem}"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook_service.config.development import DEVELOPMENT_USERNAME
+from webhook_service.config.development import DEVELOPMENT_USERNAME, add_development_defaults
 from webhook_service.config.model import DEFAULT_TENANT_ID, ConfigError
 from webhook_service.providers import ADAPTERS
 from webhook_service.settings import load_settings
@@ -144,6 +144,63 @@ def test_a_bad_setting_is_one_line_naming_it(tmp_path, label, toml, message):
     text = str(error.value)
     assert message in text
     assert "\n" not in text
+
+
+# The sections the development defaults fill in (all of them: whatever development.py adds to nothing).
+_FILLED: dict = {}
+add_development_defaults(_FILLED, provider_names=ADAPTERS)
+DEVELOPMENT_SECTIONS = sorted(_FILLED)
+MALFORMED_SHAPES = {
+    "a table": "[{section}]",
+    "a table with a key": "[{section}]\nid = 't'",
+    "an array of numbers": "{section} = [1]",
+    "an array of strings": "{section} = ['t']",
+    "an array of arrays": "{section} = [[]]",
+    "a string": "{section} = 't'",
+    "an empty string": "{section} = ''",
+    "a number": "{section} = 5",
+    "a boolean": "{section} = true",
+}
+
+
+@pytest.mark.parametrize("shape", MALFORMED_SHAPES.values(), ids=list(MALFORMED_SHAPES))
+@pytest.mark.parametrize("section", DEVELOPMENT_SECTIONS)
+def test_development_refuses_a_malformed_section_as_production_does(tmp_path, section, shape):
+    """Not filled in over it, nor a traceback from filling in the others (KeyError: 0 for `[tenants]`
+    with a key, AttributeError for `tenants = [1]`): the same lines as production's."""
+    toml = shape.format(section=section)
+    problems = {}
+    for environment in ("development", "production"):
+        with pytest.raises(ConfigError) as error:
+            _load(tmp_path, f'environment = "{environment}"\n{toml}')
+        problems[environment] = error.value.problems
+    assert problems["development"] == problems["production"]
+    assert all(problem.startswith(section) for problem in problems["development"]), problems
+
+
+def test_development_refuses_a_table_from_the_environment_where_a_list_belongs(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        _load(tmp_path, environ={"WEBHOOK__TENANTS__0__ID": "t"})
+    assert error.value.problems == ["tenants: Input should be a valid list"]
+
+
+def test_development_fills_in_each_section_left_out_on_its_own(tmp_path):
+    settings = _load(
+        tmp_path, "[[tenants]]\nid = 't'\n[[connections]]\nprovider = 'twilio'\ntenant = 't'\nsecrets = ['token']"
+    )
+    # The file's one connection replaces every development one; its tenant owns the development user and key.
+    assert [connection.key for connection in settings.connections] == ["twilio/default"]
+    assert [(user.username, user.tenant) for user in settings.api_users] == [(DEVELOPMENT_USERNAME, "t")]
+    assert [key.tenant for key in settings.api_keys] == ["t"]
+    # An empty list is a section left out.
+    settings = _load(tmp_path, "tenants = []\nconnections = []")
+    assert [tenant.id for tenant in settings.tenants] == [DEFAULT_TENANT_ID]
+    assert {connection.provider for connection in settings.connections} == set(ADAPTERS)
+    # API users or API keys of the file's own: neither development one is added.
+    settings = _load(
+        tmp_path, "[[tenants]]\nid = 't'\n[[api_keys]]\nname = 'k'\nkey_sha256 = '" + "0" * 64 + "'\ntenant = 't'"
+    )
+    assert settings.api_users == [] and [key.name for key in settings.api_keys] == ["k"]
 
 
 def test_production_refuses_unsigned_development_connections(tmp_path):
