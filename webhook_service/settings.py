@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from webhook_service.config.development import add_development_defaults, is_development
-from webhook_service.config.model import Settings
+from webhook_service.config.model import ConfigError, Settings
 from webhook_service.config.sources import read_configuration, validated
-from webhook_service.providers import ADAPTERS, check_connections
+from webhook_service.providers import ADAPTERS, connection_problems
 
 
 def load_settings(
@@ -24,5 +24,7 @@ def load_settings(
     if is_development(configuration.data):
         add_development_defaults(configuration.data, provider_names=ADAPTERS)
     settings = validated(configuration)
-    check_connections(settings.connections)
+    problems = connection_problems(settings.connections)
+    if problems:
+        raise ConfigError.listing(problems)
     return settings

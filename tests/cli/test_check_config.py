@@ -4,6 +4,8 @@ LOG_LEVEL in any case; and with --connect, whether the database, blob store and 
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from alembic import command
 from click.testing import CliRunner, Result
@@ -224,3 +226,18 @@ def test_a_malformed_section_in_development_is_named_not_a_traceback(check_confi
     result = check_config(toml)  # development: the defaults fill in the other sections
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"configuration error: {problem}"]
+
+
+def test_a_provider_secret_its_scheme_cannot_use_is_named_not_shown(check_config):
+    not_a_key = base64.b64encode(b"a Telnyx API key, not its public key").decode()
+    result = check_config(
+        '[[tenants]]\nid = "t"\n[[connections]]\nprovider = "telnyx"\nname = "main"\ntenant = "t"\n'
+        'secrets = ["env:TELNYX_PUBLIC_KEY"]\n',
+        TELNYX_PUBLIC_KEY=not_a_key,
+    )
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "configuration error: connections[0] (telnyx/main): secrets[0]: not a Telnyx public key: the base64 of 36 "
+        "bytes (the portal shows the account's Ed25519 public key as the base64 of 32 bytes)"
+    ]
+    assert not_a_key not in result.output

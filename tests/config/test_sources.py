@@ -104,10 +104,10 @@ def test_env_reference_inside_a_webhook_json_value():
     environ = {
         "WEBHOOK__TENANTS": json.dumps([{"id": "t1"}]),
         "WEBHOOK__CONNECTIONS": json.dumps([{**CONNECTION, "secrets": ["env:HOOK_SECRET"]}]),
-        "HOOK_SECRET": "whsec_from_the_environment",
+        "HOOK_SECRET": "whsec_ZnJvbSB0aGUgZW52aXJvbm1lbnQ=",
     }
     settings = load_settings(environ=environ)
-    assert settings.connections[0].secrets == ["whsec_from_the_environment"]
+    assert settings.connections[0].secrets == ["whsec_ZnJvbSB0aGUgZW52aXJvbm1lbnQ="]
 
 
 def test_env_reference_inside_the_file(tmp_path):

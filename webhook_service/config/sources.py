@@ -81,9 +81,7 @@ def validated(configuration: Configuration) -> Settings:
     try:
         return Settings.model_validate(configuration.data)
     except ValidationError as error:
-        problems = describe(error, configuration.origins)
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ConfigError(problems[0] + more, problems) from None
+        raise ConfigError.listing(describe(error, configuration.origins)) from None
 
 
 def unread_variables(environ: Mapping[str, str] | None = None) -> list[str]:
