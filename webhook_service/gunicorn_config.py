@@ -1,16 +1,14 @@
 """gunicorn settings, read from the service configuration (`webhook-service web` and the Procfile use this
 file)."""
 
-import ctypes
-import os
 import signal
-import sys
 
 from gunicorn.errors import HaltServer
 
 from webhook_service.gunicorn_logging import json_access_logger
 from webhook_service.gunicorn_worker import ClientLimits, request_buffering_worker
 from webhook_service.observability.metrics_sharing import WEB, share_metrics, start_fresh
+from webhook_service.parent_death import end_with_parent
 from webhook_service.settings import load_settings
 
 _settings = load_settings()
@@ -73,10 +71,6 @@ forwarder_headers = ""
 control_socket_disable = True
 
 
-# prctl(2): the signal the kernel sends this process when its parent ends.
-PR_SET_PDEATHSIG = 1
-
-
 def post_fork(server, worker):
     # A worker ends with its master. Killed outright (SIGKILL, the OOM killer), the master cannot stop
     # its workers. gunicorn's own check (the worker's loop compares os.getppid() with the master's pid
@@ -89,18 +83,7 @@ def post_fork(server, worker):
     # stored is a duplicate), a download not yet enqueued is found by the worker's sweep. SIGTERM would
     # take the graceful path above, and SIGQUIT (gunicorn's quick stop) still lets the interpreter wait
     # for the threads inside requests. prctl is Linux's; elsewhere gunicorn's own check remains.
-    if sys.platform.startswith("linux"):
-        _end_with_parent(worker.ppid)
-
-
-def _end_with_parent(master: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    # The signal comes when the thread that forked this process ends: gunicorn forks workers from the
-    # master's main thread, so when the master ends.
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != master:  # the master ended between fork() and prctl(): no signal will come
-        os.kill(os.getpid(), signal.SIGKILL)
+    end_with_parent(worker.ppid, signal.SIGKILL)
 
 
 def on_starting(server):

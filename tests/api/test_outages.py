@@ -1,19 +1,20 @@
 """Every API answers a database or blob store outage alike: 503 with `Retry-After` and
-{"error": {"code": "unavailable" | "storage_unavailable", ...}}, never a 500. One mapping in the app
-serves every blueprint (the intake keeps its own 503, tested in tests/intake/)."""
+{"error": {"code": "unavailable" | "storage_unavailable", ...}}, never a 500, and the OpenAPI document
+declares it so for every operation. One mapping in the app serves every blueprint (the intake keeps its
+own 503, tested in tests/intake/)."""
 
 from __future__ import annotations
 
 import base64
 import io
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from werkzeug.test import EnvironBuilder
 
+from tests.api.document_requests import body_of, declared_problems, documented_operations, url_of
 from tests.fixtures.app import API_KEY_A, base_test_config
 from tests.fixtures.services import free_port
 from tests.media import samples
@@ -26,8 +27,6 @@ from webhook_service.runtime import Runtime
 from webhook_service.settings import load_settings
 
 BEARER = {"Authorization": f"Bearer {API_KEY_A}"}
-# Fixed, not random: pytest-xdist requires every worker to collect the same test ids.
-SOME_ID = "5b0f6c1e-8a9d-4f4e-9b7a-3c2d1e0f9a8b"
 
 
 def _closed_postgres_port(tmp_path: Path) -> str:
@@ -60,12 +59,6 @@ def down_client(down_runtime):
     return create_app(runtime=down_runtime).test_client()
 
 
-def _stable_link(runtime: Runtime) -> str:
-    """A correctly signed stable URL, so that the request gets as far as looking the upload up."""
-    upload = MediaUpload(id=SOME_ID, created_at=datetime.now(UTC))
-    return local(runtime.links.stable_url(upload).url)
-
-
 def _assert_unavailable(response, code: str) -> None:
     assert response.status_code == 503, response.get_data(as_text=True)
     assert response.get_json()["error"]["code"] == code
@@ -73,19 +66,25 @@ def _assert_unavailable(response, code: str) -> None:
     assert int(response.headers["Retry-After"]) > 0
 
 
-@pytest.mark.parametrize(
-    "method, path",
-    [
-        ("GET", "/api/v1/messages"),
-        ("GET", f"/api/v1/messages/{SOME_ID}"),
-        ("GET", "/api/v1/providers/standard/messages/SM123"),
-        ("GET", "/api/v1/events"),
-        ("GET", f"/api/v1/media/{SOME_ID}"),
-        ("DELETE", f"/api/v1/media/{SOME_ID}"),
-    ],
-)
-def test_every_api_endpoint_answers_503_while_the_database_is_down(down_client, method, path):
-    _assert_unavailable(down_client.open(path, method=method, headers=BEARER), "unavailable")
+def test_every_documented_operation_answers_its_declared_503_while_the_database_is_down(down_client, down_runtime):
+    """Every operation of the OpenAPI document reads the database. Called as a client would call it (valid
+    credentials, body and path; the stable media URL signed), each answers 503 `unavailable` with
+    Retry-After, and the document declares that 503, its header and the error body. The document lists
+    the operations: one added later is called too."""
+    document = down_client.get("/openapi.json").get_json()
+    problems = []
+    for operation in documented_operations(document):
+        response = down_client.open(
+            url_of(operation, down_runtime), method=operation.method, headers=BEARER, json=body_of(operation)
+        )
+        if response.status_code != 503 or response.get_json()["error"]["code"] != "unavailable":
+            problems.append(f"{operation.name}: {response.status_code} {response.get_data()[:200]!r}")
+        elif int(response.headers["Retry-After"]) <= 0:
+            problems.append(f"{operation.name}: Retry-After {response.headers['Retry-After']}")
+        if "Retry-After" not in operation.declared.get(503, {}).get("headers", {}):
+            problems.append(f"{operation.name}: its 503 is declared without Retry-After")
+        problems += declared_problems(operation, response)
+    assert not problems, "\n".join(problems)
 
 
 def test_an_upload_answers_503_while_the_database_is_down(down_client, down_runtime):
@@ -94,10 +93,6 @@ def test_an_upload_answers_503_while_the_database_is_down(down_client, down_runt
     # The blob stored before the record failed is removed again, and no scratch file is left.
     assert not any(path.is_file() for path in (down_runtime.settings.local_blob_dir / "objects").rglob("*"))
     assert list(down_runtime.work_dir.iterdir()) == []
-
-
-def test_a_stable_url_answers_503_while_the_database_is_down(down_client, down_runtime):
-    _assert_unavailable(down_client.get(_stable_link(down_runtime)), "unavailable")
 
 
 def test_a_local_media_url_answers_503_while_the_blob_store_is_down(client, runtime):

@@ -4,6 +4,8 @@ LOG_LEVEL in any case; and with --connect, whether the database, blob store and 
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from alembic import command
 from click.testing import CliRunner, Result
@@ -229,3 +231,83 @@ secret = "whsec_{"A" * 32}"
     assert problems[0].startswith("configuration error: delivery.endpoints[0].url: ")
     assert problems[1].startswith("configuration error: storage.azure: ")
     assert not (tmp_path / "data").exists()  # nothing written to find them
+
+
+@pytest.mark.parametrize(
+    ("toml", "problem"),
+    [
+        ('[tenants]\nid = "t"\n', "tenants: Input should be a valid list"),
+        ("tenants = [1]\n", "tenants[0]: Input should be a valid dictionary or instance of Tenant"),
+        ('connections = "twilio"\n', "connections: Input should be a valid list"),
+    ],
+)
+def test_a_malformed_section_in_development_is_named_not_a_traceback(check_config, toml, problem):
+    result = check_config(toml)  # development: the defaults fill in the other sections
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"configuration error: {problem}"]
+
+
+def test_a_provider_secret_its_scheme_cannot_use_is_named_not_shown(check_config):
+    not_a_key = base64.b64encode(b"a Telnyx API key, not its public key").decode()
+    result = check_config(
+        '[[tenants]]\nid = "t"\n[[connections]]\nprovider = "telnyx"\nname = "main"\ntenant = "t"\n'
+        'secrets = ["env:TELNYX_PUBLIC_KEY"]\n',
+        TELNYX_PUBLIC_KEY=not_a_key,
+    )
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "configuration error: connections[0] (telnyx/main): secrets[0]: not a Telnyx public key: the base64 of 36 "
+        "bytes (the portal shows the account's Ed25519 public key as the base64 of 32 bytes)"
+    ]
+    assert not_a_key not in result.output
+
+
+def test_what_is_found_only_at_start_is_found_beside_schema_errors(check_config, tmp_path):
+    """The sections valid on their own are checked as the service would check them as it starts (and the
+    connections against their adapters), whatever problems the others have."""
+    result = check_config("""
+colour = "blue"
+[media]
+jpeg_quality = 101
+[storage]
+backend = "azure"
+[storage.azure]
+container = "media"
+connection_string = "garbage"
+[[tenants]]
+id = "t"
+[[connections]]
+provider = "standard"
+tenant = "t"
+secrets = ["whsec_not-base64"]
+""")
+    assert result.exit_code == 2, result.output
+    problems = result.stderr.splitlines()
+    assert problems[:3] == [
+        "configuration error: media.jpeg_quality: Input should be less than or equal to 100",
+        "configuration error: colour: no such setting",
+        "configuration error: connections[0] (standard/default): secrets[0]: not a Standard Webhooks secret "
+        "(whsec_ and the base64 of the key)",
+    ]
+    assert problems[3].startswith("configuration error: storage.azure: ") and len(problems) == 4
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_section_with_problems_of_its_own_waits_for_them_to_be_fixed(check_config):
+    # One connection's typo leaves the connections to be checked against their adapters once it is fixed.
+    result = check_config("""
+[[tenants]]
+id = "t"
+[[connections]]
+provider = "standard"
+tenant = "t"
+secrets = ["whsec_not-base64"]
+[[connections]]
+provider = "twilio"
+tenant = "t"
+secret = ["token"]
+""")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "configuration error: connections[1].secret: no such setting; did you mean connections[1].secrets?"
+    ]

@@ -6,10 +6,12 @@ import json
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
 from tests.fixtures.app import STANDARD_SECRET, TENANT_A
 from tests.media import samples
 from tests.support.standard import inbound_body, post_standard, standard_headers
+from webhook_service.cli.main import cli
 from webhook_service.database.tables import (
     Attachment,
     AuditEntry,
@@ -131,3 +133,25 @@ class TestKeysAndHousekeeping:
         assert "kept 1 unresolved quarantined request" in pruned
         with runtime.db.reading() as session:
             assert session.scalar(sa.select(sa.func.count()).select_from(Message)) == 1
+
+
+LISTINGS = [("quarantine", "list"), ("attachments", "list"), ("deliveries", "list")]
+
+
+class TestListings:
+    @pytest.mark.parametrize("listing", LISTINGS, ids=[group for group, _ in LISTINGS])
+    @pytest.mark.parametrize("limit", ["0", "-5", "201"])
+    def test_limit_is_from_1_to_the_read_apis_largest_page(self, listing, limit):
+        result = CliRunner().invoke(cli, [*listing, "--limit", limit])
+        assert result.exit_code == 2
+        assert f"Invalid value for '--limit': {limit} is not in the range 1<=x<=200." in result.stderr
+
+    @pytest.mark.parametrize("listing", LISTINGS, ids=[group for group, _ in LISTINGS])
+    def test_the_largest_limit_lists(self, run, listing):
+        assert run(*listing, "--limit", "200").exit_code == 0
+
+    @pytest.mark.parametrize("group", [group for group, _ in LISTINGS])
+    def test_list_says_what_it_lists(self, group):
+        listed = CliRunner().invoke(cli, [group, "--help"]).output
+        line = next(line for line in listed.splitlines() if line.strip().startswith("list "))
+        assert len(line.split()) > 2 and "..." not in line  # a description, whole

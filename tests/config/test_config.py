@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from webhook_service.config.development import DEVELOPMENT_USERNAME
+from tests.fixtures.app import STANDARD_SECRET
+from tests.support.telnyx import VECTOR_PUBLIC_KEY
+from webhook_service.config.development import DEVELOPMENT_USERNAME, add_development_defaults
 from webhook_service.config.model import DEFAULT_TENANT_ID, ConfigError
 from webhook_service.providers import ADAPTERS
 from webhook_service.settings import load_settings
@@ -144,6 +147,133 @@ def test_a_bad_setting_is_one_line_naming_it(tmp_path, label, toml, message):
     text = str(error.value)
     assert message in text
     assert "\n" not in text
+
+
+# The sections the development defaults fill in (all of them: whatever development.py adds to nothing).
+_FILLED: dict = {}
+add_development_defaults(_FILLED, provider_names=ADAPTERS)
+DEVELOPMENT_SECTIONS = sorted(_FILLED)
+MALFORMED_SHAPES = {
+    "a table": "[{section}]",
+    "a table with a key": "[{section}]\nid = 't'",
+    "an array of numbers": "{section} = [1]",
+    "an array of strings": "{section} = ['t']",
+    "an array of arrays": "{section} = [[]]",
+    "a string": "{section} = 't'",
+    "an empty string": "{section} = ''",
+    "a number": "{section} = 5",
+    "a boolean": "{section} = true",
+}
+
+
+@pytest.mark.parametrize("shape", MALFORMED_SHAPES.values(), ids=list(MALFORMED_SHAPES))
+@pytest.mark.parametrize("section", DEVELOPMENT_SECTIONS)
+def test_development_refuses_a_malformed_section_as_production_does(tmp_path, section, shape):
+    """Not filled in over it, nor a traceback from filling in the others (KeyError: 0 for `[tenants]`
+    with a key, AttributeError for `tenants = [1]`): the same lines as production's."""
+    toml = shape.format(section=section)
+    problems = {}
+    for environment in ("development", "production"):
+        with pytest.raises(ConfigError) as error:
+            _load(tmp_path, f'environment = "{environment}"\n{toml}')
+        problems[environment] = error.value.problems
+    assert problems["development"] == problems["production"]
+    assert all(problem.startswith(section) for problem in problems["development"]), problems
+
+
+def test_development_refuses_a_table_from_the_environment_where_a_list_belongs(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        _load(tmp_path, environ={"WEBHOOK__TENANTS__0__ID": "t"})
+    assert error.value.problems == ["tenants: Input should be a valid list"]
+
+
+def test_development_fills_in_each_section_left_out_on_its_own(tmp_path):
+    settings = _load(
+        tmp_path, "[[tenants]]\nid = 't'\n[[connections]]\nprovider = 'twilio'\ntenant = 't'\nsecrets = ['token']"
+    )
+    # The file's one connection replaces every development one; its tenant owns the development user and key.
+    assert [connection.key for connection in settings.connections] == ["twilio/default"]
+    assert [(user.username, user.tenant) for user in settings.api_users] == [(DEVELOPMENT_USERNAME, "t")]
+    assert [key.tenant for key in settings.api_keys] == ["t"]
+    # An empty list is a section left out.
+    settings = _load(tmp_path, "tenants = []\nconnections = []")
+    assert [tenant.id for tenant in settings.tenants] == [DEFAULT_TENANT_ID]
+    assert {connection.provider for connection in settings.connections} == set(ADAPTERS)
+    # API users or API keys of the file's own: neither development one is added.
+    settings = _load(
+        tmp_path, "[[tenants]]\nid = 't'\n[[api_keys]]\nname = 'k'\nkey_sha256 = '" + "0" * 64 + "'\ntenant = 't'"
+    )
+    assert settings.api_users == [] and [key.name for key in settings.api_keys] == ["k"]
+
+
+def _connection_toml(provider: str, *secrets: str) -> str:
+    listed = ", ".join(f"'{secret}'" for secret in secrets)
+    return f"[[tenants]]\nid = 't'\n[[connections]]\nprovider = '{provider}'\nname = 'main'\ntenant = 't'\nsecrets = [{listed}]"
+
+
+SMALL_ORDER_KEY = base64.b64encode(bytes(32)).decode()  # a placeholder under which forged signatures verify
+TELNYX_KEY = "not a Telnyx public key: {} (the portal shows the account's Ed25519 public key as the base64 of 32 bytes)"
+STANDARD_SECRET_SHAPE = "not a Standard Webhooks secret (whsec_ and the base64 of the key)"
+MALFORMED_CREDENTIALS = [
+    ("telnyx", "not a key", TELNYX_KEY.format("not base64")),
+    ("telnyx", base64.b64encode(bytes(range(31))).decode(), TELNYX_KEY.format("the base64 of 31 bytes")),
+    ("telnyx", STANDARD_SECRET, TELNYX_KEY.format("not base64")),
+    (
+        "telnyx",
+        SMALL_ORDER_KEY,
+        "not a Telnyx public key: a key of small order, under which forged signatures verify (a placeholder?)",
+    ),
+    ("standard", "whsec_", STANDARD_SECRET_SHAPE),  # no key at all: the library raises
+    ("standard", "whsec_c2VjcmV0-_c2VjcmV0", STANDARD_SECRET_SHAPE),  # url-safe base64: the library skips - and _
+    ("standard", "whsec_c2VjcmV0c", STANDARD_SECRET_SHAPE),  # a length base64 cannot have: the library raises
+    ("standard", "my shared secret", STANDARD_SECRET_SHAPE),
+]
+
+
+@pytest.mark.parametrize(
+    ("provider", "secret", "problem"),
+    MALFORMED_CREDENTIALS,
+    ids=[f"{case[0]}-{i}" for i, case in enumerate(MALFORMED_CREDENTIALS)],
+)
+def test_a_provider_secret_its_scheme_cannot_use_is_refused_without_showing_it(tmp_path, provider, secret, problem):
+    """Where a connection's secret has a shape of its own, one without it can verify nothing: every
+    request would be refused 401. Named with the connection and the secret's place, never its value."""
+    good = {"telnyx": VECTOR_PUBLIC_KEY, "standard": STANDARD_SECRET}[provider]
+    with pytest.raises(ConfigError) as error:
+        _load(tmp_path, _connection_toml(provider, good, secret))
+    assert error.value.problems == [f"connections[0] ({provider}/main): secrets[1]: {problem}"]
+
+
+@pytest.mark.parametrize(
+    ("provider", "secret"),
+    [
+        ("telnyx", VECTOR_PUBLIC_KEY),
+        ("standard", STANDARD_SECRET),
+        ("standard", STANDARD_SECRET.removeprefix("whsec_")),  # the library takes it without the prefix
+        ("standard", "whsec_c2VjcmV0"),  # and without base64's padding
+        ("twilio", "any token at all"),  # an auth token or signing key has no shape to check
+        ("mapping", "x"),
+    ],
+)
+def test_provider_secrets_their_schemes_can_use_are_accepted(tmp_path, provider, secret):
+    options = "\noptions = { auth = { kind = 'token', header = 'X-Token' } }" if provider == "mapping" else ""
+    assert _load(tmp_path, _connection_toml(provider, secret) + options).connections[0].secrets == [secret]
+
+
+def test_an_empty_secret_or_password_is_refused(tmp_path):
+    """Anyone can sign with an empty HMAC key; an empty variable behind env: is how one slips in."""
+    with pytest.raises(ConfigError) as error:
+        _load(tmp_path, _connection_toml("twilio", "env:TWILIO_AUTH_TOKEN"), environ={"TWILIO_AUTH_TOKEN": ""})
+    assert error.value.problems == [
+        "connections[0].secrets[0] (from the environment variable TWILIO_AUTH_TOKEN): String should have at least 1 character"
+    ]
+    with pytest.raises(ConfigError) as error:
+        _load(
+            tmp_path, "[[tenants]]\nid = 't'\n[[connections]]\nprovider = 'plivo'\ntenant = 't'\nbasic_auth = ['hook:']"
+        )
+    assert error.value.problems == [
+        "connections[0].basic_auth: each entry must be 'username:password', neither of them empty"
+    ]
 
 
 def test_production_refuses_unsigned_development_connections(tmp_path):

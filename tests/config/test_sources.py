@@ -90,6 +90,18 @@ def test_webhook_values_are_json_when_they_parse():
     assert settings.public_base_url == "https://hooks.example.com"
 
 
+def test_a_string_of_digits_is_written_as_a_json_string():
+    """README, "Configuration": a value that parses as JSON is what it parses as."""
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ={"WEBHOOK__QUEUE__NAME": "123"})
+    assert error.value.problems == [
+        "queue.name (from the environment variable WEBHOOK__QUEUE__NAME): Input should be a valid string"
+    ]
+    assert load_settings(environ={"WEBHOOK__QUEUE__NAME": '"123"'}).queue.name == "123"
+    # A top-level setting: no section.
+    assert load_settings(environ={"WEBHOOK__WEB_WORKERS": "4"}).web_workers == 4
+
+
 def test_the_config_variable_names_the_file(tmp_path):
     path = _file(tmp_path, "port = 8123")
     assert load_settings(environ={"WEBHOOK_SERVICE_CONFIG": str(path)}).port == 8123
@@ -104,10 +116,10 @@ def test_env_reference_inside_a_webhook_json_value():
     environ = {
         "WEBHOOK__TENANTS": json.dumps([{"id": "t1"}]),
         "WEBHOOK__CONNECTIONS": json.dumps([{**CONNECTION, "secrets": ["env:HOOK_SECRET"]}]),
-        "HOOK_SECRET": "whsec_from_the_environment",
+        "HOOK_SECRET": "whsec_ZnJvbSB0aGUgZW52aXJvbm1lbnQ=",
     }
     settings = load_settings(environ=environ)
-    assert settings.connections[0].secrets == ["whsec_from_the_environment"]
+    assert settings.connections[0].secrets == ["whsec_ZnJvbSB0aGUgZW52aXJvbm1lbnQ="]
 
 
 def test_env_reference_inside_the_file(tmp_path):

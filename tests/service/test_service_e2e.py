@@ -4,9 +4,11 @@ the real worker, read back through the API and its signed URL."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from tests.fixtures.app import NUMBER_A, TENANT_A, USER_A
 from tests.fixtures.services import free_port
@@ -148,12 +151,84 @@ def test_a_hangup_of_the_terminal_stops_web_and_worker_with_run(service):
     assert len(descendants) >= 3  # web's master and worker, and theirs
     os.killpg(process.pid, signal.SIGHUP)
     assert process.wait(timeout=60) == 0
+    _assert_all_end(descendants, base)
+
+
+def test_ctrl_c_stops_run_gracefully_a_webhook_still_arriving_is_answered_and_a_download_running_is_stored(
+    service, media_server, database_url
+):
+    """A terminal's Ctrl-C signals its foreground process group, which is `run` alone: `run` tells gunicorn
+    its graceful stop (SIGTERM) and the worker its own (SIGINT), once. Before, both children heard the
+    terminal's SIGINT too: gunicorn's quick stop, which cut the webhook still arriving, and the worker then
+    took `run`'s SIGTERM as a second stop, ending the download in progress without an outcome."""
+    base, process = service
+    path = "/ctrl-c/slow.png"
+    url = media_server.serve_after(path, 2.0, samples.png(), "image/png").replace("media.test", "127.0.0.1")
+    response = requests.post(f"{base}/webhooks/standard/open", json=_inbound("ctrl-c-1", [url]), timeout=10)
+    assert response.status_code == 200
+    deadline = time.monotonic() + 10
+    while not media_server.requests(path):
+        assert time.monotonic() < deadline, "the worker did not start the download"
+        time.sleep(0.02)
+
+    body = json.dumps(_inbound("ctrl-c-2", [])).encode()
+    head = (
+        f"POST /webhooks/standard/open HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=30) as connection:
+        connection.sendall(head + body[:20])
+        time.sleep(0.2)  # the web worker has the request's head
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal does
+        time.sleep(0.5)
+        connection.sendall(body[20:])
+        answer = connection.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert process.wait(timeout=60) == 0
+    assert "Received request to shut down now" not in process.stderr.read()
+
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            stored = connection.execute(sa.text("SELECT provider_message_id FROM messages")).scalars().all()
+            outcomes = connection.execute(sa.text("SELECT status FROM attachments")).scalars().all()
+    finally:
+        engine.dispose()
+    assert sorted(stored) == ["ctrl-c-1", "ctrl-c-2"]
+    assert outcomes == ["stored"]
+
+
+def test_web_and_worker_stop_when_run_is_killed_outright(service):
+    """Their own process groups keep a terminal's signals from them; a `run` killed outright (SIGKILL, the
+    OOM killer) cannot pass a stop on, so the kernel sends each its graceful stop as `run` ends."""
+    base, process = service
+    descendants = _descendants(process.pid)
+    process.kill()
+    process.wait(timeout=10)
+    _assert_all_end(descendants, base)
+
+
+def _assert_all_end(descendants: list[int], base: str) -> None:
+    """`run`'s processes all end within 30 s of `run`, and nothing answers on its port."""
     deadline = time.monotonic() + 30
     while alive := [pid for pid in descendants if _running(pid)]:
-        assert time.monotonic() < deadline, f"still running after run stopped: {alive}"
+        assert time.monotonic() < deadline, f"still running after run ended: {alive}"
         time.sleep(0.1)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/healthz", timeout=2)
+
+
+def _inbound(provider_message_id: str, attachment_urls: list[str]) -> dict:
+    return {
+        "type": "message.received",
+        "data": {
+            "providerMessageId": provider_message_id,
+            "from": "+15550001111",
+            "to": [NUMBER_A],
+            "text": "stopping",
+            "attachments": [{"url": url, "contentType": "image/png"} for url in attachment_urls],
+        },
+    }
 
 
 def _descendants(pid: int) -> list[int]:

@@ -1,6 +1,7 @@
-"""GET /openapi.json: the OpenAPI 3.1 description of the read API (api/messages.py) and the media API
-(api/media.py), generated from the pydantic models the views validate with (api/read_params.py,
-api/media_models.py) and the models of their answers (api/response_models.py).
+"""GET /openapi.json: the OpenAPI 3.1 description of the read API (api/messages.py), the media API
+(api/media.py) and the endpoints API (api/endpoints.py), generated from the pydantic models the views
+validate with (api/read_params.py, api/media_models.py, api/endpoint_models.py) and the models of their
+answers (api/response_models.py).
 
 Generated here (api/openapi_document.py), not by flask-openapi3: it validates a request before the
 view's own decorators run (a 400 before the 401), documents a body as JSON or multipart but not both,
@@ -9,17 +10,23 @@ and would read the upload body that api/upload_body.py streams.
 The suite runs schemathesis against the document with every check (tests/api/test_openapi.py), so it
 must say exactly what the code takes (an empty query value, a JSON null, a blank form field: left out;
 the upload fields' patterns are upload_fields.py's own) and what it answers, error codes included; the
-same test module checks that every operation here is a route of the app."""
+same test module checks that every operation here is a route of the app. Answers schemathesis cannot
+bring about are checked by calling every operation of the document: the 503 of an outage (every
+operation reads the database; tests/api/test_outages.py takes it away), and the 401, 413 and 400 of
+tests/api/test_openapi_answers.py."""
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Response
 
 from webhook_service.api import endpoint_models, media_models, read_params, response_models
+from webhook_service.api.endpoints import MAX_BODY_BYTES as MAX_ENDPOINT_BODY_BYTES
+from webhook_service.api.errors import RETRY_AFTER_SECONDS
 from webhook_service.api.openapi_document import Answer, Operation, build_document
 from webhook_service.api.upload_body import max_body_bytes
 from webhook_service.config.model import DEFAULT_PHONE_NUMBER, DEFAULT_TENANT_ID
@@ -53,9 +60,36 @@ _ERROR_DESCRIPTIONS = {
     413: "The file (or the request) is too large: Media file exceeds maximum size of 5MB.",
     415: "The file's type is not allowed: Unsupported media type: image/bmp.",
     422: "An image over the pixel limit, or one that cannot be decoded.",
-    503: "The database or the media store is unavailable; retry.",
+    503: (
+        "The database (`unavailable`) or the media store (`storage_unavailable`) is unavailable; retry after "
+        "`Retry-After` seconds."
+    ),
+}
+# The endpoints API's own wording where it differs: its body limit, and it reads no media.
+_ENDPOINT_ERROR_DESCRIPTIONS = {
+    **_ERROR_DESCRIPTIONS,
+    413: f"The body is larger than {MAX_ENDPOINT_BODY_BYTES // 1024} KiB.",
+    503: "The database is unavailable (`unavailable`); retry after `Retry-After` seconds.",
 }
 _STRING = {"type": "string"}
+# The headers an error answer always carries: the challenge of a 401 (api/auth.py), the wait of a 503
+# (api/errors.py, render_outage).
+_ERROR_HEADERS = {
+    401: {
+        "WWW-Authenticate": {
+            "required": True,
+            "schema": _STRING,
+            "description": "The HTTP Basic challenge (a bearer API key is accepted too).",
+        }
+    },
+    503: {
+        "Retry-After": {
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+            "description": f"Seconds to wait before trying again ({RETRY_AFTER_SECONDS}).",
+        }
+    },
+}
 # Seed 001's request for a small text file, with the development defaults' tenant and number.
 _UPLOAD_EXAMPLE = {
     "phoneNumber": DEFAULT_PHONE_NUMBER,
@@ -95,7 +129,7 @@ def build_spec(*, max_file_bytes: int, allowed_types: list[str]) -> dict[str, An
 
 
 def _read_operations() -> list[Operation]:
-    one_message = {200: Answer("The message.", response_models.Message), **_errors(401, 404)}
+    one_message = {200: Answer("The message.", response_models.Message), **_errors(401, 404, 503)}
     return [
         Operation(
             "GET",
@@ -103,7 +137,7 @@ def _read_operations() -> list[Operation]:
             "listMessages",
             "messages",
             "Messages, newest first, with filters and cursor pagination.",
-            {200: Answer("A page of messages.", response_models.MessagePage), **_errors(400, 401)},
+            {200: Answer("A page of messages.", response_models.MessagePage), **_errors(400, 401, 503)},
             query=read_params.MessageQuery,
         ),
         Operation(
@@ -130,7 +164,7 @@ def _read_operations() -> list[Operation]:
             "listEvents",
             "events",
             "The ordered event feed: pass `nextCursor` back as `after`; an empty page means caught up.",
-            {200: Answer("A page of events.", response_models.EventPage), **_errors(400, 401)},
+            {200: Answer("A page of events.", response_models.EventPage), **_errors(400, 401, 503)},
             query=read_params.EventQuery,
         ),
     ]
@@ -188,7 +222,7 @@ def _media_operations(max_file_bytes: int, allowed_types: list[str]) -> list[Ope
                 302: Answer(
                     "Redirect to the file's signed URL.", headers={"Location": {"required": True, "schema": _STRING}}
                 ),
-                **_errors(403, 404, 410),
+                **_errors(403, 404, 410, 503),
             },
             path_parameters=media_models.MediaPath,
             query=media_models.StableLinkQuery,
@@ -209,8 +243,11 @@ def _upload_description(max_file_bytes: int, allowed_types: list[str]) -> str:
     )
 
 
-def _errors(*statuses: int) -> dict[int, Answer]:
-    return {status: Answer(_ERROR_DESCRIPTIONS[status], response_models.Error) for status in statuses}
+def _errors(*statuses: int, descriptions: Mapping[int, str] = _ERROR_DESCRIPTIONS) -> dict[int, Answer]:
+    return {
+        status: Answer(descriptions[status], response_models.Error, _ERROR_HEADERS.get(status, {}))
+        for status in statuses
+    }
 
 
 # Push delivery: the endpoints API (api/endpoints.py) ------------------------------------------------
@@ -234,7 +271,7 @@ def _endpoint_operations() -> list[Operation]:
                     models.EndpointWithSecret,
                     {"Location": {"schema": _STRING, "description": "The endpoint's URL in this API."}},
                 ),
-                **_endpoint_errors(400, 401, 409, 413),
+                **_endpoint_errors(400, 401, 409, 413, 503),
             },
             bodies={json_body: models.EndpointCreate},
             description=_ENDPOINT_DESCRIPTION,
@@ -245,7 +282,7 @@ def _endpoint_operations() -> list[Operation]:
             "listEndpoints",
             "endpoints",
             "The tenant's endpoints.",
-            {200: Answer("The endpoints.", models.EndpointList), **_errors(401)},
+            {200: Answer("The endpoints.", models.EndpointList), **_endpoint_errors(401, 503)},
         ),
         Operation(
             "GET",
@@ -253,7 +290,7 @@ def _endpoint_operations() -> list[Operation]:
             "getEndpoint",
             "endpoints",
             "One endpoint.",
-            {200: Answer("The endpoint.", models.Endpoint), **_errors(401, 404)},
+            {200: Answer("The endpoint.", models.Endpoint), **_endpoint_errors(401, 404, 503)},
             path_parameters=one,
         ),
         Operation(
@@ -262,7 +299,10 @@ def _endpoint_operations() -> list[Operation]:
             "updateEndpoint",
             "endpoints",
             "Change an endpoint: only the fields given change.",
-            {200: Answer("The endpoint as changed.", models.Endpoint), **_endpoint_errors(400, 401, 404, 409, 413)},
+            {
+                200: Answer("The endpoint as changed.", models.Endpoint),
+                **_endpoint_errors(400, 401, 404, 409, 413, 503),
+            },
             bodies={json_body: models.EndpointUpdate},
             description=(
                 "Disabling gives up its pending deliveries; enabling again starts at the end of the event feed "
@@ -276,7 +316,7 @@ def _endpoint_operations() -> list[Operation]:
             "deleteEndpoint",
             "endpoints",
             "Remove an endpoint and its history.",
-            {204: Answer("Removed."), **_errors(401, 404, 409)},
+            {204: Answer("Removed."), **_endpoint_errors(401, 404, 409, 503)},
             path_parameters=one,
         ),
         Operation(
@@ -285,7 +325,10 @@ def _endpoint_operations() -> list[Operation]:
             "rotateEndpointSecret",
             "endpoints",
             "A new signing secret; for 24 hours deliveries are signed with both the old and the new one.",
-            {200: Answer("The new secret, shown only this once.", models.RotatedEndpoint), **_errors(401, 404, 409)},
+            {
+                200: Answer("The new secret, shown only this once.", models.RotatedEndpoint),
+                **_endpoint_errors(401, 404, 409, 503),
+            },
             path_parameters=one,
         ),
         Operation(
@@ -294,7 +337,7 @@ def _endpoint_operations() -> list[Operation]:
             "listEndpointAttempts",
             "endpoints",
             "The endpoint's delivery attempts, newest first: HTTP status or error, latency, the answer's first KiB.",
-            {200: Answer("A page of attempts.", models.AttemptPage), **_errors(400, 401, 404)},
+            {200: Answer("A page of attempts.", models.AttemptPage), **_endpoint_errors(400, 401, 404, 503)},
             query=models.AttemptQuery,
             path_parameters=one,
         ),
@@ -304,7 +347,7 @@ def _endpoint_operations() -> list[Operation]:
             "replayEndpointEvents",
             "endpoints",
             "Deliver events again: every one since a time, or those named (with the same webhook-id as before).",
-            {202: Answer("Queued for delivery.", models.ReplayResult), **_endpoint_errors(400, 401, 404, 413)},
+            {202: Answer("Queued for delivery.", models.ReplayResult), **_endpoint_errors(400, 401, 404, 413, 503)},
             bodies={json_body: models.ReplayRequest},
             path_parameters=one,
         ),
@@ -312,10 +355,7 @@ def _endpoint_operations() -> list[Operation]:
 
 
 def _endpoint_errors(*statuses: int) -> dict[int, Answer]:
-    errors = _errors(*(status for status in statuses if status != 413))
-    if 413 in statuses:
-        errors[413] = Answer("The body is larger than 64 KiB.", response_models.Error)
-    return errors
+    return _errors(*statuses, descriptions=_ENDPOINT_ERROR_DESCRIPTIONS)
 
 
 _ENDPOINT_DESCRIPTION = (

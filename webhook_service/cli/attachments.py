@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from webhook_service.api.read_params import DEFAULT_PAGE, MAX_PAGE
 from webhook_service.cli.context import cli_actor, command_runtime
 from webhook_service.cli.output import echo_listing, plural
 from webhook_service.database.audit import Action, record_actions
@@ -26,9 +27,12 @@ def attachments() -> None:
 @attachments.command("list")
 @click.option("--status", type=click.Choice(ATTACHMENT_STATES), multiple=True, help="Default: failed and rejected.")
 @click.option("--reason", help="Only this reason code (e.g. timeout, type_not_allowed).")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, MAX_PAGE), default=DEFAULT_PAGE, show_default=True, help="How many to list."
+)
 @click.option("--json", "as_json", is_flag=True)
 def attachments_list(status: tuple[str, ...], reason: str | None, limit: int, as_json: bool) -> None:
+    """Failed and rejected downloads, with reasons."""
     runtime = command_runtime()
     found = list_attachments(runtime.db, statuses=status or PROBLEM_STATES, reason_code=reason, limit=limit)
     rows = [

@@ -19,7 +19,7 @@ from webhook_service.database.engine import database_file
 from webhook_service.database.migrate import schema_state
 from webhook_service.database.outage import driver_error, first_line
 from webhook_service.runtime import Runtime, problems_found_at_start
-from webhook_service.settings import load_settings
+from webhook_service.settings import checked_settings
 
 
 class _NotReady(Exception):
@@ -34,12 +34,13 @@ def check_config(connect: bool) -> None:
     for warning in unread_variables():
         click.echo(f"warning: {warning}", err=True)
     try:
-        settings = load_settings()
-    except ConfigError as error:
+        settings, problems = checked_settings()
+    except ConfigError as error:  # it cannot be read at all (not TOML, a variable "env:" names is unset)
         _refuse(error.problems)
     # What the service checks only as it starts (a declared endpoint URL the delivery rules refuse, media
-    # and storage settings that do not fit together), found here too.
-    problems = problems_found_at_start(settings)
+    # and storage settings that do not fit together), found here too: while the schema refuses some
+    # sections, in the others (checked_settings keeps those valid on their own).
+    problems += problems_found_at_start(settings)
     if problems:
         _refuse(problems)
     _summarize(settings)

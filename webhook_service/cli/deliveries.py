@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from webhook_service.api.read_params import DEFAULT_PAGE, MAX_PAGE
 from webhook_service.cli.context import command_runtime
 from webhook_service.cli.output import echo_listing, plural
 from webhook_service.database.tables import DELIVERY_STATES
@@ -29,7 +30,9 @@ def deliveries() -> None:
 @click.option("--status", type=click.Choice(DELIVERY_STATES), multiple=True, help="Default: failed.")
 @click.option("--endpoint", "endpoint_id", help="Only this endpoint's deliveries.")
 @click.option("--tenant", "tenant_id", help="Only this tenant's deliveries.")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, MAX_PAGE), default=DEFAULT_PAGE, show_default=True, help="How many to list."
+)
 @click.option("--json", "as_json", is_flag=True)
 def deliveries_list(
     status: tuple[str, ...], endpoint_id: str | None, tenant_id: str | None, limit: int, as_json: bool

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from webhook_service.api.read_params import DEFAULT_PAGE, MAX_PAGE
 from webhook_service.cli.context import cli_actor, command_runtime
 from webhook_service.cli.output import echo_listing
 from webhook_service.database.audit import Action, record_actions
@@ -29,9 +30,12 @@ def quarantine() -> None:
 @quarantine.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include resolved entries.")
 @click.option("--provider")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, MAX_PAGE), default=DEFAULT_PAGE, show_default=True, help="How many to list."
+)
 @click.option("--json", "as_json", is_flag=True)
 def quarantine_list(show_all: bool, provider: str | None, limit: int, as_json: bool) -> None:
+    """Refused requests with their reasons, newest first."""
     runtime = command_runtime()
     rows = quarantine_entries(
         runtime.db, where=QuarantineFilter(include_resolved=show_all, provider=provider), limit=limit

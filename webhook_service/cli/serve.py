@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 import click
 from gunicorn.util import is_ipv6
@@ -21,9 +22,10 @@ from webhook_service.cli.output import plural
 from webhook_service.cli.web import GUNICORN_COMMAND
 from webhook_service.config.model import ConfigError, Settings
 from webhook_service.database.migrate import UnknownRevision, migrate
+from webhook_service.parent_death import end_with_parent
 from webhook_service.runtime import problems_found_at_start
 from webhook_service.settings import load_settings
-from webhook_service.worker.supervisor import split_threads
+from webhook_service.worker.supervisor import STOP_TIMEOUT, split_threads
 
 
 @click.command()
@@ -39,25 +41,26 @@ def run(host: str | None, port: int | None) -> None:
     environment = dict(os.environ, HOST=host, PORT=str(port))
     # gunicorn itself, not `webhook-service web`: the settings are already known good, and that process,
     # which loaded them again before it became gunicorn, kept the service from answering for 8 s, not 5.
-    web = subprocess.Popen(GUNICORN_COMMAND, env=environment)
-    worker = subprocess.Popen([sys.executable, "-m", "webhook_service.cli", "worker"], env=environment)
-    children = [web, worker]
+    children = {
+        "web": _start_child(GUNICORN_COMMAND, environment, "web"),
+        "worker": _start_child([sys.executable, "-m", "webhook_service.cli", "worker"], environment, "worker"),
+    }
     asked_to_stop = []
 
     def stop_asked(*_):
         asked_to_stop.append(True)
-        stop()
+        stop(at_once=len(asked_to_stop) > 1)
 
-    def stop():
-        for child in children:
+    def stop(at_once: bool = False):
+        for name, child in children.items():
             if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
+                child.send_signal((_STOP_AT_ONCE if at_once else _STOP_GRACEFULLY)[name])
 
-    # SIGHUP too: the terminal `run` was started from went away (it signals the whole group), and a
-    # service left running without it, its web and worker reparented, is one nobody can stop with Ctrl-C.
+    # SIGHUP too: the terminal `run` was started from went away (it signals its foreground group, `run`),
+    # and a service left running without it, its web and worker reparented, is one nobody can stop with Ctrl-C.
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(number, stop_asked)
-    if _wait_for_port(host, port, web):
+    if _wait_for_port(host, port, children["web"]):
         shown = f"[{host}]" if ":" in host else host
         click.echo(
             f"webhook-service listening on http://{shown}:{port}  "
@@ -66,20 +69,53 @@ def run(host: str | None, port: int | None) -> None:
             f"{'SQLite' if settings.effective_database_url.startswith('sqlite') else 'PostgreSQL'})"
         )
     # Either process ending ends the service: a half-running service is worse than a stopped one.
-    while all(child.poll() is None for child in children):
+    while all(child.poll() is None for child in children.values()):
         time.sleep(0.5)
     stop()
-    codes = [child.wait(timeout=30) for child in children]
+    codes = [_wait_to_end(name, child) for name, child in children.items()]
     if asked_to_stop:
         # Stopping, a child may also get the signal straight from whoever stopped us (a process manager
-        # signals the whole group) and then ours a moment later: one arriving while Python is already
-        # finishing (its handlers reset), or a hangup before the child handles it, ends the process by
-        # the signal. That is the stop we asked for.
+        # that signals every process of the service, as systemd does) and then ours a moment later: one
+        # arriving while Python is already finishing (its handlers reset), or a hangup before the child
+        # handles it, ends the process by the signal. That is the stop we asked for.
         codes = [0 if code in (-signal.SIGTERM, -signal.SIGHUP) else code for code in codes]
-    for name, code in zip(("web", "worker"), codes, strict=True):
+    for name, code in zip(children, codes, strict=True):
         if code:
             click.echo(f"webhook-service: {name} exited with {_exit_description(code)}", err=True)
     sys.exit(next((code for code in codes if code), 0))
+
+
+# How each child stops: gracefully at `run`'s first stop signal, at once at a second. gunicorn's graceful
+# stop is SIGTERM (SIGINT and SIGQUIT are its quick one, which cuts the requests in progress); the worker's
+# is SIGINT (SIGTERM, or a second stop of any kind, ends the downloads in progress).
+_STOP_GRACEFULLY = {"web": signal.SIGTERM, "worker": signal.SIGINT}
+_STOP_AT_ONCE = {"web": signal.SIGQUIT, "worker": signal.SIGTERM}
+# How long `run` waits for a child once stopped: the worker waits up to STOP_TIMEOUT for its downloads
+# before it kills its consumers, gunicorn up to its graceful_timeout (20 s) for its requests.
+_STOP_WAIT_SECONDS = STOP_TIMEOUT + 30
+
+
+def _start_child(command: Sequence[str], environment: dict[str, str], name: str) -> subprocess.Popen:
+    """`web` or `worker` in a process group of its own: a terminal signals its foreground group (Ctrl-C,
+    a hangup when it closes), which is then `run` alone, and `run` tells each child once the stop that is
+    graceful for it. Before, both also heard the terminal's SIGINT: gunicorn's quick stop, and the worker
+    took `run`'s stop after it as a second one, ending the downloads in progress. Killed outright, `run`
+    cannot tell them: the kernel does, with the same graceful stop (Linux)."""
+    run_pid = os.getpid()
+    graceful = _STOP_GRACEFULLY[name]
+    # preexec_fn runs between fork and exec; `run` has no other thread that could hold a lock there.
+    return subprocess.Popen(
+        command, env=environment, process_group=0, preexec_fn=lambda: end_with_parent(run_pid, graceful)
+    )
+
+
+def _wait_to_end(name: str, child: subprocess.Popen) -> int:
+    try:
+        return child.wait(timeout=_STOP_WAIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        click.echo(f"webhook-service: {name} did not stop within {_STOP_WAIT_SECONDS:.0f} s: killed", err=True)
+        child.kill()
+        return child.wait()
 
 
 def _exit_description(code: int) -> str:

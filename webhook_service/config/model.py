@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from limits import parse_many
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -83,6 +83,12 @@ class ConfigError(Exception):
     def __init__(self, message: str, problems: Sequence[str] = ()):
         super().__init__(message)
         self.problems = list(problems) or [message]
+
+    @classmethod
+    def listing(cls, problems: Sequence[str]) -> ConfigError:
+        """The error for `problems` (at least one): the first one's line, saying how many more there are."""
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return cls(problems[0] + more, problems)
 
 
 class Strict(BaseModel):
@@ -203,8 +209,10 @@ class Connection(Strict):
     # False only for development connections that accept unsigned requests (refused in production).
     verify: bool = True
     # Signing secrets, auth tokens or public keys, as the provider's scheme needs. Any one of them may
-    # match, so a secret is rotated by listing the new one beside the old one.
-    secrets: list[str] = []
+    # match, so a secret is rotated by listing the new one beside the old one. Never empty: anyone can
+    # sign with an empty HMAC key (an empty variable behind "env:NAME" is the usual way to get one). What
+    # else a secret must look like is the adapter's to say (ProviderAdapter.validate_secrets).
+    secrets: list[Annotated[str, Field(min_length=1)]] = []
     # Accepted "username:password" pairs for HTTP Basic auth on the webhook URL (rotation: list both).
     basic_auth: list[str] = []
     # The exact public URL the provider calls, when signatures cover the URL and a proxy rewrites it.
@@ -219,8 +227,9 @@ class Connection(Strict):
     @classmethod
     def _pairs(cls, values: list[str]) -> list[str]:
         for value in values:
-            if ":" not in value or value.startswith(":"):
-                raise ValueError("each entry must be 'username:password'")
+            username, colon, password = value.partition(":")
+            if not (username and colon and password):  # an empty password would admit anyone with the name
+                raise ValueError("each entry must be 'username:password', neither of them empty")
         return values
 
     @property

@@ -50,7 +50,7 @@ def keys_at(location: Sequence[str | int]) -> list[str]:
         if isinstance(part, int):
             continue  # an item of a list: its model was found with the list's field
         field = model.model_fields.get(part)
-        model = _model_in(field.annotation) if field is not None else None
+        model = model_in(field.annotation) if field is not None else None
         if model is None:
             return []
     return list(model.model_fields)
@@ -89,12 +89,12 @@ def _suggestion(location: Location, variable: str | None) -> str:
     return f"; did you mean {dotted((*location[:-1], guess))}?"
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
+def model_in(annotation: Any) -> type[BaseModel] | None:
     """The model inside `X`, `X | None` or `list[X]`."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for argument in typing.get_args(annotation):
-        model = _model_in(argument)
+        model = model_in(argument)
         if model is not None:
             return model
     return None

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from webhook_service.config.model import ConfigError, Settings
-from webhook_service.config.problems import Location, describe, dotted, keys_at
+from webhook_service.config.problems import Location, describe, dotted, keys_at, model_in
 
 CONFIG_PATH_VARIABLE = "WEBHOOK_SERVICE_CONFIG"
 # Plain environment variables that map onto one setting each (the names platforms conventionally set).
@@ -81,9 +81,26 @@ def validated(configuration: Configuration) -> Settings:
     try:
         return Settings.model_validate(configuration.data)
     except ValidationError as error:
-        problems = describe(error, configuration.origins)
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ConfigError(problems[0] + more, problems) from None
+        raise ConfigError.listing(describe(error, configuration.origins)) from None
+
+
+def validated_sections(configuration: Configuration) -> Settings:
+    """Settings made of the sections (the tables and lists of tables: `media`, `storage`, `connections`...)
+    that are valid on their own, with the defaults in place of everything else: what the checks that
+    need settings can still look at while validated() refuses the configuration as a whole. A section is
+    taken or left whole, so that a problem found in it names its entries by their places in the file.
+    Top-level values are left out: validators of the whole model check some of them (`database_url`,
+    `log_level`), and no check that needs settings reads one."""
+    sections = {}
+    for name, info in Settings.model_fields.items():
+        annotation = info.annotation
+        if name not in configuration.data or annotation is None or model_in(annotation) is None:
+            continue
+        try:
+            sections[name] = TypeAdapter(annotation).validate_python(configuration.data[name])
+        except ValidationError:
+            continue  # validated() names its problems
+    return Settings.model_construct(**sections)
 
 
 def unread_variables(environ: Mapping[str, str] | None = None) -> list[str]:

@@ -1,14 +1,14 @@
 """Provider adapters, one module each, registered by name (the <provider> part of the webhook URL).
 
 The registry is also where connections are checked against the adapters: a connection must name a
-registered provider, and its options must be ones that adapter takes.
+registered provider, and its options and secrets must be ones that adapter can use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from webhook_service.config.model import ConfigError, Connection
+from webhook_service.config.model import Connection
 from webhook_service.providers.approvedcontact import ApprovedContactAdapter
 from webhook_service.providers.base import ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest
 from webhook_service.providers.bird import BirdAdapter
@@ -36,19 +36,21 @@ ADAPTERS: dict[str, ProviderAdapter] = {
 }
 
 
-def check_connections(connections: Iterable[Connection]) -> None:
-    """ConfigError (one line, naming the connection) unless every connection names a registered provider
-    and gives it options it takes."""
+def connection_problems(connections: Iterable[Connection]) -> list[str]:
+    """One line per problem (naming the connection) with a connection's provider, options or secrets:
+    each must name a registered provider, give it options it takes and secrets its scheme can use."""
+    problems = []
     for index, connection in enumerate(connections):
         adapter = ADAPTERS.get(connection.provider)
         if adapter is None:
-            raise ConfigError(
+            problems.append(
                 f"connections[{index}].provider: unknown provider {connection.provider!r} "
                 f"(known: {', '.join(sorted(ADAPTERS))})"
             )
-        problem = adapter.validate_options(connection)
-        if problem:
-            raise ConfigError(f"connections[{index}] ({connection.key}): {problem}")
+            continue
+        found = (adapter.validate_options(connection), adapter.validate_secrets(connection))
+        problems += [f"connections[{index}] ({connection.key}): {problem}" for problem in found if problem]
+    return problems
 
 
-__all__ = ["ADAPTERS", "ParseFailed", "ProviderAdapter", "VerificationFailed", "WebhookRequest", "check_connections"]
+__all__ = ["ADAPTERS", "ParseFailed", "ProviderAdapter", "VerificationFailed", "WebhookRequest", "connection_problems"]

@@ -170,6 +170,13 @@ class ProviderAdapter(abc.ABC):
             return f"options.{where}: {message}" if where else f"options: {message}"
         return None
 
+    def validate_secrets(self, connection: Connection) -> str | None:
+        """A one-line problem with the connection's secrets, naming the one (`secrets[1]: ...`) and never
+        quoting it, or None (called at start). Only schemes whose secrets have a shape of their own (a
+        public key, an encoded key) say more: an auth token or a signing key is any non-empty string, and
+        the schema refuses an empty one."""
+        return None
+
     # Per-connection answers; the class attributes are the defaults (the mapping adapter's come from
     # each connection's options).
     def acknowledgement_for(self, connection: Connection) -> tuple[str, str]:

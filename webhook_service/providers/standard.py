@@ -17,17 +17,22 @@ Body:
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
+from webhook_service.config.model import Connection
 from webhook_service.model.events import MediaRef, MessageEvent, StatusEvent
 from webhook_service.model.statuses import CANONICAL
 from webhook_service.providers.base import ProviderAdapter, VerificationFailed, WebhookRequest
 from webhook_service.providers.fields import as_utc, invalid_payload
 from webhook_service.providers.signatures import check_timestamp, constant_time_equal, decode_base64, require_header
+
+SECRET_PREFIX = "whsec_"
 
 
 class _Payload(BaseModel):
@@ -107,6 +112,12 @@ class StandardAdapter(ProviderAdapter):
                 return
         raise VerificationFailed("invalid_signature", "no webhook-signature matches a configured secret")
 
+    def validate_secrets(self, connection: Connection) -> str | None:
+        for index, secret in enumerate(connection.secrets):
+            if not _key(secret):
+                return f"secrets[{index}]: not a Standard Webhooks secret (whsec_ and the base64 of the key)"
+        return None
+
     def parse(self, request: WebhookRequest, connection) -> list:
         try:
             envelope = _Envelope.model_validate(request.json_object())
@@ -143,3 +154,16 @@ class StandardAdapter(ProviderAdapter):
                 occurred_at=as_utc(message.occurred_at),
             )
         ]
+
+
+def _key(secret: str) -> bytes:
+    """The key a secret holds as the standardwebhooks library reads it, b"" when it holds none. The
+    library takes it with or without "whsec_" and with or without base64's padding, but decodes the rest
+    leniently: a character outside the base64 alphabet (url-safe base64's "-" and "_", a space) is
+    skipped, and it would sign with a key other than the one written. So the rest is decoded strictly
+    here; the library raises only for an empty key and for a length base64 cannot have."""
+    encoded = secret.removeprefix(SECRET_PREFIX)
+    try:
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return b""

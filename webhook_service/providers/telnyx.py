@@ -23,7 +23,7 @@ Mapping:
 Verification: `telnyx-signature-ed25519` (base64 of 64 bytes) is the Ed25519 signature of
 "{telnyx-timestamp}|{raw body}" under the account's public key; the timestamp must be within 300 s.
 Connection secrets are the base64 public keys shown in the Telnyx portal (rotation: list both); a secret
-that is not a 32-byte base64 key can match nothing and is skipped.
+that is not a 32-byte base64 key, or is one of small order, is refused at start.
 
 Media links are public and short-lived: no credentials are needed, and the worker fetches them at once.
 
@@ -75,6 +75,7 @@ SIGNATURE_HEADER = "telnyx-signature-ed25519"
 TIMESTAMP_HEADER = "telnyx-timestamp"
 ED25519_SIGNATURE_BYTES = 64
 ED25519_PUBLIC_KEY_BYTES = 32
+_KEY_SHAPE = "the portal shows the account's Ed25519 public key as the base64 of 32 bytes"
 # edwards25519: the field prime, and the y coordinates of its points of order 1, 2, 4 and 8.
 _FIELD_PRIME = 2**255 - 19
 _ORDER_8_Y = 0x7A03AC9277FDC74EC6CC392CFA53202A0F67100D760B3CBA4FD84D3D706A17C7
@@ -143,15 +144,26 @@ class TelnyxAdapter(ProviderAdapter):
         check_timestamp(timestamp, request, self.tolerance(connection), TIMESTAMP_HEADER)
         signed_content = timestamp.encode() + b"|" + request.body
         for secret in connection.secrets:
-            public_key = _public_key(secret)
-            if public_key is None:
-                continue  # not a key at all: it can match nothing, the others still may
+            try:
+                public_key = _public_key(secret)
+            except ValueError:
+                # Not a key at all: the settings refuse such a secret (validate_secrets), but a connection
+                # made without them may hold one. It can match nothing; the others still may.
+                continue
             try:
                 public_key.verify(signature, signed_content)
             except InvalidSignature:
                 continue
             return
         raise VerificationFailed("invalid_signature", f"{SIGNATURE_HEADER} matches no configured public key")
+
+    def validate_secrets(self, connection: Connection) -> str | None:
+        for index, secret in enumerate(connection.secrets):
+            try:
+                _public_key(secret)
+            except ValueError as error:
+                return f"secrets[{index}]: not a Telnyx public key: {error}"
+        return None
 
     def parse(self, request: WebhookRequest, connection: Connection) -> list[Event]:
         try:
@@ -206,17 +218,17 @@ def _event_id(event: _Event, recipient: _Address, *, several: bool) -> str | Non
     return f"{event.id}:{recipient.phone_number}" if several else event.id
 
 
-def _public_key(secret: str) -> Ed25519PublicKey | None:
+def _public_key(secret: str) -> Ed25519PublicKey:
+    """The public key a secret holds; ValueError saying why it holds none (without quoting it)."""
     try:
         raw = base64.b64decode(secret.strip(), validate=True)
     except (binascii.Error, ValueError):
-        return None
-    if len(raw) != ED25519_PUBLIC_KEY_BYTES or _has_small_order(raw):
-        return None
-    try:
-        return Ed25519PublicKey.from_public_bytes(raw)
-    except ValueError:
-        return None
+        raise ValueError(f"not base64 ({_KEY_SHAPE})") from None
+    if len(raw) != ED25519_PUBLIC_KEY_BYTES:
+        raise ValueError(f"the base64 of {len(raw)} bytes ({_KEY_SHAPE})")
+    if _has_small_order(raw):
+        raise ValueError("a key of small order, under which forged signatures verify (a placeholder?)")
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def _has_small_order(raw: bytes) -> bool:

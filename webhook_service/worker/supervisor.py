@@ -31,7 +31,7 @@ _HEALTHY_SECONDS = 60.0
 _FIRST_RESTART_DELAY = 1.0
 _MAX_RESTART_DELAY = 30.0
 # After passing on a stop signal: huey finishes running downloads first (graceful), so this is long.
-_STOP_TIMEOUT = 90.0
+STOP_TIMEOUT = 90.0
 _POLL_SECONDS = 0.2
 # How a consumer ends on a configuration it cannot use (cli/main.py, as click's usage errors): starting it
 # again would fail the same way, so the worker stops with that code instead.
@@ -89,7 +89,7 @@ class _Child:
 class WorkerProcesses:
     """Runs one consumer process per share of threads until a stop signal, then stops them all."""
 
-    def __init__(self, shares: list[int], *, stop_timeout: float = _STOP_TIMEOUT):
+    def __init__(self, shares: list[int], *, stop_timeout: float = STOP_TIMEOUT):
         self._children = [
             _Child(index, threads, child_command(threads, periodic=index == 0)) for index, threads in enumerate(shares)
         ]
