@@ -1,13 +1,16 @@
-"""The commands' fixture: `run("prune", "--days", "7")` invokes the real click command configured like
-the test app (`settings`), so the command and the app share one database."""
+"""The commands' fixtures: `run("prune", "--days", "7")` invokes the real click command configured like
+the test app (`settings`), so the command and the app share one database; `empty_database_url` is a
+database no migration has touched, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.fixtures.services import own_postgres_database
 from webhook_service.cli.main import cli
 
 
@@ -29,3 +32,13 @@ def run(settings, monkeypatch):
         return CliRunner().invoke(cli, list(arguments), input=input, catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request, tmp_path) -> Iterator[str]:
+    """SQLite's: a file not made yet (connecting makes it)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    with own_postgres_database("wsvc_migrate") as url:
+        yield url

@@ -79,6 +79,25 @@ def test_a_bad_value_read_through_env_names_that_variable(check_config):
     assert "port (from the environment variable SERVICE_PORT): Input should be a valid integer" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("not a url", "not a database URL"),  # was a traceback (SQLAlchemy's ArgumentError)
+        ("mysql://u:secret@db/x", "unsupported database 'mysql://'"),  # passed, and `migrate` failed
+    ],
+)
+def test_a_database_url_the_service_cannot_use_is_a_problem_like_any_other(check_config, url, problem):
+    result = check_config(DATABASE_URL=url)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"configuration error: database_url (from the environment variable DATABASE_URL): {problem}: use "
+        "sqlite:///FILE or postgresql://USER:PASSWORD@HOST:PORT/DATABASE (or postgres://, postgresql+psycopg://)\n"
+    )
+    # And every command stops on it with the same line.
+    migrate = CliRunner().invoke(cli, ["migrate"], catch_exceptions=False)
+    assert (migrate.exit_code, migrate.stderr) == (2, result.stderr)
+
+
 def test_every_problem_is_listed(check_config):
     result = check_config("colour = 'blue'\nport = 0\n[media]\njpeg_quality = 101\n")
     assert result.exit_code == 2

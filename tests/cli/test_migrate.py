@@ -3,28 +3,16 @@ nothing when it is up to date, and a clear refusal for a database a newer versio
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import sqlalchemy as sa
 from alembic import command
 from click.testing import CliRunner, Result
 
-from tests.fixtures.services import own_postgres_database
 from tests.support.migrations import REVISIONS, migrations
 from webhook_service.cli.main import cli
 from webhook_service.database.migrate import alembic_config
 
 HEAD = REVISIONS[-1]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database_url(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
-        return
-    with own_postgres_database("wsvc_migrate") as url:
-        yield url
 
 
 @pytest.fixture

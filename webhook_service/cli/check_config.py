@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -16,7 +15,9 @@ from storage import StorageError, StorageUnavailable
 from webhook_service.cli.output import plural
 from webhook_service.config.model import ConfigError, Settings
 from webhook_service.config.sources import unread_variables
+from webhook_service.database.engine import database_file
 from webhook_service.database.migrate import schema_state
+from webhook_service.database.outage import driver_error, first_line
 from webhook_service.runtime import Runtime, problems_found_at_start
 from webhook_service.settings import checked_settings
 
@@ -94,11 +95,10 @@ def _connect(settings: Settings) -> bool:
 
 
 def _check_database(settings: Settings) -> str:
-    url = sa.engine.make_url(settings.effective_database_url)
-    new_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-    if new_file and not Path(str(url.database)).exists():
+    file = database_file(settings.effective_database_url)
+    if file is not None and not file.exists():
         # Connecting would create an empty file, and a check should change nothing.
-        raise _NotReady(f"no database file at {url.database} yet: run `webhook-service migrate`")
+        raise _NotReady(f"no database file at {file} yet: run `webhook-service migrate`")
     state = schema_state(settings.effective_database_url)
     if state.current is None:
         raise _NotReady("reachable, but it has no schema yet: run `webhook-service migrate`")
@@ -129,7 +129,5 @@ def _check_queue(runtime: Runtime) -> str:
 def _reason(error: Exception) -> str:
     if isinstance(error, _NotReady):
         return str(error)
-    # The driver's own words (the SQLAlchemy wrapper adds the statement and a link).
-    cause = error.orig if isinstance(error, sa.exc.DBAPIError) and error.orig is not None else error
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0] if text else 'no detail'}"
+    cause = driver_error(error)
+    return f"{type(cause).__name__}: {first_line(cause)}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from webhook_service.cli.context import command_runtime
+from webhook_service.cli.context import service_runtime
 from webhook_service.observability import metrics
 from webhook_service.observability.logs import log
 from webhook_service.observability.metrics_sharing import MULTIPROCESS_VARIABLE
@@ -26,7 +26,7 @@ logger = logging.getLogger("webhook_service.worker")
 @click.option("--supervised", is_flag=True, help="Started by a worker supervisor: stop when it is gone.")
 def consume(threads: int, no_periodic: bool, supervised: bool) -> None:
     """One consumer process: downloads and deliveries on `threads` threads until stopped."""
-    runtime = command_runtime()
+    runtime = service_runtime()
     # huey starts its process over (SIGHUP: a graceful stop, then exec of `python *sys.argv`) with what
     # started it; as `python -m webhook_service.cli` that would be the module's file run as a script.
     sys.argv = ["-m", "webhook_service.cli", *sys.argv[1:]]

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 
 import click
 
+from webhook_service.cli.failures import ConfigurationFailure, database_failure
 from webhook_service.config.model import ConfigError
 
 # Command name -> "module:attribute" of its click command, loaded on first use.
@@ -57,13 +57,27 @@ class LazyGroup(click.Group):
         command: click.Command = getattr(importlib.import_module(module_name), attribute)
         return command
 
+    def invoke(self, ctx: click.Context) -> object:
+        """Every command's failures for reasons outside it, each as its one line (failures.py)."""
+        try:
+            return super().invoke(ctx)
+        except ConfigError as error:
+            raise ConfigurationFailure(error) from None
+        except Exception as error:
+            failure = database_failure(error)
+            if failure is None:
+                raise
+            raise failure from None
+
 
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="webhook-service")
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False),
+    # Checked here, so that a path that is not there is said to be --config's, not the variable's it is
+    # passed on in.
+    type=click.Path(exists=True, dir_okay=False),
     help="TOML configuration file (default: $WEBHOOK_SERVICE_CONFIG).",
 )
 def cli(config_path: str | None) -> None:
@@ -73,8 +87,4 @@ def cli(config_path: str | None) -> None:
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=True)
-    except ConfigError as error:
-        click.echo(f"configuration error: {error}", err=True)
-        sys.exit(2)
+    cli(standalone_mode=True)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import http.client
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -11,22 +15,27 @@ import time
 from collections.abc import Sequence
 
 import click
+from gunicorn.util import is_ipv6
 
+from webhook_service.cli.failures import CannotListen
 from webhook_service.cli.output import plural
 from webhook_service.cli.web import GUNICORN_COMMAND
+from webhook_service.config.model import ConfigError, Settings
 from webhook_service.database.migrate import UnknownRevision, migrate
 from webhook_service.parent_death import end_with_parent
+from webhook_service.runtime import problems_found_at_start
 from webhook_service.settings import load_settings
 from webhook_service.worker.supervisor import STOP_TIMEOUT, split_threads
 
 
 @click.command()
 @click.option("--host", help="Interface to listen on (default: settings.host, 127.0.0.1).")
-@click.option("--port", type=int, help="Port to listen on (default: settings.port, 8000).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default: settings.port, 8000).")
 def run(host: str | None, port: int | None) -> None:
     """Migrate the database, then run web and worker together until interrupted."""
-    settings = load_settings()
-    host, port = host or settings.host, port or settings.port
+    settings = _startable_settings(host, port)
+    host, port = settings.host, settings.port
+    _refuse_unless_free(host, port)
     migrate(settings.effective_database_url)
     # Each of web and worker sets up where its processes' metrics go itself (metrics_sharing.py).
     environment = dict(os.environ, HOST=host, PORT=str(port))
@@ -113,14 +122,65 @@ def _exit_description(code: int) -> str:
     return f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
 
 
+def _startable_settings(host: str | None, port: int | None) -> Settings:
+    """The settings web and worker will run with (the host and port given here included), checked once
+    here as each of them would check them as it starts: a problem is then said once, before anything
+    starts, not by every gunicorn worker and the worker after "listening"."""
+    given = {name: value for name, value in (("host", host), ("port", port)) if value is not None}
+    settings = load_settings(overrides=given)
+    problems = problems_found_at_start(settings)
+    if problems:
+        more = f" (and {len(problems) - 1} more: check-config lists them)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more, problems)
+    return settings
+
+
+def _refuse_unless_free(host: str, port: int) -> None:
+    """Raise CannotListen unless gunicorn will be able to listen on host:port: bound and listened on
+    as gunicorn's own socket is (sock.py: its address family, SO_REUSEADDR), then let go. With
+    SO_REUSEADDR a port whose last connections wait out TIME_WAIT (a service just stopped) is free, as it
+    is for gunicorn; a socket listening there is not, whatever its options (Linux shares a listening
+    port only between sockets that all set SO_REUSEPORT, which gunicorn does not). The listen() matters
+    too: beside a socket that is bound but not listening, such a bind succeeds and listen() fails."""
+    family = socket.AF_INET6 if is_ipv6(host) else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            probe.listen()
+    except OSError as error:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if error.errno == errno.EADDRINUSE:
+            message = f"{where} is already in use: stop what listens there or choose --port"
+        else:  # not an address of this machine (EADDRNOTAVAIL), a name that resolves to none, a port below 1024
+            message = f"cannot listen on {where}: {error.strerror or error}"
+        raise CannotListen(message) from None
+
+
 def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float = 60) -> bool:
+    """Whether the service answers at host:port before `process` (gunicorn) exits or `timeout` passes:
+    GET /healthz answered as the service answers it, 200 and its JSON, with the request id sent here in
+    its X-Request-Id. That a connection is accepted says only that something listens (another program,
+    until the bind check above; gunicorn's master before any worker serves). Asked at the address
+    gunicorn binds (IPv4 unless the host is an IPv6 address), not at each address a name resolves to."""
+    address = host if is_ipv6(host) else socket.gethostbyname(host)
+    request_id = secrets.token_hex(16)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
+        # A request sent while gunicorn's workers still load the app waits in the listen backlog until
+        # one takes it, and is answered the moment one serves: given the time that may take.
+        connection = http.client.HTTPConnection(address, port, timeout=10)
         try:
-            with socket.create_connection((host, port), timeout=0.5):
+            connection.request("GET", "/healthz", headers={"X-Request-Id": request_id})
+            answer = connection.getresponse()
+            ours = answer.status == 200 and answer.getheader("X-Request-Id") == request_id
+            if ours and json.loads(answer.read()) == {"status": "ok"}:
                 return True
-        except OSError:
-            time.sleep(0.2)
+        except (OSError, http.client.HTTPException, ValueError):
+            pass  # not listening yet, or not the service
+        finally:
+            connection.close()
+        time.sleep(0.2)
     return False
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 
 from storage import StorageError
-from webhook_service.cli.context import command_runtime
+from webhook_service.cli.context import service_runtime
 from webhook_service.config.model import Settings
 
 
@@ -19,7 +19,7 @@ def storage_group() -> None:
 @storage_group.command("init")
 def storage_init() -> None:
     """Create the configured bucket or container unless it exists, then check the store can be used."""
-    runtime = command_runtime()
+    runtime = service_runtime()
     where = _described(runtime.settings)
     try:
         created = runtime.blob_store.create_if_missing()

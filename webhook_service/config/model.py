@@ -46,6 +46,36 @@ DEFAULT_ALLOWED_MEDIA_TYPES = (
 )
 
 
+# The databases the service runs on, by a URL's scheme (SQLAlchemy's dialect[+driver]): SQLite, and
+# PostgreSQL through psycopg 3, the driver the service installs (`Settings` makes postgres:// and
+# postgresql:// psycopg's). Another driver or database would fail only when first used.
+DATABASE_URL_SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg"})
+DATABASE_URL_FORMS = (
+    "sqlite:///FILE or postgresql://USER:PASSWORD@HOST:PORT/DATABASE (or postgres://, postgresql+psycopg://)"
+)
+# SQLAlchemy's own pattern (sqlalchemy.engine.url._parse_url; tests/config keeps the two in step), so that a
+# URL passes here when the engine can parse it, without loading SQLAlchemy to read the settings.
+_DATABASE_URL = re.compile(
+    r"""
+        (?P<name>[\w\+]+)://
+        (?:
+            (?P<username>[^:/]*)
+            (?::(?P<password>[^@]*))?
+        @)?
+        (?:
+            (?:
+                \[(?P<ipv6host>[^/\?]+)\] |
+                (?P<ipv4host>[^/:\?]+)
+            )?
+            (?::(?P<port>[^/\?]*))?
+        )?
+        (?:/(?P<database>[^\?]*))?
+        (?:\?(?P<query>.*))?
+    """,
+    re.X,
+)
+
+
 class ConfigError(Exception):
     """A setting is missing or wrong. The message is one line and names the setting; `problems` has a
     line for every one found (`check-config` shows them all)."""
@@ -505,6 +535,8 @@ class Settings(Strict):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
+        if value:
+            _check_database_url(value)
         if value and value.startswith("postgres://"):
             # Heroku-style URLs; SQLAlchemy needs the dialect name and we use psycopg 3.
             value = "postgresql+psycopg://" + value[len("postgres://") :]
@@ -568,6 +600,18 @@ class Settings(Strict):
 
     def tenant(self, tenant_id: str) -> Tenant | None:
         return next((t for t in self.tenants if t.id == tenant_id), None)
+
+
+def _check_database_url(url: str) -> None:
+    """Raise ValueError unless the service can connect with `url`. The messages never repeat the URL,
+    which may hold a password."""
+    parsed = _DATABASE_URL.match(url)
+    if parsed is None:
+        raise ValueError(f"not a database URL: use {DATABASE_URL_FORMS}")
+    if parsed["name"] not in DATABASE_URL_SCHEMES:
+        raise ValueError(f"unsupported database {parsed['name'] + '://'!r}: use {DATABASE_URL_FORMS}")
+    if parsed["port"] is not None and not (parsed["port"].isascii() and parsed["port"].isdigit()):
+        raise ValueError(f"the port {parsed['port']!r} is not a number: use {DATABASE_URL_FORMS}")
 
 
 class _LocatedError(ValueError):

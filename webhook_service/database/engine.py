@@ -62,10 +62,18 @@ def _session_in_utc(dbapi_connection, _record) -> None:
     dbapi_connection.commit()
 
 
+def database_file(url: str) -> Path | None:
+    """The file an SQLite URL names; None for a server's database, or SQLite's in memory."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(str(parsed.database))
+
+
 def _sqlite_engine(url: str) -> sa.Engine:
-    database = sa.engine.make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    file = database_file(url)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None hands transaction control to us (pysqlite's own BEGIN is deferred and
     # would let two writers deadlock on the lock upgrade); we issue BEGIN IMMEDIATE below.
     engine = sa.create_engine(

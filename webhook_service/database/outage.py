@@ -44,6 +44,30 @@ def no_answer(error: BaseException) -> bool:
     return getattr(error.orig, "sqlstate", None) is None
 
 
+def driver_error(error: BaseException) -> BaseException:
+    """The driver's own error inside SQLAlchemy's wrapper (which adds the statement and a link), else
+    `error` itself."""
+    return error.orig if isinstance(error, sa.exc.DBAPIError) and error.orig is not None else error
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of what `error` says (psycopg's go on with hints; SQLAlchemy's with the statement)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else "no detail"
+
+
+def described(error: BaseException, url: str) -> str:
+    """One of UNAVAILABLE_ERRORS in a line for an operator: the database (its password hidden) and the
+    driver's reason. Connecting failed (or a commit, which also finds a lost connection) when the error
+    came with no statement; otherwise the database answered a statement with an error of its own
+    (SQLite's `database is locked`, a statement cancelled by statement_timeout)."""
+    where = sa.engine.make_url(url).render_as_string()  # hide_password: "***"
+    reason = first_line(driver_error(error))
+    if isinstance(error, sa.exc.DBAPIError) and error.statement is not None:
+        return f"the database failed a statement ({where}): {reason}"
+    return f"the database could not be reached ({where}): {reason}"
+
+
 class OutageHold:
     def __init__(self, seconds: float = OUTAGE_HOLD_SECONDS, *, clock: Callable[[], float] = time.monotonic):
         self._seconds = seconds
