@@ -11,9 +11,11 @@ removed before draining, a full disk, the same webhook spooled twice, a drain th
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -388,3 +390,53 @@ class TestBadInput:
         runtime.settings.spool_dir.write_bytes(b"not a directory")
         response = post_standard(down.client, inbound_body("m-nowhere"))
         assert response.status_code == 503 and response.headers["Retry-After"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+class TestWritesThatTimeOut:
+    """A database that answers but cannot take a spooled request's write (a statement cancelled by
+    statement_timeout behind a lock; on SQLite a locked file stops the request log's row too, so nothing
+    is written there either way)."""
+
+    @pytest.fixture
+    def settings_overrides(self):
+        return {"database": {"statement_timeout_seconds": 0.5}}
+
+    @contextlib.contextmanager
+    def _writes_time_out(self, settings) -> Iterator[None]:
+        """Writes to raw_requests wait for a lock past statement_timeout; reads go on."""
+        locker = sa.create_engine(settings.database_url, poolclass=sa.pool.NullPool)
+        try:
+            with locker.begin() as connection:
+                connection.exec_driver_sql("LOCK TABLE raw_requests IN EXCLUSIVE MODE")
+                yield
+        finally:
+            locker.dispose()
+
+    def test_a_drain_that_cannot_write_a_request_does_not_log_it_as_answered_503(self, down, runtime, settings):
+        """The request was answered 200 when it was spooled: the request log (and the overview's counts)
+        must say so once it is stored, not that it was refused at each pass that could not store it."""
+        response = post_standard(down.client, inbound_body("m-timeout"))
+        assert response.status_code == 200
+        with self._writes_time_out(settings):
+            for _ in range(2):  # two of the drainer's passes, a second apart
+                assert drain(runtime).outcomes == {}
+        assert drain(runtime).outcomes == {"accepted": 1}
+        with runtime.db.reading() as session:
+            rows = session.execute(sa.select(RequestLogEntry.outcome, RequestLogEntry.http_status)).all()
+        assert [tuple(row) for row in rows] == [("accepted", 200)]
+
+    def test_an_operator_replay_that_cannot_be_written_is_answered_503_not_spooled(self, client, runtime, settings):
+        """The operator is there to see the 503 and replay again; spooled, the replay would be reported as
+        done (the entry resolved) before anything was stored."""
+        post_standard(client, inbound_body("m-replayed"), secret="wrong")  # refused, kept in quarantine
+        with runtime.db.reading() as session:
+            entry_id = session.scalars(sa.select(QuarantinedRequest.id)).one()
+        with self._writes_time_out(settings):
+            result = runtime.intake.replay(entry_id, trust=True)
+        assert result is not None and (result.status, result.outcome) == (503, "unavailable")
+        assert spool_files(runtime) == []
+        with runtime.db.reading() as session:
+            assert session.get(QuarantinedRequest, entry_id).resolution is None
+            replay_row = session.scalars(sa.select(RequestLogEntry).where(RequestLogEntry.replay_of == entry_id)).one()
+        assert (replay_row.outcome, replay_row.http_status) == ("unavailable", 503)
