@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 import pytest
 import sqlalchemy as sa
 
-from tests.fixtures.app import USER_A, base_test_config
+from tests.fixtures.app import TENANT_A, TENANT_B, USER_A, base_test_config
 from tests.providers.security_suite import count
 from tests.support.scratch_space import fill_scratch_space
 from tests.support.small_filesystem import small_filesystem
@@ -324,6 +324,28 @@ class TestBadInput:
                 entry.id,
             )
             assert logged.request_id == entry.request_id and logged.body_bytes == len(body)
+        finally:
+            reconfigured.close()
+
+    def test_a_request_whose_connection_moved_to_another_tenant_is_quarantined(self, down, settings):
+        """Tenant A's connection is given to tenant B before the drain: stored through the connection as it
+        is now, A's message would be B's. It is kept in quarantine under A, for an operator to decide."""
+        response = post_standard(down.client, inbound_body("m-moved"))
+        assert response.status_code == 200
+        moved = [
+            {**connection, "tenant": TENANT_B} if connection["name"] == "main" else connection
+            for connection in settings.model_dump(mode="json")["connections"]
+        ]
+        reconfigured = runtime_like(settings, connections=moved)
+        try:
+            assert drain(reconfigured).outcomes == {"quarantined": 1}
+            assert count(reconfigured, Message) == count(reconfigured, RawRequest) == 0
+            with reconfigured.db.reading() as session:
+                entry = session.scalars(sa.select(QuarantinedRequest)).one()
+                [logged] = session.scalars(sa.select(RequestLogEntry)).all()
+            assert (entry.reason_code, entry.tenant_id, entry.http_status) == ("tenant_changed", TENANT_A, 200)
+            assert f"now belongs to tenant {TENANT_B}, not to tenant {TENANT_A}" in entry.reason
+            assert (logged.tenant_id, logged.outcome, logged.quarantine_id) == (TENANT_A, "quarantined", entry.id)
         finally:
             reconfigured.close()
 
