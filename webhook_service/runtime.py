@@ -62,7 +62,11 @@ class Runtime:
         self.quarantine = Quarantine(self.db, QuarantineBudget(settings.quarantine_max_bytes))
         # Made lazily: nothing is written under data_dir until a request is spooled.
         self.spool = (
-            RequestSpool(settings.spool_dir, max_bytes=settings.spool_max_bytes) if settings.spool_max_bytes else None
+            RequestSpool(
+                settings.spool_dir, max_bytes=settings.spool_max_bytes, max_body_bytes=settings.webhook_max_body_bytes
+            )
+            if settings.spool_max_bytes
+            else None
         )
         self.intake = Intake(
             self.db,

@@ -5,27 +5,30 @@ through the intake's own path, with its own arrival time and request id, once.
 Each test has two runtimes over one data directory (so one spool): `down`, whose database refuses every
 connection (a PostgreSQL port nothing listens on), receives the webhooks; `runtime`, on the test's real
 SQLite or PostgreSQL database, drains them, as a process of the same host does once the database is
-back. The bad inputs the spool must survive are here too: a record cut off by a crash, a connection
+back (tests/support/spool.py). The bad inputs the spool must survive are here too: a record cut off by a crash, a connection
 removed before draining, a full disk, the same webhook spooled twice, a drain that starts over."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
 
-from tests.fixtures.app import USER_A, base_test_config
-from tests.fixtures.services import free_port
+from tests.fixtures.app import TENANT_A, TENANT_B, USER_A, base_test_config
 from tests.providers.security_suite import count
 from tests.support.scratch_space import fill_scratch_space
 from tests.support.small_filesystem import small_filesystem
+from tests.support.spool import drain, runtime_like, spool_files, spooled_request, unreachable_database_url
 from tests.support.standard import inbound_body, post_standard, standard_headers, status_body
 from tests.support.twilio import inbound_params
 from tests.support.unsigned_connections import unsigned_connections
@@ -39,11 +42,9 @@ from webhook_service.database.tables import (
     RequestLogEntry,
     StatusEventRow,
 )
-from webhook_service.intake.message_store import RawRequestRecord
-from webhook_service.intake.spool_format import FILE_HEADER_BYTES, FILE_MAGIC, SpooledRequest, encode
+from webhook_service.intake.spool_format import FILE_HEADER_BYTES, FILE_MAGIC, encode
 from webhook_service.providers import ADAPTERS
 from webhook_service.runtime import Runtime
-from webhook_service.settings import load_settings
 
 AUTH_A = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()).decode()}
 # The development connections of every other adapter (standard/open is in the base configuration).
@@ -55,50 +56,27 @@ def settings_overrides(tmp_path) -> dict:
     return {"connections": [*base_test_config(tmp_path, "")["connections"], *UNSIGNED]}
 
 
-def _runtime_like(settings, **changes) -> Runtime:
-    """Another process of the same host: the same data directory (so the same spool), other settings."""
-    return Runtime(load_settings(environ={}, overrides={**settings.model_dump(mode="json"), **changes}))
-
-
-@pytest.fixture
-def down(settings):
-    """The service while its database refuses every connection."""
-    runtime = _runtime_like(settings, database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing")
-    yield SimpleNamespace(runtime=runtime, client=create_app(runtime=runtime).test_client())
-    runtime.close()
-
-
 SMALL_SPOOL_BYTES = 4000
 
 
 @pytest.fixture
 def small_spool(settings):
     """The service while its database refuses every connection, with room in its spool for a few requests."""
-    runtime = _runtime_like(
-        settings,
-        spool_max_bytes=SMALL_SPOOL_BYTES,
-        database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing",
-    )
+    runtime = runtime_like(settings, spool_max_bytes=SMALL_SPOOL_BYTES, database_url=unreachable_database_url())
     yield SimpleNamespace(runtime=runtime, client=create_app(runtime=runtime).test_client())
     runtime.close()
 
 
-def _drain(runtime: Runtime):
-    assert runtime.spool_drainer is not None
-    report = runtime.spool_drainer.drain()
-    assert report is not None
-    return report
+def _spool_file(runtime: Runtime) -> Path:
+    """The spool's one file (these tests spool less than a segment)."""
+    [path] = spool_files(runtime)
+    return path
 
 
-def _spool_file(runtime: Runtime):
-    assert runtime.spool is not None
-    return runtime.spool.path
-
-
-def _as_a_killed_drainer_left_it(runtime: Runtime, saved: bytes) -> None:
+def _as_a_killed_drainer_left_it(runtime: Runtime, path: Path, saved: bytes) -> None:
     """The spool file as it was before a drain, and nothing noted as drained: a drainer killed after
     storing everything, before noting any of it."""
-    _spool_file(runtime).write_bytes(saved)
+    path.write_bytes(saved)
     runtime.spool.mark_drained(saved[len(FILE_MAGIC) : FILE_HEADER_BYTES], FILE_HEADER_BYTES)
 
 
@@ -146,7 +124,7 @@ class TestSpooling:
         request_id = response.headers["X-Request-Id"]
         assert count(runtime, Message) == 0 and _spool_file(runtime).exists()
 
-        report = _drain(runtime)
+        report = drain(runtime)
         assert report.outcomes == {"accepted": 1} and report.finished
         [raw] = _raw_requests(runtime)
         assert raw.request_id == request_id and raw.body == body
@@ -157,9 +135,9 @@ class TestSpooling:
             assert session.scalars(sa.select(Attachment.status)).all() == ["pending"]
             assert session.scalars(sa.select(FeedEvent.type)).all() == ["message.received"]
         # Stored means gone from the spool: the file is removed, and nothing is left to drain.
-        assert not _spool_file(runtime).exists()
+        assert spool_files(runtime) == []
         assert runtime.spool.status().depth == 0
-        assert _drain(runtime).outcomes == {}
+        assert drain(runtime).outcomes == {}
 
     @pytest.mark.parametrize("provider", sorted(ACKNOWLEDGED))
     def test_the_acknowledgement_is_the_one_the_provider_gets_for_a_stored_webhook(self, provider, down, client):
@@ -178,9 +156,9 @@ class TestSpooling:
             else connection
             for connection in settings.model_dump(mode="json")["connections"]
         ]
-        rotated = _runtime_like(settings, connections=connections)
+        rotated = runtime_like(settings, connections=connections)
         try:
-            assert _drain(rotated).outcomes == {"accepted": 1}
+            assert drain(rotated).outcomes == {"accepted": 1}
             assert _stored_message_ids(rotated) == ["m-verified"]
         finally:
             rotated.close()
@@ -189,7 +167,7 @@ class TestSpooling:
         ids = [f"m-order-{n}" for n in range(6)]
         for message_id in ids:
             assert post_standard(down.client, inbound_body(message_id)).status_code == 200
-        assert _drain(runtime).outcomes == {"accepted": 6}
+        assert drain(runtime).outcomes == {"accepted": 6}
         assert _stored_message_ids(runtime) == ids
         times = [raw.received_at for raw in _raw_requests(runtime)]
         assert times == sorted(times)
@@ -203,7 +181,7 @@ class TestSpooling:
                 "/webhooks/standard/main", data=body, headers=headers, content_type="application/json"
             )
             assert response.status_code == 200
-        assert _drain(runtime).outcomes == {"accepted": 1, "duplicate": 1}
+        assert drain(runtime).outcomes == {"accepted": 1, "duplicate": 1}
         for table in (Message, RawRequest, Attachment, FeedEvent):
             assert count(runtime, table) == 1, table
 
@@ -220,25 +198,26 @@ class TestSpooling:
             content_type="application/json",
         )
         assert response.status_code == 200
-        saved = _spool_file(runtime).read_bytes()
-        assert _drain(runtime).outcomes == {"accepted": 4}
+        path = _spool_file(runtime)
+        saved = path.read_bytes()
+        assert drain(runtime).outcomes == {"accepted": 4}
         stored = {table: count(runtime, table) for table in (RawRequest, Message, StatusEventRow, FeedEvent)}
         assert stored[RawRequest] == 4
 
-        _as_a_killed_drainer_left_it(runtime, saved)
-        assert _drain(runtime).outcomes == {"duplicate": 4}
+        _as_a_killed_drainer_left_it(runtime, path, saved)
+        assert drain(runtime).outcomes == {"duplicate": 4}
         assert {table: count(runtime, table) for table in stored} == stored
 
     def test_a_drain_while_the_database_is_still_down_loses_nothing(self, down, runtime, caplog):
         caplog.set_level(logging.INFO, logger="webhook_service")
         assert post_standard(down.client, inbound_body("m-wait")).status_code == 200
-        assert _drain(down.runtime).outcomes == {}
+        assert drain(down.runtime).outcomes == {}
         assert down.runtime.spool.status().depth == 1
         # The log says what waits, and since when.
         [waiting] = [r.fields for r in caplog.records if r.getMessage() == "spool_waiting"]
         assert waiting["depth"] == 1 and waiting["oldest_age_seconds"] > 0 and waiting["bytes"] > 0
 
-        assert _drain(runtime).outcomes == {"accepted": 1}
+        assert drain(runtime).outcomes == {"accepted": 1}
         [drained] = [r.fields for r in caplog.records if r.getMessage() == "spool_drained"]
         assert (drained["outcomes"], drained["depth_before"], drained["depth"]) == ({"accepted": 1}, 1, 0)
         [stored] = [r.fields for r in caplog.records if r.getMessage() == "spooled_request_stored"]
@@ -249,7 +228,7 @@ class TestSpooling:
         with down.runtime.spool.drain_turn() as mine:
             assert mine
             assert runtime.spool_drainer.drain() is None  # another process (here: runtime) drains
-        assert _drain(runtime).outcomes == {"accepted": 1}
+        assert drain(runtime).outcomes == {"accepted": 1}
 
     def test_readyz_and_metrics_report_the_spool(self, down, runtime):
         for message_id in ("m-ready-1", "m-ready-2"):
@@ -263,15 +242,13 @@ class TestSpooling:
         assert body["spool"]["oldestAgeSeconds"] > 0 and body["spool"]["bytes"] > FILE_HEADER_BYTES
         metrics = down.client.get("/metrics").get_data(as_text=True)
         assert "webhook_spool_depth 2.0" in metrics
-        _drain(runtime)
+        drain(runtime)
         after = down.client.get("/readyz").get_json()["spool"]
         assert (after["depth"], after["oldestAgeSeconds"], after["bytes"]) == (0, 0, 0)
         assert "webhook_spool_depth 0.0" in down.client.get("/metrics").get_data(as_text=True)
 
     def test_without_a_spool_an_outage_is_a_503(self, settings):
-        off = _runtime_like(
-            settings, spool_max_bytes=0, database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing"
-        )
+        off = runtime_like(settings, spool_max_bytes=0, database_url=unreachable_database_url())
         try:
             client = create_app(runtime=off).test_client()
             response = post_standard(client, inbound_body("m-off"))
@@ -285,23 +262,7 @@ class TestSpooling:
 class TestBadInput:
     def _torn_record(self, message_id: str) -> bytes:
         """The first half of a record, as a writer killed in the middle of its write leaves it."""
-        record = encode(
-            SpooledRequest(
-                provider="standard",
-                connection="main",
-                tenant="t",
-                record=RawRequestRecord(
-                    request_id="torn",
-                    method="POST",
-                    url="http://x/webhooks/standard/main",
-                    headers=[],
-                    body=inbound_body(message_id),
-                    remote_addr=None,
-                    received_at=datetime.now(UTC),
-                ),
-                spooled_at=datetime.now(UTC),
-            )
-        )
+        record = encode(spooled_request(message_id, request_id="torn"))
         return record[: len(record) // 2]
 
     def test_a_record_cut_off_by_a_crash_is_set_aside_and_the_rest_drains(self, down, runtime, caplog):
@@ -314,7 +275,7 @@ class TestBadInput:
         assert post_standard(down.client, inbound_body("m-after")).status_code == 200
         assert runtime.spool.status().depth == 2
 
-        report = _drain(runtime)
+        report = drain(runtime)
         assert report.outcomes == {"accepted": 2} and report.set_aside == 1 and report.finished
         assert _stored_message_ids(runtime) == ["m-before", "m-after"]
         [kept] = list((runtime.settings.spool_dir / "damaged").iterdir())
@@ -327,23 +288,24 @@ class TestBadInput:
         torn = self._torn_record("m-torn-tail")
         with _spool_file(runtime).open("ab") as spool_file:
             spool_file.write(torn)
-        report = _drain(runtime)
+        report = drain(runtime)
         assert report.outcomes == {"accepted": 1} and report.set_aside == 1 and report.finished
         assert _stored_message_ids(runtime) == ["m-last"]
-        assert not _spool_file(runtime).exists()
+        assert spool_files(runtime) == []
 
     def test_a_request_whose_connection_was_removed_is_quarantined_with_that_reason(self, down, settings):
         body = inbound_body("m-orphan")
         response = post_standard(down.client, body)
         assert response.status_code == 200
         remaining = [c for c in settings.model_dump(mode="json")["connections"] if c["name"] != "main"]
-        reconfigured = _runtime_like(settings, connections=remaining)
+        reconfigured = runtime_like(settings, connections=remaining)
         try:
-            saved = _spool_file(reconfigured).read_bytes()
-            assert _drain(reconfigured).outcomes == {"quarantined": 1}
+            path = _spool_file(reconfigured)
+            saved = path.read_bytes()
+            assert drain(reconfigured).outcomes == {"quarantined": 1}
             # A drainer killed before noting so: the request is in quarantine once.
-            _as_a_killed_drainer_left_it(reconfigured, saved)
-            assert _drain(reconfigured).outcomes == {"duplicate": 1}
+            _as_a_killed_drainer_left_it(reconfigured, path, saved)
+            assert drain(reconfigured).outcomes == {"duplicate": 1}
             assert count(reconfigured, Message) == 0
             with reconfigured.db.reading() as session:
                 entry = session.scalars(sa.select(QuarantinedRequest)).one()
@@ -351,7 +313,7 @@ class TestBadInput:
             assert entry.body == body and entry.request_id == response.headers["X-Request-Id"]
             assert entry.http_status == 200  # what the provider was answered
             assert "standard/main is no longer configured" in entry.reason
-            assert not _spool_file(reconfigured).exists()
+            assert spool_files(reconfigured) == []
             # The operator finds it in the request log too, once, with its quarantine entry.
             with reconfigured.db.reading() as session:
                 [logged] = session.scalars(sa.select(RequestLogEntry)).all()
@@ -362,6 +324,28 @@ class TestBadInput:
                 entry.id,
             )
             assert logged.request_id == entry.request_id and logged.body_bytes == len(body)
+        finally:
+            reconfigured.close()
+
+    def test_a_request_whose_connection_moved_to_another_tenant_is_quarantined(self, down, settings):
+        """Tenant A's connection is given to tenant B before the drain: stored through the connection as it
+        is now, A's message would be B's. It is kept in quarantine under A, for an operator to decide."""
+        response = post_standard(down.client, inbound_body("m-moved"))
+        assert response.status_code == 200
+        moved = [
+            {**connection, "tenant": TENANT_B} if connection["name"] == "main" else connection
+            for connection in settings.model_dump(mode="json")["connections"]
+        ]
+        reconfigured = runtime_like(settings, connections=moved)
+        try:
+            assert drain(reconfigured).outcomes == {"quarantined": 1}
+            assert count(reconfigured, Message) == count(reconfigured, RawRequest) == 0
+            with reconfigured.db.reading() as session:
+                entry = session.scalars(sa.select(QuarantinedRequest)).one()
+                [logged] = session.scalars(sa.select(RequestLogEntry)).all()
+            assert (entry.reason_code, entry.tenant_id, entry.http_status) == ("tenant_changed", TENANT_A, 200)
+            assert f"now belongs to tenant {TENANT_B}, not to tenant {TENANT_A}" in entry.reason
+            assert (logged.tenant_id, logged.outcome, logged.quarantine_id) == (TENANT_A, "quarantined", entry.id)
         finally:
             reconfigured.close()
 
@@ -379,7 +363,7 @@ class TestBadInput:
             return parse(request, connection)
 
         monkeypatch.setattr(adapter, "parse", parse_with_a_bug)
-        assert _drain(runtime).outcomes == {"accepted": 2, "quarantined": 1}
+        assert drain(runtime).outcomes == {"accepted": 2, "quarantined": 1}
         assert _stored_message_ids(runtime) == ["m-fine-1", "m-fine-2"]
         with runtime.db.reading() as session:
             entry = session.scalars(sa.select(QuarantinedRequest)).one()
@@ -405,7 +389,7 @@ class TestBadInput:
             if mounted:
                 assert acknowledged, "nothing fit on the volume"
             monkeypatch.undo()
-            report = _drain(runtime)
+            report = drain(runtime)
         # Exactly what was acknowledged is stored: no torn record was left behind by the failed write.
         assert report.set_aside == 0 and report.finished
         assert _stored_message_ids(runtime) == acknowledged
@@ -419,7 +403,7 @@ class TestBadInput:
         reasons = {r.fields["reason"] for r in caplog.records if r.getMessage() == "spool_unavailable"}
         assert reasons == {"spool_full"}
         assert small_spool.client.get("/readyz").status_code == 503  # full, the database down: go elsewhere
-        assert _drain(runtime).outcomes == {"accepted": statuses.count(200)}
+        assert drain(runtime).outcomes == {"accepted": statuses.count(200)}
 
     def test_a_spool_directory_that_cannot_be_made_is_a_503(self, down, runtime):
         data_dir = runtime.settings.data_dir
@@ -428,3 +412,53 @@ class TestBadInput:
         runtime.settings.spool_dir.write_bytes(b"not a directory")
         response = post_standard(down.client, inbound_body("m-nowhere"))
         assert response.status_code == 503 and response.headers["Retry-After"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+class TestWritesThatTimeOut:
+    """A database that answers but cannot take a spooled request's write (a statement cancelled by
+    statement_timeout behind a lock; on SQLite a locked file stops the request log's row too, so nothing
+    is written there either way)."""
+
+    @pytest.fixture
+    def settings_overrides(self):
+        return {"database": {"statement_timeout_seconds": 0.5}}
+
+    @contextlib.contextmanager
+    def _writes_time_out(self, settings) -> Iterator[None]:
+        """Writes to raw_requests wait for a lock past statement_timeout; reads go on."""
+        locker = sa.create_engine(settings.database_url, poolclass=sa.pool.NullPool)
+        try:
+            with locker.begin() as connection:
+                connection.exec_driver_sql("LOCK TABLE raw_requests IN EXCLUSIVE MODE")
+                yield
+        finally:
+            locker.dispose()
+
+    def test_a_drain_that_cannot_write_a_request_does_not_log_it_as_answered_503(self, down, runtime, settings):
+        """The request was answered 200 when it was spooled: the request log (and the overview's counts)
+        must say so once it is stored, not that it was refused at each pass that could not store it."""
+        response = post_standard(down.client, inbound_body("m-timeout"))
+        assert response.status_code == 200
+        with self._writes_time_out(settings):
+            for _ in range(2):  # two of the drainer's passes, a second apart
+                assert drain(runtime).outcomes == {}
+        assert drain(runtime).outcomes == {"accepted": 1}
+        with runtime.db.reading() as session:
+            rows = session.execute(sa.select(RequestLogEntry.outcome, RequestLogEntry.http_status)).all()
+        assert [tuple(row) for row in rows] == [("accepted", 200)]
+
+    def test_an_operator_replay_that_cannot_be_written_is_answered_503_not_spooled(self, client, runtime, settings):
+        """The operator is there to see the 503 and replay again; spooled, the replay would be reported as
+        done (the entry resolved) before anything was stored."""
+        post_standard(client, inbound_body("m-replayed"), secret="wrong")  # refused, kept in quarantine
+        with runtime.db.reading() as session:
+            entry_id = session.scalars(sa.select(QuarantinedRequest.id)).one()
+        with self._writes_time_out(settings):
+            result = runtime.intake.replay(entry_id, trust=True)
+        assert result is not None and (result.status, result.outcome) == (503, "unavailable")
+        assert spool_files(runtime) == []
+        with runtime.db.reading() as session:
+            assert session.get(QuarantinedRequest, entry_id).resolution is None
+            replay_row = session.scalars(sa.select(RequestLogEntry).where(RequestLogEntry.replay_of == entry_id)).one()
+        assert (replay_row.outcome, replay_row.http_status) == ("unavailable", 503)

@@ -80,13 +80,13 @@ def post(served: Served, message_id: str) -> int:
 
 def spool_of(tmp_path: Path) -> RequestSpool:
     """The service's spool, read from the test process as any process of the host reads it."""
-    return RequestSpool(tmp_path / "data" / "spool", max_bytes=1)
+    return RequestSpool(tmp_path / "data" / "spool", max_bytes=1, max_body_bytes=1)
 
 
 def wait_until_drained(tmp_path: Path, outage, expected: int, log: str = "") -> None:
     deadline = time.monotonic() + DRAINED_WITHIN
     while time.monotonic() < deadline:
-        if not spool_of(tmp_path).path.exists() and messages(outage) >= expected:
+        if not spool_of(tmp_path).files() and messages(outage) >= expected:
             return
         time.sleep(0.2)
     raise AssertionError(f"not drained: {messages(outage)} of {expected} stored\n{log}")

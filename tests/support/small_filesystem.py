@@ -16,15 +16,14 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def small_filesystem(directory: Path, size_bytes: int) -> Iterator[bool]:
-    """A tmpfs of `size_bytes` (rounded up to whole pages) at `directory` while in the block; True when
-    it could be mounted."""
+def small_filesystem(directory: Path, size_bytes: int, *, inodes: int | None = None) -> Iterator[bool]:
+    """A tmpfs of `size_bytes` (rounded up to whole pages), and of `inodes` files and directories when
+    given, at `directory` while in the block; True when it could be mounted."""
     directory.mkdir(parents=True, exist_ok=True)
+    options = f"size={size_bytes},mode=0755" + (f",nr_inodes={inodes}" if inodes else "")
     mounted = (
         subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0755", "tmpfs", str(directory)],
-            capture_output=True,
-            check=False,
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)], capture_output=True, check=False
         ).returncode
         == 0
     )
@@ -52,3 +51,24 @@ def fill(directory: Path) -> Path:
     finally:
         os.close(descriptor)
     return path
+
+
+def remount(directory: Path, *, read_only: bool) -> None:
+    """The volume mounted at `directory` read-only (writes fail with EROFS, whatever the user), or
+    writable again."""
+    mode = "ro" if read_only else "rw"
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(directory)], capture_output=True, check=True)
+
+
+def use_up_inodes(directory: Path) -> list[Path]:
+    """Make empty files in `directory` until its volume has no inode left; removing one frees one."""
+    made = []
+    while True:
+        path = directory / f"inode-{len(made)}"
+        try:
+            path.touch()
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            return made
+        made.append(path)

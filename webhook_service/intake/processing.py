@@ -45,6 +45,15 @@ CHECK_ALL: Final = "all"  # live requests: Basic auth and the provider's signatu
 CHECK_SIGNATURE: Final = "signature"  # replays of stored requests, whose credentials were redacted
 CHECK_NOTHING: Final = "none"  # an operator vouches for the request
 
+# What becomes of a request the database cannot take.
+Outage = Literal["spool", "answer", "stays_spooled"]
+SPOOL: Final = "spool"  # live requests: to the spool, acknowledged (503 when it cannot take them)
+ANSWER_503: Final = "answer"  # operator replays: 503, with the request log row that says so
+# Drained from the spool: it stays there for the next pass. It was acknowledged when it was spooled, so
+# no request log row says 503; its one row is written when it is stored (the drainer's log line says why
+# it waits).
+STAYS_SPOOLED: Final = "stays_spooled"
+
 
 @dataclass
 class IntakeResult:
@@ -90,11 +99,11 @@ class Intake:
         *,
         check: Check = CHECK_ALL,
         quarantine_refused: bool = True,
-        may_spool: bool = True,
+        on_outage: Outage = SPOOL,
         replay_of: int | None = None,
     ) -> IntakeResult:
         """Verify, parse and store one request. Also used by operators to replay a quarantined one, and
-        by the drainer to store a spooled one (neither goes back to the spool: `may_spool` False)."""
+        by the drainer to store a spooled one (neither goes back to the spool: see `on_outage`)."""
         adapter_bug: Exception | None = None
         try:
             events, refused = _verified_events(adapter, connection, webhook_request, check)
@@ -130,9 +139,11 @@ class Intake:
             stored = store_webhook(self.db, connection, record, events, self.region, log_entry)
         except UNAVAILABLE_ERRORS as error:
             log(logger, "database_unavailable", logging.ERROR, request_id=request_id, error=type(error).__name__)
-            if may_spool and self.spool is not None:
+            if on_outage == SPOOL and self.spool is not None:
                 # Its request log row is written when the drainer stores it.
                 return self._spool(connection, record, provider_ids, senders)
+            if on_outage == STAYS_SPOOLED:
+                return IntakeResult(503, "unavailable", "database_unavailable")
             unavailable = dict(log_entry, outcome="unavailable", http_status=503, reason_code="database_unavailable")
             unavailable["headers"] = request_log.bounded_headers(record.headers)  # nothing else keeps them
             request_log.record_alone(self.db, unavailable)
@@ -182,8 +193,8 @@ class Intake:
         request id, through `process`: parsed again, not verified again (it was, before it was spooled,
         and its signature's timestamp has expired since). Idempotent: a request stored already, in full
         or as a duplicate, changes nothing. A request that can no longer be stored as a message (its
-        connection was removed, it no longer parses) goes to quarantine with the reason. A 503 result:
-        the database is still unreachable, and the request stays in the spool."""
+        connection was removed or moved to another tenant, it no longer parses) goes to quarantine with
+        the reason. A 503 result: the database is still unreachable, and the request stays in the spool."""
         record = spooled.record
         adapter = self.adapters.get(spooled.provider)
         connection = self.connections.find(spooled.provider, spooled.connection) if adapter else None
@@ -198,6 +209,17 @@ class Intake:
                 )
             if raw_request_stored(self.db, connection, record):
                 return IntakeResult(200, "duplicate", "already_stored")
+            if connection.tenant != spooled.tenant:
+                # Stored through the connection as it is now, it would be the other tenant's message; under
+                # the tenant it came for, by a connection that no longer serves that tenant. Neither is
+                # safe to decide here: an operator does (the entry keeps the tenant it arrived for). One
+                # stored before the connection moved is found above, and not stored again.
+                return self._quarantine_spooled(
+                    spooled,
+                    "tenant_changed",
+                    f"its connection {spooled.provider}/{spooled.connection} now belongs to tenant"
+                    f" {connection.tenant}, not to tenant {spooled.tenant}, for which it arrived",
+                )
             try:
                 result = self.process(
                     adapter,
@@ -206,7 +228,7 @@ class Intake:
                     record.request_id,
                     check=CHECK_NOTHING,
                     quarantine_refused=False,
-                    may_spool=False,
+                    on_outage=STAYS_SPOOLED,
                 )
             except UNAVAILABLE_ERRORS:
                 raise
@@ -256,6 +278,7 @@ class Intake:
                 request_id,
                 check=CHECK_NOTHING if trust else CHECK_SIGNATURE,
                 quarantine_refused=False,
+                on_outage=ANSWER_503,
                 replay_of=entry_id,
             )
         if result.status == 200:

@@ -1,19 +1,23 @@
 """The intake's spool: verified webhooks that could not be stored while the database was unreachable,
-kept in a local file, fsynced, until the drainer (spool_drainer.py) stores them.
+kept in local files, fsynced, until the drainer (spool_drainer.py) stores them.
 
 One spool per data directory, on this host's disk (`data_dir/spool/`), shared by every process that uses
 that data directory:
 
-    requests.spool   the records (spool_format.py), appended in the order they were acknowledged
-    append.lock      held (flock) by the one process appending, or reading where complete writes end
-    drain.lock       held (flock) by the one drainer at work
-    progress         how far the drainer has got: the file's generation and an offset, fsynced
-    damaged/         bytes that were no record (a write a crash cut off), set aside for operators
+    requests-<n>.spool  the records (spool_format.py) in segments, appended to the newest (highest n) in
+                        the order they were acknowledged; a new segment is begun once the newest holds
+                        `segment_bytes`
+    requests.spool      the one file earlier versions wrote: drained first, never appended to
+    append.lock         held (flock) by the one process appending, or reading where complete writes end
+    drain.lock          held (flock) by the one drainer at work
+    progress            how far the drainer has got in the oldest file: its generation and an offset
+    damaged/            bytes that were no record, or records this version cannot read, for operators
 
 An append is written whole and fsynced before the webhook is acknowledged; a write that fails (a full
-disk) is cut back off the file, so nothing is left that was not acknowledged. Past `max_bytes` nothing
-more is taken (the intake answers 503 as without a spool). Once the drainer has stored everything in the
-file, it removes the file (the next append starts a new one, with a new generation).
+disk) is cut back off the file, so nothing is left that was not acknowledged. Past `max_bytes` (all the
+files together) nothing more is taken (the intake answers 503 as without a spool). Once the drainer has
+stored everything in a file, it removes it: beyond the requests that wait, the budget counts at most the
+drained part of the one file being drained, a segment of `segment_bytes` (or a single larger record).
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ import os
 import secrets
 import struct
 import threading
+import time
 import zlib
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,6 +51,7 @@ from webhook_service.intake.spool_format import (
     file_header,
     frame_at,
     generation_of,
+    largest_record,
     scan,
 )
 from webhook_service.observability import metrics
@@ -53,11 +59,21 @@ from webhook_service.observability.logs import log
 
 logger = logging.getLogger("webhook_service.intake")
 
-SPOOL_FILE = "requests.spool"
+# Earlier versions' one file; drained before the segments (it holds older requests), never appended to.
+LEGACY_FILE = "requests.spool"
+SEGMENT_PREFIX, SEGMENT_SUFFIX = "requests-", ".spool"
+# A segment holds a sixteenth of the budget, and at least this (not a file every few requests for a small
+# budget); a record larger than that has a segment of its own.
+SEGMENT_FRACTION = 16
+SEGMENT_MIN_BYTES = 64 * 1024
 # The room a request needs, as far as /readyz can tell before one is written: the largest record in the
-# spool file, and at least this (a typical webhook with its headers).
+# spool, and at least this (a typical webhook with its headers).
 TYPICAL_RECORD_BYTES = 4096
+# After an append failed (the disk, not the budget), /readyz tries a write of its own this often (at most)
+# to learn whether the spool takes requests again.
+PROBE_INTERVAL_SECONDS = 1.0
 _PROGRESS = struct.Struct(">16sQI")  # generation, offset, CRC32 of the two
+LOCK_ATTEMPTS = 3
 
 
 class SpoolUnavailable(Exception):
@@ -72,10 +88,10 @@ class SpoolUnavailable(Exception):
 @dataclass(frozen=True)
 class SpoolStatus:
     depth: int  # requests waiting to be stored
-    bytes: int  # the spool file's size, counted against max_bytes
+    bytes: int  # the spool files' size, counted against max_bytes
     max_bytes: int
     oldest_received_at: datetime | None  # arrival time of the oldest waiting request
-    accepting: bool  # room for another request, as far as can be told before writing it
+    accepting: bool  # room for another request, and a spool directory that takes it, as far as can be told
 
     def oldest_age_seconds(self, now: datetime | None = None) -> float:
         if self.oldest_received_at is None:
@@ -94,11 +110,21 @@ class SpoolStatus:
 
 @dataclass
 class SpoolView:
-    """The spool file as far as complete writes go (`end`), mapped for reading."""
+    """A spool file as far as complete writes go (`end`), mapped for reading."""
 
+    path: Path
     generation: bytes
     end: int
     data: Buffer
+
+
+@dataclass
+class _Appender:
+    """This process's descriptor on the segment it appends to."""
+
+    descriptor: int
+    path: Path
+    pid: int = field(default_factory=os.getpid)
 
 
 class _ProcessFileLock:
@@ -107,44 +133,80 @@ class _ProcessFileLock:
 
     def __init__(self, path: Path):
         self._path = path
-        self._threads = threading.Lock()
+        self.threads = threading.Lock()  # this process's threads, one at a time
         self._descriptor: int | None = None
         self._owner_pid = 0
 
     @contextlib.contextmanager
     def held(self, *, wait: bool = True) -> Iterator[bool]:
         """True while held; with wait=False, False at once when another process holds it."""
-        if not self._threads.acquire(blocking=wait):
+        if not self.threads.acquire(blocking=wait):
             yield False
             return
         try:
-            if self._descriptor is None or self._owner_pid != os.getpid():  # not inherited across fork()
-                self._descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                self._owner_pid = os.getpid()
-            try:
-                fcntl.flock(self._descriptor, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            descriptor = self._lock(wait)
+            if descriptor is None:
                 yield False
                 return
             try:
                 yield True
             finally:
-                fcntl.flock(self._descriptor, fcntl.LOCK_UN)
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
         finally:
-            self._threads.release()
+            self.threads.release()
+
+    def _lock(self, wait: bool) -> int | None:
+        """Take the flock on the file that is at the path now; its descriptor, or None when another
+        process holds it (wait=False). A lock file removed from outside (a tmp cleaner, an operator) and
+        made again by another process is another file: a lock on the removed one excludes nobody, so it
+        is let go and the lock is taken again on the file now at the path (on the last try, a file
+        replaced again and again is locked as found)."""
+        for attempt in range(1, LOCK_ATTEMPTS + 1):
+            if self._descriptor is not None and self._owner_pid != os.getpid():
+                os.close(self._descriptor)  # inherited across fork(): the parent's flock, not ours
+                self._descriptor = None
+            if self._descriptor is None:
+                self._descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._owner_pid = os.getpid()
+            descriptor = self._descriptor
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None
+            if _is_at(descriptor, self._path) or attempt == LOCK_ATTEMPTS:
+                return descriptor
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            os.close(descriptor)
+            self._descriptor = None
+        raise AssertionError("unreachable")
 
 
 class RequestSpool:
-    def __init__(self, directory: Path, *, max_bytes: int):
+    def __init__(self, directory: Path, *, max_bytes: int, max_body_bytes: int):
         self.directory = directory
         self.max_bytes = max_bytes
-        self.path = directory / SPOOL_FILE
+        self.segment_bytes = max(max_bytes // SEGMENT_FRACTION, SEGMENT_MIN_BYTES)
+        # No record the service writes is larger: past damage, the reader looks for none that is.
+        self.largest_record = largest_record(max_body_bytes)
         self._progress_path = directory / "progress"
         self._append_lock = _ProcessFileLock(directory / "append.lock")
         self._drain_lock = _ProcessFileLock(directory / "drain.lock")
-        self._appender: int | None = None  # this process's descriptor on the spool file
-        self._appender_pid = 0
+        self._appender: _Appender | None = None
         self._status = _StatusIndex()
+        # Whether this process's last append failed for want of a disk that takes it, and when /readyz
+        # last tried a write of its own (so that the host comes back into rotation once writes work).
+        self._unwritable = False
+        self._probed_at = float("-inf")
+
+    def files(self) -> list[Path]:
+        """The spool's files in the order they are drained: earlier versions' one file, then the
+        segments, oldest first."""
+        try:
+            names = os.listdir(self.directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        numbered = sorted((number, name) for name in names if (number := _file_number(name)) is not None)
+        return [self.directory / name for _, name in numbered]
 
     # Appending (web threads, during an outage) -----------------------------------------------------
     def append(self, spooled: SpooledRequest) -> int:
@@ -154,76 +216,137 @@ class RequestSpool:
         try:
             self._make_directory()
             with self._append_lock.held():
-                descriptor = self._appending_file()
-                size = os.fstat(descriptor).st_size
-                if size + len(frame) > self.max_bytes:
+                sizes = _sizes(self.files())
+                used = sum(sizes.values())
+                tail = self._tail_segment(sizes, len(frame))
+                tail_size = sizes.get(tail, 0)
+                needed = len(frame) + (0 if tail_size >= FILE_HEADER_BYTES else FILE_HEADER_BYTES)
+                if used + needed > self.max_bytes:
                     raise SpoolUnavailable(
-                        "spool_full",
-                        f"{size} of {self.max_bytes} bytes used (spool_max_bytes), {len(frame)} more needed",
+                        "spool_full", f"{used} of {self.max_bytes} bytes used (spool_max_bytes), {needed} more needed"
                     )
+                descriptor = self._appending_file(tail)
+                size = os.fstat(descriptor).st_size
                 try:
                     _write_whole(descriptor, frame)
                     os.fdatasync(descriptor)
                 except OSError:
                     _cut_back(descriptor, size)
                     raise
-                return size + len(frame)
+                self._unwritable = False
+                return used - tail_size + size + len(frame)
         except OSError as error:
             # A full disk, a quota, a directory that is gone or read-only: the request is not kept here.
+            self._unwritable = True
             raise SpoolUnavailable("spool_unwritable", error.strerror or str(error)) from error
 
-    def _make_directory(self) -> None:
-        if not self.directory.is_dir():
-            self.directory.mkdir(parents=True, exist_ok=True)
-            _sync_directory(self.directory.parent)
+    def _tail_segment(self, sizes: dict[Path, int], frame_bytes: int) -> Path:
+        """The segment the next record goes to: the newest, or a new one when the newest holds records
+        and this one would take it past `segment_bytes` (there is none yet, or only earlier versions'
+        file)."""
+        segments = [path for path in sizes if path.name != LEGACY_FILE]
+        if segments:
+            newest = segments[-1]
+            if sizes[newest] <= FILE_HEADER_BYTES or sizes[newest] + frame_bytes <= self.segment_bytes:
+                return newest
+        number = (_file_number(segments[-1].name) or 0) + 1 if segments else 1
+        return self.directory / f"{SEGMENT_PREFIX}{number:012d}{SEGMENT_SUFFIX}"
 
-    def _appending_file(self) -> int:
-        """This process's descriptor on the current spool file (made, with its header, if there is none).
-        Reopened when the drainer has removed the file it had open."""
-        if self._appender is not None and self._appender_pid == os.getpid():
-            try:
-                current = os.stat(self.path)
-                held = os.fstat(self._appender)
-                if (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
-                    return self._appender
-            except FileNotFoundError:
-                pass
-            os.close(self._appender)
-        self._appender = None
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    def _make_directory(self) -> None:
+        """Make the spool directory and each missing level above it, one at a time, each one's entry
+        synced in its parent: a directory made but not synced can vanish in a power loss, and with it
+        every request spooled under it."""
+        if self.directory.is_dir():
+            return
+        missing = []
+        level = self.directory
+        while not level.exists() and level != level.parent:
+            missing.append(level)
+            level = level.parent
+        for level in reversed(missing):
+            with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+                level.mkdir()
+            _sync_directory(level.parent)
+
+    def _appending_file(self, path: Path) -> int:
+        """This process's descriptor on the segment at `path` (made, with its header, if there is none),
+        taken under the append lock. A descriptor on another file is let go (the drainer removed the
+        file it had open, or another process began a newer segment)."""
+        appender = self._appender
+        if appender is not None and appender.pid == os.getpid() and _is_at(appender.descriptor, path):
+            return appender.descriptor
+        self._close_appender()
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
-            size = os.fstat(descriptor).st_size
-            if generation_of(os.pread(descriptor, FILE_HEADER_BYTES, 0)) is None:
-                if size >= FILE_HEADER_BYTES:
-                    # Not a spool file (nothing of ours writes one): kept for operators, never overwritten.
-                    os.close(descriptor)
-                    self._set_aside_file(self.path)
-                    return self._appending_file()
-                # New, or its header cut off by a crash before any record could follow it.
-                self._make_progress_file()
-                os.ftruncate(descriptor, 0)
-                _write_whole(descriptor, file_header(secrets.token_bytes(GENERATION_BYTES)))
-                os.fdatasync(descriptor)
-                _sync_directory(self.directory)
+            ours = self._begin_file(descriptor)
         except BaseException:
             os.close(descriptor)
             raise
-        self._appender, self._appender_pid = descriptor, os.getpid()
+        if not ours:
+            # Not a spool file (nothing of ours writes one): kept for operators, never overwritten.
+            os.close(descriptor)
+            self._set_aside_file(path)
+            return self._appending_file(path)
+        self._appender = _Appender(descriptor, path)
         return descriptor
 
-    def _make_progress_file(self) -> None:
-        """Made with the spool file, so that the drainer only ever overwrites it: noting progress then
-        needs no new space, even when the records have filled the disk."""
-        try:
-            descriptor = os.open(self._progress_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileExistsError:
-            return
-        try:
-            _write_whole(descriptor, bytes(_PROGRESS.size))  # no generation: reads as no progress
-            os.fdatasync(descriptor)
-        finally:
-            os.close(descriptor)
+    def _begin_file(self, descriptor: int) -> bool:
+        """Write the header of a new spool file (or of one whose header a crash cut off, before any record
+        could follow it); False when the file is no spool file."""
+        if generation_of(os.pread(descriptor, FILE_HEADER_BYTES, 0)) is not None:
+            return True
+        if os.fstat(descriptor).st_size >= FILE_HEADER_BYTES:
+            return False
+        self._make_progress_file()
+        os.ftruncate(descriptor, 0)
+        _write_whole(descriptor, file_header(secrets.token_bytes(GENERATION_BYTES)))
+        os.fdatasync(descriptor)
         _sync_directory(self.directory)
+        return True
+
+    def _close_appender(self) -> None:
+        if self._appender is not None:
+            # After fork() the descriptor is the parent's copy: closing this process's copy is right too.
+            with contextlib.suppress(OSError):
+                os.close(self._appender.descriptor)
+            self._appender = None
+
+    def release_removed_files(self) -> None:
+        """Let go of this process's descriptor on a spool file the drainer (of any process) has removed,
+        so that the volume gets its space back: done at the next append, and by the drainer thread every
+        second in case no append comes."""
+        appender = self._appender
+        if appender is None or _is_at(appender.descriptor, appender.path):  # the usual cases, no lock
+            return
+        # The descriptor is this process's own: the append lock's hold on this process's threads is all
+        # it takes (not its flock, which needs the directory, perhaps removed with everything in it).
+        with self._append_lock.threads:
+            appender = self._appender
+            if appender is not None and not _is_at(appender.descriptor, appender.path):
+                self._close_appender()
+
+    def _make_progress_file(self) -> None:
+        """Made whole before the first record is written, so that the drainer only ever overwrites it in
+        place: noting progress then needs no new space, even when the records have filled the disk. It is
+        written under another name and renamed into place, so that it is never found short; one found
+        short (left so by an earlier version, by a crash or ENOSPC) is made again. Under the append lock."""
+        if self._progress_complete():
+            return
+        temporary = self.directory / "progress.tmp"
+        try:
+            _write_file(temporary, bytes(_PROGRESS.size))  # no generation: reads as no progress
+            os.replace(temporary, self._progress_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+        _sync_directory(self.directory)
+
+    def _progress_complete(self) -> bool:
+        try:
+            return os.stat(self._progress_path).st_size >= _PROGRESS.size
+        except FileNotFoundError:
+            return False
 
     # Reading and draining (the drainer) ----------------------------------------------------------------
     @contextlib.contextmanager
@@ -233,15 +356,15 @@ class RequestSpool:
             yield mine
 
     @contextlib.contextmanager
-    def view(self) -> Iterator[SpoolView | None]:
-        """The spool file up to where complete writes end (read while no writer is appending), or None
-        when there is no spool file."""
-        if not self.path.exists():
+    def view(self, path: Path) -> Iterator[SpoolView | None]:
+        """The spool file at `path` up to where complete writes end (read while no writer is appending),
+        or None when there is no such file or it has no header (see `clear_headless`)."""
+        if not path.exists():
             yield None
             return
         with self._append_lock.held():
             try:
-                descriptor = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 descriptor = None
             end = os.fstat(descriptor).st_size if descriptor is not None else 0
@@ -250,31 +373,59 @@ class RequestSpool:
             return
         try:
             generation = generation_of(os.pread(descriptor, FILE_HEADER_BYTES, 0))
-            if generation is None or end < FILE_HEADER_BYTES:  # its first writer is making it: nothing in it yet
+            if generation is None or end < FILE_HEADER_BYTES:
                 yield None
                 return
             with mmap.mmap(descriptor, end, access=mmap.ACCESS_READ) as data:
-                yield SpoolView(generation, end, data)
+                yield SpoolView(path, generation, end, data)
         finally:
             os.close(descriptor)
 
-    def drained_to(self, generation: bytes) -> int:
-        """Where the drainer goes on in the file of `generation` (its start when it has not begun)."""
+    def clear_headless(self, path: Path) -> None:
+        """A spool file without a whole header (`view` gave None) holds no request (a record follows a
+        header written and synced): one a crash cut off while it was made is removed, so that the files
+        after it drain; one that is no spool file at all is set aside for operators. Under the append
+        lock, so that a writer making it now is not disturbed (it writes the header under the lock)."""
+        with self._append_lock.held():
+            try:
+                with open(path, "rb") as handle:
+                    header = handle.read(FILE_HEADER_BYTES)
+            except FileNotFoundError:
+                return
+            if generation_of(header) is not None:
+                return  # whole by now
+            if len(header) >= FILE_HEADER_BYTES:
+                self._set_aside_file(path)
+                return
+            os.unlink(path)
+            _sync_directory(self.directory)
+
+    def _recorded_progress(self) -> tuple[bytes, int] | None:
+        """The progress file's generation and offset; None when it records none (missing, short, or a
+        write a crash cut off)."""
         try:
             with open(self._progress_path, "rb") as handle:
                 packed = handle.read(_PROGRESS.size)
             recorded, offset, checksum = _PROGRESS.unpack(packed)
         except (FileNotFoundError, struct.error):
+            return None
+        if zlib.crc32(packed[:-4]) != checksum:
+            return None
+        return recorded, offset
+
+    def drained_to(self, generation: bytes) -> int:
+        """Where the drainer goes on in the file of `generation` (its start when it has not begun). No
+        progress recorded: everything is stored again, and the intake stores nothing twice."""
+        recorded = self._recorded_progress()
+        if recorded is None or recorded[0] != generation:
             return FILE_HEADER_BYTES
-        # A progress write cut off by a crash reads as no progress: everything is stored again, and the
-        # intake stores nothing twice.
-        if recorded != generation or zlib.crc32(packed[:-4]) != checksum:
-            return FILE_HEADER_BYTES
-        return max(offset, FILE_HEADER_BYTES)
+        return max(recorded[1], FILE_HEADER_BYTES)
 
     def mark_drained(self, generation: bytes, offset: int) -> None:
-        """Durably: the drainer has stored everything before `offset`."""
-        self._make_progress_file()
+        """Durably: the drainer has stored everything before `offset` in the file of `generation`."""
+        if not self._progress_complete():
+            with self._append_lock.held():
+                self._make_progress_file()
         packed = generation + struct.pack(">Q", offset)
         descriptor = os.open(self._progress_path, os.O_WRONLY | os.O_CLOEXEC)
         try:
@@ -284,13 +435,13 @@ class RequestSpool:
             os.close(descriptor)
 
     def set_aside(self, view: SpoolView, damage: Damage) -> Path | None:
-        """Keep damaged bytes under damaged/ (fsynced) before the drainer passes them; None when they
-        cannot be written (a full disk): they are no request that was acknowledged (an acknowledged
-        record was written whole and fsynced), and the requests after them must not wait for space."""
+        """Keep the bytes of `damage` under damaged/ (fsynced), for operators; None when they cannot be
+        written (a full disk). The drainer decides what that means: damaged bytes were never an
+        acknowledged request and are passed anyway; a record this version cannot read was, and waits."""
         directory = self.directory / "damaged"
         path = directory / f"{view.generation.hex()}-{damage.offset}.bin"
         try:
-            directory.mkdir(exist_ok=True)
+            self._make_damaged_directory()
             _write_file(path, bytes(view.data[damage.offset : damage.end]))
             _sync_directory(directory)
         except OSError as error:
@@ -306,93 +457,176 @@ class RequestSpool:
             return None
         return path
 
-    def _set_aside_file(self, path: Path) -> None:
+    def _make_damaged_directory(self) -> Path:
         directory = self.directory / "damaged"
-        directory.mkdir(exist_ok=True)
+        if not directory.is_dir():
+            with contextlib.suppress(FileExistsError):
+                directory.mkdir()
+            _sync_directory(self.directory)  # its entry, as for any directory made
+        return directory
+
+    def _set_aside_file(self, path: Path) -> None:
+        directory = self._make_damaged_directory()
         os.rename(path, directory / f"unreadable-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.spool")
         _sync_directory(directory)
         _sync_directory(self.directory)
         log(logger, "spool_file_set_aside", logging.ERROR, directory=str(directory))
 
     def retire(self, view: SpoolView) -> bool:
-        """Remove the spool file once everything in it is stored; False when a request was appended since
-        the view was taken (the drainer goes on with it)."""
+        """Remove the spool file of `view` once everything in it is stored; False when a request was
+        appended since the view was taken (the drainer goes on with it). This process's descriptor on it
+        is let go at once; other processes let go of theirs within a second (`release_removed_files`)."""
         with self._append_lock.held():
             try:
-                with open(self.path, "rb") as handle:
+                with open(view.path, "rb") as handle:
                     header = handle.read(FILE_HEADER_BYTES)
                     size = os.fstat(handle.fileno()).st_size
             except FileNotFoundError:
                 return True
             if generation_of(header) != view.generation or size != view.end:
                 return False
-            os.unlink(self.path)
+            os.unlink(view.path)
             _sync_directory(self.directory)
+            appender = self._appender
+            if appender is not None and appender.path == view.path and not _is_at(appender.descriptor, view.path):
+                self._close_appender()
         return True
 
     # Reporting ---------------------------------------------------------------------------------------
     def status(self) -> SpoolStatus:
         """Depth, size, the oldest waiting request's arrival time, and whether a request like the largest
-        in the file would still be taken (within the budget, and room for it on the disk); the gauges of
-        /metrics are set from it."""
+        in the spool would still be taken: within the budget, and a spool directory that can be written
+        with room and a free inode for it, and (after an append failed) a write that works again. The
+        gauges of /metrics are set from it."""
         with self._status.lock:
             depth, size, oldest, largest = self._status.refresh(self)
-        room_needed = max(largest, TYPICAL_RECORD_BYTES)
-        accepting = size + room_needed <= self.max_bytes and _free_bytes(self.directory) >= room_needed
+        room_needed = max(largest, TYPICAL_RECORD_BYTES) + FILE_HEADER_BYTES  # perhaps in a new segment
+        accepting = (
+            size + room_needed <= self.max_bytes and _takes_files(self.directory, room_needed) and self._writes_work()
+        )
         status = SpoolStatus(depth, size, self.max_bytes, oldest, accepting)
         metrics.observe_spool(status.depth, status.bytes, status.oldest_age_seconds())
         return status
+
+    def _writes_work(self) -> bool:
+        """False while this process's last append failed for want of a disk that takes it (EIO, a quota,
+        anything statvfs does not show), until a write of /readyz's own works again: without that, a host
+        out of rotation would never get the request that shows it can spool again."""
+        if not self._unwritable:
+            return True
+        if time.monotonic() - self._probed_at < PROBE_INTERVAL_SECONDS:
+            return False
+        self._probed_at = time.monotonic()
+        try:
+            self._make_directory()
+            with self._append_lock.held():
+                _write_file(self.directory / "probe.tmp", bytes(TYPICAL_RECORD_BYTES))
+                os.unlink(self.directory / "probe.tmp")
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(self.directory / "probe.tmp")
+            return False
+        self._unwritable = False
+        return True
 
     def report(self) -> dict:
         """The status for /readyz."""
         return self.status().as_json()
 
 
-class _StatusIndex:
-    """Where each record of the spool file begins, read once per record (the next status reads only
+@dataclass
+class _FileIndex:
+    """Where each record of one spool file begins, read once per record (the next status reads only
     what was appended since): 8 bytes a record, so that a spool of a million requests costs each process
     8 MB, not the requests themselves."""
 
+    scanned_to: int = FILE_HEADER_BYTES
+    largest: int = 0
+    offsets: array = field(default_factory=lambda: array("q"))
+
+    def extend(self, view: SpoolView, largest_record: int) -> None:
+        for item in scan(view.data, self.scanned_to, view.end, largest=largest_record):
+            if isinstance(item, Frame):
+                self.offsets.append(item.offset)
+                self.largest = max(self.largest, item.end - item.offset)
+        self.scanned_to = max(self.scanned_to, view.end)
+
+
+class _StatusIndex:
+    """The spool's files' indexes (by generation), for its status."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self._generation: bytes | None = None
-        self._scanned_to = 0
-        self._largest = 0
-        self._offsets = array("q")
+        self._files: dict[bytes, _FileIndex] = {}
 
     def refresh(self, spool: RequestSpool) -> tuple[int, int, datetime | None, int]:
         """Depth, size, the oldest waiting request's arrival time, and the largest record's size."""
-        with spool.view() as view:
-            if view is None:
-                self._generation, self._offsets, self._largest = None, array("q"), 0
-                return 0, 0, None, 0
-            if view.generation != self._generation:
-                self._generation, self._scanned_to, self._offsets = view.generation, FILE_HEADER_BYTES, array("q")
-                self._largest = 0
-            for item in scan(view.data, self._scanned_to, view.end):
-                if isinstance(item, Frame):
-                    self._offsets.append(item.offset)
-                    self._largest = max(self._largest, item.end - item.offset)
-            self._scanned_to = max(self._scanned_to, view.end)
-            first_waiting = bisect.bisect_left(self._offsets, spool.drained_to(view.generation))
-            depth = len(self._offsets) - first_waiting
-            # The first waiting record's: records are in the order they were acknowledged, which is the
-            # order of arrival but for requests that waited for a database time-out (seconds).
-            first = frame_at(view.data, self._offsets[first_waiting], view.end) if depth else None
-            oldest = arrival_time(first.payload) if first else None
-            return depth, view.end, oldest, self._largest
+        depth, size, oldest, largest = 0, 0, None, 0
+        indexes: dict[bytes, _FileIndex] = {}
+        for path in spool.files():
+            with spool.view(path) as view:
+                if view is None:
+                    continue
+                index = indexes[view.generation] = self._files.get(view.generation) or _FileIndex()
+                index.extend(view, spool.largest_record)
+                first_waiting = bisect.bisect_left(index.offsets, spool.drained_to(view.generation))
+                waiting = len(index.offsets) - first_waiting
+                if waiting and not depth:
+                    # The first waiting record's: records are in the order they were acknowledged, which
+                    # is the order of arrival but for requests that waited for a database time-out.
+                    first = frame_at(view.data, index.offsets[first_waiting], view.end)
+                    oldest = arrival_time(first.payload) if first else None
+                depth, size, largest = depth + waiting, size + view.end, max(largest, index.largest)
+        self._files = indexes  # files removed since are forgotten
+        return depth, size, oldest, largest
 
 
-def _free_bytes(directory: Path) -> int:
-    """Space left on the volume the spool is (or will be) on, for an unprivileged writer."""
+def _file_number(name: str) -> int | None:
+    """A spool file's place in the drain order (0: earlier versions' one file), None for other files."""
+    if name == LEGACY_FILE:
+        return 0
+    number = name.removeprefix(SEGMENT_PREFIX).removesuffix(SEGMENT_SUFFIX)
+    if name.startswith(SEGMENT_PREFIX) and name.endswith(SEGMENT_SUFFIX) and number.isdigit():
+        return int(number)
+    return None
+
+
+def _sizes(paths: list[Path]) -> dict[Path, int]:
+    """The files' sizes, in their order (a file removed meanwhile is left out)."""
+    sizes = {}
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            sizes[path] = os.stat(path).st_size
+    return sizes
+
+
+def _is_at(descriptor: int, path: Path) -> bool:
+    """Whether the open file is (still) the one at `path`: not removed, nor replaced by another."""
+    try:
+        held, current = os.fstat(descriptor), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino)
+
+
+def _takes_files(directory: Path, room_needed: int) -> bool:
+    """Whether files can be written in the spool directory (or the directory made where it is missing):
+    a directory, writable, on a volume that is not read-only, with `room_needed` bytes and an inode
+    free for an unprivileged writer."""
     path = directory
     while not path.exists() and path != path.parent:
         path = path.parent
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        return False  # a file where the directory should be, or a read-only volume (EROFS)
     try:
         stats = os.statvfs(path)
     except OSError:
-        return 0
-    return stats.f_bavail * stats.f_frsize
+        return False
+    if stats.f_flag & os.ST_RDONLY:
+        return False
+    # A volume that counts no inodes (f_files 0, e.g. btrfs) makes them as it needs.
+    inodes_free = stats.f_files == 0 or stats.f_favail > 0
+    return inodes_free and stats.f_bavail * stats.f_frsize >= room_needed
 
 
 def _write_whole(descriptor: int, data: bytes) -> None:

@@ -1,6 +1,6 @@
-"""How a spooled webhook request is written in the spool file, and how the file is read back.
+"""How a spooled webhook request is written in a spool file, and how the file is read back.
 
-The file is a header (a magic line and a random generation id) followed by records. A record is framed
+Each file of the spool (a segment, or the one file earlier versions wrote) is a header (a magic line and a random generation id) followed by records. A record is framed
 so that a record cut off by a crash, or bytes that were never a record, are recognised as such:
 
     magic "WSR1" | payload length (4 bytes, big-endian) | CRC32 of the payload (4 bytes) | payload
@@ -10,6 +10,11 @@ The reader checks the magic, that the length fits in what was written, and the C
 damaged region, which ends where the next record that checks out begins (writers append after a torn
 record, so good records follow it). The metadata is the request as it would be stored (credentials
 already redacted, see redaction.py), with the connection it came on and its arrival time.
+
+Looking for that next record, the reader tries each "WSR1" in the damaged bytes, which may be a request's
+body: a candidate whose length is larger than any record the service writes (`largest_record`) is no
+record, and is passed without reading it, so that a body full of "WSR1    " (a length of 539 MB) costs
+nothing, where reading and checksumming each of them to the end of a large spool took minutes.
 """
 
 from __future__ import annotations
@@ -32,6 +37,14 @@ RECORD_MAGIC = b"WSR1"
 _RECORD_HEADER = struct.Struct(">4sII")  # magic, payload length, CRC32 of the payload
 _METADATA_LENGTH = struct.Struct(">I")
 RECORD_HEADER_BYTES = _RECORD_HEADER.size
+
+# The largest request head the web server takes, with gunicorn's default limits (which gunicorn_config.py
+# keeps): a request line of 4094 bytes and 100 header fields of 8190, each with its CRLF, and the blank
+# line. At worst JSON writes each of its characters as six (a byte outside ASCII, which WSGI gives as a
+# latin-1 character, as \u00XX); the metadata's other fields (the connection, times, the public base URL
+# a connection may configure) take a few hundred bytes more, here 64 KiB.
+LARGEST_HEAD_BYTES = 4094 + 100 * (8190 + 2) + 2
+METADATA_ALLOWANCE_BYTES = 6 * LARGEST_HEAD_BYTES + 64 * 1024
 
 # What the reader reads: the file mapped into memory (tests pass bytes).
 Buffer = bytes | mmap.mmap
@@ -76,6 +89,11 @@ def generation_of(header: bytes) -> bytes | None:
     if len(header) < FILE_HEADER_BYTES or not header.startswith(FILE_MAGIC):
         return None
     return bytes(header[len(FILE_MAGIC) : FILE_HEADER_BYTES])
+
+
+def largest_record(max_body_bytes: int) -> int:
+    """The largest record the service writes when webhook bodies are capped at `max_body_bytes`."""
+    return RECORD_HEADER_BYTES + _METADATA_LENGTH.size + METADATA_ALLOWANCE_BYTES + max_body_bytes
 
 
 def encode(spooled: SpooledRequest) -> bytes:
@@ -134,9 +152,11 @@ def arrival_time(payload: bytes) -> datetime | None:
         return None
 
 
-def scan(data: Buffer, start: int, end: int) -> Iterator[Frame | Damage]:
+def scan(data: Buffer, start: int, end: int, *, largest: int) -> Iterator[Frame | Damage]:
     """The records and damaged regions of data[start:end], in order. `end` is where complete writes end
-    (the file's size while no writer is appending), so a record that does not fit is damaged."""
+    (the file's size while no writer is appending), so a record that does not fit is damaged. Past
+    damage, records are looked for no larger than `largest` (a `largest_record`); where one record ends,
+    the next is read whatever its size (a record written under a larger body cap than today's)."""
     position = start
     while position < end:
         frame = frame_at(data, position, end)
@@ -144,18 +164,20 @@ def scan(data: Buffer, start: int, end: int) -> Iterator[Frame | Damage]:
             yield frame
             position = frame.end
             continue
-        resume = _next_frame(data, position + 1, end)
+        resume = _next_frame(data, position + 1, end, largest)
         yield Damage(position, resume)
         position = resume
 
 
-def frame_at(data: Buffer, position: int, end: int) -> Frame | None:
-    """The record at `position`, if one that checks out begins there."""
+def frame_at(data: Buffer, position: int, end: int, largest: int | None = None) -> Frame | None:
+    """The record at `position`, if one that checks out (and is no larger than `largest`) begins there."""
     if end - position < RECORD_HEADER_BYTES:
         return None
     magic, length, checksum = _RECORD_HEADER.unpack_from(data, position)
     payload_start = position + RECORD_HEADER_BYTES
     if magic != RECORD_MAGIC or length > end - payload_start:
+        return None
+    if largest is not None and RECORD_HEADER_BYTES + length > largest:
         return None
     payload = bytes(data[payload_start : payload_start + length])
     if zlib.crc32(payload) != checksum:
@@ -163,13 +185,13 @@ def frame_at(data: Buffer, position: int, end: int) -> Frame | None:
     return Frame(position, payload_start + length, payload)
 
 
-def _next_frame(data: Buffer, position: int, end: int) -> int:
+def _next_frame(data: Buffer, position: int, end: int, largest: int) -> int:
     """Where the next record that checks out begins, at or after `position` (`end` when none does)."""
     while position < end:
         found = data.find(RECORD_MAGIC, position, end)
         if found < 0:
             return end
-        if frame_at(data, found, end) is not None:
+        if frame_at(data, found, end, largest) is not None:
             return found
         position = found + 1
     return end

@@ -69,7 +69,7 @@ SWEEP_ENQUEUED = Counter(
 SPOOL_DEPTH = Gauge(
     "webhook_spool_depth", "Webhooks spooled during a database outage, not yet stored", multiprocess_mode="mostrecent"
 )
-SPOOL_BYTES = Gauge("webhook_spool_bytes", "Size of the spool file", multiprocess_mode="mostrecent")
+SPOOL_BYTES = Gauge("webhook_spool_bytes", "Size of the spool's files together", multiprocess_mode="mostrecent")
 SPOOL_OLDEST_AGE = Gauge(
     "webhook_spool_oldest_age_seconds",
     "How long the oldest spooled webhook has waited since it arrived (0 when none waits)",
