@@ -1,6 +1,6 @@
 """`webhook-service run` says it is listening once its own gunicorn answers, and only then; and its check
 that the port is free agrees with gunicorn's bind: a port whose last connections wait out TIME_WAIT (a
-service just stopped) is free for both."""
+service just stopped) is free for both. And a `run` stopped as it starts ends as one stopped later does."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,20 @@ local_dir = "{tmp_path / "a-file" / "blobs"}"
         stdout, _ = _stop(process)
     assert process.returncode != 0
     assert "listening" not in stdout
+
+
+def test_a_run_stopped_as_it_starts_ends_as_asked(tmp_path):
+    """A stop before the worker has set its handlers (its imports take most of a second): `run`'s SIGINT
+    ends it as a KeyboardInterrupt does, by the signal, which is the stop asked for, not a failure (before,
+    `run` exited 254, the worker's -SIGINT)."""
+    config = tmp_path / "service.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\nweb_workers = 1\n[queue]\nworker_threads = 1\n')
+    process = _start_run(config, "--port", str(free_port()))
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    while len(children.read_text().split()) < 2:  # web and worker started, neither ready
+        assert process.poll() is None, _stop(process)
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGTERM)
+    _, stderr = _stop(process)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "exited with" not in stderr

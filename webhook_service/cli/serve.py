@@ -41,10 +41,7 @@ def run(host: str | None, port: int | None) -> None:
     environment = dict(os.environ, HOST=host, PORT=str(port))
     # gunicorn itself, not `webhook-service web`: the settings are already known good, and that process,
     # which loaded them again before it became gunicorn, kept the service from answering for 8 s, not 5.
-    children = {
-        "web": _start_child(GUNICORN_COMMAND, environment, "web"),
-        "worker": _start_child([sys.executable, "-m", "webhook_service.cli", "worker"], environment, "worker"),
-    }
+    children: dict[str, subprocess.Popen] = {}
     asked_to_stop = []
 
     def stop_asked(*_):
@@ -56,10 +53,16 @@ def run(host: str | None, port: int | None) -> None:
             if child.poll() is None:
                 child.send_signal((_STOP_AT_ONCE if at_once else _STOP_GRACEFULLY)[name])
 
-    # SIGHUP too: the terminal `run` was started from went away (it signals its foreground group, `run`),
-    # and a service left running without it, its web and worker reparented, is one nobody can stop with Ctrl-C.
+    # Set before the children start: a stop between their start and the handlers' would end `run` by the
+    # signal, leaving them to the kernel's parent-death signal. SIGHUP too: the terminal `run` was started
+    # from went away (it signals its foreground group, `run`), and a service left running without it, its
+    # web and worker reparented, is one nobody can stop with Ctrl-C.
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(number, stop_asked)
+    children["web"] = _start_child(GUNICORN_COMMAND, environment, "web")
+    children["worker"] = _start_child([sys.executable, "-m", "webhook_service.cli", "worker"], environment, "worker")
+    if asked_to_stop:  # while they started
+        stop()
     if _wait_for_port(host, port, children["web"]):
         shown = f"[{host}]" if ":" in host else host
         click.echo(
@@ -74,11 +77,11 @@ def run(host: str | None, port: int | None) -> None:
     stop()
     codes = [_wait_to_end(name, child) for name, child in children.items()]
     if asked_to_stop:
-        # Stopping, a child may also get the signal straight from whoever stopped us (a process manager
-        # that signals every process of the service, as systemd does) and then ours a moment later: one
-        # arriving while Python is already finishing (its handlers reset), or a hangup before the child
-        # handles it, ends the process by the signal. That is the stop we asked for.
-        codes = [0 if code in (-signal.SIGTERM, -signal.SIGHUP) else code for code in codes]
+        # A child ended by a stop signal is the stop we asked for: ours, arriving before the child set its
+        # handlers (a `run` stopped as it starts: the worker's SIGINT then ends it as a KeyboardInterrupt
+        # does), or while Python is already finishing (its handlers reset); or one straight from whoever
+        # stopped us (a process manager that signals every process of the service, as systemd does).
+        codes = [0 if code in _ENDED_BY_A_STOP else code for code in codes]
     for name, code in zip(children, codes, strict=True):
         if code:
             click.echo(f"webhook-service: {name} exited with {_exit_description(code)}", err=True)
@@ -90,6 +93,7 @@ def run(host: str | None, port: int | None) -> None:
 # is SIGINT (SIGTERM, or a second stop of any kind, ends the downloads in progress).
 _STOP_GRACEFULLY = {"web": signal.SIGTERM, "worker": signal.SIGINT}
 _STOP_AT_ONCE = {"web": signal.SIGQUIT, "worker": signal.SIGTERM}
+_ENDED_BY_A_STOP = {-signal.SIGTERM, -signal.SIGINT, -signal.SIGQUIT, -signal.SIGHUP}
 # How long `run` waits for a child once stopped: the worker waits up to STOP_TIMEOUT for its downloads
 # before it kills its consumers, gunicorn up to its graceful_timeout (20 s) for its requests.
 _STOP_WAIT_SECONDS = STOP_TIMEOUT + 30
