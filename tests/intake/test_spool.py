@@ -327,6 +327,26 @@ class TestBadInput:
         finally:
             reconfigured.close()
 
+    def test_a_request_stored_before_its_connection_was_removed_is_not_quarantined_when_met_again(
+        self, down, runtime, settings
+    ):
+        """Stored by a drainer that stopped before noting so; the connection is removed before a drainer
+        meets the request again: it is stored already, and passed as such, not quarantined as
+        `connection_removed`."""
+        assert post_standard(down.client, inbound_body("m-stored")).status_code == 200
+        path = _spool_file(runtime)
+        saved = path.read_bytes()
+        assert drain(runtime).outcomes == {"accepted": 1}
+        remaining = [c for c in settings.model_dump(mode="json")["connections"] if c["name"] != "main"]
+        reconfigured = runtime_like(settings, connections=remaining)
+        try:
+            _as_a_killed_drainer_left_it(reconfigured, path, saved)
+            assert drain(reconfigured).outcomes == {"duplicate": 1}
+            assert count(reconfigured, QuarantinedRequest) == 0 and count(reconfigured, Message) == 1
+            assert spool_files(reconfigured) == []
+        finally:
+            reconfigured.close()
+
     def test_a_request_whose_connection_moved_to_another_tenant_is_quarantined(self, down, settings):
         """Tenant A's connection is given to tenant B before the drain: stored through the connection as it
         is now, A's message would be B's. It is kept in quarantine under A, for an operator to decide."""

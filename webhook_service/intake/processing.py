@@ -201,19 +201,20 @@ class Intake:
         try:
             if self.quarantine.holds(spooled.provider, spooled.connection, record):
                 return IntakeResult(SPOOLED_ANSWER_STATUS, "duplicate", "already_quarantined")
+            # Before the connection is looked at: one stored before it was removed or moved (a drainer that
+            # stopped before noting so meets it again) is stored, and is passed as such.
+            if raw_request_stored(self.db, spooled.provider, spooled.connection, record):
+                return IntakeResult(200, "duplicate", "already_stored")
             if adapter is None or connection is None:
                 return self._quarantine_spooled(
                     spooled,
                     "connection_removed",
                     f"its connection {spooled.provider}/{spooled.connection} is no longer configured",
                 )
-            if raw_request_stored(self.db, connection, record):
-                return IntakeResult(200, "duplicate", "already_stored")
             if connection.tenant != spooled.tenant:
                 # Stored through the connection as it is now, it would be the other tenant's message; under
                 # the tenant it came for, by a connection that no longer serves that tenant. Neither is
-                # safe to decide here: an operator does (the entry keeps the tenant it arrived for). One
-                # stored before the connection moved is found above, and not stored again.
+                # safe to decide here: an operator does (the entry keeps the tenant it arrived for).
                 return self._quarantine_spooled(
                     spooled,
                     "tenant_changed",
