@@ -46,17 +46,19 @@ from webhook_service.intake.spool_format import (
     FILE_HEADER_BYTES,
     GENERATION_BYTES,
     KEY_BYTES,
+    RECORD_HEADER_BYTES,
     Buffer,
     Damage,
     FileHeader,
     Frame,
     SpooledRequest,
     arrival_time,
-    encode,
     file_header,
+    frame,
     frame_at,
     header_cut_off,
     largest_record,
+    payload_of,
     read_header,
     scan,
 )
@@ -237,7 +239,8 @@ class RequestSpool:
     def append(self, spooled: SpooledRequest) -> int:
         """Write the request and fsync it; the spool's size after it. SpoolUnavailable when it is past
         the budget or cannot be written, and then nothing of it stays in the file."""
-        frame_bytes = len(encode(spooled, bytes(KEY_BYTES)))  # its size; the MAC is made under the file's key
+        payload = payload_of(spooled)
+        frame_bytes = RECORD_HEADER_BYTES + len(payload)  # framed (its MAC made) under the key of its file
         try:
             self._make_directory()
             with self._append_lock.held():
@@ -251,16 +254,16 @@ class RequestSpool:
                         "spool_full", f"{used} of {self.max_bytes} bytes used (spool_max_bytes), {needed} more needed"
                     )
                 descriptor, key = self._appending_file(tail)
-                frame = encode(spooled, key)
+                record = frame(payload, key)
                 size = os.fstat(descriptor).st_size
                 try:
-                    _write_whole(descriptor, frame)
+                    _write_whole(descriptor, record)
                     os.fdatasync(descriptor)
                 except OSError:
                     _cut_back(descriptor, size)
                     raise
                 self._unwritable = False
-                return used - tail_size + size + len(frame)
+                return used - tail_size + size + len(record)
         except OSError as error:
             # A full disk, a quota, a directory that is gone or read-only: the request is not kept here.
             self._unwritable = True

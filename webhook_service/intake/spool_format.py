@@ -145,6 +145,11 @@ def largest_record(max_body_bytes: int) -> int:
 
 def encode(spooled: SpooledRequest, key: bytes) -> bytes:
     """The record of `spooled`, for a file whose key is `key`."""
+    return frame(payload_of(spooled), key)
+
+
+def payload_of(spooled: SpooledRequest) -> bytes:
+    """What the record of `spooled` frames (RECORD_HEADER_BYTES more make the record)."""
     record = spooled.record
     metadata = json.dumps(
         {
@@ -160,7 +165,7 @@ def encode(spooled: SpooledRequest, key: bytes) -> bytes:
             "spooled_at": spooled.spooled_at.isoformat(),
         }
     ).encode()
-    return frame(_METADATA_LENGTH.pack(len(metadata)) + metadata + record.body, key)
+    return _METADATA_LENGTH.pack(len(metadata)) + metadata + record.body
 
 
 def frame(payload: bytes, key: bytes) -> bytes:
