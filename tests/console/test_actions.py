@@ -10,8 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from tests.console.conftest import ACTION_SETTINGS, post_form
+from tests.fixtures.app import TENANT_A, TENANT_B, base_test_config
 from tests.fixtures.media_server import loopback_resolver
 from tests.media import samples
+from tests.support.spool import spooled_request
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.database.tables import Attachment, AuditEntry, Message, QuarantinedRequest
 
@@ -200,3 +202,29 @@ class TestActionLimit:
             ("discard", "quarantine", None, "refused"),
             ("retry", "attachment", None, "refused"),
         ]
+
+
+class TestTenantChanged:
+    """A spooled request quarantined as `tenant_changed` (its connection, standard/main, moved from tenant
+    A, for which it arrived, to tenant B): not replayed while the connection is B's, which would make it
+    B's message."""
+
+    @pytest.fixture
+    def settings_overrides(self, tmp_path):
+        connections = base_test_config(tmp_path, "")["connections"]
+        moved = [{**c, "tenant": TENANT_B} if c["name"] == "main" else c for c in connections]
+        return {**ACTION_SETTINGS, "connections": moved}
+
+    def test_a_replay_is_refused_and_changes_nothing(self, admin, runtime):
+        assert runtime.intake.store_spooled(spooled_request("m-moved")).reason_code == "tenant_changed"
+        [entry] = _entries(runtime)
+        response = post_form(
+            admin, f"/console/quarantine/{entry.id}/replay_trusted", page=f"/console/quarantine/{entry.id}"
+        )
+        shown = admin.get(response.headers["Location"]).get_data(as_text=True)
+        assert (
+            f"refused. Not replayed, its connection standard/main now belongs to tenant {TENANT_B}, not to tenant"
+            f" {TENANT_A}, for which it arrived" in shown
+        )
+        assert _entries(runtime)[0].resolved_at is None and _message_count(runtime) == 0
+        assert _audit(runtime) == [("replay_trusted", "quarantine", str(entry.id), "refused")]

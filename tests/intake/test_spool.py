@@ -28,7 +28,7 @@ from tests.fixtures.app import TENANT_A, TENANT_B, USER_A, base_test_config
 from tests.providers.security_suite import count
 from tests.support.scratch_space import fill_scratch_space
 from tests.support.small_filesystem import small_filesystem
-from tests.support.spool import drain, runtime_like, spool_files, spooled_request, unreachable_database_url
+from tests.support.spool import drain, file_key, runtime_like, spool_files, spooled_request, unreachable_database_url
 from tests.support.standard import inbound_body, post_standard, standard_headers, status_body
 from tests.support.twilio import inbound_params
 from tests.support.unsigned_connections import unsigned_connections
@@ -42,7 +42,7 @@ from webhook_service.database.tables import (
     RequestLogEntry,
     StatusEventRow,
 )
-from webhook_service.intake.spool_format import FILE_HEADER_BYTES, FILE_MAGIC, encode
+from webhook_service.intake.spool_format import FILE_HEADER_BYTES, FILE_MAGIC, GENERATION_BYTES, encode
 from webhook_service.providers import ADAPTERS
 from webhook_service.runtime import Runtime
 
@@ -77,7 +77,7 @@ def _as_a_killed_drainer_left_it(runtime: Runtime, path: Path, saved: bytes) -> 
     """The spool file as it was before a drain, and nothing noted as drained: a drainer killed after
     storing everything, before noting any of it."""
     path.write_bytes(saved)
-    runtime.spool.mark_drained(saved[len(FILE_MAGIC) : FILE_HEADER_BYTES], FILE_HEADER_BYTES)
+    runtime.spool.mark_drained(saved[len(FILE_MAGIC) : len(FILE_MAGIC) + GENERATION_BYTES], FILE_HEADER_BYTES)
 
 
 def _raw_requests(runtime) -> list[RawRequest]:
@@ -260,15 +260,15 @@ class TestSpooling:
 
 
 class TestBadInput:
-    def _torn_record(self, message_id: str) -> bytes:
+    def _torn_record(self, runtime: Runtime, message_id: str) -> bytes:
         """The first half of a record, as a writer killed in the middle of its write leaves it."""
-        record = encode(spooled_request(message_id, request_id="torn"))
+        record = encode(spooled_request(message_id, request_id="torn"), file_key(_spool_file(runtime)))
         return record[: len(record) // 2]
 
     def test_a_record_cut_off_by_a_crash_is_set_aside_and_the_rest_drains(self, down, runtime, caplog):
         caplog.set_level(logging.INFO, logger="webhook_service")
         assert post_standard(down.client, inbound_body("m-before")).status_code == 200
-        torn = self._torn_record("m-torn")
+        torn = self._torn_record(runtime, "m-torn")
         with _spool_file(runtime).open("ab") as spool_file:
             spool_file.write(torn)
         # Writers append after the torn record, as they do once its writer has died.
@@ -285,7 +285,7 @@ class TestBadInput:
 
     def test_a_record_cut_off_at_the_end_of_the_file_is_set_aside(self, down, runtime):
         assert post_standard(down.client, inbound_body("m-last")).status_code == 200
-        torn = self._torn_record("m-torn-tail")
+        torn = self._torn_record(runtime, "m-torn-tail")
         with _spool_file(runtime).open("ab") as spool_file:
             spool_file.write(torn)
         report = drain(runtime)
@@ -324,6 +324,26 @@ class TestBadInput:
                 entry.id,
             )
             assert logged.request_id == entry.request_id and logged.body_bytes == len(body)
+        finally:
+            reconfigured.close()
+
+    def test_a_request_stored_before_its_connection_was_removed_is_not_quarantined_when_met_again(
+        self, down, runtime, settings
+    ):
+        """Stored by a drainer that stopped before noting so; the connection is removed before a drainer
+        meets the request again: it is stored already, and passed as such, not quarantined as
+        `connection_removed`."""
+        assert post_standard(down.client, inbound_body("m-stored")).status_code == 200
+        path = _spool_file(runtime)
+        saved = path.read_bytes()
+        assert drain(runtime).outcomes == {"accepted": 1}
+        remaining = [c for c in settings.model_dump(mode="json")["connections"] if c["name"] != "main"]
+        reconfigured = runtime_like(settings, connections=remaining)
+        try:
+            _as_a_killed_drainer_left_it(reconfigured, path, saved)
+            assert drain(reconfigured).outcomes == {"duplicate": 1}
+            assert count(reconfigured, QuarantinedRequest) == 0 and count(reconfigured, Message) == 1
+            assert spool_files(reconfigured) == []
         finally:
             reconfigured.close()
 

@@ -25,12 +25,12 @@ from tests.fixtures.services import service_unavailable
 from tests.providers.security_suite import count
 from tests.support.scratch_space import fill_scratch_space
 from tests.support.small_filesystem import fill, remount, small_filesystem, use_up_inodes
-from tests.support.spool import drain, removed_files_held_open, spool_files, spooled_request
+from tests.support.spool import drain, file_key, removed_files_held_open, spool_files, spooled_request
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.database.tables import Message, RawRequest
 from webhook_service.intake.spool import RequestSpool
 from webhook_service.intake.spool_drainer import SpoolDrainer
-from webhook_service.intake.spool_format import RECORD_MAGIC
+from webhook_service.intake.spool_format import RECORD_MAGIC, frame
 
 # A volume of the test's own: room for a few dozen webhooks of ~3 KB.
 VOLUME_BYTES = 256 * 1024
@@ -118,7 +118,7 @@ class TestFullDisk:
         spool_dir = runtime.settings.spool_dir
         with own_volume(spool_dir, 128 * 1024):
             assert _post(down.client, "m-before").status_code == 200
-            unreadable = _record_of_another_version()
+            unreadable = _record_of_another_version(file_key(spool_files(runtime)[-1]))
             with spool_files(runtime)[-1].open("ab") as spool_file:
                 spool_file.write(unreadable)
             assert _post(down.client, "m-after").status_code == 200
@@ -138,14 +138,11 @@ class TestFullDisk:
             assert kept.read_bytes() == unreadable
 
 
-def _record_of_another_version() -> bytes:
-    """A record framed as this version frames them (its CRC checks out), holding metadata it does not
-    know."""
+def _record_of_another_version(key: bytes) -> bytes:
+    """A record framed as this version frames them (its MAC checks out under the file's key), holding
+    metadata it does not know."""
     metadata = b'{"v": 2, "provider": "standard", "connection": "main", "request": "req-v2"}'
-    payload = len(metadata).to_bytes(4, "big") + metadata + b'{"id": "m-v2"}'
-    return (
-        RECORD_MAGIC + len(payload).to_bytes(4, "big") + __import__("zlib").crc32(payload).to_bytes(4, "big") + payload
-    )
+    return frame(len(metadata).to_bytes(4, "big") + metadata + b'{"id": "m-v2"}', key)
 
 
 class TestReadiness:

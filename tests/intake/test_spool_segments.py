@@ -10,18 +10,21 @@ import logging
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
-from tests.support.spool import drain, spool_files, spooled_request
+from tests.fixtures.app import TENANT_B
+from tests.support.spool import drain, file_key, spool_files, spooled_request, v1_file, v1_record
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.database.tables import Message
 from webhook_service.intake.message_store import RawRequestRecord
 from webhook_service.intake.spool import LEGACY_FILE
 from webhook_service.intake.spool_format import (
     FILE_HEADER_BYTES,
+    KEY_BYTES,
     LARGEST_HEAD_BYTES,
     RECORD_MAGIC,
     SpooledRequest,
@@ -111,23 +114,33 @@ class TestSegments:
         assert drain(runtime).finished
         assert _stored_message_ids(runtime) == ["m-small-1", "m-large", "m-small-2"]
 
-    def test_the_file_an_earlier_version_wrote_drains_first_after_an_upgrade(self, down, runtime):
-        """Earlier versions kept one file, requests.spool, in the format each segment has. After an upgrade
-        (or while old processes still append to it, during a rolling deploy) it is drained before the
-        segments: it holds the older requests."""
-        for message_id in ("m-old-1", "m-old-2"):
-            assert _post(down.client, message_id) == 200
-        [segment] = spool_files(runtime)
-        legacy = segment.with_name(LEGACY_FILE)
-        segment.rename(legacy)  # the same bytes the earlier version wrote there
+    def test_the_files_an_earlier_version_wrote_drain_first_after_an_upgrade(self, down, runtime):
+        """Earlier versions kept one file, requests.spool, then segments requests-<n>.spool, both of format
+        1 (records checked by CRC). After an upgrade (or while old processes still append to them, during
+        a rolling deploy) they are drained before this version's segments, which they precede, and never
+        appended to: this version's records go to a segment of its own."""
+        directory = runtime.settings.spool_dir
+        directory.mkdir(parents=True)
+        (directory / LEGACY_FILE).write_bytes(v1_file(v1_record(_spooled("m-old-1"))))
+        v1_segment = directory / "requests-000000000007.spool"
+        v1_segment.write_bytes(
+            v1_file(v1_record(_spooled("m-old-2")), b"WSR1\0\0\0\x40 torn", v1_record(_spooled("m-old-3")))
+        )
         assert _post(down.client, "m-new") == 200
-        assert spool_files(runtime)[0] == legacy and len(spool_files(runtime)) == 2
-        assert runtime.spool.status().depth == 3
+        files = spool_files(runtime)
+        assert files[:2] == [directory / LEGACY_FILE, v1_segment] and len(files) == 3
+        assert files[2].name == "requests-v2-000000000001.spool"
+        assert v1_segment.read_bytes().count(b"WSR1") == 3, "not appended to"
+        assert runtime.spool.status().depth == 4
 
         report = drain(runtime)
-        assert report.finished and report.outcomes == {"accepted": 3}
-        assert _stored_message_ids(runtime) == ["m-old-1", "m-old-2", "m-new"]
+        assert report.finished and report.outcomes == {"accepted": 4} and report.set_aside == 1
+        assert _stored_message_ids(runtime) == ["m-old-1", "m-old-2", "m-old-3", "m-new"]
         assert spool_files(runtime) == []
+
+
+def _spooled(message_id: str, **changes) -> SpooledRequest:
+    return spooled_request(message_id, request_id=f"req-{message_id}", **changes)
 
 
 class TestReadingPastDamage:
@@ -141,7 +154,7 @@ class TestReadingPastDamage:
         hours for a large one). No record the service writes is that large, so none is read."""
         assert _post(down.client, "m-first") == 200
         adversarial = (RECORD_MAGIC + struct.pack(">I", 7 * 1024 * 1024)) * 1024
-        torn = encode(spooled_request("m-torn", body=adversarial))
+        torn = encode(spooled_request("m-torn", body=adversarial), file_key(spool_files(runtime)[-1]))
         with spool_files(runtime)[-1].open("ab") as spool_file:
             spool_file.write(torn[: len(torn) * 9 // 10])
         large = [f"m-large-{n}" for n in range(8)]
@@ -155,6 +168,36 @@ class TestReadingPastDamage:
         report = drain(runtime)
         assert report.outcomes == {"accepted": 9} and report.set_aside == 1
         assert _stored_message_ids(runtime) == ["m-first", *large]
+
+    def test_a_record_crafted_inside_a_body_is_not_read_past_a_tear(self, down, runtime):
+        """A sender verified for its own connection (tenant A's) sends a body that holds a whole record of
+        its own, framed as format 1 framed them (a CRC is no secret) and as format 2 does but under a key
+        it had to guess, naming tenant B's connection. A crash cuts the write off right after it. Past the
+        tear the reader looks for the next record: the crafted ones must not be it. They are set aside
+        with the rest of the damage, and tenant B gets no message."""
+        assert _post(down.client, "m-before") == 200
+        crafted_request = spooled_request("m-forged", request_id="forged")
+        crafted = v1_record(replace(crafted_request, connection="other", tenant=TENANT_B))
+        guessed = encode(replace(crafted_request, connection="other", tenant=TENANT_B), bytes(KEY_BYTES))
+        carrier = encode(
+            spooled_request("m-carrier", body=b'{"x": "' + crafted + guessed + b'"}'),
+            file_key(spool_files(runtime)[-1]),
+        )
+        torn = carrier[: carrier.index(guessed) + len(guessed)]  # the crash: right after the crafted records
+        with spool_files(runtime)[-1].open("ab") as spool_file:
+            spool_file.write(torn)
+        assert _post(down.client, "m-after") == 200
+
+        report = drain(runtime)
+        assert report.outcomes == {"accepted": 2} and report.set_aside == 1 and report.finished
+        assert _stored_message_ids(runtime) == ["m-before", "m-after"]
+        with runtime.db.reading() as session:
+            assert (
+                session.scalar(sa.select(sa.func.count()).select_from(Message).where(Message.tenant_id == TENANT_B))
+                == 0
+            )
+        [kept] = (runtime.settings.spool_dir / "damaged").iterdir()
+        assert kept.read_bytes() == torn
 
     def test_no_request_the_web_server_takes_makes_a_larger_record(self):
         """The bound holds for the largest request gunicorn's default limits let in: a request line and
@@ -173,5 +216,5 @@ class TestReadingPastDamage:
             received_at=datetime.now(UTC),
         )
         spooled = SpooledRequest("standard", "main", "t" * 64, record, datetime.now(UTC))
-        assert len(encode(spooled)) <= largest_record(cap)
+        assert len(encode(spooled, bytes(KEY_BYTES))) <= largest_record(cap)
         assert LARGEST_HEAD_BYTES > 100 * 8190

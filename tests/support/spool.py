@@ -8,7 +8,10 @@ back.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from tests.support.standard import inbound_body
 from webhook_service.config.model import Settings
 from webhook_service.intake.message_store import RawRequestRecord
 from webhook_service.intake.spool_drainer import DrainReport
-from webhook_service.intake.spool_format import SpooledRequest
+from webhook_service.intake.spool_format import FILE_HEADER_BYTES, SpooledRequest, read_header
 from webhook_service.runtime import Runtime
 from webhook_service.settings import load_settings
 
@@ -76,3 +79,37 @@ def removed_files_held_open(directory: Path) -> list[str]:
         if target.startswith(f"{directory}/") and target.endswith(" (deleted)"):
             held.append(target)
     return held
+
+
+def file_key(path: Path) -> bytes:
+    """The key in the header of the spool file at `path` (one this version wrote)."""
+    header = read_header(path.read_bytes()[:FILE_HEADER_BYTES])
+    assert header is not None and header.key is not None
+    return header.key
+
+
+def v1_record(spooled: SpooledRequest) -> bytes:
+    """The request as earlier versions wrote it (format 1: "WSR1", its length, the CRC32 of its payload),
+    made here byte by byte, as those versions did, not with this version's code."""
+    record = spooled.record
+    metadata = json.dumps(
+        {
+            "provider": spooled.provider,
+            "connection": spooled.connection,
+            "tenant": spooled.tenant,
+            "request_id": record.request_id,
+            "method": record.method,
+            "url": record.url,
+            "headers": record.headers,
+            "remote_addr": record.remote_addr,
+            "received_at": record.received_at.isoformat(),
+            "spooled_at": spooled.spooled_at.isoformat(),
+        }
+    ).encode()
+    payload = len(metadata).to_bytes(4, "big") + metadata + record.body
+    return b"WSR1" + len(payload).to_bytes(4, "big") + zlib.crc32(payload).to_bytes(4, "big") + payload
+
+
+def v1_file(*records: bytes) -> bytes:
+    """A spool file as earlier versions wrote it (format 1): its header, then `records`."""
+    return b"WHSPOOL1" + secrets.token_bytes(16) + b"".join(records)

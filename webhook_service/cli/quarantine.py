@@ -84,8 +84,8 @@ def quarantine_replay(entry_ids: tuple[int, ...], trust: bool) -> None:
     """Run requests through the intake again. Signatures are re-checked against the current secrets
     and the original arrival time; stored credentials were redacted, so Basic-auth or token-only
     connections need --trust. An entry kept without its body (too large, cut off, or past
-    quarantine_max_bytes) cannot be replayed: it is reported and left as it is. Exits 1 unless every
-    entry was replayed."""
+    quarantine_max_bytes), or whose connection now belongs to another tenant than the one it arrived
+    for, cannot be replayed: it is reported and left as it is. Exits 1 unless every entry was replayed."""
     runtime = command_runtime()
     failures = 0
     done = []
@@ -97,7 +97,7 @@ def quarantine_replay(entry_ids: tuple[int, ...], trust: bool) -> None:
                 failures += 1
                 outcome, detail = "not_found", "not found, or its connection no longer exists"
                 click.echo(f"\n{entry_id}: {detail}", err=True)
-            elif result.outcome == "body_not_kept":
+            elif result.outcome in ("body_not_kept", "tenant_changed"):
                 failures += 1
                 outcome, detail = "refused", f"cannot be replayed, {result.detail}; nothing changed"
                 click.echo(f"\n{entry_id}: {detail}", err=True)

@@ -158,6 +158,9 @@ def _replay(console: Console, entry: QuarantinedRequest, *, trust: bool) -> tupl
     if result is None:
         detail = "The entry or its connection no longer exists."
         return console.action(action, "quarantine", target, entry.tenant_id, "not_found", detail), None
+    if result.reason_code == "tenant_changed":
+        detail = f"Not replayed, {result.detail}. Nothing changed."
+        return console.action(action, "quarantine", target, entry.tenant_id, "refused", detail), None
     if result.status != 200:
         detail = f"Still refused: {result.status} {result.reason_code}: {result.detail}"
         return console.action(action, "quarantine", target, entry.tenant_id, "failed", detail), None

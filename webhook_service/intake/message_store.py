@@ -400,16 +400,18 @@ def _value(row: tuple | None) -> Any:
     return None if row is None else row[0]
 
 
-def raw_request_stored(db: Database, connection: Connection, raw: RawRequestRecord) -> bool:
+def raw_request_stored(db: Database, provider: str, connection: str, raw: RawRequestRecord) -> bool:
     """Whether this very request (same arrival time and request id) is stored already: its transaction
     committed although its caller was told it failed (the server went away before answering the COMMIT),
     or a spool drainer stored it and crashed before noting so. The raw request is written in the same
     transaction as everything else the request changes, so it being there means all of it is. (A request
-    that only repeats what is stored leaves no raw row, and storing it again changes nothing either.)"""
+    that only repeats what is stored leaves no raw row, and storing it again changes nothing either.)
+    By the connection's provider and name: its request may be found stored after the connection was
+    removed from the configuration."""
     key = {"received_at": raw.received_at, "request_id": raw.request_id}
     with db.reading() as session:
         found = session.execute(
-            SELECT_STORED_RAW_REQUEST, {**key, "provider": connection.provider, "connection": connection.name}
+            SELECT_STORED_RAW_REQUEST, {**key, "provider": provider, "connection": connection}
         ).first()
     return found is not None
 

@@ -201,19 +201,20 @@ class Intake:
         try:
             if self.quarantine.holds(spooled.provider, spooled.connection, record):
                 return IntakeResult(SPOOLED_ANSWER_STATUS, "duplicate", "already_quarantined")
+            # Before the connection is looked at: one stored before it was removed or moved (a drainer that
+            # stopped before noting so meets it again) is stored, and is passed as such.
+            if raw_request_stored(self.db, spooled.provider, spooled.connection, record):
+                return IntakeResult(200, "duplicate", "already_stored")
             if adapter is None or connection is None:
                 return self._quarantine_spooled(
                     spooled,
                     "connection_removed",
                     f"its connection {spooled.provider}/{spooled.connection} is no longer configured",
                 )
-            if raw_request_stored(self.db, connection, record):
-                return IntakeResult(200, "duplicate", "already_stored")
             if connection.tenant != spooled.tenant:
                 # Stored through the connection as it is now, it would be the other tenant's message; under
                 # the tenant it came for, by a connection that no longer serves that tenant. Neither is
-                # safe to decide here: an operator does (the entry keeps the tenant it arrived for). One
-                # stored before the connection moved is found above, and not stored again.
+                # safe to decide here: an operator does (the entry keeps the tenant it arrived for).
                 return self._quarantine_spooled(
                     spooled,
                     "tenant_changed",
@@ -261,7 +262,11 @@ class Intake:
         signature is re-checked against the current secrets at its original arrival time; its stored
         credentials were redacted, so Basic-auth or token-only connections need `trust` (the operator
         vouches for it). None when the entry, or its connection, no longer exists; a 409 `body_not_kept`,
-        changing nothing, for an entry kept without its body (there is nothing to replay)."""
+        changing nothing, for an entry kept without its body (there is nothing to replay); a 409
+        `tenant_changed`, changing nothing, while its connection belongs to another tenant than the one
+        the request arrived for (stored through it, it would be that other tenant's message: the reason a
+        spooled request is quarantined as `tenant_changed`). Once the connection is back with that tenant,
+        it replays."""
         row = quarantine_entry(self.db, entry_id)
         adapter = self.adapters.get(row.provider) if row else None
         connection = self.connections.find(row.provider, row.connection) if row and adapter else None
@@ -269,6 +274,13 @@ class Intake:
             return None
         if not body_was_kept(row):
             return IntakeResult(409, "body_not_kept", "body_not_kept", detail=f"its body was not kept ({row.reason})")
+        if row.tenant_id is not None and connection.tenant != row.tenant_id:
+            detail = (
+                f"its connection {row.provider}/{row.connection} now belongs to tenant {connection.tenant}, not to"
+                f" tenant {row.tenant_id}, for which it arrived: give the connection back to tenant {row.tenant_id}"
+                " to replay it, or discard it"
+            )
+            return IntakeResult(409, "tenant_changed", "tenant_changed", detail=detail)
         request_id = f"replay-{entry_id}"
         with request_id_bound(request_id):  # the replay's lines, as the stored request, carry its own id
             result = self.process(

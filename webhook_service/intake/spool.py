@@ -4,10 +4,13 @@ kept in local files, fsynced, until the drainer (spool_drainer.py) stores them.
 One spool per data directory, on this host's disk (`data_dir/spool/`), shared by every process that uses
 that data directory:
 
-    requests-<n>.spool  the records (spool_format.py) in segments, appended to the newest (highest n) in
-                        the order they were acknowledged; a new segment is begun once the newest holds
+    requests-v2-<n>.spool  the records (spool_format.py) in segments, appended to the newest (highest n)
+                        in the order they were acknowledged; a new segment is begun once the newest holds
                         `segment_bytes`
     requests.spool      the one file earlier versions wrote: drained first, never appended to
+    requests-<n>.spool  the segments of format 1 (spool_format.py) earlier versions wrote: drained after
+                        requests.spool and before the others, never appended to (earlier versions still
+                        running during a rolling deploy append to them, and see no other segment)
     append.lock         held (flock) by the one process appending, or reading where complete writes end
     drain.lock          held (flock) by the one drainer at work
     progress            how far the drainer has got in the oldest file: its generation and an offset
@@ -42,16 +45,21 @@ from pathlib import Path
 from webhook_service.intake.spool_format import (
     FILE_HEADER_BYTES,
     GENERATION_BYTES,
+    KEY_BYTES,
+    RECORD_HEADER_BYTES,
     Buffer,
     Damage,
+    FileHeader,
     Frame,
     SpooledRequest,
     arrival_time,
-    encode,
     file_header,
+    frame,
     frame_at,
-    generation_of,
+    header_cut_off,
     largest_record,
+    payload_of,
+    read_header,
     scan,
 )
 from webhook_service.observability import metrics
@@ -61,7 +69,10 @@ logger = logging.getLogger("webhook_service.intake")
 
 # Earlier versions' one file; drained before the segments (it holds older requests), never appended to.
 LEGACY_FILE = "requests.spool"
-SEGMENT_PREFIX, SEGMENT_SUFFIX = "requests-", ".spool"
+SEGMENT_PREFIX, SEGMENT_SUFFIX = "requests-v2-", ".spool"
+# Earlier versions' segments (format 1), drained before this version's; a name earlier versions do not
+# take for theirs is what keeps them from appending format 1 records to a file of format 2.
+SEGMENT_PREFIX_V1 = "requests-"
 # A segment holds a sixteenth of the budget, and at least this (not a file every few requests for a small
 # budget); a record larger than that has a segment of its own.
 SEGMENT_FRACTION = 16
@@ -113,9 +124,24 @@ class SpoolView:
     """A spool file as far as complete writes go (`end`), mapped for reading."""
 
     path: Path
-    generation: bytes
+    header: FileHeader
     end: int
     data: Buffer
+
+    @property
+    def generation(self) -> bytes:
+        return self.header.generation
+
+    @property
+    def start(self) -> int:
+        """Where its records begin."""
+        return self.header.size
+
+    def scan(self, start: int, largest: int) -> Iterator[Frame | Damage]:
+        return scan(self.data, start, self.end, key=self.header.key, largest=largest)
+
+    def frame_at(self, position: int) -> Frame | None:
+        return frame_at(self.data, position, self.end, self.header.key)
 
 
 @dataclass
@@ -124,6 +150,7 @@ class _Appender:
 
     descriptor: int
     path: Path
+    key: bytes
     pid: int = field(default_factory=os.getpid)
 
 
@@ -212,29 +239,31 @@ class RequestSpool:
     def append(self, spooled: SpooledRequest) -> int:
         """Write the request and fsync it; the spool's size after it. SpoolUnavailable when it is past
         the budget or cannot be written, and then nothing of it stays in the file."""
-        frame = encode(spooled)
+        payload = payload_of(spooled)
+        frame_bytes = RECORD_HEADER_BYTES + len(payload)  # framed (its MAC made) under the key of its file
         try:
             self._make_directory()
             with self._append_lock.held():
                 sizes = _sizes(self.files())
                 used = sum(sizes.values())
-                tail = self._tail_segment(sizes, len(frame))
+                tail = self._tail_segment(sizes, frame_bytes)
                 tail_size = sizes.get(tail, 0)
-                needed = len(frame) + (0 if tail_size >= FILE_HEADER_BYTES else FILE_HEADER_BYTES)
+                needed = frame_bytes + (0 if tail_size >= FILE_HEADER_BYTES else FILE_HEADER_BYTES)
                 if used + needed > self.max_bytes:
                     raise SpoolUnavailable(
                         "spool_full", f"{used} of {self.max_bytes} bytes used (spool_max_bytes), {needed} more needed"
                     )
-                descriptor = self._appending_file(tail)
+                descriptor, key = self._appending_file(tail)
+                record = frame(payload, key)
                 size = os.fstat(descriptor).st_size
                 try:
-                    _write_whole(descriptor, frame)
+                    _write_whole(descriptor, record)
                     os.fdatasync(descriptor)
                 except OSError:
                     _cut_back(descriptor, size)
                     raise
                 self._unwritable = False
-                return used - tail_size + size + len(frame)
+                return used - tail_size + size + len(record)
         except OSError as error:
             # A full disk, a quota, a directory that is gone or read-only: the request is not kept here.
             self._unwritable = True
@@ -243,13 +272,13 @@ class RequestSpool:
     def _tail_segment(self, sizes: dict[Path, int], frame_bytes: int) -> Path:
         """The segment the next record goes to: the newest, or a new one when the newest holds records
         and this one would take it past `segment_bytes` (there is none yet, or only earlier versions'
-        file)."""
-        segments = [path for path in sizes if path.name != LEGACY_FILE]
+        files, which are never appended to)."""
+        segments = [path for path in sizes if _segment_number(path.name) is not None]
         if segments:
             newest = segments[-1]
             if sizes[newest] <= FILE_HEADER_BYTES or sizes[newest] + frame_bytes <= self.segment_bytes:
                 return newest
-        number = (_file_number(segments[-1].name) or 0) + 1 if segments else 1
+        number = (_segment_number(segments[-1].name) or 0) + 1 if segments else 1
         return self.directory / f"{SEGMENT_PREFIX}{number:012d}{SEGMENT_SUFFIX}"
 
     def _make_directory(self) -> None:
@@ -268,41 +297,45 @@ class RequestSpool:
                 level.mkdir()
             _sync_directory(level.parent)
 
-    def _appending_file(self, path: Path) -> int:
+    def _appending_file(self, path: Path) -> tuple[int, bytes]:
         """This process's descriptor on the segment at `path` (made, with its header, if there is none),
-        taken under the append lock. A descriptor on another file is let go (the drainer removed the
-        file it had open, or another process began a newer segment)."""
+        and the segment's key, taken under the append lock. A descriptor on another file is let go (the
+        drainer removed the file it had open, or another process began a newer segment)."""
         appender = self._appender
         if appender is not None and appender.pid == os.getpid() and _is_at(appender.descriptor, path):
-            return appender.descriptor
+            return appender.descriptor, appender.key
         self._close_appender()
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
-            ours = self._begin_file(descriptor)
+            key = self._begin_file(descriptor)
         except BaseException:
             os.close(descriptor)
             raise
-        if not ours:
-            # Not a spool file (nothing of ours writes one): kept for operators, never overwritten.
+        if key is None:
+            # Not a spool file of this format (nothing of ours writes one under this name): kept for
+            # operators, never overwritten.
             os.close(descriptor)
             self._set_aside_file(path)
             return self._appending_file(path)
-        self._appender = _Appender(descriptor, path)
-        return descriptor
+        self._appender = _Appender(descriptor, path, key)
+        return descriptor, key
 
-    def _begin_file(self, descriptor: int) -> bool:
-        """Write the header of a new spool file (or of one whose header a crash cut off, before any record
-        could follow it); False when the file is no spool file."""
-        if generation_of(os.pread(descriptor, FILE_HEADER_BYTES, 0)) is not None:
-            return True
+    def _begin_file(self, descriptor: int) -> bytes | None:
+        """Write the header of a new spool file, with a key drawn for it (or of one whose header a crash
+        cut off, before any record could follow it); the file's key, None when the file is no spool file
+        this version appends to."""
+        header = read_header(os.pread(descriptor, FILE_HEADER_BYTES, 0))
+        if header is not None:
+            return header.key
         if os.fstat(descriptor).st_size >= FILE_HEADER_BYTES:
-            return False
+            return None
         self._make_progress_file()
         os.ftruncate(descriptor, 0)
-        _write_whole(descriptor, file_header(secrets.token_bytes(GENERATION_BYTES)))
+        key = secrets.token_bytes(KEY_BYTES)
+        _write_whole(descriptor, file_header(secrets.token_bytes(GENERATION_BYTES), key))
         os.fdatasync(descriptor)
         _sync_directory(self.directory)
-        return True
+        return key
 
     def _close_appender(self) -> None:
         if self._appender is not None:
@@ -372,12 +405,12 @@ class RequestSpool:
             yield None
             return
         try:
-            generation = generation_of(os.pread(descriptor, FILE_HEADER_BYTES, 0))
-            if generation is None or end < FILE_HEADER_BYTES:
+            header = read_header(os.pread(descriptor, FILE_HEADER_BYTES, 0))
+            if header is None or end < header.size:
                 yield None
                 return
             with mmap.mmap(descriptor, end, access=mmap.ACCESS_READ) as data:
-                yield SpoolView(path, generation, end, data)
+                yield SpoolView(path, header, end, data)
         finally:
             os.close(descriptor)
 
@@ -392,9 +425,9 @@ class RequestSpool:
                     header = handle.read(FILE_HEADER_BYTES)
             except FileNotFoundError:
                 return
-            if generation_of(header) is not None:
+            if read_header(header) is not None:
                 return  # whole by now
-            if len(header) >= FILE_HEADER_BYTES:
+            if not header_cut_off(header):
                 self._set_aside_file(path)
                 return
             os.unlink(path)
@@ -413,13 +446,13 @@ class RequestSpool:
             return None
         return recorded, offset
 
-    def drained_to(self, generation: bytes) -> int:
-        """Where the drainer goes on in the file of `generation` (its start when it has not begun). No
-        progress recorded: everything is stored again, and the intake stores nothing twice."""
+    def drained_to(self, view: SpoolView) -> int:
+        """Where the drainer goes on in the file of `view` (its start when it has not begun). No progress
+        recorded: everything is stored again, and the intake stores nothing twice."""
         recorded = self._recorded_progress()
-        if recorded is None or recorded[0] != generation:
-            return FILE_HEADER_BYTES
-        return max(recorded[1], FILE_HEADER_BYTES)
+        if recorded is None or recorded[0] != view.generation:
+            return view.start
+        return max(recorded[1], view.start)
 
     def mark_drained(self, generation: bytes, offset: int) -> None:
         """Durably: the drainer has stored everything before `offset` in the file of `generation`."""
@@ -483,7 +516,8 @@ class RequestSpool:
                     size = os.fstat(handle.fileno()).st_size
             except FileNotFoundError:
                 return True
-            if generation_of(header) != view.generation or size != view.end:
+            found = read_header(header)
+            if found is None or found.generation != view.generation or size != view.end:
                 return False
             os.unlink(view.path)
             _sync_directory(self.directory)
@@ -540,12 +574,12 @@ class _FileIndex:
     what was appended since): 8 bytes a record, so that a spool of a million requests costs each process
     8 MB, not the requests themselves."""
 
-    scanned_to: int = FILE_HEADER_BYTES
+    scanned_to: int = 0
     largest: int = 0
     offsets: array = field(default_factory=lambda: array("q"))
 
     def extend(self, view: SpoolView, largest_record: int) -> None:
-        for item in scan(view.data, self.scanned_to, view.end, largest=largest_record):
+        for item in view.scan(max(self.scanned_to, view.start), largest_record):
             if isinstance(item, Frame):
                 self.offsets.append(item.offset)
                 self.largest = max(self.largest, item.end - item.offset)
@@ -569,26 +603,38 @@ class _StatusIndex:
                     continue
                 index = indexes[view.generation] = self._files.get(view.generation) or _FileIndex()
                 index.extend(view, spool.largest_record)
-                first_waiting = bisect.bisect_left(index.offsets, spool.drained_to(view.generation))
+                first_waiting = bisect.bisect_left(index.offsets, spool.drained_to(view))
                 waiting = len(index.offsets) - first_waiting
                 if waiting and not depth:
                     # The first waiting record's: records are in the order they were acknowledged, which
                     # is the order of arrival but for requests that waited for a database time-out.
-                    first = frame_at(view.data, index.offsets[first_waiting], view.end)
+                    first = view.frame_at(index.offsets[first_waiting])
                     oldest = arrival_time(first.payload) if first else None
                 depth, size, largest = depth + waiting, size + view.end, max(largest, index.largest)
         self._files = indexes  # files removed since are forgotten
         return depth, size, oldest, largest
 
 
-def _file_number(name: str) -> int | None:
-    """A spool file's place in the drain order (0: earlier versions' one file), None for other files."""
+# A spool file's kind, the first part of its place in the drain order.
+_LEGACY, _V1_SEGMENT, _OURS = 0, 1, 2
+
+
+def _file_number(name: str) -> tuple[int, int] | None:
+    """A spool file's place in the drain order: its kind (earlier versions' one file, their segments,
+    this version's), then its number; None for other files."""
     if name == LEGACY_FILE:
-        return 0
-    number = name.removeprefix(SEGMENT_PREFIX).removesuffix(SEGMENT_SUFFIX)
-    if name.startswith(SEGMENT_PREFIX) and name.endswith(SEGMENT_SUFFIX) and number.isdigit():
-        return int(number)
+        return _LEGACY, 0
+    for kind, prefix in ((_OURS, SEGMENT_PREFIX), (_V1_SEGMENT, SEGMENT_PREFIX_V1)):
+        number = name.removeprefix(prefix).removesuffix(SEGMENT_SUFFIX)
+        if name.startswith(prefix) and name.endswith(SEGMENT_SUFFIX) and number.isdigit():
+            return kind, int(number)
     return None
+
+
+def _segment_number(name: str) -> int | None:
+    """The number of a segment this version appends to (None: another file)."""
+    place = _file_number(name)
+    return place[1] if place is not None and place[0] == _OURS else None
 
 
 def _sizes(paths: list[Path]) -> dict[Path, int]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from webhook_service.intake.processing import Intake
 from webhook_service.intake.spool import RequestSpool, SpoolStatus, SpoolView
-from webhook_service.intake.spool_format import FILE_HEADER_BYTES, Damage, Frame, decode, scan
+from webhook_service.intake.spool_format import Damage, Frame, decode
 from webhook_service.observability.logs import log
 
 logger = logging.getLogger("webhook_service.intake")
@@ -126,16 +126,16 @@ class SpoolDrainer:
             if view is None:
                 self.spool.clear_headless(files[0])
                 return True
-            start = max(self.spool.drained_to(view.generation), self._known_position(view.generation))
+            start = max(self.spool.drained_to(view), self._known_position(view))
             if start < view.end and not self._drain_view(view, start, report):
                 return False
             if self.spool.retire(view):
                 self._stored_to = None
             return True
 
-    def _known_position(self, generation: bytes) -> int:
-        if self._stored_to is None or self._stored_to[0] != generation:
-            return FILE_HEADER_BYTES
+    def _known_position(self, view: SpoolView) -> int:
+        if self._stored_to is None or self._stored_to[0] != view.generation:
+            return view.start
         return self._stored_to[1]
 
     def _drain_view(self, view: SpoolView, start: int, report: DrainReport) -> bool:
@@ -143,7 +143,7 @@ class SpoolDrainer:
         stops at one (the database, or a record that cannot be kept yet)."""
         done, unnoted, noting = start, 0, True
         try:
-            for item in scan(view.data, start, view.end, largest=self.spool.largest_record):
+            for item in view.scan(start, self.spool.largest_record):
                 if isinstance(item, Damage):
                     kept = self.spool.set_aside(view, item)
                     log(

@@ -1,24 +1,39 @@
 """How a spooled webhook request is written in a spool file, and how the file is read back.
 
-Each file of the spool (a segment, or the one file earlier versions wrote) is a header (a magic line and a random generation id) followed by records. A record is framed
-so that a record cut off by a crash, or bytes that were never a record, are recognised as such:
+Each file of the spool is a header (a magic line, a random generation id and, since format 2, a random
+key) followed by records. A record is framed so that a record cut off by a crash, or bytes that were
+never a record, are recognised as such:
 
-    magic "WSR1" | payload length (4 bytes, big-endian) | CRC32 of the payload (4 bytes) | payload
+    magic "WSR2" | payload length (4 bytes, big-endian) | MAC (16 bytes) | payload
+    MAC = HMAC-SHA256 under the file's key of the magic, the length and the payload, its first 16 bytes
     payload = metadata length (4 bytes) | metadata (JSON, UTF-8) | body (the request's bytes)
 
-The reader checks the magic, that the length fits in what was written, and the CRC; anything else is a
+The reader checks the magic, that the length fits in what was written, and the MAC; anything else is a
 damaged region, which ends where the next record that checks out begins (writers append after a torn
 record, so good records follow it). The metadata is the request as it would be stored (credentials
 already redacted, see redaction.py), with the connection it came on and its arrival time.
 
-Looking for that next record, the reader tries each "WSR1" in the damaged bytes, which may be a request's
-body: a candidate whose length is larger than any record the service writes (`largest_record`) is no
-record, and is passed without reading it, so that a body full of "WSR1    " (a length of 539 MB) costs
-nothing, where reading and checksumming each of them to the end of a large spool took minutes.
+Why a keyed check, not a checksum: the bytes past a torn record may be a request's body, which its
+sender chose. A body that holds a whole record of its own (one that names another connection, another
+tenant) and is cut off by a crash right after it would be read, past the damage, as a request that was
+verified and acknowledged. A CRC is no secret, its sender computes it as well as we do; a MAC needs a
+key it never sees: drawn for each file when its header is written, it is only ever on this host's disk
+(never logged; the generation id, which is, is another value).
+
+Files of format 1 (header "WHSPOOL1", records "WSR1" | length | CRC32 of the payload | payload), which
+earlier versions wrote, are still read so that what they spooled drains after an upgrade; nothing writes
+them any more.
+
+Looking for that next record, the reader tries each record magic in the damaged bytes: a candidate whose
+length is larger than any record the service writes (`largest_record`) is no record, and is passed
+without reading it, so that a body full of "WSR2    " (a length of 539 MB) costs nothing, where reading
+and checking each of them to the end of a large spool took minutes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import mmap
 import struct
@@ -29,13 +44,20 @@ from datetime import datetime
 
 from webhook_service.intake.message_store import RawRequestRecord
 
-FILE_MAGIC = b"WHSPOOL1"
+FILE_MAGIC = b"WHSPOOL2"
+FILE_MAGIC_V1 = b"WHSPOOL1"  # earlier versions' files: read, never written
 GENERATION_BYTES = 16
-FILE_HEADER_BYTES = len(FILE_MAGIC) + GENERATION_BYTES
+KEY_BYTES = 32
+FILE_HEADER_BYTES = len(FILE_MAGIC) + GENERATION_BYTES + KEY_BYTES
+FILE_HEADER_BYTES_V1 = len(FILE_MAGIC_V1) + GENERATION_BYTES
 
-RECORD_MAGIC = b"WSR1"
-_RECORD_HEADER = struct.Struct(">4sII")  # magic, payload length, CRC32 of the payload
+RECORD_MAGIC = b"WSR2"
+RECORD_MAGIC_V1 = b"WSR1"
+MAC_BYTES = 16
+_RECORD_HEADER = struct.Struct(f">4sI{MAC_BYTES}s")  # magic, payload length, MAC
+_RECORD_HEADER_V1 = struct.Struct(">4sII")  # magic, payload length, CRC32 of the payload
 _METADATA_LENGTH = struct.Struct(">I")
+_PAYLOAD_LENGTH = struct.Struct(">I")  # as the record header has it, for its MAC
 RECORD_HEADER_BYTES = _RECORD_HEADER.size
 
 # The largest request head the web server takes, with gunicorn's default limits (which gunicorn_config.py
@@ -80,15 +102,40 @@ class Damage:
     end: int
 
 
-def file_header(generation: bytes) -> bytes:
-    return FILE_MAGIC + generation
+@dataclass(frozen=True)
+class FileHeader:
+    """What a spool file's header says: its generation id and its key (None: format 1, checked by CRC)."""
+
+    generation: bytes
+    key: bytes | None
+
+    @property
+    def size(self) -> int:
+        return FILE_HEADER_BYTES if self.key is not None else FILE_HEADER_BYTES_V1
 
 
-def generation_of(header: bytes) -> bytes | None:
-    """The generation id a file header names, or None when it is not (all of) a header."""
-    if len(header) < FILE_HEADER_BYTES or not header.startswith(FILE_MAGIC):
-        return None
-    return bytes(header[len(FILE_MAGIC) : FILE_HEADER_BYTES])
+def file_header(generation: bytes, key: bytes) -> bytes:
+    return FILE_MAGIC + generation + key
+
+
+def read_header(header: bytes) -> FileHeader | None:
+    """The header at the start of `header` (a file's first FILE_HEADER_BYTES or fewer), or None when it
+    is not (all of) a header."""
+    generation = bytes(header[len(FILE_MAGIC) : len(FILE_MAGIC) + GENERATION_BYTES])
+    if header.startswith(FILE_MAGIC) and len(header) >= FILE_HEADER_BYTES:
+        return FileHeader(generation, bytes(header[len(FILE_MAGIC) + GENERATION_BYTES : FILE_HEADER_BYTES]))
+    if header.startswith(FILE_MAGIC_V1) and len(header) >= FILE_HEADER_BYTES_V1:
+        return FileHeader(generation, None)
+    return None
+
+
+def header_cut_off(header: bytes) -> bool:
+    """Whether `header` (a file's first bytes, no whole header) is the start of a header a crash cut off,
+    rather than a file that is no spool file."""
+    return any(
+        magic.startswith(header[: len(magic)]) and len(header) < size
+        for magic, size in ((FILE_MAGIC, FILE_HEADER_BYTES), (FILE_MAGIC_V1, FILE_HEADER_BYTES_V1))
+    )
 
 
 def largest_record(max_body_bytes: int) -> int:
@@ -96,7 +143,13 @@ def largest_record(max_body_bytes: int) -> int:
     return RECORD_HEADER_BYTES + _METADATA_LENGTH.size + METADATA_ALLOWANCE_BYTES + max_body_bytes
 
 
-def encode(spooled: SpooledRequest) -> bytes:
+def encode(spooled: SpooledRequest, key: bytes) -> bytes:
+    """The record of `spooled`, for a file whose key is `key`."""
+    return frame(payload_of(spooled), key)
+
+
+def payload_of(spooled: SpooledRequest) -> bytes:
+    """What the record of `spooled` frames (RECORD_HEADER_BYTES more make the record)."""
     record = spooled.record
     metadata = json.dumps(
         {
@@ -112,8 +165,19 @@ def encode(spooled: SpooledRequest) -> bytes:
             "spooled_at": spooled.spooled_at.isoformat(),
         }
     ).encode()
-    payload = _METADATA_LENGTH.pack(len(metadata)) + metadata + record.body
-    return _RECORD_HEADER.pack(RECORD_MAGIC, len(payload), zlib.crc32(payload)) + payload
+    return _METADATA_LENGTH.pack(len(metadata)) + metadata + record.body
+
+
+def frame(payload: bytes, key: bytes) -> bytes:
+    """`payload` framed as a record of a file whose key is `key`."""
+    length = _PAYLOAD_LENGTH.pack(len(payload))
+    return _RECORD_HEADER.pack(RECORD_MAGIC, len(payload), _mac(key, length, payload)) + payload
+
+
+def _mac(key: bytes, length: bytes, payload: Buffer | bytes) -> bytes:
+    check = hmac.new(key, RECORD_MAGIC + length, hashlib.sha256)
+    check.update(payload)
+    return check.digest()[:MAC_BYTES]
 
 
 def decode(payload: bytes) -> SpooledRequest:
@@ -152,46 +216,54 @@ def arrival_time(payload: bytes) -> datetime | None:
         return None
 
 
-def scan(data: Buffer, start: int, end: int, *, largest: int) -> Iterator[Frame | Damage]:
-    """The records and damaged regions of data[start:end], in order. `end` is where complete writes end
-    (the file's size while no writer is appending), so a record that does not fit is damaged. Past
-    damage, records are looked for no larger than `largest` (a `largest_record`); where one record ends,
-    the next is read whatever its size (a record written under a larger body cap than today's)."""
+def scan(data: Buffer, start: int, end: int, *, key: bytes | None, largest: int) -> Iterator[Frame | Damage]:
+    """The records and damaged regions of data[start:end], in order, in a file whose key is `key` (None:
+    format 1). `end` is where complete writes end (the file's size while no writer is appending), so a
+    record that does not fit is damaged. Past damage, records are looked for no larger than `largest` (a
+    `largest_record`); where one record ends, the next is read whatever its size (a record written under
+    a larger body cap than today's)."""
     position = start
     while position < end:
-        frame = frame_at(data, position, end)
+        frame = frame_at(data, position, end, key)
         if frame is not None:
             yield frame
             position = frame.end
             continue
-        resume = _next_frame(data, position + 1, end, largest)
+        resume = _next_frame(data, position + 1, end, key, largest)
         yield Damage(position, resume)
         position = resume
 
 
-def frame_at(data: Buffer, position: int, end: int, largest: int | None = None) -> Frame | None:
-    """The record at `position`, if one that checks out (and is no larger than `largest`) begins there."""
-    if end - position < RECORD_HEADER_BYTES:
+def frame_at(data: Buffer, position: int, end: int, key: bytes | None, largest: int | None = None) -> Frame | None:
+    """The record at `position`, if one that checks out under `key` (None: format 1's CRC) and is no
+    larger than `largest` begins there."""
+    layout, magic = (_RECORD_HEADER, RECORD_MAGIC) if key is not None else (_RECORD_HEADER_V1, RECORD_MAGIC_V1)
+    if end - position < layout.size:
         return None
-    magic, length, checksum = _RECORD_HEADER.unpack_from(data, position)
-    payload_start = position + RECORD_HEADER_BYTES
-    if magic != RECORD_MAGIC or length > end - payload_start:
+    found, length, check = layout.unpack_from(data, position)
+    payload_start = position + layout.size
+    if found != magic or length > end - payload_start:
         return None
-    if largest is not None and RECORD_HEADER_BYTES + length > largest:
+    if largest is not None and layout.size + length > largest:
         return None
     payload = bytes(data[payload_start : payload_start + length])
-    if zlib.crc32(payload) != checksum:
+    if key is None:
+        checks_out = zlib.crc32(payload) == check
+    else:
+        checks_out = hmac.compare_digest(_mac(key, _PAYLOAD_LENGTH.pack(length), payload), check)
+    if not checks_out:
         return None
     return Frame(position, payload_start + length, payload)
 
 
-def _next_frame(data: Buffer, position: int, end: int, largest: int) -> int:
+def _next_frame(data: Buffer, position: int, end: int, key: bytes | None, largest: int) -> int:
     """Where the next record that checks out begins, at or after `position` (`end` when none does)."""
+    magic = RECORD_MAGIC if key is not None else RECORD_MAGIC_V1
     while position < end:
-        found = data.find(RECORD_MAGIC, position, end)
+        found = data.find(magic, position, end)
         if found < 0:
             return end
-        if frame_at(data, found, end, largest) is not None:
+        if frame_at(data, found, end, key, largest) is not None:
             return found
         position = found + 1
     return end
