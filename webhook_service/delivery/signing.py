@@ -30,8 +30,12 @@ class Signer:
 
     def header(self, webhook_id: str, timestamp: datetime, body: bytes) -> str:
         """The `webhook-signature` value for a delivery sent at `timestamp`."""
-        signature = self._current.sign(msg_id=webhook_id, timestamp=timestamp, data=body)
+        # As text: the library's releases before 1.3 take only a str, and put bytes into the signed
+        # content as their repr (b'...'), a signature no receiver verifies. A body is the JSON we
+        # rendered, always UTF-8, and 1.3 signs a str as its UTF-8 bytes: the same signature.
+        text = body.decode("utf-8")
+        signature = self._current.sign(msg_id=webhook_id, timestamp=timestamp, data=text)
         expires = self._previous_expires_at
         if self._previous is None or expires is None or expires <= timestamp:
             return signature
-        return f"{signature} {self._previous.sign(msg_id=webhook_id, timestamp=timestamp, data=body)}"
+        return f"{signature} {self._previous.sign(msg_id=webhook_id, timestamp=timestamp, data=text)}"
