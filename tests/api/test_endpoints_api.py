@@ -4,11 +4,14 @@ precise 400 and nothing stored, and endpoint URLs held to the SSRF rules of medi
 from __future__ import annotations
 
 import base64
+import logging
 
 import pytest
 
 from tests.fixtures.app import API_KEY_A, USER_A, USER_B
 from tests.fixtures.media_server import StaticResolver
+from tests.support.refusing import refusing_inserts
+from webhook_service.observability.logs import JsonFormatter
 
 A = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()).decode()}
 B = {"Authorization": "Basic " + base64.b64encode(":".join(USER_B).encode()).decode()}
@@ -298,6 +301,19 @@ def settings_overrides():
             ]
         }
     }
+
+
+class TestServerErrors:
+    def test_a_database_errors_log_line_holds_no_parameter_value(self, client, runtime, caplog):
+        # The statement's parameters are the endpoint's URL with its credential and its sealed secret.
+        caplog.set_level(logging.ERROR, logger="webhook_service.app")
+        with refusing_inserts(runtime.db, "endpoints"):
+            response = create(client, url="https://hooks.example.com/in?token=CREDENTIAL-123", description="DESC-456")
+        assert error(response, 500, "internal_error") == "An unexpected error occurred."
+        [record] = [r for r in caplog.records if r.getMessage() == "unhandled_exception"]
+        line = JsonFormatter().format(record)
+        assert "INSERT INTO endpoints" in line and "parameters hidden" in line
+        assert "CREDENTIAL-123" not in line and "DESC-456" not in line and "whsec_" not in line
 
 
 class TestDeclaredEndpoints:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from tests.delivery.conftest import A, listen, register
 from tests.delivery.receiver import HUGE_BYTES
+from tests.support.refusing import refusing_inserts
 from tests.support.standard import inbound_body, post_standard
 from webhook_service.database.tables import DELIVERIES, ENDPOINTS
 
@@ -130,31 +131,12 @@ def test_an_answer_with_a_nul_byte_is_recorded_with_the_nul_replaced(client, run
     assert len(receiver.requests("/hook")) == 1
 
 
-REFUSE_ATTEMPTS = {
-    "sqlite": [
-        "CREATE TRIGGER refuse_attempts BEFORE INSERT ON delivery_attempts BEGIN SELECT RAISE(ABORT, 'refused'); END"
-    ],
-    "postgresql": [
-        "CREATE OR REPLACE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
-        "CREATE TRIGGER refuse_attempts BEFORE INSERT ON delivery_attempts FOR EACH ROW EXECUTE FUNCTION refuse()",
-    ],
-}
-
-
 def test_a_turn_whose_record_fails_releases_the_endpoint_at_once(client, runtime, receiver, caplog):
     endpoint = listen(client, receiver)
     assert post_standard(client, inbound_body("m-1")).status_code == 200
-    with runtime.db.writing() as conn:  # a database that refuses the attempt's row
-        for statement in REFUSE_ATTEMPTS[conn.dialect.name]:
-            conn.execute(sa.text(statement))
     caplog.set_level(logging.ERROR, logger="webhook_service.delivery")
-    runtime.deliveries.drain(endpoint["id"])
-    with runtime.db.writing() as conn:
-        conn.execute(
-            sa.text(
-                "DROP TRIGGER refuse_attempts" + (" ON delivery_attempts" if conn.dialect.name == "postgresql" else "")
-            )
-        )
+    with refusing_inserts(runtime.db, "delivery_attempts"):  # a database that refuses the attempt's row
+        runtime.deliveries.drain(endpoint["id"])
     [failed] = [r for r in caplog.records if r.getMessage() == "delivery_turn_failed"]
     assert failed.levelno == logging.ERROR and failed.fields == {"endpoint_id": endpoint["id"]}
     with runtime.db.reading() as session:
