@@ -41,7 +41,7 @@ _RECEIVE_BYTES = 65536
 @dataclass(frozen=True)
 class Response:
     status: int
-    kept: str  # the first KiB of the body, undecodable bytes replaced
+    kept: str  # the first KiB of the body, undecodable bytes and NULs replaced
     reusable: bool  # read to its end, and the connection may carry another request
 
 
