@@ -4,11 +4,14 @@ precise 400 and nothing stored, and endpoint URLs held to the SSRF rules of medi
 from __future__ import annotations
 
 import base64
+import logging
 
 import pytest
 
 from tests.fixtures.app import API_KEY_A, USER_A, USER_B
 from tests.fixtures.media_server import StaticResolver
+from tests.support.refusing import refusing_inserts
+from webhook_service.observability.logs import JsonFormatter
 
 A = {"Authorization": "Basic " + base64.b64encode(":".join(USER_A).encode()).decode()}
 B = {"Authorization": "Basic " + base64.b64encode(":".join(USER_B).encode()).decode()}
@@ -171,6 +174,48 @@ class TestBadBodies:
         assert message in error(response, 400, "invalid_field")
         assert count(client) == 0
 
+    # PostgreSQL's text cannot hold a NUL: the insert or update failed with a 500. Sent as JSON escapes
+    # (a lone surrogate cannot be encoded as UTF-8 at all).
+    @pytest.mark.parametrize(
+        "field, text",
+        [
+            ("description", "a\\u0000b"),
+            ("description", "a\\ud800b"),
+            ("url", "https://hooks.example.com/a\\u0000?token=abc"),
+            ("url", "https://hooks.example.com/a?x=\\udfff"),
+        ],
+    )
+    def test_text_the_database_cannot_hold_is_refused(self, client, field, text):
+        expected = f"{field}: must not contain NUL characters (\\u0000) or lone surrogates (\\ud800-\\udfff)"
+        other = f'"url": "{GOOD_URL}", ' if field != "url" else ""
+        raw = "{" + other + f'"{field}": "{text}"' + "}"
+        response = client.post("/api/v1/endpoints", data=raw, content_type="application/json", headers=A)
+        assert error(response, 400, "invalid_field") == expected
+        assert count(client) == 0
+        created = create(client, description="kept").get_json()
+        path = f"/api/v1/endpoints/{created['id']}"
+        response = client.patch(
+            path, data="{" + f'"{field}": "{text}"' + "}", content_type="application/json", headers=A
+        )
+        assert error(response, 400, "invalid_field") == expected
+        shown = client.get(path, headers=A).get_json()
+        assert (shown["url"], shown["description"]) == (GOOD_URL, "kept")
+
+    @pytest.mark.parametrize("endpoint_id", ["%00", "x%00y", "%ED%A0%80"])
+    def test_an_id_the_database_cannot_hold_is_not_found(self, client, endpoint_id):
+        create(client)
+        path = f"/api/v1/endpoints/{endpoint_id}"
+        answers = [
+            client.get(path, headers=A),
+            client.patch(path, json={"description": "x"}, headers=A),
+            client.post(f"{path}/rotate-secret", headers=A),
+            client.get(f"{path}/attempts", headers=A),
+            client.post(f"{path}/replay", json={"eventIds": ["1"]}, headers=A),
+            client.delete(path, headers=A),
+        ]
+        assert [answer.status_code for answer in answers] == [404] * 6
+        assert count(client) == 1
+
     @pytest.mark.parametrize("field", ["url", "eventTypes", "enabled"])
     def test_an_update_to_null_of_a_field_that_cannot_be_cleared(self, client, field):
         # The document gives these no null: a null is refused, not read as "unchanged".
@@ -256,6 +301,19 @@ def settings_overrides():
             ]
         }
     }
+
+
+class TestServerErrors:
+    def test_a_database_errors_log_line_holds_no_parameter_value(self, client, runtime, caplog):
+        # The statement's parameters are the endpoint's URL with its credential and its sealed secret.
+        caplog.set_level(logging.ERROR, logger="webhook_service.app")
+        with refusing_inserts(runtime.db, "endpoints"):
+            response = create(client, url="https://hooks.example.com/in?token=CREDENTIAL-123", description="DESC-456")
+        assert error(response, 500, "internal_error") == "An unexpected error occurred."
+        [record] = [r for r in caplog.records if r.getMessage() == "unhandled_exception"]
+        line = JsonFormatter().format(record)
+        assert "INSERT INTO endpoints" in line and "parameters hidden" in line
+        assert "CREDENTIAL-123" not in line and "DESC-456" not in line and "whsec_" not in line
 
 
 class TestDeclaredEndpoints:

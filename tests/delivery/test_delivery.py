@@ -237,7 +237,7 @@ class TestRetries:
         assert endpoint_state(client, endpoint)["failingSince"] is None
 
     def test_410_gone_disables_the_endpoint_and_announces_it(self, client, runtime, receiver):
-        gone = listen(client, receiver, "/gone")
+        gone = listen(client, receiver, "/gone?token=CREDENTIAL-123&Sig=S-456")
         watcher = listen(client, receiver, "/watch", eventTypes=["endpoint.disabled"])
         receiver.answer("/gone", 410)
         post_standard(client, inbound_body("m-1"))
@@ -256,8 +256,10 @@ class TestRetries:
         assert announced["type"] == "endpoint.disabled"
         assert announced["data"]["id"] == gone["id"] and announced["data"]["enabled"] is False
         assert "secret" not in announced["data"]
+        # The URL's query is often its credential: shown to the tenant's other endpoints, values redacted.
+        assert announced["data"]["url"] == gone["url"].split("?")[0] + "?token=%5Bredacted%5D&Sig=%5Bredacted%5D"
         feed = client.get("/api/v1/events?type=endpoint.disabled", headers=A).get_json()["events"]
-        assert len(feed) == 1
+        assert len(feed) == 1 and feed[0]["data"]["url"] == announced["data"]["url"]
 
     @pytest.mark.parametrize("settings_overrides", [{"delivery": {**LOOPBACK_DELIVERY, "disable_after_hours": 0.0002}}])
     def test_an_endpoint_failing_for_disable_after_hours_is_disabled(self, client, runtime, receiver):

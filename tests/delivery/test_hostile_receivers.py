@@ -3,6 +3,7 @@ for 410, ends the endpoint), and never holds the worker longer than the attempt'
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -10,8 +11,9 @@ import sqlalchemy as sa
 
 from tests.delivery.conftest import A, listen, register
 from tests.delivery.receiver import HUGE_BYTES
+from tests.support.refusing import refusing_inserts
 from tests.support.standard import inbound_body, post_standard
-from webhook_service.database.tables import DELIVERIES
+from webhook_service.database.tables import DELIVERIES, ENDPOINTS
 
 # The attempt's timeout (LOOPBACK_DELIVERY, 1 s) plus room: how long the attempt itself may take, as
 # recorded (send to cut-off). The whole turn adds its database work, which a machine busy with other
@@ -116,3 +118,30 @@ def test_a_name_resolving_to_a_private_address_at_delivery_time_is_refused_witho
     assert resolver.calls[calls:] == ["rebind.test"]
     assert receiver.requests() == []
     assert_retried(runtime)
+
+
+def test_an_answer_with_a_nul_byte_is_recorded_with_the_nul_replaced(client, runtime, receiver):
+    # PostgreSQL's text columns refuse a NUL: the record of the batch failed, and the batch went again.
+    endpoint = listen(client, receiver)
+    receiver.answer("/hook", 200, b"ok\x00binary\xff")
+    outcomes, attempt, _ = one_turn(client, runtime, endpoint)
+    assert outcomes == {"delivered": 1} and attempt["responseBody"] == "ok\ufffdbinary\ufffd"
+    assert delivery_row(runtime).status == "delivered"
+    assert runtime.deliveries.drain(endpoint["id"]) == {}
+    assert len(receiver.requests("/hook")) == 1
+
+
+def test_a_turn_whose_record_fails_releases_the_endpoint_at_once(client, runtime, receiver, caplog):
+    endpoint = listen(client, receiver)
+    assert post_standard(client, inbound_body("m-1")).status_code == 200
+    caplog.set_level(logging.ERROR, logger="webhook_service.delivery")
+    with refusing_inserts(runtime.db, "delivery_attempts"):  # a database that refuses the attempt's row
+        runtime.deliveries.drain(endpoint["id"])
+    [failed] = [r for r in caplog.records if r.getMessage() == "delivery_turn_failed"]
+    assert failed.levelno == logging.ERROR and failed.fields == {"endpoint_id": endpoint["id"]}
+    with runtime.db.reading() as session:
+        claimed = session.execute(sa.select(ENDPOINTS.c.claimed_until, ENDPOINTS.c.claim_token)).one()
+    assert tuple(claimed) == (None, None)  # not held for the rest of the lease
+    row = delivery_row(runtime)
+    assert (row.status, row.attempts) == ("pending", 0)  # sent again, by a later turn
+    assert runtime.deliveries.drain(endpoint["id"]) == {"delivered": 1}

@@ -144,7 +144,9 @@ def test_a_long_body_is_kept_to_its_first_kib_and_read_to_the_end_when_small(pai
     sender.start()
     response = read_response(ConnectionReader(ours))
     sender.join()
-    assert response == Response(200, body[:KEPT_BODY_BYTES].decode("utf-8", "replace"), True)
+    # Kept as the database can store it: the NUL (byte 0) replaced too.
+    kept = body[:KEPT_BODY_BYTES].decode("utf-8", "replace").replace("\x00", "\ufffd")
+    assert "\x00" not in response.kept and response == Response(200, kept, True)
 
 
 def test_the_connection_carries_answer_after_answer(pair):

@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 from webhook_service.api.parameters import ascii_digits, refused_as
 from webhook_service.api.read_params import TIME_EXAMPLE, TIME_SCHEMA, Cursor, moment
 from webhook_service.database import feed
+from webhook_service.database.tables import storable
 
 MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION_LENGTH = 1024
@@ -64,10 +65,25 @@ def _event_types(value: Any, handler: Any) -> Any:
         raise PydanticCustomError(_FIELD, "{message}", {"message": message}) from None
 
 
+def _storable(field: str) -> WrapValidator:
+    """Text the database can keep: PostgreSQL's text refuses a NUL, and the insert failed with a 500.
+    Refused rather than replaced, so what is stored is what was sent; checked before the field's other
+    checks, which refused a lone surrogate in words that did not say why."""
+
+    def validate(value: Any, handler: Any) -> Any:
+        if isinstance(value, str) and storable(value) != value:
+            message = f"{field}: must not contain NUL characters (\\u0000) or lone surrogates (\\ud800-\\udfff)"
+            raise PydanticCustomError(_FIELD, "{message}", {"message": message})
+        return handler(value)
+
+    return WrapValidator(validate)
+
+
 Url = Annotated[
     StrictStr,
     Field(min_length=1, max_length=MAX_URL_LENGTH, description="https (unless the service allows http)."),
     _worded(f"url: expected an absolute http(s) URL of at most {MAX_URL_LENGTH} characters"),
+    _storable("url"),
 ]
 EventTypes = Annotated[
     list[EventType],
@@ -78,6 +94,7 @@ Description = Annotated[
     StrictStr | None,
     Field(max_length=MAX_DESCRIPTION_LENGTH),
     _worded(f"description: expected text of at most {MAX_DESCRIPTION_LENGTH} characters, or null"),
+    _storable("description"),
 ]
 
 

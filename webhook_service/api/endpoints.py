@@ -32,6 +32,7 @@ from webhook_service.api.endpoint_models import (
 )
 from webhook_service.api.errors import ApiError
 from webhook_service.api.parameters import validated
+from webhook_service.database.tables import storable
 from webhook_service.delivery.endpoints import (
     EndpointChanges,
     EndpointNotFound,
@@ -154,7 +155,9 @@ def endpoints_api_blueprint(store: EndpointStore, auth: ApiAuthenticator) -> Blu
 
 
 def _endpoint_id(path_values: dict[str, str]) -> str:
-    return validated(EndpointPath, path_values).endpoint_id
+    # An id the database cannot hold (a NUL, a lone surrogate) is no endpoint's: with U+FFFD in their
+    # place it is not found (404), as in the console, where the query failed with a 500.
+    return storable(validated(EndpointPath, path_values).endpoint_id)
 
 
 def _body(model: type[Body]) -> Body:

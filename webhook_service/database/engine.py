@@ -80,6 +80,9 @@ def _sqlite_engine(url: str) -> sa.Engine:
         url,
         connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
         json_serializer=json_text.dumps,
+        # An error's message (and so its log line: unhandled_exception's traceback) names the statement
+        # but not its values, which hold endpoint URLs with their credentials and sealed secrets.
+        hide_parameters=True,
     )
 
     @event.listens_for(engine, "connect")

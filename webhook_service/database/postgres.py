@@ -125,6 +125,9 @@ def postgres_engine(url: str, limits: DatabaseLimits) -> sa.Engine:
         pool_timeout=limits.pool_timeout,
         connect_args=connect_args,
         json_serializer=json_text.dumps,
+        # An error's message (and so its log line: unhandled_exception's traceback) names the statement
+        # but not its values, which hold endpoint URLs with their credentials and sealed secrets.
+        hide_parameters=True,
     )
     if answer_timeout is not None and engine.dialect.driver == "psycopg":
         watchdog = AnswerWatchdog(answer_timeout)

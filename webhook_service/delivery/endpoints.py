@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import sqlalchemy as sa
 
@@ -25,6 +26,7 @@ from webhook_service.delivery.endpoint_secrets import SEALED_PREFIX, EndpointSec
 from webhook_service.delivery.signing import new_secret
 from webhook_service.delivery.urls import EndpointUrls
 from webhook_service.model.message_json import iso
+from webhook_service.observability.redaction import redact_query
 
 SECRET_OVERLAP = timedelta(hours=24)
 # Endpoints per tenant: a list answer holds them all.
@@ -101,6 +103,16 @@ def endpoint_json(row: Row) -> dict[str, Any]:
     }
 
 
+def announced_url(url: str) -> str:
+    """`url` as an event shows it to the tenant's other endpoints (and the feed's readers): every query
+    parameter's value redacted, its name kept. The query is often the endpoint's credential (?token=...),
+    under any name its consumer chose, so no list of secret names would do."""
+    parts = urlsplit(url)
+    names = {name.lower() for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    query = redact_query(parts.query, names)
+    return url if query == parts.query else urlunsplit(parts._replace(query=query))
+
+
 def disable(conn: sa.Connection, endpoint: Row, reason: str, now: datetime, *, announce: bool) -> None:
     """Disable `endpoint` and give up its pending deliveries; with `announce`, an endpoint.disabled
     event goes into the feed (delivered to the tenant's other endpoints). Call last in a transaction:
@@ -112,7 +124,13 @@ def disable(conn: sa.Connection, endpoint: Row, reason: str, now: datetime, *, a
     )
     conn.execute(GIVE_UP_PENDING, {"of_endpoint": endpoint.id, "now": now})
     if announce:
-        data = {**endpoint_json(endpoint), "enabled": False, "disabledAt": iso(now), "disabledReason": reason}
+        data = {
+            **endpoint_json(endpoint),
+            "url": announced_url(endpoint.url),
+            "enabled": False,
+            "disabledAt": iso(now),
+            "disabledReason": reason,
+        }
         feed.append(
             conn,
             [

@@ -314,6 +314,15 @@ class DeliveryEngine:
             self._release(turn)
             self._enqueue([endpoint_id], None)
             return turn.outcomes
+        except Exception:  # noqa: BLE001  # any error: the endpoint must not stay held
+            # The batch could not be read or recorded (the database refused a row, or went away): the
+            # endpoint is released at once rather than held for the rest of the lease. No turn is asked
+            # for: the deliveries stay as they were (pending, due) and the sweep, once a minute, wakes the
+            # endpoint again, so an error that repeats costs one batch a minute, never a loop of immediate
+            # resends; the batches that were recorded count towards the endpoint's pause and disabling.
+            log(logger, "delivery_turn_failed", logging.ERROR, exc_info=True, endpoint_id=endpoint_id)
+            self._release(turn)
+            return turn.outcomes
         finally:
             session.close()
         self._release(turn)

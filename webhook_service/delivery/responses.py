@@ -23,6 +23,7 @@ import http.client
 import socket
 from dataclasses import dataclass
 
+from webhook_service.database.tables import storable
 from webhook_service.network.connections import NETWORK_ERRORS
 
 # How much of an answer's body is kept with the attempt.
@@ -40,7 +41,7 @@ _RECEIVE_BYTES = 65536
 @dataclass(frozen=True)
 class Response:
     status: int
-    kept: str  # the first KiB of the body, undecodable bytes replaced
+    kept: str  # the first KiB of the body, undecodable bytes and NULs replaced
     reusable: bool  # read to its end, and the connection may carry another request
 
 
@@ -117,7 +118,9 @@ def read_response(reader: ConnectionReader) -> Response:
     except NETWORK_ERRORS:
         complete = False  # the status came; a body that breaks off only shortens the record
     reusable = complete and not closes and reader.buffered == 0
-    return Response(status, kept.decode("utf-8", "replace"), reusable)
+    # Kept as the attempt's response_body: a NUL (any binary answer has them) is refused by PostgreSQL's
+    # text columns, and the record of the whole batch with it.
+    return Response(status, storable(kept.decode("utf-8", "replace")), reusable)
 
 
 def _status_line(line: bytes) -> tuple[str, int]:
