@@ -1,6 +1,6 @@
 """An endpoint its owner disables, deletes or points at a new URL while a turn delivers to it: the turn
-sends nothing more to the URL it claimed, what it sent before is recorded, and what is left waits for
-the endpoint as it is now."""
+sends nothing more to the URL it claimed, what it sent before is recorded, what is left waits for the
+endpoint as it is now, and the old URL's failures do not become the new one's health."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from tests.delivery.conftest import A, listen
 from tests.support.standard import inbound_body, post_standard
-from webhook_service.database.tables import DELIVERIES
+from webhook_service.database.tables import DELIVERIES, ENDPOINTS
 
 EVENTS = 5
 
@@ -63,3 +63,20 @@ def test_a_turn_sends_nothing_more_to_the_url_it_claimed_once_the_endpoint_chang
         assert len(receiver.requests("/old")) == 1
         assert [r.verified for r in receiver.requests("/new")] == [True] * (EVENTS - 1)
         assert statuses(runtime, endpoint) == ["delivered"] * EVENTS
+
+
+@pytest.mark.parametrize("status", [500, 410])
+def test_the_old_urls_failures_are_not_written_over_a_new_urls_fresh_start(client, runtime, receiver, status):
+    endpoint = listen(client, receiver, "/old")
+    receiver.expect("/new", endpoint["secret"])
+    receiver.answer("/old", status)
+    for number in range(EVENTS):
+        post_standard(client, inbound_body(f"m-{number}"))
+    answered = change_on_first_request(client, receiver, endpoint, "new_url")
+    runtime.deliveries.drain(endpoint["id"])
+    assert answered == [200]
+    with runtime.db.reading() as session:
+        row = session.execute(sa.select(ENDPOINTS).where(ENDPOINTS.c.id == endpoint["id"])).one()
+    # Neither paused, counted as failing nor disabled (410) for what the old URL answered.
+    assert (row.enabled, row.failing_since, row.consecutive_failures, row.paused_until) == (True, None, 0, None)
+    assert runtime.deliveries.drain(endpoint["id"]) == {"delivered": EVENTS - 1}  # the failed one waits its retry

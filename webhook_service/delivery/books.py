@@ -90,9 +90,11 @@ STILL_THERE = sa.select(ENDPOINTS.c.id).where(ENDPOINTS.c.id == sa.bindparam("en
 # (disabled, or pointed elsewhere) or DELETE ends this; so does another worker taking it over.
 UNCHANGED = sa.and_(HELD, ENDPOINTS.c.enabled.is_(True), ENDPOINTS.c.url == sa.bindparam("claimed_url"))
 STILL_AS_CLAIMED = PreparedStatement(sa.select(ENDPOINTS.c.id).where(UNCHANGED))
+# Only while UNCHANGED: the health of the URL the turn sent to says nothing about a new one (whose
+# counters the change reset), nor about an endpoint its owner disabled meanwhile.
 HEALTH = (
     sa.update(ENDPOINTS)
-    .where(ENDPOINTS.c.id == sa.bindparam("endpoint_id"))
+    .where(UNCHANGED)
     .values(
         failing_since=sa.bindparam("new_failing_since"),
         consecutive_failures=sa.bindparam("new_consecutive_failures"),
@@ -265,6 +267,8 @@ class TurnBooks:
             return
         values = {
             "endpoint_id": endpoint.id,
+            "token": endpoint.claim_token,
+            "claimed_url": endpoint.url,
             "new_failing_since": health.failing_since,
             "new_consecutive_failures": health.consecutive_failures,
             "new_paused_until": health.paused_until,
@@ -280,7 +284,8 @@ class TurnBooks:
             if others:
                 conn.execute(FINISH, others)
             conn.execute(INSERT_ATTEMPTS, [outcome.attempt for outcome in outcomes])
-            conn.execute(HEALTH, values)
+            if conn.execute(HEALTH, values).rowcount != 1:
+                return  # changed during the turn (ClaimWatch): its health is not the turn's to record
             if health.disabled_reason is not None:
                 current = SimpleNamespace(**{**endpoint._asdict(), "failing_since": health.failing_since})
                 disable(conn, current, health.disabled_reason, datetime.now(UTC), announce=True)
