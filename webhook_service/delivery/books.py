@@ -19,8 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from webhook_service.config.model import DeliverySettings
 from webhook_service.database import feed
-from webhook_service.database.engine import READ_ONLY, Database
-from webhook_service.database.prepared import PreparedStatement
+from webhook_service.database.engine import Database
 from webhook_service.database.tables import DELIVERIES, DELIVERY_ATTEMPTS, ENDPOINTS, EVENTS, UTCDateTime
 from webhook_service.delivery.endpoints import disable
 from webhook_service.delivery.payloads import render_payloads
@@ -86,15 +85,9 @@ HELD = sa.and_(ENDPOINTS.c.id == sa.bindparam("endpoint_id"), ENDPOINTS.c.claim_
 # it takes no more events.
 ADVANCE = sa.update(ENDPOINTS).where(HELD, ENDPOINTS.c.enabled.is_(True)).values(feed_position=sa.bindparam("position"))
 STILL_THERE = sa.select(ENDPOINTS.c.id).where(ENDPOINTS.c.id == sa.bindparam("endpoint_id"))
-# The endpoint as the turn claimed it: still held by it, enabled, at the same URL. Its owner's PATCH
-# (disabled, or pointed elsewhere) or DELETE ends this; so does another worker taking it over.
-UNCHANGED = sa.and_(HELD, ENDPOINTS.c.enabled.is_(True), ENDPOINTS.c.url == sa.bindparam("claimed_url"))
-STILL_AS_CLAIMED = PreparedStatement(sa.select(ENDPOINTS.c.id).where(UNCHANGED))
-# Only while UNCHANGED: the health of the URL the turn sent to says nothing about a new one (whose
-# counters the change reset), nor about an endpoint its owner disabled meanwhile.
 HEALTH = (
     sa.update(ENDPOINTS)
-    .where(UNCHANGED)
+    .where(ENDPOINTS.c.id == sa.bindparam("endpoint_id"))
     .values(
         failing_since=sa.bindparam("new_failing_since"),
         consecutive_failures=sa.bindparam("new_consecutive_failures"),
@@ -134,30 +127,6 @@ FINISH_DELIVERED = (
     )
 )
 INSERT_ATTEMPTS = sa.insert(DELIVERY_ATTEMPTS)
-
-
-class ClaimWatch:
-    """Whether the endpoint is still as the turn claimed it (UNCHANGED), read before each attempt: by
-    primary key, on a connection kept for the turn, with a statement compiled once (prepared.py). A
-    session per read cost about as much as the attempt to a fast receiver (bench/delivery.py: half the
-    events a second)."""
-
-    def __init__(self, db: Database, endpoint: Row):
-        self._db = db
-        self._values = {"endpoint_id": endpoint.id, "token": endpoint.claim_token, "claimed_url": endpoint.url}
-        self._connection: sa.Connection | None = None
-
-    def __call__(self) -> bool:
-        with self._db.outage.guard():
-            if self._connection is None:
-                self._connection = self._db.engine.execution_options(**{READ_ONLY: True}).connect()
-            # A transaction of its own each time: it sees what was committed before this attempt.
-            with self._connection.begin():
-                return STILL_AS_CLAIMED.run(self._connection, self._values) is not None
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
 
 
 class TurnBooks:
@@ -267,8 +236,6 @@ class TurnBooks:
             return
         values = {
             "endpoint_id": endpoint.id,
-            "token": endpoint.claim_token,
-            "claimed_url": endpoint.url,
             "new_failing_since": health.failing_since,
             "new_consecutive_failures": health.consecutive_failures,
             "new_paused_until": health.paused_until,
@@ -284,8 +251,7 @@ class TurnBooks:
             if others:
                 conn.execute(FINISH, others)
             conn.execute(INSERT_ATTEMPTS, [outcome.attempt for outcome in outcomes])
-            if conn.execute(HEALTH, values).rowcount != 1:
-                return  # changed during the turn (ClaimWatch): its health is not the turn's to record
+            conn.execute(HEALTH, values)
             if health.disabled_reason is not None:
                 current = SimpleNamespace(**{**endpoint._asdict(), "failing_since": health.failing_since})
                 disable(conn, current, health.disabled_reason, datetime.now(UTC), announce=True)

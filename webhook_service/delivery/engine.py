@@ -9,9 +9,7 @@ nothing is due or its time (delivery.turn_seconds) is up:
    delivery for each event of the endpoint's types, and moves its place past them (one transaction),
    then reads the due deliveries with their bodies (books.py, payloads.py);
 2. delivers them one after the other in feed order, over one kept connection, paced by the endpoint's
-   rate limit, each signed with the endpoint's active secrets (sender.py, signing.py), each once the
-   endpoint has been read to be still as claimed (ClaimWatch: its owner may have disabled, deleted or
-   re-pointed it; the turn ends then);
+   rate limit, each signed with the endpoint's active secrets (sender.py, signing.py);
 3. records the outcomes, the attempts and the endpoint's health in one transaction (books.py), before the
    batch counts as done.
 
@@ -64,7 +62,7 @@ from webhook_service.database import feed
 from webhook_service.database.engine import Database
 from webhook_service.database.tables import DELIVERIES, ENDPOINTS, EVENTS
 from webhook_service.delivery import history
-from webhook_service.delivery.books import HELD, Batch, ClaimWatch, Due, Health, LostClaim, Outcome, Place, TurnBooks
+from webhook_service.delivery.books import HELD, Batch, Due, Health, LostClaim, Outcome, Place, TurnBooks
 from webhook_service.delivery.books_process import BooksProcess
 from webhook_service.delivery.endpoint_secrets import EndpointSecrets, SecretUnreadable
 from webhook_service.delivery.sender import Answer, EndpointSession
@@ -116,10 +114,8 @@ class _Turn:
     # retry that falls due meanwhile waits for the next).
     cursor: int = 0
     cut_short: bool = False  # stopped with work left (its time was up)
-    changed: bool = False  # stopped because the endpoint is no longer as claimed (_send)
     outcomes: dict[str, int] = field(default_factory=dict)
     books: _Overlap | None = None  # where its database work runs
-    watch: ClaimWatch | None = None  # reads, before each attempt, whether the endpoint is still as claimed
 
     def health(self) -> Health:
         return Health(self.failing_since, self.consecutive_failures, self.paused_until, self.disabled_reason)
@@ -304,20 +300,12 @@ class DeliveryEngine:
         if turn is None:
             return None
         session = self._session(turn.endpoint.url)
-        turn.watch = ClaimWatch(self.db, turn.endpoint)
         try:
             self._run(turn, session)
         except LostClaim:
             # Taken over by another worker (the lease ran out), or disabled or deleted meanwhile.
             log(logger, "delivery_turn_ended", endpoint_id=endpoint_id, reason="claim_lost_or_disabled")
             self._release(turn)
-            return turn.outcomes
-        except _EndpointChanged:
-            # Disabled, deleted or pointed at a new URL by its owner (or taken over) meanwhile: what is
-            # left waits for a turn of the endpoint as it is now (none if it is disabled or gone).
-            log(logger, "delivery_turn_ended", endpoint_id=endpoint_id, reason="endpoint_changed")
-            self._release(turn)
-            self._enqueue([endpoint_id], None)
             return turn.outcomes
         except BrokenProcessPool:
             # The books process died with a batch's record in hand. Committed or not, none of it is in
@@ -337,7 +325,6 @@ class DeliveryEngine:
             return turn.outcomes
         finally:
             session.close()
-            turn.watch.close()
         self._release(turn)
         self._ask_for_next_turn(turn)
         if turn.outcomes or turn.disabled_reason:
@@ -384,8 +371,7 @@ class DeliveryEngine:
                         recorded.result()
                     recorded = books.record(turn.endpoint, outcomes, turn.health())
                 if (
-                    turn.changed
-                    or turn.disabled_reason is not None
+                    turn.disabled_reason is not None
                     or turn.paused(datetime.now(UTC))
                     or turn.out_of_time()
                     or (not due and taken.caught_up)
@@ -397,8 +383,6 @@ class DeliveryEngine:
                 recorded.result()
         finally:
             books.close()
-        if turn.changed:
-            raise _EndpointChanged()
 
     def _claim(self, endpoint_id: str) -> _Turn | None:
         now = datetime.now(UTC)
@@ -463,14 +447,6 @@ class DeliveryEngine:
             if body is None:
                 continue  # the event left the feed since the batch was read, its deliveries with it
             self._pace(endpoint)
-            # Its owner may have disabled, deleted or re-pointed it since the turn claimed it: nothing more
-            # goes to the URL it had then, and what is left stays pending for the endpoint as it is now.
-            # One read by primary key per attempt. What remains is the window of one attempt: a change
-            # committed while a POST is in flight does not stop that POST, and its outcome is recorded
-            # (a delivered one as delivered, though the endpoint was disabled meanwhile).
-            if turn.watch is not None and not turn.watch():
-                turn.changed = True
-                break
             sent_at = datetime.now(UTC)
             # Counted from the moment recorded as the attempt's, so the next one is recorded at least an
             # interval later (counted from before it, a thread held up in between sent early by as much).
@@ -646,10 +622,6 @@ class DeliveryEngine:
             _, oldest = self._pending(endpoint.id, endpoint.tenant_id, endpoint.feed_position)
             self._observe_backlog(endpoint.id, oldest, now)
         return len(ids)
-
-
-class _EndpointChanged(Exception):
-    """The endpoint is no longer as the turn claimed it (_send): the turn ends, its sent batch recorded."""
 
 
 class _RefusedSession:
