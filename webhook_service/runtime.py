@@ -21,7 +21,7 @@ from webhook_service.config.cpus import available_cpus
 from webhook_service.config.model import ConfigError, Settings
 from webhook_service.database.engine import Database
 from webhook_service.database.leases import Lease
-from webhook_service.database.limits import DEFAULT_LIMITS, DatabaseLimits
+from webhook_service.database.limits import DatabaseLimits
 from webhook_service.database.request_counts import request_counts
 from webhook_service.delivery.endpoint_secrets import EndpointSecrets
 from webhook_service.delivery.endpoints import EndpointStore
@@ -234,9 +234,6 @@ def _database_limits(settings: Settings) -> DatabaseLimits:
         connect_timeout=database.connect_timeout_seconds,
         statement_timeout=database.statement_timeout_seconds,
         pool_timeout=database.pool_timeout_seconds,
-        # Two a thread (limits.py), for the most threads any one process of the service runs: a web
-        # worker's, or a worker whose consumers all share one process.
-        pool_overflow=max(DEFAULT_LIMITS.pool_overflow, 2 * max(settings.web_threads, settings.queue.worker_threads)),
     )
 
 

@@ -63,27 +63,6 @@ def test_the_database_settings_reach_the_connections(_postgres_database, tmp_pat
         runtime.close()
 
 
-def test_a_process_of_many_threads_gets_two_connections_for_each_at_once(_postgres_database, tmp_path):
-    """A delivery turn keeps a connection to check its endpoint before each POST while it records on
-    another: with 16 worker threads in one process, 32 at once, where a fixed pool of 15 made the
-    sixteenth wait out pool_timeout and fail."""
-    environ = {
-        "DATABASE_URL": _postgres_database,
-        "WEBHOOK__QUEUE__WORKER_THREADS": "16",
-        "WEBHOOK__DATABASE__POOL_TIMEOUT_SECONDS": "0.5",
-    }
-    runtime = Runtime(load_settings(environ=environ, overrides={"data_dir": str(tmp_path)}))
-    held = []
-    try:
-        for _ in range(32):
-            held.append(runtime.db.engine.connect())
-        assert all(connection.exec_driver_sql("SELECT 1").scalar() == 1 for connection in held)
-    finally:
-        for connection in held:
-            connection.close()
-        runtime.close()
-
-
 def test_a_migration_engine_has_no_statement_limit(_postgres_database):
     database = Database(_postgres_database, DatabaseLimits(statement_timeout=None))
     try:

@@ -29,14 +29,9 @@ class DatabaseLimits:
     connect_timeout: int = 2
     # None: no limit, for migrations, which may rewrite a large table.
     statement_timeout: float | None = STATEMENT_TIMEOUT_SECONDS
-    # Waiting for a connection from the pool; the connections it waits for are themselves bounded by
-    # answer_timeout.
+    # Waiting for a connection from the pool (15 per process, more than the web threads by default); the
+    # connections it waits for are themselves bounded by answer_timeout.
     pool_timeout: float = 2.0
-    # Connections a PostgreSQL pool opens beyond its 5 kept ones when that many are in use at once: each of
-    # a process's threads may hold two (a delivery turn keeps one to check its endpoint before each POST
-    # while it records on another), so the service sizes this from its threads (runtime.py). Opened only
-    # when needed, and closed again once returned beyond the 5.
-    pool_overflow: int = 10
 
     @property
     def feed_writer_idle_timeout(self) -> float | None:

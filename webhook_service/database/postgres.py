@@ -121,7 +121,7 @@ def postgres_engine(url: str, limits: DatabaseLimits) -> sa.Engine:
         execution_options={FEED_WRITER_IDLE_OPTION: round(idle * 1000)} if idle is not None else {},
         pool_pre_ping=True,
         pool_size=5,
-        max_overflow=limits.pool_overflow,
+        max_overflow=10,
         pool_timeout=limits.pool_timeout,
         connect_args=connect_args,
         json_serializer=json_text.dumps,
