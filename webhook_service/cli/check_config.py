@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import NoReturn
 
 import click
-import sqlalchemy as sa
 
 from storage import StorageError, StorageUnavailable
 from webhook_service.cli.output import plural
@@ -17,7 +16,7 @@ from webhook_service.config.model import ConfigError, Settings
 from webhook_service.config.sources import unread_variables
 from webhook_service.database.engine import database_file
 from webhook_service.database.migrate import schema_state
-from webhook_service.database.outage import driver_error, first_line
+from webhook_service.database.outage import driver_error, first_line, shown_url
 from webhook_service.runtime import Runtime, problems_found_at_start
 from webhook_service.settings import checked_settings
 
@@ -56,7 +55,7 @@ def _refuse(problems: list[str]) -> NoReturn:
 
 def _summarize(settings: Settings) -> None:
     click.echo(f"environment: {settings.environment}")
-    click.echo(f"database: {sa.engine.make_url(settings.effective_database_url).render_as_string()}")
+    click.echo(f"database: {shown_url(settings.effective_database_url)}")
     queue = f"Redis, queue {settings.queue.name!r}" if settings.redis_url else "SQLite (embedded)"
     click.echo(f"queue: {queue}; storage: {settings.storage.backend}")
     click.echo(

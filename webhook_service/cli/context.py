@@ -7,13 +7,12 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from webhook_service.cli.failures import DatabaseNotReady
 from webhook_service.cli.output import plural
 from webhook_service.config.model import Settings
 from webhook_service.database.engine import database_file
 from webhook_service.database.migrate import UnknownRevision, schema_state
+from webhook_service.database.outage import shown_url
 from webhook_service.observability.logs import configure_logging
 from webhook_service.runtime import Runtime
 from webhook_service.settings import load_settings
@@ -86,7 +85,7 @@ def _no_database_at(file: Path, settings: Settings) -> str:
 def _shown(url: str) -> str:
     """The database as an operator knows it: its file, or its URL with the password hidden."""
     file = database_file(url)
-    return str(file.absolute()) if file is not None else sa.engine.make_url(url).render_as_string()
+    return str(file.absolute()) if file is not None else shown_url(url)
 
 
 def cli_actor() -> str:

@@ -56,12 +56,17 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else "no detail"
 
 
+def shown_url(url: str) -> str:
+    """A database URL as an operator may see it (a command's output, a log line): its password "***"."""
+    return sa.engine.make_url(url).render_as_string()  # hide_password defaults to True
+
+
 def described(error: BaseException, url: str) -> str:
     """One of UNAVAILABLE_ERRORS in a line for an operator: the database (its password hidden) and the
     driver's reason. Connecting failed (or a commit, which also finds a lost connection) when the error
     came with no statement; otherwise the database answered a statement with an error of its own
     (SQLite's `database is locked`, a statement cancelled by statement_timeout)."""
-    where = sa.engine.make_url(url).render_as_string()  # hide_password: "***"
+    where = shown_url(url)
     reason = first_line(driver_error(error))
     if isinstance(error, sa.exc.DBAPIError) and error.statement is not None:
         return f"the database failed a statement ({where}): {reason}"
