@@ -433,6 +433,10 @@ class DeliverySettings(Strict):
     # makes way for other endpoints.
     batch_size: int = Field(default=100, ge=1, le=1000)
     turn_seconds: float = Field(default=10, gt=0, le=300)
+    # How often, at most, a turn reads its endpoint again during its sending, to stop once its owner has
+    # disabled, deleted or changed it (URL, secret, rate limit): a change reaches the old URL for at most
+    # this long, and the POST in flight. 0: before every POST (a round trip to the database each).
+    endpoint_check_seconds: float = Field(default=0.1, ge=0, le=10)
     # How often a worker looks at the end of the event feed for new events to deliver.
     poll_interval_seconds: float = Field(default=0.1, gt=0, le=60)
     # Worker processes do a turn's database work beside its sending in a process of their own (started at

@@ -85,9 +85,21 @@ HELD = sa.and_(ENDPOINTS.c.id == sa.bindparam("endpoint_id"), ENDPOINTS.c.claim_
 # it takes no more events.
 ADVANCE = sa.update(ENDPOINTS).where(HELD, ENDPOINTS.c.enabled.is_(True)).values(feed_position=sa.bindparam("position"))
 STILL_THERE = sa.select(ENDPOINTS.c.id).where(ENDPOINTS.c.id == sa.bindparam("endpoint_id"))
+# What a turn's POSTs depend on, as its claim read it: the claim itself, and the owner's choices that the
+# sending uses (where to, signed with what, how fast). Read again during the turn (still_as_claimed).
+_CLAIMED_AS = (
+    ENDPOINTS.c.claim_token,
+    ENDPOINTS.c.enabled,
+    ENDPOINTS.c.url,
+    ENDPOINTS.c.secret,
+    ENDPOINTS.c.rate_limit_per_second,
+)
+AS_CLAIMED = sa.select(*_CLAIMED_AS).where(ENDPOINTS.c.id == sa.bindparam("endpoint_id"))
+# Only while the turn holds the endpoint, enabled, at the URL it sent to: the health of that URL says
+# nothing about a new one (whose counters the change reset), nor about an endpoint disabled meanwhile.
 HEALTH = (
     sa.update(ENDPOINTS)
-    .where(ENDPOINTS.c.id == sa.bindparam("endpoint_id"))
+    .where(HELD, ENDPOINTS.c.enabled.is_(True), ENDPOINTS.c.url == sa.bindparam("claimed_url"))
     .values(
         failing_since=sa.bindparam("new_failing_since"),
         consecutive_failures=sa.bindparam("new_consecutive_failures"),
@@ -229,6 +241,19 @@ class TurnBooks:
             conn.execute(self._make_deliveries[bool(types)], {**values, "types": types} if types else values)
         return last, count < self._batch_size
 
+    def still_as_claimed(self, endpoint: Row) -> bool:
+        """Whether the endpoint (the claimed row) is still held by the turn, enabled, and as its owner had
+        it then (_CLAIMED_AS): one read by primary key."""
+        with self.db.reading() as session:
+            now = session.execute(AS_CLAIMED, {"endpoint_id": endpoint.id}).first()
+        return now is not None and tuple(now) == (
+            endpoint.claim_token,
+            True,
+            endpoint.url,
+            endpoint.secret,
+            endpoint.rate_limit_per_second,
+        )
+
     def record(self, endpoint: Row, outcomes: list[Outcome], health: Health) -> None:
         """The outcomes, their attempts and the endpoint's (the claimed row) health as it was after
         them, in one transaction."""
@@ -236,6 +261,8 @@ class TurnBooks:
             return
         values = {
             "endpoint_id": endpoint.id,
+            "token": endpoint.claim_token,
+            "claimed_url": endpoint.url,
             "new_failing_since": health.failing_since,
             "new_consecutive_failures": health.consecutive_failures,
             "new_paused_until": health.paused_until,
@@ -251,7 +278,8 @@ class TurnBooks:
             if others:
                 conn.execute(FINISH, others)
             conn.execute(INSERT_ATTEMPTS, [outcome.attempt for outcome in outcomes])
-            conn.execute(HEALTH, values)
+            if conn.execute(HEALTH, values).rowcount != 1:
+                return  # changed or taken over during the turn: its health is not the turn's to record
             if health.disabled_reason is not None:
                 current = SimpleNamespace(**{**endpoint._asdict(), "failing_since": health.failing_since})
                 disable(conn, current, health.disabled_reason, datetime.now(UTC), announce=True)

@@ -9,7 +9,10 @@ nothing is due or its time (delivery.turn_seconds) is up:
    delivery for each event of the endpoint's types, and moves its place past them (one transaction),
    then reads the due deliveries with their bodies (books.py, payloads.py);
 2. delivers them one after the other in feed order, over one kept connection, paced by the endpoint's
-   rate limit, each signed with the endpoint's active secrets (sender.py, signing.py);
+   rate limit, each signed with the endpoint's active secrets (sender.py, signing.py), reading the
+   endpoint again at most every delivery.endpoint_check_seconds: once its owner has disabled, deleted or
+   changed it (or another worker has taken it over), the turn ends and what is left waits for a turn of
+   the endpoint as it is now;
 3. records the outcomes, the attempts and the endpoint's health in one transaction (books.py), before the
    batch counts as done.
 
@@ -114,6 +117,8 @@ class _Turn:
     # retry that falls due meanwhile waits for the next).
     cursor: int = 0
     cut_short: bool = False  # stopped with work left (its time was up)
+    changed: bool = False  # stopped because the endpoint is no longer as claimed (_changed_since_claim)
+    checked_at: float = field(default_factory=time.monotonic)  # when it was last read as claimed
     outcomes: dict[str, int] = field(default_factory=dict)
     books: _Overlap | None = None  # where its database work runs
 
@@ -287,6 +292,7 @@ class DeliveryEngine:
         self._connector = Connector(delivery_rules(settings), resolver, action="Delivering to")
         self._schedule = [float(wait) for wait in settings.retry_schedule_seconds]
         self._disable_after = timedelta(hours=settings.disable_after_hours)
+        self._check_interval = settings.endpoint_check_seconds
         self._lease = timedelta(seconds=settings.turn_seconds + settings.timeout_seconds + _LEASE_MARGIN_SECONDS)
         # When this process last sent to each endpoint: the rate limit's pace across its turns here.
         self._last_sent: dict[str, float] = {}
@@ -306,6 +312,14 @@ class DeliveryEngine:
             # Taken over by another worker (the lease ran out), or disabled or deleted meanwhile.
             log(logger, "delivery_turn_ended", endpoint_id=endpoint_id, reason="claim_lost_or_disabled")
             self._release(turn)
+            return turn.outcomes
+        except _EndpointChanged:
+            # Its owner disabled, deleted or changed it during the turn (or it was taken over): the batch
+            # sent so far is recorded, and what is left waits for a turn of the endpoint as it is now (none
+            # if it is disabled or gone).
+            log(logger, "delivery_turn_ended", endpoint_id=endpoint_id, reason="endpoint_changed")
+            self._release(turn)
+            self._enqueue([endpoint_id], None)
             return turn.outcomes
         except BrokenProcessPool:
             # The books process died with a batch's record in hand. Committed or not, none of it is in
@@ -371,7 +385,8 @@ class DeliveryEngine:
                         recorded.result()
                     recorded = books.record(turn.endpoint, outcomes, turn.health())
                 if (
-                    turn.disabled_reason is not None
+                    turn.changed
+                    or turn.disabled_reason is not None
                     or turn.paused(datetime.now(UTC))
                     or turn.out_of_time()
                     or (not due and taken.caught_up)
@@ -383,6 +398,8 @@ class DeliveryEngine:
                 recorded.result()
         finally:
             books.close()
+        if turn.changed:
+            raise _EndpointChanged()
 
     def _claim(self, endpoint_id: str) -> _Turn | None:
         now = datetime.now(UTC)
@@ -447,6 +464,9 @@ class DeliveryEngine:
             if body is None:
                 continue  # the event left the feed since the batch was read, its deliveries with it
             self._pace(endpoint)
+            if self._changed_since_claim(turn):
+                turn.changed = True
+                break
             sent_at = datetime.now(UTC)
             # Counted from the moment recorded as the attempt's, so the next one is recorded at least an
             # interval later (counted from before it, a thread held up in between sent early by as much).
@@ -462,6 +482,17 @@ class DeliveryEngine:
             if turn.disabled_reason is not None:
                 break
         return outcomes
+
+    def _changed_since_claim(self, turn: _Turn) -> bool:
+        """Whether the endpoint is no longer as the turn claimed it, read at most every
+        endpoint_check_seconds. A read before every POST (tried: a round trip or three each) took the
+        worker from the plain loop's pace to a third of it; this bounds what a change leaves going to the
+        old URL to that interval and the POST in flight when it was made."""
+        now = time.monotonic()
+        if now - turn.checked_at < self._check_interval:
+            return False
+        turn.checked_at = now
+        return not self.books.still_as_claimed(turn.endpoint)
 
     def _pace(self, endpoint: Row) -> None:
         """Wait as long as the endpoint's rate limit asks since the last delivery to it."""
@@ -622,6 +653,10 @@ class DeliveryEngine:
             _, oldest = self._pending(endpoint.id, endpoint.tenant_id, endpoint.feed_position)
             self._observe_backlog(endpoint.id, oldest, now)
         return len(ids)
+
+
+class _EndpointChanged(Exception):
+    """The endpoint is no longer as the turn claimed it: the turn ends, what it sent recorded."""
 
 
 class _RefusedSession:
