@@ -9,7 +9,9 @@ from datetime import datetime
 
 from standardwebhooks.webhooks import Webhook
 
-SECRET_PREFIX = "whsec_"
+# The same secrets the intake verifies Standard Webhooks senders with.
+from webhook_service.providers.standard import SECRET_PREFIX
+
 # Svix's secrets carry 24 random bytes; the specification asks for 24 to 64.
 _SECRET_BYTES = 24
 
