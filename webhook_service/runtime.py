@@ -19,6 +19,7 @@ from webhook_service.api.local_media import LOCAL_MEDIA_PREFIX
 from webhook_service.config.connections import ConnectionDirectory
 from webhook_service.config.cpus import available_cpus
 from webhook_service.config.model import ConfigError, Settings
+from webhook_service.config.problems import Places, numbered
 from webhook_service.database.engine import Database
 from webhook_service.database.leases import Lease
 from webhook_service.database.limits import DatabaseLimits
@@ -202,12 +203,13 @@ class Runtime:
         self.db.dispose()
 
 
-def problems_found_at_start(settings: Settings) -> list[str]:
+def problems_found_at_start(settings: Settings, places: Places | None = None) -> list[str]:
     """What building the runtime would refuse in `settings` beyond the configuration's own checks, found
-    without building it (nothing written, nothing connected to): for `check-config`."""
+    without building it (nothing written, nothing connected to): for `check-config`, and `run` before it
+    starts anything. `places`: where settings holds only some items of a list (see `numbered`)."""
     checks: list[Callable[[], object]] = [
         lambda: _media_policy(settings),
-        lambda: _check_declared_endpoints(settings, EndpointUrls(delivery_rules(settings.delivery), None)),
+        lambda: _check_declared_endpoints(settings, EndpointUrls(delivery_rules(settings.delivery), None), places),
     ]
     if settings.storage.backend != "local":  # the local store makes its directories as it is built
         checks.append(lambda: _blob_store(settings, secret_key=b""))
@@ -220,8 +222,8 @@ def problems_found_at_start(settings: Settings) -> list[str]:
     return problems
 
 
-def _check_declared_endpoints(settings: Settings, urls: EndpointUrls) -> None:
-    for index, declared in enumerate(settings.delivery.endpoints):
+def _check_declared_endpoints(settings: Settings, urls: EndpointUrls, places: Places | None = None) -> None:
+    for index, declared in numbered(settings.delivery.endpoints, ("delivery", "endpoints"), places):
         try:
             urls.check_form(declared.url)
         except OutboundError as error:

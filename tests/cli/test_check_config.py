@@ -293,21 +293,99 @@ secrets = ["whsec_not-base64"]
     assert not (tmp_path / "data").exists()
 
 
-def test_a_section_with_problems_of_its_own_waits_for_them_to_be_fixed(check_config):
-    # One connection's typo leaves the connections to be checked against their adapters once it is fixed.
-    result = check_config("""
+# One connection's (or declared endpoint's) schema error used to leave the whole list out of the further
+# checks, so the others' secrets and options were checked only once it was fixed: one problem per run.
+CONNECTIONS_ONE_BROKEN = """
 [[tenants]]
 id = "t"
+[[connections]]
+provider = "twilio"
+name = "typo"
+tenant = "t"
+secret = ["token"]
+[[connections]]
+provider = "telnyx"
+name = "main"
+tenant = "t"
+secrets = ["env:TELNYX_PUBLIC_KEY"]
 [[connections]]
 provider = "standard"
 tenant = "t"
 secrets = ["whsec_not-base64"]
 [[connections]]
-provider = "twilio"
+provider = "plivo"
 tenant = "t"
-secret = ["token"]
+secrets = ["auth-token"]
+options = { colour = "blue" }
+"""
+NOT_A_TELNYX_KEY = base64.b64encode(b"a Telnyx API key, not its public key").decode()
+
+
+def test_a_connection_with_a_schema_error_leaves_the_others_checked(check_config):
+    result = check_config(CONNECTIONS_ONE_BROKEN, TELNYX_PUBLIC_KEY=NOT_A_TELNYX_KEY)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "configuration error: connections[0].secret: no such setting; did you mean connections[0].secrets?",
+        # Each named by its place in the file, not among the connections left to check.
+        "configuration error: connections[1] (telnyx/main): secrets[0]: not a Telnyx public key: the base64 of 36 "
+        "bytes (the portal shows the account's Ed25519 public key as the base64 of 32 bytes)",
+        "configuration error: connections[2] (standard/default): secrets[0]: not a Standard Webhooks secret "
+        "(whsec_ and the base64 of the key)",
+        "configuration error: connections[3] (plivo/default): takes no options, got ['colour']",
+    ]
+    assert NOT_A_TELNYX_KEY not in result.output and "not-base64" not in result.output
+
+
+def test_the_service_refuses_at_start_what_check_config_lists(check_config):
+    listed = check_config(CONNECTIONS_ONE_BROKEN, TELNYX_PUBLIC_KEY=NOT_A_TELNYX_KEY).stderr.splitlines()
+    for start in ("web", "worker", "run"):
+        result = CliRunner().invoke(cli, [start], catch_exceptions=False)
+        assert result.exit_code == 2
+        # Its first problem, on one line, counting the others.
+        assert result.stderr == f"{listed[0]} (and {len(listed) - 1} more)\n"
+
+
+def test_a_declared_endpoint_with_a_schema_error_leaves_the_others_checked(check_config):
+    secret = f"whsec_{'A' * 32}"
+    result = check_config(f"""
+[[tenants]]
+id = "t"
+[[delivery.endpoints]]
+tenant = "t"
+name = "typo"
+url = "https://hooks.example.com/in"
+secret = "{secret}"
+enabeld = false
+[[delivery.endpoints]]
+tenant = "t"
+name = "private"
+url = "http://10.0.0.5/hook"
+secret = "{secret}"
+""")
+    assert result.exit_code == 2
+    problems = result.stderr.splitlines()
+    assert problems[0] == (
+        "configuration error: delivery.endpoints[0].enabeld: no such setting; did you mean delivery.endpoints[0].enabled?"
+    )
+    assert problems[1].startswith("configuration error: delivery.endpoints[1].url: ") and len(problems) == 2
+    assert secret not in result.output
+
+
+def test_a_table_with_problems_of_its_own_waits_for_them_to_be_fixed(check_config):
+    # The endpoints' URLs are checked under the rules [delivery] sets: with one of its settings refused,
+    # checking them under the defaults instead could name problems the configuration does not have.
+    result = check_config(f"""
+[[tenants]]
+id = "t"
+[delivery]
+allow_http = "yes please"
+[[delivery.endpoints]]
+tenant = "t"
+name = "plain"
+url = "http://hooks.example.com/in"
+secret = "whsec_{"A" * 32}"
 """)
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
-        "configuration error: connections[1].secret: no such setting; did you mean connections[1].secrets?"
+        "configuration error: delivery.allow_http: Input should be a valid boolean, unable to interpret input"
     ]

@@ -33,18 +33,18 @@ def check_config(connect: bool) -> None:
     for warning in unread_variables():
         click.echo(f"warning: {warning}", err=True)
     try:
-        settings, problems = checked_settings()
+        checked = checked_settings()
     except ConfigError as error:  # it cannot be read at all (not TOML, a variable "env:" names is unset)
         _refuse(error.problems)
     # What the service checks only as it starts (a declared endpoint URL the delivery rules refuse, media
     # and storage settings that do not fit together), found here too: while the schema refuses some
-    # sections, in the others (checked_settings keeps those valid on their own).
-    problems += problems_found_at_start(settings)
+    # sections or list items, in the others (checked_settings keeps those valid on their own).
+    problems = checked.problems + problems_found_at_start(checked.settings, checked.places)
     if problems:
         _refuse(problems)
-    _summarize(settings)
+    _summarize(checked.settings)
     if connect:
-        sys.exit(0 if _connect(settings) else 1)
+        sys.exit(0 if _connect(checked.settings) else 1)
 
 
 def _refuse(problems: list[str]) -> NoReturn:

@@ -18,6 +18,11 @@ Location = tuple[str | int, ...]
 # Where values came from, by location: the environment variable that set that setting (or the table
 # holding it). Locations not in it came from the file or the defaults.
 Origins = Mapping[Location, str]
+# Where the schema refused some items of a list of tables and the others were kept to check further
+# (sources.validated_sections): by the list's location, the index in the configuration of each item kept.
+Places = Mapping[Location, Sequence[int]]
+
+T = typing.TypeVar("T")
 
 
 def describe(error: ValidationError, origins: Origins) -> list[str]:
@@ -30,6 +35,13 @@ def dotted(location: Sequence[str | int]) -> str:
     for part in location:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+def numbered(items: Sequence[T], location: Location, places: Places | None = None) -> list[tuple[int, T]]:
+    """Each of `items`, the list at `location`, with its index in the configuration: its own, unless the
+    list kept only some of its items (`places`), for a problem found in one to name it by its place."""
+    indexes = (places or {}).get(location, range(len(items)))
+    return list(zip(indexes, items, strict=True))
 
 
 def origin_of(location: Location, origins: Origins) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from webhook_service.config.model import ConfigError, Settings
-from webhook_service.config.problems import Location, describe, dotted, keys_at, model_in
+from webhook_service.config.problems import Location, Places, describe, dotted, keys_at, model_in
 
 CONFIG_PATH_VARIABLE = "WEBHOOK_SERVICE_CONFIG"
 # Plain environment variables that map onto one setting each (the names platforms conventionally set).
@@ -84,23 +85,70 @@ def validated(configuration: Configuration) -> Settings:
         raise ConfigError.listing(describe(error, configuration.origins)) from None
 
 
-def validated_sections(configuration: Configuration) -> Settings:
+def validated_sections(configuration: Configuration) -> tuple[Settings, Places]:
     """Settings made of the sections (the tables and lists of tables: `media`, `storage`, `connections`...)
     that are valid on their own, with the defaults in place of everything else: what the checks that
-    need settings can still look at while validated() refuses the configuration as a whole. A section is
-    taken or left whole, so that a problem found in it names its entries by their places in the file.
-    Top-level values are left out: validators of the whole model check some of them (`database_url`,
-    `log_level`), and no check that needs settings reads one."""
-    sections = {}
+    need settings can still look at while validated() refuses the configuration as a whole. A list of
+    tables keeps each of its items that is valid on its own (one connection's typo leaves the others to
+    be checked); the Places say where each item kept stood in the configuration, so that a problem found
+    in it names its entry by its place in the file. A table (`media`, `delivery`) is taken or left whole,
+    once its lists of tables have lost the items they could not keep: the checks of what it holds may
+    depend on any of its settings (a declared endpoint's URL on `delivery.allow_http`), and the defaults
+    in place of a refused one could find problems the configuration does not have. Top-level values are
+    left out: validators of the whole model check some of them (`database_url`, `log_level`), and no
+    check that needs settings reads one."""
+    sections: dict[str, Any] = {}
+    places: dict[Location, list[int]] = {}
     for name, info in Settings.model_fields.items():
         annotation = info.annotation
         if name not in configuration.data or annotation is None or model_in(annotation) is None:
             continue
-        try:
-            sections[name] = TypeAdapter(annotation).validate_python(configuration.data[name])
-        except ValidationError:
-            continue  # validated() names its problems
-    return Settings.model_construct(**sections)
+        section = _valid_part(annotation, configuration.data[name], (name,), places)
+        if section is not _REFUSED:
+            sections[name] = section
+    return Settings.model_construct(**sections), places
+
+
+# What _valid_part returns for a part it cannot take (None is a value a part can have).
+_REFUSED = object()
+
+
+def _valid_part(annotation: Any, value: Any, location: Location, places: dict[Location, list[int]]) -> Any:
+    """`value` validated as `annotation` (a table, or a list of them), or as much of it as validated()
+    leaves to check further (see validated_sections); _REFUSED when nothing. Adds to `places` where a
+    list keeps only some of its items."""
+    try:
+        return TypeAdapter(annotation).validate_python(value)
+    except ValidationError:
+        pass  # validated() names its problems
+    model = model_in(annotation)
+    if model is None:
+        return _REFUSED
+    if typing.get_origin(annotation) is list:
+        if not isinstance(value, list):
+            return _REFUSED
+        kept = {}
+        for index, item in enumerate(value):
+            part = _valid_part(model, item, (*location, index), places)
+            if part is not _REFUSED:
+                kept[index] = part
+        places[location] = list(kept)
+        return list(kept.values())
+    if not isinstance(value, dict):
+        return _REFUSED
+    # A table: taken if it is valid once the lists of tables in it keep only their valid items.
+    trimmed = dict(value)
+    for key, info in model.model_fields.items():
+        if key in value and info.annotation is not None and model_in(info.annotation) is not None:
+            part = _valid_part(info.annotation, value[key], (*location, key), places)
+            if part is not _REFUSED:
+                trimmed[key] = part
+    try:
+        return TypeAdapter(annotation).validate_python(trimmed)
+    except ValidationError:
+        for kept_in_part in [place for place in places if place[: len(location)] == location]:
+            del places[kept_in_part]  # the table is left out whole, its lists with it
+        return _REFUSED
 
 
 def unread_variables(environ: Mapping[str, str] | None = None) -> list[str]:

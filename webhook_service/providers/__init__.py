@@ -6,9 +6,10 @@ registered provider, and its options and secrets must be ones that adapter can u
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from webhook_service.config.model import Connection
+from webhook_service.config.problems import Places, numbered
 from webhook_service.providers.approvedcontact import ApprovedContactAdapter
 from webhook_service.providers.base import ParseFailed, ProviderAdapter, VerificationFailed, WebhookRequest
 from webhook_service.providers.bird import BirdAdapter
@@ -36,11 +37,12 @@ ADAPTERS: dict[str, ProviderAdapter] = {
 }
 
 
-def connection_problems(connections: Iterable[Connection]) -> list[str]:
-    """One line per problem (naming the connection) with a connection's provider, options or secrets:
-    each must name a registered provider, give it options it takes and secrets its scheme can use."""
+def connection_problems(connections: Sequence[Connection], places: Places | None = None) -> list[str]:
+    """One line per problem (naming the connection by its place in the configuration, see `numbered`)
+    with a connection's provider, options or secrets: each must name a registered provider, give it
+    options it takes and secrets its scheme can use."""
     problems = []
-    for index, connection in enumerate(connections):
+    for index, connection in numbered(connections, ("connections",), places):
         adapter = ADAPTERS.get(connection.provider)
         if adapter is None:
             problems.append(
