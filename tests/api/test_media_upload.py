@@ -345,8 +345,15 @@ class TestFileNames:
             ("\u202egpj.exe", "gpj.exe", 'inline; filename="gpj.exe"'),
             ('"quoted".jpg', "quoted.jpg", 'inline; filename="quoted.jpg"'),
             (" photo.jpg. ", "photo.jpg", 'inline; filename="photo.jpg"'),
+            # Fullwidth quotes and equals sign: their ASCII forms must not end the quoted name.
+            (
+                "a\uff02; filename\uff1d\uff02x.html",
+                "a\uff02; filename\uff1d\uff02x.html",
+                'inline; filename="a_; filename=_x.html"; '
+                "filename*=UTF-8''a%EF%BC%82%3B%20filename%EF%BC%9D%EF%BC%82x.html",
+            ),
         ],
-        ids=["accented", "bidi override", "quotes", "edge blanks and dots"],
+        ids=["accented", "bidi override", "quotes", "edge blanks and dots", "fullwidth quotes"],
     )
     def test_names_are_sanitized_for_display(self, client, given, shown, disposition):
         answer = upload(client, seed_001_body(PHOTO, fileName=given)).get_json()
