@@ -45,8 +45,12 @@ def _shortened(name: str) -> str:
 
 
 def disposition_for(content_type: str | None) -> str:
-    """`inline` for image, audio and video types, `attachment` for everything else."""
-    return "inline" if content_type and content_type.startswith(INLINE_TYPE_PREFIXES) else "attachment"
+    """`inline` for image, audio and video types, `attachment` for everything else, SVG included: an
+    image type by name, a document with scripts in fact (allowed_types may admit it)."""
+    essence = (content_type or "").split(";", 1)[0].strip().lower()
+    if not essence.startswith(INLINE_TYPE_PREFIXES) or essence.endswith("+xml") or "svg" in essence:
+        return "attachment"
+    return "inline"
 
 
 def content_disposition(disposition: str, filename: str | None) -> str:

@@ -187,3 +187,20 @@ class TestUrlLifetimes:
         answer = upload(client, body, headers=headers).get_json()
         expires = datetime.fromisoformat(answer["expiresAt"].replace("Z", "+00:00"))
         assert abs(expires - (datetime.now(UTC) + timedelta(seconds=lifetime))) < timedelta(minutes=1)
+
+
+class TestSvgAdmittedByConfiguration:
+    @pytest.fixture
+    def settings_overrides(self):
+        return {"media": {"allowed_types": ["image/png", "image/svg+xml"]}}
+
+    def test_is_served_as_a_download_never_inline(self, client):
+        answer = upload(client, seed_000_body(samples.svg(), fileName="logo.svg", mimeType="image/svg+xml")).get_json()
+        assert answer["contentType"] == "image/svg+xml"
+        for url in (answer["url"], client.get(local(answer["stableUrl"])).headers["Location"]):
+            served = client.get(local(url))
+            assert served.data == samples.svg()
+            assert served.headers["Content-Disposition"] == 'attachment; filename="logo.svg"'
+            assert "disposition=attachment" in url  # what the S3 and Azure URLs would ask for too
+            assert served.headers["X-Content-Type-Options"] == "nosniff"
+            assert "sandbox" in served.headers["Content-Security-Policy"]

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from werkzeug.http import parse_options_header
 
-from storage import content_disposition
+from storage import content_disposition, disposition_for
 from storage.headers import MAX_FILENAME_CHARS, check_header_value, normalize_metadata
 
 
@@ -50,6 +50,27 @@ def parsed_filename(header_value: str) -> str | None:
 )
 def test_content_disposition(disposition, filename, expected):
     assert content_disposition(disposition, filename) == expected
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("image/png", "inline"),
+        ("IMAGE/JPEG", "inline"),
+        ("video/mp4", "inline"),
+        ("audio/mpeg; rate=44100", "inline"),
+        ("image/svg+xml", "attachment"),
+        ("image/svg+xml; charset=utf-8", "attachment"),
+        ("Image/SVG+XML", "attachment"),
+        ("image/svg", "attachment"),
+        ("text/html", "attachment"),
+        ("application/pdf", "attachment"),
+        ("", "attachment"),
+        (None, "attachment"),
+    ],
+)
+def test_disposition_for(content_type, expected):
+    assert disposition_for(content_type) == expected
 
 
 def test_unicode_names_reach_clients_intact():
