@@ -204,3 +204,17 @@ class TestSvgAdmittedByConfiguration:
             assert "disposition=attachment" in url  # what the S3 and Azure URLs would ask for too
             assert served.headers["X-Content-Type-Options"] == "nosniff"
             assert "sandbox" in served.headers["Content-Security-Policy"]
+
+
+class TestRevokedWhileServed:
+    def test_a_file_revoked_once_found_is_not_found(self, client, uploaded, runtime, monkeypatch):
+        """A revocation can remove the file after the store found it and before it is sent."""
+        real_path = runtime.blob_store.path
+
+        def path_then_revoked(key):
+            found = real_path(key)
+            runtime.uploads.revoke(runtime.uploads.find(uploaded["id"]))
+            return found
+
+        monkeypatch.setattr(runtime.blob_store, "path", path_then_revoked)
+        assert error_of(client.get(local(uploaded["url"])))[:2] == (404, "not_found")
