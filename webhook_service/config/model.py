@@ -115,7 +115,7 @@ class Tenant(Strict):
     name: str = ""
     phone_numbers: list[PhoneNumber] = []
     # Overrides storage.url_ttl_seconds for this tenant's signed media URLs.
-    media_url_ttl_seconds: int | None = Field(default=None, gt=0)
+    media_url_ttl_seconds: int | None = Field(default=None, gt=0, le=MAX_URL_LIFETIME_SECONDS)
     # Overrides storage.upload_url_ttl_seconds for the URLs the upload API returns to this tenant.
     upload_url_ttl_seconds: int | None = Field(default=None, gt=0, le=MAX_URL_LIFETIME_SECONDS)
 
@@ -314,7 +314,7 @@ class AzureSettings(Strict):
 class StorageSettings(Strict):
     backend: Literal["local", "s3", "azure"] = "local"
     # Lifetime of signed media URLs. Short by default; see the README on long-lived links.
-    url_ttl_seconds: int = Field(default=3600, gt=0)
+    url_ttl_seconds: int = Field(default=3600, gt=0, le=MAX_URL_LIFETIME_SECONDS)
     # Lifetime of the signed URL the upload API (POST /api/v1/media) returns for a client to put in
     # `mediaUrls`. Carriers fetch MMS media within minutes of the send, so a day leaves room for queued
     # and scheduled messages. S3 and Azure user-delegation SAS URLs cannot outlive 7 days: the store
