@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from flask import Blueprint, Response, jsonify, redirect, request
 from werkzeug.datastructures import FileStorage, MultiDict
@@ -253,8 +253,39 @@ def _multipart_parts(work: Path) -> tuple[MultiDict[str, str], MultiDict[str, Fi
     upload's cleanup. Here a full disk is ScratchSpaceUnavailable, answered 503 like every storage outage."""
     parser = request.make_form_data_parser()
     parser.stream_factory = lambda *_args, **_kwargs: scratch.create_unique(work, "part-", "")[1]
-    _, form, files = parser.parse(request.stream, request.mimetype, request.content_length, request.mimetype_params)
+    body = _BodyStream(request.stream)
+    try:
+        # The parser only calls read() on its stream.
+        _, form, files = parser.parse(
+            cast(IO[bytes], body), request.mimetype, request.content_length, request.mimetype_params
+        )
+    except RequestEntityTooLarge:
+        if body.over_cap:
+            raise  # the body itself: the file is too large
+        # The parser's own limits, whatever the file's size: a field of text too long, or too many parts.
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"A form field other than the file is over {request.max_form_memory_size:,} bytes, "
+            f"or the form has more than {request.max_form_parts:,} parts.",
+        ) from None
     return form, files
+
+
+class _BodyStream:
+    """The request body as the form parser reads it, noting whether the body's own size cap stopped it
+    (werkzeug raises the same RequestEntityTooLarge for that and for its form limits)."""
+
+    def __init__(self, stream: IO[bytes]):
+        self._stream = stream
+        self.over_cap = False
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except RequestEntityTooLarge:
+            self.over_cap = True
+            raise
 
 
 def _outcome_of(error: Exception) -> tuple[str, int]:
