@@ -13,7 +13,9 @@ import storage.local
 from tests.fixtures.app import API_KEY_B, TENANT_A, TENANT_B
 from tests.media import samples
 from tests.support.media_uploads import UPLOADS, A, B, error_of, local, seed_000_body, upload
+from webhook_service.app import create_app
 from webhook_service.media import links as media_links
+from webhook_service.runtime import Runtime
 
 DOCUMENT = samples.pdf(4096)
 
@@ -218,3 +220,23 @@ class TestRevokedWhileServed:
 
         monkeypatch.setattr(runtime.blob_store, "path", path_then_revoked)
         assert error_of(client.get(local(uploaded["url"])))[:2] == (404, "not_found")
+
+
+class TestStableUrlLifetimeConfiguredLater:
+    """The configured lifetime holds every stable link: those made before it was configured (which carry
+    no expiry) and those signed with a longer one before it was shortened."""
+
+    @pytest.fixture(params=[None, 30 * 24 * 3600], ids=["none before", "a month before"])
+    def settings_overrides(self, request):
+        return {"storage": {"upload_stable_url_ttl_seconds": request.param}}
+
+    def test_a_link_made_before_ends_with_the_lifetime_configured_now(self, uploaded, settings, monkeypatch):
+        storage = settings.storage.model_copy(update={"upload_stable_url_ttl_seconds": 3600})
+        later = Runtime(settings.model_copy(update={"storage": storage}))
+        try:
+            client = create_app(runtime=later).test_client()
+            assert client.get(local(uploaded["stableUrl"])).status_code == 302
+            monkeypatch.setattr(media_links, "time", _Clock(3600 + 1))
+            assert error_of(client.get(local(uploaded["stableUrl"])))[:2] == (403, "forbidden")
+        finally:
+            later.close()

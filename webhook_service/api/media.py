@@ -130,12 +130,14 @@ def media_api_blueprint(
         # A repeated parameter is ambiguous (which one was signed?): refuse rather than pick one.
         repeated = any(len(values) > 1 for values in request.args.listvalues())
         if repeated or not _UPLOAD_ID.fullmatch(upload_id) or not links.verify_stable_link(upload_id, request.args):
-            return api_error(403, "forbidden", "This media link is invalid or has expired.")
+            return _invalid_link()
         upload = uploads.find(upload_id)
         if upload is None:
             raise _not_found()
         if upload.revoked_at is not None:
             return api_error(410, "gone", "This media was deleted.")
+        if links.stable_lifetime_over(upload):
+            return _invalid_link()
         response = redirect(links.redirect_target(upload).url, 302)
         # The target expires; every visit must come back here for a fresh one.
         response.headers["Cache-Control"] = "no-store"
@@ -330,6 +332,10 @@ def _own_live_upload(uploads: MediaUploads, upload_id: str) -> MediaUpload:
     if upload is None or upload.revoked_at is not None:
         raise _not_found()
     return upload
+
+
+def _invalid_link() -> Response:
+    return api_error(403, "forbidden", "This media link is invalid or has expired.")
 
 
 def _not_found() -> ApiError:
