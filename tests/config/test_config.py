@@ -132,6 +132,8 @@ BAD_SETTINGS = [
         "[console]\naction_limit_per_operator = '30 a minute'",
         "console.action_limit_per_operator: '30 a minute' is not a rate limit",
     ),
+    # Blob keys begin with the tenant's id, and no store takes "." or ".." for a segment.
+    ("tenant id of dots", "[[tenants]]\nid='..'", "tenants[0].id: '..' cannot be a tenant id"),
     # Beyond what a signed URL can carry: every media URL, and so every read of a message with one, failed.
     (
         "media URL lifetime",

@@ -119,6 +119,14 @@ class Tenant(Strict):
     # Overrides storage.upload_url_ttl_seconds for the URLs the upload API returns to this tenant.
     upload_url_ttl_seconds: int | None = Field(default=None, gt=0, le=MAX_URL_LIFETIME_SECONDS)
 
+    @field_validator("id")
+    @classmethod
+    def _key_segment(cls, value: str) -> str:
+        # The pattern admits them, and every blob store refuses them as a key's segment.
+        if value in (".", ".."):
+            raise ValueError(f"{value!r} cannot be a tenant id: it is the first segment of the tenant's blob keys")
+        return value
+
 
 class ApiUser(Strict):
     username: str = Field(min_length=1)
