@@ -58,6 +58,21 @@ class TestSignedUrl:
         assert part.headers["Content-Range"] == f"bytes 0-7/{len(DOCUMENT)}"
 
     @pytest.mark.parametrize(
+        "ranges",
+        ["items=0-7", "bytes=0-1,4-7", "bytes=7-0", "bytes=abc"],
+        ids=["unknown unit", "several ranges", "inverted", "malformed"],
+    )
+    def test_a_range_not_served_as_one_byte_range_gets_the_whole_file(self, client, uploaded, ranges):
+        response = client.get(local(uploaded["url"]), headers={"Range": ranges})
+        assert response.status_code == 200 and response.data == DOCUMENT
+        assert "Content-Range" not in response.headers
+
+    def test_a_range_past_the_end_is_not_satisfiable(self, client, uploaded):
+        response = client.get(local(uploaded["url"]), headers={"Range": f"bytes={len(DOCUMENT)}-"})
+        assert response.status_code == 416
+        assert response.headers["Content-Range"] == f"bytes */{len(DOCUMENT)}"
+
+    @pytest.mark.parametrize(
         "changes",
         [
             {"signature": "A" * 43},

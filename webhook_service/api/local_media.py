@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request, send_file
+from werkzeug.http import parse_range_header
 
 from storage import BlobNotFound, BlobStore, LocalBlobStore, StorageUnavailable, content_disposition, disposition_for
 from webhook_service.api.errors import api_error
@@ -35,6 +36,11 @@ def local_media_blueprint(store: BlobStore) -> Blueprint:
         if info is None:
             return _no_such_media()  # deleted (revoked) or never stored
         content_type = signed.content_type or info.content_type
+        if not _one_byte_range(request.headers.get("Range")):
+            # werkzeug refuses (416) every Range it cannot serve as one byte range. HTTP says to ignore one
+            # in a unit the server does not know and lets it ignore the rest (several ranges, a malformed
+            # one): the whole file is the answer, as a client that asked for a part can use it.
+            request.environ.pop("HTTP_RANGE", None)
         try:
             # send_file looks at the file again, for its size and then to open it: a revocation can
             # remove it between any two of these steps.
@@ -58,3 +64,10 @@ def local_media_blueprint(store: BlobStore) -> Blueprint:
 
 def _no_such_media() -> Response:
     return api_error(404, "not_found", "No such media.")
+
+
+def _one_byte_range(value: str | None) -> bool:
+    if value is None:
+        return True
+    parsed = parse_range_header(value)
+    return parsed is not None and parsed.units == "bytes" and len(parsed.ranges) == 1
