@@ -20,6 +20,9 @@ _MAX_KEPT_EXTENSION_CHARS = 32
 # Unicode line and paragraph separators.
 _UNSAFE_CATEGORIES = {"Cc", "Cf", "Zl", "Zp"}
 _EDGE_DOTS_AND_SPACES = re.compile(r"^[\s.]+|[\s.]+$")
+# Printable ASCII a quoted `filename="..."` fallback may not hold: the quote, the quoted-string's
+# escape character and the path separators.
+_NOT_IN_FALLBACK = '"\\/'
 # Printable ASCII without leading or trailing blanks: HTTP trims those, so they would not round-trip.
 _HEADER_TEXT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 # Lower-case C# identifiers (what Azure demands); S3 lower-cases names anyway.
@@ -30,7 +33,10 @@ def sanitize_filename(filename: str) -> str:
     """The caller's file name reduced to a harmless display name; "" when nothing usable is left."""
     name = re.split(r"[/\\]", filename)[-1]
     name = "".join(char for char in name if unicodedata.category(char) not in _UNSAFE_CATEGORIES and char != '"')
-    name = _EDGE_DOTS_AND_SPACES.sub("", name)
+    return _shortened(_EDGE_DOTS_AND_SPACES.sub("", name))
+
+
+def _shortened(name: str) -> str:
     if len(name) > MAX_FILENAME_CHARS:
         stem, extension = os.path.splitext(name)
         extension = extension[:_MAX_KEPT_EXTENSION_CHARS]
@@ -39,8 +45,12 @@ def sanitize_filename(filename: str) -> str:
 
 
 def disposition_for(content_type: str | None) -> str:
-    """`inline` for image, audio and video types, `attachment` for everything else."""
-    return "inline" if content_type and content_type.startswith(INLINE_TYPE_PREFIXES) else "attachment"
+    """`inline` for image, audio and video types, `attachment` for everything else, SVG included: an
+    image type by name, a document with scripts in fact (allowed_types may admit it)."""
+    essence = (content_type or "").split(";", 1)[0].strip().lower()
+    if not essence.startswith(INLINE_TYPE_PREFIXES) or essence.endswith("+xml") or "svg" in essence:
+        return "attachment"
+    return "inline"
 
 
 def content_disposition(disposition: str, filename: str | None) -> str:
@@ -59,9 +69,18 @@ def content_disposition(disposition: str, filename: str | None) -> str:
 
 
 def _ascii_fallback(name: str) -> str:
-    # "café.jpg" -> "cafe.jpg"; characters with no ASCII form become "_".
+    """The name in ASCII: "café.jpg" becomes "cafe.jpg", characters with no ASCII form "_". A compatibility form can
+    decompose into what the name was cleaned of (the fullwidth quotation mark into '"', which would end
+    the quoted value and start parameters of the sender's choosing; the fullwidth solidus into "/"; the
+    two dot leader into ".."), so those become "_" too, and the edges are trimmed again."""
     decomposed = unicodedata.normalize("NFKD", name)
-    return "".join(char if char.isascii() else "_" for char in decomposed if not unicodedata.combining(char))
+    fallback = "".join(
+        char if " " <= char <= "~" and char not in _NOT_IN_FALLBACK else "_"
+        for char in decomposed
+        if not unicodedata.combining(char)
+    )
+    # Decompositions run up to 18 characters long: shortened again to the length of any other name.
+    return _shortened(_EDGE_DOTS_AND_SPACES.sub("", fallback)) or "_"
 
 
 def check_header_value(field: str, value: str) -> str:

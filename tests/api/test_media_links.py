@@ -13,7 +13,9 @@ import storage.local
 from tests.fixtures.app import API_KEY_B, TENANT_A, TENANT_B
 from tests.media import samples
 from tests.support.media_uploads import UPLOADS, A, B, error_of, local, seed_000_body, upload
+from webhook_service.app import create_app
 from webhook_service.media import links as media_links
+from webhook_service.runtime import Runtime
 
 DOCUMENT = samples.pdf(4096)
 
@@ -54,6 +56,21 @@ class TestSignedUrl:
         part = client.get(url, headers={"Range": "bytes=0-7"})
         assert part.status_code == 206 and part.data == DOCUMENT[:8]
         assert part.headers["Content-Range"] == f"bytes 0-7/{len(DOCUMENT)}"
+
+    @pytest.mark.parametrize(
+        "ranges",
+        ["items=0-7", "bytes=0-1,4-7", "bytes=7-0", "bytes=abc"],
+        ids=["unknown unit", "several ranges", "inverted", "malformed"],
+    )
+    def test_a_range_not_served_as_one_byte_range_gets_the_whole_file(self, client, uploaded, ranges):
+        response = client.get(local(uploaded["url"]), headers={"Range": ranges})
+        assert response.status_code == 200 and response.data == DOCUMENT
+        assert "Content-Range" not in response.headers
+
+    def test_a_range_past_the_end_is_not_satisfiable(self, client, uploaded):
+        response = client.get(local(uploaded["url"]), headers={"Range": f"bytes={len(DOCUMENT)}-"})
+        assert response.status_code == 416
+        assert response.headers["Content-Range"] == f"bytes */{len(DOCUMENT)}"
 
     @pytest.mark.parametrize(
         "changes",
@@ -187,3 +204,54 @@ class TestUrlLifetimes:
         answer = upload(client, body, headers=headers).get_json()
         expires = datetime.fromisoformat(answer["expiresAt"].replace("Z", "+00:00"))
         assert abs(expires - (datetime.now(UTC) + timedelta(seconds=lifetime))) < timedelta(minutes=1)
+
+
+class TestSvgAdmittedByConfiguration:
+    @pytest.fixture
+    def settings_overrides(self):
+        return {"media": {"allowed_types": ["image/png", "image/svg+xml"]}}
+
+    def test_is_served_as_a_download_never_inline(self, client):
+        answer = upload(client, seed_000_body(samples.svg(), fileName="logo.svg", mimeType="image/svg+xml")).get_json()
+        assert answer["contentType"] == "image/svg+xml"
+        for url in (answer["url"], client.get(local(answer["stableUrl"])).headers["Location"]):
+            served = client.get(local(url))
+            assert served.data == samples.svg()
+            assert served.headers["Content-Disposition"] == 'attachment; filename="logo.svg"'
+            assert "disposition=attachment" in url  # what the S3 and Azure URLs would ask for too
+            assert served.headers["X-Content-Type-Options"] == "nosniff"
+            assert "sandbox" in served.headers["Content-Security-Policy"]
+
+
+class TestRevokedWhileServed:
+    def test_a_file_revoked_once_found_is_not_found(self, client, uploaded, runtime, monkeypatch):
+        """A revocation can remove the file after the store found it and before it is sent."""
+        real_path = runtime.blob_store.path
+
+        def path_then_revoked(key):
+            found = real_path(key)
+            runtime.uploads.revoke(runtime.uploads.find(uploaded["id"]))
+            return found
+
+        monkeypatch.setattr(runtime.blob_store, "path", path_then_revoked)
+        assert error_of(client.get(local(uploaded["url"])))[:2] == (404, "not_found")
+
+
+class TestStableUrlLifetimeConfiguredLater:
+    """The configured lifetime holds every stable link: those made before it was configured (which carry
+    no expiry) and those signed with a longer one before it was shortened."""
+
+    @pytest.fixture(params=[None, 30 * 24 * 3600], ids=["none before", "a month before"])
+    def settings_overrides(self, request):
+        return {"storage": {"upload_stable_url_ttl_seconds": request.param}}
+
+    def test_a_link_made_before_ends_with_the_lifetime_configured_now(self, uploaded, settings, monkeypatch):
+        storage = settings.storage.model_copy(update={"upload_stable_url_ttl_seconds": 3600})
+        later = Runtime(settings.model_copy(update={"storage": storage}))
+        try:
+            client = create_app(runtime=later).test_client()
+            assert client.get(local(uploaded["stableUrl"])).status_code == 302
+            monkeypatch.setattr(media_links, "time", _Clock(3600 + 1))
+            assert error_of(client.get(local(uploaded["stableUrl"])))[:2] == (403, "forbidden")
+        finally:
+            later.close()

@@ -15,11 +15,12 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 from prometheus_client import REGISTRY
+from werkzeug.test import EnvironBuilder
 
 from tests.fixtures.app import API_KEY_A, NUMBER_A, NUMBER_A_ID, NUMBER_B, NUMBER_B_ID, TENANT_A, TENANT_B, USER_A
 from tests.media import samples
 from tests.support.media_uploads import UPLOADS, A, basic, error_of, local, seed_000_body, seed_001_body, upload
-from webhook_service.api.upload_body import INVALID_TEXT
+from webhook_service.api.upload_body import INVALID_TEXT, max_body_bytes
 from webhook_service.database.tables import MediaUpload
 
 MIB = 1024 * 1024
@@ -331,6 +332,30 @@ class TestRefusals:
         response = client.post(UPLOADS, data=form(), headers=A, content_type="multipart/form-data")
         assert error_of(response)[:2] == expected
 
+    @pytest.mark.parametrize(
+        "fields",
+        [{"fileName": "x" * (1024 * 1024 + 1)}, {f"field{index}": "x" for index in range(1000)}],
+        ids=["text field over 1 MiB", "1002 parts"],
+    )
+    def test_a_form_over_the_parsers_limits_is_not_called_a_file_too_large(self, client, fields):
+        form = {"file": (io.BytesIO(samples.pdf()), "a.pdf"), "phoneNumber": NUMBER_A, **fields}
+        response = client.post(UPLOADS, data=form, headers=A, content_type="multipart/form-data")
+        assert error_of(response) == (
+            413,
+            "payload_too_large",
+            "A form field other than the file is over 1,048,576 bytes, or the form has more than 1,000 parts.",
+        )
+
+    def test_a_multipart_body_over_the_cap_without_a_length_is_a_file_too_large(self, client):
+        """Sent in chunks, with no Content-Length: the body's cap stops the form parser mid-file."""
+        file = samples.pdf(max_body_bytes(5 * MIB) + 1)
+        form = {"file": (io.BytesIO(file), "a.pdf"), "phoneNumber": NUMBER_A}
+        environ = EnvironBuilder(UPLOADS, method="POST", headers=A, data=form).get_environ()
+        del environ["CONTENT_LENGTH"]
+        environ["wsgi.input_terminated"] = True  # what a server sets for a chunked body
+        response = client.open(environ)
+        assert error_of(response) == TOO_LARGE
+
     @pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary=x"])
     def test_malformed_multipart(self, client, content_type):
         response = client.post(UPLOADS, data=b"--x\r\nnot really multipart", headers=A, content_type=content_type)
@@ -345,8 +370,15 @@ class TestFileNames:
             ("\u202egpj.exe", "gpj.exe", 'inline; filename="gpj.exe"'),
             ('"quoted".jpg', "quoted.jpg", 'inline; filename="quoted.jpg"'),
             (" photo.jpg. ", "photo.jpg", 'inline; filename="photo.jpg"'),
+            # Fullwidth quotes and equals sign: their ASCII forms must not end the quoted name.
+            (
+                "a\uff02; filename\uff1d\uff02x.html",
+                "a\uff02; filename\uff1d\uff02x.html",
+                'inline; filename="a_; filename=_x.html"; '
+                "filename*=UTF-8''a%EF%BC%82%3B%20filename%EF%BC%9D%EF%BC%82x.html",
+            ),
         ],
-        ids=["accented", "bidi override", "quotes", "edge blanks and dots"],
+        ids=["accented", "bidi override", "quotes", "edge blanks and dots", "fullwidth quotes"],
     )
     def test_names_are_sanitized_for_display(self, client, given, shown, disposition):
         answer = upload(client, seed_001_body(PHOTO, fileName=given)).get_json()

@@ -176,6 +176,15 @@ class TestStructure:
         error = refusal(raw, tmp_path)
         assert (error.status, error.code) == (400, "invalid_body")
 
+    @pytest.mark.parametrize("field", ["data", "fileName", "convert", "unknown"])
+    @pytest.mark.parametrize(
+        "number", ["1e99999999999999999999", "-1E-99999999999999999999", "2.5E+99999999999999999999"]
+    )
+    def test_a_number_past_the_range_of_a_decimal_is_refused(self, tmp_path, field, number):
+        value = f"[{number}]" if field == "data" else number
+        error = refusal(f'{{"{field}": {value}}}'.encode(), tmp_path)
+        assert (error.status, error.code) == (400, "invalid_body")
+
     @pytest.mark.parametrize("key", ["fileName", "data", "convert"])
     def test_duplicate_known_field_is_refused(self, tmp_path, key):
         value = {"fileName": '"a"', "data": "[1]", "convert": "true"}[key]

@@ -132,6 +132,19 @@ BAD_SETTINGS = [
         "[console]\naction_limit_per_operator = '30 a minute'",
         "console.action_limit_per_operator: '30 a minute' is not a rate limit",
     ),
+    # Blob keys begin with the tenant's id, and no store takes "." or ".." for a segment.
+    ("tenant id of dots", "[[tenants]]\nid='..'", "tenants[0].id: '..' cannot be a tenant id"),
+    # Beyond what a signed URL can carry: every media URL, and so every read of a message with one, failed.
+    (
+        "media URL lifetime",
+        "[storage]\nurl_ttl_seconds = 10_000_000_000",
+        "storage.url_ttl_seconds: Input should be less than or equal to 3162240000",
+    ),
+    (
+        "tenant's media URL lifetime",
+        "[[tenants]]\nid='t'\nmedia_url_ttl_seconds = 10_000_000_000",
+        "tenants[0].media_url_ttl_seconds: Input should be less than or equal to 3162240000",
+    ),
     (
         "database connect timeout",
         "[database]\nconnect_timeout_seconds = 1",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, jsonify
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException
 
 from storage import StorageError
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
@@ -59,8 +59,10 @@ def render_http_exception(error: HTTPException) -> Response:
     """Werkzeug's own 4xx (unknown route, wrong method, body too large) in the same JSON shape."""
     status = error.code or 500
     response = api_error(status, _CODES.get(status, "error"), error.description or error.name)
-    if isinstance(error, MethodNotAllowed) and error.valid_methods:
-        response.headers["Allow"] = ", ".join(error.valid_methods)
+    # The exception's own headers but its HTML type: a 405's Allow, a 416's Content-Range (the length).
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
     return response
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request, send_file
+from werkzeug.http import parse_range_header
 
-from storage import BlobNotFound, BlobStore, LocalBlobStore, content_disposition, disposition_for
+from storage import BlobNotFound, BlobStore, LocalBlobStore, StorageUnavailable, content_disposition, disposition_for
 from webhook_service.api.errors import api_error
 
 # Local-store URLs are served by this service under this path.
@@ -32,15 +33,22 @@ def local_media_blueprint(store: BlobStore) -> Blueprint:
         if signed is None:
             return api_error(403, "forbidden", "This media link is invalid or has expired.")
         info = store.head(key)
-        try:
-            path = store.path(key) if info else None
-        except BlobNotFound:
-            path = None  # deleted between the two calls
-        if info is None or path is None:
-            # Deleted (revoked) or never stored.
-            return api_error(404, "not_found", "No such media.")
+        if info is None:
+            return _no_such_media()  # deleted (revoked) or never stored
         content_type = signed.content_type or info.content_type
-        response = send_file(path, mimetype=content_type, conditional=True, etag=True, max_age=None)
+        if not _one_byte_range(request.headers.get("Range")):
+            # werkzeug refuses (416) every Range it cannot serve as one byte range. HTTP says to ignore one
+            # in a unit the server does not know and lets it ignore the rest (several ranges, a malformed
+            # one): the whole file is the answer, as a client that asked for a part can use it.
+            request.environ.pop("HTTP_RANGE", None)
+        try:
+            # send_file looks at the file again, for its size and then to open it: a revocation can
+            # remove it between any two of these steps.
+            response = send_file(store.path(key), mimetype=content_type, conditional=True, etag=True, max_age=None)
+        except (BlobNotFound, FileNotFoundError):
+            return _no_such_media()
+        except OSError as error:
+            raise StorageUnavailable(f"cannot read {key!r}: {error}") from error
         # Only image/audio/video may be shown inline, whatever the URL asked for.
         disposition = signed.disposition if disposition_for(content_type) == "inline" else "attachment"
         response.headers["Content-Disposition"] = content_disposition(disposition, signed.filename)
@@ -52,3 +60,14 @@ def local_media_blueprint(store: BlobStore) -> Blueprint:
         return response
 
     return blueprint
+
+
+def _no_such_media() -> Response:
+    return api_error(404, "not_found", "No such media.")
+
+
+def _one_byte_range(value: str | None) -> bool:
+    if value is None:
+        return True
+    parsed = parse_range_header(value)
+    return parsed is not None and parsed.units == "bytes" and len(parsed.ranges) == 1

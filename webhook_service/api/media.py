@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from flask import Blueprint, Response, jsonify, redirect, request
 from werkzeug.datastructures import FileStorage, MultiDict
@@ -130,12 +130,14 @@ def media_api_blueprint(
         # A repeated parameter is ambiguous (which one was signed?): refuse rather than pick one.
         repeated = any(len(values) > 1 for values in request.args.listvalues())
         if repeated or not _UPLOAD_ID.fullmatch(upload_id) or not links.verify_stable_link(upload_id, request.args):
-            return api_error(403, "forbidden", "This media link is invalid or has expired.")
+            return _invalid_link()
         upload = uploads.find(upload_id)
         if upload is None:
             raise _not_found()
         if upload.revoked_at is not None:
             return api_error(410, "gone", "This media was deleted.")
+        if links.stable_lifetime_over(upload):
+            return _invalid_link()
         response = redirect(links.redirect_target(upload).url, 302)
         # The target expires; every visit must come back here for a fresh one.
         response.headers["Cache-Control"] = "no-store"
@@ -253,8 +255,39 @@ def _multipart_parts(work: Path) -> tuple[MultiDict[str, str], MultiDict[str, Fi
     upload's cleanup. Here a full disk is ScratchSpaceUnavailable, answered 503 like every storage outage."""
     parser = request.make_form_data_parser()
     parser.stream_factory = lambda *_args, **_kwargs: scratch.create_unique(work, "part-", "")[1]
-    _, form, files = parser.parse(request.stream, request.mimetype, request.content_length, request.mimetype_params)
+    body = _BodyStream(request.stream)
+    try:
+        # The parser only calls read() on its stream.
+        _, form, files = parser.parse(
+            cast(IO[bytes], body), request.mimetype, request.content_length, request.mimetype_params
+        )
+    except RequestEntityTooLarge:
+        if body.over_cap:
+            raise  # the body itself: the file is too large
+        # The parser's own limits, whatever the file's size: a field of text too long, or too many parts.
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"A form field other than the file is over {request.max_form_memory_size:,} bytes, "
+            f"or the form has more than {request.max_form_parts:,} parts.",
+        ) from None
     return form, files
+
+
+class _BodyStream:
+    """The request body as the form parser reads it, noting whether the body's own size cap stopped it
+    (werkzeug raises the same RequestEntityTooLarge for that and for its form limits)."""
+
+    def __init__(self, stream: IO[bytes]):
+        self._stream = stream
+        self.over_cap = False
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except RequestEntityTooLarge:
+            self.over_cap = True
+            raise
 
 
 def _outcome_of(error: Exception) -> tuple[str, int]:
@@ -299,6 +332,10 @@ def _own_live_upload(uploads: MediaUploads, upload_id: str) -> MediaUpload:
     if upload is None or upload.revoked_at is not None:
         raise _not_found()
     return upload
+
+
+def _invalid_link() -> Response:
+    return api_error(403, "forbidden", "This media link is invalid or has expired.")
 
 
 def _not_found() -> ApiError:

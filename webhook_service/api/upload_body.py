@@ -16,11 +16,11 @@ caller's job once the body is read.
 from __future__ import annotations
 
 import binascii
+import decimal
 import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
@@ -135,6 +135,10 @@ def read_json_upload(stream: IO[bytes], destination: Path, *, limits: SizeLimits
         # past U+10FFFF passes it, and so does the escape of a lone low surrogate ("\udfff"), which yajl
         # writes as ED BF BF; ijson's decoding of the string (a value or a member's name) then fails.
         raise ApiError(400, "invalid_body", INVALID_TEXT) from None
+    except decimal.InvalidOperation:
+        # A number whose exponent is past what a Decimal holds (1e99999999999999999999), wherever it is:
+        # ijson converts every number it meets, also those of members that are skipped.
+        raise ApiError(400, "invalid_body", "The body holds a number out of range.") from None
 
 
 def _first_line(error: Exception) -> str:
@@ -260,7 +264,12 @@ class _JsonUploadReader:
 
 def _whole_byte(key: str, value: object) -> int:
     """A byte value ijson read as a Decimal (it had a fraction or an exponent), if it is a whole one."""
-    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value() and 0 <= value <= 255:
+    if (
+        isinstance(value, decimal.Decimal)
+        and value.is_finite()
+        and value == value.to_integral_value()
+        and 0 <= value <= 255
+    ):
         return int(value)
     raise _invalid_byte(key)
 

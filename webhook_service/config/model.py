@@ -115,9 +115,17 @@ class Tenant(Strict):
     name: str = ""
     phone_numbers: list[PhoneNumber] = []
     # Overrides storage.url_ttl_seconds for this tenant's signed media URLs.
-    media_url_ttl_seconds: int | None = Field(default=None, gt=0)
+    media_url_ttl_seconds: int | None = Field(default=None, gt=0, le=MAX_URL_LIFETIME_SECONDS)
     # Overrides storage.upload_url_ttl_seconds for the URLs the upload API returns to this tenant.
     upload_url_ttl_seconds: int | None = Field(default=None, gt=0, le=MAX_URL_LIFETIME_SECONDS)
+
+    @field_validator("id")
+    @classmethod
+    def _key_segment(cls, value: str) -> str:
+        # The pattern admits them, and every blob store refuses them as a key's segment.
+        if value in (".", ".."):
+            raise ValueError(f"{value!r} cannot be a tenant id: it is the first segment of the tenant's blob keys")
+        return value
 
 
 class ApiUser(Strict):
@@ -314,7 +322,7 @@ class AzureSettings(Strict):
 class StorageSettings(Strict):
     backend: Literal["local", "s3", "azure"] = "local"
     # Lifetime of signed media URLs. Short by default; see the README on long-lived links.
-    url_ttl_seconds: int = Field(default=3600, gt=0)
+    url_ttl_seconds: int = Field(default=3600, gt=0, le=MAX_URL_LIFETIME_SECONDS)
     # Lifetime of the signed URL the upload API (POST /api/v1/media) returns for a client to put in
     # `mediaUrls`. Carriers fetch MMS media within minutes of the send, so a day leaves room for queued
     # and scheduled messages. S3 and Azure user-delegation SAS URLs cannot outlive 7 days: the store

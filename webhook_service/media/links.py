@@ -119,6 +119,15 @@ class MediaLinks:
             return False
         return expires is None or (time.time() if now is None else now) < expires
 
+    def stable_lifetime_over(self, upload: MediaUpload, now: float | None = None) -> bool:
+        """Whether the configured stable URL lifetime, counted from the upload, has passed. A link's own
+        expiry is what it was signed with; this holds links made before the lifetime was configured (they
+        have none) or shortened to the lifetime configured now."""
+        lifetime = self._settings.storage.upload_stable_url_ttl_seconds
+        if not lifetime:
+            return False
+        return (time.time() if now is None else now) >= upload.created_at.timestamp() + lifetime
+
     # Helpers -------------------------------------------------------------------------------------------
     def absolute(self, url: str) -> str:
         """Local-store URLs are relative to this service; give them the public origin."""
