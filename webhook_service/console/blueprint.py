@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, g, redirect, request, session, url_for
 from flask_wtf.csrf import generate_csrf, validate_csrf
@@ -182,9 +182,13 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
 
 
 def _safe_next(value: str | None) -> str:
-    """Where to go after signing in: a console page of this service, never another site."""
+    """Where to go after signing in: a console page of this service, never another site, nor another page
+    of this one through dot segments (browsers resolve `/console/../api` and `/console/%2e%2e/api` to
+    `/api`); a line break or other control character, which no header may carry, goes to the overview."""
     default = url_for("console.overview")
-    if not value or not value.startswith("/console") or "\\" in value:
+    if not value or not value.startswith("/console") or "\\" in value or not value.isprintable():
         return default
     parts = urlsplit(value)
-    return request.script_root + value if not parts.scheme and not parts.netloc else default
+    if parts.scheme or parts.netloc or any(segment in (".", "..") for segment in unquote(parts.path).split("/")):
+        return default
+    return request.script_root + value
