@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from tests.console.conftest import post_form
 from tests.support.standard import inbound_body, post_standard, standard_headers
 from webhook_service.database.tables import Message, QuarantinedRequest, RequestLogEntry
 
@@ -109,3 +110,6 @@ def test_unknown_ids_and_odd_paths_are_404_pages(admin):
         response = admin.get(url)
         assert response.status_code == 404 and "text/html" in response.headers["Content-Type"], url
     assert admin.get("/console/requests/" + "9" * 30).status_code == 404
+    # An action's too: NUL in a key was a 500 on PostgreSQL, which refuses it in a statement's text.
+    for url in ("/console/attachments/%00/retry", "/console/attachments/a%00b/retry", "/console/endpoints/%00/enable"):
+        assert post_form(admin, url).status_code == 404, url

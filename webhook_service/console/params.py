@@ -16,6 +16,13 @@ ROW_ID = "int(max=9223372036854775807)"
 PAGE_SIZE = 50
 
 
+def row_key(value: str) -> str:
+    """A row's key as a URL's path gives it (a message, an attachment, an endpoint): at most 64 characters,
+    and none that no database can store (PostgreSQL refuses NUL in text), so that an odd key finds no row
+    (a 404) instead of failing the statement (a 500)."""
+    return storable(value[:64])
+
+
 class BadParameter(Exception):
     """A query or form value the console cannot use: answered 400 with this message."""
 
