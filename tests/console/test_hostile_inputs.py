@@ -113,3 +113,27 @@ def test_unknown_ids_and_odd_paths_are_404_pages(admin):
     # An action's too: NUL in a key was a 500 on PostgreSQL, which refuses it in a statement's text.
     for url in ("/console/attachments/%00/retry", "/console/attachments/a%00b/retry", "/console/endpoints/%00/enable"):
         assert post_form(admin, url).status_code == 404, url
+
+
+def test_a_body_that_indents_to_megabytes_is_shown_as_received(admin, client, runtime):
+    """60 KB of JSON nested 400 deep around 30,000 numbers was a 24 MB page (800 spaces before every
+    number), XML alike; a form of 20,000 empty fields a table of as many rows."""
+    bodies = [
+        (("[" * 400 + ",".join(["1"] * 29_600) + "]" * 400).encode(), "application/json", "pretty-printed"),
+        (("<a>" * 300 + "<b/>" * 10_000 + "</a>" * 300).encode(), "application/xml", "indented"),
+        (b"&".join([b"a="] * 20_000), "application/x-www-form-urlencoded", "20,000 form fields"),
+    ]
+    for body, content_type, note in bodies:
+        assert len(body) <= 64 * 1024
+        client.post("/webhooks/standard/main", data=body, headers=standard_headers(body), content_type=content_type)
+        entry = _only_newest(runtime)
+        response = admin.get(f"/console/quarantine/{entry.id}")
+        html = response.get_data(as_text=True)
+        assert response.status_code == 200 and "Shown as received" in html and note in html, content_type
+        assert len(html) < 400_000, content_type  # the body, escaped (< is &lt;), and the page around it
+        assert admin.get(f"/console/quarantine/{entry.id}/body").data == body
+
+
+def _only_newest(runtime) -> QuarantinedRequest:
+    with runtime.db.reading() as session:
+        return session.scalars(sa.select(QuarantinedRequest).order_by(QuarantinedRequest.id.desc())).first()
