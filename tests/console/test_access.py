@@ -164,6 +164,21 @@ class TestSessionCookie:
         response = client.get("/console/")
         assert response.status_code == 303 and "/console/login" in response.headers["Location"]
 
+    def test_a_sign_in_ends_after_its_lifetime_however_busy(self, app, client):
+        """Each answer signs the cookie anew (its timestamp only says when it was last used): a session
+        used every few minutes, by its operator or by whoever copied its cookie, lasted for ever."""
+        sign_in(client, ADMIN)
+        serializer = app.session_interface.get_signing_serializer(app)
+        data = serializer.loads(client.get_cookie("console_session", path="/console").value)
+        # The cookie as a browser holds it after a request a moment ago, of a sign-in 12 hours old (the default).
+        data["signed_in_at"] = int(time.time()) - 12 * 3600 + 60
+        client.set_cookie("console_session", serializer.dumps(data), path="/console")
+        assert client.get("/console/").status_code == 200
+        data["signed_in_at"] = int(time.time()) - 12 * 3600 - 1
+        client.set_cookie("console_session", serializer.dumps(data), path="/console")
+        response = client.get("/console/")
+        assert response.status_code == 303 and "/console/login" in response.headers["Location"]
+
     def test_a_cookie_signed_with_another_key_is_no_session(self, client):
         forged = URLSafeTimedSerializer(b"not the key", salt="cookie-session").dumps({"operator": ADMIN[0]})
         client.set_cookie("console_session", forged, path="/console")

@@ -59,7 +59,7 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
     lifetime = timedelta(hours=settings.console.session_hours)
     console = Console(
         parts,
-        Operators(settings.operators, derived_key(secret_key, "console-operator")),
+        Operators(settings.operators, derived_key(secret_key, "console-operator"), lifetime),
         ActionLimiter(settings.console, settings.redis_url, parts.db),
     )
     limiter = SignInLimiter(settings.console, settings.redis_url, parts.db)

@@ -3,7 +3,9 @@
 Other paths get Flask's null session, so webhooks and the APIs neither read nor set a cookie. The cookie
 is signed with a key derived for this purpose alone, lives `console.session_hours` (the signature's
 timestamp is checked on every request, so an expired or altered cookie is simply no session), and is
-HttpOnly, SameSite=Lax, Secure when the service's public URL is https, and sent to /console only.
+HttpOnly, SameSite=Lax, Secure when the service's public URL is https, and sent to /console only. Each
+answer signs it anew, so its timestamp says when it was last used: the sign-in's own end is the session's
+`signed_in_at` (access.py).
 """
 
 from __future__ import annotations
