@@ -345,6 +345,8 @@ class TestOutage:
     def test_an_unreachable_database_is_a_503_page(self, client, settings):
         sign_in(client, ADMIN)
         cookie = client.get_cookie("console_session", path="/console").value
+        token = csrf_token(client.get("/console/audit").get_data(as_text=True))
+        signed_in = client.get_cookie("console_session", path="/console").value  # holding that token
         runtime = _app_with(settings, database_url="postgresql+psycopg://postgres@127.0.0.1:9/nothing")
         try:
             down = create_app(runtime=runtime).test_client()
@@ -353,6 +355,12 @@ class TestOutage:
                 response = down.get(url)
                 assert response.status_code == 503 and response.headers["Retry-After"] == "5", url
                 assert "text/html" in response.headers["Content-Type"]
+            # Signing out ends the session all the same (it was a 503 that left the operator signed in).
+            down.set_cookie("console_session", signed_in, path="/console")
+            response = down.post("/console/logout", data={"csrf_token": token})
+            assert response.status_code == 303 and response.headers["Location"] == "/console/login"
+            response = down.get("/console/")
+            assert response.status_code == 303 and "/console/login" in response.headers["Location"]
             # Signing in is recorded in the audit log first: no session without it.
             response = sign_in(create_app(runtime=runtime).test_client(), ADMIN)
             assert response.status_code == 503 and "console_session=" not in response.headers.get("Set-Cookie", "")

@@ -161,8 +161,20 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
 
     @blueprint.post("/logout")
     def sign_out() -> Response:
-        console.audit([console.action("sign_out", "session", None, None, "ok")])
+        signed_out = console.action("sign_out", "session", None, None, "ok")
+        # Ended before it is recorded: an operator who signs out while the database does not answer (and
+        # leaves the machine) must not stay signed in. The log line then stands for the audit row.
         session.clear()
+        try:
+            console.audit([signed_out])
+        except UNAVAILABLE_ERRORS as error:
+            log(
+                logger,
+                "console_sign_out_not_audited",
+                logging.ERROR,
+                operator=signed_out.actor,
+                error=type(error).__name__,
+            )
         return redirect(url_for("console.sign_in"), 303)
 
     @blueprint.get("/audit")
