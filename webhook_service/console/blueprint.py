@@ -34,7 +34,7 @@ from webhook_service.console.access import ActionLimiter, Operators, SignInLimit
 from webhook_service.console.context import Console, ConsoleParts
 from webhook_service.console.params import BadParameter, position
 from webhook_service.console.rendering import MESSAGES, age, error_page, media_url, page, page_url, when
-from webhook_service.console.session import ConsoleSessionInterface
+from webhook_service.console.session import ConsoleSessionInterface, in_console
 from webhook_service.database.audit import Action, audit_entries
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
 from webhook_service.media.scratch import ScratchSpaceUnavailable
@@ -89,8 +89,12 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
             return redirect(url_for("console.sign_in", next=request.full_path.removesuffix("?")), 303)
         return redirect(url_for("console.sign_in"), 303)
 
-    @blueprint.after_request
+    # For every answer under /console, not only the blueprint's: a method no console route takes (PUT,
+    # DELETE...) is answered by the app, outside the blueprint, and went without these headers.
+    @blueprint.after_app_request
     def _security_headers(response: Response) -> Response:
+        if not in_console(request):
+            return response
         sources = " ".join(["'self'", *sorted(getattr(g, "media_origins", ()))])
         response.headers["Content-Security-Policy"] = (
             "default-src 'none'; script-src 'none'; style-src 'self'; "

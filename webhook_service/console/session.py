@@ -35,7 +35,7 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
         )
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if not _in_console(request):
+        if not in_console(request):
             return None  # Flask uses its null session: nothing read, nothing set
         value = request.cookies.get(COOKIE_NAME)
         if not value:
@@ -65,5 +65,5 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
         return datetime.now(UTC) + self._lifetime
 
 
-def _in_console(request: Request) -> bool:
+def in_console(request: Request) -> bool:
     return request.path == PREFIX or request.path.startswith(PREFIX + "/")
