@@ -88,9 +88,9 @@ def test_discard_and_bulk_actions_on_ticked_entries_and_on_a_filter(admin, clien
     first, second, third, fourth, unreadable = (entry.id for entry in _entries(runtime))
 
     assert post_form(admin, f"/console/quarantine/{first}/discard").status_code == 303
-    response = post_form(
-        admin, "/console/quarantine/bulk", {"action": "replay_trusted", "ids": [str(second), str(third)]}
-    )
+    # An id ticked twice (a form made by hand) is one entry: it was replayed again for each time.
+    ticked = [str(second), str(third), str(second)]
+    response = post_form(admin, "/console/quarantine/bulk", {"action": "replay_trusted", "ids": ticked})
     assert response.status_code == 303
     assert "replay trusted: 2 of 2 done." in admin.get("/console/quarantine").get_data(as_text=True)
     # Everything the filter selects (unresolved, reason invalid_json): the unreadable one only.

@@ -77,7 +77,8 @@ def flag(values: Mapping[str, str], name: str) -> bool:
 
 
 def ids(values: list[str], *, limit: int) -> list[int]:
-    """Checked entry ids from a form's checkboxes."""
+    """Checked entry ids from a form's checkboxes, each once (in their order): an entry named twice is
+    acted on once."""
     if len(values) > limit:
         raise BadParameter(f"at most {limit} entries at a time")
     checked = []
@@ -85,4 +86,4 @@ def ids(values: list[str], *, limit: int) -> list[int]:
         if not (value.isascii() and value.isdigit() and len(value) <= 18):
             raise BadParameter("ids: expected whole numbers")
         checked.append(int(value))
-    return checked
+    return list(dict.fromkeys(checked))
