@@ -84,11 +84,9 @@ def register(blueprint: Blueprint, console: Console) -> None:
         attachment = attachment_in_scope(parts.db, params.row_key(attachment_id), tenants=console.operator().tenants)
         if attachment is None:
             return error_page(404, "Not found")
-        if not console.operator().is_admin:
-            console.audit(
-                [console.action("retry", "attachment", attachment.id, attachment.tenant_id, "refused", "viewer")]
-            )
-            return error_page(403, "Not allowed")
+        refused = console.refusal("retry", "attachment", attachment.id, attachment.tenant_id)  # viewer, or limit
+        if refused is not None:
+            return refused
         reset = parts.retry([attachment.id])
         result = "ok" if reset else "refused"
         detail = "queued for another attempt" if reset else f"not retried: it is {attachment.status}"
