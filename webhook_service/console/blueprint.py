@@ -44,6 +44,11 @@ from webhook_service.observability.logs import log
 logger = logging.getLogger("webhook_service.console")
 
 _OUTAGES: tuple[type[Exception], ...] = (StorageError, ScratchSpaceUnavailable, *UNAVAILABLE_ERRORS)
+# The largest request body the console reads: its forms hold a CSRF token, a few filters and at most 200
+# ticked ids (some 10 KB). werkzeug reads a url-encoded form whole, whatever its size, and the app sets
+# no limit of its own (each API sets its endpoints'): without this, anyone could have a web process
+# read a form of gigabytes into memory at the sign-in page.
+FORM_MAX_BYTES = 64 * 1024
 _PUBLIC_ENDPOINTS = frozenset({"console.sign_in", "console.static"})
 _CSRF_REFUSED = (
     "This form did not come from the console, or it has expired (its CSRF token is missing or not valid). "
@@ -76,6 +81,7 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
     @blueprint.before_request
     def _check_request() -> Response | None:
         g.media_origins = set()
+        request.max_content_length = FORM_MAX_BYTES  # past it, reading the form is a 413
         if request.method == "POST":
             try:
                 validate_csrf(
