@@ -66,14 +66,29 @@ class TestSignIn:
         assert (entry.actor, entry.action, entry.result) == (ADMIN[0], "sign_in", "ok")
 
     @pytest.mark.parametrize(
-        "target", ["https://evil.example/", "//evil.example/console", "/api/v1/messages", "/console\\@evil"]
+        "target",
+        [
+            "https://evil.example/",
+            "//evil.example/console",
+            "/api/v1/messages",
+            "/console\\@evil",
+            # Dot segments, which browsers resolve (encoded too), out of the console.
+            "/console/../api/v1/messages",
+            "/console/%2e%2E/api/v1/messages",
+            # No header carries a line break: these were 500s.
+            "/console/\r\nX-Injected: yes",
+            "/console/\u2028",
+        ],
     )
     def test_after_signing_in_it_never_goes_to_another_site(self, client, target):
         token = csrf_token(client.get("/console/login").get_data(as_text=True))
         response = client.post(
             "/console/login", data={"username": ADMIN[0], "password": ADMIN[1], "csrf_token": token, "next": target}
         )
-        assert response.headers["Location"] == "/console/"
+        assert response.status_code == 303 and response.headers["Location"] == "/console/"
+        # Signed in already, the sign-in page sends them on the same way.
+        response = client.get("/console/login", query_string={"next": target})
+        assert response.status_code == 303 and response.headers["Location"] == "/console/"
 
     def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(self, client):
         answers = []
@@ -149,6 +164,21 @@ class TestSessionCookie:
         response = client.get("/console/")
         assert response.status_code == 303 and "/console/login" in response.headers["Location"]
 
+    def test_a_sign_in_ends_after_its_lifetime_however_busy(self, app, client):
+        """Each answer signs the cookie anew (its timestamp only says when it was last used): a session
+        used every few minutes, by its operator or by whoever copied its cookie, lasted for ever."""
+        sign_in(client, ADMIN)
+        serializer = app.session_interface.get_signing_serializer(app)
+        data = serializer.loads(client.get_cookie("console_session", path="/console").value)
+        # The cookie as a browser holds it after a request a moment ago, of a sign-in 12 hours old (the default).
+        data["signed_in_at"] = int(time.time()) - 12 * 3600 + 60
+        client.set_cookie("console_session", serializer.dumps(data), path="/console")
+        assert client.get("/console/").status_code == 200
+        data["signed_in_at"] = int(time.time()) - 12 * 3600 - 1
+        client.set_cookie("console_session", serializer.dumps(data), path="/console")
+        response = client.get("/console/")
+        assert response.status_code == 303 and "/console/login" in response.headers["Location"]
+
     def test_a_cookie_signed_with_another_key_is_no_session(self, client):
         forged = URLSafeTimedSerializer(b"not the key", salt="cookie-session").dumps({"operator": ADMIN[0]})
         client.set_cookie("console_session", forged, path="/console")
@@ -198,6 +228,21 @@ class TestCsrf:
         assert post_form(client, f"/console/quarantine/{entry_id}/discard").status_code == 303
         with runtime.db.reading() as session:
             assert session.get(QuarantinedRequest, entry_id).resolution == "discarded"
+
+    def test_a_form_larger_than_any_console_form_is_refused_unread(self, client):
+        """werkzeug reads a url-encoded form whole: 2 MiB (or 2 GiB) at the sign-in page were read and
+        parsed, for anyone."""
+        token = csrf_token(client.get("/console/login").get_data(as_text=True))
+        for url in ("/console/login", "/console/quarantine/bulk"):
+            body = f"csrf_token={token}&username=".encode() + b"a" * (2 * 1024 * 1024)
+            response = client.post(url, data=body, content_type="application/x-www-form-urlencoded")
+            assert response.status_code == 413 and "text/html" in response.headers["Content-Type"], url
+        # A full bulk form (200 ids and every filter) is far below the limit.
+        sign_in(client, ADMIN)
+        ids = [str(10**17 + number) for number in range(200)]
+        filters = dict.fromkeys(("provider", "connection", "reason", "request_id"), "%" * 255)
+        response = post_form(client, "/console/quarantine/bulk", {"action": "discard", "ids": ids, **filters})
+        assert response.status_code == 303
 
     def test_signing_in_needs_the_token_too(self, client):
         response = client.post("/console/login", data={"username": ADMIN[0], "password": ADMIN[1]})
@@ -276,8 +321,17 @@ class TestTenants:
 
 class TestHeaders:
     def test_every_page_has_a_strict_policy_and_cannot_be_framed(self, admin):
-        for url in [*PAGES, "/console/login", "/console/nowhere"]:
-            response = admin.get(url)
+        answers = [admin.get(url) for url in [*PAGES, "/console/login", "/console/nowhere"]]
+        # Methods no console route takes are answered outside the console's blueprint (405): these lacked them.
+        answers += [
+            admin.put("/console/quarantine/1/discard"),
+            admin.delete("/console/"),
+            admin.patch("/console/requests"),
+        ]
+        assert [response.status_code for response in answers[-3:]] == [405] * 3
+        assert "Content-Security-Policy" not in admin.get("/healthz").headers  # the console's own rules
+        for response in answers:
+            url = response.request.path
             policy = response.headers["Content-Security-Policy"]
             assert "default-src 'none'" in policy and "script-src 'none'" in policy, url
             assert "frame-ancestors 'none'" in policy and "form-action 'self'" in policy, url
@@ -315,6 +369,8 @@ class TestOutage:
     def test_an_unreachable_database_is_a_503_page(self, client, settings):
         sign_in(client, ADMIN)
         cookie = client.get_cookie("console_session", path="/console").value
+        token = csrf_token(client.get("/console/audit").get_data(as_text=True))
+        signed_in = client.get_cookie("console_session", path="/console").value  # holding that token
         runtime = _app_with(settings, database_url="postgresql+psycopg://postgres@127.0.0.1:9/nothing")
         try:
             down = create_app(runtime=runtime).test_client()
@@ -323,6 +379,12 @@ class TestOutage:
                 response = down.get(url)
                 assert response.status_code == 503 and response.headers["Retry-After"] == "5", url
                 assert "text/html" in response.headers["Content-Type"]
+            # Signing out ends the session all the same (it was a 503 that left the operator signed in).
+            down.set_cookie("console_session", signed_in, path="/console")
+            response = down.post("/console/logout", data={"csrf_token": token})
+            assert response.status_code == 303 and response.headers["Location"] == "/console/login"
+            response = down.get("/console/")
+            assert response.status_code == 303 and "/console/login" in response.headers["Location"]
             # Signing in is recorded in the audit log first: no session without it.
             response = sign_in(create_app(runtime=runtime).test_client(), ADMIN)
             assert response.status_code == 503 and "console_session=" not in response.headers.get("Set-Cookie", "")

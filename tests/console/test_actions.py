@@ -88,9 +88,9 @@ def test_discard_and_bulk_actions_on_ticked_entries_and_on_a_filter(admin, clien
     first, second, third, fourth, unreadable = (entry.id for entry in _entries(runtime))
 
     assert post_form(admin, f"/console/quarantine/{first}/discard").status_code == 303
-    response = post_form(
-        admin, "/console/quarantine/bulk", {"action": "replay_trusted", "ids": [str(second), str(third)]}
-    )
+    # An id ticked twice (a form made by hand) is one entry: it was replayed again for each time.
+    ticked = [str(second), str(third), str(second)]
+    response = post_form(admin, "/console/quarantine/bulk", {"action": "replay_trusted", "ids": ticked})
     assert response.status_code == 303
     assert "replay trusted: 2 of 2 done." in admin.get("/console/quarantine").get_data(as_text=True)
     # Everything the filter selects (unresolved, reason invalid_json): the unreadable one only.
@@ -186,6 +186,9 @@ class TestActionLimit:
         for number in range(3):
             post_standard(client, inbound_body(f"limit-{number}"), secret="wrong")
         first, second, third = (entry.id for entry in _entries(runtime))
+        post_standard(client, inbound_body("limit-media", attachments=[{"url": "http://127.0.0.1/a.jpg"}]))
+        with runtime.db.reading() as session:
+            attachment = session.scalars(sa.select(Attachment)).one()
         assert post_form(admin, f"/console/quarantine/{first}/discard").status_code == 303
         assert (
             post_form(admin, "/console/quarantine/bulk", {"action": "discard", "ids": [str(second)]}).status_code == 303
@@ -194,13 +197,19 @@ class TestActionLimit:
             post_form(admin, f"/console/quarantine/{third}/discard"),
             post_form(admin, "/console/quarantine/bulk", {"action": "discard", "ids": [str(third)]}),
             post_form(admin, "/console/attachments/retry-reason", {"reason": "http_404"}),
+            # One attachment's retry from its message page was not counted at all.
+            post_form(admin, f"/console/attachments/{attachment.id}/retry"),
         ):
             assert response.status_code == 429 and response.headers["Retry-After"] == "60"
         assert {entry.id: entry.resolution for entry in _entries(runtime)}[third] is None  # nothing done
-        assert _audit(runtime)[-3:] == [
+        with runtime.db.reading() as session:
+            unchanged = session.scalars(sa.select(Attachment).where(Attachment.id == attachment.id)).one()
+        assert (unchanged.status, unchanged.attempts) == (attachment.status, attachment.attempts)
+        assert _audit(runtime)[-4:] == [
             ("discard", "quarantine", str(third), "refused"),
             ("discard", "quarantine", None, "refused"),
             ("retry", "attachment", None, "refused"),
+            ("retry", "attachment", attachment.id, "refused"),
         ]
 
 

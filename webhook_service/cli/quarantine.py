@@ -50,7 +50,7 @@ def quarantine_list(show_all: bool, provider: str | None, limit: int, as_json: b
             "status": r.http_status,
             "reason": r.reason_code,
             "detail": r.reason,
-            "bytes": len(r.body),
+            "bytes": r.body_bytes,
             "bodyKept": body_was_kept(r),
             "resolution": r.resolution,
         }

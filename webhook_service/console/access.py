@@ -3,8 +3,10 @@ password checks that do not reveal which usernames exist, sign-in attempts count
 per username and actions per operator (shared by every web process: in Redis or the database), and the
 signed-in operator of a request.
 
-An operator's session holds their username and a fingerprint of their password hash: removing an operator
-or changing their password ends their sessions at the next request.
+An operator's session holds their username, a fingerprint of their password hash and when they signed in:
+removing an operator or changing their password ends their sessions at the next request, and a sign-in
+ends `console.session_hours` after it began, however busy it was (the cookie is signed anew with each
+answer, so its own timestamp only says when it was last used).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 
 from flask import g, session
@@ -50,9 +54,10 @@ class SignedIn:
 
 
 class Operators:
-    def __init__(self, operators: list[Operator], fingerprint_key: bytes):
+    def __init__(self, operators: list[Operator], fingerprint_key: bytes, lifetime: timedelta):
         self._by_name = {operator.username: operator for operator in operators}
         self._fingerprint_key = fingerprint_key
+        self._lifetime_seconds = lifetime.total_seconds()
 
     @cached_property
     def _decoy_hash(self) -> str:
@@ -76,6 +81,7 @@ class Operators:
         session.clear()  # nothing of a session from before the sign-in survives it (session fixation)
         session["operator"] = operator.username
         session["credential"] = self._fingerprint(operator)
+        session["signed_in_at"] = time.time()
         session.permanent = True
 
     def signed_in(self) -> SignedIn | None:
@@ -92,6 +98,9 @@ class Operators:
             return None
         fingerprint = session.get("credential")
         if not isinstance(fingerprint, str) or not hmac.compare_digest(fingerprint, self._fingerprint(operator)):
+            return None
+        signed_in_at = session.get("signed_in_at")
+        if not isinstance(signed_in_at, int | float) or time.time() - signed_in_at > self._lifetime_seconds:
             return None
         tenants = None if operator.all_tenants else frozenset(operator.tenants)
         return SignedIn(operator.username, operator.role, tenants)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, g, redirect, request, session, url_for
 from flask_wtf.csrf import generate_csrf, validate_csrf
@@ -34,7 +34,7 @@ from webhook_service.console.access import ActionLimiter, Operators, SignInLimit
 from webhook_service.console.context import Console, ConsoleParts
 from webhook_service.console.params import BadParameter, position
 from webhook_service.console.rendering import MESSAGES, age, error_page, media_url, page, page_url, when
-from webhook_service.console.session import ConsoleSessionInterface
+from webhook_service.console.session import ConsoleSessionInterface, in_console
 from webhook_service.database.audit import Action, audit_entries
 from webhook_service.database.outage import UNAVAILABLE_ERRORS
 from webhook_service.media.scratch import ScratchSpaceUnavailable
@@ -44,6 +44,11 @@ from webhook_service.observability.logs import log
 logger = logging.getLogger("webhook_service.console")
 
 _OUTAGES: tuple[type[Exception], ...] = (StorageError, ScratchSpaceUnavailable, *UNAVAILABLE_ERRORS)
+# The largest request body the console reads: its forms hold a CSRF token, a few filters and at most 200
+# ticked ids (some 10 KB). werkzeug reads a url-encoded form whole, whatever its size, and the app sets
+# no limit of its own (each API sets its endpoints'): without this, anyone could have a web process
+# read a form of gigabytes into memory at the sign-in page.
+FORM_MAX_BYTES = 64 * 1024
 _PUBLIC_ENDPOINTS = frozenset({"console.sign_in", "console.static"})
 _CSRF_REFUSED = (
     "This form did not come from the console, or it has expired (its CSRF token is missing or not valid). "
@@ -59,7 +64,7 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
     lifetime = timedelta(hours=settings.console.session_hours)
     console = Console(
         parts,
-        Operators(settings.operators, derived_key(secret_key, "console-operator")),
+        Operators(settings.operators, derived_key(secret_key, "console-operator"), lifetime),
         ActionLimiter(settings.console, settings.redis_url, parts.db),
     )
     limiter = SignInLimiter(settings.console, settings.redis_url, parts.db)
@@ -76,6 +81,7 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
     @blueprint.before_request
     def _check_request() -> Response | None:
         g.media_origins = set()
+        request.max_content_length = FORM_MAX_BYTES  # past it, reading the form is a 413
         if request.method == "POST":
             try:
                 validate_csrf(
@@ -89,8 +95,12 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
             return redirect(url_for("console.sign_in", next=request.full_path.removesuffix("?")), 303)
         return redirect(url_for("console.sign_in"), 303)
 
-    @blueprint.after_request
+    # For every answer under /console, not only the blueprint's: a method no console route takes (PUT,
+    # DELETE...) is answered by the app, outside the blueprint, and went without these headers.
+    @blueprint.after_app_request
     def _security_headers(response: Response) -> Response:
+        if not in_console(request):
+            return response
         sources = " ".join(["'self'", *sorted(getattr(g, "media_origins", ()))])
         response.headers["Content-Security-Policy"] = (
             "default-src 'none'; script-src 'none'; style-src 'self'; "
@@ -161,8 +171,20 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
 
     @blueprint.post("/logout")
     def sign_out() -> Response:
-        console.audit([console.action("sign_out", "session", None, None, "ok")])
+        signed_out = console.action("sign_out", "session", None, None, "ok")
+        # Ended before it is recorded: an operator who signs out while the database does not answer (and
+        # leaves the machine) must not stay signed in. The log line then stands for the audit row.
         session.clear()
+        try:
+            console.audit([signed_out])
+        except UNAVAILABLE_ERRORS as error:
+            log(
+                logger,
+                "console_sign_out_not_audited",
+                logging.ERROR,
+                operator=signed_out.actor,
+                error=type(error).__name__,
+            )
         return redirect(url_for("console.sign_in"), 303)
 
     @blueprint.get("/audit")
@@ -182,9 +204,13 @@ def console_blueprint(parts: ConsoleParts, *, secret_key: bytes) -> Blueprint:
 
 
 def _safe_next(value: str | None) -> str:
-    """Where to go after signing in: a console page of this service, never another site."""
+    """Where to go after signing in: a console page of this service, never another site, nor another page
+    of this one through dot segments (browsers resolve `/console/../api` and `/console/%2e%2e/api` to
+    `/api`); a line break or other control character, which no header may carry, goes to the overview."""
     default = url_for("console.overview")
-    if not value or not value.startswith("/console") or "\\" in value:
+    if not value or not value.startswith("/console") or "\\" in value or not value.isprintable():
         return default
     parts = urlsplit(value)
-    return request.script_root + value if not parts.scheme and not parts.netloc else default
+    if parts.scheme or parts.netloc or any(segment in (".", "..") for segment in unquote(parts.path).split("/")):
+        return default
+    return request.script_root + value

@@ -16,7 +16,7 @@ from webhook_service.console import params
 from webhook_service.console.context import Console
 from webhook_service.console.rendering import error_page, page
 from webhook_service.database import feed
-from webhook_service.database.tables import DELIVERY_STATES, storable
+from webhook_service.database.tables import DELIVERY_STATES
 from webhook_service.delivery.endpoints import DISABLED_BY_OWNER, EndpointNotFound, NotReenabled
 from webhook_service.delivery.engine import webhook_id
 from webhook_service.delivery.history import (
@@ -39,7 +39,7 @@ def register(blueprint: Blueprint, console: Console) -> None:
     parts = console.parts
 
     def endpoint_in_scope(endpoint_id: str) -> EndpointOverview | None:
-        return endpoint_overview(parts.db, storable(endpoint_id[:64]), tenants=console.operator().tenants)
+        return endpoint_overview(parts.db, params.row_key(endpoint_id), tenants=console.operator().tenants)
 
     def back_to(endpoint_id: str) -> Response:
         return redirect(url_for("console.endpoint_page", endpoint_id=endpoint_id), 303)

@@ -15,7 +15,7 @@ from webhook_service.console.context import Console
 from webhook_service.console.rendering import error_page, page
 from webhook_service.database.messages import LoadedMessage, MessageFilter, find_message, find_messages
 from webhook_service.database.request_log import RequestLogFilter, request_log_entries
-from webhook_service.database.tables import Message, StatusEventRow, storable
+from webhook_service.database.tables import Message, StatusEventRow
 from webhook_service.media.attachments import PROBLEM_STATES, attachment_in_scope
 from webhook_service.model import statuses
 
@@ -59,7 +59,7 @@ def register(blueprint: Blueprint, console: Console) -> None:
     @blueprint.get("/messages/<message_id>")
     def message_page(message_id: str) -> Response:
         tenants = console.operator().tenants
-        loaded = find_message(parts.db, Message.id == storable(message_id[:64]), tenants=tenants)
+        loaded = find_message(parts.db, Message.id == params.row_key(message_id), tenants=tenants)
         if loaded is None:
             return error_page(404, "Not found")
         requests, _ = request_log_entries(
@@ -81,14 +81,12 @@ def register(blueprint: Blueprint, console: Console) -> None:
 
     @blueprint.post("/attachments/<attachment_id>/retry")
     def retry_attachment(attachment_id: str) -> Response:
-        attachment = attachment_in_scope(parts.db, attachment_id[:64], tenants=console.operator().tenants)
+        attachment = attachment_in_scope(parts.db, params.row_key(attachment_id), tenants=console.operator().tenants)
         if attachment is None:
             return error_page(404, "Not found")
-        if not console.operator().is_admin:
-            console.audit(
-                [console.action("retry", "attachment", attachment.id, attachment.tenant_id, "refused", "viewer")]
-            )
-            return error_page(403, "Not allowed")
+        refused = console.refusal("retry", "attachment", attachment.id, attachment.tenant_id)  # viewer, or limit
+        if refused is not None:
+            return refused
         reset = parts.retry([attachment.id])
         result = "ok" if reset else "refused"
         detail = "queued for another attempt" if reset else f"not retried: it is {attachment.status}"

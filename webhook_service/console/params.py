@@ -16,6 +16,13 @@ ROW_ID = "int(max=9223372036854775807)"
 PAGE_SIZE = 50
 
 
+def row_key(value: str) -> str:
+    """A row's key as a URL's path gives it (a message, an attachment, an endpoint): at most 64 characters,
+    and none that no database can store (PostgreSQL refuses NUL in text), so that an odd key finds no row
+    (a 404) instead of failing the statement (a 500)."""
+    return storable(value[:64])
+
+
 class BadParameter(Exception):
     """A query or form value the console cannot use: answered 400 with this message."""
 
@@ -70,7 +77,8 @@ def flag(values: Mapping[str, str], name: str) -> bool:
 
 
 def ids(values: list[str], *, limit: int) -> list[int]:
-    """Checked entry ids from a form's checkboxes."""
+    """Checked entry ids from a form's checkboxes, each once (in their order): an entry named twice is
+    acted on once."""
     if len(values) > limit:
         raise BadParameter(f"at most {limit} entries at a time")
     checked = []
@@ -78,4 +86,4 @@ def ids(values: list[str], *, limit: int) -> list[int]:
         if not (value.isascii() and value.isdigit() and len(value) <= 18):
             raise BadParameter("ids: expected whole numbers")
         checked.append(int(value))
-    return checked
+    return list(dict.fromkeys(checked))

@@ -3,7 +3,9 @@
 Other paths get Flask's null session, so webhooks and the APIs neither read nor set a cookie. The cookie
 is signed with a key derived for this purpose alone, lives `console.session_hours` (the signature's
 timestamp is checked on every request, so an expired or altered cookie is simply no session), and is
-HttpOnly, SameSite=Lax, Secure when the service's public URL is https, and sent to /console only.
+HttpOnly, SameSite=Lax, Secure when the service's public URL is https, and sent to /console only. Each
+answer signs it anew, so its timestamp says when it was last used: the sign-in's own end is the session's
+`signed_in_at` (access.py).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
         )
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if not _in_console(request):
+        if not in_console(request):
             return None  # Flask uses its null session: nothing read, nothing set
         value = request.cookies.get(COOKIE_NAME)
         if not value:
@@ -63,5 +65,5 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
         return datetime.now(UTC) + self._lifetime
 
 
-def _in_console(request: Request) -> bool:
+def in_console(request: Request) -> bool:
     return request.path == PREFIX or request.path.startswith(PREFIX + "/")

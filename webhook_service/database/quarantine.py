@@ -44,8 +44,10 @@ def quarantine_entries(
     before: int | None = None,
     limit: int = 50,
 ) -> list[QuarantinedRequest]:
-    """The newest entries first (ids below `before`, for the next page)."""
-    query = _filtered(sa.select(QuarantinedRequest), tenants, where)
+    """The newest entries first (ids below `before`, for the next page), without their bodies (each may be
+    up to `webhook_max_body_bytes`; `body_bytes` says how large)."""
+    listed = sa.select(QuarantinedRequest).options(sa.orm.defer(QuarantinedRequest.body, raiseload=True))
+    query = _filtered(listed, tenants, where)
     if before is not None:
         query = query.where(QuarantinedRequest.id < before)
     with db.reading() as session:
@@ -86,7 +88,7 @@ def resolve_entry(db: Database, entry_id: int, resolution: str) -> None:
 def body_was_kept(entry: QuarantinedRequest) -> bool:
     """Whether the entry holds the body as it came: not when the request was too large, its body never
     arrived whole, or quarantine was past its budget (an empty body that was sent empty was kept)."""
-    if entry.body:
+    if entry.body_bytes:
         return True
     return not (entry.reason_code in UNREAD_BODY_REASONS or _BUDGET_NOTE_PATTERN.match(entry.reason))
 
