@@ -78,15 +78,21 @@ class S3BlobStore(BlobStore):
                 signature_version="s3v4",
                 s3={"addressing_style": "path"} if endpoint_url else None,
             )
-            with _session_lock:
-                client = _shared_session().client(
-                    "s3",
-                    region_name=region,
-                    endpoint_url=endpoint_url,
-                    aws_access_key_id=access_key_id,
-                    aws_secret_access_key=secret_access_key,
-                    config=config,
-                )
+            try:
+                with _session_lock:
+                    client = _shared_session().client(
+                        "s3",
+                        region_name=region,
+                        endpoint_url=endpoint_url,
+                        aws_access_key_id=access_key_id,
+                        aws_secret_access_key=secret_access_key,
+                        config=config,
+                    )
+            except BotoCoreError as error:
+                # Making a client sends nothing: what botocore refuses here is the arguments or the
+                # environment's AWS settings (a key id without its secret, an AWS_PROFILE that is not
+                # there), a ValueError as its invalid endpoint or region already is.
+                raise ValueError(str(error)) from None
         self.client = client
 
     def put(

@@ -5,13 +5,19 @@ import signal
 
 from gunicorn.errors import HaltServer
 
+from webhook_service.cli.failures import exit_on_operator_failure
 from webhook_service.gunicorn_logging import json_access_logger
 from webhook_service.gunicorn_worker import ClientLimits, request_buffering_worker
 from webhook_service.observability.metrics_sharing import WEB, share_metrics, start_fresh
 from webhook_service.parent_death import end_with_parent
 from webhook_service.settings import load_settings
 
-_settings = load_settings()
+try:
+    _settings = load_settings()
+except Exception as error:
+    # Said as the command line says it (`configuration error: ...`, exit 2), not as gunicorn's "Error:".
+    exit_on_operator_failure(error)
+    raise
 # The workers' metrics go to files that every worker's /metrics adds up (and, on one host, the worker's
 # too: observability/metrics_sharing.py). prometheus_client reads where when it is first imported, so
 # only now; the workers, forked from this process, inherit it as imported here.
@@ -87,8 +93,13 @@ def post_fork(server, worker):
 
 
 def on_starting(server):
-    # The master starts: the values of the workers of a previous run are history.
-    start_fresh(_metrics_directory)
+    # The master starts: the values of the workers of a previous run are history. A data directory it
+    # cannot write is its one line and exit code (6), before gunicorn listens or boots a worker.
+    try:
+        start_fresh(_metrics_directory)
+    except Exception as error:
+        exit_on_operator_failure(error)
+        raise
     _halt_once(server)
 
 

@@ -12,6 +12,8 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
+from redis.connection import parse_url as parse_redis_url
+
 import storage
 from storage import BlobStore, LocalBlobStore
 from webhook_service.api.auth import ApiAuthenticator
@@ -55,8 +57,9 @@ class Runtime:
         self.db = Database(settings.effective_database_url, _database_limits(settings))
         self.db.group_commit.on_committed = metrics.observe_group_commit
         self.connections = ConnectionDirectory(settings.connections)
-        # Built now so that a bad media or storage setting stops the service at start, not at the
-        # first download.
+        # Checked now so that a bad media, storage or queue setting stops the service at start, not at
+        # the first download.
+        _check_redis_url(settings)
         self.media_policy = _media_policy(settings)
         self.blob_store = _blob_store(settings, self.secret_key)
         self.links = MediaLinks(self.blob_store, settings, self.secret_key)
@@ -208,6 +211,7 @@ def problems_found_at_start(settings: Settings, places: Places | None = None) ->
     without building it (nothing written, nothing connected to): for `check-config`, and `run` before it
     starts anything. `places`: where settings holds only some items of a list (see `numbered`)."""
     checks: list[Callable[[], object]] = [
+        lambda: _check_redis_url(settings),
         lambda: _media_policy(settings),
         lambda: _check_declared_endpoints(settings, EndpointUrls(delivery_rules(settings.delivery), None), places),
     ]
@@ -220,6 +224,17 @@ def problems_found_at_start(settings: Settings, places: Places | None = None) ->
         except ConfigError as error:
             problems += error.problems
     return problems
+
+
+def _check_redis_url(settings: Settings) -> None:
+    """redis_url as redis-py will read it for the queue and the console's limits: what it cannot read
+    (a scheme it does not connect to, a port that is not one, an option whose value it cannot parse) it
+    refuses with a ValueError only as each process makes them. Its messages do not repeat the URL."""
+    if settings.redis_url:
+        try:
+            parse_redis_url(settings.redis_url)
+        except ValueError as error:
+            raise ConfigError(f"redis_url: {error}") from None
 
 
 def _check_declared_endpoints(settings: Settings, urls: EndpointUrls, places: Places | None = None) -> None:

@@ -2,10 +2,9 @@
 environment like every other entry point."""
 
 import gc
-import sys
 
 from webhook_service.app import create_app
-from webhook_service.config.model import ConfigError
+from webhook_service.cli.failures import exit_on_operator_failure
 from webhook_service.runtime import Runtime
 from webhook_service.settings import load_settings
 
@@ -17,10 +16,11 @@ GUNICORN_APP_LOAD_ERROR = 4
 try:
     runtime = Runtime(load_settings())
     app = create_app(runtime=runtime)
-except ConfigError as error:
-    # One clear line instead of a traceback from every gunicorn worker.
-    sys.stderr.write(f"configuration error: {error}\n")
-    raise SystemExit(GUNICORN_APP_LOAD_ERROR) from None
+except Exception as error:
+    # A configuration, a database or a directory the app cannot be built with: one clear line, as the
+    # command line says it, instead of a traceback from every gunicorn worker. A bug keeps its traceback.
+    exit_on_operator_failure(error, GUNICORN_APP_LOAD_ERROR)
+    raise
 
 # Each gunicorn worker loads this module after it is forked (no preload), so the thread is its own. The
 # spool's drain lock lets one process at a time drain.

@@ -233,6 +233,51 @@ secret = "whsec_{"A" * 32}"
     assert not (tmp_path / "data").exists()  # nothing written to find them
 
 
+S3_WITH_A_KEY_ID = '[storage]\nbackend = "s3"\n[storage.s3]\nbucket = "media"\n'
+
+
+@pytest.mark.parametrize(
+    ("toml", "variables", "problem"),
+    [
+        (
+            S3_WITH_A_KEY_ID + 'access_key_id = "AKIAEXAMPLE"\n',
+            {},
+            "storage.s3: Partial credentials found in explicit, missing: aws_secret_access_key",
+        ),
+        (
+            S3_WITH_A_KEY_ID,
+            {"AWS_PROFILE": "no-such-profile"},
+            "storage.s3: The config profile (no-such-profile) could not be found",
+        ),
+        (
+            'redis_url = "redis://:s3cret@127.0.0.1:6379/0?socket_timeout=soon"\n',
+            {},
+            "redis_url: Invalid value for 'socket_timeout' in connection URL.",
+        ),
+        (
+            'redis_url = "redis://:s3cret@127.0.0.1:63790x/0"\n',
+            {},
+            "redis_url: Port could not be cast to integer value as '63790x'",
+        ),
+        (
+            'redis_url = "http://127.0.0.1:6379/0"\n',
+            {},
+            "redis_url: Redis URL must specify one of the following schemes",
+        ),
+    ],
+    ids=["S3 key id without its secret", "unknown AWS profile", "redis option", "redis port", "redis scheme"],
+)
+def test_what_the_queue_and_store_libraries_refuse_as_they_start_is_a_configuration_error(
+    check_config, toml, variables, problem
+):
+    """Settings botocore and redis-py refused only as each process made its store or its queue: a
+    traceback from `run` itself (S3), or from every gunicorn worker and worker process (Redis)."""
+    result = check_config(toml, **variables)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"configuration error: {problem}")
+    assert result.stderr.count("\n") == 1 and "s3cret" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("toml", "problem"),
     [

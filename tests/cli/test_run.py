@@ -1,8 +1,8 @@
 """`webhook-service run` refuses what it cannot start with before it starts anything (no migration, no web,
 no worker), in one line: a port out of range (click's usage error naming --port), a configuration problem
-web and worker would each have found as they started (said once, not by every process), and a port that
-is already taken. Run as the real command, in a directory of its own: were it to start, it would start
-web and worker."""
+web and worker would each have found as they started (said once, not by every process), a port that
+is already taken, and a directory web and worker could not make or write. Run as the real command, in a
+directory of its own: were it to start, it would start web and worker."""
 
 from __future__ import annotations
 
@@ -92,3 +92,24 @@ def test_a_port_already_in_use_is_one_line_and_starts_nothing(webhook_service, t
     )
     assert result.stdout == ""
     assert os.listdir(tmp_path) == []  # not migrated: no data directory
+
+
+def test_a_directory_web_and_worker_could_not_make_is_one_line_before_either_starts(webhook_service, tmp_path):
+    # The local store's directory under a file: every gunicorn worker and the worker printed the
+    # traceback of its mkdir, after gunicorn had said it was listening, and `run` exited 3, the code
+    # of a database that cannot be reached.
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "service.toml").write_text(f"""
+port = {free_port()}
+data_dir = "{tmp_path / "data"}"
+[storage]
+local_dir = "{tmp_path / "a-file" / "blobs"}"
+""")
+    result = webhook_service("--config", "service.toml", "run")
+    store = tmp_path / "a-file" / "blobs"
+    assert result.returncode == 6
+    assert result.stderr == (
+        f"webhook-service: storage.local_dir {store} cannot be used ({store / 'objects'}: Not a directory): "
+        "it must be a directory the service can create and write\n"
+    )
+    assert result.stdout == ""  # neither started

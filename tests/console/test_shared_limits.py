@@ -15,6 +15,8 @@ from sqlalchemy import event as sa_event
 
 from tests.console.conftest import ADMIN, OPERATORS, VIEWER, csrf_token, post_form, sign_in
 from webhook_service.app import create_app
+from webhook_service.config.model import ConfigError, ConsoleSettings
+from webhook_service.console.access import SignInLimiter
 from webhook_service.runtime import Runtime
 
 
@@ -131,3 +133,35 @@ class TestDatabaseOutage:
             assert _attempt(down, *VIEWER) == 503
         finally:
             runtime.close()
+
+
+@pytest.mark.parametrize(
+    ("console", "redis_url", "problem"),
+    [
+        (
+            {"rate_limit_storage_url": "memcached://127.0.0.1:11211"},
+            None,
+            "console.rate_limit_storage_url: 'pymemcache' prerequisite not available",
+        ),
+        ({}, "redis://:s3cret@127.0.0.1:1/0?socket_timeout=soon", "redis_url: Invalid value for 'socket_timeout'"),
+        (
+            {"rate_limit_storage_url": "redis+tls://:s3cret@127.0.0.1"},
+            None,
+            "console.rate_limit_storage_url: no rate limit storage is called 'redis+tls://'",
+        ),
+        (
+            {"rate_limit_storage_url": "redis://:s3cret@127.0.0.1:63790x"},
+            None,
+            "console.rate_limit_storage_url: Port could not be cast to integer value as '63790x'",
+        ),
+    ],
+    ids=["library not installed", "option it cannot read", "no such storage", "port"],
+)
+def test_a_store_the_limits_cannot_be_counted_in_is_a_configuration_error(console, redis_url, problem):
+    """Found only as the web app is built: each gunicorn worker printed its traceback. A configuration
+    error instead, which the web says in one line (wsgi.py), naming the setting and not the URL."""
+    settings = ConsoleSettings(**console)
+    with pytest.raises(ConfigError) as error:
+        SignInLimiter(settings, redis_url, db=None)  # type: ignore[arg-type]  # not used for such a store
+    assert str(error.value).startswith(problem)
+    assert "s3cret" not in str(error.value)

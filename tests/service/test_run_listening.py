@@ -78,26 +78,30 @@ def test_a_port_in_time_wait_is_free_for_run_as_for_gunicorn(tmp_path):
 
 
 def test_a_web_that_never_serves_is_not_said_to_listen(tmp_path):
-    """gunicorn's master listens before its workers load the app: a web whose workers cannot (here, the
-    local store's directory cannot be made, which only building the app finds) was said to be listening
-    just before it stopped."""
-    (tmp_path / "a-file").write_text("")
+    """gunicorn's master listens before its workers load the app: a web whose workers cannot was said to
+    be listening just before it stopped. Here the console's rate limits are to be counted in a store whose
+    library is not installed, which only building the web app finds (`run` checks the rest of what its
+    children build before it starts them): the web worker's one line, no traceback (there was one), and
+    `run` exits with the web's code."""
     config = tmp_path / "service.toml"
     config.write_text(f"""
 data_dir = "{tmp_path / "data"}"
 web_workers = 1
 [queue]
 worker_threads = 1
-[storage]
-local_dir = "{tmp_path / "a-file" / "blobs"}"
+[console]
+rate_limit_storage_url = "memcached://127.0.0.1:11211"
 """)
     process = _start_run(config, "--port", str(free_port()))
     try:
         process.wait(timeout=60)
     finally:
-        stdout, _ = _stop(process)
-    assert process.returncode != 0
+        stdout, stderr = _stop(process)
+    assert process.returncode == 4, stderr[-3000:]  # gunicorn's "App failed to load"
     assert "listening" not in stdout
+    assert "configuration error: console.rate_limit_storage_url: 'pymemcache' prerequisite not available" in stderr
+    assert "Traceback" not in stderr
+    assert stderr.endswith("webhook-service: web exited with code 4\n")
 
 
 def test_a_run_stopped_as_it_starts_ends_as_asked(tmp_path):

@@ -361,7 +361,7 @@ secret = "whsec_{"A" * 32}"
         worker._reader.join(timeout=5)
         exits = worker.events("worker_process_exited")
         assert exits and all(line["exit_code"] == 2 and line["restart_in_seconds"] is None for line in exits)
-        assert "configuration error" in exits[0]["reason"]
+        assert "could not start" in exits[0]["reason"]
         assert worker.events("delivery.endpoints[0].url")  # the consumer said why
     finally:
         worker.close()

@@ -21,8 +21,7 @@ import os
 
 import click
 
-from webhook_service.cli.failures import ConfigurationFailure, database_failure
-from webhook_service.config.model import ConfigError
+from webhook_service.cli.failures import operator_failure
 
 # Command name -> "module:attribute" of its click command, loaded on first use.
 COMMANDS = {
@@ -61,10 +60,8 @@ class LazyGroup(click.Group):
         """Every command's failures for reasons outside it, each as its one line (failures.py)."""
         try:
             return super().invoke(ctx)
-        except ConfigError as error:
-            raise ConfigurationFailure(error) from None
         except Exception as error:
-            failure = database_failure(error)
+            failure = operator_failure(error)
             if failure is None:
                 raise
             raise failure from None

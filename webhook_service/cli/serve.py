@@ -22,8 +22,9 @@ from webhook_service.cli.output import plural
 from webhook_service.cli.web import GUNICORN_COMMAND
 from webhook_service.config.model import ConfigError, Settings
 from webhook_service.database.migrate import UnknownRevision, migrate
+from webhook_service.observability.metrics_sharing import WEB, WORKER, metrics_directory, start_fresh
 from webhook_service.parent_death import end_with_parent
-from webhook_service.runtime import problems_found_at_start
+from webhook_service.runtime import Runtime, problems_found_at_start
 from webhook_service.settings import load_settings
 from webhook_service.worker.supervisor import STOP_TIMEOUT, split_threads
 
@@ -37,6 +38,7 @@ def run(host: str | None, port: int | None) -> None:
     host, port = settings.host, settings.port
     _refuse_unless_free(host, port)
     migrate(settings.effective_database_url)
+    _make_what_they_start_from(settings)
     # Each of web and worker sets up where its processes' metrics go itself (metrics_sharing.py).
     environment = dict(os.environ, HOST=host, PORT=str(port))
     # gunicorn itself, not `webhook-service web`: the settings are already known good, and that process,
@@ -137,6 +139,18 @@ def _startable_settings(host: str | None, port: int | None) -> Settings:
         more = f" (and {len(problems) - 1} more: check-config lists them)" if len(problems) > 1 else ""
         raise ConfigError(problems[0] + more, problems)
     return settings
+
+
+def _make_what_they_start_from(settings: Settings) -> None:
+    """What web and worker make in their directories as they start (their metrics' directories, then the
+    runtime: the development key, the local store, the scratch space), made here first: a directory they
+    could not make or write in (data_dir, storage.local_dir) is then said once, before either starts, as
+    a problem of the configuration is (above). Before, every gunicorn worker and the worker each printed
+    its traceback, after gunicorn had said it was listening. They make the same again as they start
+    (finding it made), as they do when started alone."""
+    for kind in (WEB, WORKER):
+        start_fresh(metrics_directory(settings.data_dir, kind))
+    Runtime(settings).close()
 
 
 def _refuse_unless_free(host: str, port: int) -> None:

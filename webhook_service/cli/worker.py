@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from webhook_service.cli.failures import ConfigurationFailure, DirectoryUnusable
 from webhook_service.observability.logs import configure_logging
 from webhook_service.observability.metrics_sharing import WORKER, share_metrics, start_fresh
 from webhook_service.settings import load_settings
@@ -43,7 +44,8 @@ def worker(
     shares = split_threads(threads or settings.queue.worker_threads, processes or settings.queue.worker_processes)
     if len(shares) > 1:
         configure_logging(settings.log_level)
-        sys.exit(WorkerProcesses(shares).run())
+        final = (ConfigurationFailure.exit_code, DirectoryUnusable.exit_code)
+        sys.exit(WorkerProcesses(shares, final_exit_codes=final).run())
     group = context.find_root().command
     assert isinstance(group, click.Group)
     consume = group.get_command(context, "consume")

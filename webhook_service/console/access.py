@@ -22,12 +22,12 @@ from functools import cached_property
 
 from flask import g, session
 from limits import RateLimitItem, parse_many
-from limits.errors import StorageError
-from limits.storage import MemoryStorage, StorageTypes, storage_from_string
+from limits.errors import ConfigurationError, StorageError
+from limits.storage import SCHEMES, MemoryStorage, StorageTypes, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from webhook_service.config.model import ConsoleSettings, Operator
+from webhook_service.config.model import ConfigError, ConsoleSettings, Operator
 from webhook_service.database.engine import Database
 from webhook_service.database.rate_limits import DatabaseStorage
 from webhook_service.database.scope import Tenants
@@ -109,6 +109,20 @@ class Operators:
         return hmac.new(self._fingerprint_key, operator.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def _shared_storage(uri: str, options: dict, setting: str) -> StorageTypes:
+    """The `limits` storage at `uri`. What it refuses (no storage of that scheme, a storage whose library
+    is not installed, an option in the URL it cannot read, a port that is not one) is the configuration's
+    problem, a ConfigError naming `setting` that the web says in one line as it starts: it was a traceback
+    from every gunicorn worker. The messages name no URL, which may hold a password."""
+    scheme = uri.partition("://")[0]
+    if scheme not in SCHEMES:
+        raise ConfigError(f"{setting}: no rate limit storage is called {scheme + '://'!r}")
+    try:
+        return storage_from_string(uri, wrap_exceptions=True, **options)
+    except (ConfigurationError, ValueError) as error:
+        raise ConfigError(f"{setting}: {error}") from None
+
+
 class _Limits:
     """Hits counted in a moving window where `console.rate_limit_storage_url` says, by default in Redis
     (`redis_url`) or else in the service's database: either way every process and host of the deployment
@@ -128,7 +142,9 @@ class _Limits:
                     "socket_timeout": _STORAGE_TIMEOUT_SECONDS,
                     "socket_connect_timeout": _STORAGE_TIMEOUT_SECONDS,
                 }
-            storage = storage_from_string(uri, wrap_exceptions=True, **options)
+            storage = _shared_storage(
+                uri, options, "console.rate_limit_storage_url" if settings.rate_limit_storage_url else "redis_url"
+            )
         self._shared = MovingWindowRateLimiter(storage)
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._namespace = f"console-{purpose.replace('_', '-')}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -45,9 +46,17 @@ def share_metrics(data_dir: Path, kind: str) -> Path:
 
 def start_fresh(directory: Path) -> None:
     """Empty `directory` as its kind starts: the files of processes from before are history (to
-    Prometheus, the counters start again, as after any restart)."""
+    Prometheus, the counters start again, as after any restart). Raises OSError, naming the directory,
+    when it cannot be made or written in."""
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
+    # Written in once: a directory that is there but cannot be written (a data directory on a volume
+    # mounted read-only since) is found here, before any process of the kind starts, not by
+    # prometheus_client as each of them defines its metrics.
+    try:
+        tempfile.TemporaryFile(dir=directory).close()
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(directory)) from error
 
 
 def web_scrape_directories(data_dir: Path, *, worker_serves_its_own: bool) -> list[Path]:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from webhook_service.config.cpus import available_cpus
@@ -33,9 +34,6 @@ _MAX_RESTART_DELAY = 30.0
 # After passing on a stop signal: huey finishes running downloads first (graceful), so this is long.
 STOP_TIMEOUT = 90.0
 _POLL_SECONDS = 0.2
-# How a consumer ends on a configuration it cannot use (cli/main.py, as click's usage errors): starting it
-# again would fail the same way, so the worker stops with that code instead.
-CONFIGURATION_ERROR_EXIT = 2
 
 
 def split_threads(threads: int, processes: int | None = None) -> list[int]:
@@ -87,19 +85,26 @@ class _Child:
 
 
 class WorkerProcesses:
-    """Runs one consumer process per share of threads until a stop signal, then stops them all."""
+    """Runs one consumer process per share of threads until a stop signal, then stops them all.
 
-    def __init__(self, shares: list[int], *, stop_timeout: float = STOP_TIMEOUT):
+    `final_exit_codes`: how a consumer ends when it could not start for a reason that starting it again
+    would meet the same way (the command line's codes for a configuration or a directory it cannot use:
+    cli/failures.py). The worker then stops with that code instead of restarting it every 30 s for ever."""
+
+    def __init__(
+        self, shares: list[int], *, final_exit_codes: Collection[int] = (), stop_timeout: float = STOP_TIMEOUT
+    ):
         self._children = [
             _Child(index, threads, child_command(threads, periodic=index == 0)) for index, threads in enumerate(shares)
         ]
+        self._final_exit_codes = frozenset(final_exit_codes)
         self._stop_timeout = stop_timeout
         self._stop_signal: int | None = None
         self._exit_code = 0
 
     def run(self) -> int:
-        """Returns the exit code for the supervisor: 0 after a stop signal, CONFIGURATION_ERROR_EXIT when a
-        consumer could not start with the configuration."""
+        """Returns the exit code for the supervisor: 0 after a stop signal, a consumer's when it ended with
+        one of `final_exit_codes`."""
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(number, self._on_signal)
         for child in self._children:
@@ -152,8 +157,8 @@ class WorkerProcesses:
             lived = now - child.started_at
             if lived >= _HEALTHY_SECONDS:
                 child.restart_delay = _FIRST_RESTART_DELAY
-            # Started again, unless it could not start with the configuration: the next try would fail alike.
-            stopping = code == CONFIGURATION_ERROR_EXIT
+            # Started again, unless it could not start for a reason the next try would meet alike.
+            stopping = code in self._final_exit_codes
             log(
                 logger,
                 "worker_process_exited",
@@ -163,7 +168,7 @@ class WorkerProcesses:
                 exit_code=code,
                 ran_seconds=round(lived, 1),
                 restart_in_seconds=None if stopping else child.restart_delay,
-                reason="configuration error (see its log): stopping the worker" if stopping else None,
+                reason="could not start, and would not again (see its line): stopping the worker" if stopping else None,
             )
             if stopping:
                 self._exit_code, self._stop_signal = code, signal.SIGTERM
