@@ -5,6 +5,7 @@ re-enqueue, the claims make duplicates no-ops)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -19,6 +20,7 @@ from redis import ConnectionPool
 
 from webhook_service.config.model import QueueSettings
 from webhook_service.database.leases import Lease
+from webhook_service.database.outage import UNAVAILABLE_ERRORS, driver_error, first_line
 from webhook_service.observability.logs import log
 from webhook_service.worker.consumer import SiblingWakingConsumer
 from webhook_service.worker.wake import wake_consumers, wake_sender
@@ -35,6 +37,27 @@ DELIVERY_SWEEP_TASK = "sweep_deliveries"
 # (media/pipeline.py), so runs never overlap; a worker that dies holding it delays the next run at most
 # that long.
 SWEEP_LEASE_SECONDS = 55.0
+
+Task = Callable[..., None]
+
+
+def put_off_while_the_database_is_down(name: str) -> Callable[[Task], Task]:
+    """A task that finds the database down is put off, in one line, rather than failed with huey's
+    traceback ("Unhandled exception in task"), two a minute from the sweeps alone and one per queued
+    wake-up: nothing is lost, as the database says what is to be done and the sweeps find it again."""
+
+    def decorate(function: Task) -> Task:
+        @functools.wraps(function)
+        def run(*arguments: Any) -> None:
+            try:
+                function(*arguments)
+            except UNAVAILABLE_ERRORS as error:
+                reason = first_line(driver_error(error))
+                log(logger, "task_put_off", logging.WARNING, task=name, reason=reason, arguments=list(arguments))
+
+        return run
+
+    return decorate
 
 
 class DownloadQueue:
@@ -78,12 +101,14 @@ class DownloadQueue:
             else self.huey
         )
 
+        @put_off_while_the_database_is_down(DOWNLOAD_TASK)
         def download_attachment(attachment_id: str) -> None:
             process(attachment_id)
 
         self._download = self._task(DOWNLOAD_TASK, download_attachment)
 
         @self.huey.periodic_task(crontab(minute="*"), name=SWEEP_TASK)
+        @put_off_while_the_database_is_down(SWEEP_TASK)
         def sweep_pending_attachments() -> None:
             if not sweep_lease.take():
                 held = sweep_lease.state()
@@ -98,9 +123,11 @@ class DownloadQueue:
             sweep(self.waiting())
 
         self.sweep = sweep_pending_attachments
+        self.delivery_sweep: Any = None
         self._deliver: Any = None
         if deliver is not None:
 
+            @put_off_while_the_database_is_down(DELIVERY_TASK)
             def deliver_to_endpoint(endpoint_id: str) -> None:
                 deliver(endpoint_id)
 
@@ -108,8 +135,11 @@ class DownloadQueue:
         if sweep_deliveries is not None:
 
             @self.huey.periodic_task(crontab(minute="*"), name=DELIVERY_SWEEP_TASK)
+            @put_off_while_the_database_is_down(DELIVERY_SWEEP_TASK)
             def sweep_pending_deliveries() -> None:
                 sweep_deliveries()
+
+            self.delivery_sweep = sweep_pending_deliveries
 
         # Consumers of the embedded queue in other processes (`worker` runs one per CPU) are woken
         # through sockets here, by a consumer that starts a task and by whoever enqueues one; each
