@@ -73,8 +73,8 @@ def test_a_port_in_time_wait_is_free_for_run_as_for_gunicorn(tmp_path):
         assert line.startswith(f"webhook-service listening on http://127.0.0.1:{port}  "), line
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json() == {"status": "ok"}
     finally:
-        _stop(process)
-    assert process.returncode == 0
+        _, errors = _stop(process)
+    assert process.returncode == 0, errors
 
 
 def test_a_web_that_never_serves_is_not_said_to_listen(tmp_path):

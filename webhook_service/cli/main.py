@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 
 import click
 
@@ -60,6 +61,14 @@ class LazyGroup(click.Group):
         """Every command's failures for reasons outside it, each as its one line (failures.py)."""
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Ended by the signal, as an interrupted program is (130 in a shell), not as click ends it
+            # ("Aborted!", code 1): a parent cannot tell that from a failure. `run` stops its worker with
+            # SIGINT, and one arriving before the worker has set its own handlers (while it loads and
+            # builds its runtime) made `run` exit 1.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+            raise  # not reached: the default action ends the process
         except Exception as error:
             failure = operator_failure(error)
             if failure is None:
