@@ -177,6 +177,9 @@ def test_an_endpoint_disabled_by_a_410_is_enabled_again_and_its_failed_deliverie
     assert len(receiver.wait_for(3, "/browser")) == 3
 
 
+# What the browser shows, the same on either database (the console's own tests run on both): on one of
+# them, to keep the suite's time.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_viewer_is_refused_an_action_and_a_post_without_csrf_is_refused(page, live_server, client, runtime):
     post_standard(client, inbound_body("b-viewer"), secret="wrong")
     with runtime.db.reading() as session:
@@ -198,6 +201,9 @@ def test_a_viewer_is_refused_an_action_and_a_post_without_csrf_is_refused(page, 
         assert session.get(QuarantinedRequest, entry_id).resolved_at is None
 
 
+# What the browser shows, the same on either database (the console's own tests run on both): on one of
+# them, to keep the suite's time.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_another_tenants_pages_are_not_found(page, live_server, client, runtime):
     post_standard(client, inbound_body("b-tenant-b"), connection="other", secret=STANDARD_SECRET_B)
     with runtime.db.reading() as session:
@@ -217,6 +223,9 @@ def test_another_tenants_pages_are_not_found(page, live_server, client, runtime)
 PHONE = {"width": 390, "height": 844}
 
 
+# What the browser shows, the same on either database (the console's own tests run on both): on one of
+# them, to keep the suite's time.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_every_page_fits_a_phone_screen(browser, live_server, client, runtime):
     post_standard(client, inbound_body("b-phone-1", attachments=[{"url": "http://127.0.0.1/x.jpg"}]))
     post_standard(client, inbound_body("b-phone-2"), secret="wrong")
@@ -251,6 +260,9 @@ def test_every_page_fits_a_phone_screen(browser, live_server, client, runtime):
         context.close()
 
 
+# What the browser shows, the same on either database (the console's own tests run on both): on one of
+# them, to keep the suite's time.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_api_docs_render_under_their_content_security_policy(page, live_server):
     refused: list[str] = []
     page.on(

@@ -143,6 +143,9 @@ def test_run_serves_webhooks_and_the_worker_stores_attachments(service, media_se
     assert "webhook-service listening on http://127.0.0.1:" in process.stdout.read()
 
 
+# Process management, the same on either database: on one of them, to keep the suite's time (the other
+# database's own tests run the same storing).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_hangup_of_the_terminal_stops_web_and_worker_with_run(service):
     """SIGHUP to the whole group, as a closed terminal sends it: `run` stops both (before, `run` ended by the
     signal and left the web and the worker running without it)."""
@@ -154,6 +157,9 @@ def test_a_hangup_of_the_terminal_stops_web_and_worker_with_run(service):
     _assert_all_end(descendants, base)
 
 
+# Process management, the same on either database: on one of them, to keep the suite's time (the other
+# database's own tests run the same storing).
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_ctrl_c_stops_run_gracefully_a_webhook_still_arriving_is_answered_and_a_download_running_is_stored(
     service, media_server, database_url
 ):
@@ -198,6 +204,9 @@ def test_ctrl_c_stops_run_gracefully_a_webhook_still_arriving_is_answered_and_a_
     assert outcomes == ["stored"]
 
 
+# Process management, the same on either database: on one of them, to keep the suite's time (the other
+# database's own tests run the same storing).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_web_and_worker_stop_when_run_is_killed_outright(service):
     """Their own process groups keep a terminal's signals from them; a `run` killed outright (SIGKILL, the
     OOM killer) cannot pass a stop on, so the kernel sends each its graceful stop as `run` ends."""

@@ -16,6 +16,8 @@ def settings_overrides() -> dict:
     return {"database_url": unreachable_database_url()}
 
 
+# The database is an unreachable PostgreSQL whichever the fixture's: once.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_every_task_that_finds_the_database_down_is_put_off_in_one_line(runtime, caplog):
     caplog.set_level(logging.DEBUG)
     queue = runtime.queue

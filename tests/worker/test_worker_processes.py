@@ -161,6 +161,9 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
+# Process management, the same on either database: on one of them, to keep the suite's time (the other
+# database's own tests run the same storing).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_process_that_dies_is_started_again_and_keeps_storing(worker_runtime, start_worker, media_server):
     worker = start_worker()
     worker.wait_for("consumer started", count=2)
@@ -216,6 +219,9 @@ def _wait_for_request(media_server, path: str, timeout: float = 10):
     raise AssertionError(f"nobody fetched {path} within {timeout} s")
 
 
+# Process management, the same on either database: on one of them, to keep the suite's time (the other
+# database's own tests run the same storing).
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_ctrl_c_stops_gracefully_once_and_running_downloads_finish(worker_runtime, start_worker, media_server):
     """A terminal's Ctrl-C signals the whole foreground process group. The consumers have their own,
     so they hear it once, from the supervisor: huey takes a second SIGINT as "stop now"."""
@@ -297,6 +303,9 @@ def test_a_task_that_falls_due_wakes_idle_consumers(worker_config, worker_runtim
     assert _wait_until_done(worker_runtime, ids) == {ids[0]: "stored"}
 
 
+# Process management, the same on either database: on one of them, to keep the suite's time (the other
+# database's own tests run the same storing).
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_hangup_starts_every_consumer_over_in_place_and_they_keep_storing(worker_runtime, start_worker, media_server):
     """SIGHUP, huey's graceful restart: each consumer finishes what runs and starts again as the same process,
     with one delivery books process (the one from before ends), and a second SIGHUP as it starts over ends
