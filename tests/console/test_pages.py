@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from tests.api.test_status_history_shown import REPORTS, api_message, send_reports
 from tests.console.conftest import VIEWER, sign_in
 from tests.support.standard import inbound_body, post_standard, standard_headers, status_body
 from webhook_service.database.tables import Attachment, RequestLogEntry
@@ -229,3 +230,10 @@ def test_a_request_page_shows_an_xml_body_indented(admin, client, runtime):
     page = admin.get(f"/console/requests/{entry.id}").get_data(as_text=True)
     assert "XML, indented" in page
     assert "\n  &lt;From&gt;+15550001111&lt;/From&gt;\n  &lt;Body&gt;hi &amp;amp; bye&lt;/Body&gt;" in page
+
+
+def test_a_message_with_more_reports_than_are_shown_says_so(admin, client):
+    send_reports(client, "many", REPORTS)
+    page = admin.get(f"/console/messages/{api_message(client, 'many')['id']}").get_data(as_text=True)
+    assert "older reports not shown" in page
+    assert "sent-2<" not in page and f"sent-{REPORTS - 1}<" in page

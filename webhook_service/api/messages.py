@@ -112,7 +112,13 @@ def _one(db: Database, links: MediaLinks, *conditions: Any) -> dict[str, Any]:
 
 
 def _render(loaded: LoadedMessage, links: MediaLinks) -> dict[str, Any]:
-    return message_json(loaded.message, loaded.attachments, loaded.history, links.attachment_url)
+    return message_json(
+        loaded.message,
+        loaded.attachments,
+        loaded.history,
+        links.attachment_url,
+        history_truncated=loaded.history_truncated,
+    )
 
 
 def _message_filter(asked: MessageQuery, region: str) -> MessageFilter:

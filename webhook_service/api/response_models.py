@@ -83,7 +83,10 @@ class Message(_Answer):
     hasContent: bool = Field(description="False while the message is known only from delivery reports.")
     extra: dict[str, Any] = Field(description="Provider facts not mapped to the fields above.")
     attachments: list[Attachment]
-    statusHistory: list[StatusEvent]
+    statusHistory: list[StatusEvent] = Field(description="The newest 100 status reports, oldest first.")
+    statusHistoryTruncated: bool = Field(
+        description="True when the message has more status reports than statusHistory holds (older ones left out)."
+    )
 
 
 class MessagePage(_Answer):

@@ -75,6 +75,7 @@ def register(blueprint: Blueprint, console: Console) -> None:
             loaded=loaded,
             message=loaded.message,
             timeline=timeline(loaded),
+            history_truncated=loaded.history_truncated,
             requests=requests,
             problem_states=PROBLEM_STATES,
         )
@@ -106,11 +107,16 @@ def timeline(loaded: LoadedMessage) -> list[TimelineStep]:
     status rule: model/statuses.py)."""
     message = loaded.message
     current = statuses.RECEIVED if message.direction == "inbound" and message.has_content else None
+    # With the oldest reports left out, the status before the first one shown is not known: until a shown
+    # report sets it, a report kept without moving it is put down to one of those.
+    known = not loaded.history_truncated
     steps = []
     for report in loaded.history:
         if report.applied:
             steps.append(TimelineStep(report, None))
-            current = report.status
-        else:
+            current, known = report.status, True
+        elif known:
             steps.append(TimelineStep(report, statuses.why_not_applied(current, report.status)))
+        else:
+            steps.append(TimelineStep(report, "an earlier report, not shown here, had set the status"))
     return steps

@@ -21,18 +21,36 @@ from webhook_service.database.engine import Database
 from webhook_service.database.scope import Tenants, within
 from webhook_service.database.tables import Attachment, Message, StatusEventRow, storable
 
+# A message's status history as loaded and shown: its newest reports, this many at most. Every report is
+# kept, and a sender may send any number for one message (a connection that verifies nothing takes them
+# from anyone): whole, one message's history would grow every read of it, every page of messages holding
+# it, and every push delivery of its events (each carries the message, so N reports cost N^2).
+STATUS_HISTORY_SHOWN = 100
+
 
 @functools.cache
 def _queries(dialect: str) -> tuple[sa.Select, sa.Select, sa.Select]:
-    """Messages by id, and the attachments and status history of messages by seq. Run by a Session they
-    give ORM objects; run by its Connection, Core rows with the same columns as attributes."""
+    """Messages by id, and the attachments and status history of messages by seq (the newest
+    STATUS_HISTORY_SHOWN + 1 reports of each: one more than is shown says that some are left out). Run by
+    a Session they give ORM objects; run by its Connection, Core rows with the same columns as
+    attributes."""
+    newest = (
+        sa.select(
+            StatusEventRow.id,
+            sa.func.row_number()
+            .over(partition_by=StatusEventRow.message_seq, order_by=StatusEventRow.id.desc())
+            .label("newest_first"),
+        )
+        .where(any_of(StatusEventRow.message_seq, "seqs", dialect))
+        .subquery()
+    )
     return (
         sa.select(Message).where(any_of(Message.id, "ids", dialect)),
         sa.select(Attachment)
         .where(any_of(Attachment.message_seq, "seqs", dialect))
         .order_by(Attachment.message_seq, Attachment.index),
         sa.select(StatusEventRow)
-        .where(any_of(StatusEventRow.message_seq, "seqs", dialect))
+        .where(StatusEventRow.id.in_(sa.select(newest.c.id).where(newest.c.newest_first <= STATUS_HISTORY_SHOWN + 1)))
         .order_by(StatusEventRow.id),
     )
 
@@ -59,7 +77,9 @@ class LoadedMessage:
 
     message: Message
     attachments: list[Attachment] = field(default_factory=list)
+    # Its newest STATUS_HISTORY_SHOWN reports, oldest first; older ones left out when `history_truncated`.
     history: list[StatusEventRow] = field(default_factory=list)
+    history_truncated: bool = False
 
 
 @dataclass
@@ -137,7 +157,16 @@ def _loaded(session: Session, messages: Sequence[Any], rows: bool = False) -> li
     history: dict[int, list[Any]] = defaultdict(list)
     for row in run(history_of, seqs).all():
         history[row.message_seq].append(row)
-    return [LoadedMessage(m, attachments[m.seq], history[m.seq]) for m in messages]
+    loaded = []
+    for message in messages:
+        reports = history[message.seq]
+        truncated = len(reports) > STATUS_HISTORY_SHOWN
+        loaded.append(
+            LoadedMessage(
+                message, attachments[message.seq], reports[-STATUS_HISTORY_SHOWN:], history_truncated=truncated
+            )
+        )
+    return loaded
 
 
 def _filtered(query: sa.Select, tenants: Tenants, where: MessageFilter, dialect: str) -> sa.Select:

@@ -47,7 +47,15 @@ def render_payloads(session: Session, events: Sequence[Event], attachment_url: A
     message_ids = {e.message_id for e in events if e.type in _MESSAGE_EVENTS and e.message_id}
     attachment_ids = {e.attachment_id for e in events if e.type in _ATTACHMENT_EVENTS and e.attachment_id}
     messages = {
-        loaded.message.id: _dumps(message_json(loaded.message, loaded.attachments, loaded.history, attachment_url))
+        loaded.message.id: _dumps(
+            message_json(
+                loaded.message,
+                loaded.attachments,
+                loaded.history,
+                attachment_url,
+                history_truncated=loaded.history_truncated,
+            )
+        )
         for loaded in load_message_rows(session, message_ids)
     }
     connection = session.connection()

@@ -56,8 +56,15 @@ def status_json(row: Row) -> dict[str, Any]:
 
 
 def message_json(
-    message: Row, attachments: list[Row], history: list[Row], url: AttachmentUrl | None = None
+    message: Row,
+    attachments: list[Row],
+    history: list[Row],
+    url: AttachmentUrl | None = None,
+    *,
+    history_truncated: bool = False,
 ) -> dict[str, Any]:
+    """`history`: the newest reports, oldest first; `history_truncated` when older ones were left out
+    (database/messages.py, STATUS_HISTORY_SHOWN)."""
     return {
         "id": message.id,
         "provider": message.provider,
@@ -80,4 +87,5 @@ def message_json(
         "extra": dict(message.extra or {}),
         "attachments": [attachment_json(a, url) for a in attachments],
         "statusHistory": [status_json(row) for row in history],
+        "statusHistoryTruncated": history_truncated,
     }
