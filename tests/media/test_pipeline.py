@@ -250,6 +250,8 @@ class TestRefused:
 
 class TestRetries:
     @pytest.mark.slow
+    # A download's timing, the same on either database: on one of them, to keep the suite's time.
+    @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
     def test_trickling_server_times_out_and_ends_failed_after_the_retry_budget(self, client, media_server, runtime):
         send(client, media_server.trickle("/slow", interval=2.0))
         for _ in range(runtime.settings.media.retry_max_attempts - 1):
