@@ -6,14 +6,9 @@
 # --compile-bytecode, as pip does: where PYTHONDONTWRITEBYTECODE is set (containers often set it), every
 # process would otherwise compile what it imports from source each time it starts (6.5 s for the web
 # app, against 2.2 s).
-# COMPILE_BYTECODE=0 leaves that to the first import of each module instead: for the tests, which let
-# Python write what it compiles (scripts/test.sh), compiling every module of every package up front (24 s
-# of a fresh install's 29) costs more than compiling the few they import.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check 'uv>=0.9'
-compile=(--compile-bytecode)
-[ "${COMPILE_BYTECODE:-1}" = 0 ] && compile=()
-.venv/bin/uv pip install --quiet "${compile[@]}" --python .venv/bin/python -e "${1:-.}"
+.venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python -e "${1:-.}"

@@ -18,8 +18,7 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     fi
 fi
 
-# Nothing compiled up front (scripts/install.sh): the tests write what they import as they import it.
-COMPILE_BYTECODE=0 bash scripts/install.sh '.[test]'
+bash scripts/install.sh '.[test]'
 npm install --no-audit --no-fund --loglevel=error
 # Let Python keep what it compiles where the machine says not to (PYTHONDONTWRITEBYTECODE): the hundreds
 # of processes the tests start then compile the service's modules once, not 0.2 s of it each, and a
