@@ -124,6 +124,9 @@ def test_a_backlog_is_delivered_in_feed_order_once_each_with_its_books_in_the_pr
         worker.close()
 
 
+# A process's death, the same on either database (the books' own tests run on both): on one of them, to
+# keep the suite's time.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_books_process_killed_mid_backlog_loses_nothing_and_the_consumer_starts_over_with_a_new_one(
     worker_config, backlog, receiver, database_url
 ):
