@@ -99,6 +99,10 @@ def _wait_until_ready(base: str, process: subprocess.Popen, timeout: float = 60)
     raise AssertionError("the service did not become ready")
 
 
+# On PostgreSQL: `run` on SQLite, the embedded defaults, serves webhooks in the wheel's test (test_wheel.py),
+# and the worker's processes store downloads on SQLite in test_worker_processes.py; one database here
+# keeps the suite's time.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_run_serves_webhooks_and_the_worker_stores_attachments(service, media_server):
     base, process = service
     image = samples.png()
